@@ -1,0 +1,22 @@
+//! `codespace-agentctl`: the host and operator command line.
+//!
+//! Offline tools (`audit`, `policy`) need no agent; the others talk to an agent over a transport.
+//! `anyhow` is used here and nowhere else; errors become documented exit codes.
+
+use clap::Parser;
+
+/// Host and operator command line for codespace-agent.
+#[derive(Debug, Parser)]
+#[command(name = "codespace-agentctl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {}
+}
