@@ -6,11 +6,13 @@
 //!
 //! | module | decides | rules from |
 //! |---|---|---|
+//! | [`token`] | the repository token's scope type | DESIGN.md §1 "Token", issue 3 |
 //! | [`secrets`] | secret names and which secrets are injected | DESIGN.md §1 "Secrets", §2 |
 //! | [`repo`] | repository names and the creator's access | issue 3 |
 
 pub mod decision;
 pub mod repo;
 pub mod secrets;
+pub mod token;
 
 pub use decision::{Authorized, Decision, ReasonCode};
