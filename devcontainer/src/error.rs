@@ -7,6 +7,7 @@
 
 use crate::extensions::ExtensionIdError;
 use crate::node::Node;
+use crate::repositories::RepositoryError;
 use crate::span::{Located, Span};
 
 /// A semantic error: a value that is valid JSON but not a valid devcontainer property.
@@ -54,6 +55,9 @@ pub enum ModelErrorKind {
     /// A bad VS Code extension id.
     #[error("{0}")]
     Extension(ExtensionIdError),
+    /// A bad `customizations.codespaces.repositories` entry.
+    #[error("{0}")]
+    Repository(RepositoryError),
 }
 
 /// A user-facing error: message plus where (pointer and 1-based line:column; 0:0 when the
