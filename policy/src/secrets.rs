@@ -573,4 +573,73 @@ mod tests {
             assert_eq!(out.rejected.len(), 1);
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn secret() -> impl Strategy<Value = SecretMeta> {
+            let level = prop::sample::select(vec![
+                SecretLevel::User,
+                SecretLevel::Repository,
+                SecretLevel::Organization,
+            ]);
+            let name = prop_oneof![
+                "[A-Za-z_][A-Za-z0-9_]{0,6}",
+                prop::sample::select(vec![
+                    "PATH",
+                    "path",
+                    "GITHUB_X",
+                    "LD_PRELOAD",
+                    "1A",
+                    "A-B",
+                    "",
+                    "Token",
+                    "TOKEN"
+                ])
+                .prop_map(str::to_owned),
+            ];
+            let size = prop_oneof![
+                0usize..10,
+                Just(MAX_SECRET_BYTES),
+                Just(MAX_SECRET_BYTES + 1)
+            ];
+            (level, name, size).prop_map(|(level, name, size)| SecretMeta { level, name, size })
+        }
+
+        proptest! {
+            /// Only valid, unique (case-insensitively), small enough names are injected, each from
+            /// the highest level that has a valid one, and nothing when any fact withholds.
+            #[test]
+            fn selection_invariants(
+                secrets in prop::collection::vec(secret(), 0..30),
+                access in prop::sample::select(AccessLevel::ALL.to_vec()),
+                fork in any::<bool>(),
+                prebuild in any::<bool>(),
+            ) {
+                let facts = InjectionFacts { creator_access: access, pull_request_from_fork: fork, prebuild };
+                let out = select(&secrets, &facts, &[]);
+                if !access.can_write() || fork || prebuild {
+                    prop_assert!(out.environment.is_empty());
+                    prop_assert!(out.withheld.is_some());
+                }
+                let mut seen = std::collections::HashSet::new();
+                for (name, level) in &out.environment {
+                    prop_assert!(check_name(name, &[]).is_ok());
+                    prop_assert!(seen.insert(name.to_ascii_uppercase()));
+                    let source = secrets.iter().find(|s| &s.name == name && s.level == *level).unwrap();
+                    prop_assert!(source.size <= MAX_SECRET_BYTES);
+                    // No valid secret of a higher level with the same name lost.
+                    let rejected_higher = secrets.iter().filter(|s| s.level < *level && s.name.eq_ignore_ascii_case(name));
+                    for s in rejected_higher {
+                        prop_assert!(out.rejected.iter().any(|r| r.level == s.level && r.name == s.name));
+                    }
+                }
+                for level in [SecretLevel::User, SecretLevel::Repository, SecretLevel::Organization] {
+                    prop_assert!(out.environment.values().filter(|l| **l == level).count() <= MAX_SECRETS_PER_LEVEL);
+                }
+            }
+        }
+    }
 }
