@@ -209,7 +209,12 @@ fn decide(
     let Some(principal) = principal else {
         return Decision::Deny(PortDenyReason::AuthenticationRequired);
     };
-    if principal.authenticated_at > now + CLOCK_SKEW {
+    // `checked_add` because `now` near the end of the representable range must not panic;
+    // nothing can lie beyond that end, so no authentication time is "in the future" then.
+    if now
+        .checked_add(CLOCK_SKEW)
+        .is_some_and(|limit| principal.authenticated_at > limit)
+    {
         return Decision::Deny(PortDenyReason::AuthenticationInvalid);
     }
     if now - principal.authenticated_at >= AUTHENTICATION_LIFETIME {
