@@ -349,9 +349,11 @@ fn principal(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<Principal> 
         let mut out = Vec::new();
         for (i, v) in items.iter().enumerate() {
             let p = item(f.pointer, i);
-            out.push(owned_string(Field::new(v, &p), e)?);
+            if let Some(org) = owned_string(Field::new(v, &p), e) {
+                out.push(org);
+            }
         }
-        Some(out)
+        (out.len() == items.len()).then_some(out)
     });
     let authenticated_at = req(&mut obj, "authenticated_at", errs, timestamp);
     obj.finish(errs);

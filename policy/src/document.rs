@@ -251,7 +251,9 @@ fn read_trusted(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<TrustedR
             let mut patterns = Vec::new();
             for (i, v) in items.iter().enumerate() {
                 let p = item(field.pointer, i);
-                let text = string(Field::new(v, &p), errs)?;
+                let Some(text) = string(Field::new(v, &p), errs) else {
+                    continue;
+                };
                 match RepoPattern::parse(text) {
                     Ok(pattern) => patterns.push(pattern),
                     Err(err) => errs.push(FieldError::new(p, err.to_string())),
@@ -462,7 +464,7 @@ mod tests {
     fn every_error_is_reported_with_its_pointer() {
         let errs = errors(
             r#"{
-              "trusted_repositories": ["octo/app", "bad", 3],
+              "trusted_repositories": ["octo/app", 3, "bad"],
               "port_visibility": ["org", "org", "everyone"],
               "extensions": {"allow": ["a.b.c"], "deny": "x", "allow_vsix": "yes", "other": 1},
               "features": ["a*b"],
