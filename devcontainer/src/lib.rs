@@ -13,6 +13,7 @@ pub mod parsed;
 pub mod pointer;
 pub mod repositories;
 pub mod span;
+pub mod substitute;
 
 pub use error::{Diagnostic, ErrorSink, ModelError, ModelErrorKind};
 pub use extensions::{ExtensionId, ExtensionIdError, ExtensionRef, ExtensionVersion};
@@ -45,3 +46,6 @@ pub fn parse_devcontainer(text: &str) -> Parsed<DevContainer> {
     Parsed::build(text, DevContainer::from_tree)
 }
 pub use feature::{parse_feature, FeatureMetadata};
+pub use substitute::{
+    devcontainer_id_for_labels, substitute, substitute_str, SubstitutionContext, SubstitutionError,
+};
