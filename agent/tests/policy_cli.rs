@@ -23,12 +23,10 @@ fn agentctl(args: &[&str], stdin: &str) -> Outcome {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A child that does not read stdin (`--input FILE`, a usage error) may exit first.
+    if let Err(err) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+    }
     let out = child.wait_with_output().unwrap();
     Outcome {
         code: out.status.code().unwrap(),

@@ -21,8 +21,8 @@ use crate::document::OrgPolicy;
 use crate::extensions::{self, Trust};
 use crate::grant::{self, PullRequest, RequestTarget, RequestedEntry, TokenRequest};
 use crate::input::{
-    self, array, boolean, child, integer, item, nullable, one_of, string, Field, FieldError,
-    InputErrors, Obj,
+    self, array, boolean, child_index, child_key, integer, nullable, one_of, string, Field,
+    FieldError, InputErrors, Obj,
 };
 use crate::lifecycle::{self, LifecycleFacts};
 use crate::ports::{self, CodespaceIdentity, PortDenyReason, Principal, Visibility};
@@ -200,7 +200,7 @@ fn access_map(
     };
     let mut out = BTreeMap::new();
     for (key, v) in map {
-        let p = child(field.pointer, key);
+        let p = child_key(field.pointer, key);
         let repo = match RepoName::parse(key) {
             Ok(repo) => repo,
             Err(err) => {
@@ -249,7 +249,7 @@ fn requested(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<Vec<Request
     };
     let mut out = Vec::new();
     for (key, v) in map {
-        let p = child(field.pointer, key);
+        let p = child_key(field.pointer, key);
         let target = match codespace_devcontainer::repositories::parse_pattern(key) {
             Err(err) => {
                 errs.push(FieldError::new(&p, err.to_string()));
@@ -348,7 +348,7 @@ fn principal(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<Principal> 
         let items = array(f, e)?;
         let mut out = Vec::new();
         for (i, v) in items.iter().enumerate() {
-            let p = item(f.pointer, i);
+            let p = child_index(f.pointer, i);
             if let Some(org) = owned_string(Field::new(v, &p), e) {
                 out.push(org);
             }
@@ -460,7 +460,7 @@ fn port_replay(value: &Value, errs: &mut Vec<FieldError>) -> Option<Value> {
         let mut out = Vec::new();
         let mut ok = true;
         for (i, v) in items.iter().enumerate() {
-            let p = item(f.pointer, i);
+            let p = child_index(f.pointer, i);
             match port_event(Field::new(v, &p), e) {
                 Some(event) => out.push(event),
                 None => ok = false,
@@ -500,7 +500,7 @@ fn secret_level(
     };
     let mut out = Vec::new();
     for (name, v) in map {
-        let p = child(field.pointer, name);
+        let p = child_key(field.pointer, name);
         // Never echo the value: only its type is named.
         if let Some(value) = string(Field::new(v, &p), errs) {
             out.push(SecretMeta {
@@ -562,7 +562,7 @@ fn extensions(value: &Value, errs: &mut Vec<FieldError>) -> Option<Value> {
         let items = array(f, e)?;
         let mut out = Vec::new();
         for (i, v) in items.iter().enumerate() {
-            let p = item(f.pointer, i);
+            let p = child_index(f.pointer, i);
             if let Some(s) = string(Field::new(v, &p), e) {
                 out.push(s.to_owned());
             }
