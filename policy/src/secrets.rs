@@ -69,7 +69,7 @@ impl ReasonCode for SecretNameRejection {
 
 /// A name pattern of the deny list: exact, or a prefix when it ends in `*`.
 ///
-/// Each entry says why it is dangerous; `dead_entries` tests keep the list honest.
+/// Each entry says why it is dangerous; a test checks every entry is live and unique.
 pub const DANGEROUS_NAMES: &[(&str, &str)] = &[
     (
         "LD_*",
