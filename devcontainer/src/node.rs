@@ -192,8 +192,9 @@ impl Node {
         Some(cur)
     }
 
-    /// Every key that is written more than once in any object of this tree (each later
-    /// occurrence reported against the first).
+    /// Every key that is written more than once in any object of this tree that is in effect
+    /// (each later occurrence reported against the first). Objects inside a shadowed duplicate
+    /// are not searched, so every reported pointer resolves.
     #[must_use]
     pub fn duplicate_keys(&self) -> Vec<DuplicateKey> {
         let mut out = Vec::new();
@@ -227,7 +228,12 @@ impl Node {
                             });
                         }
                     }
-                    stack.extend(members.iter().rev().map(|m| &m.value));
+                    // Descend only into effective values: a shadowed duplicate's subtree is
+                    // ignored by the tools (the shadowing itself is reported above), and every
+                    // reported pointer must resolve.
+                    let effective: Vec<&Node> =
+                        node.effective_members().map(|m| &m.value).collect();
+                    stack.extend(effective.into_iter().rev());
                 }
                 NodeValue::Array(items) => stack.extend(items.iter().rev()),
                 _ => {}
