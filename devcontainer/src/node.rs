@@ -211,6 +211,7 @@ impl Node {
                             }
                             map
                         });
+                    let found_before = out.len();
                     for (i, m) in members.iter().enumerate() {
                         let first = match &first_of {
                             Some(map) => map
@@ -231,9 +232,14 @@ impl Node {
                     // Descend only into effective values: a shadowed duplicate's subtree is
                     // ignored by the tools (the shadowing itself is reported above), and every
                     // reported pointer must resolve.
-                    let effective: Vec<&Node> =
-                        node.effective_members().map(|m| &m.value).collect();
-                    stack.extend(effective.into_iter().rev());
+                    let has_duplicates = out.len() > found_before;
+                    let start = stack.len();
+                    if has_duplicates {
+                        stack.extend(node.effective_members().map(|m| &m.value));
+                    } else {
+                        stack.extend(members.iter().map(|m| &m.value));
+                    }
+                    stack[start..].reverse();
                 }
                 NodeValue::Array(items) => stack.extend(items.iter().rev()),
                 _ => {}
