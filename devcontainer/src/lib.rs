@@ -65,5 +65,6 @@ pub fn parse_devcontainer(text: &str) -> Parsed<DevContainer> {
 }
 pub use feature::{parse_feature, FeatureMetadata};
 pub use substitute::{
-    devcontainer_id_for_labels, substitute, substitute_str, SubstitutionContext, SubstitutionError,
+    devcontainer_id_for_labels, substitute, substitute_feature, substitute_str,
+    SubstitutionContext, SubstitutionError,
 };
