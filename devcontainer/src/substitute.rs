@@ -239,6 +239,22 @@ pub fn substitute_tree(node: &Node, ctx: &SubstitutionContext, errors: &mut Erro
 /// Substitute a parsed document and rebuild its model. The result's `errors` are the
 /// substitution errors plus the model errors of the substituted values. A document with a
 /// syntax error is returned as is.
+///
+/// ```
+/// use codespace_devcontainer::{parse_devcontainer, substitute, SubstitutionContext};
+///
+/// let raw = parse_devcontainer(
+///     r#"{"image": "x", "containerEnv": {"TOKEN": "${localEnv:GITHUB_TOKEN:none}"}}"#,
+/// );
+/// let ctx = SubstitutionContext::default(); // empty host environment
+/// let resolved = substitute(&raw, &ctx);
+/// let env = &resolved.model.as_ref().unwrap().container_env[0];
+/// assert_eq!(env.value.value, "none");
+/// // the raw model still shows what was written, at the same pointer
+/// let raw_env = &raw.model.as_ref().unwrap().container_env[0];
+/// assert_eq!(raw_env.value.value, "${localEnv:GITHUB_TOKEN:none}");
+/// assert_eq!(raw_env.value.pointer, env.value.pointer);
+/// ```
 #[must_use]
 pub fn substitute(
     parsed: &Parsed<DevContainer>,
