@@ -121,3 +121,28 @@ fn every_semantic_error_is_collected_with_a_position() {
     assert_eq!(m.forward_ports.len(), 1);
     assert_eq!(m.image.unwrap().value, "a");
 }
+
+#[test]
+fn shipped_example_parses_cleanly() {
+    let p = parse_devcontainer(include_str!("../examples/devcontainer.json"));
+    assert!(p.is_ok(), "{:#?}", p.diagnostics());
+    let m = p.model.unwrap();
+    assert_eq!(m.features.len(), 3);
+    assert_eq!(m.mounts[0].source.as_deref(), Some("/var/run/docker.sock"));
+    assert!(m.lifecycle.initialize.is_some());
+    assert!(m.unknown.is_empty());
+}
+
+#[test]
+fn oversized_input_is_one_syntax_error_at_1_1() {
+    let big = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(codespace_devcontainer::MAX_INPUT_BYTES)
+    );
+    let p = parse_devcontainer(&big);
+    let d = p.diagnostics();
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].line, d[0].column), (1, 1));
+    assert!(d[0].message.contains("4 MiB"));
+    assert!(p.model.is_none() && p.tree.is_none());
+}
