@@ -410,31 +410,37 @@ fn port_access(value: &Value, errs: &mut Vec<FieldError>) -> Option<Value> {
     to_value(&out, errs)
 }
 
+#[derive(Clone, Copy)]
+enum Op {
+    Add,
+    Remove,
+    SetVisibility,
+    Restart,
+    Policy,
+}
+
 fn port_event(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<PortEvent> {
     let mut obj = Obj::new(field.value, field.pointer, errs)?;
     let ops = [
-        ("add", 0),
-        ("remove", 1),
-        ("set_visibility", 2),
-        ("restart", 3),
-        ("policy", 4),
+        ("add", Op::Add),
+        ("remove", Op::Remove),
+        ("set_visibility", Op::SetVisibility),
+        ("restart", Op::Restart),
+        ("policy", Op::Policy),
     ];
-    let op = req(&mut obj, "op", errs, |f, e| one_of(f, &ops, e));
+    // An unknown op: stop here rather than also report its other fields as unknown.
+    let op = req(&mut obj, "op", errs, |f, e| one_of(f, &ops, e))?;
     let event = match op {
-        Some(0) => req(&mut obj, "port", errs, integer).map(PortEvent::Add),
-        Some(1) => req(&mut obj, "port", errs, integer).map(PortEvent::Remove),
-        Some(2) => {
+        Op::Add => req(&mut obj, "port", errs, integer).map(PortEvent::Add),
+        Op::Remove => req(&mut obj, "port", errs, integer).map(PortEvent::Remove),
+        Op::SetVisibility => {
             let port = req(&mut obj, "port", errs, integer);
             let vis = req(&mut obj, "visibility", errs, visibility);
             port.zip(vis).map(|(p, v)| PortEvent::SetVisibility(p, v))
         }
-        Some(3) => Some(PortEvent::Restart),
-        Some(_) => req(&mut obj, "org_policy", errs, org_policy)
+        Op::Restart => Some(PortEvent::Restart),
+        Op::Policy => req(&mut obj, "org_policy", errs, org_policy)
             .map(|p| PortEvent::Policy(p.map(|p| p.allowed_visibilities()).unwrap_or_default())),
-        None => {
-            // Unknown op: do not also report its other fields as unknown.
-            return None;
-        }
     };
     obj.finish(errs);
     event
