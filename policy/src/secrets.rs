@@ -1,0 +1,216 @@
+//! Which secrets enter a codespace's environment, and under which names.
+//!
+//! Secrets come from three levels (user, repository, organization). The agent asks
+//! [`select`] with each secret's level, name and value size (never the value), and injects
+//! exactly the names in [`SecretSelection::environment`].
+//!
+//! ```text
+//!  per level: check_name ─► duplicate-name ─► too-large ─► too-many   (first failing reason)
+//!  across levels: user > repository > organization (case-insensitive)
+//!  withheld: no write access / fork pull request / prebuild ⇒ nothing is injected
+//! ```
+//!
+//! Rules and their sources:
+//! - Names are ASCII letters, digits and `_` (`invalid-name`), not starting with a digit
+//!   (`starts-with-digit`), not starting with `GITHUB_` in any case (`reserved-prefix`):
+//!   DESIGN.md §1 "Secrets", workspace-agents.md §2.4.
+//! - Names that hijack execution are refused (`dangerous-name`): the list in [`DANGEROUS_NAMES`],
+//!   from DESIGN.md §2 and workspace-agents.md §4/§5.8 (Gitpod CLC-1591), plus the organization
+//!   policy's `secrets.deny_names`. Names are case-insensitive (§2.4), so every comparison is.
+//! - Names are unique per level, case-insensitively (`duplicate-name`): every member of a group
+//!   of names that differ only in case is refused, chosen restrictively because no rule says
+//!   which spelling is meant.
+//! - At most 48 KiB (49 152 bytes) per value (`too-large`), at most 100 per level
+//!   (`too-many`: names past the first 100 of a level in byte-wise sorted order): DESIGN.md §1.
+//! - Precedence user > repository > organization, case-insensitive: DESIGN.md §1 (the GitHub
+//!   docs leave user vs repository ambiguous, workspace-agents.md §2.4). A refused secret does
+//!   not shadow a valid one of a lower level.
+//! - Nothing is injected without write access to the repository, for a pull request from a
+//!   fork, or in a prebuild (`withheld`, first applicable in that order): DESIGN.md §1.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::ReasonCode;
+
+mod select;
+
+pub use select::{
+    select, InjectionFacts, RejectedSecret, SecretLevel, SecretMeta, SecretRejection,
+    SecretSelection, WithheldReason,
+};
+
+/// Maximum size of one secret value in bytes (48 KiB).
+pub const MAX_SECRET_BYTES: usize = 49_152;
+
+/// Maximum number of secrets per level.
+pub const MAX_SECRETS_PER_LEVEL: usize = 100;
+
+/// Why a secret name is refused on its own (see [`check_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum SecretNameRejection {
+    /// Empty, or a character other than ASCII letters, digits and `_`.
+    InvalidName,
+    /// Starts with a digit.
+    StartsWithDigit,
+    /// Starts with `GITHUB_` (any case).
+    ReservedPrefix,
+    /// Hijacks execution (see [`DANGEROUS_NAMES`]) or is in the policy's `deny_names`.
+    DangerousName,
+}
+
+impl ReasonCode for SecretNameRejection {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidName => "invalid-name",
+            Self::StartsWithDigit => "starts-with-digit",
+            Self::ReservedPrefix => "reserved-prefix",
+            Self::DangerousName => "dangerous-name",
+        }
+    }
+}
+
+/// A name pattern of the deny list: exact, or a prefix when it ends in `*`.
+///
+/// Each entry says why it is dangerous; a test checks every entry is live and unique.
+pub const DANGEROUS_NAMES: &[(&str, &str)] = &[
+    (
+        "LD_*",
+        "dynamic loader variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT) inject code",
+    ),
+    ("BASH_ENV", "sourced by every non-interactive bash"),
+    ("ENV", "sourced by interactive POSIX shells"),
+    ("PROMPT_COMMAND", "run by bash before every prompt"),
+    ("PS0", "prompt strings expand command substitutions"),
+    ("PS1", "prompt strings expand command substitutions"),
+    ("PS2", "prompt strings expand command substitutions"),
+    ("PS3", "prompt strings expand command substitutions"),
+    ("PS4", "prompt strings expand command substitutions"),
+    (
+        "ZDOTDIR",
+        "moves zsh's startup files to an attacker's directory",
+    ),
+    ("PATH", "decides which program runs"),
+    ("CDPATH", "redirects cd in scripts"),
+    ("SHELL", "decides which shell tools spawn"),
+    ("IFS", "changes word splitting of every shell script"),
+    (
+        "NODE_OPTIONS",
+        "--require preloads code into every node process",
+    ),
+    (
+        "PYTHON*",
+        "PYTHONPATH, PYTHONSTARTUP, PYTHONHOME load code into python",
+    ),
+    ("PERL*", "PERL5OPT, PERL5LIB load code into perl"),
+    ("JAVA_TOOL_OPTIONS", "-javaagent loads code into every JVM"),
+    (
+        "GIT_*",
+        "GIT_SSH_COMMAND, GIT_EXEC_PATH, GIT_CONFIG_* run code and redirect credentials",
+    ),
+];
+
+fn pattern_matches(pattern: &str, upper_name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => upper_name.starts_with(&prefix.to_ascii_uppercase()),
+        None => upper_name.eq_ignore_ascii_case(pattern),
+    }
+}
+
+/// Checks one secret name on its own, against the fixed rules and the organization's extra
+/// deny list (`secrets.deny_names`, exact names or prefixes ending in `*`, case-insensitive).
+///
+/// The first failing rule in the order invalid-name, starts-with-digit, reserved-prefix,
+/// dangerous-name is returned.
+pub fn check_name(name: &str, extra_deny: &[String]) -> Result<(), SecretNameRejection> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(SecretNameRejection::InvalidName);
+    }
+    if name.as_bytes()[0].is_ascii_digit() {
+        return Err(SecretNameRejection::StartsWithDigit);
+    }
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("GITHUB_") {
+        return Err(SecretNameRejection::ReservedPrefix);
+    }
+    let fixed = DANGEROUS_NAMES.iter().map(|(pattern, _)| *pattern);
+    let extra = extra_deny.iter().map(String::as_str);
+    if fixed
+        .chain(extra)
+        .any(|pattern| pattern_matches(pattern, &upper))
+    {
+        return Err(SecretNameRejection::DangerousName);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_rules_table() {
+        let deny = vec!["AWS_SECRET".to_owned(), "corp_*".to_owned()];
+        let table: &[(&str, Result<(), SecretNameRejection>)] = &[
+            ("API_KEY", Ok(())),
+            ("a", Ok(())),
+            ("_X1", Ok(())),
+            ("", Err(SecretNameRejection::InvalidName)),
+            ("MY KEY", Err(SecretNameRejection::InvalidName)),
+            ("MY-KEY", Err(SecretNameRejection::InvalidName)),
+            ("KÉY", Err(SecretNameRejection::InvalidName)),
+            ("1KEY", Err(SecretNameRejection::StartsWithDigit)),
+            ("GITHUB_TOKEN", Err(SecretNameRejection::ReservedPrefix)),
+            ("github_foo", Err(SecretNameRejection::ReservedPrefix)),
+            ("GITHUB", Ok(())),
+            ("LD_PRELOAD", Err(SecretNameRejection::DangerousName)),
+            ("ld_library_path", Err(SecretNameRejection::DangerousName)),
+            ("LDX", Ok(())),
+            ("BASH_ENV", Err(SecretNameRejection::DangerousName)),
+            ("ENV", Err(SecretNameRejection::DangerousName)),
+            ("ENVIRONMENT", Ok(())),
+            ("PROMPT_COMMAND", Err(SecretNameRejection::DangerousName)),
+            ("PS0", Err(SecretNameRejection::DangerousName)),
+            ("ps4", Err(SecretNameRejection::DangerousName)),
+            ("PS5", Ok(())),
+            ("ZDOTDIR", Err(SecretNameRejection::DangerousName)),
+            ("PATH", Err(SecretNameRejection::DangerousName)),
+            ("MY_PATH", Ok(())),
+            ("CDPATH", Err(SecretNameRejection::DangerousName)),
+            ("SHELL", Err(SecretNameRejection::DangerousName)),
+            ("IFS", Err(SecretNameRejection::DangerousName)),
+            ("NODE_OPTIONS", Err(SecretNameRejection::DangerousName)),
+            ("NODE_ENV", Ok(())),
+            ("PYTHONPATH", Err(SecretNameRejection::DangerousName)),
+            ("PYTHON", Err(SecretNameRejection::DangerousName)),
+            ("PERL5OPT", Err(SecretNameRejection::DangerousName)),
+            ("JAVA_TOOL_OPTIONS", Err(SecretNameRejection::DangerousName)),
+            ("JAVA_HOME", Ok(())),
+            ("GIT_SSH_COMMAND", Err(SecretNameRejection::DangerousName)),
+            ("GITLAB_TOKEN", Ok(())),
+            ("aws_secret", Err(SecretNameRejection::DangerousName)),
+            ("AWS_SECRET_2", Ok(())),
+            ("CORP_TOKEN", Err(SecretNameRejection::DangerousName)),
+        ];
+        for (name, want) in table {
+            assert_eq!(&check_name(name, &deny), want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn every_dangerous_entry_is_live_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (pattern, why) in DANGEROUS_NAMES {
+            assert!(seen.insert(*pattern), "duplicate {pattern}");
+            assert!(!why.is_empty());
+            let example = pattern.replace('*', "X");
+            assert_eq!(
+                check_name(&example, &[]),
+                Err(SecretNameRejection::DangerousName),
+                "{pattern}"
+            );
+        }
+    }
+}
