@@ -1,0 +1,190 @@
+//! Near-miss suggestions for unknown property names.
+//!
+//! `postCreateCommmand` was meant to be `postCreateCommand`, `Privileged` to be `privileged`.
+//! Names are compared case-insensitively by Levenshtein distance; a candidate is suggested when
+//! the distance is small relative to the name's length (at most 1 for names up to 5 characters,
+//! 2 up to 12, 3 beyond), and a case-only difference always wins.
+//!
+//! Some names are not misspelled but misplaced (`postCreateCommand` inside
+//! `customizations.vscode`); [`misplaced`] says where they belong.
+
+/// Every top-level property of devcontainer.json (reference notes §2, including legacy ones).
+pub const TOP_LEVEL: &[&str] = &[
+    "$schema",
+    "name",
+    "image",
+    "build",
+    "dockerFile",
+    "context",
+    "dockerComposeFile",
+    "service",
+    "runServices",
+    "workspaceFolder",
+    "workspaceMount",
+    "overrideCommand",
+    "shutdownAction",
+    "privileged",
+    "capAdd",
+    "securityOpt",
+    "init",
+    "runArgs",
+    "mounts",
+    "appPort",
+    "containerEnv",
+    "containerUser",
+    "remoteUser",
+    "remoteEnv",
+    "updateRemoteUserUID",
+    "userEnvProbe",
+    "forwardPorts",
+    "portsAttributes",
+    "otherPortsAttributes",
+    "features",
+    "overrideFeatureInstallOrder",
+    "initializeCommand",
+    "onCreateCommand",
+    "updateContentCommand",
+    "postCreateCommand",
+    "postStartCommand",
+    "postAttachCommand",
+    "waitFor",
+    "hostRequirements",
+    "secrets",
+    "customizations",
+    "extensions",
+    "settings",
+    "devPort",
+];
+
+/// Properties of `build`.
+pub const BUILD: &[&str] = &[
+    "dockerfile",
+    "context",
+    "args",
+    "options",
+    "target",
+    "cacheFrom",
+];
+
+/// Properties of devcontainer-feature.json.
+pub const FEATURE: &[&str] = &[
+    "id",
+    "version",
+    "name",
+    "description",
+    "documentationURL",
+    "licenseURL",
+    "keywords",
+    "options",
+    "containerEnv",
+    "privileged",
+    "init",
+    "capAdd",
+    "securityOpt",
+    "entrypoint",
+    "customizations",
+    "dependsOn",
+    "installsAfter",
+    "legacyIds",
+    "deprecated",
+    "mounts",
+    "onCreateCommand",
+    "updateContentCommand",
+    "postCreateCommand",
+    "postStartCommand",
+    "postAttachCommand",
+];
+
+/// Case-insensitive Levenshtein distance, computed over chars with two rows.
+pub fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
+    let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate within the allowed distance, if any.
+pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Names beyond this length are not misspellings of any property; skip the quadratic work.
+    if name.chars().count() > 64 {
+        return None;
+    }
+    let len = name.chars().count();
+    let limit = match len {
+        0..=5 => 1,
+        6..=12 => 2,
+        _ => 3,
+    };
+    candidates
+        .iter()
+        .map(|c| (distance(name, c), *c))
+        .filter(|(d, c)| *d <= limit && *c != name)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// If `name` is a top-level property found somewhere else, where it belongs.
+pub fn misplaced(name: &str) -> Option<&'static str> {
+    TOP_LEVEL
+        .contains(&name)
+        .then_some("it is a top-level property")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_misses() {
+        let cases = [
+            ("postCreateCommmand", Some("postCreateCommand")),
+            ("Privileged", Some("privileged")),
+            ("postcreatecommand", Some("postCreateCommand")),
+            ("forwardedPorts", Some("forwardPorts")),
+            ("remoteUsr", Some("remoteUser")),
+            ("dockerfile", Some("dockerFile")),
+            ("runargs", Some("runArgs")),
+            ("completelyUnrelated", None),
+            ("x", None),
+            ("privileged", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(suggest(name, TOP_LEVEL), expected, "{name}");
+        }
+        assert_eq!(suggest("dockerFile", BUILD), Some("dockerfile"));
+        assert_eq!(suggest(&"a".repeat(10_000), TOP_LEVEL), None);
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("ABC", "abc"), 0);
+        assert_eq!(distance("ms\u{2011}python", "ms-python"), 1);
+    }
+
+    #[test]
+    fn misplacement() {
+        assert!(misplaced("postCreateCommand").is_some());
+        assert!(misplaced("editor.fontSize").is_none());
+    }
+
+    #[test]
+    fn tables_have_no_duplicates() {
+        for table in [TOP_LEVEL, BUILD, FEATURE] {
+            let mut v = table.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            assert_eq!(v.len(), table.len());
+        }
+    }
+}
