@@ -35,12 +35,14 @@ pub mod rules;
 pub mod shell;
 pub mod suggest;
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
+use crate::feature::FeatureMetadata;
+use crate::model::DevContainer;
 use crate::node::Node;
+use crate::parsed::Parsed;
 use crate::span::{LineIndex, Span};
+use crate::substitute::{substitute, SubstitutionContext};
 
 pub use render::{FileReport, ReportError};
 pub use rules::{Rule, RuleId, Severity, RULES};
@@ -67,7 +69,7 @@ pub struct Finding {
 pub struct LocalFeature {
     /// The key exactly as written in `features` (e.g. `./my-feature`).
     pub key: String,
-    /// The parsed `devcontainer-feature.json`.
+    /// The parsed `devcontainer-feature.json` (its raw tree).
     pub metadata: Node,
 }
 
@@ -76,24 +78,76 @@ pub struct LocalFeature {
 pub struct AuditContext {
     /// Parsed metadata of local features; what they add is reported under their key.
     pub local_features: Vec<LocalFeature>,
-    /// Host environment for `${localEnv:..}` substitution of mount sources (empty: the raw
-    /// forms are still classified).
-    pub local_env: BTreeMap<String, String>,
-    /// Host folder that `${localWorkspaceFolder}` stands for, if known.
-    pub local_workspace_folder: Option<String>,
+    /// Host environment and folders: when given, the substituted document is audited too and
+    /// what only shows after substitution is reported (`${localEnv:X}` that is `/`, ...).
+    pub substitution: Option<SubstitutionContext>,
 }
 
-/// Audits a devcontainer.json tree. `index` must index the text the tree was parsed from.
-pub fn audit_tree(root: &Node, index: &LineIndex, ctx: &AuditContext) -> Vec<Finding> {
-    let mut out = Emitter::new(Some(index));
-    checks::devcontainer(root, ctx, &mut out);
+/// Rules worth re-checking after substitution. Credentials and secret forwarding are not: the
+/// substituted values are the *host's* secrets, not something written in the file.
+const SUBSTITUTED_RULES: &[RuleId] = &[
+    RuleId::ContainerSocketMount,
+    RuleId::HostPathMount,
+    RuleId::Privileged,
+    RuleId::Capability,
+    RuleId::HostNamespace,
+    RuleId::UnconfinedSecurity,
+    RuleId::DownloadAndExecute,
+    RuleId::RootUser,
+    RuleId::AppPortAllInterfaces,
+    RuleId::HostDevice,
+];
+
+/// Audits a parsed devcontainer.json. A document with a syntax error has no tree and yields no
+/// findings (its error is in `parsed`); semantic errors do not stop the audit, which reads the
+/// decoded tree and the typed model's list of unknown properties.
+///
+/// ```
+/// use codespace_devcontainer::{audit::{audit, AuditContext, RuleId}, parse_devcontainer};
+/// let parsed = parse_devcontainer(r#"{"image": "x", "runArgs": ["--cap-add=sys_admin"]}"#);
+/// let findings = audit(&parsed, &AuditContext::default());
+/// assert_eq!(findings[0].rule, RuleId::Capability);
+/// assert_eq!((findings[0].line, findings[0].column), (1, 28));
+/// ```
+pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> {
+    let Some(tree) = &parsed.tree else {
+        return Vec::new();
+    };
+    let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
+    let mut out = Emitter::new(Some(&parsed.lines));
+    checks::devcontainer(tree, unknown, ctx, &mut out);
+    if let Some(sctx) = &ctx.substitution {
+        let substituted = substitute(parsed, sctx);
+        if let Some(sub_tree) = &substituted.tree {
+            let mut extra = Emitter::new(Some(&parsed.lines));
+            checks::devcontainer(sub_tree, &[], ctx, &mut extra);
+            for f in extra.finish() {
+                let new = SUBSTITUTED_RULES.contains(&f.rule)
+                    && !out
+                        .findings
+                        .iter()
+                        .any(|r| r.rule == f.rule && r.pointer == f.pointer);
+                if new {
+                    out.findings.push(Finding {
+                        message: format!("{} (after variable substitution)", f.message),
+                        ..f
+                    });
+                }
+            }
+        }
+    }
     out.finish()
 }
 
-/// Audits a `devcontainer-feature.json` tree on its own.
-pub fn audit_feature_tree(root: &Node, index: &LineIndex) -> Vec<Finding> {
-    let mut out = Emitter::new(Some(index));
-    checks::feature_file(root, &mut out);
+/// Audits a parsed `devcontainer-feature.json` on its own: what the feature adds to every
+/// container that uses it.
+pub fn audit_feature(parsed: &Parsed<FeatureMetadata>) -> Vec<Finding> {
+    let Some(tree) = &parsed.tree else {
+        return Vec::new();
+    };
+    let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
+    let mut out = Emitter::new(Some(&parsed.lines));
+    checks::feature_file(tree, unknown, &mut out);
     out.finish()
 }
 
@@ -158,3 +212,6 @@ impl<'a> Emitter<'a> {
         self.findings
     }
 }
+
+#[cfg(test)]
+mod tests;

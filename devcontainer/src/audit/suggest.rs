@@ -8,53 +8,7 @@
 //! Some names are not misspelled but misplaced (`postCreateCommand` inside
 //! `customizations.vscode`); [`misplaced`] says where they belong.
 
-/// Every top-level property of devcontainer.json (reference notes §2, including legacy ones).
-pub const TOP_LEVEL: &[&str] = &[
-    "$schema",
-    "name",
-    "image",
-    "build",
-    "dockerFile",
-    "context",
-    "dockerComposeFile",
-    "service",
-    "runServices",
-    "workspaceFolder",
-    "workspaceMount",
-    "overrideCommand",
-    "shutdownAction",
-    "privileged",
-    "capAdd",
-    "securityOpt",
-    "init",
-    "runArgs",
-    "mounts",
-    "appPort",
-    "containerEnv",
-    "containerUser",
-    "remoteUser",
-    "remoteEnv",
-    "updateRemoteUserUID",
-    "userEnvProbe",
-    "forwardPorts",
-    "portsAttributes",
-    "otherPortsAttributes",
-    "features",
-    "overrideFeatureInstallOrder",
-    "initializeCommand",
-    "onCreateCommand",
-    "updateContentCommand",
-    "postCreateCommand",
-    "postStartCommand",
-    "postAttachCommand",
-    "waitFor",
-    "hostRequirements",
-    "secrets",
-    "customizations",
-    "extensions",
-    "settings",
-    "devPort",
-];
+use crate::model::KNOWN_PROPERTIES;
 
 /// Properties of `build`.
 pub const BUILD: &[&str] = &[
@@ -64,35 +18,6 @@ pub const BUILD: &[&str] = &[
     "options",
     "target",
     "cacheFrom",
-];
-
-/// Properties of devcontainer-feature.json.
-pub const FEATURE: &[&str] = &[
-    "id",
-    "version",
-    "name",
-    "description",
-    "documentationURL",
-    "licenseURL",
-    "keywords",
-    "options",
-    "containerEnv",
-    "privileged",
-    "init",
-    "capAdd",
-    "securityOpt",
-    "entrypoint",
-    "customizations",
-    "dependsOn",
-    "installsAfter",
-    "legacyIds",
-    "deprecated",
-    "mounts",
-    "onCreateCommand",
-    "updateContentCommand",
-    "postCreateCommand",
-    "postStartCommand",
-    "postAttachCommand",
 ];
 
 /// Case-insensitive Levenshtein distance, computed over chars with two rows.
@@ -134,7 +59,7 @@ pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
 
 /// If `name` is a top-level property found somewhere else, where it belongs.
 pub fn misplaced(name: &str) -> Option<&'static str> {
-    TOP_LEVEL
+    KNOWN_PROPERTIES
         .contains(&name)
         .then_some("it is a top-level property")
 }
@@ -158,10 +83,10 @@ mod tests {
             ("privileged", None),
         ];
         for (name, expected) in cases {
-            assert_eq!(suggest(name, TOP_LEVEL), expected, "{name}");
+            assert_eq!(suggest(name, KNOWN_PROPERTIES), expected, "{name}");
         }
         assert_eq!(suggest("dockerFile", BUILD), Some("dockerfile"));
-        assert_eq!(suggest(&"a".repeat(10_000), TOP_LEVEL), None);
+        assert_eq!(suggest(&"a".repeat(10_000), KNOWN_PROPERTIES), None);
     }
 
     #[test]
@@ -180,7 +105,7 @@ mod tests {
 
     #[test]
     fn tables_have_no_duplicates() {
-        for table in [TOP_LEVEL, BUILD, FEATURE] {
+        for table in [KNOWN_PROPERTIES, BUILD] {
             let mut v = table.to_vec();
             v.sort_unstable();
             v.dedup();

@@ -97,7 +97,10 @@ pub(super) fn lifecycle(root: &Node, devcontainer: bool, out: &mut Emitter<'_>) 
                     RuleId::DownloadAndExecute,
                     Severity::Critical,
                     at,
-                    format!("{phase} downloads and executes code {place}: {}", kind.describe()),
+                    format!(
+                        "{phase} downloads and executes code {place}: {}",
+                        kind.describe()
+                    ),
                 );
             }
         }
@@ -126,7 +129,10 @@ pub(super) fn entrypoint(root: &Node, out: &mut Emitter<'_>) {
             RuleId::DownloadAndExecute,
             Severity::Critical,
             node,
-            format!("entrypoint downloads and executes code: {}", kind.describe()),
+            format!(
+                "entrypoint downloads and executes code: {}",
+                kind.describe()
+            ),
         );
     }
 }

@@ -4,7 +4,7 @@
 use super::super::docker_args::{self, RunFlag};
 use super::super::environment::{dangerous_name, local_env_references, secret_name};
 use super::super::mounts::{self, Exposure, MountSpec};
-use super::super::{AuditContext, Emitter, RuleId, Severity};
+use super::super::{Emitter, RuleId, Severity};
 use super::{quoted, strings};
 use crate::node::{Node, NodeValue};
 
@@ -99,14 +99,29 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
                     RuleId::HostNamespace,
                     severity,
                     item,
-                    format!("runArgs share the {namespace} namespace ({})", quoted(&mode)),
+                    format!(
+                        "runArgs share the {namespace} namespace ({})",
+                        quoted(&mode)
+                    ),
                 );
             }
             RunFlag::Volume(spec) => {
-                mount_exposure(item, &mounts::parse_volume(&spec), "runArgs volume", false, None, out);
+                mount_exposure(
+                    item,
+                    &mounts::parse_volume(&spec),
+                    "runArgs volume",
+                    false,
+                    out,
+                );
             }
             RunFlag::Mount(spec) => {
-                mount_exposure(item, &mounts::parse_mount_csv(&spec), "runArgs mount", false, None, out);
+                mount_exposure(
+                    item,
+                    &mounts::parse_mount_csv(&spec),
+                    "runArgs mount",
+                    false,
+                    out,
+                );
             }
             RunFlag::Device(spec) => {
                 let device = spec.split(':').next().unwrap_or_default();
@@ -125,12 +140,19 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
             ),
             RunFlag::EnvFile(path) => {
                 let outside = path.contains("..") || path.starts_with('/') || path.starts_with('~');
-                let severity = if outside { Severity::Medium } else { Severity::Low };
+                let severity = if outside {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                };
                 out.node(
                     RuleId::HostEnvFile,
                     severity,
                     item,
-                    format!("`--env-file` reads host file {} into the container environment", quoted(&path)),
+                    format!(
+                        "`--env-file` reads host file {} into the container environment",
+                        quoted(&path)
+                    ),
                 );
             }
             RunFlag::Env(assignment) => {
@@ -193,7 +215,16 @@ pub(super) fn env_entry(
 fn is_secretish_var(var: &str) -> bool {
     !matches!(
         var.to_ascii_uppercase().as_str(),
-        "HOME" | "USER" | "USERNAME" | "USERPROFILE" | "PATH" | "SHELL" | "LANG" | "TZ" | "DISPLAY" | "TERM"
+        "HOME"
+            | "USER"
+            | "USERNAME"
+            | "USERPROFILE"
+            | "PATH"
+            | "SHELL"
+            | "LANG"
+            | "TZ"
+            | "DISPLAY"
+            | "TERM"
     )
 }
 
@@ -229,7 +260,7 @@ fn publish(node: &Node, spec: &str, place: &str, out: &mut Emitter<'_>) {
 }
 
 /// `mounts` (string and object forms).
-pub(super) fn mounts(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
+pub(super) fn mounts(root: &Node, out: &mut Emitter<'_>) {
     let Some(items) = root.get("mounts").and_then(Node::elements) else {
         return;
     };
@@ -237,25 +268,40 @@ pub(super) fn mounts(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
         let spec = match &item.value {
             NodeValue::String(s) => mounts::parse_mount_csv(s),
             NodeValue::Object(_) => MountSpec {
-                kind: item.get("type").and_then(Node::as_str).map(str::to_ascii_lowercase),
-                source: item.get("source").and_then(Node::as_str).map(str::to_string),
-                target: item.get("target").and_then(Node::as_str).map(str::to_string),
+                kind: item
+                    .get("type")
+                    .and_then(Node::as_str)
+                    .map(str::to_ascii_lowercase),
+                source: item
+                    .get("source")
+                    .and_then(Node::as_str)
+                    .map(str::to_string),
+                target: item
+                    .get("target")
+                    .and_then(Node::as_str)
+                    .map(str::to_string),
             },
             _ => continue,
         };
-        mount_exposure(item, &spec, "mount", false, Some(ctx), out);
+        mount_exposure(item, &spec, "mount", false, out);
     }
 }
 
 /// `workspaceMount`: like a mount, and its source must stay inside the workspace.
-pub(super) fn workspace_mount(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
+pub(super) fn workspace_mount(root: &Node, out: &mut Emitter<'_>) {
     let Some(node) = root.get("workspaceMount") else {
         return;
     };
     let Some(text) = node.as_str() else {
         return;
     };
-    mount_exposure(node, &mounts::parse_mount_csv(text), "workspaceMount", true, Some(ctx), out);
+    mount_exposure(
+        node,
+        &mounts::parse_mount_csv(text),
+        "workspaceMount",
+        true,
+        out,
+    );
 }
 
 /// Classifies one mount's source (raw, then substituted) and reports what it exposes.
@@ -264,7 +310,6 @@ fn mount_exposure(
     spec: &MountSpec,
     place: &str,
     workspace: bool,
-    ctx: Option<&AuditContext>,
     out: &mut Emitter<'_>,
 ) {
     let Some(source) = spec.source.as_deref() else {
@@ -284,16 +329,7 @@ fn mount_exposure(
             );
         }
     }
-    let mut exposure = mounts::classify_source(source);
-    if exposure.is_none() {
-        if let Some(ctx) = ctx {
-            let substituted = substitute(source, ctx);
-            if substituted != source {
-                exposure = mounts::classify_source(&substituted);
-            }
-        }
-    }
-    let Some(exposure) = exposure else {
+    let Some(exposure) = mounts::classify_source(source) else {
         return;
     };
     match exposure {
@@ -305,53 +341,28 @@ fn mount_exposure(
         ),
         Exposure::HostPath { path, what, root } => out.node(
             RuleId::HostPathMount,
-            if root { Severity::Critical } else { Severity::High },
+            if root {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
             node,
             format!("{place} exposes {what} ({})", quoted(&path)),
         ),
         Exposure::OutsideWorkspace { path } => out.node(
             RuleId::HostPathMount,
-            if workspace { Severity::High } else { Severity::Medium },
+            if workspace {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
             node,
-            format!("{place} source {} is outside the workspace folder", quoted(&path)),
+            format!(
+                "{place} source {} is outside the workspace folder",
+                quoted(&path)
+            ),
         ),
     }
-}
-
-/// Substitutes the variables the audit knows about in a mount source (`${localEnv:X[:d]}`,
-/// `${env:X}`, `${localWorkspaceFolder}`); unknown ones stay as written.
-fn substitute(text: &str, ctx: &AuditContext) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let body_start = start + 2;
-        let Some(len) = rest[body_start..].find('}') else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let body = &rest[body_start..body_start + len];
-        let replaced = if let Some(args) = body
-            .strip_prefix("localEnv:")
-            .or_else(|| body.strip_prefix("env:"))
-        {
-            let mut parts = args.split(':');
-            let name = parts.next().unwrap_or_default();
-            let default = parts.next().unwrap_or_default();
-            Some(ctx.local_env.get(name).cloned().unwrap_or_else(|| default.to_string()))
-        } else if body == "localWorkspaceFolder" {
-            ctx.local_workspace_folder.clone()
-        } else {
-            None
-        };
-        match replaced {
-            Some(r) => out.push_str(&r),
-            None => out.push_str(&rest[start..body_start + len + 1]),
-        }
-        rest = &rest[body_start + len + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn is_root(user: &str) -> bool {
@@ -368,7 +379,9 @@ pub(super) fn users(root: &Node, out: &mut Emitter<'_>) {
                     RuleId::RootUser,
                     Severity::Medium,
                     node,
-                    format!("{property} is root: tools, terminals and lifecycle commands run as root"),
+                    format!(
+                        "{property} is root: tools, terminals and lifecycle commands run as root"
+                    ),
                 );
             }
         }

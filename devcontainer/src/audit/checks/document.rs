@@ -1,11 +1,13 @@
 //! Document-level rules: duplicate keys, unknown or misplaced properties, extensions and
 //! Codespaces repository permissions.
 
-use super::super::suggest::{self, BUILD, FEATURE, TOP_LEVEL};
+use super::super::suggest::{self, BUILD};
 use super::super::{Emitter, RuleId, Severity};
 use super::{quoted, strings};
 use crate::error::ErrorSink;
 use crate::extensions::ExtensionRef;
+use crate::feature::KNOWN_FEATURE_PROPERTIES;
+use crate::model::{UnknownProperty, KNOWN_PROPERTIES};
 use crate::node::Node;
 use crate::repositories::{parse_repositories, Permission, RepoSelector, RepositoryPermissions};
 use crate::span::Span;
@@ -20,8 +22,14 @@ pub(super) enum Kind {
 const VSCODE: &[&str] = &["extensions", "settings", "devPort", "mcp"];
 const CODESPACES: &[&str] = &["repositories", "openFiles", "disableAutomaticConfiguration"];
 
-/// Duplicate keys anywhere and unknown properties where the schema is closed.
-pub(super) fn document(root: &Node, kind: Kind, out: &mut Emitter<'_>) {
+/// Duplicate keys anywhere; unknown properties as the typed model found them, plus the
+/// `customizations.vscode` / `.codespaces` levels the model leaves open.
+pub(super) fn document(
+    root: &Node,
+    unknown: &[UnknownProperty],
+    kind: Kind,
+    out: &mut Emitter<'_>,
+) {
     for dup in root.duplicate_keys() {
         let first = out
             .locate(dup.first)
@@ -38,47 +46,70 @@ pub(super) fn document(root: &Node, kind: Kind, out: &mut Emitter<'_>) {
             ),
         );
     }
-    match kind {
-        Kind::DevContainer => {
-            unknown_members(root, TOP_LEVEL, false, out);
-            if let Some(build) = root.get("build") {
-                unknown_members(build, BUILD, true, out);
-            }
-            if let Some(vscode) = root.resolve("/customizations/vscode") {
-                unknown_members(vscode, VSCODE, true, out);
-            }
-            if let Some(codespaces) = root.resolve("/customizations/codespaces") {
-                unknown_members(codespaces, CODESPACES, true, out);
+    for u in unknown {
+        let parent = u.pointer.rsplit_once('/').map_or("", |(p, _)| p);
+        let candidates: &[&str] = match (kind, parent) {
+            (Kind::DevContainer, "") => KNOWN_PROPERTIES,
+            (Kind::Feature, "") => KNOWN_FEATURE_PROPERTIES,
+            (_, "/build") => BUILD,
+            _ => &[],
+        };
+        report_unknown(
+            &u.key,
+            &u.pointer,
+            u.key_span.or(u.value.span),
+            candidates,
+            !parent.is_empty(),
+            out,
+        );
+    }
+    if kind == Kind::DevContainer {
+        for (pointer, known) in [
+            ("/customizations/vscode", VSCODE),
+            ("/customizations/codespaces", CODESPACES),
+        ] {
+            let Some(members) = root.resolve(pointer).and_then(Node::members) else {
+                continue;
+            };
+            for m in members.iter().filter(|m| !known.contains(&m.key.as_str())) {
+                report_unknown(
+                    &m.key,
+                    &m.value.pointer,
+                    m.key_span.or(m.value.span),
+                    known,
+                    true,
+                    out,
+                );
             }
         }
-        Kind::Feature => unknown_members(root, FEATURE, false, out),
     }
 }
 
-fn unknown_members(object: &Node, known: &[&str], nested: bool, out: &mut Emitter<'_>) {
-    let Some(members) = object.members() else {
-        return;
-    };
-    for m in members {
-        if known.contains(&m.key.as_str()) {
-            continue;
+fn report_unknown(
+    key: &str,
+    pointer: &str,
+    span: Option<Span>,
+    candidates: &[&str],
+    nested: bool,
+    out: &mut Emitter<'_>,
+) {
+    let hint = match suggest::suggest(key, candidates) {
+        Some(s) => format!("; did you mean {}?", quoted(s)),
+        None if nested && suggest::misplaced(key).is_some() => {
+            "; it is a top-level property and has no effect here".to_string()
         }
-        let hint = match suggest::suggest(&m.key, known) {
-            Some(s) => format!("; did you mean {}?", quoted(s)),
-            None if nested && suggest::misplaced(&m.key).is_some() => {
-                "; it is a top-level property and has no effect here".to_string()
-            }
-            None => String::new(),
-        };
-        let span: Option<Span> = m.key_span.or(m.value.span);
-        out.at(
-            RuleId::UnknownProperty,
-            Severity::Low,
-            &m.value.pointer,
-            span,
-            format!("unknown property {} is ignored by the reference tools{hint}", quoted(&m.key)),
-        );
-    }
+        None => String::new(),
+    };
+    out.at(
+        RuleId::UnknownProperty,
+        Severity::Low,
+        pointer,
+        span,
+        format!(
+            "unknown property {} is ignored by the reference tools{hint}",
+            quoted(key)
+        ),
+    );
 }
 
 /// Extensions and repository permissions.
@@ -97,13 +128,20 @@ pub(super) fn customizations(root: &Node, out: &mut Emitter<'_>) {
         let mut ignored = ErrorSink::new();
         for grant in parse_repositories(repos, &mut ignored) {
             let wildcard = grant.pattern.value.repo == RepoSelector::All;
-            let all_of_owner = if wildcard { " (every repository of the owner)" } else { "" };
+            let all_of_owner = if wildcard {
+                " (every repository of the owner)"
+            } else {
+                ""
+            };
             let (severity, what) = match &grant.permissions.value {
                 RepositoryPermissions::WriteAll => (Severity::High, "write-all".to_string()),
-                p if p.level(Permission::Workflows).is_some() => {
-                    (Severity::High, "workflows: write (can change CI)".to_string())
+                p if p.level(Permission::Workflows).is_some() => (
+                    Severity::High,
+                    "workflows: write (can change CI)".to_string(),
+                ),
+                p if p.grants_write() && wildcard => {
+                    (Severity::High, "write permissions".to_string())
                 }
-                p if p.grants_write() && wildcard => (Severity::High, "write permissions".to_string()),
                 p if p.grants_write() => (Severity::Medium, "write permissions".to_string()),
                 _ if wildcard => (Severity::Low, "read permissions".to_string()),
                 _ => continue,
@@ -141,7 +179,10 @@ fn extension(node: &Node, id: &str, out: &mut Emitter<'_>) {
             RuleId::ExtensionSource,
             Severity::Medium,
             node,
-            format!("extension installed from the package file {} instead of the marketplace", quoted(&path)),
+            format!(
+                "extension installed from the package file {} instead of the marketplace",
+                quoted(&path)
+            ),
         );
     }
 }

@@ -79,7 +79,8 @@ fn classify(key: &str) -> (Source, Pin, String) {
     let segments: Vec<&str> = path.split('/').collect();
     let source = if path.starts_with("ghcr.io/devcontainers/") {
         Source::Official
-    } else if segments.len() == 3 && !segments[0].contains(['.', ':']) && segments[0] != "localhost" {
+    } else if segments.len() == 3 && !segments[0].contains(['.', ':']) && segments[0] != "localhost"
+    {
         Source::GithubRelease
     } else {
         Source::ThirdParty(segments[..segments.len() - 1].join("/"))
@@ -98,7 +99,10 @@ fn id_of(path: &str) -> String {
 fn is_full_version(tag: &str) -> bool {
     let core = tag.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Well-known features whose own metadata adds privileges.
@@ -120,7 +124,13 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
         let key = member.key.as_str();
         let (source, pin, id) = classify(key);
         let at = |out: &mut Emitter<'_>, rule, severity, message: String| {
-            out.at(rule, severity, &node.pointer, member.key_span.or(node.span), message);
+            out.at(
+                rule,
+                severity,
+                &node.pointer,
+                member.key_span.or(node.span),
+                message,
+            );
         };
         match &source {
             Source::Official => {}
@@ -128,12 +138,20 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
                 out,
                 RuleId::FeatureSource,
                 Severity::Medium,
-                format!("feature {} comes from third-party publisher {}", quoted(key), quoted(publisher)),
+                format!(
+                    "feature {} comes from third-party publisher {}",
+                    quoted(key),
+                    quoted(publisher)
+                ),
             ),
             Source::Tarball { insecure } => at(
                 out,
                 RuleId::FeatureSource,
-                if *insecure { Severity::High } else { Severity::Medium },
+                if *insecure {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
                 format!(
                     "feature {} is a tarball downloaded from a URL{}",
                     quoted(key),
@@ -149,7 +167,11 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
                     format!(
                         "local feature {} runs its install.sh as root at build time{}",
                         quoted(key),
-                        if audited { "" } else { " (its devcontainer-feature.json was not audited)" }
+                        if audited {
+                            ""
+                        } else {
+                            " (its devcontainer-feature.json was not audited)"
+                        }
                     ),
                 );
             }
@@ -157,7 +179,10 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
                 out,
                 RuleId::FeatureSource,
                 Severity::Medium,
-                format!("feature {} uses the deprecated GitHub-release form from a third party", quoted(key)),
+                format!(
+                    "feature {} uses the deprecated GitHub-release form from a third party",
+                    quoted(key)
+                ),
             ),
         }
         let unpinned = match (&source, &pin) {
@@ -174,7 +199,10 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
                 out,
                 RuleId::FeatureUnpinned,
                 Severity::Low,
-                format!("feature {} is not pinned: {why}; pin a digest or a full version", quoted(key)),
+                format!(
+                    "feature {} is not pinned: {why}; pin a digest or a full version",
+                    quoted(key)
+                ),
             );
         }
         if let Some((_, severity, what)) = WELL_KNOWN.iter().find(|(name, _, _)| *name == id) {
@@ -188,7 +216,13 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
         options(key, node, out);
         if source == Source::Local {
             if let Some(local) = ctx.local_features.iter().find(|f| same_local(&f.key, key)) {
-                local_feature(key, member.key_span.or(node.span), node, &local.metadata, out);
+                local_feature(
+                    key,
+                    member.key_span.or(node.span),
+                    node,
+                    &local.metadata,
+                    out,
+                );
             }
         }
     }
@@ -228,7 +262,9 @@ fn option_value(key: &str, option: &str, node: &Node, value: &str, out: &mut Emi
     let mut text = value.to_string();
     for prefix in VARIABLE_PREFIXES {
         while let Some(start) = text.find(prefix) {
-            let end = text[start..].find('}').map_or(text.len(), |e| start + e + 1);
+            let end = text[start..]
+                .find('}')
+                .map_or(text.len(), |e| start + e + 1);
             text.replace_range(start..end, "");
         }
     }
@@ -286,7 +322,7 @@ fn local_feature(
     out: &mut Emitter<'_>,
 ) {
     let mut inner = Emitter::new(None);
-    super::feature_file(metadata, &mut inner);
+    super::feature_file(metadata, &[], &mut inner);
     for finding in inner.finish() {
         if !ADDED_BY_FEATURE.contains(&finding.rule) {
             continue;
@@ -300,7 +336,11 @@ fn local_feature(
                 "local feature {} adds: {} (devcontainer-feature.json {})",
                 quoted(key),
                 finding.message,
-                if finding.pointer.is_empty() { "/" } else { &finding.pointer }
+                if finding.pointer.is_empty() {
+                    "/"
+                } else {
+                    &finding.pointer
+                }
             ),
         );
     }
@@ -313,15 +353,47 @@ mod tests {
     #[test]
     fn key_classification() {
         let cases = [
-            ("ghcr.io/devcontainers/features/node:1", Source::Official, Pin::Partial("1".into())),
-            ("GHCR.IO/devcontainers/features/node", Source::Official, Pin::None),
-            ("ghcr.io/devcontainers/features/go@sha256:abc", Source::Official, Pin::Digest),
+            (
+                "ghcr.io/devcontainers/features/node:1",
+                Source::Official,
+                Pin::Partial("1".into()),
+            ),
+            (
+                "GHCR.IO/devcontainers/features/node",
+                Source::Official,
+                Pin::None,
+            ),
+            (
+                "ghcr.io/devcontainers/features/go@sha256:abc",
+                Source::Official,
+                Pin::Digest,
+            ),
             ("git-lfs", Source::Official, Pin::Partial("1".into())),
-            ("ghcr.io/devcontainers-contrib/features/x:1", Source::ThirdParty("ghcr.io/devcontainers-contrib/features".into()), Pin::Partial("1".into())),
-            ("ghcr.io/evil/f/x:latest", Source::ThirdParty("ghcr.io/evil/f".into()), Pin::Latest),
-            ("ghcr.io:8081/a/b/c:1.2.3", Source::ThirdParty("ghcr.io:8081/a/b".into()), Pin::FullVersion),
-            ("https://x.example/devcontainer-feature-y.tgz", Source::Tarball { insecure: false }, Pin::None),
-            ("http://x.example/devcontainer-feature-y.tgz", Source::Tarball { insecure: true }, Pin::None),
+            (
+                "ghcr.io/devcontainers-contrib/features/x:1",
+                Source::ThirdParty("ghcr.io/devcontainers-contrib/features".into()),
+                Pin::Partial("1".into()),
+            ),
+            (
+                "ghcr.io/evil/f/x:latest",
+                Source::ThirdParty("ghcr.io/evil/f".into()),
+                Pin::Latest,
+            ),
+            (
+                "ghcr.io:8081/a/b/c:1.2.3",
+                Source::ThirdParty("ghcr.io:8081/a/b".into()),
+                Pin::FullVersion,
+            ),
+            (
+                "https://x.example/devcontainer-feature-y.tgz",
+                Source::Tarball { insecure: false },
+                Pin::None,
+            ),
+            (
+                "http://x.example/devcontainer-feature-y.tgz",
+                Source::Tarball { insecure: true },
+                Pin::None,
+            ),
             ("./local", Source::Local, Pin::None),
             ("owner/repo/id", Source::GithubRelease, Pin::None),
         ];
@@ -329,7 +401,12 @@ mod tests {
             let (s, p, _) = classify(key);
             assert_eq!((s, p), (source, pin), "{key}");
         }
-        assert_eq!(classify("ghcr.io/devcontainers/features/docker-in-docker:2").2, "docker-in-docker");
-        assert!(is_full_version("1.2.3-rc.1") && !is_full_version("1.2") && !is_full_version("v1.2.3"));
+        assert_eq!(
+            classify("ghcr.io/devcontainers/features/docker-in-docker:2").2,
+            "docker-in-docker"
+        );
+        assert!(
+            is_full_version("1.2.3-rc.1") && !is_full_version("1.2") && !is_full_version("v1.2.3")
+        );
     }
 }

@@ -8,32 +8,38 @@ mod features;
 mod values;
 
 use super::{AuditContext, Emitter};
+use crate::model::UnknownProperty;
 use crate::node::{Node, NodeValue};
 
 /// Every rule over a devcontainer.json.
-pub(crate) fn devcontainer(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
+pub(crate) fn devcontainer(
+    root: &Node,
+    unknown: &[UnknownProperty],
+    ctx: &AuditContext,
+    out: &mut Emitter<'_>,
+) {
     container::isolation(root, out);
     container::run_args(root, out);
-    container::mounts(root, ctx, out);
-    container::workspace_mount(root, ctx, out);
+    container::mounts(root, out);
+    container::workspace_mount(root, out);
     container::users(root, out);
     container::ports(root, out);
     container::compose(root, out);
     commands::lifecycle(root, true, out);
     features::features(root, ctx, out);
     values::environment(root, out);
-    document::document(root, document::Kind::DevContainer, out);
+    document::document(root, unknown, document::Kind::DevContainer, out);
     document::customizations(root, out);
 }
 
 /// Every rule over a devcontainer-feature.json (what the feature adds to any container using it).
-pub(crate) fn feature_file(root: &Node, out: &mut Emitter<'_>) {
+pub(crate) fn feature_file(root: &Node, unknown: &[UnknownProperty], out: &mut Emitter<'_>) {
     container::isolation(root, out);
-    container::mounts(root, &AuditContext::default(), out);
+    container::mounts(root, out);
     commands::lifecycle(root, false, out);
     commands::entrypoint(root, out);
     values::environment(root, out);
-    document::document(root, document::Kind::Feature, out);
+    document::document(root, unknown, document::Kind::Feature, out);
 }
 
 /// The string elements of an array (or the value itself if it is a string).

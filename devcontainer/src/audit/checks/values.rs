@@ -57,7 +57,10 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
                     Severity::Medium,
                     &m.value.pointer,
                     m.key_span.or(m.value.span),
-                    format!("recommended secret {} becomes an environment variable: {reason}", quoted(&m.key)),
+                    format!(
+                        "recommended secret {} becomes an environment variable: {reason}",
+                        quoted(&m.key)
+                    ),
                 );
             }
         }
@@ -71,19 +74,41 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
                 RuleId::EmbeddedCredential,
                 Severity::Critical,
                 node,
-                format!("literal {} in the file ({})", hit.kind.describe(), hit.redacted),
+                format!(
+                    "literal {} in the file ({})",
+                    hit.kind.describe(),
+                    hit.redacted
+                ),
             );
         }
     }
 }
 
-fn env_entry_forwarding_only(node: &Node, name: &str, value: &str, severity: Severity, out: &mut Emitter<'_>) {
+fn env_entry_forwarding_only(
+    node: &Node,
+    name: &str,
+    value: &str,
+    severity: Severity,
+    out: &mut Emitter<'_>,
+) {
     // Reuse the forwarding logic without the dangerous-name check.
     let mut scratch = Emitter::new(None);
-    env_entry(node, name, Some(value), "build.args", severity, &mut scratch);
+    env_entry(
+        node,
+        name,
+        Some(value),
+        "build.args",
+        severity,
+        &mut scratch,
+    );
     for f in scratch.finish() {
         if f.rule == RuleId::HostSecretForwarding {
-            out.node(f.rule, f.severity, node, format!("{} (stored in the image history)", f.message));
+            out.node(
+                f.rule,
+                f.severity,
+                node,
+                format!("{} (stored in the image history)", f.message),
+            );
         }
     }
 }
