@@ -256,7 +256,7 @@ fn url_passwords(value: &str) -> Vec<CredentialHit> {
         let authority = &after[..authority_end];
         if let Some((userinfo, _host)) = authority.rsplit_once('@') {
             if let Some((user, password)) = userinfo.split_once(':') {
-                if !password.is_empty() && !password.contains("${") && !password.starts_with('$') {
+                if is_real_password(user, password) {
                     out.push(CredentialHit {
                         kind: CredentialKind::UrlPassword,
                         redacted: format!("{user}:… ({} chars)", password.chars().count()),
@@ -267,6 +267,32 @@ fn url_passwords(value: &str) -> Vec<CredentialHit> {
         rest = after;
     }
     out
+}
+
+/// Development defaults (`postgres://posthog:posthog@db`, `user:password@localhost`) are not
+/// credentials worth a critical finding; anything else of 8 characters or more is.
+fn is_real_password(user: &str, password: &str) -> bool {
+    const DEFAULTS: &[&str] = &[
+        "password",
+        "changeme",
+        "postgres",
+        "example",
+        "secret",
+        "admin",
+        "root",
+        "test",
+        "guest",
+        "pass",
+        "dev",
+        "development",
+        "mysql",
+        "user",
+    ];
+    password.chars().count() >= 8
+        && !password.contains("${")
+        && !password.starts_with('$')
+        && !password.eq_ignore_ascii_case(user)
+        && !DEFAULTS.contains(&password.to_ascii_lowercase().as_str())
 }
 
 fn generic_assignments(value: &str) -> Vec<CredentialHit> {
@@ -326,7 +352,7 @@ mod tests {
                     .to_string(),
                 CredentialKind::PrivateKey,
             ),
-            ("https://bob:hunter2@example.com/repo.git".to_string(), CredentialKind::UrlPassword),
+            ("https://bob:hunter2pass@example.com/repo.git".to_string(), CredentialKind::UrlPassword),
             (
                 "--password=Xk9vQ2mZ7pL4wR8tY1uB6nC3".to_string(),
                 CredentialKind::GenericSecret,
@@ -370,6 +396,9 @@ mod tests {
             "ghcr.io/devcontainers/features/node:1",
             "https://github.com/org/repo",
             "task-sk-something",
+            "postgres://posthog:posthog@db:5432/posthog",
+            "mysql://root:password@localhost/db",
+            "https://u:short@host",
         ] {
             assert!(
                 find_credentials(value).is_empty(),

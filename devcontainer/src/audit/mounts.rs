@@ -485,7 +485,16 @@ pub fn classify(path: &NormalPath) -> Option<Exposure> {
             root: false,
         }),
         Root::Home => classify_in_home(&path.components, shown),
-        Root::Workspace if path.escaped => Some(Exposure::OutsideWorkspace { path: shown }),
+        Root::Workspace if path.escaped => {
+            // `${localWorkspaceFolder}/../.aws`: with the workspace in the home directory (the
+            // usual case) this is the host's credential directory.
+            let in_home = if path.components.is_empty() {
+                None
+            } else {
+                classify_in_home(&path.components, shown.clone())
+            };
+            in_home.or(Some(Exposure::OutsideWorkspace { path: shown }))
+        }
         Root::Workspace | Root::Relative => None,
     }
 }
@@ -657,6 +666,7 @@ mod tests {
             "~/.config/gh",
             "${localWorkspaceFolder}/..",
             "${localWorkspaceFolder}/../../.aws",
+            "${localWorkspaceFolder}/../.ssh",
             "/proc/1/root",
             "/var/lib/docker",
             "C:\\",
@@ -675,6 +685,14 @@ mod tests {
         ] {
             assert!(!host(src), "false host path: {src}");
         }
+        assert!(matches!(
+            classify_source("${localWorkspaceFolder}/../.aws"),
+            Some(Exposure::HostPath { .. })
+        ));
+        assert!(matches!(
+            classify_source("${localWorkspaceFolder}/../other-repo"),
+            Some(Exposure::OutsideWorkspace { .. })
+        ));
         assert!(matches!(
             classify_source("/"),
             Some(Exposure::HostPath { root: true, .. })

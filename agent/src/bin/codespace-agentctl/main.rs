@@ -3,6 +3,11 @@
 //! Offline tools (`audit`, `policy`) need no agent; the others talk to an agent over a transport.
 //! `anyhow` is used here and nowhere else; errors become documented exit codes.
 
+// A command-line tool's job is to print its report and errors.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod audit;
+
 use clap::Parser;
 
 /// Host and operator command line for codespace-agent.
@@ -14,9 +19,14 @@ struct Cli {
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum Command {}
+enum Command {
+    /// Audit devcontainer.json files for what a hostile repository can do with them.
+    Audit(audit::AuditArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Audit(args) => audit::run(&args),
+    }
 }
