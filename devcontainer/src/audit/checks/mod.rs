@@ -9,7 +9,7 @@ mod values;
 
 use super::{AuditContext, Emitter};
 use crate::model::UnknownProperty;
-use crate::node::{Node, NodeValue};
+use crate::node::{Member, Node, NodeValue};
 
 /// Every rule over a devcontainer.json.
 pub(crate) fn devcontainer(
@@ -54,7 +54,7 @@ fn strings(node: &Node) -> Vec<(&Node, &str)> {
     }
 }
 
-/// Every string value in the tree (not keys), iteratively (the tree may be 128 levels deep).
+/// Every string value in the tree, iteratively (the tree may be 128 levels deep).
 fn all_strings(root: &Node) -> Vec<(&Node, &str)> {
     let mut out = Vec::new();
     let mut stack = vec![root];
@@ -69,9 +69,33 @@ fn all_strings(root: &Node) -> Vec<(&Node, &str)> {
     out
 }
 
-/// Quotes a user-controlled name for a message, cut to a readable length.
+/// Every object member in the tree (for checks on keys).
+fn all_members(root: &Node) -> Vec<&Member> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        match &node.value {
+            NodeValue::Array(items) => stack.extend(items.iter().rev()),
+            NodeValue::Object(members) => {
+                out.extend(members.iter());
+                stack.extend(members.iter().rev().map(|m| &m.value));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Quotes a user-controlled name for a message, cut to a readable length. A text holding a
+/// credential is replaced by its redaction, so no message can carry a secret.
 fn quoted(text: &str) -> String {
     const MAX: usize = 80;
+    if let Some(hit) = super::credentials::find_credentials(text)
+        .into_iter()
+        .next()
+    {
+        return format!("`{}`", hit.redacted);
+    }
     let clean: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -5,7 +5,7 @@ use super::super::credentials::{find_credentials, find_named_credential};
 use super::super::environment::{dangerous_name, secret_name};
 use super::super::{Emitter, RuleId, Severity};
 use super::container::env_entry;
-use super::{all_strings, quoted};
+use super::{all_members, all_strings, quoted};
 use crate::node::Node;
 
 /// Where a map of variables goes and how bad forwarding a host secret there is: build args land
@@ -65,15 +65,31 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
             }
         }
     }
+    for m in all_members(root) {
+        if let Some(hit) = find_credentials(&m.key).into_iter().next() {
+            out.at(
+                RuleId::EmbeddedCredential,
+                Severity::Critical,
+                &resolvable(root, &m.value.pointer),
+                m.key_span.or(m.value.span),
+                format!(
+                    "literal {} used as a key ({})",
+                    hit.kind.describe(),
+                    hit.redacted
+                ),
+            );
+        }
+    }
     for (node, text) in all_strings(root) {
         if named.contains(&node.pointer.as_str()) {
             continue;
         }
         if let Some(hit) = find_credentials(text).into_iter().next() {
-            out.node(
+            out.at(
                 RuleId::EmbeddedCredential,
                 Severity::Critical,
-                node,
+                &resolvable(root, &node.pointer),
+                node.span,
                 format!(
                     "literal {} in the file ({})",
                     hit.kind.describe(),
@@ -82,6 +98,19 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
             );
         }
     }
+}
+
+/// A value inside the shadowed (first) copy of a duplicated key has no pointer of its own: point
+/// at the nearest ancestor that resolves (the duplicated key), keeping the value's own position.
+fn resolvable(root: &Node, pointer: &str) -> String {
+    let mut p = pointer;
+    while root.resolve(p).is_none() {
+        match p.rfind('/') {
+            Some(i) => p = &p[..i],
+            None => return String::new(),
+        }
+    }
+    p.to_string()
 }
 
 fn env_entry_forwarding_only(
