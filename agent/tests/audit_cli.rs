@@ -281,3 +281,18 @@ fn sarif_shape() {
         "invalid/devcontainer.json"
     );
 }
+
+#[test]
+fn readme_documents_every_rule() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = readme
+        .split("### `codespace-agentctl audit`")
+        .nth(1)
+        .expect("README has the audit section");
+    for rule in codespace_devcontainer::audit::RULES {
+        let row = format!("| `{}` | {} |", rule.id, rule.default_severity);
+        assert!(section.contains(&row), "README lacks the row {row}");
+    }
+}
