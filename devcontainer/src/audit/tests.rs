@@ -507,6 +507,18 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Medium,
         "/customizations/vscode/extensions/0",
     ),
+    (
+        r#"{"customizations": {"vscode": {"extensions": ["ms-pyhton.python"]}}}"#,
+        RuleId::ExtensionSource,
+        Severity::Medium,
+        "/customizations/vscode/extensions/0",
+    ),
+    (
+        r#"{"extensions": ["-githb.copilot"]}"#,
+        RuleId::ExtensionSource,
+        Severity::Medium,
+        "/extensions/0",
+    ),
     // app-port-all-interfaces
     (
         r#"{"appPort": "8080:80"}"#,

@@ -160,6 +160,32 @@ pub(super) fn customizations(root: &Node, out: &mut Emitter<'_>) {
     }
 }
 
+/// Marketplace publishers worth imitating; a publisher one or two edits away from one of them is
+/// a typosquat candidate.
+const KNOWN_PUBLISHERS: &[&str] = &[
+    "ms-python",
+    "ms-vscode",
+    "ms-vscode-remote",
+    "ms-toolsai",
+    "ms-azuretools",
+    "ms-dotnettools",
+    "ms-kubernetes-tools",
+    "ms-playwright",
+    "github",
+    "dbaeumer",
+    "esbenp",
+    "redhat",
+    "golang",
+    "rust-lang",
+    "vscjava",
+    "hashicorp",
+    "eamodio",
+    "streetsidesoftware",
+    "visualstudioexptteam",
+    "denoland",
+    "bradlc",
+];
+
 fn extension(node: &Node, id: &str, out: &mut Emitter<'_>) {
     if let Some(c) = id.chars().find(|c| !c.is_ascii()) {
         out.node(
@@ -172,6 +198,27 @@ fn extension(node: &Node, id: &str, out: &mut Emitter<'_>) {
                 u32::from(c)
             ),
         );
+        return;
+    }
+    if let Ok(ExtensionRef::Install(ext) | ExtensionRef::Remove(ext)) = ExtensionRef::parse(id) {
+        let publisher = ext.publisher.to_ascii_lowercase();
+        let near = KNOWN_PUBLISHERS.iter().find(|known| {
+            publisher.len() >= 5
+                && **known != publisher
+                && suggest::distance(known, &publisher) <= 2
+        });
+        if let Some(known) = near {
+            out.node(
+                RuleId::ExtensionSource,
+                Severity::Medium,
+                node,
+                format!(
+                    "extension publisher {} looks like the well-known publisher {}",
+                    quoted(&ext.publisher),
+                    quoted(known)
+                ),
+            );
+        }
         return;
     }
     if let Ok(ExtensionRef::Vsix(path)) = ExtensionRef::parse(id) {
