@@ -117,13 +117,25 @@ impl Node {
     }
 
     /// The effective members of an object: one per key (the last), in order of first appearance
-    /// of that last occurrence.
+    /// of that last occurrence. Linear time: large objects (settings) must not be quadratic.
     pub fn effective_members(&self) -> impl Iterator<Item = &Member> {
         let members = self.members().unwrap_or(&[]);
+        // For small objects a scan beats hashing; above that, remember each key's last index.
+        let last: Option<std::collections::HashMap<&str, usize>> =
+            (members.len() > 16).then(|| {
+                members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.key.as_str(), i))
+                    .collect()
+            });
         members
             .iter()
             .enumerate()
-            .filter(move |(i, m)| !members[i + 1..].iter().any(|later| later.key == m.key))
+            .filter(move |(i, m)| match &last {
+                Some(last) => last.get(m.key.as_str()) == Some(i),
+                None => !members[i + 1..].iter().any(|later| later.key == m.key),
+            })
             .map(|(_, m)| m)
     }
 
@@ -189,8 +201,24 @@ impl Node {
         while let Some(node) = stack.pop() {
             match &node.value {
                 NodeValue::Object(members) => {
+                    // Small objects: a scan, no allocation. Large ones: a map of first positions.
+                    let first_of: Option<std::collections::HashMap<&str, &Member>> =
+                        (members.len() > 16).then(|| {
+                            let mut map = std::collections::HashMap::with_capacity(members.len());
+                            for m in members.iter().rev() {
+                                map.insert(m.key.as_str(), m);
+                            }
+                            map
+                        });
                     for (i, m) in members.iter().enumerate() {
-                        if let Some(first) = members[..i].iter().find(|f| f.key == m.key) {
+                        let first = match &first_of {
+                            Some(map) => map
+                                .get(m.key.as_str())
+                                .copied()
+                                .filter(|f| !std::ptr::eq(*f, m)),
+                            None => members[..i].iter().find(|f| f.key == m.key),
+                        };
+                        if let Some(first) = first {
                             out.push(DuplicateKey {
                                 key: m.key.clone(),
                                 pointer: m.value.pointer.clone(),
@@ -297,6 +325,34 @@ mod tests {
         assert_eq!(d[0].first, Some(Span::new(1, 4)));
         assert_eq!(d[0].duplicate, Some(Span::new(10, 13)));
         assert_eq!(dup.effective_members().count(), 1);
+    }
+
+    #[test]
+    fn large_objects_use_the_last_duplicate_too() {
+        let mut members: Vec<Member> = (0..40)
+            .map(|i| Member {
+                key: format!("k{}", i % 20),
+                key_span: Some(Span::new(i, i + 1)),
+                value: Node::new(
+                    NodeValue::Number(i.to_string()),
+                    format!("/k{}", i % 20),
+                    None,
+                ),
+            })
+            .collect();
+        members.push(members[0].clone());
+        let n = Node::new(NodeValue::Object(members), String::new(), None);
+        let eff: Vec<_> = n
+            .effective_members()
+            .map(|m| m.key_span.unwrap().start)
+            .collect();
+        assert_eq!(eff.len(), 20);
+        // ordered by the position of each key's last occurrence: k1..k19 (21..39), then k0 (the
+        // copy at the end, whose span is 0)
+        assert_eq!(eff[0], 21);
+        assert_eq!(eff[19], 0);
+        assert_eq!(n.duplicate_keys().len(), 21);
+        assert_eq!(n.get("k0").unwrap().value, NodeValue::Number("0".into()));
     }
 
     #[test]

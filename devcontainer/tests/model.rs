@@ -121,3 +121,14 @@ fn every_semantic_error_is_collected_with_a_position() {
     assert_eq!(m.forward_ports.len(), 1);
     assert_eq!(m.image.unwrap().value, "a");
 }
+
+#[test]
+fn shipped_example_parses_cleanly() {
+    let p = parse_devcontainer(include_str!("../examples/devcontainer.json"));
+    assert!(p.is_ok(), "{:#?}", p.diagnostics());
+    let m = p.model.unwrap();
+    assert_eq!(m.features.len(), 3);
+    assert_eq!(m.mounts[0].source.as_deref(), Some("/var/run/docker.sock"));
+    assert!(m.lifecycle.initialize.is_some());
+    assert!(m.unknown.is_empty());
+}

@@ -20,8 +20,9 @@ pub struct Customizations {
     pub vscode: Option<VsCodeCustomizations>,
     /// `customizations.codespaces`.
     pub codespaces: Option<CodespacesCustomizations>,
-    /// The whole `customizations` object as written (all namespaces).
-    pub raw: Option<Node>,
+    /// Pointer and span of the `customizations` object, if written (its other namespaces are
+    /// in the raw tree at that pointer; not copied here, as they can be large).
+    pub location: Option<Located<()>>,
 }
 
 /// `customizations.vscode`.
@@ -97,7 +98,7 @@ fn parse_extensions(
 pub fn parse_customizations(root: &Node, errors: &mut ErrorSink) -> Customizations {
     let raw = root.get("customizations");
     let mut out = Customizations {
-        raw: raw.cloned(),
+        location: raw.map(|c| located(c, ())),
         ..Customizations::default()
     };
     if let Some(c) = raw {
