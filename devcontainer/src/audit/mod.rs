@@ -35,6 +35,8 @@ pub mod rules;
 pub mod shell;
 pub mod suggest;
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use crate::feature::FeatureMetadata;
@@ -121,12 +123,14 @@ pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> 
         if let Some(sub_tree) = &substituted.tree {
             let mut extra = Emitter::new(Some(&parsed.lines));
             checks::devcontainer(sub_tree, &[], ctx, &mut extra);
+            let seen: HashSet<(RuleId, String)> = out
+                .findings
+                .iter()
+                .map(|r| (r.rule, r.pointer.clone()))
+                .collect();
             for f in extra.finish() {
                 let new = SUBSTITUTED_RULES.contains(&f.rule)
-                    && !out
-                        .findings
-                        .iter()
-                        .any(|r| r.rule == f.rule && r.pointer == f.pointer);
+                    && !seen.contains(&(f.rule, f.pointer.clone()));
                 if new {
                     out.findings.push(Finding {
                         message: format!("{} (after variable substitution)", f.message),

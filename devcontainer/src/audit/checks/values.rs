@@ -1,6 +1,8 @@
 //! Values that reach the container's environment (containerEnv, remoteEnv, build.args, recommended
 //! secrets) and literal credentials anywhere in the file.
 
+use std::collections::HashSet;
+
 use super::super::credentials::{find_credentials, find_named_credential};
 use super::super::environment::{dangerous_name, secret_name};
 use super::super::{Emitter, RuleId, Severity};
@@ -18,7 +20,7 @@ const ENV_MAPS: &[(&str, &str, Severity)] = &[
 
 /// Environment maps, recommended secrets, and credentials in every string.
 pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
-    let mut named: Vec<&str> = Vec::new();
+    let mut named: HashSet<&str> = HashSet::new();
     for (pointer, place, severity) in ENV_MAPS {
         let Some(map) = root.resolve(pointer) else {
             continue;
@@ -32,7 +34,7 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
                 env_entry_forwarding_only(&m.value, &m.key, v, *severity, out);
             }
             if let Some(v) = value {
-                named.push(&m.value.pointer);
+                named.insert(&m.value.pointer);
                 if let Some(hit) = find_named_credential(secret_name(&m.key), v) {
                     out.node(
                         RuleId::EmbeddedCredential,
@@ -81,7 +83,7 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
         }
     }
     for (node, text) in all_strings(root) {
-        if named.contains(&node.pointer.as_str()) {
+        if named.contains(node.pointer.as_str()) {
             continue;
         }
         if let Some(hit) = find_credentials(text).into_iter().next() {
