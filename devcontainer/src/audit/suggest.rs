@@ -51,6 +51,8 @@ pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
     };
     candidates
         .iter()
+        // The length difference bounds the distance from below: skip hopeless candidates cheaply.
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
         .map(|c| (distance(name, c), *c))
         .filter(|(d, c)| *d <= limit && *c != name)
         .min_by_key(|(d, _)| *d)
