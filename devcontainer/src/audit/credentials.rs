@@ -159,6 +159,11 @@ const SECRET_KEYS: &[&str] = &[
     "auth",
 ];
 
+/// The first characters of every [`PATTERNS`] prefix (a test keeps them in sync).
+fn may_start_token(c: char) -> bool {
+    matches!(c, 'g' | 'A' | 'x' | 's' | 'n')
+}
+
 fn redact(public_prefix: &str, full_len: usize) -> String {
     format!("{public_prefix}… ({full_len} chars)")
 }
@@ -173,8 +178,9 @@ pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
         });
     }
     let mut covered_until = 0;
-    for (pos, _) in value.char_indices() {
-        if pos < covered_until {
+    for (pos, c) in value.char_indices() {
+        // Every pattern starts with one of these; most positions are skipped right here.
+        if pos < covered_until || !may_start_token(c) {
             continue;
         }
         let prev = value[..pos].chars().next_back();
@@ -296,6 +302,9 @@ fn is_real_password(user: &str, password: &str) -> bool {
 }
 
 fn generic_assignments(value: &str) -> Vec<CredentialHit> {
+    if !value.contains(['=', ':']) {
+        return Vec::new();
+    }
     let lower = value.to_ascii_lowercase();
     let mut out = Vec::new();
     for key in SECRET_KEYS {
@@ -414,6 +423,13 @@ mod tests {
         assert!(find_named_credential(true, "${localEnv:OPENAI_API_KEY}").is_none());
         assert!(find_named_credential(true, "development").is_none());
         assert!(find_named_credential(false, GHP).is_some());
+    }
+
+    #[test]
+    fn prefilter_covers_every_pattern() {
+        for (prefix, ..) in PATTERNS {
+            assert!(may_start_token(prefix.chars().next().unwrap()), "{prefix}");
+        }
     }
 
     #[test]
