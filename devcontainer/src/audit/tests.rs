@@ -180,6 +180,12 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Critical,
         "/runArgs/0",
     ),
+    (
+        r#"{"build": {"dockerfile": "D", "options": ["--network=host"]}}"#,
+        RuleId::HostNamespace,
+        Severity::Medium,
+        "/build/options/0",
+    ),
     // unconfined-security
     (
         r#"{"securityOpt": ["seccomp=unconfined"]}"#,

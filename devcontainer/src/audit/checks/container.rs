@@ -174,6 +174,33 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
     }
 }
 
+/// `build.options`: extra `docker build` flags. Host networking at build time lets the
+/// Dockerfile's `RUN` steps reach services bound to the host's loopback.
+pub(super) fn build_options(root: &Node, out: &mut Emitter<'_>) {
+    let Some(items) = root.resolve("/build/options").and_then(Node::elements) else {
+        return;
+    };
+    let args: Vec<String> = items
+        .iter()
+        .map(|n| n.as_str().unwrap_or_default().to_string())
+        .collect();
+    for parsed in docker_args::parse_run_args(&args) {
+        if let (Some(item), RunFlag::Namespace { namespace, mode }) =
+            (items.get(parsed.index), &parsed.flag)
+        {
+            out.node(
+                RuleId::HostNamespace,
+                Severity::Medium,
+                item,
+                format!(
+                    "build.options build with the host's {namespace} namespace ({})",
+                    quoted(mode)
+                ),
+            );
+        }
+    }
+}
+
 /// Environment entry checks shared by runArgs `-e` and the env maps: dangerous names and
 /// `${localEnv:SECRET}` forwarding.
 pub(super) fn env_entry(

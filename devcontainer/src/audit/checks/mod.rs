@@ -20,6 +20,7 @@ pub(crate) fn devcontainer(
 ) {
     container::isolation(root, out);
     container::run_args(root, out);
+    container::build_options(root, out);
     container::mounts(root, out);
     container::workspace_mount(root, out);
     container::users(root, out);
