@@ -1,9 +1,11 @@
 //! Security audit of a devcontainer.json: what can a hostile repository do with it?
 //!
 //! ```text
-//!  text ─parse─▶ Node tree (+ LineIndex) ─┬─ container: privileged, capAdd, securityOpt, runArgs,
-//!                                         │             mounts, workspaceMount, users, ports
-//!  AuditContext (local features) ─────────┼─ commands:  lifecycle hooks, download-and-execute
+//!  Parsed<DevContainer>                   ┌─ container: privileged, capAdd, securityOpt, runArgs,
+//!  (decoded tree, unknown properties,  ───┤             build.options, mounts, workspaceMount,
+//!   line index)                           │             users, ports, Compose
+//!  AuditContext (local features,  ────────┼─ commands:  lifecycle hooks, download-and-execute
+//!   substitution context)                 │
 //!                                         ├─ features:  source, pinning, option injection,
 //!                                         │             well-known and local feature metadata
 //!                                         ├─ values:    environment names, host secrets, credentials
@@ -15,8 +17,9 @@
 //!
 //! The audit reads the *decoded* tree, never the raw text, so escapes (`"privil\u0065ged"`)
 //! cannot hide a key; duplicated keys are audited at their effective (last) value and reported.
-//! Mount sources are classified both as written (`${localEnv:HOME}/.ssh` is the host home) and,
-//! when the caller supplies the host environment, after substitution.
+//! Values are classified as written (`${localEnv:HOME}/.ssh` is the host home) and, when the
+//! caller supplies a [`SubstitutionContext`], the substituted document is audited again and what
+//! only shows after substitution is added (marked "after variable substitution").
 //!
 //! Every finding carries the JSON pointer and line:column of the value it is about; messages
 //! never contain a secret. The rule catalogue ([`rules`]) is the single list of ids.
