@@ -300,6 +300,15 @@ impl FeatureMetadata {
 }
 
 /// Parse a `devcontainer-feature.json` text.
+///
+/// ```
+/// let parsed = codespace_devcontainer::parse_feature(
+///     r#"{"id": "dind", "version": "2.0.0", "privileged": true, "entrypoint": "/init.sh"}"#,
+/// );
+/// let feature = parsed.model.unwrap();
+/// assert_eq!(feature.privileged.unwrap().pointer, "/privileged");
+/// assert_eq!(feature.entrypoint.unwrap().value, "/init.sh");
+/// ```
 #[must_use]
 pub fn parse_feature(text: &str) -> Parsed<FeatureMetadata> {
     Parsed::build(text, FeatureMetadata::from_tree)

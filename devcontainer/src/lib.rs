@@ -1,6 +1,24 @@
 //! `codespace-devcontainer`: a pure library that turns a `devcontainer.json` (JSON with comments)
 //! into a typed model and audits it for what a hostile repository can do with it.
 //!
+//! ```text
+//!  text ─▶ parse (syntax: JSONC, BOM, 4 MiB, depth 128) ─▶ Node tree (raw: every key, duplicates,
+//!          │                                                │  pointers, spans)
+//!          ▼                                                ▼
+//!     SyntaxError (fatal, one)                     DevContainer / FeatureMetadata (typed;
+//!                                                  every value Located; ModelErrors collected)
+//!                                                           │
+//!                            substitute(SubstitutionContext)┘─▶ same model, variables resolved
+//! ```
+//!
+//! * [`parse_devcontainer`] / [`parse_feature`] return a [`Parsed`]: the raw [`Node`] tree, the
+//!   typed model, every error ([`Parsed::diagnostics`] gives pointer + line:column + message)
+//!   and the duplicate keys.
+//! * [`substitute()`] resolves `${localEnv:…}`, `${containerEnv:…}`, `${localWorkspaceFolder}`,
+//!   `${devcontainerId}`, … exactly like the reference CLI, with everything passed in.
+//! * [`extensions`] and [`repositories`] parse VS Code extension ids and Codespaces repository
+//!   permissions; they work on any [`Node`], including one built with [`Node::from_json_value`].
+//!
 //! The crate does no I/O: every entry point takes `&str` or typed values and returns values.
 
 pub mod audit;
@@ -48,5 +66,6 @@ pub fn parse_devcontainer(text: &str) -> Parsed<DevContainer> {
 }
 pub use feature::{parse_feature, FeatureMetadata};
 pub use substitute::{
-    devcontainer_id_for_labels, substitute, substitute_str, SubstitutionContext, SubstitutionError,
+    devcontainer_id_for_labels, substitute, substitute_feature, substitute_str,
+    SubstitutionContext, SubstitutionError,
 };

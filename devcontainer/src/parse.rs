@@ -291,6 +291,15 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_inside_shadowed_objects_are_not_reported() {
+        let n = parse_tree(r#"{"c": {"x": 1, "x": 2}, "c": {"y": 1, "y": 2}}"#).unwrap();
+        let d = n.duplicate_keys();
+        let pointers: Vec<_> = d.iter().map(|d| d.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/c", "/c/y"]);
+        assert!(d.iter().all(|d| n.resolve(&d.pointer).is_some()));
+    }
+
+    #[test]
     fn numbers_keep_source_text() {
         let n = parse_tree(r#"{"p": [1e400, 99999999999999999999, 3000.0, -1, 65536]}"#).unwrap();
         let texts: Vec<_> = n

@@ -73,7 +73,12 @@ impl<T> Parsed<T> {
         text: &str,
         build: impl FnOnce(&Node, &mut crate::error::ErrorSink) -> T,
     ) -> Self {
-        let lines = LineIndex::new(text);
+        // An oversized text is rejected before anything is copied or indexed.
+        let lines = if text.len() > crate::parse::MAX_INPUT_BYTES {
+            LineIndex::new("")
+        } else {
+            LineIndex::new(text)
+        };
         let had_bom = text.starts_with('\u{feff}');
         match crate::parse::parse_tree_with(text, &lines) {
             Err(e) => Self {

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ErrorSink, ModelErrorKind};
+use crate::feature::FeatureMetadata;
 use crate::model::DevContainer;
 use crate::node::{Member, Node, NodeValue};
 use crate::parsed::Parsed;
@@ -238,22 +239,51 @@ pub fn substitute_tree(node: &Node, ctx: &SubstitutionContext, errors: &mut Erro
 /// Substitute a parsed document and rebuild its model. The result's `errors` are the
 /// substitution errors plus the model errors of the substituted values. A document with a
 /// syntax error is returned as is.
+///
+/// ```
+/// use codespace_devcontainer::{parse_devcontainer, substitute, SubstitutionContext};
+///
+/// let raw = parse_devcontainer(
+///     r#"{"image": "x", "containerEnv": {"TOKEN": "${localEnv:GITHUB_TOKEN:none}"}}"#,
+/// );
+/// let ctx = SubstitutionContext::default(); // empty host environment
+/// let resolved = substitute(&raw, &ctx);
+/// let env = &resolved.model.as_ref().unwrap().container_env[0];
+/// assert_eq!(env.value.value, "none");
+/// // the raw model still shows what was written, at the same pointer
+/// let raw_env = &raw.model.as_ref().unwrap().container_env[0];
+/// assert_eq!(raw_env.value.value, "${localEnv:GITHUB_TOKEN:none}");
+/// assert_eq!(raw_env.value.pointer, env.value.pointer);
+/// ```
 #[must_use]
 pub fn substitute(
     parsed: &Parsed<DevContainer>,
     ctx: &SubstitutionContext,
 ) -> Parsed<DevContainer> {
+    substitute_with(parsed, ctx, DevContainer::from_tree)
+}
+
+/// [`substitute`] for a `devcontainer-feature.json` (features may use `${devcontainerId}` in
+/// `mounts` and `entrypoint`).
+#[must_use]
+pub fn substitute_feature(
+    parsed: &Parsed<FeatureMetadata>,
+    ctx: &SubstitutionContext,
+) -> Parsed<FeatureMetadata> {
+    substitute_with(parsed, ctx, FeatureMetadata::from_tree)
+}
+
+fn substitute_with<T: Clone>(
+    parsed: &Parsed<T>,
+    ctx: &SubstitutionContext,
+    build: impl FnOnce(&Node, &mut ErrorSink) -> T,
+) -> Parsed<T> {
     let Some(tree) = &parsed.tree else {
         return parsed.clone();
     };
     let mut sub_errors = ErrorSink::new();
     let substituted = substitute_tree(tree, ctx, &mut sub_errors);
-    let mut out = Parsed::from_tree(
-        substituted,
-        parsed.lines.clone(),
-        parsed.had_bom,
-        DevContainer::from_tree,
-    );
+    let mut out = Parsed::from_tree(substituted, parsed.lines.clone(), parsed.had_bom, build);
     out.errors.extend(sub_errors.into_errors());
     out.errors.sort_by_key(|e| e.span.map(|s| s.start));
     out
@@ -404,6 +434,19 @@ mod tests {
         }
         digits.reverse();
         String::from_utf8(digits).unwrap()
+    }
+
+    #[test]
+    fn substitute_feature_resolves_devcontainer_id_in_mounts() {
+        let p = crate::parse_feature(
+            r#"{"id": "d", "mounts": [{"source": "dind-var-lib-docker-${devcontainerId}", "target": "/var/lib/docker", "type": "volume"}]}"#,
+        );
+        let s = substitute_feature(&p, &ctx());
+        assert!(s.is_ok());
+        assert_eq!(
+            s.model.unwrap().mounts[0].source.as_deref(),
+            Some("dind-var-lib-docker-ID")
+        );
     }
 
     #[test]

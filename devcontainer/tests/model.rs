@@ -132,3 +132,17 @@ fn shipped_example_parses_cleanly() {
     assert!(m.lifecycle.initialize.is_some());
     assert!(m.unknown.is_empty());
 }
+
+#[test]
+fn oversized_input_is_one_syntax_error_at_1_1() {
+    let big = format!(
+        "{{\"name\": \"{}\"}}",
+        "x".repeat(codespace_devcontainer::MAX_INPUT_BYTES)
+    );
+    let p = parse_devcontainer(&big);
+    let d = p.diagnostics();
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].line, d[0].column), (1, 1));
+    assert!(d[0].message.contains("4 MiB"));
+    assert!(p.model.is_none() && p.tree.is_none());
+}

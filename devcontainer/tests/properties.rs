@@ -38,6 +38,13 @@ fn check_document(text: &str) {
                 e.pointer
             );
         }
+        for d in &p.duplicate_keys {
+            assert!(
+                tree.resolve(&d.pointer).is_some(),
+                "duplicate pointer {} does not resolve",
+                d.pointer
+            );
+        }
         for u in &p.model.as_ref().unwrap().unknown {
             assert!(tree.resolve(&u.pointer).is_some());
         }

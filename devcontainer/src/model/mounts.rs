@@ -97,6 +97,11 @@ pub fn split_csv(text: &str) -> Result<Vec<String>, String> {
                         return Ok(fields);
                     }
                     Some(',') => break,
+                    Some('"') => {
+                        return Err(format!(
+                            "bare '\"' in unquoted field {field:?}; quote the whole field"
+                        ))
+                    }
                     Some(c) => field.push(c),
                 }
             }
@@ -122,8 +127,9 @@ impl Mount {
         };
         for field in split_csv(text)? {
             let (key, value) = match field.split_once('=') {
-                Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.to_owned())),
-                None => (field.trim().to_ascii_lowercase(), None),
+                // Docker lower-cases keys but does not trim them (" source=" is no source).
+                Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_owned())),
+                None => (field.to_ascii_lowercase(), None),
             };
             if key.is_empty() {
                 return Err(format!("empty field in mount {text:?}"));
