@@ -21,6 +21,7 @@
 //!
 //! The crate does no I/O: every entry point takes `&str` or typed values and returns values.
 
+pub mod audit;
 pub mod error;
 pub mod extensions;
 pub mod feature;

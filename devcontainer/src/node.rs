@@ -292,8 +292,20 @@ impl Node {
         match &self.value {
             NodeValue::Null => V::Null,
             NodeValue::Bool(b) => V::Bool(*b),
-            NodeValue::Number(n) => serde_json::from_str::<serde_json::Number>(n)
-                .map_or_else(|_| V::String(n.clone()), V::Number),
+            // Integers exactly; other numbers through std's correctly rounded parser (serde_json's
+            // default float parser is not, so a round trip could change the value).
+            NodeValue::Number(n) => n
+                .parse::<i64>()
+                .map(V::from)
+                .or_else(|_| n.parse::<u64>().map(V::from))
+                .ok()
+                .or_else(|| {
+                    n.parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(V::Number)
+                })
+                .unwrap_or_else(|| V::String(n.clone())),
             NodeValue::String(s) => V::String(s.clone()),
             NodeValue::Array(items) => V::Array(items.iter().map(Self::to_json_value).collect()),
             NodeValue::Object(_) => V::Object(
@@ -376,6 +388,25 @@ mod tests {
         assert!(n.resolve("/a~1b/~0/01").is_none());
         assert!(n.resolve("/nope").is_none());
         assert_eq!(n.to_json_value(), json!({"a/b": {"~": [1, 2]}}));
+    }
+
+    #[test]
+    fn numbers_round_trip_exactly() {
+        for text in [
+            "8888888888888888888888888888888888888888888888888888888888888888888888888.0",
+            "0.1",
+            "-0",
+            "1e400",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "3000.0",
+        ] {
+            let n = Node::new(NodeValue::Number(text.into()), String::new(), None);
+            let v = n.to_json_value();
+            assert_eq!(Node::from_json_value(&v).to_json_value(), v, "{text}");
+        }
+        let big = Node::new(NodeValue::Number("1e400".into()), String::new(), None);
+        assert_eq!(big.to_json_value(), serde_json::json!("1e400"));
     }
 
     #[test]

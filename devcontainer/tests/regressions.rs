@@ -14,6 +14,11 @@ fn check(bytes: &[u8]) {
         assert!(d.line >= 1 && d.line <= lines && d.column >= 1, "{d:?}");
     }
     if let Some(tree) = &parsed.tree {
+        let json = tree.to_json_value();
+        assert_eq!(
+            codespace_devcontainer::Node::from_json_value(&json).to_json_value(),
+            json
+        );
         for e in &parsed.errors {
             assert!(
                 tree.resolve(&e.pointer).is_some(),
@@ -37,4 +42,11 @@ fn check(bytes: &[u8]) {
 /// pointer that cannot resolve (it names the effective object instead).
 fn fuzz_crash_1_duplicates_inside_a_shadowed_object() {
     check(include_bytes!("regressions/fuzz-crash-1.json"));
+}
+
+/// A float whose serde_json parse was not correctly rounded changed value on a round trip
+/// through `to_json_value` / `from_json_value`.
+#[test]
+fn fuzz_crash_2_float_round_trip() {
+    check(include_bytes!("regressions/fuzz-crash-2.json"));
 }

@@ -3,9 +3,10 @@
 //! Offline tools (`audit`, `policy`) need no agent; the others talk to an agent over a transport.
 //! `anyhow` is used here and nowhere else; errors become documented exit codes.
 
-// A command-line tool reports on stdout/stderr by design.
+// A command-line tool's job is to print its report and errors.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod audit;
 mod policy;
 
 use clap::Parser;
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Audit devcontainer.json files for what a hostile repository can do with them.
+    Audit(audit::AuditArgs),
     /// Ask the policy library for a decision: one JSON object on stdin (or --input), one out.
     Policy(policy::PolicyArgs),
 }
@@ -27,6 +30,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit(args) => audit::run(&args),
         Command::Policy(args) => policy::run(&args),
     }
 }
