@@ -121,6 +121,19 @@ fn bench(c: &mut Criterion) {
             black_box(jsonc_parser::parse_to_ast(black_box(&big), &collect, &options).is_ok())
         });
     });
+    let parsed = codespace_devcontainer::parse_devcontainer(&big);
+    let ctx = codespace_devcontainer::SubstitutionContext {
+        local_env: [("HOME".to_owned(), "/home/dev".to_owned())]
+            .into_iter()
+            .collect(),
+        local_workspace_folder: Some("/src/big".to_owned()),
+        container_workspace_folder: Some("/workspaces/big".to_owned()),
+        devcontainer_id: Some("0".repeat(52)),
+        container_env: None,
+    };
+    g.bench_function("substitute", |b| {
+        b.iter(|| black_box(codespace_devcontainer::substitute(black_box(&parsed), &ctx)));
+    });
     g.bench_function("parse_tree_only", |b| {
         b.iter(|| black_box(codespace_devcontainer::parse::parse_tree(black_box(&big))));
     });

@@ -249,6 +249,9 @@ impl Node {
     }
 
     /// Build a span-less tree from a `serde_json` value whose pointer is `""`.
+    ///
+    /// Recursive: meant for values that came from `serde_json`'s parser, which limits nesting
+    /// to 128 levels like [`crate::parse`] does.
     #[must_use]
     pub fn from_json_value(value: &serde_json::Value) -> Self {
         Self::from_json_value_at(value, "")

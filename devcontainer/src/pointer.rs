@@ -30,7 +30,13 @@ pub fn child_key(parent: &str, key: &str) -> String {
 /// The pointer of element `index` of the array at `parent`.
 #[must_use]
 pub fn child_index(parent: &str, index: usize) -> String {
-    format!("{parent}/{index}")
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(parent.len() + 8);
+    out.push_str(parent);
+    out.push('/');
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{index}");
+    out
 }
 
 /// Split a pointer into decoded reference tokens; `None` if it does not start with `/` and is

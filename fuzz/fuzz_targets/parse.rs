@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(tree) = &parsed.tree {
         for e in &parsed.errors {
-            assert!(tree.resolve(&e.pointer).is_some(), "unresolvable {}", e.pointer);
+            assert!(
+                tree.resolve(&e.pointer).is_some(),
+                "unresolvable {}",
+                e.pointer
+            );
         }
         for dup in &parsed.duplicate_keys {
             assert!(tree.resolve(&dup.pointer).is_some());
@@ -31,7 +35,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.to_json_value(), json);
     }
     let ctx = SubstitutionContext {
-        local_env: [("HOME".to_owned(), "/home/u".to_owned())].into_iter().collect(),
+        local_env: [("HOME".to_owned(), "/home/u".to_owned())]
+            .into_iter()
+            .collect(),
         local_workspace_folder: Some("/w/p".to_owned()),
         container_workspace_folder: Some("/workspaces/p".to_owned()),
         devcontainer_id: Some("0".repeat(52)),

@@ -31,23 +31,26 @@ pub struct VsCodeCustomizations {
     /// Parsed extension references, `customizations.vscode.extensions` first, then legacy
     /// top-level `extensions`. Invalid entries are errors and not listed.
     pub extensions: Vec<Located<ExtensionRef>>,
-    /// `customizations.vscode.settings`, kept raw.
-    pub settings: Option<Node>,
-    /// Legacy top-level `settings`, kept raw (overridden key by key by `settings`).
-    pub legacy_settings: Option<Node>,
+    /// Where `customizations.vscode.settings` is; the object itself stays raw in the tree
+    /// (settings can be large, so they are not copied).
+    pub settings: Option<Located<()>>,
+    /// Where the legacy top-level `settings` is (overridden key by key by `settings`).
+    pub legacy_settings: Option<Located<()>>,
     /// `devPort` (legacy top-level wins, as in the CLI).
     pub dev_port: Option<Located<u16>>,
 }
 
 impl VsCodeCustomizations {
-    /// The settings the CLI would apply: legacy settings overlaid with `settings`.
+    /// The settings the CLI would apply: legacy settings overlaid with `settings`. `tree` is
+    /// the document's raw tree (`Parsed::tree`).
     #[must_use]
-    pub fn effective_settings(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub fn effective_settings(&self, tree: &Node) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
-        for node in [&self.legacy_settings, &self.settings]
+        let nodes = [&self.legacy_settings, &self.settings]
             .into_iter()
             .flatten()
-        {
+            .filter_map(|l| tree.resolve(&l.pointer));
+        for node in nodes {
             if let serde_json::Value::Object(map) = node.to_json_value() {
                 out.extend(map);
             }
@@ -127,7 +130,7 @@ pub fn parse_customizations(root: &Node, errors: &mut ErrorSink) -> Customizatio
                 if s.members().is_none() {
                     errors.wrong_type(s, "customizations.vscode.settings", "an object");
                 }
-                v.settings = Some(s.clone());
+                v.settings = Some(located(s, ()));
             }
             if let Some(p) = vs.get("devPort") {
                 v.dev_port =
@@ -142,7 +145,7 @@ pub fn parse_customizations(root: &Node, errors: &mut ErrorSink) -> Customizatio
             if s.members().is_none() {
                 errors.wrong_type(s, "settings", "an object");
             }
-            v.legacy_settings = Some(s.clone());
+            v.legacy_settings = Some(located(s, ()));
         }
         if let Some(p) = legacy_dev_port {
             v.dev_port = port_number(p, "devPort", errors).map(|n| located(p, n));
@@ -197,8 +200,8 @@ mod tests {
         let v = c.vscode.unwrap();
         assert_eq!(v.extensions.len(), 2);
         assert_eq!(v.extensions[1].pointer, "/extensions/0");
-        assert_eq!(v.effective_settings().get("y"), Some(&json!(1)));
-        assert_eq!(v.effective_settings().get("z"), Some(&json!(2)));
+        assert_eq!(v.effective_settings(&root).get("y"), Some(&json!(1)));
+        assert_eq!(v.effective_settings(&root).get("z"), Some(&json!(2)));
         assert_eq!(v.dev_port.unwrap().value, 8000);
         let cs = c.codespaces.unwrap();
         assert_eq!(cs.open_files.len(), 1);
