@@ -10,6 +10,8 @@
 //! non-secret prefix (the token type's public prefix, or 4 characters) and the length, which is
 //! enough to find the value in the file.
 
+use super::ascii::{find_ascii, find_ascii_ignore_case};
+
 /// What kind of credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -171,20 +173,25 @@ fn redact(public_prefix: &str, full_len: usize) -> String {
 /// Finds literal credentials in a string value. Never returns the secret itself.
 pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
     let mut hits = Vec::new();
-    if value.contains("PRIVATE KEY-----") && value.contains("-----BEGIN") {
+    if find_ascii(value, "PRIVATE KEY-----", 0).is_some()
+        && find_ascii(value, "-----BEGIN", 0).is_some()
+    {
         hits.push(CredentialHit {
             kind: CredentialKind::PrivateKey,
             redacted: "-----BEGIN … PRIVATE KEY-----".to_string(),
         });
     }
     let mut covered_until = 0;
-    for (pos, c) in value.char_indices() {
+    // Bytes, not chars: every prefix is ASCII, so a match starts at an ASCII byte (a char
+    // boundary), and a non-ASCII byte before it belongs to a char that is not `[A-Za-z0-9_-]`.
+    let bytes = value.as_bytes();
+    for (pos, &b) in bytes.iter().enumerate() {
         // Every pattern starts with one of these; most positions are skipped right here.
-        if pos < covered_until || !may_start_token(c) {
+        if pos < covered_until || !may_start_token(char::from(b)) {
             continue;
         }
-        let prev = value[..pos].chars().next_back();
-        if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        let prev = pos.checked_sub(1).map(|p| bytes[p]);
+        if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
             continue;
         }
         for (prefix, kind, alphabet, min) in PATTERNS {
@@ -254,7 +261,7 @@ pub fn shannon_entropy(s: &str) -> f64 {
 fn url_passwords(value: &str) -> Vec<CredentialHit> {
     let mut out = Vec::new();
     let mut rest = value;
-    while let Some(at) = rest.find("://") {
+    while let Some(at) = find_ascii(rest, "://", 0) {
         let after = &rest[at + 3..];
         let authority_end = after
             .find(|c: char| matches!(c, '/' | '?' | '#' | ' ' | '"' | '\'') || c.is_whitespace())
@@ -305,18 +312,26 @@ fn generic_assignments(value: &str) -> Vec<CredentialHit> {
     if !value.contains(['=', ':']) {
         return Vec::new();
     }
-    let lower = value.to_ascii_lowercase();
+    // Most values hold none of the keys: one pass to find out before searching key by key.
+    let any_key = (0..value.len()).any(|i| {
+        let rest = &value.as_bytes()[i..];
+        SECRET_KEYS
+            .iter()
+            .any(|k| rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
+    });
+    if !any_key {
+        return Vec::new();
+    }
+    // Keys are ASCII lower case: matching them case-insensitively on the bytes finds what a
+    // search in the lower-cased text would, at the same offsets, without copying the text.
     let mut out = Vec::new();
     for key in SECRET_KEYS {
         let mut from = 0;
-        while let Some(found) = lower[from..].find(key) {
-            let start = from + found;
+        while let Some(start) = find_ascii_ignore_case(value, key, from) {
             let end = start + key.len();
             from = end;
-            let before_ok = lower[..start]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !c.is_ascii_alphanumeric());
+            // A non-ASCII byte before the key is not alphanumeric, as the char it belongs to.
+            let before_ok = start == 0 || !value.as_bytes()[start - 1].is_ascii_alphanumeric();
             let after = value[end..].trim_start_matches(['"', '\'']);
             let after = after.trim_start();
             let Some(after) = after.strip_prefix(['=', ':']) else {

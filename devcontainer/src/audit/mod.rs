@@ -28,6 +28,7 @@
 //! `devcontainer-feature.json`) and passes text or parsed trees in; [`render`] turns reports into
 //! text, JSON or SARIF strings.
 
+mod ascii;
 mod checks;
 pub mod credentials;
 pub mod docker_args;

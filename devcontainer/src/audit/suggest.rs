@@ -22,6 +22,11 @@ pub const BUILD: &[&str] = &[
 
 /// Case-insensitive Levenshtein distance, computed over chars with two rows.
 pub fn distance(a: &str, b: &str) -> usize {
+    if fits_ascii(a, b) {
+        if let Some(d) = ascii_within(a.as_bytes(), b.as_bytes(), usize::MAX) {
+            return d;
+        }
+    }
     let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
     let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -35,6 +40,55 @@ pub fn distance(a: &str, b: &str) -> usize {
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
+}
+
+/// `Some(distance(a, b))` when it is at most `limit`, else `None`; cheaper than [`distance`]
+/// because hopeless pairs stop early (the audit compares every extension publisher with every
+/// well-known one, and every unknown key with every property name).
+pub fn within(a: &str, b: &str, limit: usize) -> Option<usize> {
+    if fits_ascii(a, b) {
+        return ascii_within(a.as_bytes(), b.as_bytes(), limit);
+    }
+    let d = distance(a, b);
+    (d <= limit).then_some(d)
+}
+
+/// Longest second word the stack rows of [`ascii_within`] hold.
+const MAX: usize = 64;
+
+/// Whether [`ascii_within`] applies: both words ASCII, the second short enough.
+fn fits_ascii(a: &str, b: &str) -> bool {
+    a.is_ascii() && b.is_ascii() && b.len() <= MAX
+}
+
+/// The ASCII fast path of [`distance`] (see [`fits_ascii`]): bytes lower-cased on the fly (for
+/// ASCII text that is exactly what `char::to_lowercase` does), rows on the stack. `None` as soon
+/// as the distance is known to be above `limit`: it is at least the length difference, and row
+/// minima never decrease, so a row with no cell within `limit` settles it.
+fn ascii_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    let mut prev = [0usize; MAX + 1];
+    let mut cur = [0usize; MAX + 1];
+    for (j, cell) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *cell = j;
+    }
+    for (i, ca) in a.iter().enumerate() {
+        let ca = ca.to_ascii_lowercase();
+        cur[0] = i + 1;
+        let mut row_min = cur[0];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb.to_ascii_lowercase());
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            row_min = row_min.min(cur[j + 1]);
+        }
+        if row_min > limit {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(prev[b.len()]).filter(|d| *d <= limit)
 }
 
 /// The closest candidate within the allowed distance, if any.
@@ -53,8 +107,8 @@ pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .iter()
         // The length difference bounds the distance from below: skip hopeless candidates cheaply.
         .filter(|c| c.chars().count().abs_diff(len) <= limit)
-        .map(|c| (distance(name, c), *c))
-        .filter(|(d, c)| *d <= limit && *c != name)
+        .filter_map(|c| within(name, c, limit).map(|d| (d, *c)))
+        .filter(|(_, c)| *c != name)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -97,6 +151,42 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("ABC", "abc"), 0);
         assert_eq!(distance("ms\u{2011}python", "ms-python"), 1);
+    }
+
+    #[test]
+    fn bounded_distance_agrees_with_the_full_one() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "kitten",
+            "sitting",
+            "ms-python",
+            "MS-Python",
+            "ms\u{2011}python",
+            "postCreateCommand",
+            "postcreatecommmand",
+            "github",
+            "githbu",
+            "gihtub",
+            "publisher12",
+            "dbaeumer",
+            "esbenp",
+            "redhat",
+            "rust-lang",
+            "İstanbul",
+            "istanbul",
+        ];
+        let long = "x".repeat(100);
+        for a in words.iter().copied().chain([long.as_str()]) {
+            for b in words.iter().copied().chain([long.as_str()]) {
+                let full = distance(a, b);
+                for limit in 0..5 {
+                    let expected = (full <= limit).then_some(full);
+                    assert_eq!(within(a, b, limit), expected, "{a:?} {b:?} {limit}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -205,7 +205,7 @@ fn extension(node: &Node, id: &str, out: &mut Emitter<'_>) {
         let near = KNOWN_PUBLISHERS.iter().find(|known| {
             publisher.len() >= 5
                 && **known != publisher
-                && suggest::distance(known, &publisher) <= 2
+                && suggest::within(known, &publisher, 2).is_some()
         });
         if let Some(known) = near {
             out.node(

@@ -84,6 +84,7 @@ impl DownloadExecKind {
 mod argv;
 mod lex;
 
+use super::ascii::find_ascii_ignore_case;
 use argv::{basename, effective_start, interpreter_name, is_downloader, is_shell};
 pub use argv::{inline_script, InlineScript};
 use lex::{lex, split_commands, substitutions, Op};
@@ -361,6 +362,15 @@ fn first_downloader(script: &str) -> Option<String> {
 }
 
 fn powershell_download_eval(script: &str) -> bool {
+    // `evaluates` below needs one of these in the lower-cased text; most scripts have none, and
+    // then the copy and the word split are not needed.
+    let evaluators = ["iex", "invoke-expression", "scriptblock]::create"];
+    if evaluators
+        .iter()
+        .all(|w| find_ascii_ignore_case(script, w, 0).is_none())
+    {
+        return false;
+    }
     let lower = script.to_ascii_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'))
