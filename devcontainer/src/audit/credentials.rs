@@ -166,6 +166,12 @@ fn may_start_token(c: char) -> bool {
     matches!(c, 'g' | 'A' | 'x' | 's' | 'n')
 }
 
+/// Whether byte `b` can start one of [`SECRET_KEYS`], in any ASCII case (a test keeps the two in
+/// sync).
+fn may_start_key(b: u8) -> bool {
+    matches!(b.to_ascii_lowercase(), b'p' | b's' | b't' | b'a' | b'c')
+}
+
 fn redact(public_prefix: &str, full_len: usize) -> String {
     format!("{public_prefix}… ({full_len} chars)")
 }
@@ -313,11 +319,13 @@ fn generic_assignments(value: &str) -> Vec<CredentialHit> {
         return Vec::new();
     }
     // Most values hold none of the keys: one pass to find out before searching key by key.
-    let any_key = (0..value.len()).any(|i| {
-        let rest = &value.as_bytes()[i..];
-        SECRET_KEYS
-            .iter()
-            .any(|k| rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
+    let bytes = value.as_bytes();
+    let any_key = (0..bytes.len()).any(|i| {
+        let rest = &bytes[i..];
+        may_start_key(rest[0])
+            && SECRET_KEYS.iter().any(|k| {
+                rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k.as_bytes())
+            })
     });
     if !any_key {
         return Vec::new();
@@ -444,6 +452,13 @@ mod tests {
     fn prefilter_covers_every_pattern() {
         for (prefix, ..) in PATTERNS {
             assert!(may_start_token(prefix.chars().next().unwrap()), "{prefix}");
+        }
+        for key in SECRET_KEYS {
+            assert!(may_start_key(key.as_bytes()[0]), "{key}");
+            assert!(
+                may_start_key(key.as_bytes()[0].to_ascii_uppercase()),
+                "{key}"
+            );
         }
     }
 
