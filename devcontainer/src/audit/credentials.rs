@@ -10,7 +10,7 @@
 //! non-secret prefix (the token type's public prefix, or 4 characters) and the length, which is
 //! enough to find the value in the file.
 
-use super::ascii::{find_ascii, find_ascii_ignore_case};
+use super::ascii::find_ascii;
 
 /// What kind of credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,10 +166,17 @@ fn may_start_token(c: char) -> bool {
     matches!(c, 'g' | 'A' | 'x' | 's' | 'n')
 }
 
-/// Whether byte `b` can start one of [`SECRET_KEYS`], in any ASCII case (a test keeps the two in
-/// sync).
-fn may_start_key(b: u8) -> bool {
-    matches!(b.to_ascii_lowercase(), b'p' | b's' | b't' | b'a' | b'c')
+/// Whether bytes `a`, `b` can start one of [`SECRET_KEYS`], in any ASCII case (a test keeps the
+/// two in sync). Every key is longer than two bytes.
+fn may_start_key(a: u8, b: u8) -> bool {
+    matches!(
+        (a.to_ascii_lowercase(), b.to_ascii_lowercase()),
+        (b'p', b'a' | b'w')
+            | (b's', b'e')
+            | (b't', b'o')
+            | (b'a', b'p' | b'c' | b'u')
+            | (b'c', b'l')
+    )
 }
 
 fn redact(public_prefix: &str, full_len: usize) -> String {
@@ -318,45 +325,46 @@ fn generic_assignments(value: &str) -> Vec<CredentialHit> {
     if !value.contains(['=', ':']) {
         return Vec::new();
     }
-    // Most values hold none of the keys: one pass to find out before searching key by key.
+    // Every occurrence of every key (ASCII lower case, matched ignoring ASCII case: the offsets a
+    // search in the lower-cased text gives), in one pass over the bytes. No key overlaps itself
+    // (a test checks), so these are exactly the occurrences a left-to-right search per key finds,
+    // and a stable sort by key puts them in the order of that search.
     let bytes = value.as_bytes();
-    let any_key = (0..bytes.len()).any(|i| {
-        let rest = &bytes[i..];
-        may_start_key(rest[0])
-            && SECRET_KEYS.iter().any(|k| {
-                rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k.as_bytes())
-            })
-    });
-    if !any_key {
-        return Vec::new();
-    }
-    // Keys are ASCII lower case: matching them case-insensitively on the bytes finds what a
-    // search in the lower-cased text would, at the same offsets, without copying the text.
-    let mut out = Vec::new();
-    for key in SECRET_KEYS {
-        let mut from = 0;
-        while let Some(start) = find_ascii_ignore_case(value, key, from) {
-            let end = start + key.len();
-            from = end;
-            // A non-ASCII byte before the key is not alphanumeric, as the char it belongs to.
-            let before_ok = start == 0 || !value.as_bytes()[start - 1].is_ascii_alphanumeric();
-            let after = value[end..].trim_start_matches(['"', '\'']);
-            let after = after.trim_start();
-            let Some(after) = after.strip_prefix(['=', ':']) else {
-                continue;
-            };
-            let v: String = after
-                .trim_start()
-                .trim_start_matches(['"', '\''])
-                .chars()
-                .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | ';' | '&'))
-                .collect();
-            if before_ok && is_secret_like(&v) {
-                out.push(CredentialHit {
-                    kind: CredentialKind::GenericSecret,
-                    redacted: format!("{key}=… ({} chars)", v.chars().count()),
-                });
+    let mut found: Vec<(usize, usize)> = Vec::new(); // (index in SECRET_KEYS, byte offset)
+    for (start, pair) in bytes.windows(2).enumerate() {
+        if !may_start_key(pair[0], pair[1]) {
+            continue;
+        }
+        let rest = &bytes[start..];
+        for (k, key) in SECRET_KEYS.iter().enumerate() {
+            if rest.len() >= key.len() && rest[..key.len()].eq_ignore_ascii_case(key.as_bytes()) {
+                found.push((k, start));
             }
+        }
+    }
+    found.sort_by_key(|&(k, _)| k);
+    let mut out = Vec::new();
+    for (k, start) in found {
+        let key = SECRET_KEYS[k];
+        let end = start + key.len();
+        // A non-ASCII byte before the key is not alphanumeric, as the char it belongs to.
+        let before_ok = start == 0 || !value.as_bytes()[start - 1].is_ascii_alphanumeric();
+        let after = value[end..].trim_start_matches(['"', '\'']);
+        let after = after.trim_start();
+        let Some(after) = after.strip_prefix(['=', ':']) else {
+            continue;
+        };
+        let v: String = after
+            .trim_start()
+            .trim_start_matches(['"', '\''])
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | ';' | '&'))
+            .collect();
+        if before_ok && is_secret_like(&v) {
+            out.push(CredentialHit {
+                kind: CredentialKind::GenericSecret,
+                redacted: format!("{key}=… ({} chars)", v.chars().count()),
+            });
         }
     }
     out
@@ -454,12 +462,73 @@ mod tests {
             assert!(may_start_token(prefix.chars().next().unwrap()), "{prefix}");
         }
         for key in SECRET_KEYS {
-            assert!(may_start_key(key.as_bytes()[0]), "{key}");
-            assert!(
-                may_start_key(key.as_bytes()[0].to_ascii_uppercase()),
-                "{key}"
-            );
+            let k = key.as_bytes();
+            assert!(k.len() > 2 && may_start_key(k[0], k[1]), "{key}");
+            let upper = key.to_ascii_uppercase().into_bytes();
+            assert!(may_start_key(upper[0], upper[1]), "{key}");
+            // No key overlaps itself, so its occurrences never overlap (generic_assignments).
+            for n in 1..k.len() {
+                assert_ne!(k[..n], k[k.len() - n..], "{key}");
+            }
         }
+    }
+
+    #[test]
+    fn generic_assignments_match_a_search_per_key() {
+        // The definition the one-pass search replaces: lower-case, then search key by key.
+        fn reference(value: &str) -> Vec<CredentialHit> {
+            if !value.contains(['=', ':']) {
+                return Vec::new();
+            }
+            let lower = value.to_ascii_lowercase();
+            let mut out = Vec::new();
+            for key in SECRET_KEYS {
+                let mut from = 0;
+                while let Some(found) = lower[from..].find(key) {
+                    let start = from + found;
+                    let end = start + key.len();
+                    from = end;
+                    let before_ok = lower[..start]
+                        .chars()
+                        .next_back()
+                        .is_none_or(|c| !c.is_ascii_alphanumeric());
+                    let after = value[end..].trim_start_matches(['"', '\'']).trim_start();
+                    let Some(after) = after.strip_prefix(['=', ':']) else {
+                        continue;
+                    };
+                    let v: String = after
+                        .trim_start()
+                        .trim_start_matches(['"', '\''])
+                        .chars()
+                        .take_while(|c| {
+                            !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | ';' | '&')
+                        })
+                        .collect();
+                    if before_ok && is_secret_like(&v) {
+                        out.push(CredentialHit {
+                            kind: CredentialKind::GenericSecret,
+                            redacted: format!("{key}=… ({} chars)", v.chars().count()),
+                        });
+                    }
+                }
+            }
+            out
+        }
+        let s = "Xk9vQ2mZ7pL4wR8tY1uB6nC3";
+        let values = [
+            format!("PASSWORD={s} token: {s} api-key={s}"),
+            format!("--auth={s};apikey:{s}&passwd={s} Password={s}1"),
+            format!("x_secret_key={s} client_secret={s} secret={s} secret_key: '{s}'"),
+            format!("tokentoken={s} ACCESS_KEY = \"{s}\" pwd:{s} xpwd={s}"),
+            format!("üpassword={s} ßtoken={s}"),
+            "no keys here: a=b, token=short".to_string(),
+            String::new(),
+        ];
+        for value in &values {
+            let hits = generic_assignments(value);
+            assert_eq!(hits, reference(value), "{value}");
+        }
+        assert!(generic_assignments(&values[0]).len() >= 3);
     }
 
     #[test]
