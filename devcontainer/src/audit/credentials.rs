@@ -161,6 +161,9 @@ const SECRET_KEYS: &[&str] = &[
     "auth",
 ];
 
+/// The length of the shortest token [`PATTERNS`] accept: prefix plus minimum body (a test checks).
+const SHORTEST_TOKEN: usize = 15;
+
 /// The first characters of every [`PATTERNS`] prefix (a test keeps them in sync).
 fn may_start_token(c: char) -> bool {
     matches!(c, 'g' | 'A' | 'x' | 's' | 'n')
@@ -198,7 +201,9 @@ pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
     // Bytes, not chars: every prefix is ASCII, so a match starts at an ASCII byte (a char
     // boundary), and a non-ASCII byte before it belongs to a char that is not `[A-Za-z0-9_-]`.
     let bytes = value.as_bytes();
-    for (pos, &b) in bytes.iter().enumerate() {
+    // A token needs SHORTEST_TOKEN bytes from where it starts (its alphabets are ASCII).
+    let starts = (bytes.len() + 1).saturating_sub(SHORTEST_TOKEN);
+    for (pos, &b) in bytes.iter().enumerate().take(starts) {
         // Every pattern starts with one of these; most positions are skipped right here.
         if pos < covered_until || !may_start_token(char::from(b)) {
             continue;
@@ -461,6 +466,10 @@ mod tests {
         for (prefix, ..) in PATTERNS {
             assert!(may_start_token(prefix.chars().next().unwrap()), "{prefix}");
         }
+        let shortest = PATTERNS.iter().map(|(p, _, _, min)| p.len() + min).min();
+        assert_eq!(shortest, Some(SHORTEST_TOKEN));
+        assert_eq!(find_credentials("xoxb-1234567890").len(), 1);
+        assert!(find_credentials("xoxb-123456789").is_empty());
         for key in SECRET_KEYS {
             let k = key.as_bytes();
             assert!(k.len() > 2 && may_start_key(k[0], k[1]), "{key}");

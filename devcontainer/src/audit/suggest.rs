@@ -69,19 +69,37 @@ fn ascii_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
     if a.len().abs_diff(b.len()) > limit {
         return None;
     }
-    let mut prev = [0usize; MAX + 1];
-    let mut cur = [0usize; MAX + 1];
+    // Only the band of cells within `limit` of the diagonal is computed: the others are above
+    // `limit` and hold `over`. Every cell holds min(its true value, over), exact where it
+    // matters (at most `limit`).
+    let over = limit.saturating_add(1);
+    let mut prev = [over; MAX + 1];
+    let mut cur = [over; MAX + 1];
     for (j, cell) in prev.iter_mut().enumerate().take(b.len() + 1) {
-        *cell = j;
+        *cell = j.min(over);
     }
     for (i, ca) in a.iter().enumerate() {
+        let row = i + 1;
         let ca = ca.to_ascii_lowercase();
-        cur[0] = i + 1;
+        let lo = row.saturating_sub(limit).max(1);
+        let hi = row.saturating_add(limit).min(b.len());
+        cur[0] = row.min(over);
+        if lo > 1 {
+            cur[lo - 1] = over; // left of the band: the next cell reads it
+        }
         let mut row_min = cur[0];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb.to_ascii_lowercase());
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-            row_min = row_min.min(cur[j + 1]);
+        for j in lo..=hi {
+            let cost = usize::from(ca != b[j - 1].to_ascii_lowercase());
+            let v = prev[j - 1]
+                .saturating_add(cost)
+                .min(prev[j].saturating_add(1))
+                .min(cur[j - 1].saturating_add(1))
+                .min(over);
+            cur[j] = v;
+            row_min = row_min.min(v);
+        }
+        if hi < b.len() {
+            cur[hi + 1] = over; // right of the band: the next row reads it
         }
         if row_min > limit {
             return None;
@@ -155,6 +173,22 @@ mod tests {
 
     #[test]
     fn bounded_distance_agrees_with_the_full_one() {
+        // The plain two-row Levenshtein over lower-cased chars that both fast paths replace.
+        fn reference(a: &str, b: &str) -> usize {
+            let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
+            let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+            let mut prev: Vec<usize> = (0..=b.len()).collect();
+            let mut cur = vec![0; b.len() + 1];
+            for (i, ca) in a.iter().enumerate() {
+                cur[0] = i + 1;
+                for (j, cb) in b.iter().enumerate() {
+                    let cost = usize::from(ca != cb);
+                    cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+                }
+                std::mem::swap(&mut prev, &mut cur);
+            }
+            prev[b.len()]
+        }
         let words = [
             "",
             "a",
@@ -176,11 +210,41 @@ mod tests {
             "rust-lang",
             "İstanbul",
             "istanbul",
+            "abcdef",
+            "badcfe",
+            "fedcba",
+            "abc",
+            "abcabc",
+            "xabcx",
+            "ms-vscode-remote",
+            "vscjava",
         ];
         let long = "x".repeat(100);
         for a in words.iter().copied().chain([long.as_str()]) {
             for b in words.iter().copied().chain([long.as_str()]) {
-                let full = distance(a, b);
+                let full = reference(a, b);
+                assert_eq!(distance(a, b), full, "{a:?} {b:?}");
+                for limit in 0..8 {
+                    let expected = (full <= limit).then_some(full);
+                    assert_eq!(within(a, b, limit), expected, "{a:?} {b:?} {limit}");
+                }
+            }
+        }
+        // Exhaustively: every word of up to four letters over {a, b, C}.
+        let mut small = vec![String::new()];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for w in small.iter().filter(|w| w.len() == len - 1) {
+                for c in ['a', 'b', 'C'] {
+                    next.push(format!("{w}{c}"));
+                }
+            }
+            small.extend(next);
+        }
+        for a in &small {
+            for b in &small {
+                let full = reference(a, b);
+                assert_eq!(distance(a, b), full, "{a:?} {b:?}");
                 for limit in 0..5 {
                     let expected = (full <= limit).then_some(full);
                     assert_eq!(within(a, b, limit), expected, "{a:?} {b:?} {limit}");
