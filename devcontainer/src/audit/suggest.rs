@@ -53,12 +53,18 @@ pub fn within(a: &str, b: &str, limit: usize) -> Option<usize> {
     (d <= limit).then_some(d)
 }
 
-/// Longest second word the stack rows of [`ascii_within`] hold.
+/// Longest word [`ascii_within`] takes: its stack rows hold `MAX + 1` byte-sized cells (every
+/// distance between two such words is at most `MAX`).
 const MAX: usize = 64;
 
-/// Whether [`ascii_within`] applies: both words ASCII, the second short enough.
+/// Whether [`ascii_within`] applies: both words ASCII and short enough.
 fn fits_ascii(a: &str, b: &str) -> bool {
-    a.is_ascii() && b.is_ascii() && b.len() <= MAX
+    a.is_ascii() && b.is_ascii() && a.len() <= MAX && b.len() <= MAX
+}
+
+/// A row or column index (at most [`MAX`]) as a cell value.
+fn cell(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
 }
 
 /// The ASCII fast path of [`distance`] (see [`fits_ascii`]): bytes lower-cased on the fly (for
@@ -72,24 +78,24 @@ fn ascii_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
     // Only the band of cells within `limit` of the diagonal is computed: the others are above
     // `limit` and hold `over`. Every cell holds min(its true value, over), exact where it
     // matters (at most `limit`).
-    let over = limit.saturating_add(1);
+    let over = cell(limit.saturating_add(1));
     let mut prev = [over; MAX + 1];
     let mut cur = [over; MAX + 1];
-    for (j, cell) in prev.iter_mut().enumerate().take(b.len() + 1) {
-        *cell = j.min(over);
+    for (j, c) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *c = cell(j).min(over);
     }
     for (i, ca) in a.iter().enumerate() {
         let row = i + 1;
         let ca = ca.to_ascii_lowercase();
         let lo = row.saturating_sub(limit).max(1);
         let hi = row.saturating_add(limit).min(b.len());
-        cur[0] = row.min(over);
+        cur[0] = cell(row).min(over);
         if lo > 1 {
             cur[lo - 1] = over; // left of the band: the next cell reads it
         }
         let mut row_min = cur[0];
         for j in lo..=hi {
-            let cost = usize::from(ca != b[j - 1].to_ascii_lowercase());
+            let cost = u8::from(ca != b[j - 1].to_ascii_lowercase());
             let v = prev[j - 1]
                 .saturating_add(cost)
                 .min(prev[j].saturating_add(1))
@@ -101,12 +107,12 @@ fn ascii_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
         if hi < b.len() {
             cur[hi + 1] = over; // right of the band: the next row reads it
         }
-        if row_min > limit {
+        if usize::from(row_min) > limit {
             return None;
         }
         std::mem::swap(&mut prev, &mut cur);
     }
-    Some(prev[b.len()]).filter(|d| *d <= limit)
+    Some(usize::from(prev[b.len()])).filter(|d| *d <= limit)
 }
 
 /// The closest candidate within the allowed distance, if any.

@@ -3,6 +3,10 @@
 
 /// The contents of `$(..)`, `<(..)`, `>(..)` and backtick substitutions in a word.
 pub(super) fn substitutions(word: &str) -> Vec<String> {
+    // Every substitution starts with one of these; most words have none, skip the char copy.
+    if !word.contains(['$', '<', '>', '`']) {
+        return Vec::new();
+    }
     let chars: Vec<char> = word.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
