@@ -187,7 +187,7 @@ fn analyse_script_depth(script: &str, depth: usize) -> Option<DownloadExecKind> 
         return Some(DownloadExecKind::PowerShell);
     }
     let tokens = lex(script);
-    let commands = split_commands(&tokens);
+    let commands = split_commands(tokens);
     // Pipelines: a downloader followed later in the same pipeline by an interpreter.
     let mut pipeline: Vec<&Vec<String>> = Vec::new();
     let mut downloaded: Vec<(String, String)> = Vec::new(); // (downloader, file)
@@ -275,6 +275,9 @@ fn pipe_pattern(pipeline: &[&Vec<String>]) -> Option<DownloadExecKind> {
 
 fn runs_saved(word: Option<&String>, downloaded: &[(String, String)]) -> Option<DownloadExecKind> {
     let word = word?;
+    if downloaded.is_empty() {
+        return None; // nothing saved yet: no need for the base name
+    }
     let name = basename(word);
     downloaded
         .iter()
@@ -352,7 +355,7 @@ fn download_target(program: &str, args: &[String]) -> Option<String> {
 /// The first downloader executed by a script fragment (`curl -fsSL x`, `sudo wget -O- x`).
 fn first_downloader(script: &str) -> Option<String> {
     let tokens = lex(script);
-    split_commands(&tokens).into_iter().find_map(|(words, _)| {
+    split_commands(tokens).into_iter().find_map(|(words, _)| {
         let s = effective_start(&words);
         words
             .get(s)
