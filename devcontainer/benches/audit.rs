@@ -1,9 +1,9 @@
 //! Parse + full audit throughput: what `codespace-agentctl audit` costs per document.
 //!
-//! * `corpus/*`: every file of the shared real-world corpus (`shared/corpus/devcontainer/real`,
+//! * `audit_corpus/*`: every file of the shared real-world corpus (`shared/corpus/devcontainer/real`,
 //!   found next to the checkout or next to the worktrees) in one pass; feature metadata files
 //!   are audited as features, like the CLI does. Skipped with a note when the corpus is missing.
-//! * `generated_1mib/*`: a ~1 MiB devcontainer.json generated here, in Rust, deterministically,
+//! * `audit_generated_1mib/*`: a ~1 MiB devcontainer.json generated here, in Rust, deterministically,
 //!   with the same shape as `tests/perf/gen_large.py` (the file the Node comparison uses):
 //!   comments, a trailing comma, and thousands of environment variables, features with options,
 //!   ports, mounts, extensions and lifecycle commands. It is generated rather than read from
@@ -138,7 +138,7 @@ fn bench(c: &mut Criterion) {
     let files = corpus();
     if !files.is_empty() {
         let bytes: usize = files.iter().map(|(_, t)| t.len()).sum();
-        let mut g = c.benchmark_group("corpus");
+        let mut g = c.benchmark_group("audit_corpus");
         g.throughput(Throughput::Bytes(bytes as u64));
         g.bench_function("parse_and_audit_all", |b| {
             b.iter(|| {
@@ -163,7 +163,7 @@ fn bench(c: &mut Criterion) {
         "generated document invalid: {:?}",
         parsed.diagnostics().first()
     );
-    let mut g = c.benchmark_group("generated_1mib");
+    let mut g = c.benchmark_group("audit_generated_1mib");
     g.throughput(Throughput::Bytes(big.len() as u64));
     g.sample_size(20);
     g.bench_function("parse_and_audit", |b| {
