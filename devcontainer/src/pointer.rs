@@ -30,23 +30,7 @@ pub fn child_key(parent: &str, key: &str) -> String {
 /// The pointer of element `index` of the array at `parent`.
 #[must_use]
 pub fn child_index(parent: &str, index: usize) -> String {
-    // Digits by hand: this runs for every array element of a document, `format!` is slower.
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = index;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = String::with_capacity(parent.len() + 1 + digits.len() - at);
-    out.push_str(parent);
-    out.push('/');
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
-    out
+    format!("{parent}/{index}")
 }
 
 /// Split a pointer into decoded reference tokens; `None` if it does not start with `/` and is
@@ -69,9 +53,6 @@ mod tests {
         assert_eq!(child_key("", "a/b~c"), "/a~1b~0c");
         assert_eq!(child_key("/x", ""), "/x/");
         assert_eq!(child_index("/x", 3), "/x/3");
-        assert_eq!(child_index("", 0), "/0");
-        assert_eq!(child_index("/a", 1090), "/a/1090");
-        assert_eq!(child_index("", usize::MAX), format!("/{}", usize::MAX));
         assert_eq!(
             tokens("/a~1b~0c/~01"),
             Some(vec!["a/b~c".to_owned(), "~1".to_owned()])
