@@ -227,30 +227,30 @@ impl Converter {
             Value::BooleanLit(b) => NodeValue::Bool(b.value),
             Value::NumberLit(n) => NodeValue::Number(n.value.to_owned()),
             Value::StringLit(s) => NodeValue::String(s.value.to_string()),
-            Value::Array(a) => NodeValue::Array(
-                a.elements
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| self.convert(e, pointer::child_index(&ptr, i), depth + 1))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(o) => NodeValue::Object(
-                o.properties
-                    .iter()
-                    .map(|p| {
-                        let (key, key_range) = match &p.name {
-                            ObjectPropName::String(s) => (s.value.to_string(), s.range),
-                            ObjectPropName::Word(w) => (w.value.to_owned(), w.range),
-                        };
-                        let child = pointer::child_key(&ptr, &key);
-                        Ok(Member {
-                            value: self.convert(&p.value, child, depth + 1)?,
-                            key,
-                            key_span: self.span(key_range),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
+            // Exact capacity: collecting through `Result` would grow the vectors by doubling.
+            Value::Array(a) => {
+                let mut items = Vec::with_capacity(a.elements.len());
+                for (i, e) in a.elements.iter().enumerate() {
+                    items.push(self.convert(e, pointer::child_index(&ptr, i), depth + 1)?);
+                }
+                NodeValue::Array(items)
+            }
+            Value::Object(o) => {
+                let mut members = Vec::with_capacity(o.properties.len());
+                for p in &o.properties {
+                    let (key, key_range) = match &p.name {
+                        ObjectPropName::String(s) => (s.value.to_string(), s.range),
+                        ObjectPropName::Word(w) => (w.value.to_owned(), w.range),
+                    };
+                    let child = pointer::child_key(&ptr, &key);
+                    members.push(Member {
+                        value: self.convert(&p.value, child, depth + 1)?,
+                        key,
+                        key_span: self.span(key_range),
+                    });
+                }
+                NodeValue::Object(members)
+            }
         };
         Ok(Node::new(value, ptr, span))
     }

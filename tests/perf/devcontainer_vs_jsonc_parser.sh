@@ -8,7 +8,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+# The shared corpus sits next to the checkout (/work/main) or next to the worktrees (/work/wt/x).
 corpus="$root/../shared/corpus/devcontainer/real"
+[ -d "$corpus" ] || corpus="$root/../../shared/corpus/devcontainer/real"
 out="$here/out"
 mkdir -p "$out"
 

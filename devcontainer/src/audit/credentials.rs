@@ -10,6 +10,8 @@
 //! non-secret prefix (the token type's public prefix, or 4 characters) and the length, which is
 //! enough to find the value in the file.
 
+use super::ascii::find_ascii;
+
 /// What kind of credential was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -159,9 +161,25 @@ const SECRET_KEYS: &[&str] = &[
     "auth",
 ];
 
+/// The length of the shortest token [`PATTERNS`] accept: prefix plus minimum body (a test checks).
+const SHORTEST_TOKEN: usize = 15;
+
 /// The first characters of every [`PATTERNS`] prefix (a test keeps them in sync).
 fn may_start_token(c: char) -> bool {
     matches!(c, 'g' | 'A' | 'x' | 's' | 'n')
+}
+
+/// Whether bytes `a`, `b` can start one of [`SECRET_KEYS`], in any ASCII case (a test keeps the
+/// two in sync). Every key is longer than two bytes.
+fn may_start_key(a: u8, b: u8) -> bool {
+    matches!(
+        (a.to_ascii_lowercase(), b.to_ascii_lowercase()),
+        (b'p', b'a' | b'w')
+            | (b's', b'e')
+            | (b't', b'o')
+            | (b'a', b'p' | b'c' | b'u')
+            | (b'c', b'l')
+    )
 }
 
 fn redact(public_prefix: &str, full_len: usize) -> String {
@@ -171,20 +189,27 @@ fn redact(public_prefix: &str, full_len: usize) -> String {
 /// Finds literal credentials in a string value. Never returns the secret itself.
 pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
     let mut hits = Vec::new();
-    if value.contains("PRIVATE KEY-----") && value.contains("-----BEGIN") {
+    if find_ascii(value, "PRIVATE KEY-----", 0).is_some()
+        && find_ascii(value, "-----BEGIN", 0).is_some()
+    {
         hits.push(CredentialHit {
             kind: CredentialKind::PrivateKey,
             redacted: "-----BEGIN … PRIVATE KEY-----".to_string(),
         });
     }
     let mut covered_until = 0;
-    for (pos, c) in value.char_indices() {
+    // Bytes, not chars: every prefix is ASCII, so a match starts at an ASCII byte (a char
+    // boundary), and a non-ASCII byte before it belongs to a char that is not `[A-Za-z0-9_-]`.
+    let bytes = value.as_bytes();
+    // A token needs SHORTEST_TOKEN bytes from where it starts (its alphabets are ASCII).
+    let starts = (bytes.len() + 1).saturating_sub(SHORTEST_TOKEN);
+    for (pos, &b) in bytes.iter().enumerate().take(starts) {
         // Every pattern starts with one of these; most positions are skipped right here.
-        if pos < covered_until || !may_start_token(c) {
+        if pos < covered_until || !may_start_token(char::from(b)) {
             continue;
         }
-        let prev = value[..pos].chars().next_back();
-        if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        let prev = pos.checked_sub(1).map(|p| bytes[p]);
+        if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
             continue;
         }
         for (prefix, kind, alphabet, min) in PATTERNS {
@@ -254,7 +279,7 @@ pub fn shannon_entropy(s: &str) -> f64 {
 fn url_passwords(value: &str) -> Vec<CredentialHit> {
     let mut out = Vec::new();
     let mut rest = value;
-    while let Some(at) = rest.find("://") {
+    while let Some(at) = find_ascii(rest, "://", 0) {
         let after = &rest[at + 3..];
         let authority_end = after
             .find(|c: char| matches!(c, '/' | '?' | '#' | ' ' | '"' | '\'') || c.is_whitespace())
@@ -305,35 +330,46 @@ fn generic_assignments(value: &str) -> Vec<CredentialHit> {
     if !value.contains(['=', ':']) {
         return Vec::new();
     }
-    let lower = value.to_ascii_lowercase();
-    let mut out = Vec::new();
-    for key in SECRET_KEYS {
-        let mut from = 0;
-        while let Some(found) = lower[from..].find(key) {
-            let start = from + found;
-            let end = start + key.len();
-            from = end;
-            let before_ok = lower[..start]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !c.is_ascii_alphanumeric());
-            let after = value[end..].trim_start_matches(['"', '\'']);
-            let after = after.trim_start();
-            let Some(after) = after.strip_prefix(['=', ':']) else {
-                continue;
-            };
-            let v: String = after
-                .trim_start()
-                .trim_start_matches(['"', '\''])
-                .chars()
-                .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | ';' | '&'))
-                .collect();
-            if before_ok && is_secret_like(&v) {
-                out.push(CredentialHit {
-                    kind: CredentialKind::GenericSecret,
-                    redacted: format!("{key}=… ({} chars)", v.chars().count()),
-                });
+    // Every occurrence of every key (ASCII lower case, matched ignoring ASCII case: the offsets a
+    // search in the lower-cased text gives), in one pass over the bytes. No key overlaps itself
+    // (a test checks), so these are exactly the occurrences a left-to-right search per key finds,
+    // and a stable sort by key puts them in the order of that search.
+    let bytes = value.as_bytes();
+    let mut found: Vec<(usize, usize)> = Vec::new(); // (index in SECRET_KEYS, byte offset)
+    for (start, pair) in bytes.windows(2).enumerate() {
+        if !may_start_key(pair[0], pair[1]) {
+            continue;
+        }
+        let rest = &bytes[start..];
+        for (k, key) in SECRET_KEYS.iter().enumerate() {
+            if rest.len() >= key.len() && rest[..key.len()].eq_ignore_ascii_case(key.as_bytes()) {
+                found.push((k, start));
             }
+        }
+    }
+    found.sort_by_key(|&(k, _)| k);
+    let mut out = Vec::new();
+    for (k, start) in found {
+        let key = SECRET_KEYS[k];
+        let end = start + key.len();
+        // A non-ASCII byte before the key is not alphanumeric, as the char it belongs to.
+        let before_ok = start == 0 || !value.as_bytes()[start - 1].is_ascii_alphanumeric();
+        let after = value[end..].trim_start_matches(['"', '\'']);
+        let after = after.trim_start();
+        let Some(after) = after.strip_prefix(['=', ':']) else {
+            continue;
+        };
+        let v: String = after
+            .trim_start()
+            .trim_start_matches(['"', '\''])
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | ';' | '&'))
+            .collect();
+        if before_ok && is_secret_like(&v) {
+            out.push(CredentialHit {
+                kind: CredentialKind::GenericSecret,
+                redacted: format!("{key}=… ({} chars)", v.chars().count()),
+            });
         }
     }
     out
@@ -430,6 +466,78 @@ mod tests {
         for (prefix, ..) in PATTERNS {
             assert!(may_start_token(prefix.chars().next().unwrap()), "{prefix}");
         }
+        let shortest = PATTERNS.iter().map(|(p, _, _, min)| p.len() + min).min();
+        assert_eq!(shortest, Some(SHORTEST_TOKEN));
+        assert_eq!(find_credentials("xoxb-1234567890").len(), 1);
+        assert!(find_credentials("xoxb-123456789").is_empty());
+        for key in SECRET_KEYS {
+            let k = key.as_bytes();
+            assert!(k.len() > 2 && may_start_key(k[0], k[1]), "{key}");
+            let upper = key.to_ascii_uppercase().into_bytes();
+            assert!(may_start_key(upper[0], upper[1]), "{key}");
+            // No key overlaps itself, so its occurrences never overlap (generic_assignments).
+            for n in 1..k.len() {
+                assert_ne!(k[..n], k[k.len() - n..], "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn generic_assignments_match_a_search_per_key() {
+        // The definition the one-pass search replaces: lower-case, then search key by key.
+        fn reference(value: &str) -> Vec<CredentialHit> {
+            if !value.contains(['=', ':']) {
+                return Vec::new();
+            }
+            let lower = value.to_ascii_lowercase();
+            let mut out = Vec::new();
+            for key in SECRET_KEYS {
+                let mut from = 0;
+                while let Some(found) = lower[from..].find(key) {
+                    let start = from + found;
+                    let end = start + key.len();
+                    from = end;
+                    let before_ok = lower[..start]
+                        .chars()
+                        .next_back()
+                        .is_none_or(|c| !c.is_ascii_alphanumeric());
+                    let after = value[end..].trim_start_matches(['"', '\'']).trim_start();
+                    let Some(after) = after.strip_prefix(['=', ':']) else {
+                        continue;
+                    };
+                    let v: String = after
+                        .trim_start()
+                        .trim_start_matches(['"', '\''])
+                        .chars()
+                        .take_while(|c| {
+                            !c.is_whitespace() && !matches!(c, '"' | '\'' | ',' | ';' | '&')
+                        })
+                        .collect();
+                    if before_ok && is_secret_like(&v) {
+                        out.push(CredentialHit {
+                            kind: CredentialKind::GenericSecret,
+                            redacted: format!("{key}=… ({} chars)", v.chars().count()),
+                        });
+                    }
+                }
+            }
+            out
+        }
+        let s = "Xk9vQ2mZ7pL4wR8tY1uB6nC3";
+        let values = [
+            format!("PASSWORD={s} token: {s} api-key={s}"),
+            format!("--auth={s};apikey:{s}&passwd={s} Password={s}1"),
+            format!("x_secret_key={s} client_secret={s} secret={s} secret_key: '{s}'"),
+            format!("tokentoken={s} ACCESS_KEY = \"{s}\" pwd:{s} xpwd={s}"),
+            format!("üpassword={s} ßtoken={s}"),
+            "no keys here: a=b, token=short".to_string(),
+            String::new(),
+        ];
+        for value in &values {
+            let hits = generic_assignments(value);
+            assert_eq!(hits, reference(value), "{value}");
+        }
+        assert!(generic_assignments(&values[0]).len() >= 3);
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! `devcontainer-feature.json`) and passes text or parsed trees in; [`render`] turns reports into
 //! text, JSON or SARIF strings.
 
+mod ascii;
 mod checks;
 pub mod credentials;
 pub mod docker_args;
@@ -120,12 +121,13 @@ pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> 
     };
     let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
     let mut out = Emitter::new(Some(&parsed.lines));
-    checks::devcontainer(tree, unknown, ctx, &mut out);
+    checks::devcontainer(tree, unknown, &parsed.duplicate_keys, ctx, &mut out);
     if let Some(sctx) = &ctx.substitution {
         let substituted = substitute(parsed, sctx);
         if let Some(sub_tree) = &substituted.tree {
             let mut extra = Emitter::new(Some(&parsed.lines));
-            checks::devcontainer(sub_tree, &[], ctx, &mut extra);
+            let duplicates = &substituted.duplicate_keys;
+            checks::devcontainer(sub_tree, &[], duplicates, ctx, &mut extra);
             let seen: HashSet<(RuleId, String)> = out
                 .findings
                 .iter()
@@ -154,7 +156,7 @@ pub fn audit_feature(parsed: &Parsed<FeatureMetadata>) -> Vec<Finding> {
     };
     let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
     let mut out = Emitter::new(Some(&parsed.lines));
-    checks::feature_file(tree, unknown, &mut out);
+    checks::feature_file(tree, unknown, &parsed.duplicate_keys, &mut out);
     out.finish()
 }
 

@@ -22,6 +22,11 @@ pub const BUILD: &[&str] = &[
 
 /// Case-insensitive Levenshtein distance, computed over chars with two rows.
 pub fn distance(a: &str, b: &str) -> usize {
+    if fits_ascii(a, b) {
+        if let Some(d) = ascii_within(a.as_bytes(), b.as_bytes(), usize::MAX) {
+            return d;
+        }
+    }
     let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
     let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -35,6 +40,79 @@ pub fn distance(a: &str, b: &str) -> usize {
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
+}
+
+/// `Some(distance(a, b))` when it is at most `limit`, else `None`; cheaper than [`distance`]
+/// because hopeless pairs stop early (the audit compares every extension publisher with every
+/// well-known one, and every unknown key with every property name).
+pub fn within(a: &str, b: &str, limit: usize) -> Option<usize> {
+    if fits_ascii(a, b) {
+        return ascii_within(a.as_bytes(), b.as_bytes(), limit);
+    }
+    let d = distance(a, b);
+    (d <= limit).then_some(d)
+}
+
+/// Longest word [`ascii_within`] takes: its stack rows hold `MAX + 1` byte-sized cells (every
+/// distance between two such words is at most `MAX`).
+const MAX: usize = 64;
+
+/// Whether [`ascii_within`] applies: both words ASCII and short enough.
+fn fits_ascii(a: &str, b: &str) -> bool {
+    a.is_ascii() && b.is_ascii() && a.len() <= MAX && b.len() <= MAX
+}
+
+/// A row or column index (at most [`MAX`]) as a cell value.
+fn cell(n: usize) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
+/// The ASCII fast path of [`distance`] (see [`fits_ascii`]): bytes lower-cased on the fly (for
+/// ASCII text that is exactly what `char::to_lowercase` does), rows on the stack. `None` as soon
+/// as the distance is known to be above `limit`: it is at least the length difference, and row
+/// minima never decrease, so a row with no cell within `limit` settles it.
+fn ascii_within(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    // Only the band of cells within `limit` of the diagonal is computed: the others are above
+    // `limit` and hold `over`. Every cell holds min(its true value, over), exact where it
+    // matters (at most `limit`).
+    let over = cell(limit.saturating_add(1));
+    let mut prev = [over; MAX + 1];
+    let mut cur = [over; MAX + 1];
+    for (j, c) in prev.iter_mut().enumerate().take(b.len() + 1) {
+        *c = cell(j).min(over);
+    }
+    for (i, ca) in a.iter().enumerate() {
+        let row = i + 1;
+        let ca = ca.to_ascii_lowercase();
+        let lo = row.saturating_sub(limit).max(1);
+        let hi = row.saturating_add(limit).min(b.len());
+        cur[0] = cell(row).min(over);
+        if lo > 1 {
+            cur[lo - 1] = over; // left of the band: the next cell reads it
+        }
+        let mut row_min = cur[0];
+        for j in lo..=hi {
+            let cost = u8::from(ca != b[j - 1].to_ascii_lowercase());
+            let v = prev[j - 1]
+                .saturating_add(cost)
+                .min(prev[j].saturating_add(1))
+                .min(cur[j - 1].saturating_add(1))
+                .min(over);
+            cur[j] = v;
+            row_min = row_min.min(v);
+        }
+        if hi < b.len() {
+            cur[hi + 1] = over; // right of the band: the next row reads it
+        }
+        if usize::from(row_min) > limit {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Some(usize::from(prev[b.len()])).filter(|d| *d <= limit)
 }
 
 /// The closest candidate within the allowed distance, if any.
@@ -53,8 +131,8 @@ pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .iter()
         // The length difference bounds the distance from below: skip hopeless candidates cheaply.
         .filter(|c| c.chars().count().abs_diff(len) <= limit)
-        .map(|c| (distance(name, c), *c))
-        .filter(|(d, c)| *d <= limit && *c != name)
+        .filter_map(|c| within(name, c, limit).map(|d| (d, *c)))
+        .filter(|(_, c)| *c != name)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -97,6 +175,88 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("ABC", "abc"), 0);
         assert_eq!(distance("ms\u{2011}python", "ms-python"), 1);
+    }
+
+    #[test]
+    fn bounded_distance_agrees_with_the_full_one() {
+        // The plain two-row Levenshtein over lower-cased chars that both fast paths replace.
+        fn reference(a: &str, b: &str) -> usize {
+            let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
+            let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+            let mut prev: Vec<usize> = (0..=b.len()).collect();
+            let mut cur = vec![0; b.len() + 1];
+            for (i, ca) in a.iter().enumerate() {
+                cur[0] = i + 1;
+                for (j, cb) in b.iter().enumerate() {
+                    let cost = usize::from(ca != cb);
+                    cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+                }
+                std::mem::swap(&mut prev, &mut cur);
+            }
+            prev[b.len()]
+        }
+        let words = [
+            "",
+            "a",
+            "ab",
+            "kitten",
+            "sitting",
+            "ms-python",
+            "MS-Python",
+            "ms\u{2011}python",
+            "postCreateCommand",
+            "postcreatecommmand",
+            "github",
+            "githbu",
+            "gihtub",
+            "publisher12",
+            "dbaeumer",
+            "esbenp",
+            "redhat",
+            "rust-lang",
+            "İstanbul",
+            "istanbul",
+            "abcdef",
+            "badcfe",
+            "fedcba",
+            "abc",
+            "abcabc",
+            "xabcx",
+            "ms-vscode-remote",
+            "vscjava",
+        ];
+        let long = "x".repeat(100);
+        for a in words.iter().copied().chain([long.as_str()]) {
+            for b in words.iter().copied().chain([long.as_str()]) {
+                let full = reference(a, b);
+                assert_eq!(distance(a, b), full, "{a:?} {b:?}");
+                for limit in 0..8 {
+                    let expected = (full <= limit).then_some(full);
+                    assert_eq!(within(a, b, limit), expected, "{a:?} {b:?} {limit}");
+                }
+            }
+        }
+        // Exhaustively: every word of up to four letters over {a, b, C}.
+        let mut small = vec![String::new()];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for w in small.iter().filter(|w| w.len() == len - 1) {
+                for c in ['a', 'b', 'C'] {
+                    next.push(format!("{w}{c}"));
+                }
+            }
+            small.extend(next);
+        }
+        for a in &small {
+            for b in &small {
+                let full = reference(a, b);
+                assert_eq!(distance(a, b), full, "{a:?} {b:?}");
+                for limit in 0..5 {
+                    let expected = (full <= limit).then_some(full);
+                    assert_eq!(within(a, b, limit), expected, "{a:?} {b:?} {limit}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::error::ErrorSink;
 use crate::extensions::ExtensionRef;
 use crate::feature::KNOWN_FEATURE_PROPERTIES;
 use crate::model::{UnknownProperty, KNOWN_PROPERTIES};
-use crate::node::Node;
+use crate::node::{DuplicateKey, Node};
 use crate::repositories::{parse_repositories, Permission, RepoSelector, RepositoryPermissions};
 use crate::span::Span;
 
@@ -22,15 +22,17 @@ pub(super) enum Kind {
 const VSCODE: &[&str] = &["extensions", "settings", "devPort", "mcp"];
 const CODESPACES: &[&str] = &["repositories", "openFiles", "disableAutomaticConfiguration"];
 
-/// Duplicate keys anywhere; unknown properties as the typed model found them, plus the
+/// Duplicate keys anywhere (`duplicates` is `root.duplicate_keys()`, which the parser already
+/// computed); unknown properties as the typed model found them, plus the
 /// `customizations.vscode` / `.codespaces` levels the model leaves open.
 pub(super) fn document(
     root: &Node,
     unknown: &[UnknownProperty],
+    duplicates: &[DuplicateKey],
     kind: Kind,
     out: &mut Emitter<'_>,
 ) {
-    for dup in root.duplicate_keys() {
+    for dup in duplicates {
         let first = out
             .locate(dup.first)
             .map(|(line, column)| format!(" (first at {line}:{column})"))
@@ -205,7 +207,7 @@ fn extension(node: &Node, id: &str, out: &mut Emitter<'_>) {
         let near = KNOWN_PUBLISHERS.iter().find(|known| {
             publisher.len() >= 5
                 && **known != publisher
-                && suggest::distance(known, &publisher) <= 2
+                && suggest::within(known, &publisher, 2).is_some()
         });
         if let Some(known) = near {
             out.node(

@@ -322,7 +322,8 @@ fn local_feature(
     out: &mut Emitter<'_>,
 ) {
     let mut inner = Emitter::new(None);
-    super::feature_file(metadata, &[], &mut inner);
+    // No duplicate keys passed: duplicate-key findings are not among ADDED_BY_FEATURE.
+    super::feature_file(metadata, &[], &[], &mut inner);
     for finding in inner.finish() {
         if !ADDED_BY_FEATURE.contains(&finding.rule) {
             continue;

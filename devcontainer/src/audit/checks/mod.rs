@@ -9,12 +9,13 @@ mod values;
 
 use super::{AuditContext, Emitter};
 use crate::model::UnknownProperty;
-use crate::node::{Member, Node, NodeValue};
+use crate::node::{DuplicateKey, Member, Node, NodeValue};
 
 /// Every rule over a devcontainer.json.
 pub(crate) fn devcontainer(
     root: &Node,
     unknown: &[UnknownProperty],
+    duplicates: &[DuplicateKey],
     ctx: &AuditContext,
     out: &mut Emitter<'_>,
 ) {
@@ -29,18 +30,23 @@ pub(crate) fn devcontainer(
     commands::lifecycle(root, true, out);
     features::features(root, ctx, out);
     values::environment(root, out);
-    document::document(root, unknown, document::Kind::DevContainer, out);
+    document::document(root, unknown, duplicates, document::Kind::DevContainer, out);
     document::customizations(root, out);
 }
 
 /// Every rule over a devcontainer-feature.json (what the feature adds to any container using it).
-pub(crate) fn feature_file(root: &Node, unknown: &[UnknownProperty], out: &mut Emitter<'_>) {
+pub(crate) fn feature_file(
+    root: &Node,
+    unknown: &[UnknownProperty],
+    duplicates: &[DuplicateKey],
+    out: &mut Emitter<'_>,
+) {
     container::isolation(root, out);
     container::mounts(root, out);
     commands::lifecycle(root, false, out);
     commands::entrypoint(root, out);
     values::environment(root, out);
-    document::document(root, unknown, document::Kind::Feature, out);
+    document::document(root, unknown, duplicates, document::Kind::Feature, out);
 }
 
 /// The string elements of an array (or the value itself if it is a string).

@@ -83,10 +83,11 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
         }
     }
     for (node, text) in all_strings(root) {
-        if named.contains(node.pointer.as_str()) {
+        // Credentials are rare: look for one before hashing the pointer.
+        let Some(hit) = find_credentials(text).into_iter().next() else {
             continue;
-        }
-        if let Some(hit) = find_credentials(text).into_iter().next() {
+        };
+        if !named.contains(node.pointer.as_str()) {
             out.at(
                 RuleId::EmbeddedCredential,
                 Severity::Critical,

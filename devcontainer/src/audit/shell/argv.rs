@@ -59,24 +59,39 @@ const WRAPPERS: &[&str] = &[
 ];
 
 pub(super) fn basename(word: &str) -> String {
+    base(word).to_ascii_lowercase()
+}
+
+/// [`basename`] without the lower-casing copy: the last path component with a `.exe` suffix (in
+/// any case) removed, as written. Compare it with `eq_ignore_ascii_case`.
+fn base(word: &str) -> &str {
     let name = word.rsplit(['/', '\\']).next().unwrap_or(word);
-    let lower = name.to_ascii_lowercase();
-    lower.strip_suffix(".exe").unwrap_or(&lower).to_string()
+    let cut = name.len().saturating_sub(4);
+    if name.len() >= 4 && name.as_bytes()[cut..].eq_ignore_ascii_case(b".exe") {
+        &name[..cut]
+    } else {
+        name
+    }
+}
+
+/// Whether `name` is in `table` (lower case), ignoring ASCII case.
+fn listed(table: &[&str], name: &str) -> bool {
+    table.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 pub(super) fn is_downloader(word: &str) -> bool {
-    DOWNLOADERS.contains(&basename(word).as_str())
+    listed(DOWNLOADERS, base(word))
 }
 
 /// `python3.11` and `python3` are python; `node18` is not a real binary name but costs nothing.
 pub(super) fn interpreter_name(word: &str) -> Option<String> {
-    let name = basename(word);
-    if INTERPRETERS.contains(&name.as_str()) {
-        return Some(name);
+    let name = base(word);
+    if listed(INTERPRETERS, name) {
+        return Some(name.to_ascii_lowercase());
     }
     let stem = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-    if !stem.is_empty() && stem != name && INTERPRETERS.contains(&stem) && stem != "." {
-        return Some(name);
+    if !stem.is_empty() && stem.len() != name.len() && listed(INTERPRETERS, stem) && stem != "." {
+        return Some(name.to_ascii_lowercase());
     }
     None
 }
@@ -98,10 +113,10 @@ pub(super) fn effective_start(words: &[String]) -> usize {
             i += 1;
             continue;
         }
-        let name = basename(w);
-        if !WRAPPERS.contains(&name.as_str()) {
+        if !listed(WRAPPERS, base(w)) {
             return i;
         }
+        let name = basename(w);
         i += 1;
         // Options of the wrapper (and values of the few that take one).
         while i < words.len() {
@@ -249,5 +264,54 @@ fn shell_c_argument(args: &[String]) -> Option<String> {
         args.get(i).cloned()
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_like_the_lower_cased_base_name() {
+        // The definition the allocation-free helpers must agree with.
+        fn reference(word: &str) -> String {
+            let name = word.rsplit(['/', '\\']).next().unwrap_or(word);
+            let lower = name.to_ascii_lowercase();
+            lower.strip_suffix(".exe").unwrap_or(&lower).to_string()
+        }
+        for word in [
+            "curl",
+            "/usr/bin/CURL",
+            "C:\\bin\\Wget.EXE",
+            ".exe",
+            "x.exe.exe",
+            "é.exe",
+            "python3.11",
+            "Python3",
+            "node18",
+            ".",
+            "..",
+            "sudo",
+            "/usr/bin/SUDO",
+            "3.",
+            "bash.Exe",
+            "",
+        ] {
+            assert_eq!(basename(word), reference(word), "{word:?}");
+            let name = reference(word);
+            assert_eq!(
+                is_downloader(word),
+                DOWNLOADERS.contains(&name.as_str()),
+                "{word:?}"
+            );
+            let stem = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+            let interpreter = (INTERPRETERS.contains(&name.as_str())
+                || (!stem.is_empty()
+                    && stem != name
+                    && INTERPRETERS.contains(&stem)
+                    && stem != "."))
+                .then(|| name.clone());
+            assert_eq!(interpreter_name(word), interpreter, "{word:?}");
+        }
     }
 }

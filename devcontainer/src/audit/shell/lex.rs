@@ -3,6 +3,10 @@
 
 /// The contents of `$(..)`, `<(..)`, `>(..)` and backtick substitutions in a word.
 pub(super) fn substitutions(word: &str) -> Vec<String> {
+    // Every substitution starts with one of these; most words have none, skip the char copy.
+    if !word.contains(['$', '<', '>', '`']) {
+        return Vec::new();
+    }
     let chars: Vec<char> = word.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -193,15 +197,15 @@ pub(super) fn lex(script: &str) -> Vec<Token> {
 }
 
 /// Groups tokens into simple commands, each with the operator that follows it.
-pub(super) fn split_commands(tokens: &[Token]) -> Vec<(Vec<String>, Op)> {
+pub(super) fn split_commands(tokens: Vec<Token>) -> Vec<(Vec<String>, Op)> {
     let mut out = Vec::new();
     let mut words = Vec::new();
     for token in tokens {
         match token {
-            Token::Word(w) => words.push(w.clone()),
+            Token::Word(w) => words.push(w),
             Token::Op(op) => {
-                if !words.is_empty() || *op == Op::Pipe {
-                    out.push((std::mem::take(&mut words), *op));
+                if !words.is_empty() || op == Op::Pipe {
+                    out.push((std::mem::take(&mut words), op));
                 }
             }
         }

@@ -84,6 +84,7 @@ impl DownloadExecKind {
 mod argv;
 mod lex;
 
+use super::ascii::find_ascii_ignore_case;
 use argv::{basename, effective_start, interpreter_name, is_downloader, is_shell};
 pub use argv::{inline_script, InlineScript};
 use lex::{lex, split_commands, substitutions, Op};
@@ -186,7 +187,7 @@ fn analyse_script_depth(script: &str, depth: usize) -> Option<DownloadExecKind> 
         return Some(DownloadExecKind::PowerShell);
     }
     let tokens = lex(script);
-    let commands = split_commands(&tokens);
+    let commands = split_commands(tokens);
     // Pipelines: a downloader followed later in the same pipeline by an interpreter.
     let mut pipeline: Vec<&Vec<String>> = Vec::new();
     let mut downloaded: Vec<(String, String)> = Vec::new(); // (downloader, file)
@@ -274,6 +275,9 @@ fn pipe_pattern(pipeline: &[&Vec<String>]) -> Option<DownloadExecKind> {
 
 fn runs_saved(word: Option<&String>, downloaded: &[(String, String)]) -> Option<DownloadExecKind> {
     let word = word?;
+    if downloaded.is_empty() {
+        return None; // nothing saved yet: no need for the base name
+    }
     let name = basename(word);
     downloaded
         .iter()
@@ -351,7 +355,7 @@ fn download_target(program: &str, args: &[String]) -> Option<String> {
 /// The first downloader executed by a script fragment (`curl -fsSL x`, `sudo wget -O- x`).
 fn first_downloader(script: &str) -> Option<String> {
     let tokens = lex(script);
-    split_commands(&tokens).into_iter().find_map(|(words, _)| {
+    split_commands(tokens).into_iter().find_map(|(words, _)| {
         let s = effective_start(&words);
         words
             .get(s)
@@ -361,6 +365,15 @@ fn first_downloader(script: &str) -> Option<String> {
 }
 
 fn powershell_download_eval(script: &str) -> bool {
+    // `evaluates` below needs one of these in the lower-cased text; most scripts have none, and
+    // then the copy and the word split are not needed.
+    let evaluators = ["iex", "invoke-expression", "scriptblock]::create"];
+    if evaluators
+        .iter()
+        .all(|w| find_ascii_ignore_case(script, w, 0).is_none())
+    {
+        return false;
+    }
     let lower = script.to_ascii_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'))
