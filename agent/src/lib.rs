@@ -1,2 +1,8 @@
 //! `codespace-agent`: the guest agent that every codespace VM boots, the host-side client library
 //! and the shared wire protocol. This is the only crate of the workspace that does I/O.
+//!
+//! - [`wire`]: the sans-I/O protocol (frames, messages, handshake) shared by both ends;
+//! - [`guest`]: the daemon (transports, connection handling, request dispatch, health);
+//! - [`host`]: the client library a host supervisor links to talk to agents.
+
+pub mod wire;
