@@ -5,4 +5,5 @@
 //! - [`guest`]: the daemon (transports, connection handling, request dispatch, health);
 //! - [`host`]: the client library a host supervisor links to talk to agents.
 
+pub mod guest;
 pub mod wire;
