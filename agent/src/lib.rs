@@ -6,4 +6,5 @@
 //! - [`host`]: the client library a host supervisor links to talk to agents.
 
 pub mod guest;
+pub mod host;
 pub mod wire;
