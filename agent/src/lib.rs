@@ -1,2 +1,3 @@
 //! `codespace-agent`: the guest agent that every codespace VM boots, the host-side client library
 //! and the shared wire protocol. This is the only crate of the workspace that does I/O.
+pub mod seal;
