@@ -1,3 +1,4 @@
 //! `codespace-agent`: the guest agent that every codespace VM boots, the host-side client library
 //! and the shared wire protocol. This is the only crate of the workspace that does I/O.
+pub mod guest;
 pub mod seal;

@@ -1,0 +1,3 @@
+//! The guest daemon's parts: what runs inside the codespace VM.
+
+pub mod vault;
