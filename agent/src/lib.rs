@@ -3,8 +3,10 @@
 //!
 //! - [`wire`]: the sans-I/O protocol (frames, messages, handshake) shared by both ends;
 //! - [`guest`]: the daemon (transports, connection handling, request dispatch, health);
-//! - [`host`]: the client library a host supervisor links to talk to agents.
+//! - [`host`]: the client library a host supervisor links to talk to agents;
+//! - [`seal`]: sealing secrets end to end to the agent's boot-time X25519 key.
 
 pub mod guest;
 pub mod host;
+pub mod seal;
 pub mod wire;

@@ -16,6 +16,7 @@ pub mod server;
 pub mod service;
 pub mod system;
 pub mod transport;
+pub mod vault;
 
 use std::future::Future;
 use std::sync::Arc;
