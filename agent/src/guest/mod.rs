@@ -16,7 +16,9 @@ pub mod server;
 pub mod service;
 pub mod system;
 pub mod transport;
+pub mod user;
 pub mod vault;
+pub mod vault_service;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -138,7 +138,9 @@ impl ConnectOptions {
     }
 }
 
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>>>;
+/// Waiters by request id; `None` once the connection is closed.
+type PendingMap = Option<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>;
+type Pending = Arc<Mutex<PendingMap>>;
 
 /// An established control connection.
 pub struct Client {
@@ -243,8 +245,7 @@ impl Client {
         name: &str,
     ) -> Result<Self, ClientError> {
         let codec = FrameCodec::new(max_frame);
-        let (mut rd, mut wr): (ReadHalf<Box<dyn Io>>, WriteHalf<Box<dyn Io>>) =
-            tokio::io::split(stream);
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let mut nonce = [0u8; 32];
         SystemRandom::new()
             .fill(&mut nonce)
@@ -345,9 +346,7 @@ impl Client {
     }
 }
 
-fn lock(
-    p: &Pending,
-) -> std::sync::MutexGuard<'_, Option<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>> {
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, PendingMap> {
     match p.lock() {
         Ok(g) => g,
         Err(e) => e.into_inner(),
