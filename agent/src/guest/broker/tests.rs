@@ -326,3 +326,30 @@ async fn oversized_requests_are_refused() {
     ));
     drop(writer.await.unwrap());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_request(&bytes);
+        }
+
+        #[test]
+        fn only_repositories_in_scope_are_granted(path in "/?([oO][cC][tT][oO]|[a-z./_-]{0,6})/([aA][pP][pP]|[lL][iI][bB]|[a-z./_-]{0,6})(\\.git)?(/info/lfs)?") {
+            let text = format!("get\nprotocol=https\nhost=github.com\npath={path}\n");
+            let request = parse_request(text.as_bytes()).unwrap();
+            with_live(|live| {
+                if let Ok(Grant::Repository(authorized)) = decide(&request, Some(live), true) {
+                    let repo = authorized.get().0.to_string();
+                    prop_assert!(live.scope.covers(&repo));
+                    let lower = path.trim_start_matches('/').to_ascii_lowercase();
+                    prop_assert!(lower.starts_with(&repo.to_ascii_lowercase()), "{} vs {}", path, repo);
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
