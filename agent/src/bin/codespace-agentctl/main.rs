@@ -3,6 +3,11 @@
 //! Offline tools (`audit`, `policy`) need no agent; the others talk to an agent over a transport.
 //! `anyhow` is used here and nowhere else; errors become documented exit codes.
 
+// A command-line tool reports on stdout/stderr by design.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod policy;
+
 use clap::Parser;
 
 /// Host and operator command line for codespace-agent.
@@ -14,9 +19,14 @@ struct Cli {
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum Command {}
+enum Command {
+    /// Ask the policy library for a decision: one JSON object on stdin (or --input), one out.
+    Policy(policy::PolicyArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Policy(args) => policy::run(&args),
+    }
 }
