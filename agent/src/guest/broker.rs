@@ -299,7 +299,8 @@ pub fn decide(
     }
 }
 
-/// Renders git's answer for `grant`.
+/// Renders git's answer. It takes the [`Grant`] only [`decide`] makes, so no code path can
+/// render a credential without a decision.
 pub fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(128 + token.value.len()));
     out.extend_from_slice(format!("username={USERNAME}\npassword=").as_bytes());
