@@ -183,8 +183,8 @@ impl AgentKeyPair {
     pub fn open(&self, sealed: &SealedSecret) -> Result<SecretValue, SealError> {
         let name = &sealed.name;
         let ephemeral = decode_public(name, &sealed.ephemeral_public)?;
-        // Decoded length is about 3/4 of the text: check before allocating.
-        if sealed.ciphertext.len() / 4 * 3 > MAX_SEALED_VALUE + 3 * aead::MAX_TAG_LEN {
+        // Base64 decodes 4 characters to 3 bytes: refuse an oversized text before allocating.
+        if sealed.ciphertext.len() / 4 * 3 > MAX_SEALED_VALUE + aead::MAX_TAG_LEN + 3 {
             return Err(SealError::TooLarge {
                 name: name.clone(),
                 max: MAX_SEALED_VALUE,

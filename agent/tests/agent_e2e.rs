@@ -18,3 +18,6 @@ mod hybrid;
 
 #[path = "agent_e2e/lifecycle.rs"]
 mod lifecycle;
+
+#[path = "agent_e2e/credentials.rs"]
+mod credentials;

@@ -231,8 +231,6 @@ pub struct TokenScope {
 impl TokenScope {
     /// Builds a scope, dropping repositories left without any permission and any level a
     /// permission does not support (the invariants above).
-    // Called by the token-scope decision (grant.rs), which lands in the next commit.
-    #[allow(dead_code)]
     pub(crate) fn new(
         repositories: BTreeMap<RepoName, RepoPermissions>,
         fork_on_push: bool,

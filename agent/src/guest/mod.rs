@@ -9,6 +9,7 @@
 //!
 //! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
 
+pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod health;

@@ -1,7 +1,8 @@
 //! `codespace-agent`: the guest daemon (`run`) and the in-guest helpers.
 //!
-//! Exit codes: 0 success (also after SIGTERM/SIGINT drained the agent), 1 runtime failure,
-//! 2 invalid command line or configuration.
+//! Exit codes of `run`: 0 success (also after SIGTERM/SIGINT drained the agent), 1 runtime
+//! failure, 2 invalid command line or configuration. `git-credential`: 0, or 1 when the broker
+//! cannot be asked. `exec`: the command's own status, or 127 when it cannot be started.
 
 // A command-line program reports on its standard streams.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use codespace_agent::guest::broker::{Broker, BrokerConfig};
 use codespace_agent::guest::config::{self, Overrides};
 use codespace_agent::guest::service::SecretsService;
 use codespace_agent::guest::vault::{Owner, Vault, VaultConfig};
@@ -30,6 +32,23 @@ struct Cli {
 enum Command {
     /// Run the daemon: listen for the host, serve requests, push events.
     Run(RunArgs),
+    /// git credential helper: asks the agent's broker for the current token.
+    GitCredential {
+        /// State directory of the running agent.
+        #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// git's action: get, store or erase.
+        action: String,
+    },
+    /// Run a command with the codespace's environment (secrets, token) applied.
+    Exec {
+        /// State directory of the running agent.
+        #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        argv: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,6 +86,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::GitCredential { state_dir, action } => {
+            match codespace_agent::credential_helper::run(
+                &state_dir,
+                &action,
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("codespace-agent git-credential: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Exec { state_dir, argv } => {
+            // Returns only if the command could not be started.
+            let e = codespace_agent::exec::run(&state_dir, &argv);
+            eprintln!("codespace-agent exec: {e}");
+            ExitCode::from(127)
+        }
     }
 }
 
@@ -127,6 +166,13 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
     vc.expiry_lead = time::Duration::try_from(c.token.expiry_lead)?;
     let vault = Vault::new(vc, keys)?;
     let service: Arc<dyn SecretsService> = Arc::new(VaultService::new(vault.clone()));
+    // The remote user may ask the broker unless the config names the allowed uids.
+    let uids = if c.credential_uids.is_empty() {
+        vec![owner.uid]
+    } else {
+        c.credential_uids.clone()
+    };
+    let broker = Broker::bind(BrokerConfig::new(&c.state_dir, uids), vault.clone())?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -137,6 +183,7 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
         agent.events(),
         stopped(stop_rx.clone()),
     ));
+    let broker = tokio::spawn(broker.serve(stopped(stop_rx.clone())));
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("termination signal received");
@@ -144,6 +191,9 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
     });
     agent.run(Some(service), stopped(stop_rx)).await?;
     let _ = expiry.await;
+    if let Ok(Err(e)) = broker.await {
+        tracing::warn!(error = %e, "credential broker stopped with an error");
+    }
     Ok(())
 }
 

@@ -327,7 +327,11 @@ mod tests {
     use std::process::Command;
 
     fn source_with_sh(file: &Path, name: &str) -> Vec<u8> {
-        let out = Command::new("/bin/sh")
+        source_with("/bin/sh", file, name)
+    }
+
+    fn source_with(shell: &str, file: &Path, name: &str) -> Vec<u8> {
+        let out = Command::new(shell)
             .arg("-c")
             .arg(format!(". \"$1\"; printf %s \"${name}\""))
             .arg("sh")
@@ -372,6 +376,9 @@ mod tests {
             assert_eq!(name, pname);
             assert_eq!(*value, pvalue.expose());
             assert_eq!(source_with_sh(&file, name), *value, "{name}");
+            if Path::new("/bin/bash").exists() {
+                assert_eq!(source_with("/bin/bash", &file, name), *value, "bash {name}");
+            }
         }
         let mode = fs::metadata(&file).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -1,0 +1,318 @@
+//! The raw layer: an owned JSON tree exactly as written.
+//!
+//! ```text
+//! text ──jsonc-parser──▶ AST ──(depth check, BOM offsets)──▶ Node tree ──▶ typed model
+//! ```
+//!
+//! Every [`Node`] keeps its RFC 6901 pointer and byte [`Span`]. Objects keep *all* members in
+//! source order, duplicates included; [`Node::get`] returns the last one, which is the one the
+//! reference CLI uses (JavaScript's `JSON`-like parse: last wins). Numbers keep their source text
+//! so `3000.0`, `1e400` and `99999999999999999999` can be judged on what was written.
+//!
+//! Trees can also be built from a `serde_json::Value` ([`Node::from_json_value`]) so code that
+//! received JSON some other way can reuse the typed parsers; those nodes have no span.
+
+use crate::pointer;
+use crate::span::Span;
+
+/// One JSON value with its location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: NodeValue,
+    /// RFC 6901 pointer from the document root.
+    pub pointer: String,
+    /// Byte range in the original text, `None` for trees built from `serde_json` values.
+    pub span: Option<Span>,
+}
+
+/// The kinds of JSON value.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NodeValue {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number, as written in the source (e.g. `3000.0`, `-1`, `1e400`).
+    Number(String),
+    /// A string with escapes decoded.
+    String(String),
+    /// An array.
+    Array(Vec<Node>),
+    /// An object: members in source order, duplicates kept.
+    Object(Vec<Member>),
+}
+
+/// One `"key": value` member of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The decoded key (`"privil\u0065ged"` is `privileged`).
+    pub key: String,
+    /// Where the key (including its quotes) is written.
+    pub key_span: Option<Span>,
+    /// The member's value.
+    pub value: Node,
+}
+
+/// A key written more than once in the same object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The decoded key.
+    pub key: String,
+    /// Pointer of the member (the effective, last one).
+    pub pointer: String,
+    /// Span of the first occurrence's key.
+    pub first: Option<Span>,
+    /// Span of this later occurrence's key.
+    pub duplicate: Option<Span>,
+}
+
+impl NodeValue {
+    /// The JSON type name, for error messages (`"string"`, `"number"`, ...).
+    #[must_use]
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Bool(_) => "boolean",
+            Self::Number(_) => "number",
+            Self::String(_) => "string",
+            Self::Array(_) => "array",
+            Self::Object(_) => "object",
+        }
+    }
+}
+
+impl Node {
+    /// Build a node.
+    #[must_use]
+    pub fn new(value: NodeValue, pointer: String, span: Option<Span>) -> Self {
+        Self {
+            value,
+            pointer,
+            span,
+        }
+    }
+
+    /// The effective (last) member named `key`, if this is an object.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            NodeValue::Object(members) => members
+                .iter()
+                .rev()
+                .find(|m| m.key == key)
+                .map(|m| &m.value),
+            _ => None,
+        }
+    }
+
+    /// The members of an object, duplicates included, in source order.
+    #[must_use]
+    pub fn members(&self) -> Option<&[Member]> {
+        match &self.value {
+            NodeValue::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The effective members of an object: one per key (the last), in order of first appearance
+    /// of that last occurrence.
+    pub fn effective_members(&self) -> impl Iterator<Item = &Member> {
+        let members = self.members().unwrap_or(&[]);
+        members
+            .iter()
+            .enumerate()
+            .filter(move |(i, m)| !members[i + 1..].iter().any(|later| later.key == m.key))
+            .map(|(_, m)| m)
+    }
+
+    /// The elements of an array.
+    #[must_use]
+    pub fn elements(&self) -> Option<&[Node]> {
+        match &self.value {
+            NodeValue::Array(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is a string.
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is a boolean.
+    #[must_use]
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            NodeValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The JSON type name of this value.
+    #[must_use]
+    pub fn type_name(&self) -> &'static str {
+        self.value.type_name()
+    }
+
+    /// Follow an RFC 6901 pointer *relative to this node's own pointer* (i.e. `""` is this node).
+    /// Object steps use the effective (last) member.
+    #[must_use]
+    pub fn resolve(&self, relative: &str) -> Option<&Node> {
+        let mut cur = self;
+        for token in pointer::tokens(relative)? {
+            cur = match &cur.value {
+                NodeValue::Object(_) => cur.get(&token)?,
+                NodeValue::Array(items) => {
+                    if token.len() > 1 && token.starts_with('0') {
+                        return None;
+                    }
+                    items.get(token.parse::<usize>().ok()?)?
+                }
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+
+    /// Every key that is written more than once in any object of this tree (each later
+    /// occurrence reported against the first).
+    #[must_use]
+    pub fn duplicate_keys(&self) -> Vec<DuplicateKey> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(node) = stack.pop() {
+            match &node.value {
+                NodeValue::Object(members) => {
+                    for (i, m) in members.iter().enumerate() {
+                        if let Some(first) = members[..i].iter().find(|f| f.key == m.key) {
+                            out.push(DuplicateKey {
+                                key: m.key.clone(),
+                                pointer: m.value.pointer.clone(),
+                                first: first.key_span,
+                                duplicate: m.key_span,
+                            });
+                        }
+                    }
+                    stack.extend(members.iter().rev().map(|m| &m.value));
+                }
+                NodeValue::Array(items) => stack.extend(items.iter().rev()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Build a span-less tree from a `serde_json` value whose pointer is `""`.
+    #[must_use]
+    pub fn from_json_value(value: &serde_json::Value) -> Self {
+        Self::from_json_value_at(value, "")
+    }
+
+    /// Build a span-less tree from a `serde_json` value that sits at `base` in some document
+    /// (so errors name the right place).
+    #[must_use]
+    pub fn from_json_value_at(value: &serde_json::Value, base: &str) -> Self {
+        use serde_json::Value as V;
+        let v = match value {
+            V::Null => NodeValue::Null,
+            V::Bool(b) => NodeValue::Bool(*b),
+            V::Number(n) => NodeValue::Number(n.to_string()),
+            V::String(s) => NodeValue::String(s.clone()),
+            V::Array(items) => NodeValue::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| Self::from_json_value_at(item, &pointer::child_index(base, i)))
+                    .collect(),
+            ),
+            V::Object(map) => NodeValue::Object(
+                map.iter()
+                    .map(|(k, item)| Member {
+                        key: k.clone(),
+                        key_span: None,
+                        value: Self::from_json_value_at(item, &pointer::child_key(base, k)),
+                    })
+                    .collect(),
+            ),
+        };
+        Self::new(v, base.to_owned(), None)
+    }
+
+    /// Convert back to a `serde_json` value (effective members only; numbers that do not fit a
+    /// JSON number become strings of their source text).
+    #[must_use]
+    pub fn to_json_value(&self) -> serde_json::Value {
+        use serde_json::Value as V;
+        match &self.value {
+            NodeValue::Null => V::Null,
+            NodeValue::Bool(b) => V::Bool(*b),
+            NodeValue::Number(n) => serde_json::from_str::<serde_json::Number>(n)
+                .map_or_else(|_| V::String(n.clone()), V::Number),
+            NodeValue::String(s) => V::String(s.clone()),
+            NodeValue::Array(items) => V::Array(items.iter().map(Self::to_json_value).collect()),
+            NodeValue::Object(_) => V::Object(
+                self.effective_members()
+                    .map(|m| (m.key.clone(), m.value.to_json_value()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn get_returns_last_duplicate_and_duplicates_are_listed() {
+        let n = Node::from_json_value(&json!({"a": 1}));
+        assert_eq!(n.get("a").unwrap().value, NodeValue::Number("1".into()));
+        let dup = Node::new(
+            NodeValue::Object(vec![
+                Member {
+                    key: "p".into(),
+                    key_span: Some(Span::new(1, 4)),
+                    value: Node::new(NodeValue::Bool(false), "/p".into(), None),
+                },
+                Member {
+                    key: "p".into(),
+                    key_span: Some(Span::new(10, 13)),
+                    value: Node::new(NodeValue::Bool(true), "/p".into(), None),
+                },
+            ]),
+            String::new(),
+            None,
+        );
+        assert_eq!(dup.get("p").unwrap().as_bool(), Some(true));
+        let d = dup.duplicate_keys();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].first, Some(Span::new(1, 4)));
+        assert_eq!(d[0].duplicate, Some(Span::new(10, 13)));
+        assert_eq!(dup.effective_members().count(), 1);
+    }
+
+    #[test]
+    fn pointers_are_escaped_and_resolve() {
+        let n = Node::from_json_value(&json!({"a/b": {"~": [1, 2]}}));
+        let inner = n.resolve("/a~1b/~0/1").unwrap();
+        assert_eq!(inner.pointer, "/a~1b/~0/1");
+        assert_eq!(inner.value, NodeValue::Number("2".into()));
+        assert!(n.resolve("/a~1b/~0/01").is_none());
+        assert!(n.resolve("/nope").is_none());
+        assert_eq!(n.to_json_value(), json!({"a/b": {"~": [1, 2]}}));
+    }
+
+    #[test]
+    fn from_json_value_at_prefixes_pointers() {
+        let n = Node::from_json_value_at(&json!({"x": true}), "/customizations");
+        assert_eq!(n.get("x").unwrap().pointer, "/customizations/x");
+    }
+}
