@@ -108,6 +108,12 @@ impl Dispatcher {
         caps
     }
 
+    /// Whether a request type is answered inline on the connection's task: it must be cheap and
+    /// never block (no file or `/proc` I/O). Everything else runs on the blocking pool.
+    pub fn is_inline(kind: &str) -> bool {
+        kind == "ping"
+    }
+
     /// Handles one request.
     pub fn handle(&self, req: Request) -> Result<Value, HandlerError> {
         match req.kind.as_str() {

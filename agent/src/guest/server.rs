@@ -40,6 +40,8 @@ use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedK
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outgoing queue per connection (responses and events).
 const OUT_QUEUE: usize = 256;
+/// Read buffer per connection.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Limits and timeouts of the server.
 #[derive(Debug, Clone)]
@@ -203,7 +205,9 @@ impl Server {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let sh = &self.shared;
-        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (rd, mut wr) = tokio::io::split(stream);
+        // Buffered: a frame's header and payload usually arrive in one read system call.
+        let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
         let handshake = tokio::time::timeout(
             sh.settings.handshake_timeout,
             self.handshake(&mut rd, &mut wr),
@@ -297,10 +301,10 @@ impl Server {
                     break;
                 }
             };
-            let req = match Request::parse(object.clone()) {
+            let id = object.get("id").and_then(Value::as_u64);
+            let req = match Request::parse(object) {
                 Ok(r) => r,
                 Err(e) => {
-                    let id = object.get("id").and_then(Value::as_u64);
                     let resp = Response {
                         id,
                         result: Err(WireError::new(ErrorCode::BadRequest, e.to_string())),
@@ -311,6 +315,25 @@ impl Server {
                     continue;
                 }
             };
+            if Dispatcher::is_inline(&req.kind) {
+                // Cheap and non-blocking: answered right here, no task, no thread hop.
+                let id = req.id;
+                let result = sh.dispatcher.handle(req).map_err(|e| e.wire());
+                if out_tx
+                    .send(
+                        Response {
+                            id: Some(id),
+                            result,
+                        }
+                        .to_object(),
+                    )
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 let resp = Response {
                     id: Some(req.id),

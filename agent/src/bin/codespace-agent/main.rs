@@ -70,12 +70,21 @@ struct RunArgs {
     user: Option<String>,
 }
 
+/// Logs go to stderr (the journal under systemd). `CODESPACE_AGENT_LOG` sets the level:
+/// error, warn, info (default), debug or trace. A plain level filter, not a directive parser:
+/// it keeps the daemon small.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CODESPACE_AGENT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal as _;
+    let level = std::env::var("CODESPACE_AGENT_LOG")
+        .ok()
+        .and_then(|v| {
+            v.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
