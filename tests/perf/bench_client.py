@@ -147,13 +147,14 @@ def run_one(kind, cmd, sock, pings, key, env, rust_client=None, key_file=None):
             s.connect(sock)
             qga_pings(s, min(200, pings))
             lat = qga_pings(s, pings)
+        # qemu-ga serves one client at a time: let go before the Rust client connects.
+        s.close()
         rust = None
         if rust_client:
             rust_pings(rust_client, kind, sock, key_file, min(200, pings))  # warm-up
             rust = rust_pings(rust_client, kind, sock, key_file, pings)
         time.sleep(1.0)
         rss = rss_kib(proc.pid)
-        s.close()
         return {"ready_ms": ready_ms, "lat_ns": lat, "rss_kib": rss, "rust": rust}
     finally:
         proc.terminate()  # by PID: only the process this script started
