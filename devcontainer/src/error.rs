@@ -52,6 +52,9 @@ pub enum ModelErrorKind {
         /// The missing key.
         member: &'static str,
     },
+    /// A variable that cannot be substituted.
+    #[error("{0}")]
+    Substitution(crate::substitute::SubstitutionError),
     /// A bad VS Code extension id.
     #[error("{0}")]
     Extension(ExtensionIdError),

@@ -103,6 +103,14 @@ impl ExtensionRef {
         if text.trim().is_empty() {
             return Err(ExtensionIdError::Empty);
         }
+        // A package file is a path, not an id: any characters are fine there.
+        if text
+            .get(text.len().saturating_sub(5)..)
+            .is_some_and(|end| end.eq_ignore_ascii_case(".vsix"))
+            && text.len() > 5
+        {
+            return Ok(Self::Vsix(text.to_owned()));
+        }
         if let Some((position, ch)) = text.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
             return Err(ExtensionIdError::NonAscii {
                 id: text.to_owned(),
@@ -110,9 +118,6 @@ impl ExtensionRef {
                 position: position + 1,
                 looks_like: ascii_lookalike(ch),
             });
-        }
-        if text.len() > 5 && text[text.len() - 5..].eq_ignore_ascii_case(".vsix") {
-            return Ok(Self::Vsix(text.to_owned()));
         }
         if let Some(rest) = text.strip_prefix('-') {
             if rest.contains('@') {
@@ -322,6 +327,10 @@ mod tests {
                 ExtensionRef::Remove(id("ms-vscode", "cpptools", ExtensionVersion::Latest)),
             ),
             ("/tmp/x.VSIX", ExtensionRef::Vsix("/tmp/x.VSIX".into())),
+            (
+                "/home/jürgen/x.vsix",
+                ExtensionRef::Vsix("/home/jürgen/x.vsix".into()),
+            ),
         ];
         for (text, want) in table {
             let got = ExtensionRef::parse(text).unwrap();

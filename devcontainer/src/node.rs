@@ -117,13 +117,25 @@ impl Node {
     }
 
     /// The effective members of an object: one per key (the last), in order of first appearance
-    /// of that last occurrence.
+    /// of that last occurrence. Linear time: large objects (settings) must not be quadratic.
     pub fn effective_members(&self) -> impl Iterator<Item = &Member> {
         let members = self.members().unwrap_or(&[]);
+        // For small objects a scan beats hashing; above that, remember each key's last index.
+        let last: Option<std::collections::HashMap<&str, usize>> =
+            (members.len() > 16).then(|| {
+                members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.key.as_str(), i))
+                    .collect()
+            });
         members
             .iter()
             .enumerate()
-            .filter(move |(i, m)| !members[i + 1..].iter().any(|later| later.key == m.key))
+            .filter(move |(i, m)| match &last {
+                Some(last) => last.get(m.key.as_str()) == Some(i),
+                None => !members[i + 1..].iter().any(|later| later.key == m.key),
+            })
             .map(|(_, m)| m)
     }
 
@@ -180,8 +192,9 @@ impl Node {
         Some(cur)
     }
 
-    /// Every key that is written more than once in any object of this tree (each later
-    /// occurrence reported against the first).
+    /// Every key that is written more than once in any object of this tree that is in effect
+    /// (each later occurrence reported against the first). Objects inside a shadowed duplicate
+    /// are not searched, so every reported pointer resolves.
     #[must_use]
     pub fn duplicate_keys(&self) -> Vec<DuplicateKey> {
         let mut out = Vec::new();
@@ -189,8 +202,25 @@ impl Node {
         while let Some(node) = stack.pop() {
             match &node.value {
                 NodeValue::Object(members) => {
+                    // Small objects: a scan, no allocation. Large ones: a map of first positions.
+                    let first_of: Option<std::collections::HashMap<&str, &Member>> =
+                        (members.len() > 16).then(|| {
+                            let mut map = std::collections::HashMap::with_capacity(members.len());
+                            for m in members.iter().rev() {
+                                map.insert(m.key.as_str(), m);
+                            }
+                            map
+                        });
+                    let found_before = out.len();
                     for (i, m) in members.iter().enumerate() {
-                        if let Some(first) = members[..i].iter().find(|f| f.key == m.key) {
+                        let first = match &first_of {
+                            Some(map) => map
+                                .get(m.key.as_str())
+                                .copied()
+                                .filter(|f| !std::ptr::eq(*f, m)),
+                            None => members[..i].iter().find(|f| f.key == m.key),
+                        };
+                        if let Some(first) = first {
                             out.push(DuplicateKey {
                                 key: m.key.clone(),
                                 pointer: m.value.pointer.clone(),
@@ -199,7 +229,17 @@ impl Node {
                             });
                         }
                     }
-                    stack.extend(members.iter().rev().map(|m| &m.value));
+                    // Descend only into effective values: a shadowed duplicate's subtree is
+                    // ignored by the tools (the shadowing itself is reported above), and every
+                    // reported pointer must resolve.
+                    let has_duplicates = out.len() > found_before;
+                    let start = stack.len();
+                    if has_duplicates {
+                        stack.extend(node.effective_members().map(|m| &m.value));
+                    } else {
+                        stack.extend(members.iter().map(|m| &m.value));
+                    }
+                    stack[start..].reverse();
                 }
                 NodeValue::Array(items) => stack.extend(items.iter().rev()),
                 _ => {}
@@ -252,8 +292,20 @@ impl Node {
         match &self.value {
             NodeValue::Null => V::Null,
             NodeValue::Bool(b) => V::Bool(*b),
-            NodeValue::Number(n) => serde_json::from_str::<serde_json::Number>(n)
-                .map_or_else(|_| V::String(n.clone()), V::Number),
+            // Integers exactly; other numbers through std's correctly rounded parser (serde_json's
+            // default float parser is not, so a round trip could change the value).
+            NodeValue::Number(n) => n
+                .parse::<i64>()
+                .map(V::from)
+                .or_else(|_| n.parse::<u64>().map(V::from))
+                .ok()
+                .or_else(|| {
+                    n.parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(V::Number)
+                })
+                .unwrap_or_else(|| V::String(n.clone())),
             NodeValue::String(s) => V::String(s.clone()),
             NodeValue::Array(items) => V::Array(items.iter().map(Self::to_json_value).collect()),
             NodeValue::Object(_) => V::Object(
@@ -300,6 +352,34 @@ mod tests {
     }
 
     #[test]
+    fn large_objects_use_the_last_duplicate_too() {
+        let mut members: Vec<Member> = (0..40)
+            .map(|i| Member {
+                key: format!("k{}", i % 20),
+                key_span: Some(Span::new(i, i + 1)),
+                value: Node::new(
+                    NodeValue::Number(i.to_string()),
+                    format!("/k{}", i % 20),
+                    None,
+                ),
+            })
+            .collect();
+        members.push(members[0].clone());
+        let n = Node::new(NodeValue::Object(members), String::new(), None);
+        let eff: Vec<_> = n
+            .effective_members()
+            .map(|m| m.key_span.unwrap().start)
+            .collect();
+        assert_eq!(eff.len(), 20);
+        // ordered by the position of each key's last occurrence: k1..k19 (21..39), then k0 (the
+        // copy at the end, whose span is 0)
+        assert_eq!(eff[0], 21);
+        assert_eq!(eff[19], 0);
+        assert_eq!(n.duplicate_keys().len(), 21);
+        assert_eq!(n.get("k0").unwrap().value, NodeValue::Number("0".into()));
+    }
+
+    #[test]
     fn pointers_are_escaped_and_resolve() {
         let n = Node::from_json_value(&json!({"a/b": {"~": [1, 2]}}));
         let inner = n.resolve("/a~1b/~0/1").unwrap();
@@ -308,6 +388,25 @@ mod tests {
         assert!(n.resolve("/a~1b/~0/01").is_none());
         assert!(n.resolve("/nope").is_none());
         assert_eq!(n.to_json_value(), json!({"a/b": {"~": [1, 2]}}));
+    }
+
+    #[test]
+    fn numbers_round_trip_exactly() {
+        for text in [
+            "8888888888888888888888888888888888888888888888888888888888888888888888888.0",
+            "0.1",
+            "-0",
+            "1e400",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "3000.0",
+        ] {
+            let n = Node::new(NodeValue::Number(text.into()), String::new(), None);
+            let v = n.to_json_value();
+            assert_eq!(Node::from_json_value(&v).to_json_value(), v, "{text}");
+        }
+        let big = Node::new(NodeValue::Number("1e400".into()), String::new(), None);
+        assert_eq!(big.to_json_value(), serde_json::json!("1e400"));
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub fn child_key(parent: &str, key: &str) -> String {
     let mut out = String::with_capacity(parent.len() + key.len() + 1);
     out.push_str(parent);
     out.push('/');
-    out.push_str(&escape_token(key));
+    if key.contains(['~', '/']) {
+        out.push_str(&escape_token(key));
+    } else {
+        out.push_str(key);
+    }
     out
 }
 

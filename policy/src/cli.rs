@@ -21,8 +21,8 @@ use crate::document::OrgPolicy;
 use crate::extensions::{self, Trust};
 use crate::grant::{self, PullRequest, RequestTarget, RequestedEntry, TokenRequest};
 use crate::input::{
-    self, array, boolean, child, integer, item, nullable, one_of, string, Field, FieldError,
-    InputErrors, Obj,
+    self, array, boolean, child_index, child_key, integer, nullable, one_of, string, Field,
+    FieldError, InputErrors, Obj,
 };
 use crate::lifecycle::{self, LifecycleFacts};
 use crate::ports::{self, CodespaceIdentity, PortDenyReason, Principal, Visibility};
@@ -200,7 +200,7 @@ fn access_map(
     };
     let mut out = BTreeMap::new();
     for (key, v) in map {
-        let p = child(field.pointer, key);
+        let p = child_key(field.pointer, key);
         let repo = match RepoName::parse(key) {
             Ok(repo) => repo,
             Err(err) => {
@@ -249,7 +249,7 @@ fn requested(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<Vec<Request
     };
     let mut out = Vec::new();
     for (key, v) in map {
-        let p = child(field.pointer, key);
+        let p = child_key(field.pointer, key);
         let target = match codespace_devcontainer::repositories::parse_pattern(key) {
             Err(err) => {
                 errs.push(FieldError::new(&p, err.to_string()));
@@ -348,10 +348,12 @@ fn principal(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<Principal> 
         let items = array(f, e)?;
         let mut out = Vec::new();
         for (i, v) in items.iter().enumerate() {
-            let p = item(f.pointer, i);
-            out.push(owned_string(Field::new(v, &p), e)?);
+            let p = child_index(f.pointer, i);
+            if let Some(org) = owned_string(Field::new(v, &p), e) {
+                out.push(org);
+            }
         }
-        Some(out)
+        (out.len() == items.len()).then_some(out)
     });
     let authenticated_at = req(&mut obj, "authenticated_at", errs, timestamp);
     obj.finish(errs);
@@ -408,31 +410,37 @@ fn port_access(value: &Value, errs: &mut Vec<FieldError>) -> Option<Value> {
     to_value(&out, errs)
 }
 
+#[derive(Clone, Copy)]
+enum Op {
+    Add,
+    Remove,
+    SetVisibility,
+    Restart,
+    Policy,
+}
+
 fn port_event(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<PortEvent> {
     let mut obj = Obj::new(field.value, field.pointer, errs)?;
     let ops = [
-        ("add", 0),
-        ("remove", 1),
-        ("set_visibility", 2),
-        ("restart", 3),
-        ("policy", 4),
+        ("add", Op::Add),
+        ("remove", Op::Remove),
+        ("set_visibility", Op::SetVisibility),
+        ("restart", Op::Restart),
+        ("policy", Op::Policy),
     ];
-    let op = req(&mut obj, "op", errs, |f, e| one_of(f, &ops, e));
+    // An unknown op: stop here rather than also report its other fields as unknown.
+    let op = req(&mut obj, "op", errs, |f, e| one_of(f, &ops, e))?;
     let event = match op {
-        Some(0) => req(&mut obj, "port", errs, integer).map(PortEvent::Add),
-        Some(1) => req(&mut obj, "port", errs, integer).map(PortEvent::Remove),
-        Some(2) => {
+        Op::Add => req(&mut obj, "port", errs, integer).map(PortEvent::Add),
+        Op::Remove => req(&mut obj, "port", errs, integer).map(PortEvent::Remove),
+        Op::SetVisibility => {
             let port = req(&mut obj, "port", errs, integer);
             let vis = req(&mut obj, "visibility", errs, visibility);
             port.zip(vis).map(|(p, v)| PortEvent::SetVisibility(p, v))
         }
-        Some(3) => Some(PortEvent::Restart),
-        Some(_) => req(&mut obj, "org_policy", errs, org_policy)
+        Op::Restart => Some(PortEvent::Restart),
+        Op::Policy => req(&mut obj, "org_policy", errs, org_policy)
             .map(|p| PortEvent::Policy(p.map(|p| p.allowed_visibilities()).unwrap_or_default())),
-        None => {
-            // Unknown op: do not also report its other fields as unknown.
-            return None;
-        }
     };
     obj.finish(errs);
     event
@@ -458,7 +466,7 @@ fn port_replay(value: &Value, errs: &mut Vec<FieldError>) -> Option<Value> {
         let mut out = Vec::new();
         let mut ok = true;
         for (i, v) in items.iter().enumerate() {
-            let p = item(f.pointer, i);
+            let p = child_index(f.pointer, i);
             match port_event(Field::new(v, &p), e) {
                 Some(event) => out.push(event),
                 None => ok = false,
@@ -498,7 +506,7 @@ fn secret_level(
     };
     let mut out = Vec::new();
     for (name, v) in map {
-        let p = child(field.pointer, name);
+        let p = child_key(field.pointer, name);
         // Never echo the value: only its type is named.
         if let Some(value) = string(Field::new(v, &p), errs) {
             out.push(SecretMeta {
@@ -560,7 +568,7 @@ fn extensions(value: &Value, errs: &mut Vec<FieldError>) -> Option<Value> {
         let items = array(f, e)?;
         let mut out = Vec::new();
         for (i, v) in items.iter().enumerate() {
-            let p = item(f.pointer, i);
+            let p = child_index(f.pointer, i);
             if let Some(s) = string(Field::new(v, &p), e) {
                 out.push(s.to_owned());
             }

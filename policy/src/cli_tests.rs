@@ -90,6 +90,15 @@ fn port_access_contract() {
     for (input, want) in table {
         assert_eq!(ok(Topic::PortAccess, input.clone()), want, "{input}");
     }
+    // Extreme but valid times never panic.
+    let edge = port_input(
+        "private",
+        json!({"login": "mona", "organizations": [], "authenticated_at": "9999-12-31T23:59:59Z"}),
+        Value::Null,
+    );
+    let mut edge = edge;
+    edge["now"] = json!("9999-12-31T23:59:59Z");
+    assert_eq!(ok(Topic::PortAccess, edge)["decision"], "allow");
     let no_org = json!({"codespace": {"owner": "mona", "organization": null}, "visibility": "org",
                         "principal": null, "now": "2026-01-01T12:00:00Z", "org_policy": null});
     assert_eq!(

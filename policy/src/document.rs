@@ -26,11 +26,13 @@
 //! syntax (issue 3). Inside `extensions` and `secrets` every key is optional too; an absent
 //! `allow_vsix` is `false` (see [`crate::extensions`]).
 
+use codespace_devcontainer::parse::parse_tree;
+use codespace_devcontainer::{LineCol, LineIndex, Node, SyntaxErrorKind};
 use serde_json::Value;
 
 use crate::extensions::{ExtensionPattern, ExtensionPolicy};
 use crate::input::{
-    self, array, boolean, integer, item, one_of, string, Field, FieldError, InputErrors, Obj,
+    self, array, boolean, child_index, integer, one_of, string, Field, FieldError, InputErrors, Obj,
 };
 use crate::ports::{AllowedVisibilities, Visibility};
 use crate::repo::{RepoName, RepoPattern};
@@ -149,10 +151,49 @@ pub enum PolicyDocumentError {
 }
 
 impl OrgPolicy {
-    /// Parses a policy document (JSON with comments and trailing commas).
+    /// Parses a policy document (JSON with comments and trailing commas, through the
+    /// devcontainer crate's syntax layer); every error carries its pointer and line:column.
     pub fn parse(text: &str) -> Result<Self, PolicyDocumentError> {
-        let value = input::parse_jsonc(text)?;
-        Ok(Self::from_value(&value, "")?)
+        let root = parse_tree(text).map_err(|err| {
+            let message = match &err.kind {
+                SyntaxErrorKind::NotAnObject { found } => {
+                    format!("the organization policy must be a JSON object, found {found}")
+                }
+                other => other.to_string(),
+            };
+            input::SyntaxError {
+                line: err.line as usize,
+                column: err.column as usize,
+                message,
+            }
+        })?;
+        let index = LineIndex::new(text);
+        let at = |pointer: &str| locate(&root, &index, pointer);
+        let duplicates = root.duplicate_keys();
+        if !duplicates.is_empty() {
+            let errs = duplicates
+                .into_iter()
+                .map(|dup| FieldError {
+                    message: format!("duplicate key {:?}", dup.key),
+                    at: dup
+                        .duplicate
+                        .map(|span| index.locate(span.start))
+                        .or_else(|| at(&dup.pointer)),
+                    pointer: dup.pointer,
+                })
+                .collect();
+            return Err(InputErrors(errs).into());
+        }
+        Self::from_value(&root.to_json_value(), "").map_err(|InputErrors(errs)| {
+            let located = errs
+                .into_iter()
+                .map(|mut err| {
+                    err.at = at(&err.pointer);
+                    err
+                })
+                .collect();
+            InputErrors(located).into()
+        })
     }
 
     /// Reads a policy from a JSON value located at `pointer` (e.g. `/org_policy`).
@@ -243,6 +284,18 @@ impl OrgPolicy {
     }
 }
 
+/// The line:column of the value at `pointer`, or of its nearest ancestor that exists (a missing
+/// key is reported at the object that lacks it).
+fn locate(root: &Node, index: &LineIndex, pointer: &str) -> Option<LineCol> {
+    let mut pointer = pointer;
+    loop {
+        if let Some(span) = root.resolve(pointer).and_then(|node| node.span) {
+            return Some(index.locate(span.start));
+        }
+        pointer = &pointer[..pointer.rfind('/')?];
+    }
+}
+
 fn read_trusted(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<TrustedRepositories> {
     match field.value {
         Value::String(s) if s == "all" => Some(TrustedRepositories::All),
@@ -250,8 +303,10 @@ fn read_trusted(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<TrustedR
         Value::Array(items) => {
             let mut patterns = Vec::new();
             for (i, v) in items.iter().enumerate() {
-                let p = item(field.pointer, i);
-                let text = string(Field::new(v, &p), errs)?;
+                let p = child_index(field.pointer, i);
+                let Some(text) = string(Field::new(v, &p), errs) else {
+                    continue;
+                };
                 match RepoPattern::parse(text) {
                     Ok(pattern) => patterns.push(pattern),
                     Err(err) => errs.push(FieldError::new(p, err.to_string())),
@@ -288,7 +343,7 @@ fn read_visibilities(field: Field<'_>, errs: &mut Vec<FieldError>) -> Option<All
     ];
     let mut list = Vec::new();
     for (i, v) in items.iter().enumerate() {
-        let p = item(field.pointer, i);
+        let p = child_index(field.pointer, i);
         if let Some(vis) = one_of(Field::new(v, &p), &choices, errs) {
             if list.contains(&vis) {
                 errs.push(FieldError::new(
@@ -310,7 +365,7 @@ fn read_string_list<T>(
     let items = array(field, errs)?;
     let mut out = Vec::new();
     for (i, v) in items.iter().enumerate() {
-        let p = item(field.pointer, i);
+        let p = child_index(field.pointer, i);
         if let Some(text) = string(Field::new(v, &p), errs) {
             match parse(text) {
                 Ok(value) => out.push(value),
@@ -462,7 +517,7 @@ mod tests {
     fn every_error_is_reported_with_its_pointer() {
         let errs = errors(
             r#"{
-              "trusted_repositories": ["octo/app", "bad", 3],
+              "trusted_repositories": ["octo/app", 3, "bad"],
               "port_visibility": ["org", "org", "everyone"],
               "extensions": {"allow": ["a.b.c"], "deny": "x", "allow_vsix": "yes", "other": 1},
               "features": ["a*b"],
@@ -473,7 +528,10 @@ mod tests {
               "unknown": true
             }"#,
         );
-        let pointers: Vec<&str> = errs.iter().map(|e| e.split(": ").next().unwrap()).collect();
+        let pointers: Vec<&str> = errs
+            .iter()
+            .map(|e| e.split([' ', ':']).next().unwrap())
+            .collect();
         assert_eq!(
             pointers,
             vec![
@@ -497,6 +555,17 @@ mod tests {
             "{errs:#?}"
         );
         assert!(errs[12].contains("outside 5-240"));
+        assert!(
+            errs[12].starts_with("/idle_timeout_minutes (line 8, column 39): "),
+            "{}",
+            errs[12]
+        );
+        // A missing key is placed at the object that lacks it.
+        let missing = errors("{\n  \"images\": {}\n}");
+        assert_eq!(
+            missing,
+            vec!["/images/allow (line 2, column 13): required field is missing".to_owned()]
+        );
     }
 
     #[test]
@@ -506,18 +575,23 @@ mod tests {
         assert_eq!(errors(r#"{"idle_timeout_minutes": 241}"#).len(), 1);
         assert_eq!(errors(r#"{"idle_timeout_minutes": 30.5}"#).len(), 1);
         assert_eq!(errors(r#"{"idle_timeout_minutes": "30"}"#).len(), 1);
+        assert!(
+            matches!(OrgPolicy::parse("[]"), Err(PolicyDocumentError::Syntax(e)) if e.message.contains("must be a JSON object"))
+        );
         assert_eq!(
-            errors(r#"[]"#),
-            vec!["(root): expected an object, found an array".to_owned()]
+            OrgPolicy::from_value(&serde_json::json!([]), "/org_policy")
+                .unwrap_err()
+                .to_string(),
+            "/org_policy: expected an object, found an array"
         );
         assert!(matches!(
             OrgPolicy::parse("{"),
             Err(PolicyDocumentError::Syntax(_))
         ));
-        assert!(matches!(
-            OrgPolicy::parse(r#"{"a":1,"a":1}"#),
-            Err(PolicyDocumentError::Syntax(_))
-        ));
+        assert_eq!(
+            errors("{\"a\":1,\n \"a\":1}"),
+            vec!["/a (line 2, column 2): duplicate key \"a\"".to_owned()]
+        );
     }
 
     #[test]

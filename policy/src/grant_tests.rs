@@ -392,10 +392,11 @@ mod properties {
             requested in prop::collection::vec((0usize..6, prop::collection::vec((0usize..13, any::<bool>()), 0..4)), 0..4),
             authorized in any::<bool>(),
             prebuild in any::<bool>(),
-        ) -> (BTreeMap<RepoName, AccessLevel>, Option<usize>, Option<(usize, bool)>, Vec<(usize, Vec<(usize, bool)>)>, bool, bool) {
+            trust in 0usize..4,
+        ) -> (BTreeMap<RepoName, AccessLevel>, Option<usize>, Option<(usize, bool)>, Vec<(usize, Vec<(usize, bool)>)>, bool, bool, usize) {
             let names = repo_names();
             let access = names.iter().zip(access).filter_map(|(n, a)| a.map(|a| (n.clone(), a))).collect();
-            (access, fork, pr, requested, authorized, prebuild)
+            (access, fork, pr, requested, authorized, prebuild, trust)
         }
     }
 
@@ -403,7 +404,14 @@ mod properties {
         /// Nothing granted exceeds the creator's own access (the one documented exemption:
         /// opening pull requests on a public base), and no access means nothing.
         #[test]
-        fn nothing_exceeds_the_creator((access, fork, pr, requested, authorized, prebuild) in request()) {
+        fn nothing_exceeds_the_creator((access, fork, pr, requested, authorized, prebuild, trust) in request()) {
+            let policies = [
+                None,
+                Some(r#"{"trusted_repositories": "all"}"#),
+                Some(r#"{"trusted_repositories": "none"}"#),
+                Some(r#"{"trusted_repositories": ["octo/*"]}"#),
+            ];
+            let policy = policies[trust].map(|text| crate::document::OrgPolicy::parse(text).unwrap());
             let names = repo_names();
             let repository = names[0].clone();
             let pull_request = pr.map(|(base, base_private)| PullRequest {
@@ -437,7 +445,7 @@ mod properties {
                 requested,
                 authorized,
                 prebuild,
-                policy: None,
+                policy: policy.as_ref(),
             };
             let scope = token_scope(&req);
             for (repo, perms) in scope.repositories() {

@@ -7,12 +7,15 @@
 //! - unknown keys are errors, required keys must be present (issue 3: "accept and ignore
 //!   nothing silently").
 //!
-//! [`parse_json`] and [`parse_jsonc`] turn text into a `Value` and refuse duplicate object keys
-//! (a duplicate would otherwise silently win over the first) and nesting deeper than
-//! [`MAX_DEPTH`].
+//! [`parse_json`] turns text into a `Value` and refuses duplicate object keys (a duplicate would
+//! otherwise silently win over the first) and nesting deeper than [`MAX_DEPTH`]. JSON with
+//! comments (the organization policy document) goes through the devcontainer crate's syntax
+//! layer instead (see [`crate::document`]), which also gives line and column. JSON pointers are
+//! built with the devcontainer crate's [`child_key`] and [`child_index`].
 
 use std::fmt;
 
+use codespace_devcontainer::LineCol;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -21,12 +24,15 @@ pub const MAX_DEPTH: usize = 64;
 
 /// One problem in an input, at a JSON pointer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", display_pointer(.pointer))]
+#[error("{}{}: {message}", display_pointer(.pointer), display_at(.at.as_ref()))]
 pub struct FieldError {
     /// RFC 6901 pointer of the field (`""` for the whole input).
     pub pointer: String,
     /// What is wrong, for a human.
     pub message: String,
+    /// Line and column in the source text, when the input was text with positions (the
+    /// organization policy document); `None` for values handed over as JSON.
+    pub at: Option<LineCol>,
 }
 
 fn display_pointer(pointer: &str) -> &str {
@@ -37,12 +43,18 @@ fn display_pointer(pointer: &str) -> &str {
     }
 }
 
+fn display_at(at: Option<&LineCol>) -> String {
+    at.map(|at| format!(" (line {}, column {})", at.line, at.column))
+        .unwrap_or_default()
+}
+
 impl FieldError {
     /// A new error at `pointer`.
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             pointer: pointer.into(),
             message: message.into(),
+            at: None,
         }
     }
 }
@@ -89,45 +101,10 @@ pub fn parse_json(text: &str) -> Result<Value, SyntaxError> {
     Ok(value)
 }
 
-/// Parses JSON with comments and trailing commas (the devcontainer.json dialect, nothing
-/// looser), refusing duplicate keys.
-pub fn parse_jsonc(text: &str) -> Result<Value, SyntaxError> {
-    let options = jsonc_parser::ParseOptions {
-        allow_comments: true,
-        allow_trailing_commas: true,
-        allow_loose_object_property_names: false,
-        allow_missing_commas: false,
-        allow_single_quoted_strings: false,
-        allow_hexadecimal_numbers: false,
-        allow_unary_plus_numbers: false,
-        allow_bare_decimal_point_numbers: false,
-        allow_non_finite_numbers: false,
-        allow_extended_string_escapes: false,
-    };
-    let value: Strict =
-        jsonc_parser::parse_to_serde_value(text, &options).map_err(|err| SyntaxError {
-            line: err.line_display(),
-            column: err.column_display(),
-            message: err.kind().to_string(),
-        })?;
-    Ok(value.0)
-}
-
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(at) => message[..at].to_owned(),
         None => message.to_owned(),
-    }
-}
-
-/// A `Value` read through [`StrictSeed`] (used where a `Deserialize` type is required).
-struct Strict(Value);
-
-impl<'de> de::Deserialize<'de> for Strict {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        StrictSeed { depth: 0 }
-            .deserialize(deserializer)
-            .map(Strict)
     }
 }
 
@@ -223,15 +200,7 @@ impl StrictSeed {
     }
 }
 
-/// The pointer of `key` inside the object at `pointer` (RFC 6901 escaping).
-pub fn child(pointer: &str, key: &str) -> String {
-    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
-}
-
-/// The pointer of element `index` inside the array at `pointer`.
-pub fn item(pointer: &str, index: usize) -> String {
-    format!("{pointer}/{index}")
-}
+pub use codespace_devcontainer::pointer::{child_index, child_key};
 
 /// A JSON value and where it is.
 #[derive(Debug, Clone, Copy)]
@@ -273,10 +242,13 @@ impl<'a> Obj<'a> {
         errs: &mut Vec<FieldError>,
     ) -> Option<(&'a Value, String)> {
         self.known.push(key);
-        let found = self.map.get(key).map(|v| (v, child(&self.pointer, key)));
+        let found = self
+            .map
+            .get(key)
+            .map(|v| (v, child_key(&self.pointer, key)));
         if found.is_none() {
             errs.push(FieldError::new(
-                child(&self.pointer, key),
+                child_key(&self.pointer, key),
                 "required field is missing",
             ));
         }
@@ -286,7 +258,9 @@ impl<'a> Obj<'a> {
     /// A key that may be absent.
     pub(crate) fn optional(&mut self, key: &'static str) -> Option<(&'a Value, String)> {
         self.known.push(key);
-        self.map.get(key).map(|v| (v, child(&self.pointer, key)))
+        self.map
+            .get(key)
+            .map(|v| (v, child_key(&self.pointer, key)))
     }
 
     /// Reports every key that was not read.
@@ -295,7 +269,7 @@ impl<'a> Obj<'a> {
             if !self.known.contains(&key.as_str()) {
                 let expected = self.known.join(", ");
                 errs.push(FieldError::new(
-                    child(&self.pointer, key),
+                    child_key(&self.pointer, key),
                     format!("unknown field (expected one of: {expected})"),
                 ));
             }
@@ -439,21 +413,9 @@ mod tests {
     }
 
     #[test]
-    fn jsonc_allows_comments_and_trailing_commas_only() {
-        let v = parse_jsonc("// c\n{\"a\": [1, 2,], /* x */ \"b\": true,}").unwrap();
-        assert_eq!(v, serde_json::json!({"a": [1, 2], "b": true}));
-        assert!(parse_jsonc("{'a': 1}").is_err());
-        assert!(parse_jsonc("{a: 1}").is_err());
-        assert!(parse_jsonc("{\"a\": 0x10}").is_err());
-        assert!(parse_jsonc("{\"a\": 1, \"a\": 2}").is_err());
-        let err = parse_jsonc("{\n  \"a\": ,\n}").unwrap_err();
-        assert_eq!(err.line, 2);
-    }
-
-    #[test]
     fn pointers_escape() {
-        assert_eq!(child("", "a/b~c"), "/a~1b~0c");
-        assert_eq!(item("/x", 3), "/x/3");
+        assert_eq!(child_key("", "a/b~c"), "/a~1b~0c");
+        assert_eq!(child_index("/x", 3), "/x/3");
         assert_eq!(FieldError::new("", "bad").to_string(), "(root): bad");
     }
 

@@ -17,6 +17,8 @@
 //! | [`extensions`] | which extensions are installed | DESIGN.md §1, issue 3 |
 //! | [`lifecycle`] | the lifecycle commands' trust profile | DESIGN.md §1, issue 3 |
 //! | [`cli`] | the JSON contracts of `codespace-agentctl policy` | issue 3 |
+//! | [`input`] | strict JSON reading with JSON pointers | STYLE.md habits 2–3 |
+//! | [`decision`], [`repo`] | `Decision`, `Authorized`, repository names, access levels | STYLE.md habit 5 |
 
 pub mod cli;
 pub mod decision;

@@ -209,7 +209,12 @@ fn decide(
     let Some(principal) = principal else {
         return Decision::Deny(PortDenyReason::AuthenticationRequired);
     };
-    if principal.authenticated_at > now + CLOCK_SKEW {
+    // `checked_add` because `now` near the end of the representable range must not panic;
+    // nothing can lie beyond that end, so no authentication time is "in the future" then.
+    if now
+        .checked_add(CLOCK_SKEW)
+        .is_some_and(|limit| principal.authenticated_at > limit)
+    {
         return Decision::Deny(PortDenyReason::AuthenticationInvalid);
     }
     if now - principal.authenticated_at >= AUTHENTICATION_LIFETIME {
@@ -404,6 +409,60 @@ mod tests {
             NotOrganizationMember,
         ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.code());
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn principal() -> impl Strategy<Value = Option<Principal>> {
+            let login = prop::sample::select(vec!["mona", "MONA", "hubot", "x"]);
+            let orgs =
+                prop::collection::vec(prop::sample::select(vec!["octo", "OCTO", "other"]), 0..3);
+            let offset = -20_000i64..200;
+            prop::option::of(
+                (login, orgs, offset).prop_map(|(login, orgs, offset)| Principal {
+                    login: login.to_owned(),
+                    organizations: orgs.into_iter().map(str::to_owned).collect(),
+                    authenticated_at: NOW + Duration::seconds(offset),
+                }),
+            )
+        }
+
+        proptest! {
+            /// Deny by default: without a principal only a public port is reachable; an allowed
+            /// private/org connection always has a fresh authentication of the owner or a member;
+            /// the effective visibility never exceeds the one set or the policy.
+            #[test]
+            fn deny_by_default(
+                set in prop::sample::select(Visibility::ALL.to_vec()),
+                org in prop::option::of(prop::sample::select(vec!["octo", "Octo"])),
+                allow_org in any::<bool>(),
+                allow_public in any::<bool>(),
+                who in principal(),
+            ) {
+                let mut list = Vec::new();
+                if allow_org { list.push(Visibility::Org); }
+                if allow_public { list.push(Visibility::Public); }
+                let allowed = AllowedVisibilities::from_list(&list);
+                let cs = codespace(org);
+                let out = port_access(&cs, set, who.as_ref(), NOW, allowed);
+                prop_assert!(out.effective_visibility <= set);
+                prop_assert!(allowed.allows(out.effective_visibility));
+                if out.decision.is_allow() && out.effective_visibility != Visibility::Public {
+                    let p = who.as_ref().unwrap();
+                    prop_assert!(NOW - p.authenticated_at < AUTHENTICATION_LIFETIME);
+                    prop_assert!(p.authenticated_at <= NOW + CLOCK_SKEW);
+                    let owner = p.login.eq_ignore_ascii_case("mona");
+                    let member = cs.organization.as_deref().is_some_and(|o| p.organizations.iter().any(|x| x.eq_ignore_ascii_case(o)));
+                    prop_assert!(owner || (out.effective_visibility == Visibility::Org && member));
+                }
+                if who.is_none() {
+                    prop_assert_eq!(out.decision.is_allow(), out.effective_visibility == Visibility::Public);
+                }
+            }
         }
     }
 }

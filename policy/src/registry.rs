@@ -179,6 +179,25 @@ impl PortRegistry {
         self.pending = Some(allowed);
     }
 
+    /// Applies one event.
+    pub fn apply(&mut self, event: &PortEvent) -> Result<(), PortEventRejection> {
+        match event {
+            PortEvent::Add(raw) => port_number(*raw).and_then(|p| self.add(p)),
+            PortEvent::Remove(raw) => port_number(*raw).and_then(|p| self.remove(p)),
+            PortEvent::SetVisibility(raw, vis) => {
+                port_number(*raw).and_then(|p| self.set_visibility(p, *vis))
+            }
+            PortEvent::Restart => {
+                self.restart();
+                Ok(())
+            }
+            PortEvent::Policy(next) => {
+                self.set_policy(*next);
+                Ok(())
+            }
+        }
+    }
+
     /// The codespace restarted.
     pub fn restart(&mut self) {
         if let Some(allowed) = self.pending.take() {
@@ -220,22 +239,7 @@ pub fn replay(
     let mut registry = PortRegistry::new(allowed);
     let mut rejected = Vec::new();
     for (index, event) in events.iter().enumerate() {
-        let result = match event {
-            PortEvent::Add(raw) => port_number(*raw).and_then(|p| registry.add(p)),
-            PortEvent::Remove(raw) => port_number(*raw).and_then(|p| registry.remove(p)),
-            PortEvent::SetVisibility(raw, vis) => {
-                port_number(*raw).and_then(|p| registry.set_visibility(p, *vis))
-            }
-            PortEvent::Restart => {
-                registry.restart();
-                Ok(())
-            }
-            PortEvent::Policy(next) => {
-                registry.set_policy(*next);
-                Ok(())
-            }
-        };
-        if let Err(reason) = result {
+        if let Err(reason) = registry.apply(event) {
             rejected.push((index, reason));
         }
     }
@@ -377,5 +381,82 @@ mod tests {
         r.restart();
         assert!(r.get(3000).unwrap().epoch > third);
         assert_eq!(r.epoch(), r.get(3000).unwrap().epoch);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn event() -> impl Strategy<Value = PortEvent> {
+            let vis = prop::sample::select(Visibility::ALL.to_vec());
+            let allowed = (any::<bool>(), any::<bool>()).prop_map(|(org, public)| {
+                let mut list = Vec::new();
+                if org {
+                    list.push(Org);
+                }
+                if public {
+                    list.push(Public);
+                }
+                AllowedVisibilities::from_list(&list)
+            });
+            // A few ports, plus out-of-range numbers, so events collide often.
+            let port = prop_oneof![8 => 1i64..5, 1 => Just(0i64), 1 => Just(65_536i64)];
+            prop_oneof![
+                port.clone().prop_map(Add),
+                port.clone().prop_map(Remove),
+                (port, vis).prop_map(|(p, v)| SetVisibility(p, v)),
+                Just(Restart),
+                allowed.prop_map(Policy),
+            ]
+        }
+
+        proptest! {
+            /// A public port never survives a restart, and after a restart every port's
+            /// visibility is one the policy in force allows.
+            #[test]
+            fn restart_clears_public(events in prop::collection::vec(event(), 0..40)) {
+                let (mut registry, _) = replay(AllowedVisibilities::ALL, &events);
+                registry.restart();
+                for (_, vis) in registry.visibilities() {
+                    prop_assert_ne!(vis, Public);
+                    prop_assert!(registry.allowed().allows(vis));
+                }
+            }
+
+            /// A removed port forgets its visibility: re-added, it is private with a new epoch.
+            #[test]
+            fn removal_forgets(events in prop::collection::vec(event(), 0..40), port in 1u16..5) {
+                let (mut registry, _) = replay(AllowedVisibilities::ALL, &events);
+                let before = registry.epoch();
+                if registry.get(port).is_some() {
+                    registry.remove(port).unwrap();
+                    prop_assert!(registry.get(port).is_none());
+                }
+                registry.add(port).unwrap();
+                let state = registry.get(port).unwrap();
+                prop_assert_eq!(state.visibility, Private);
+                prop_assert!(state.epoch > before);
+            }
+
+            /// Epochs only grow, and the visibility only changes when the epoch does.
+            #[test]
+            fn epochs_are_monotonic(events in prop::collection::vec(event(), 0..40)) {
+                let mut registry = PortRegistry::new(AllowedVisibilities::ALL);
+                for event in &events {
+                    let before = registry.clone();
+                    let _ = registry.apply(event);
+                    prop_assert!(registry.epoch() >= before.epoch());
+                    for (port, state) in before.ports.iter() {
+                        if let Some(now) = registry.get(*port) {
+                            prop_assert!(now.epoch >= state.epoch);
+                            if now.visibility != state.visibility {
+                                prop_assert!(now.epoch > state.epoch);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! Offline tools (`audit`, `policy`) need no agent; the others talk to an agent over a transport.
 //! `anyhow` is used here and nowhere else; errors become documented exit codes.
 
-// A command-line tool reports on stdout/stderr by design.
+// A command-line tool's job is to print its report and errors.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod audit;
 mod connect;
 mod policy;
 
@@ -26,6 +27,8 @@ enum Command {
     /// Commands that talk to a running agent (`--connect ADDR [--key-file FILE]`).
     #[command(flatten)]
     Agent(connect::AgentCommand),
+    /// Audit devcontainer.json files for what a hostile repository can do with them.
+    Audit(audit::AuditArgs),
     /// Ask the policy library for a decision: one JSON object on stdin (or --input), one out.
     Policy(policy::PolicyArgs),
 }
@@ -34,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Agent(cmd) => connect::run(&cli.connect, cmd),
+        Command::Audit(args) => audit::run(&args),
         Command::Policy(args) => policy::run(&args),
     }
 }

@@ -1,0 +1,68 @@
+//! Times parse + full audit over a set of files, the way `tests/perf/jsonc_node.mjs` times the
+//! Node peer (Microsoft's `jsonc-parser`) over the same files, so the two numbers compare.
+//!
+//! Usage: `parse_audit_timing ITERATIONS FILE...`; prints one JSON object with the median wall
+//! time of one pass over all files. Driven by `tests/perf/devcontainer_vs_jsonc_parser.sh`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a measuring tool reports on stdout
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use codespace_devcontainer::audit::{audit, audit_feature, AuditContext};
+use codespace_devcontainer::{parse_devcontainer, parse_feature};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((iterations, files)) = args.split_first() else {
+        eprintln!("usage: parse_audit_timing ITERATIONS FILE...");
+        return ExitCode::from(2);
+    };
+    let Ok(iterations) = iterations.parse::<usize>() else {
+        eprintln!("ITERATIONS must be a positive integer, not {iterations:?}");
+        return ExitCode::from(2);
+    };
+    let mut texts = Vec::new();
+    for path in files {
+        match std::fs::read_to_string(path) {
+            // Feature metadata files are audited as features, like `codespace-agentctl audit`.
+            Ok(text) => texts.push((path.ends_with("devcontainer-feature.json"), text)),
+            Err(err) => {
+                eprintln!("{path}: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let bytes: usize = texts.iter().map(|(_, t)| t.len()).sum();
+    let ctx = AuditContext::default();
+    let pass = || {
+        let mut findings = 0usize;
+        for (is_feature, text) in &texts {
+            findings += if *is_feature {
+                audit_feature(&parse_feature(black_box(text))).len()
+            } else {
+                audit(&parse_devcontainer(black_box(text)), &ctx).len()
+            };
+        }
+        findings
+    };
+    for _ in 0..iterations.clamp(1, 20) {
+        black_box(pass()); // warm caches, as the Node side warms its JIT
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    let mut findings = 0;
+    for _ in 0..iterations.max(1) {
+        let start = Instant::now();
+        findings = black_box(pass());
+        samples.push(start.elapsed().as_nanos());
+    }
+    samples.sort_unstable();
+    let median = samples[samples.len() / 2];
+    println!(
+        "{{\"impl\":\"codespace-devcontainer parse + audit\",\"files\":{},\"bytes\":{bytes},\"iterations\":{},\"median_ns\":{median},\"findings\":{findings}}}",
+        texts.len(),
+        samples.len()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,295 @@
+//! Environment variable names: which ones hijack execution, and which ones hold secrets.
+//!
+//! Two tables, each entry with its reason. `dangerous_name` answers "does setting this variable
+//! make unrelated programs run attacker-chosen code?" (the dynamic loader, shell startup hooks,
+//! interpreter start-up options, git's command hooks). `secret_name` answers "does this host
+//! variable probably hold a credential?", used when `${localEnv:NAME}` copies it somewhere.
+//!
+//! Names are compared case-insensitively: Windows hosts lower-case them and Linux programs are
+//! case-sensitive, so the safe reading of `ld_preload` is "maybe".
+
+/// Exact names, upper case, with the reason.
+const DANGEROUS_EXACT: &[(&str, &str)] = &[
+    (
+        "BASH_ENV",
+        "bash sources this file before every non-interactive script",
+    ),
+    ("ENV", "sh and dash source this file when they start"),
+    ("PROMPT_COMMAND", "bash runs it before every prompt"),
+    ("PS0", "prompt strings run command substitutions"),
+    ("PS1", "prompt strings run command substitutions"),
+    ("PS2", "prompt strings run command substitutions"),
+    ("PS3", "prompt strings run command substitutions"),
+    (
+        "PS4",
+        "prompt strings run command substitutions (and are expanded by set -x)",
+    ),
+    ("ZDOTDIR", "zsh reads its startup files from this directory"),
+    ("SHELLOPTS", "changes shell behaviour of every bash"),
+    ("BASHOPTS", "changes shell behaviour of every bash"),
+    ("IFS", "changes word splitting in every shell script"),
+    (
+        "NODE_OPTIONS",
+        "node loads the modules it names (--require) at start-up",
+    ),
+    (
+        "NODE_PATH",
+        "node resolves modules from these directories first",
+    ),
+    (
+        "NODE_TLS_REJECT_UNAUTHORIZED",
+        "switches off TLS certificate checks in node",
+    ),
+    (
+        "PYTHONSTARTUP",
+        "python runs this file when it starts interactively",
+    ),
+    (
+        "PYTHONPATH",
+        "python imports modules from these directories first",
+    ),
+    ("PYTHONHOME", "python loads its standard library from here"),
+    (
+        "PYTHONINSPECT",
+        "python enters interactive mode after scripts",
+    ),
+    ("PYTHONUSERBASE", "python imports site packages from here"),
+    (
+        "PYTHONWARNINGS",
+        "python imports the warning categories it names",
+    ),
+    (
+        "PYTHONBREAKPOINT",
+        "python imports and calls this on breakpoint()",
+    ),
+    (
+        "PYTHONHTTPSVERIFY",
+        "switches off TLS certificate checks in python",
+    ),
+    (
+        "PERL5OPT",
+        "perl applies these command-line options (e.g. -M modules) to every run",
+    ),
+    ("PERL5LIB", "perl loads modules from here first"),
+    ("PERLLIB", "perl loads modules from here first"),
+    ("PERL5DB", "perl runs this debugger code"),
+    (
+        "RUBYOPT",
+        "ruby applies these options (e.g. -r) to every run",
+    ),
+    ("RUBYLIB", "ruby loads libraries from here first"),
+    ("JAVA_TOOL_OPTIONS", "every JVM loads the agents it names"),
+    ("_JAVA_OPTIONS", "every JVM applies these options"),
+    (
+        "JDK_JAVA_OPTIONS",
+        "the java launcher applies these options",
+    ),
+    ("LESSOPEN", "less runs this preprocessor for every file"),
+    ("GCONV_PATH", "glibc loads character-set modules from here"),
+    ("SSH_ASKPASS", "ssh runs this program to ask for passwords"),
+    ("HOSTALIASES", "redirects host name lookups"),
+];
+
+/// Name prefixes, upper case, with the reason.
+const DANGEROUS_PREFIXES: &[(&str, &str)] = &[
+    ("LD_", "the dynamic loader loads or audits libraries it names (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT)"),
+    ("DYLD_", "the macOS dynamic loader loads libraries it names"),
+    ("BASH_FUNC_", "bash imports exported functions from these variables"),
+    ("GIT_", "git runs programs named by its variables (GIT_SSH_COMMAND, GIT_ASKPASS, GIT_EXEC_PATH, GIT_CONFIG_*)"),
+];
+
+/// Why setting this variable hijacks execution, or `None` for an ordinary variable.
+pub fn dangerous_name(name: &str) -> Option<&'static str> {
+    let upper = name.trim().to_ascii_uppercase();
+    DANGEROUS_EXACT
+        .iter()
+        .find(|(n, _)| *n == upper)
+        .or_else(|| {
+            DANGEROUS_PREFIXES
+                .iter()
+                .find(|(p, _)| upper.starts_with(p))
+        })
+        .map(|(_, reason)| *reason)
+}
+
+/// Well-known credential variables that the word rule below would miss.
+const SECRET_EXACT: &[&str] = &[
+    "SSH_AUTH_SOCK",
+    "AWS_ACCESS_KEY_ID",
+    "DATABASE_URL",
+    "KUBECONFIG",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "DOCKER_AUTH_CONFIG",
+    "NETRC",
+    "PGPASSWORD",
+];
+
+/// `_`-separated words that mark a secret (`GITHUB_TOKEN`, `DB_PASSWORD`, `OPENAI_API_KEY`).
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "TOKENS",
+    "SECRET",
+    "SECRETS",
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "PASSPHRASE",
+    "KEY",
+    "APIKEY",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "CREDS",
+    "AUTH",
+    "PAT",
+    "COOKIE",
+    "SESSION",
+    "PRIVATE",
+    "CERT",
+    "PEM",
+];
+
+/// Substrings that mark a secret even inside a longer word (`MYTOKEN`, `APITOKEN`).
+const SECRET_SUBSTRINGS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "APIKEY",
+    "PRIVATEKEY",
+];
+
+/// Does this variable name look like it holds a credential?
+pub fn secret_name(name: &str) -> bool {
+    let upper = name.trim().to_ascii_uppercase();
+    if upper.is_empty() {
+        return false;
+    }
+    SECRET_EXACT.contains(&upper.as_str())
+        || upper
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| SECRET_WORDS.contains(&word))
+        || SECRET_SUBSTRINGS.iter().any(|s| upper.contains(s))
+}
+
+/// The variable names read by `${localEnv:NAME[:default]}` / `${env:NAME}` in a value, in order.
+pub fn local_env_references(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let body_start = start + 2;
+        let Some(len) = rest[body_start..].find('}') else {
+            break;
+        };
+        let body = &rest[body_start..body_start + len];
+        if let Some(args) = body
+            .strip_prefix("localEnv:")
+            .or_else(|| body.strip_prefix("env:"))
+        {
+            let name = args.split(':').next().unwrap_or("");
+            if !name.is_empty() {
+                out.push(name);
+            }
+        }
+        rest = &rest[body_start + len + 1..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dangerous_names() {
+        for name in [
+            "LD_PRELOAD",
+            "ld_preload",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "BASH_ENV",
+            "ENV",
+            "PROMPT_COMMAND",
+            "PS1",
+            "PS4",
+            "ZDOTDIR",
+            "NODE_OPTIONS",
+            "PYTHONSTARTUP",
+            "PYTHONPATH",
+            "PERL5OPT",
+            "JAVA_TOOL_OPTIONS",
+            "GIT_SSH_COMMAND",
+            "GIT_CONFIG_GLOBAL",
+            "DYLD_INSERT_LIBRARIES",
+            "BASH_FUNC_ls%%",
+        ] {
+            assert!(dangerous_name(name).is_some(), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "PYTHONUNBUFFERED",
+            "NODE_ENV",
+            "EDITOR",
+            "ENVIRONMENT",
+            "LANG",
+        ] {
+            assert!(dangerous_name(name).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn tables_have_no_duplicates() {
+        let mut names: Vec<_> = DANGEROUS_EXACT.iter().map(|(n, _)| *n).collect();
+        names.extend(DANGEROUS_PREFIXES.iter().map(|(n, _)| *n));
+        let len = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), len);
+        // Every exact entry is reachable (not shadowed by a prefix, which would make it dead).
+        for (n, reason) in DANGEROUS_EXACT {
+            assert_eq!(dangerous_name(n), Some(*reason), "{n} shadowed");
+        }
+    }
+
+    #[test]
+    fn secret_names() {
+        for name in [
+            "GITHUB_TOKEN",
+            "GH_TOKEN",
+            "OPENAI_API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "DB_PASSWORD",
+            "NPM_TOKEN",
+            "SSH_AUTH_SOCK",
+            "PRIVATE_KEY",
+            "MYAPITOKEN",
+            "github_token",
+        ] {
+            assert!(secret_name(name), "{name}");
+        }
+        for name in [
+            "HOME",
+            "USER",
+            "PATH",
+            "KEYBOARD_LAYOUT",
+            "DISPLAY",
+            "TZ",
+            "COMPOSE_PROJECT_NAME",
+            "",
+        ] {
+            assert!(!secret_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn references() {
+        assert_eq!(
+            local_env_references(
+                "${localEnv:HOME}/x:${localEnv:TOKEN:def}${env:A}${containerEnv:B}"
+            ),
+            vec!["HOME", "TOKEN", "A"]
+        );
+        assert!(local_env_references("${localEnv}").is_empty());
+        assert!(local_env_references("${localEnv:X").is_empty());
+    }
+}

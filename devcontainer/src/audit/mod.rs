@@ -1,0 +1,224 @@
+//! Security audit of a devcontainer.json: what can a hostile repository do with it?
+//!
+//! ```text
+//!  Parsed<DevContainer>                   ┌─ container: privileged, capAdd, securityOpt, runArgs,
+//!  (decoded tree, unknown properties,  ───┤             build.options, mounts, workspaceMount,
+//!   line index)                           │             users, ports, Compose
+//!  AuditContext (local features,  ────────┼─ commands:  lifecycle hooks, download-and-execute
+//!   substitution context)                 │
+//!                                         ├─ features:  source, pinning, option injection,
+//!                                         │             well-known and local feature metadata
+//!                                         ├─ values:    environment names, host secrets, credentials
+//!                                         └─ document:  duplicate keys, unknown properties,
+//!                                                       extensions, repository permissions
+//!                                              ▼
+//!                                 Vec<Finding> sorted by (line, column, rule)
+//! ```
+//!
+//! The audit reads the *decoded* tree, never the raw text, so escapes (`"privil\u0065ged"`)
+//! cannot hide a key; duplicated keys are audited at their effective (last) value and reported.
+//! Values are classified as written (`${localEnv:HOME}/.ssh` is the host home) and, when the
+//! caller supplies a [`SubstitutionContext`], the substituted document is audited again and what
+//! only shows after substitution is added (marked "after variable substitution").
+//!
+//! Every finding carries the JSON pointer and line:column of the value it is about; messages
+//! never contain a secret. The rule catalogue ([`rules`]) is the single list of ids.
+//!
+//! The library does no I/O: the caller reads files (including local features'
+//! `devcontainer-feature.json`) and passes text or parsed trees in; [`render`] turns reports into
+//! text, JSON or SARIF strings.
+
+mod checks;
+pub mod credentials;
+pub mod docker_args;
+pub mod environment;
+pub mod mounts;
+pub mod render;
+pub mod rules;
+pub mod shell;
+pub mod suggest;
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::feature::FeatureMetadata;
+use crate::model::DevContainer;
+use crate::node::Node;
+use crate::parsed::Parsed;
+use crate::span::{LineIndex, Span};
+use crate::substitute::{substitute, SubstitutionContext};
+
+pub use render::{FileReport, ReportError};
+pub use rules::{Rule, RuleId, Severity, RULES};
+
+/// One finding: which rule, how bad, where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule that fired.
+    pub rule: RuleId,
+    /// This finding's severity (may differ from the rule's default).
+    pub severity: Severity,
+    /// JSON pointer (RFC 6901) of the value the finding is about.
+    pub pointer: String,
+    /// 1-based line of that value (0 when the tree has no positions).
+    pub line: usize,
+    /// 1-based column (in characters) of that value (0 when unknown).
+    pub column: usize,
+    /// What was found; never contains a secret.
+    pub message: String,
+}
+
+/// A local feature (`"./x"` in `features`) whose `devcontainer-feature.json` the caller read.
+#[derive(Debug, Clone)]
+pub struct LocalFeature {
+    /// The key exactly as written in `features` (e.g. `./my-feature`).
+    pub key: String,
+    /// The parsed `devcontainer-feature.json` (its raw tree).
+    pub metadata: Node,
+}
+
+/// What the audit knows beyond the file itself.
+#[derive(Debug, Clone, Default)]
+pub struct AuditContext {
+    /// Parsed metadata of local features; what they add is reported under their key.
+    pub local_features: Vec<LocalFeature>,
+    /// Host environment and folders: when given, the substituted document is audited too and
+    /// what only shows after substitution is reported (`${localEnv:X}` that is `/`, ...).
+    pub substitution: Option<SubstitutionContext>,
+}
+
+/// Rules worth re-checking after substitution. Credentials and secret forwarding are not: the
+/// substituted values are the *host's* secrets, not something written in the file.
+const SUBSTITUTED_RULES: &[RuleId] = &[
+    RuleId::ContainerSocketMount,
+    RuleId::HostPathMount,
+    RuleId::Privileged,
+    RuleId::Capability,
+    RuleId::HostNamespace,
+    RuleId::UnconfinedSecurity,
+    RuleId::DownloadAndExecute,
+    RuleId::RootUser,
+    RuleId::AppPortAllInterfaces,
+    RuleId::HostDevice,
+];
+
+/// Audits a parsed devcontainer.json. A document with a syntax error has no tree and yields no
+/// findings (its error is in `parsed`); semantic errors do not stop the audit, which reads the
+/// decoded tree and the typed model's list of unknown properties.
+///
+/// ```
+/// use codespace_devcontainer::{audit::{audit, AuditContext, RuleId}, parse_devcontainer};
+/// let parsed = parse_devcontainer(r#"{"image": "x", "runArgs": ["--cap-add=sys_admin"]}"#);
+/// let findings = audit(&parsed, &AuditContext::default());
+/// assert_eq!(findings[0].rule, RuleId::Capability);
+/// assert_eq!((findings[0].line, findings[0].column), (1, 28));
+/// ```
+pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> {
+    let Some(tree) = &parsed.tree else {
+        return Vec::new();
+    };
+    let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
+    let mut out = Emitter::new(Some(&parsed.lines));
+    checks::devcontainer(tree, unknown, ctx, &mut out);
+    if let Some(sctx) = &ctx.substitution {
+        let substituted = substitute(parsed, sctx);
+        if let Some(sub_tree) = &substituted.tree {
+            let mut extra = Emitter::new(Some(&parsed.lines));
+            checks::devcontainer(sub_tree, &[], ctx, &mut extra);
+            let seen: HashSet<(RuleId, String)> = out
+                .findings
+                .iter()
+                .map(|r| (r.rule, r.pointer.clone()))
+                .collect();
+            for f in extra.finish() {
+                let new = SUBSTITUTED_RULES.contains(&f.rule)
+                    && !seen.contains(&(f.rule, f.pointer.clone()));
+                if new {
+                    out.findings.push(Finding {
+                        message: format!("{} (after variable substitution)", f.message),
+                        ..f
+                    });
+                }
+            }
+        }
+    }
+    out.finish()
+}
+
+/// Audits a parsed `devcontainer-feature.json` on its own: what the feature adds to every
+/// container that uses it.
+pub fn audit_feature(parsed: &Parsed<FeatureMetadata>) -> Vec<Finding> {
+    let Some(tree) = &parsed.tree else {
+        return Vec::new();
+    };
+    let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
+    let mut out = Emitter::new(Some(&parsed.lines));
+    checks::feature_file(tree, unknown, &mut out);
+    out.finish()
+}
+
+/// Collects findings and turns spans into line:column.
+pub(crate) struct Emitter<'a> {
+    index: Option<&'a LineIndex>,
+    findings: Vec<Finding>,
+}
+
+impl<'a> Emitter<'a> {
+    pub(crate) fn new(index: Option<&'a LineIndex>) -> Self {
+        Self {
+            index,
+            findings: Vec::new(),
+        }
+    }
+
+    /// A finding about `node`.
+    pub(crate) fn node(&mut self, rule: RuleId, severity: Severity, node: &Node, message: String) {
+        self.at(rule, severity, &node.pointer, node.span, message);
+    }
+
+    /// A finding at an explicit pointer and span.
+    pub(crate) fn at(
+        &mut self,
+        rule: RuleId,
+        severity: Severity,
+        pointer: &str,
+        span: Option<Span>,
+        message: String,
+    ) {
+        let (line, column) = match (self.index, span) {
+            (Some(index), Some(span)) => {
+                let lc = index.locate(span.start);
+                (lc.line as usize, lc.column as usize)
+            }
+            _ => (0, 0),
+        };
+        self.findings.push(Finding {
+            rule,
+            severity,
+            pointer: pointer.to_string(),
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// Line and column of a span, when positions are known.
+    pub(crate) fn locate(&self, span: Option<Span>) -> Option<(usize, usize)> {
+        let lc = self.index?.locate(span?.start);
+        Some((lc.line as usize, lc.column as usize))
+    }
+
+    /// Sorted by position then rule; exact duplicates (same rule, place and message) removed.
+    pub(crate) fn finish(mut self) -> Vec<Finding> {
+        self.findings.sort_by(|a, b| {
+            (a.line, a.column, a.rule, &a.pointer, &a.message)
+                .cmp(&(b.line, b.column, b.rule, &b.pointer, &b.message))
+        });
+        self.findings.dedup();
+        self.findings
+    }
+}
+
+#[cfg(test)]
+mod tests;

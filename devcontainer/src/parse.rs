@@ -1,0 +1,373 @@
+//! Text → raw [`Node`] tree: the syntax layer.
+//!
+//! ```text
+//! &str ─▶ size check (4 MiB) ─▶ strip BOM ─▶ jsonc-parser (comments + trailing commas only)
+//!      ─▶ AST ─▶ convert (depth ≤ 128, spans shifted back past the BOM) ─▶ Node (root object)
+//! ```
+//!
+//! The dialect is what VS Code and the reference CLI write and read in practice: JSON plus
+//! `//` and `/* */` comments and trailing commas. Everything else the lenient JavaScript parser
+//! would silently "recover" from (single quotes, `#` comments, missing commas, garbage around the
+//! root, hex numbers, `NaN`) is a hard error here, because recovery there means a value a
+//! reviewer sees in the file is not the value the tool uses.
+//!
+//! A syntax error is fatal: jsonc-parser stops at the first one, so there is exactly one.
+
+use jsonc_parser::ast::{ObjectPropName, Value};
+use jsonc_parser::common::Ranged;
+use jsonc_parser::errors::ParseErrorKind;
+use jsonc_parser::ParseStringErrorKind;
+use jsonc_parser::{CollectOptions, ParseOptions};
+
+use crate::node::{Member, Node, NodeValue};
+use crate::pointer;
+use crate::span::{LineIndex, Span};
+
+/// Largest accepted document, in bytes.
+pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+/// Deepest accepted nesting of arrays and objects (the root object is depth 1).
+pub const MAX_DEPTH: usize = 128;
+
+const BOM: &str = "\u{feff}";
+
+/// A document that is not acceptable JSONC, with where it went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {kind}")]
+pub struct SyntaxError {
+    /// What is wrong.
+    pub kind: SyntaxErrorKind,
+    /// Pointer of the value involved, `""` when not known (e.g. a token error).
+    pub pointer: String,
+    /// Where in the original text (BOM included).
+    pub span: Option<Span>,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column in characters.
+    pub column: u32,
+}
+
+/// The kinds of syntax error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyntaxErrorKind {
+    /// Input larger than [`MAX_INPUT_BYTES`].
+    #[error("document is {size} bytes; the limit is {limit} bytes (4 MiB)")]
+    TooLarge {
+        /// Size of the input.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Nothing but whitespace and comments.
+    #[error("document is empty; expected a JSON object")]
+    Empty,
+    /// The root is not an object.
+    #[error("the top-level value is {found}; a devcontainer.json must contain a JSON object")]
+    NotAnObject {
+        /// JSON type of the root.
+        found: &'static str,
+    },
+    /// Arrays/objects nested deeper than [`MAX_DEPTH`].
+    #[error("nesting deeper than {limit} levels of arrays and objects")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+    /// A `\uD800`-style escape that is not part of a surrogate pair.
+    #[error("string contains a lone UTF-16 surrogate escape ({detail}); only complete surrogate pairs are valid")]
+    LoneSurrogate {
+        /// The parser's description of the escape.
+        detail: String,
+    },
+    /// Any other JSONC syntax error.
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+/// Parse `text` into a raw tree whose root is an object.
+///
+/// # Errors
+/// [`SyntaxError`] for anything that is not a single JSONC object within the limits.
+pub fn parse_tree(text: &str) -> Result<Node, SyntaxError> {
+    parse_tree_with(text, &LineIndex::new(text))
+}
+
+/// [`parse_tree`] with a prebuilt line index of the same `text`.
+pub(crate) fn parse_tree_with(text: &str, index: &LineIndex) -> Result<Node, SyntaxError> {
+    let err = |kind, pointer: String, span: Option<Span>| {
+        let lc = index.locate(span.map_or(0, |s| s.start));
+        SyntaxError {
+            kind,
+            pointer,
+            span,
+            line: lc.line,
+            column: lc.column,
+        }
+    };
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(err(
+            SyntaxErrorKind::TooLarge {
+                size: text.len(),
+                limit: MAX_INPUT_BYTES,
+            },
+            String::new(),
+            None,
+        ));
+    }
+    let (body, offset) = match text.strip_prefix(BOM) {
+        Some(rest) => (rest, BOM.len()),
+        None => (text, 0),
+    };
+    let options = ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    };
+    let result =
+        jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &options).map_err(|e| {
+            let r = e.range();
+            let span = Some(Span::new(r.start + offset, r.end + offset));
+            err(map_kind(e.kind()), String::new(), span)
+        })?;
+    let Some(root) = result.value else {
+        return Err(err(
+            SyntaxErrorKind::Empty,
+            String::new(),
+            Some(Span::new(text.len(), text.len())),
+        ));
+    };
+    let converter = Converter { offset };
+    let node = converter
+        .convert(&root, String::new(), 1)
+        .map_err(|(pointer, span)| {
+            err(
+                SyntaxErrorKind::TooDeep { limit: MAX_DEPTH },
+                pointer,
+                Some(span),
+            )
+        })?;
+    if !matches!(node.value, NodeValue::Object(_)) {
+        return Err(err(
+            SyntaxErrorKind::NotAnObject {
+                found: node.type_name(),
+            },
+            String::new(),
+            node.span,
+        ));
+    }
+    Ok(node)
+}
+
+fn map_kind(kind: &ParseErrorKind) -> SyntaxErrorKind {
+    use ParseErrorKind as K;
+    let message = match kind {
+        K::String(ParseStringErrorKind::InvalidUnicodeEscapeSequence(detail))
+            if detail.contains("surrogate") =>
+        {
+            return SyntaxErrorKind::LoneSurrogate {
+                detail: detail.clone(),
+            }
+        }
+        K::NestingDepthExceeded => return SyntaxErrorKind::TooDeep { limit: MAX_DEPTH },
+        K::SingleQuotedStringsNotAllowed => {
+            "single-quoted strings are not JSON; use double quotes".to_owned()
+        }
+        K::ExpectedComma => {
+            "expected ',' between members or elements (a comma is missing)".to_owned()
+        }
+        K::MultipleRootJsonValues => {
+            "unexpected text after the top-level value; a devcontainer.json holds exactly one object"
+                .to_owned()
+        }
+        K::UnexpectedToken | K::UnexpectedWord => format!(
+            "{kind}; expected a JSON value (only // and /* */ comments are allowed, not #)"
+        ),
+        K::HexadecimalNumbersNotAllowed
+        | K::UnaryPlusNumbersNotAllowed
+        | K::BareDecimalPointNumbersNotAllowed
+        | K::NonFiniteNumbersNotAllowed => format!("{kind}; expected a plain JSON number"),
+        K::ExpectedStringObjectProperty => {
+            "expected a double-quoted string as object key".to_owned()
+        }
+        other => other.to_string(),
+    };
+    SyntaxErrorKind::Invalid { message }
+}
+
+struct Converter {
+    offset: usize,
+}
+
+impl Converter {
+    fn span(&self, r: jsonc_parser::common::Range) -> Option<Span> {
+        Some(Span::new(r.start + self.offset, r.end + self.offset))
+    }
+
+    /// Convert one AST value. Recursion is bounded by `MAX_DEPTH` (and jsonc-parser's own 512),
+    /// so this cannot overflow the stack. Err carries the pointer and span of the first value
+    /// that is too deep.
+    fn convert(&self, v: &Value<'_>, ptr: String, depth: usize) -> Result<Node, (String, Span)> {
+        let span = self.span(v.range());
+        let is_container = matches!(v, Value::Array(_) | Value::Object(_));
+        if is_container && depth > MAX_DEPTH {
+            return Err((ptr, span.unwrap_or(Span::new(0, 0))));
+        }
+        let value = match v {
+            Value::NullKeyword(_) => NodeValue::Null,
+            Value::BooleanLit(b) => NodeValue::Bool(b.value),
+            Value::NumberLit(n) => NodeValue::Number(n.value.to_owned()),
+            Value::StringLit(s) => NodeValue::String(s.value.to_string()),
+            Value::Array(a) => NodeValue::Array(
+                a.elements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| self.convert(e, pointer::child_index(&ptr, i), depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(o) => NodeValue::Object(
+                o.properties
+                    .iter()
+                    .map(|p| {
+                        let (key, key_range) = match &p.name {
+                            ObjectPropName::String(s) => (s.value.to_string(), s.range),
+                            ObjectPropName::Word(w) => (w.value.to_owned(), w.range),
+                        };
+                        let child = pointer::child_key(&ptr, &key);
+                        Ok(Member {
+                            value: self.convert(&p.value, child, depth + 1)?,
+                            key,
+                            key_span: self.span(key_range),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(Node::new(value, ptr, span))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn syntax(text: &str) -> SyntaxError {
+        parse_tree(text).unwrap_err()
+    }
+
+    #[test]
+    fn accepts_comments_trailing_commas_bom_crlf() {
+        let text =
+            "\u{feff}{\r\n  // c\r\n  \"a\": [1, 2,], /* b */\r\n  \"b\": {\"c\": true,},\r\n}";
+        let n = parse_tree(text).unwrap();
+        let a = n.get("a").unwrap();
+        assert_eq!(a.pointer, "/a");
+        // span points into the ORIGINAL text (BOM included)
+        let s = a.span.unwrap();
+        assert_eq!(&text[s.start..s.end], "[1, 2,]");
+        let idx = LineIndex::new(text);
+        let lc = idx.locate(s.start);
+        assert_eq!((lc.line, lc.column), (3, 8));
+    }
+
+    #[test]
+    fn decodes_escaped_keys_and_keeps_duplicates() {
+        let n = parse_tree(r#"{"privil\u0065ged": false, "privileged": true, "__proto__": {}}"#)
+            .unwrap();
+        assert_eq!(n.members().unwrap()[0].key, "privileged");
+        assert_eq!(n.get("privileged").unwrap().as_bool(), Some(true));
+        assert_eq!(n.duplicate_keys().len(), 1);
+        assert!(n.get("__proto__").is_some());
+    }
+
+    #[test]
+    fn duplicates_inside_shadowed_objects_are_not_reported() {
+        let n = parse_tree(r#"{"c": {"x": 1, "x": 2}, "c": {"y": 1, "y": 2}}"#).unwrap();
+        let d = n.duplicate_keys();
+        let pointers: Vec<_> = d.iter().map(|d| d.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/c", "/c/y"]);
+        assert!(d.iter().all(|d| n.resolve(&d.pointer).is_some()));
+    }
+
+    #[test]
+    fn numbers_keep_source_text() {
+        let n = parse_tree(r#"{"p": [1e400, 99999999999999999999, 3000.0, -1, 65536]}"#).unwrap();
+        let texts: Vec<_> = n
+            .get("p")
+            .unwrap()
+            .elements()
+            .unwrap()
+            .iter()
+            .map(|e| match &e.value {
+                NodeValue::Number(t) => t.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            ["1e400", "99999999999999999999", "3000.0", "-1", "65536"]
+        );
+    }
+
+    #[test]
+    fn rejections_have_positions() {
+        let table: &[(&str, u32, u32, &str)] = &[
+            ("", 1, 1, "empty"),
+            ("  // only a comment\n", 2, 1, "empty"),
+            ("[]", 1, 1, "array"),
+            ("null", 1, 1, "null"),
+            ("\"x\"", 1, 1, "string"),
+            ("{'a': 1}", 1, 2, "single-quoted"),
+            ("{\n# c\n\"a\": 1}", 2, 1, "#"),
+            ("{\"a\": 1\n \"b\": 2}", 1, 8, "comma"),
+            ("{} {}", 1, 4, "exactly one"),
+            ("\"ghcr.io/x\": {} {}", 1, 12, ""),
+            ("{\"a\": \"\\ud800\"}", 1, 8, "surrogate"),
+            ("{\"a\": 0x10}", 1, 7, "number"),
+            ("{\"a\": 1", 1, 1, "nterminated"),
+            ("{a: 1}", 1, 2, ""),
+        ];
+        for (text, line, column, needle) in table {
+            let e = syntax(text);
+            assert_eq!((e.line, e.column), (*line, *column), "{text:?}: {e}");
+            assert!(e.to_string().contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let e = syntax(&"[".repeat(10_000));
+        assert_eq!(e.kind, SyntaxErrorKind::TooDeep { limit: MAX_DEPTH });
+        let mut text = "{\"a\":".to_owned() + &"[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        text.push('}');
+        let e = syntax(&text);
+        assert_eq!(e.kind, SyntaxErrorKind::TooDeep { limit: MAX_DEPTH });
+        assert_eq!(e.pointer, format!("/a{}", "/0".repeat(MAX_DEPTH - 1)));
+        assert_eq!(
+            (e.line, e.column),
+            (1, 6 + u32::try_from(MAX_DEPTH).unwrap() - 1)
+        );
+        let ok =
+            "{\"a\":".to_owned() + &"[".repeat(MAX_DEPTH - 1) + &"]".repeat(MAX_DEPTH - 1) + "}";
+        assert!(parse_tree(&ok).is_ok());
+    }
+
+    #[test]
+    fn size_limit_checked_before_parsing() {
+        let big = " ".repeat(MAX_INPUT_BYTES + 1);
+        assert!(matches!(
+            syntax(&big).kind,
+            SyntaxErrorKind::TooLarge { .. }
+        ));
+    }
+}
