@@ -97,7 +97,8 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Prepares the agent: creates the state directory (mode 0700) and the event stream.
+    /// Prepares the agent: creates the state directory (mode 0700; the vault then opens it to
+    /// 0711 so the remote user can reach its own files) and the event stream.
     pub fn new(config: AgentConfig) -> Result<Self, StartError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = &config.state_dir;

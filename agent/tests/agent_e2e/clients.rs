@@ -102,3 +102,46 @@ async fn heartbeat_events_carry_metrics() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_handle_survives_an_agent_restart() {
+    use codespace_agent::host::{ConnectAddr, Reconnecting};
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("vm.sock");
+    let mut first = Agent::start("");
+    std::os::unix::fs::symlink(first.socket(), &link).unwrap();
+    let mut opts = first.options();
+    opts.addr = ConnectAddr::Unix(link.clone());
+    let handle = Reconnecting::new(opts);
+    let boot = handle.client().await.unwrap().info().clone();
+    assert_eq!(
+        handle
+            .request("ping", Map::new(), Duration::from_secs(5))
+            .await
+            .unwrap()["pong"],
+        true
+    );
+    // The "VM" restarts: the old agent goes away, a new one listens behind the same address.
+    assert_eq!(
+        tokio::task::block_in_place(|| first.terminate()).code(),
+        Some(0)
+    );
+    let second = Agent::start("");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(second.socket(), &link).unwrap();
+    // A request on the broken connection fails; the next one dials again.
+    let mut answered = None;
+    for _ in 0..3 {
+        if let Ok(v) = handle
+            .request("ping", Map::new(), Duration::from_secs(5))
+            .await
+        {
+            answered = Some(v);
+            break;
+        }
+    }
+    assert_eq!(answered.unwrap()["pong"], true);
+    let now = handle.client().await.unwrap().info().clone();
+    assert_eq!(now.boot_id, boot.boot_id, "same kernel, same boot id");
+    assert!(now.authenticated);
+}
