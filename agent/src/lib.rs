@@ -1,2 +1,17 @@
 //! `codespace-agent`: the guest agent that every codespace VM boots, the host-side client library
 //! and the shared wire protocol. This is the only crate of the workspace that does I/O.
+//!
+//! - [`wire`]: the sans-I/O protocol (frames, messages, handshake) shared by both ends;
+//! - [`guest`]: the daemon (transports, connection handling, request dispatch, health, vault,
+//!   credential broker);
+//! - [`host`]: the client library a host supervisor links to talk to agents;
+//! - [`seal`]: sealing secrets end to end to the agent's boot-time X25519 key;
+//! - [`credential_helper`], [`exec`]: the in-guest helpers behind `codespace-agent git-credential`
+//!   and `codespace-agent exec`.
+
+pub mod credential_helper;
+pub mod exec;
+pub mod guest;
+pub mod host;
+pub mod seal;
+pub mod wire;

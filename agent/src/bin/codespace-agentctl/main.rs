@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod audit;
+mod connect;
 mod policy;
 
 use clap::Parser;
@@ -15,12 +16,17 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "codespace-agentctl", version, about)]
 struct Cli {
+    #[command(flatten)]
+    connect: connect::ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Commands that talk to a running agent (`--connect ADDR [--key-file FILE]`).
+    #[command(flatten)]
+    Agent(connect::AgentCommand),
     /// Audit devcontainer.json files for what a hostile repository can do with them.
     Audit(audit::AuditArgs),
     /// Ask the policy library for a decision: one JSON object on stdin (or --input), one out.
@@ -30,6 +36,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Agent(cmd) => connect::run(&cli.connect, cmd),
         Command::Audit(args) => audit::run(&args),
         Command::Policy(args) => policy::run(&args),
     }

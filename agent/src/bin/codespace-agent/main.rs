@@ -1,0 +1,226 @@
+//! `codespace-agent`: the guest daemon (`run`) and the in-guest helpers.
+//!
+//! Exit codes of `run`: 0 success (also after SIGTERM/SIGINT drained the agent), 1 runtime
+//! failure, 2 invalid command line or configuration. `git-credential`: 0, or 1 when the broker
+//! cannot be asked. `exec`: the command's own status, or 127 when it cannot be started.
+
+// A command-line program reports on its standard streams.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use codespace_agent::guest::broker::{Broker, BrokerConfig};
+use codespace_agent::guest::config::{self, Overrides};
+use codespace_agent::guest::service::SecretsService;
+use codespace_agent::guest::vault::{Owner, Vault, VaultConfig};
+use codespace_agent::guest::vault_service::{forward_expiry, VaultService};
+use codespace_agent::guest::{user, Agent};
+use codespace_agent::seal::AgentKeyPair;
+
+/// Guest agent for codespace VMs.
+#[derive(Debug, Parser)]
+#[command(name = "codespace-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the daemon: listen for the host, serve requests, push events.
+    Run(RunArgs),
+    /// git credential helper: asks the agent's broker for the current token.
+    GitCredential {
+        /// State directory of the running agent.
+        #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// git's action: get, store or erase.
+        action: String,
+    },
+    /// Run a command with the codespace's environment (secrets, token) applied.
+    Exec {
+        /// State directory of the running agent.
+        #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true, value_name = "CMD")]
+        argv: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Configuration file (JSON with comments).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address: vsock:any:PORT, vsock:CID:PORT or unix:PATH (default vsock:any:1023).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// State directory (default /run/codespace-agent).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Shared key file (its bytes are the key, at least 32 of them).
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// The codespace's remote user, owner of the environment file (name, UID or UID:GID).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+}
+
+/// Logs go to stderr (the journal under systemd). `CODESPACE_AGENT_LOG` sets the level:
+/// error, warn, info (default), debug or trace. A plain level filter, not a directive parser:
+/// it keeps the daemon small.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let level = std::env::var("CODESPACE_AGENT_LOG")
+        .ok()
+        .and_then(|v| {
+            v.trim()
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::GitCredential { state_dir, action } => {
+            match codespace_agent::credential_helper::run(
+                &state_dir,
+                &action,
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("codespace-agent git-credential: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Exec { state_dir, argv } => {
+            // Returns only if the command could not be started.
+            let e = codespace_agent::exec::run(&state_dir, &argv);
+            eprintln!("codespace-agent exec: {e}");
+            ExitCode::from(127)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging();
+    let overrides = Overrides {
+        listen: args.listen,
+        state_dir: args.state_dir,
+        key_file: args.key_file,
+        user: args.user,
+    };
+    let config = match config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("codespace-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let owner = match config.user.as_deref() {
+        Some(name) => match user::resolve(name, std::path::Path::new("/etc/passwd")) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("codespace-agent: --user: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Owner::current(),
+    };
+    // One thread is plenty for a control channel and keeps the idle footprint small; blocking
+    // work (file writes, /proc reads) goes to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("codespace-agent: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(config, owner)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("codespace-agent: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> {
+    let agent = Agent::new(config)?;
+    let c = agent.config();
+    let keys = AgentKeyPair::generate()?;
+    let mut vc = VaultConfig::new(c.state_dir.clone(), owner);
+    vc.export_token = c.token.export_github_token;
+    vc.token_host.clone_from(&c.token.host);
+    vc.expiry_lead = time::Duration::try_from(c.token.expiry_lead)?;
+    let vault = Vault::new(vc, keys)?;
+    let service: Arc<dyn SecretsService> = Arc::new(VaultService::new(vault.clone()));
+    // The remote user may ask the broker unless the config names the allowed uids.
+    let uids = if c.credential_uids.is_empty() {
+        vec![owner.uid]
+    } else {
+        c.credential_uids.clone()
+    };
+    let broker = Broker::bind(BrokerConfig::new(&c.state_dir, uids), vault.clone())?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let expiry = tokio::spawn(forward_expiry(
+        vault,
+        agent.events(),
+        stopped(stop_rx.clone()),
+    ));
+    let broker = tokio::spawn(broker.serve(stopped(stop_rx.clone())));
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("termination signal received");
+        let _ = stop_tx.send(true);
+    });
+    agent.run(Some(service), stopped(stop_rx)).await?;
+    let _ = expiry.await;
+    if let Ok(Err(e)) = broker.await {
+        tracing::warn!(error = %e, "credential broker stopped with an error");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers the agent still stops on SIGTERM's default action.
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The connection commands of `codespace-agentctl`: they talk to a running agent.
+//!
+//! Exit codes: 0 success, 1 the agent answered with an error, 2 invalid arguments or input
+//! files, 3 the agent could not be reached or the handshake failed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context as _};
+use codespace_agent::host::{Client, ClientError, ConnectAddr, ConnectOptions};
+use codespace_agent::seal::seal;
+use codespace_agent::wire::SharedKey;
+use serde_json::{json, Map, Value};
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options shared by the connection commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// Agent address: vsock:CID:PORT, hybrid:UDS_PATH:PORT or unix:PATH.
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub connect: Option<String>,
+    /// Shared key file (its bytes are the key, at least 32 of them).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Give up connecting after this many seconds (the agent may not listen yet).
+    #[arg(long, value_name = "SECONDS", global = true, default_value_t = 30)]
+    pub connect_timeout: u64,
+}
+
+/// Commands that talk to an agent.
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Print the agent's status as JSON.
+    Status,
+    /// Round trip a ping and print the latency.
+    Ping,
+    /// Deliver the repository token.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Deliver secrets (sealed to the agent's key on this side).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Send a lifecycle event.
+    Session(SessionArgs),
+    /// Print the agent's events as JSON lines until interrupted.
+    Events,
+}
+
+/// `token` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Replace the token.
+    Put {
+        /// File holding the token (a trailing newline is ignored).
+        #[arg(long, value_name = "F")]
+        token_file: PathBuf,
+        /// Expiry, RFC 3339 (e.g. 2026-11-26T08:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires_at: String,
+        /// The token's scope as printed by `codespace-agentctl policy token-scope`.
+        #[arg(long, value_name = "F")]
+        scope_file: PathBuf,
+        /// Git host the token is for (default: the agent's configured host).
+        #[arg(long, value_name = "H")]
+        host: Option<String>,
+    },
+}
+
+/// `secrets` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SecretsCommand {
+    /// Deliver the complete set of secrets: a JSON object name → value.
+    Put {
+        /// The JSON file.
+        #[arg(long, value_name = "F")]
+        file: PathBuf,
+    },
+}
+
+/// `session` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SessionArgs {
+    /// The lifecycle event.
+    #[arg(value_enum)]
+    pub event: SessionEventArg,
+    /// The creator's login (create only).
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// The organization (create only).
+    #[arg(long)]
+    pub organization: Option<String>,
+    /// The repository, OWNER/NAME (create only).
+    #[arg(long)]
+    pub repository: Option<String>,
+}
+
+/// Lifecycle events.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SessionEventArg {
+    /// Created: pending secrets land.
+    Create,
+    /// Resumed: pending secrets land.
+    Resume,
+    /// About to be suspended: the token is wiped.
+    Suspend,
+}
+
+enum Failure {
+    Usage(anyhow::Error),
+    Connect(ClientError),
+    Remote(ClientError),
+}
+
+/// Runs one connection command.
+pub fn run(args: &ConnectArgs, command: AgentCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("codespace-agentctl: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(execute(args, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("codespace-agentctl: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Connect(e)) => {
+            eprintln!("codespace-agentctl: {e}");
+            ExitCode::from(3)
+        }
+        Err(Failure::Remote(e)) => {
+            eprintln!("codespace-agentctl: {e}");
+            ExitCode::from(if matches!(e, ClientError::Remote(_)) {
+                1
+            } else {
+                3
+            })
+        }
+    }
+}
+
+fn usage(e: anyhow::Error) -> Failure {
+    Failure::Usage(e)
+}
+
+fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
+    let addr: ConnectAddr = args
+        .connect
+        .as_deref()
+        .ok_or_else(|| anyhow!("--connect ADDR is required"))?
+        .parse()?;
+    let key = match &args.key_file {
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("cannot read key file {}", p.display()))?;
+            Some(SharedKey::new(&bytes).with_context(|| format!("key file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut opts = ConnectOptions::new(addr, key);
+    opts.backoff.deadline = Some(Duration::from_secs(args.connect_timeout));
+    Ok(opts)
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failure> {
+    let opts = options(args).map_err(usage)?;
+    // Read and check every input before connecting, so bad input never half-applies.
+    let request = match &command {
+        AgentCommand::Status => Some(("status", Map::new())),
+        AgentCommand::Ping => Some(("ping", Map::new())),
+        AgentCommand::Token(TokenCommand::Put {
+            token_file,
+            expires_at,
+            scope_file,
+            host,
+        }) => Some((
+            "token_put",
+            token_fields(token_file, expires_at, scope_file, host.as_deref()).map_err(usage)?,
+        )),
+        AgentCommand::Session(s) => Some(("session", session_fields(s))),
+        AgentCommand::Secrets(_) | AgentCommand::Events => None,
+    };
+    let secrets = match &command {
+        AgentCommand::Secrets(SecretsCommand::Put { file }) => {
+            Some(read_secrets(file).map_err(usage)?)
+        }
+        _ => None,
+    };
+    let client = Client::connect(&opts).await.map_err(Failure::Connect)?;
+    if let Some((kind, fields)) = request {
+        let start = Instant::now();
+        let result = client
+            .request(kind, fields, REQUEST_TIMEOUT)
+            .await
+            .map_err(Failure::Remote)?;
+        if kind == "ping" {
+            print_json(&json!({"pong": true, "rtt_us": start.elapsed().as_micros() as u64}));
+        } else {
+            print_json(&result);
+        }
+        return Ok(());
+    }
+    if let Some(secrets) = secrets {
+        let fields = seal_all(&client.info().public_key, &secrets).map_err(usage)?;
+        let result = client
+            .request("secrets_put", fields, REQUEST_TIMEOUT)
+            .await
+            .map_err(Failure::Remote)?;
+        print_json(&result);
+        return Ok(());
+    }
+    // events
+    use std::io::Write as _;
+    while let Some(ev) = client.next_event().await {
+        let mut out = std::io::stdout().lock();
+        let line = serde_json::to_string(&Value::Object(ev.to_object())).unwrap_or_default();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return Ok(()); // stdout closed (e.g. `| head`)
+        }
+    }
+    Err(Failure::Connect(ClientError::Disconnected))
+}
+
+fn token_fields(
+    token_file: &Path,
+    expires_at: &str,
+    scope_file: &Path,
+    host: Option<&str>,
+) -> anyhow::Result<Map<String, Value>> {
+    let raw = std::fs::read(token_file)
+        .with_context(|| format!("cannot read token file {}", token_file.display()))?;
+    let token = String::from_utf8(raw)
+        .map_err(|_| anyhow!("token file {} is not UTF-8", token_file.display()))?;
+    let token = token.trim_end_matches(['\n', '\r']);
+    if token.is_empty() {
+        bail!("token file {} is empty", token_file.display());
+    }
+    time::OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| anyhow!("--expires-at {expires_at:?} is not RFC 3339: {e}"))?;
+    let scope_text = std::fs::read_to_string(scope_file)
+        .with_context(|| format!("cannot read scope file {}", scope_file.display()))?;
+    let scope: Value = serde_json::from_str(&scope_text)
+        .with_context(|| format!("scope file {} is not JSON", scope_file.display()))?;
+    let mut m = Map::new();
+    m.insert("value".into(), token.into());
+    m.insert("expires_at".into(), expires_at.into());
+    m.insert("scope".into(), scope);
+    if let Some(h) = host {
+        m.insert("host".into(), h.into());
+    }
+    Ok(m)
+}
+
+fn session_fields(s: &SessionArgs) -> Map<String, Value> {
+    let event = match s.event {
+        SessionEventArg::Create => "create",
+        SessionEventArg::Resume => "resume",
+        SessionEventArg::Suspend => "suspend",
+    };
+    let mut m = Map::new();
+    m.insert("event".into(), event.into());
+    if s.owner.is_some() || s.organization.is_some() || s.repository.is_some() {
+        m.insert(
+            "codespace".into(),
+            json!({"owner": s.owner, "organization": s.organization, "repository": s.repository}),
+        );
+    }
+    m
+}
+
+fn read_secrets(file: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read secrets file {}", file.display()))?;
+    let map: Map<String, Value> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "secrets file {} must be a JSON object of name → string",
+            file.display()
+        )
+    })?;
+    map.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            _ => Err(anyhow!(
+                "secrets file {}: the value of {k:?} is not a string",
+                file.display()
+            )),
+        })
+        .collect()
+}
+
+fn seal_all(
+    public_key: &[u8; 32],
+    secrets: &[(String, String)],
+) -> anyhow::Result<Map<String, Value>> {
+    // Generations must grow across deliveries; microseconds since the epoch do, across runs.
+    let generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    let sealed = secrets
+        .iter()
+        .map(|(name, value)| {
+            seal(public_key, name, generation, value.as_bytes())
+                .map_err(|e| anyhow!("cannot seal {name:?}: {e}"))
+                .and_then(|s| {
+                    serde_json::to_value(s).map_err(|e| anyhow!("cannot encode {name:?}: {e}"))
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut m = Map::new();
+    m.insert("secrets".into(), Value::Array(sealed));
+    Ok(m)
+}

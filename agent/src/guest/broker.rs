@@ -1,0 +1,555 @@
+//! The git credential broker: hands the current token to git, only to the right callers and
+//! only for the right repositories.
+//!
+//! ```text
+//! git ─► codespace-agent git-credential get ─► <state-dir>/git-credential.sock ─► broker
+//!        (stdin: protocol=https, host=…, path=…)      "get\n" + git's lines, EOF
+//!                                                                                  │
+//!  1. peer: SO_PEERCRED uid ∈ allowed_uids, and /proc/<pid>/cgroup without the
+//!     restricted-sandbox marker                          ── else close, answer nothing
+//!  2. request: action get, protocol https, host = token host, path (if any) in scope
+//!                                                          ── else answer nothing
+//!  3. answer: username=x-access-token / password=<token> / password_expiry_utc=<unix>
+//! ```
+//!
+//! "Nothing" is an empty reply: git then tries its next helper or prompts, which is how a
+//! credential helper says "not mine". `store` and `erase` are read and ignored, since the token
+//! is managed by the host. The token is read from the vault at every request, so git always
+//! gets the current one and never one that expired.
+//!
+//! The restricted lifecycle sandbox runs its processes in a cgroup whose path contains
+//! [`DEFAULT_RESTRICTED_CGROUP_MARKER`] (configurable); since children inherit the cgroup, a
+//! credential helper started by git inside the sandbox is recognised and refused. Reading
+//! `/proc/<pid>/cgroup` after `accept` races with pid reuse only if the peer exits first, in
+//! which case its socket end is gone and nothing is answered to anyone.
+//!
+//! Scope checks need git's `path`, which git sends only with `credential.useHttpPath`; the
+//! packaging sets it for the token host. Without a path the broker answers for the host as a
+//! whole, unless [`BrokerConfig::require_path`] is set.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codespace_policy::repo::RepoName;
+use codespace_policy::token::{RepoPermissions, ScopeDenyReason};
+use codespace_policy::Authorized;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, Semaphore};
+use zeroize::Zeroizing;
+
+use crate::guest::vault::{LiveToken, Vault};
+
+/// File name of the socket in the state directory.
+pub const SOCKET_NAME: &str = "git-credential.sock";
+
+/// Default cgroup path fragment that marks the restricted lifecycle sandbox.
+pub const DEFAULT_RESTRICTED_CGROUP_MARKER: &str = "codespace-lifecycle-restricted";
+
+/// Largest request accepted, in bytes (git's requests are a few hundred bytes).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The username GitHub expects with an installation or user-to-server token.
+pub const USERNAME: &str = "x-access-token";
+
+/// How the broker is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Where the socket is created (default `<state-dir>/git-credential.sock`).
+    pub socket_path: PathBuf,
+    /// Uids allowed to ask (the codespace's remote user; add others deliberately).
+    pub allowed_uids: Vec<u32>,
+    /// Cgroup path fragment of the restricted lifecycle sandbox.
+    pub restricted_cgroup_marker: String,
+    /// Where `/proc` is (tests point it at a fake tree).
+    pub proc_root: PathBuf,
+    /// Refuse requests without a `path` (enforces scope even if `useHttpPath` is off).
+    pub require_path: bool,
+    /// Time allowed to read a request and to write an answer.
+    pub io_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl BrokerConfig {
+    /// The defaults for `state_dir`, allowing `allowed_uids`.
+    pub fn new(state_dir: &Path, allowed_uids: Vec<u32>) -> Self {
+        Self {
+            socket_path: state_dir.join(SOCKET_NAME),
+            allowed_uids,
+            restricted_cgroup_marker: DEFAULT_RESTRICTED_CGROUP_MARKER.to_owned(),
+            proc_root: PathBuf::from("/proc"),
+            require_path: false,
+            io_timeout: Duration::from_secs(5),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Errors of the broker itself (per-connection problems are [`Outcome`]s, not errors).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// Something other than a socket is in the way at the socket path.
+    #[error("{path}: exists and is not a socket")]
+    PathInUse {
+        /// The socket path.
+        path: String,
+    },
+    /// A socket operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The git operation asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Fetch a credential.
+    Get,
+    /// Git reports that a credential worked (ignored).
+    Store,
+    /// Git reports that a credential was rejected (ignored).
+    Erase,
+}
+
+/// The parts of git's request the broker looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRequest {
+    /// The operation.
+    pub action: Action,
+    /// `protocol=`.
+    pub protocol: Option<String>,
+    /// `host=` (with `:port` when git has one).
+    pub host: Option<String>,
+    /// `path=` (only with `credential.useHttpPath`).
+    pub path: Option<String>,
+}
+
+/// Why a request is not answered, or a caller not served. Codes are stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Silence {
+    /// The request does not follow git's format.
+    MalformedRequest,
+    /// `store` or `erase`: accepted and ignored.
+    Ignored,
+    /// Not `protocol=https`.
+    NotHttps,
+    /// Not the token's host.
+    WrongHost,
+    /// No `path` while [`BrokerConfig::require_path`] is set.
+    MissingPath,
+    /// `path` does not start with `owner/name`.
+    InvalidRepository,
+    /// The repository is not in the token's scope.
+    OutOfScope,
+    /// No token, or it has expired.
+    NoToken,
+    /// The caller's uid is not allowed.
+    UidNotAllowed,
+    /// The caller runs in the restricted lifecycle sandbox.
+    RestrictedSandbox,
+    /// The caller's pid or cgroup could not be determined (refused: fail closed).
+    UnknownPeer,
+    /// The request did not arrive in time.
+    Timeout,
+}
+
+impl Silence {
+    /// Stable kebab-case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Silence::MalformedRequest => "malformed-request",
+            Silence::Ignored => "ignored",
+            Silence::NotHttps => "not-https",
+            Silence::WrongHost => "wrong-host",
+            Silence::MissingPath => "missing-path",
+            Silence::InvalidRepository => "invalid-repository",
+            Silence::OutOfScope => "out-of-scope",
+            Silence::NoToken => "no-token",
+            Silence::UidNotAllowed => "uid-not-allowed",
+            Silence::RestrictedSandbox => "restricted-sandbox",
+            Silence::UnknownPeer => "unknown-peer",
+            Silence::Timeout => "timeout",
+        }
+    }
+}
+
+/// What happened on one connection (for logs and tests; never holds the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A credential was handed out.
+    Answered {
+        /// Caller's uid.
+        uid: u32,
+        /// The repository it was for, when git sent a path.
+        repository: Option<String>,
+    },
+    /// Nothing was answered.
+    Silent {
+        /// Caller's uid, if known.
+        uid: Option<u32>,
+        /// Why.
+        reason: Silence,
+    },
+}
+
+/// Parses `<action>\n` followed by git's `key=value` lines (until EOF or a blank line). Keys the
+/// broker does not use are ignored; a repeated `protocol`, `host` or `path` is malformed.
+pub fn parse_request(bytes: &[u8]) -> Result<CredentialRequest, Silence> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Silence::MalformedRequest)?;
+    if text.contains('\0') {
+        return Err(Silence::MalformedRequest);
+    }
+    let mut lines = text.split('\n');
+    let action = match lines.next().map(|l| l.trim_end_matches('\r')) {
+        Some("get") => Action::Get,
+        Some("store") => Action::Store,
+        Some("erase") => Action::Erase,
+        _ => return Err(Silence::MalformedRequest),
+    };
+    let mut request = CredentialRequest {
+        action,
+        protocol: None,
+        host: None,
+        path: None,
+    };
+    for line in lines {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = line.split_once('=').ok_or(Silence::MalformedRequest)?;
+        let slot = match key {
+            "protocol" => &mut request.protocol,
+            "host" => &mut request.host,
+            "path" => &mut request.path,
+            _ => continue,
+        };
+        if slot.replace(value.to_owned()).is_some() {
+            return Err(Silence::MalformedRequest);
+        }
+    }
+    Ok(request)
+}
+
+/// Permission to hand the token out, built only by [`decide`].
+#[derive(Debug)]
+pub enum Grant {
+    /// For one repository in scope (git sent a path).
+    Repository(Authorized<(RepoName, RepoPermissions)>),
+    /// For the token's host, without a path (scope cannot be checked: see the module docs).
+    Host,
+}
+
+/// Decides a request against the live token (pure).
+pub fn decide(
+    request: &CredentialRequest,
+    token: Option<&LiveToken<'_>>,
+    require_path: bool,
+) -> Result<Grant, Silence> {
+    if request.action != Action::Get {
+        return Err(Silence::Ignored);
+    }
+    if request.protocol.as_deref() != Some("https") {
+        return Err(Silence::NotHttps);
+    }
+    let token = token.ok_or(Silence::NoToken)?;
+    let host_matches = request
+        .host
+        .as_deref()
+        .is_some_and(|host| host.eq_ignore_ascii_case(token.host));
+    if !host_matches {
+        return Err(Silence::WrongHost);
+    }
+    let Some(path) = request.path.as_deref() else {
+        return if require_path {
+            Err(Silence::MissingPath)
+        } else {
+            Ok(Grant::Host)
+        };
+    };
+    // `owner/name.git/info/lfs` (Git LFS) and `owner/name.git` both name `owner/name`.
+    let mut segments = path.trim_start_matches('/').split('/');
+    let repository = match (segments.next(), segments.next()) {
+        (Some(owner), Some(name)) if !owner.is_empty() && !name.is_empty() => {
+            format!("{owner}/{name}")
+        }
+        _ => return Err(Silence::InvalidRepository),
+    };
+    match token.scope.authorize_repository(&repository) {
+        Ok(authorized) => Ok(Grant::Repository(authorized)),
+        Err(ScopeDenyReason::OutOfScope) => Err(Silence::OutOfScope),
+        Err(_) => Err(Silence::InvalidRepository),
+    }
+}
+
+/// Renders git's answer. It takes the [`Grant`] only [`decide`] makes, so no code path can
+/// render a credential without a decision.
+pub fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(128 + token.value.len()));
+    out.extend_from_slice(format!("username={USERNAME}\npassword=").as_bytes());
+    out.extend_from_slice(token.value.expose().as_bytes());
+    out.extend_from_slice(
+        format!(
+            "\npassword_expiry_utc={}\n",
+            token.expires_at.unix_timestamp()
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// Whether a `/proc/<pid>/cgroup` text puts the process in the restricted sandbox.
+pub fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
+    !marker.is_empty()
+        && cgroup_file
+            .lines()
+            .filter_map(|line| line.splitn(3, ':').nth(2))
+            .any(|path| path.contains(marker))
+}
+
+/// Checks the caller's credentials: allowed uid, known pid, not in the restricted sandbox.
+pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(), Silence> {
+    if !config.allowed_uids.contains(&uid) {
+        return Err(Silence::UidNotAllowed);
+    }
+    let pid = pid.filter(|p| *p > 0).ok_or(Silence::UnknownPeer)?;
+    let cgroup = std::fs::read_to_string(config.proc_root.join(pid.to_string()).join("cgroup"))
+        .map_err(|_| Silence::UnknownPeer)?;
+    if in_restricted_cgroup(&cgroup, &config.restricted_cgroup_marker) {
+        return Err(Silence::RestrictedSandbox);
+    }
+    Ok(())
+}
+
+/// A clock for the broker (real time in the daemon, a test clock in tests).
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The bound broker, ready to serve.
+pub struct Broker {
+    listener: UnixListener,
+    config: Arc<BrokerConfig>,
+    vault: Vault,
+    clock: Clock,
+    outcomes: Option<mpsc::Sender<Outcome>>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Binds the socket (replacing a stale socket, never another kind of file) with mode 0666:
+    /// access is decided per connection by `SO_PEERCRED`, not by file permissions. Must be called
+    /// inside a tokio runtime.
+    pub fn bind(config: BrokerConfig, vault: Vault) -> Result<Self, BrokerError> {
+        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+        let path = &config.socket_path;
+        let shown = || path.display().to_string();
+        let io = |action| {
+            move |source| BrokerError::Io {
+                action,
+                path: path.display().to_string(),
+                source,
+            }
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                std::fs::remove_file(path).map_err(io("remove stale socket"))?;
+            }
+            Ok(_) => return Err(BrokerError::PathInUse { path: shown() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("inspect")(e)),
+        }
+        let listener = UnixListener::bind(path).map_err(io("bind"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+            .map_err(io("set permissions of"))?;
+        Ok(Self {
+            listener,
+            config: Arc::new(config),
+            vault,
+            clock: Arc::new(OffsetDateTime::now_utc),
+            outcomes: None,
+        })
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports every connection's [`Outcome`] on `sender` (dropped when the channel is full, so
+    /// a slow reader never stalls git).
+    pub fn with_outcomes(mut self, sender: mpsc::Sender<Outcome>) -> Self {
+        self.outcomes = Some(sender);
+        self
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.config.socket_path
+    }
+
+    /// Serves until `shutdown` completes; then removes the socket.
+    pub async fn serve<S: Future<Output = ()>>(self, shutdown: S) -> Result<(), BrokerError> {
+        tokio::pin!(shutdown);
+        let limit = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&limit).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    // Per-connection accept errors (e.g. the peer already left) are not fatal.
+                    Err(_) => continue,
+                },
+            };
+            let config = Arc::clone(&self.config);
+            let vault = self.vault.clone();
+            let clock = Arc::clone(&self.clock);
+            let outcomes = self.outcomes.clone();
+            tokio::spawn(async move {
+                let outcome = serve_unix(stream, &config, &vault, &clock).await;
+                if let Some(sender) = outcomes {
+                    let _ = sender.try_send(outcome);
+                }
+                drop(permit);
+            });
+        }
+        let _ = std::fs::remove_file(&self.config.socket_path);
+        Ok(())
+    }
+}
+
+async fn serve_unix(
+    stream: UnixStream,
+    config: &BrokerConfig,
+    vault: &Vault,
+    clock: &Clock,
+) -> Outcome {
+    let (uid, pid) = match stream.peer_cred() {
+        Ok(cred) => (cred.uid(), cred.pid()),
+        Err(_) => {
+            return Outcome::Silent {
+                uid: None,
+                reason: Silence::UnknownPeer,
+            }
+        }
+    };
+    if let Err(reason) = check_peer(uid, pid, config) {
+        // Drain the (bounded) request before closing: closing with unread data resets the
+        // connection, and a refused caller should see the same empty answer as any other.
+        let mut stream = stream;
+        let _ = tokio::time::timeout(config.io_timeout, read_request(&mut stream)).await;
+        let _ = stream.shutdown().await;
+        return Outcome::Silent {
+            uid: Some(uid),
+            reason,
+        };
+    }
+    handle_connection(stream, uid, config, vault, clock).await
+}
+
+/// Serves one request from an already checked peer over any stream (unit tests use a duplex).
+pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    uid: u32,
+    config: &BrokerConfig,
+    vault: &Vault,
+    clock: &Clock,
+) -> Outcome {
+    let silent = |reason| Outcome::Silent {
+        uid: Some(uid),
+        reason,
+    };
+    let request = match tokio::time::timeout(config.io_timeout, read_request(&mut stream)).await {
+        Err(_) => return silent(Silence::Timeout),
+        Ok(Err(reason)) => return silent(reason),
+        Ok(Ok(bytes)) => bytes,
+    };
+    let request = match parse_request(&request) {
+        Ok(request) => request,
+        Err(reason) => return silent(reason),
+    };
+    let decided = vault.with_token(clock(), |token| {
+        decide(&request, token.as_ref(), config.require_path).map(|grant| {
+            let repository = match &grant {
+                Grant::Repository(authorized) => Some(authorized.get().0.to_string()),
+                Grant::Host => None,
+            };
+            // `token` is Some whenever decide grants.
+            let answer = token.as_ref().map(|t| render_answer(t, &grant));
+            (answer, repository)
+        })
+    });
+    match decided {
+        Ok((Some(answer), repository)) => {
+            let written = tokio::time::timeout(config.io_timeout, async {
+                stream.write_all(&answer).await?;
+                stream.shutdown().await
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => Outcome::Answered { uid, repository },
+                _ => silent(Silence::Timeout),
+            }
+        }
+        Ok((None, _)) => silent(Silence::NoToken),
+        Err(reason) => {
+            let _ = stream.shutdown().await;
+            silent(reason)
+        }
+    }
+}
+
+/// Reads until EOF or a blank line, at most [`MAX_REQUEST_BYTES`].
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Silence> {
+    let mut buffer = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| Silence::MalformedRequest)?;
+        if n == 0 {
+            return Ok(buffer);
+        }
+        if buffer.len() + n > MAX_REQUEST_BYTES {
+            return Err(Silence::MalformedRequest);
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if buffer.windows(2).any(|w| w == b"\n\n") {
+            return Ok(buffer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,373 @@
+//! The daemon's configuration: JSON with comments, every setting optional with a default that
+//! suits a production VM.
+//!
+//! Two layers, as everywhere in this project: [`RawConfig`] mirrors the file as written (all
+//! fields optional, unknown keys refused so a typo is not silently ignored), and
+//! [`AgentConfig`] is the typed, valid result. Command-line flags override the file.
+//!
+//! ```jsonc
+//! {
+//!   "listen": "vsock:any:1023",        // or "unix:/path" (needs key_file)
+//!   "allowed_cids": [2],               // vsock peers allowed to connect (2 = the host)
+//!   "state_dir": "/run/codespace-agent",
+//!   "key_file": null,                  // shared key (>= 32 bytes) for the HMAC handshake
+//!   "user": null,                      // the codespace's remote user (owns the env file)
+//!   "agent_id": null,                  // default: /etc/machine-id
+//!   "workspace_dir": "/workspaces",    // disk metrics are for the file system holding it
+//!   "max_frame_bytes": 1048576,
+//!   "max_connections": 64,
+//!   "max_requests_per_connection": 32,
+//!   "handshake_timeout_ms": 5000,
+//!   "request_timeout_ms": 30000,       // default and upper bound of a request's timeout_ms
+//!   "heartbeat_interval_s": 30,
+//!   "shutdown_grace_ms": 5000,
+//!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
+//!   "credential_uids": [],             // uids allowed to ask the git credential broker
+//!   "codespace": { "owner": null, "organization": null, "repository": null }
+//! }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::transport::{AddrError, ListenAddr};
+use crate::wire::DEFAULT_MAX_FRAME;
+
+/// Default state directory (tmpfs).
+pub const DEFAULT_STATE_DIR: &str = "/run/codespace-agent";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "vsock:any:1023";
+
+/// The config file as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // each field is documented in the module's example
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub allowed_cids: Option<Vec<u32>>,
+    pub state_dir: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub agent_id: Option<String>,
+    pub workspace_dir: Option<PathBuf>,
+    pub max_frame_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_requests_per_connection: Option<usize>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub heartbeat_interval_s: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    pub token: Option<RawTokenConfig>,
+    pub credential_uids: Option<Vec<u32>>,
+    pub codespace: Option<CodespaceIdentity>,
+}
+
+/// The `token` section as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawTokenConfig {
+    pub expiry_lead_s: Option<u64>,
+    pub export_github_token: Option<bool>,
+    pub host: Option<String>,
+}
+
+/// Who the codespace belongs to; reported by `status` under `codespace`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodespaceIdentity {
+    /// Creator's login.
+    pub owner: Option<String>,
+    /// Organization the codespace is billed to.
+    pub organization: Option<String>,
+    /// Source repository, `OWNER/NAME`.
+    pub repository: Option<String>,
+}
+
+impl CodespaceIdentity {
+    /// Fields set in `other` replace ours.
+    pub fn merge(&mut self, other: &CodespaceIdentity) {
+        if other.owner.is_some() {
+            self.owner.clone_from(&other.owner);
+        }
+        if other.organization.is_some() {
+            self.organization.clone_from(&other.organization);
+        }
+        if other.repository.is_some() {
+            self.repository.clone_from(&other.repository);
+        }
+    }
+}
+
+/// Token settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// How long before expiry `token_expiring` is pushed.
+    pub expiry_lead: Duration,
+    /// Whether the token is exported as `GITHUB_TOKEN` in the environment.
+    pub export_github_token: bool,
+    /// Host the credential broker answers for, unless `token put --host` says otherwise.
+    pub host: String,
+}
+
+/// The typed configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)] // fields mirror the documented keys one to one
+pub struct AgentConfig {
+    pub listen: ListenAddr,
+    pub allowed_cids: Vec<u32>,
+    pub state_dir: PathBuf,
+    pub key_file: Option<PathBuf>,
+    pub user: Option<String>,
+    pub agent_id: Option<String>,
+    pub workspace_dir: PathBuf,
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub max_requests_per_connection: usize,
+    pub handshake_timeout: Duration,
+    pub request_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub token: TokenConfig,
+    pub credential_uids: Vec<u32>,
+    pub codespace: CodespaceIdentity,
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON-with-comments or has unknown/mistyped keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message (position included).
+        message: String,
+    },
+    /// A setting has an invalid value.
+    #[error("config setting `{key}`: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The listen address is invalid.
+    #[error("config setting `listen`: {0}")]
+    Listen(#[from] AddrError),
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--key-file`.
+    pub key_file: Option<PathBuf>,
+    /// `--user`.
+    pub user: Option<String>,
+}
+
+/// Parses config text (JSON with comments and trailing commas).
+pub fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    let opts = jsonc_parser::ParseOptions {
+        allow_comments: true,
+        allow_trailing_commas: true,
+        allow_loose_object_property_names: false,
+        ..Default::default()
+    };
+    let value: Option<serde_json::Value> = jsonc_parser::parse_to_serde_value(text, &opts)
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    match value {
+        None => Ok(RawConfig::default()),
+        Some(v) => serde_json::from_value(v).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Reads and parses the config file, if one is given.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<AgentConfig, ConfigError> {
+    let raw = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?;
+            parse_raw(&text, p)?
+        }
+        None => RawConfig::default(),
+    };
+    build(raw, overrides)
+}
+
+fn positive(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            message: "must be greater than zero".into(),
+        }),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+/// Builds the typed configuration from the raw one and the overrides.
+pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> {
+    let listen: ListenAddr = o
+        .listen
+        .as_deref()
+        .or(raw.listen.as_deref())
+        .unwrap_or(DEFAULT_LISTEN)
+        .parse()?;
+    let key_file = o.key_file.clone().or(raw.key_file);
+    if matches!(listen, ListenAddr::Unix(_)) && key_file.is_none() {
+        return Err(ConfigError::Invalid {
+            key: "key_file",
+            message: "the unix transport has no peer identity; a shared key file is required"
+                .into(),
+        });
+    }
+    let max_frame_bytes = positive(
+        "max_frame_bytes",
+        raw.max_frame_bytes.map(|v| v as u64),
+        DEFAULT_MAX_FRAME as u64,
+    )?;
+    if max_frame_bytes > u64::from(u32::MAX) {
+        return Err(ConfigError::Invalid {
+            key: "max_frame_bytes",
+            message: "must fit in 32 bits".into(),
+        });
+    }
+    let token = raw.token.unwrap_or_default();
+    let host = token.host.unwrap_or_else(|| "github.com".into());
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return Err(ConfigError::Invalid {
+            key: "token.host",
+            message: format!("not a host name: {host:?}"),
+        });
+    }
+    Ok(AgentConfig {
+        listen,
+        allowed_cids: raw.allowed_cids.unwrap_or_else(|| vec![2]),
+        state_dir: o
+            .state_dir
+            .clone()
+            .or(raw.state_dir)
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        key_file,
+        user: o.user.clone().or(raw.user),
+        agent_id: raw.agent_id,
+        workspace_dir: raw.workspace_dir.unwrap_or_else(|| "/workspaces".into()),
+        max_frame_bytes: max_frame_bytes as usize,
+        max_connections: positive("max_connections", raw.max_connections.map(|v| v as u64), 64)?
+            as usize,
+        max_requests_per_connection: positive(
+            "max_requests_per_connection",
+            raw.max_requests_per_connection.map(|v| v as u64),
+            32,
+        )? as usize,
+        handshake_timeout: Duration::from_millis(positive(
+            "handshake_timeout_ms",
+            raw.handshake_timeout_ms,
+            5_000,
+        )?),
+        request_timeout: Duration::from_millis(positive(
+            "request_timeout_ms",
+            raw.request_timeout_ms,
+            30_000,
+        )?),
+        heartbeat_interval: Duration::from_secs(positive(
+            "heartbeat_interval_s",
+            raw.heartbeat_interval_s,
+            30,
+        )?),
+        shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(5_000)),
+        token: TokenConfig {
+            expiry_lead: Duration::from_secs(token.expiry_lead_s.unwrap_or(600)),
+            export_github_token: token.export_github_token.unwrap_or(true),
+            host,
+        },
+        credential_uids: raw.credential_uids.unwrap_or_default(),
+        codespace: raw.codespace.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_suit_production() {
+        let c = build(RawConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "vsock:any:1023");
+        assert_eq!(c.allowed_cids, vec![2]);
+        assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(c.max_frame_bytes, 1024 * 1024);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+        assert_eq!(c.token.expiry_lead, Duration::from_secs(600));
+        assert_eq!(c.token.host, "github.com");
+    }
+
+    #[test]
+    fn comments_trailing_commas_and_overrides() {
+        let raw = parse_raw(
+            "{ // dev\n \"listen\": \"unix:/tmp/x.sock\", \"key_file\": \"/k\", \"heartbeat_interval_s\": 2, /* c */ }",
+            Path::new("c.jsonc"),
+        )
+        .unwrap();
+        let c = build(
+            raw,
+            &Overrides {
+                state_dir: Some("/s".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen, ListenAddr::Unix("/tmp/x.sock".into()));
+        assert_eq!(c.state_dir, PathBuf::from("/s"));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = parse_raw("{\"listne\": \"x\"}", Path::new("c.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listne"), "{err}");
+        let raw = RawConfig {
+            max_connections: Some(0),
+            ..Default::default()
+        };
+        let err = build(raw, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn unix_needs_a_key() {
+        let o = Overrides {
+            listen: Some("unix:/tmp/a".into()),
+            ..Default::default()
+        };
+        let err = build(RawConfig::default(), &o).unwrap_err().to_string();
+        assert!(err.contains("key"), "{err}");
+    }
+}

@@ -1,0 +1,204 @@
+//! The guest daemon: everything that runs inside the codespace VM.
+//!
+//! ```text
+//!  config ─▶ Agent::run ─▶ Listener (vsock:any:1023 | unix:PATH) ─▶ Server
+//!                             │                                     │ per connection:
+//!                             └ sd_notify READY=1                   │ handshake → Dispatcher
+//!  heartbeat task ── EventSink (broadcast) ─────────────────────────┘   └─ SecretsService (vault)
+//! ```
+//!
+//! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
+
+pub mod broker;
+pub mod config;
+pub mod dispatch;
+pub mod health;
+pub mod server;
+pub mod service;
+pub mod system;
+pub mod transport;
+pub mod user;
+pub mod vault;
+pub mod vault_service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use self::config::AgentConfig;
+use self::dispatch::{AgentFacts, Dispatcher};
+use self::health::HealthSampler;
+use self::server::{Server, ServerSettings};
+use self::service::{EventSink, SecretsService};
+use self::transport::Listener;
+use crate::wire::handshake::AgentIdentity;
+use crate::wire::{Event, KeyError, SharedKey};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The key file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key is too short.
+    #[error("key file {path}: {source}")]
+    Key {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: KeyError,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Reads a shared key file (its bytes are the key).
+pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
+    let bytes = std::fs::read(path).map_err(|source| StartError::KeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    SharedKey::new(&bytes).map_err(|source| StartError::Key {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The assembled daemon.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    events: EventSink,
+    started: Instant,
+}
+
+impl Agent {
+    /// Prepares the agent: creates the state directory (mode 0700; the vault then opens it to
+    /// 0711 so the remote user can reach its own files) and the event stream.
+    pub fn new(config: AgentConfig) -> Result<Self, StartError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = &config.state_dir;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|source| StartError::StateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        let (events, _) = broadcast::channel(256);
+        Ok(Self {
+            config,
+            events,
+            started: Instant::now(),
+        })
+    }
+
+    /// The event stream, for services that push events (token expiry).
+    pub fn events(&self) -> EventSink {
+        self.events.clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Binds, signals readiness, serves until `shutdown` resolves, then drains.
+    pub async fn run(
+        self,
+        service: Option<Arc<dyn SecretsService>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let c = &self.config;
+        let key = c.key_file.as_deref().map(read_key_file).transpose()?;
+        let health = Arc::new(HealthSampler::new(&c.workspace_dir));
+        let facts = AgentFacts {
+            agent_id: system::agent_id(c.agent_id.as_deref()),
+            boot_id: system::boot_id(),
+            started: self.started,
+        };
+        // Without a secrets service there is no key to seal to; the capability list says so.
+        let public_key = service.as_ref().map_or([0; 32], |s| s.public_key());
+        let dispatcher = Arc::new(Dispatcher::new(
+            facts.clone(),
+            service,
+            c.codespace.clone(),
+            health.clone(),
+        ));
+        let identity = AgentIdentity {
+            agent_id: facts.agent_id.clone(),
+            boot_id: facts.boot_id.clone(),
+            capabilities: dispatcher.capabilities(),
+            public_key,
+        };
+        let settings = ServerSettings {
+            max_frame_bytes: c.max_frame_bytes,
+            max_connections: c.max_connections,
+            max_requests_per_connection: c.max_requests_per_connection,
+            handshake_timeout: c.handshake_timeout,
+            request_timeout: c.request_timeout,
+            shutdown_grace: c.shutdown_grace,
+            allowed_cids: c.allowed_cids.clone(),
+        };
+        let server = Server::new(settings, identity, key, dispatcher, self.events.clone());
+        let listener = Listener::bind(&c.listen).map_err(|source| StartError::Listen {
+            addr: c.listen.to_string(),
+            source,
+        })?;
+        info!(listen = %c.listen, agent_id = %facts.agent_id, "listening");
+        match system::sd_notify("READY=1\nSTATUS=listening") {
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "sd_notify failed"),
+        }
+        let heartbeat = tokio::spawn(heartbeat(self.events.clone(), health, c.heartbeat_interval));
+        server.run(listener, shutdown).await;
+        heartbeat.abort();
+        let _ = system::sd_notify("STOPPING=1");
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Pushes a `heartbeat` event with fresh metrics every `interval`.
+async fn heartbeat(events: EventSink, health: Arc<HealthSampler>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; the first heartbeat comes one interval in
+    loop {
+        tick.tick().await;
+        if events.receiver_count() == 0 {
+            continue;
+        }
+        let h = health.clone();
+        let Ok(metrics) = tokio::task::spawn_blocking(move || h.sample()).await else {
+            continue;
+        };
+        let _ = events.send(Event::new("heartbeat", json!(metrics)));
+    }
+}

@@ -1,0 +1,636 @@
+//! The daemon's connection handling: accept, check the peer, handshake, then serve requests.
+//!
+//! ```text
+//! accept loop ── Semaphore(max_connections) ── check_peer ── spawn per connection
+//!   connection: handshake (timeout) ─▶ control loop
+//!     reader: frame → Request → permit(max_requests_per_connection) → spawn handler (timeout)
+//!     handlers ─┐
+//!     events  ──┼─▶ mpsc (bounded) ─▶ writer task (each write has a deadline)
+//!               │
+//!   shutdown: stop accepting, stop reading, let in-flight requests answer, close (bounded grace)
+//! ```
+//!
+//! Isolation between clients: each connection has its own tasks, its own bounded queue and its
+//! own write deadline. A client that never reads its responses fills only its own queue and is
+//! dropped when a write stalls; a client that never finishes the handshake is cut by the
+//! handshake timeout; a malformed frame closes only that connection. Events are offered to each
+//! connection with `try_send`, so a slow consumer loses events (and is told how many) instead of
+//! slowing the others.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::dispatch::Dispatcher;
+use super::service::EventSink;
+use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
+use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
+use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
+use crate::wire::message::{to_object, ErrorFrame};
+use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
+
+/// How long one frame write may take before the client is considered stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outgoing queue per connection (responses and events).
+const OUT_QUEUE: usize = 256;
+/// Read buffer per connection.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Limits and timeouts of the server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Maximum frame payload.
+    pub max_frame_bytes: usize,
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Requests in flight per connection.
+    pub max_requests_per_connection: usize,
+    /// Deadline of the whole handshake.
+    pub handshake_timeout: Duration,
+    /// Default and upper bound of a request's deadline.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Allowed vsock peer CIDs.
+    pub allowed_cids: Vec<u32>,
+}
+
+struct Shared {
+    settings: ServerSettings,
+    codec: FrameCodec,
+    identity: AgentIdentity,
+    key: Option<SharedKey>,
+    dispatcher: Arc<Dispatcher>,
+    events: EventSink,
+    rng: SystemRandom,
+}
+
+/// The agent's server: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("settings", &self.shared.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection ended during the handshake.
+enum HandshakeEnd {
+    /// Tell the peer, then close.
+    Refuse(HandshakeError),
+    /// The peer went away; nothing to say.
+    Closed,
+}
+
+impl From<HandshakeError> for HandshakeEnd {
+    fn from(e: HandshakeError) -> Self {
+        Self::Refuse(e)
+    }
+}
+
+fn io_end(e: FrameIoError) -> HandshakeEnd {
+    match e {
+        FrameIoError::Frame(f) => HandshakeEnd::Refuse(HandshakeError {
+            code: ErrorCode::InvalidFrame,
+            message: f.to_string(),
+        }),
+        FrameIoError::Truncated | FrameIoError::Io(_) => HandshakeEnd::Closed,
+        // Future variants: treat as a closed connection.
+        #[allow(unreachable_patterns)]
+        _ => HandshakeEnd::Closed,
+    }
+}
+
+impl Server {
+    /// Builds the server. `identity` is what `welcome` announces; `key` makes auth mandatory.
+    pub fn new(
+        settings: ServerSettings,
+        identity: AgentIdentity,
+        key: Option<SharedKey>,
+        dispatcher: Arc<Dispatcher>,
+        events: EventSink,
+    ) -> Self {
+        let codec = FrameCodec::new(settings.max_frame_bytes);
+        Self {
+            shared: Arc::new(Shared {
+                settings,
+                codec,
+                identity,
+                key,
+                dispatcher,
+                events,
+                rng: SystemRandom::new(),
+            }),
+        }
+    }
+
+    /// Accepts connections until `shutdown` resolves, then drains: in-flight requests get up to
+    /// `shutdown_grace` to answer, then every connection is closed.
+    pub async fn run(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
+        let limit = Arc::new(Semaphore::new(self.shared.settings.max_connections));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            while conns.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = &mut shutdown => break,
+            };
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                () = &mut shutdown => break,
+            };
+            let (conn, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let PeerDecision::Refuse(reason) =
+                check_peer(&peer, &self.shared.settings.allowed_cids)
+            {
+                warn!(%peer, %reason, "connection refused");
+                continue;
+            }
+            let server = self.clone();
+            let stop = stop_rx.clone();
+            conns.spawn(async move {
+                match conn {
+                    Conn::Unix(s) => server.serve_connection(s, peer, stop).await,
+                    Conn::Vsock(s) => server.serve_connection(s, peer, stop).await,
+                }
+                drop(permit);
+            });
+        }
+        info!(
+            connections = conns.len(),
+            "shutting down: draining connections"
+        );
+        drop(listener);
+        let _ = self
+            .shared
+            .events
+            .send(Event::new("shutting_down", Value::Null));
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(
+            self.shared.settings.shutdown_grace + Duration::from_secs(1),
+            async { while conns.join_next().await.is_some() {} },
+        )
+        .await;
+        if drained.is_err() {
+            warn!("connections did not drain in time; closing them");
+            conns.abort_all();
+        }
+    }
+
+    /// Serves one connection (any byte stream) until it closes or `stop` turns true.
+    pub async fn serve_connection<S>(&self, stream: S, peer: Peer, mut stop: watch::Receiver<bool>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let sh = &self.shared;
+        let (rd, mut wr) = tokio::io::split(stream);
+        // Buffered: a frame's header and payload usually arrive in one read system call.
+        let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
+        let handshake = tokio::time::timeout(
+            sh.settings.handshake_timeout,
+            self.handshake(&mut rd, &mut wr),
+        );
+        let agreed = match handshake.await {
+            Ok(Ok(a)) => a,
+            Ok(Err(HandshakeEnd::Refuse(e))) => {
+                warn!(%peer, code = %e.code, reason = %e.message, "handshake refused");
+                let _ = tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    write_payload(&mut wr, &sh.codec, &e.frame_payload()),
+                )
+                .await;
+                return;
+            }
+            Ok(Err(HandshakeEnd::Closed)) => {
+                debug!(%peer, "peer left during the handshake");
+                return;
+            }
+            Err(_) => {
+                warn!(%peer, "handshake timed out");
+                let e = WireError::new(ErrorCode::Timeout, "handshake not completed in time");
+                let _ = tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    write_object(&mut wr, &sh.codec, &to_object(&ErrorFrame::new(e))),
+                )
+                .await;
+                return;
+            }
+        };
+        if agreed.role != Role::Control {
+            let e = WireError::new(
+                ErrorCode::Unsupported,
+                "this agent serves only control connections",
+            );
+            let _ = tokio::time::timeout(
+                WRITE_TIMEOUT,
+                write_object(&mut wr, &sh.codec, &to_object(&ErrorFrame::new(e))),
+            )
+            .await;
+            return;
+        }
+        info!(%peer, version = agreed.version, "control connection established");
+        if *stop.borrow() {
+            return;
+        }
+
+        let (out_tx, mut out_rx) = mpsc::channel::<Map<String, Value>>(OUT_QUEUE);
+        let codec = sh.codec;
+        let writer = tokio::spawn(async move {
+            while let Some(obj) = out_rx.recv().await {
+                match tokio::time::timeout(WRITE_TIMEOUT, write_object(&mut wr, &codec, &obj)).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "write failed");
+                        break;
+                    }
+                    Err(_) => {
+                        warn!("client does not read; dropping the connection");
+                        break;
+                    }
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        let forwarder = tokio::spawn(forward_events(sh.events.subscribe(), out_tx.clone()));
+
+        let in_flight = Arc::new(Semaphore::new(sh.settings.max_requests_per_connection));
+        let mut requests = JoinSet::new();
+        loop {
+            while requests.try_join_next().is_some() {}
+            let frame = tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                () = out_tx.closed() => break,
+                f = read_frame(&mut rd, &sh.codec) => f,
+            };
+            let object = match frame {
+                Ok(Some(f)) => f.object,
+                Ok(None) => break,
+                Err(FrameIoError::Frame(e)) => {
+                    warn!(%peer, error = %e, "invalid frame; closing the connection");
+                    let err =
+                        ErrorFrame::new(WireError::new(ErrorCode::InvalidFrame, e.to_string()));
+                    let _ = out_tx.send(to_object(&err)).await;
+                    break;
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "connection ended");
+                    break;
+                }
+            };
+            let id = object.get("id").and_then(Value::as_u64);
+            let req = match Request::parse(object) {
+                Ok(r) => r,
+                Err(e) => {
+                    let resp = Response {
+                        id,
+                        result: Err(WireError::new(ErrorCode::BadRequest, e.to_string())),
+                    };
+                    if out_tx.send(resp.to_object()).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if Dispatcher::is_inline(&req.kind) {
+                // Cheap and non-blocking: answered right here, no task, no thread hop.
+                let id = req.id;
+                let result = sh.dispatcher.handle(req).map_err(|e| e.wire());
+                if out_tx
+                    .send(
+                        Response {
+                            id: Some(id),
+                            result,
+                        }
+                        .to_object(),
+                    )
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let resp = Response {
+                    id: Some(req.id),
+                    result: Err(WireError::new(
+                        ErrorCode::Busy,
+                        "too many requests in flight on this connection",
+                    )),
+                };
+                if out_tx.send(resp.to_object()).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            let limit = sh.settings.request_timeout;
+            let deadline = req
+                .timeout_ms
+                .map_or(limit, |ms| Duration::from_millis(ms).min(limit));
+            let dispatcher = sh.dispatcher.clone();
+            let tx = out_tx.clone();
+            requests.spawn(async move {
+                let id = req.id;
+                debug!(id, kind = %req.kind, "request");
+                let work = tokio::task::spawn_blocking(move || dispatcher.handle(req));
+                let result = match tokio::time::timeout(deadline, work).await {
+                    Ok(Ok(r)) => r.map_err(|e| e.wire()),
+                    Ok(Err(join)) => {
+                        warn!(id, error = %join, "request handler failed");
+                        Err(WireError::new(
+                            ErrorCode::Internal,
+                            "request handler failed; see the agent log",
+                        ))
+                    }
+                    Err(_) => Err(WireError::new(
+                        ErrorCode::Timeout,
+                        format!("no result within {} ms", deadline.as_millis()),
+                    )),
+                };
+                let _ = tx
+                    .send(
+                        Response {
+                            id: Some(id),
+                            result,
+                        }
+                        .to_object(),
+                    )
+                    .await;
+                drop(permit);
+            });
+        }
+        // Drain: requests already accepted still answer (each has its own deadline).
+        let grace = sh.settings.shutdown_grace;
+        if tokio::time::timeout(grace, async {
+            while requests.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            requests.abort_all();
+        }
+        forwarder.abort();
+        drop(out_tx);
+        let _ = writer.await;
+        debug!(%peer, "connection closed");
+    }
+
+    async fn handshake<R, W>(&self, rd: &mut R, wr: &mut W) -> Result<Agreed, HandshakeEnd>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let sh = &self.shared;
+        let hello = read_frame(rd, &sh.codec)
+            .await
+            .map_err(io_end)?
+            .ok_or(HandshakeEnd::Closed)?;
+        let mut nonce = [0u8; 32];
+        sh.rng.fill(&mut nonce).map_err(|_| HandshakeError {
+            code: ErrorCode::Internal,
+            message: "random number generator failed".into(),
+        })?;
+        let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
+        match start.handle(&hello.payload, nonce)? {
+            AfterHello::Established {
+                agreed,
+                welcome,
+                ok,
+            } => {
+                write_payload(wr, &sh.codec, &welcome)
+                    .await
+                    .map_err(io_end)?;
+                write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
+                Ok(agreed)
+            }
+            AfterHello::AwaitAuth { state, welcome } => {
+                write_payload(wr, &sh.codec, &welcome)
+                    .await
+                    .map_err(io_end)?;
+                let auth = read_frame(rd, &sh.codec)
+                    .await
+                    .map_err(io_end)?
+                    .ok_or(HandshakeEnd::Closed)?;
+                let (agreed, ok) = state.handle(&auth.payload)?;
+                write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
+                Ok(agreed)
+            }
+        }
+    }
+}
+
+/// Copies broadcast events into one connection's queue without ever waiting on it.
+async fn forward_events(mut rx: broadcast::Receiver<Event>, tx: mpsc::Sender<Map<String, Value>>) {
+    let mut lost: u64 = 0;
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            () = tx.closed() => return,
+        };
+        match ev {
+            Ok(ev) => {
+                if lost > 0
+                    && tx
+                        .try_send(Event::new("events_lost", json!({"count": lost})).to_object())
+                        .is_ok()
+                {
+                    lost = 0;
+                }
+                if tx.try_send(ev.to_object()).is_err() {
+                    lost += 1;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => lost += n,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::guest::config::CodespaceIdentity;
+    use crate::guest::dispatch::AgentFacts;
+    use crate::guest::health::HealthSampler;
+    use crate::wire::handshake::host_start;
+    use crate::wire::io::RawFrame;
+    use std::path::Path;
+    use std::time::Instant;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+
+    fn server(key: Option<SharedKey>) -> (Server, EventSink) {
+        let settings = ServerSettings {
+            max_frame_bytes: 4096,
+            max_connections: 4,
+            max_requests_per_connection: 2,
+            handshake_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(1),
+            allowed_cids: vec![2],
+        };
+        let facts = AgentFacts {
+            agent_id: "a".into(),
+            boot_id: "b".into(),
+            started: Instant::now(),
+        };
+        let health = Arc::new(HealthSampler::new(Path::new("/")));
+        let d = Arc::new(Dispatcher::new(
+            facts,
+            None,
+            CodespaceIdentity::default(),
+            health,
+        ));
+        let identity = AgentIdentity {
+            agent_id: "a".into(),
+            boot_id: "b".into(),
+            capabilities: d.capabilities(),
+            public_key: [3; 32],
+        };
+        let (events, _) = broadcast::channel(16);
+        (
+            Server::new(settings, identity, key, d, events.clone()),
+            events,
+        )
+    }
+
+    fn start(
+        key: Option<SharedKey>,
+    ) -> (
+        DuplexStream,
+        watch::Sender<bool>,
+        EventSink,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (s, events) = server(key);
+        let (client, agent) = tokio::io::duplex(1 << 16);
+        let (tx, rx) = watch::channel(false);
+        let h = tokio::spawn(async move { s.serve_connection(agent, Peer::Unix, rx).await });
+        (client, tx, events, h)
+    }
+
+    async fn next(c: &mut DuplexStream) -> RawFrame {
+        read_frame(c, &FrameCodec::new(1 << 20))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn send(c: &mut DuplexStream, v: Value) {
+        write_object(c, &FrameCodec::default(), v.as_object().unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn connect(c: &mut DuplexStream, key: Option<SharedKey>) {
+        let (hs, hello) = host_start(Role::Control, key, [9; 32]);
+        write_payload(c, &FrameCodec::default(), &hello)
+            .await
+            .unwrap();
+        let (hs, auth) = hs.handle(&next(c).await.payload).unwrap();
+        if let Some(a) = auth {
+            write_payload(c, &FrameCodec::default(), &a).await.unwrap();
+        }
+        hs.handle(&next(c).await.payload).unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered_by_id_and_unknown_types_are_unsupported() {
+        let key = SharedKey::new(&[5; 32]).unwrap();
+        let (mut c, _stop, _ev, _h) = start(Some(key.clone()));
+        connect(&mut c, Some(key)).await;
+        send(&mut c, json!({"id": 1, "type": "ping"})).await;
+        send(&mut c, json!({"id": 2, "type": "warp"})).await;
+        send(&mut c, json!({"type": "no id"})).await;
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..3 {
+            let r = Response::from_object(&next(&mut c).await.object).unwrap();
+            seen.insert(r.id, r.result);
+        }
+        assert_eq!(seen[&Some(1)], Ok(json!({"pong": true})));
+        assert_eq!(
+            seen[&Some(2)].as_ref().unwrap_err().code,
+            ErrorCode::Unsupported
+        );
+        assert_eq!(
+            seen[&None].as_ref().unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_before_the_handshake_is_refused_and_closes() {
+        let (mut c, _stop, _ev, h) = start(None);
+        send(&mut c, json!({"id": 1, "type": "ping"})).await;
+        let f = next(&mut c).await;
+        assert_eq!(f.object["type"], "error");
+        assert_eq!(f.object["error"]["code"], "protocol_violation");
+        h.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_gets_an_error_and_a_close() {
+        let (mut c, _stop, _ev, h) = start(None);
+        connect(&mut c, None).await;
+        c.write_all(&[0, 1, 0, 0]).await.unwrap();
+        let f = next(&mut c).await;
+        assert_eq!(f.object["error"]["code"], "invalid_frame");
+        h.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_cut_by_the_handshake_timeout() {
+        let (mut c, _stop, _ev, h) = start(None);
+        let f = next(&mut c).await;
+        assert_eq!(f.object["error"]["code"], "timeout");
+        h.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_reach_control_connections() {
+        let (mut c, _stop, ev, _h) = start(None);
+        connect(&mut c, None).await;
+        // The subscription starts right after the handshake; a ping round trip orders us after it.
+        send(&mut c, json!({"id": 1, "type": "ping"})).await;
+        next(&mut c).await;
+        ev.send(Event::new("token_expiring", json!({"in_s": 5})))
+            .unwrap();
+        let f = next(&mut c).await;
+        assert_eq!(f.object["event"], "token_expiring");
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_connection() {
+        let (mut c, stop, _ev, h) = start(None);
+        connect(&mut c, None).await;
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(3), h)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

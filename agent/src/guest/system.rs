@@ -1,0 +1,83 @@
+//! Facts and hooks from the operating system: boot id, machine id, `sd_notify`.
+//!
+//! `sd_notify` is a single datagram to the Unix socket named by `$NOTIFY_SOCKET` (a path, or an
+//! abstract name when it starts with `@`); writing it ourselves avoids a dependency for twelve
+//! lines of code.
+
+use std::path::Path;
+
+/// The kernel's boot id (changes at every boot), or `unknown`.
+pub fn boot_id() -> String {
+    read_trimmed(Path::new("/proc/sys/kernel/random/boot_id")).unwrap_or_else(|| "unknown".into())
+}
+
+/// The configured agent id, else `/etc/machine-id`, else the host name, else `unknown`.
+pub fn agent_id(configured: Option<&str>) -> String {
+    configured
+        .map(str::to_owned)
+        .or_else(|| read_trimmed(Path::new("/etc/machine-id")))
+        .or_else(|| read_trimmed(Path::new("/proc/sys/kernel/hostname")))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(p).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Outcome of a notification.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Notified {
+    /// Not running under a service manager that asked for it.
+    NotRequested,
+    /// Sent.
+    Sent,
+}
+
+/// Sends `state` (e.g. `READY=1`) to the service manager if `$NOTIFY_SOCKET` is set.
+pub fn sd_notify(state: &str) -> std::io::Result<Notified> {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(Notified::NotRequested);
+    };
+    notify_to(&target.to_string_lossy(), state)?;
+    Ok(Notified::Sent)
+}
+
+/// Sends one notification datagram to `target`.
+pub fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let sock = UnixDatagram::unbound()?;
+    if let Some(name) = target.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
+        sock.send_to_addr(state.as_bytes(), &addr)?;
+    } else {
+        sock.send_to(state.as_bytes(), target)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_never_empty() {
+        assert!(!boot_id().is_empty());
+        assert_eq!(agent_id(Some("vm-7")), "vm-7");
+        assert!(!agent_id(None).is_empty());
+    }
+
+    #[test]
+    fn notification_reaches_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("notify");
+        let rx = std::os::unix::net::UnixDatagram::bind(&p).unwrap();
+        notify_to(p.to_str().unwrap(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+}

@@ -1,0 +1,20 @@
+//! The host side: a client library for host supervisors (and `codespace-agentctl`).
+//!
+//! - [`dial`]: addresses (`vsock:`, `hybrid:`, `unix:`), the hybrid-vsock preamble, backoff;
+//! - [`client`]: the authenticated control connection with concurrent requests and events.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use codespace_agent::host::{Client, ConnectOptions};
+//! let key = codespace_agent::wire::SharedKey::new(&std::fs::read("/etc/agent.key")?)?;
+//! let client = Client::connect(&ConnectOptions::new("hybrid:/run/vm.sock:1023".parse()?, Some(key))).await?;
+//! let status = client.request("status", Default::default(), std::time::Duration::from_secs(5)).await?;
+//! println!("{status}");
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod dial;
+
+pub use client::{Client, ClientError, ConnectOptions, Reconnecting};
+pub use dial::{Backoff, ConnectAddr, HybridError};

@@ -1,0 +1,23 @@
+//! End-to-end tests: the real `codespace-agent` and `codespace-agentctl` binaries over Unix
+//! sockets in temporary directories. One test binary; helpers in `support/`.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+#[path = "agent_e2e/protocol.rs"]
+mod protocol;
+
+#[path = "agent_e2e/clients.rs"]
+mod clients;
+
+#[path = "agent_e2e/vault.rs"]
+mod vault;
+
+#[path = "agent_e2e/hybrid.rs"]
+mod hybrid;
+
+#[path = "agent_e2e/lifecycle.rs"]
+mod lifecycle;
+
+#[path = "agent_e2e/credentials.rs"]
+mod credentials;

@@ -1,0 +1,148 @@
+//! The git credential broker and `exec`, through the real daemon and the real helper binary.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::support::{json_out, Agent, SCOPE};
+
+fn deliver_token(agent: &Agent) {
+    let tok = agent.write("tok", "ghs_broker_token");
+    let scope = agent.write("scope.json", SCOPE);
+    let exp = (OffsetDateTime::now_utc() + time::Duration::hours(8))
+        .format(&Rfc3339)
+        .unwrap();
+    json_out(&agent.ctl(&[
+        "token",
+        "put",
+        "--token-file",
+        tok.to_str().unwrap(),
+        "--expires-at",
+        &exp,
+        "--scope-file",
+        scope.to_str().unwrap(),
+    ]));
+}
+
+/// Runs `codespace-agent git-credential get` with git's request lines on stdin.
+fn credential(agent: &Agent, request: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
+        .args(["git-credential", "--state-dir"])
+        .arg(agent.dir.path().join("state"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn credentials_only_for_the_token_host_and_repositories_in_scope() {
+    let agent = Agent::start("");
+    deliver_token(&agent);
+    let answer = credential(
+        &agent,
+        "protocol=https\nhost=github.com\npath=octo/app.git\n\n",
+    );
+    assert!(answer.contains("username=x-access-token\n"), "{answer}");
+    assert!(answer.contains("password=ghs_broker_token\n"), "{answer}");
+    assert!(answer.contains("password_expiry_utc="), "{answer}");
+    // Out of scope, another host, plain http: nothing.
+    assert_eq!(
+        credential(
+            &agent,
+            "protocol=https\nhost=github.com\npath=octo/other.git\n\n"
+        ),
+        ""
+    );
+    assert_eq!(
+        credential(
+            &agent,
+            "protocol=https\nhost=evil.example\npath=octo/app.git\n\n"
+        ),
+        ""
+    );
+    assert_eq!(
+        credential(
+            &agent,
+            "protocol=http\nhost=github.com\npath=octo/app.git\n\n"
+        ),
+        ""
+    );
+}
+
+#[test]
+fn a_caller_with_a_uid_not_allowed_gets_nothing() {
+    // The test runs as some uid; allow only another one.
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    let other = if me == 4242 { 4243 } else { 4242 };
+    let agent = Agent::start(&format!("\"credential_uids\": [{other}]"));
+    deliver_token(&agent);
+    assert_eq!(
+        credential(
+            &agent,
+            "protocol=https\nhost=github.com\npath=octo/app.git\n\n"
+        ),
+        ""
+    );
+}
+
+#[test]
+fn no_credentials_without_a_token() {
+    let agent = Agent::start("");
+    assert_eq!(
+        credential(
+            &agent,
+            "protocol=https\nhost=github.com\npath=octo/app.git\n\n"
+        ),
+        ""
+    );
+}
+
+#[test]
+fn exec_runs_a_command_with_the_environment() {
+    let agent = Agent::start("");
+    deliver_token(&agent);
+    let secrets = agent.write("s.json", r#"{"NPM_TOKEN": "from-the-vault"}"#);
+    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
+    json_out(&agent.ctl(&["session", "create"]));
+    let out = Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
+        .args(["exec", "--state-dir"])
+        .arg(agent.dir.path().join("state"))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "printf '%s %s' \"$NPM_TOKEN\" \"$GITHUB_TOKEN\"",
+        ])
+        .env("GITHUB_TOKEN", "stale")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-the-vault ghs_broker_token"
+    );
+}
