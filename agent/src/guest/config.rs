@@ -62,6 +62,7 @@ pub struct RawConfig {
     pub token: Option<RawTokenConfig>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
+    pub sandbox: Option<super::sandbox::RawSandboxConfig>,
 }
 
 /// The `token` section as written.
@@ -133,6 +134,7 @@ pub struct AgentConfig {
     pub token: TokenConfig,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
+    pub sandbox: super::sandbox::SandboxConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -307,6 +309,7 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),
+        sandbox: super::sandbox::SandboxConfig::build(raw.sandbox)?,
     })
 }
 

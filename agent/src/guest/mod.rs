@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod health;
+pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod system;
