@@ -228,7 +228,8 @@ fn grant_except(
         return Ok(()); // entirely inside the state directory
     }
     if !excluded.starts_with(&root) {
-        return add(ruleset, &root, access, abi);
+        let is_dir = root.is_dir();
+        return add(ruleset, &root, is_dir, access, abi);
     }
     let mut dir = root;
     while dir != excluded {
@@ -249,14 +250,23 @@ fn grant_except(
             if path == next {
                 continue;
             }
-            // Follow symlinks to where they lead; skip any that lead onto the excluded path.
-            let Ok(target) = std::fs::canonicalize(&path) else {
-                continue; // dangling symlink or vanished entry
+            let Ok(kind) = entry.file_type() else {
+                continue; // vanished
             };
-            if excluded.starts_with(&target) || target.starts_with(excluded) {
-                continue;
-            }
-            add(ruleset, &path, access, abi)?;
+            let is_dir = if kind.is_symlink() {
+                // Follow it to where it leads; skip any that lead onto the excluded path
+                // (Debian's /var/run -> /run would otherwise grant all of /run).
+                let Ok(target) = std::fs::canonicalize(&path) else {
+                    continue; // dangling
+                };
+                if excluded.starts_with(&target) || target.starts_with(excluded) {
+                    continue;
+                }
+                target.is_dir()
+            } else {
+                kind.is_dir()
+            };
+            add(ruleset, &path, is_dir, access, abi)?;
         }
         dir = next;
     }
@@ -266,6 +276,7 @@ fn grant_except(
 fn add(
     ruleset: &mut RulesetCreated,
     path: &Path,
+    is_dir: bool,
     access: BitFlags<AccessFs>,
     abi: ABI,
 ) -> Result<(), SandboxError> {
@@ -275,7 +286,7 @@ fn add(
         Err(_) if !path.exists() => return Ok(()),
         Err(e) => return Err(error(e)),
     };
-    let access = if path.is_dir() {
+    let access = if is_dir {
         access
     } else {
         access & AccessFs::from_file(abi)

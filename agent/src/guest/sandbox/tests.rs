@@ -274,3 +274,37 @@ async fn bad_specs_are_refused_before_anything_runs() {
     let err = spawn(&s, &Program::Shell("true".into())).unwrap_err();
     assert!(err.to_string().contains("No such file"), "{err}");
 }
+
+#[tokio::test]
+async fn the_state_directory_stays_closed_inside_a_writable_root_and_through_symlinks() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    // Here the state directory sits in /tmp (writable in restricted), next to the workspace,
+    // with a world-readable file in it (so only Landlock can refuse) and a symlink beside it.
+    let d = dirs();
+    std::fs::set_permissions(&d.state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = d.state.join("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let alias = d.workspace.parent().unwrap().join("alias");
+    std::os::unix::fs::symlink(&d.state, &alias).unwrap();
+    for profile in [SandboxProfile::Trusted, SandboxProfile::Restricted] {
+        let script = format!(
+            "cat {s}; cat {a}/secret; echo x > {a}/planted; echo ok > built && cat built",
+            s = secret.display(),
+            a = alias.display()
+        );
+        let mut child = spawn(&spec(profile, &d), &Program::Shell(script)).unwrap();
+        let (out, err, report) = output(&mut child).await;
+        assert!(report.success(), "{profile:?}: {err}");
+        assert_eq!(out, "ok\n", "{profile:?}");
+        assert_eq!(
+            err.matches("Permission denied").count(),
+            3,
+            "{profile:?}: {err}"
+        );
+        assert!(!d.state.join("planted").exists());
+    }
+}
