@@ -139,7 +139,7 @@ async fn fixture() -> Fixture {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let scratch_path = PathBuf::from(format!("/var/lib/codespace-sandbox-hostile-{id}"));
+    let scratch_path = PathBuf::from(format!("/srv/codespace-sandbox-hostile-{id}"));
     let _ = std::fs::remove_dir_all(&scratch_path);
     std::fs::create_dir(&scratch_path).unwrap();
     let scratch = Dir(scratch_path.clone());

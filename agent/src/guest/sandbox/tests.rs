@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
@@ -307,4 +307,27 @@ async fn the_state_directory_stays_closed_inside_a_writable_root_and_through_sym
         );
         assert!(!d.state.join("planted").exists());
     }
+}
+
+#[tokio::test]
+async fn a_system_home_does_not_become_writable() {
+    if !root() {
+        return;
+    }
+    let d = dirs();
+    let mut s = spec(SandboxProfile::Restricted, &d);
+    s.user.home = "/".into();
+    let mut child = spawn(
+        &s,
+        &Program::Shell("echo x > /srv/codespace-sandbox-probe".into()),
+    )
+    .unwrap();
+    let (_, err, report) = output(&mut child).await;
+    assert_eq!(report.code, Some(2), "{err}");
+    match &child.applied().landlock {
+        LandlockApplied::Enforced { refused, .. } => assert_eq!(refused, &[PathBuf::from("/")]),
+        other => panic!("landlock is expected on the test machines: {other:?}"),
+    }
+    assert!(!Path::new("/srv/codespace-sandbox-probe").exists());
+    sweep_stale_cgroups();
 }
