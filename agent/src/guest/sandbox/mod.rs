@@ -35,6 +35,7 @@
 
 pub mod account;
 pub mod cgroup;
+pub mod cgroup_layout;
 pub mod child;
 pub mod config;
 pub mod env;
