@@ -299,6 +299,23 @@ fn seccomp_filters() -> Result<&'static seccomp::Filters, SandboxError> {
         .map_err(|e| SandboxError::Seccomp(e.clone()))
 }
 
+/// Capability number of `CAP_SYS_ADMIN` (linux/capability.h).
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether the agent holds `CAP_SYS_ADMIN` in its effective set (`/proc/self/status`, once).
+fn agent_has_cap_sys_admin() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+                u64::from_str_radix(hex.trim(), 16).ok()
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+    })
+}
+
 fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SandboxError> {
     CString::new(bytes).map_err(|_| SandboxError::InvalidProgram(what))
 }
@@ -353,8 +370,9 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         Some(c) => c.procs_fds()?,
         None => Vec::new(),
     };
-    let agent_is_root = rustix::process::geteuid().is_root();
-    let no_new_privs = spec.profile == SandboxProfile::Restricted || !agent_is_root;
+    // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
+    // former only when the agent has the latter.
+    let no_new_privs = spec.profile == SandboxProfile::Restricted || !agent_has_cap_sys_admin();
     let rlimits = AppliedRlimits {
         nofile: rlimit_within_hard(rustix::process::Resource::Nofile, spec.limits.nofile),
         nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),

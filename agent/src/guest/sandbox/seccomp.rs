@@ -181,7 +181,7 @@ mod tests {
                 run(&f.main, X86_64, nr(s.nr), [0; 6]),
                 ret_eperm(),
                 "{}",
-                s.name
+                s.name()
             );
         }
         for allowed in [

@@ -88,6 +88,15 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Compile-time: the runner moves handles between tasks.
+#[allow(dead_code)]
+fn handles_move_between_tasks() {
+    fn send<T: Send + Sync>() {}
+    send::<SandboxedChild>();
+    send::<SandboxSpec>();
+    send::<SandboxError>();
+}
+
 #[tokio::test]
 async fn runs_as_the_user_with_exactly_the_built_environment() {
     if !root() {
