@@ -167,12 +167,18 @@ pub(super) fn write(path: &Path, text: &str) -> std::io::Result<()> {
 pub fn detect(configured_parent: Option<&Path>) -> Layout {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mounts = parse_mounts(&mountinfo);
+    detect_from(&mountinfo, &proc_cgroup, configured_parent)
+}
+
+/// [`detect`] on given `/proc/self/mountinfo` and `/proc/self/cgroup` texts (the mount points
+/// they name are read, and written on pure v2; tests point them at a scratch tree).
+pub fn detect_from(mountinfo: &str, proc_cgroup: &str, configured_parent: Option<&Path>) -> Layout {
+    let mounts = parse_mounts(mountinfo);
     let v1 = |controller: &str| {
         mounts
             .iter()
             .find(|m| !m.v2 && has(&m.controllers, controller))
-            .and_then(|m| Some(join_under(m, own_path(&proc_cgroup, controller)?)))
+            .and_then(|m| Some(join_under(m, own_path(proc_cgroup, controller)?)))
     };
     let mut parents = Vec::new();
     let mut note = None;
@@ -180,7 +186,7 @@ pub fn detect(configured_parent: Option<&Path>) -> Layout {
     let pids_v1 = v1("pids");
     let v2_mount = mounts.iter().find(|m| m.v2);
     if let Some(mount) = v2_mount {
-        let own = own_path(&proc_cgroup, "").map(|p| join_under(mount, p));
+        let own = own_path(proc_cgroup, "").map(|p| join_under(mount, p));
         let want_memory = memory_v1.is_none();
         let want_pids = pids_v1.is_none();
         let root_controllers = words(&mount.point.join("cgroup.controllers"));
@@ -203,7 +209,7 @@ pub fn detect(configured_parent: Option<&Path>) -> Layout {
             }
             Err(why) => {
                 note = Some(why);
-                let own = own_path(&proc_cgroup, "").map(|p| join_under(mount, p));
+                let own = own_path(proc_cgroup, "").map(|p| join_under(mount, p));
                 parents.push(Parent {
                     kind: Kind::V2,
                     memory: false,
@@ -368,5 +374,100 @@ mod tests {
             join_under(&ns, "/system.slice/agent.service/daemon"),
             PathBuf::from("/sys/fs/cgroup/daemon")
         );
+    }
+
+    /// A scratch cgroup tree: `files` are (relative path, contents).
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn pure_v2_with_a_delegated_cgroup_uses_it() {
+        let t = tree(&[
+            ("cg/cgroup.controllers", "cpu memory pids io\n"),
+            (
+                "cg/system.slice/agent.service/cgroup.controllers",
+                "memory pids\n",
+            ),
+            (
+                "cg/system.slice/agent.service/cgroup.subtree_control",
+                "memory pids\n",
+            ),
+        ]);
+        let mountinfo = format!(
+            "30 25 0:27 / {}/cg rw - cgroup2 cgroup2 rw\n",
+            t.path().display()
+        );
+        let layout = detect_from(&mountinfo, "0::/system.slice/agent.service\n", None);
+        assert_eq!(layout.mode, "v2");
+        assert_eq!(layout.note, None);
+        assert_eq!(
+            layout.parents,
+            vec![Parent {
+                kind: Kind::V2,
+                dir: t.path().join("cg/system.slice/agent.service"),
+                memory: true,
+                pids: true,
+            }]
+        );
+    }
+
+    #[test]
+    fn pure_v2_without_delegation_falls_back_to_a_kill_only_cgroup_and_says_so() {
+        // Not alone in its cgroup, and the root refuses: limits are missing, kill still works.
+        let t = tree(&[
+            ("cg/cgroup.controllers", "memory pids\n"),
+            ("cg/user.slice/cgroup.procs", "1\n2\n"),
+        ]);
+        std::fs::create_dir(t.path().join("cg/cgroup.subtree_control")).unwrap(); // unwritable
+        let mountinfo = format!(
+            "30 25 0:27 / {}/cg rw - cgroup2 cgroup2 rw\n",
+            t.path().display()
+        );
+        let layout = detect_from(&mountinfo, "0::/user.slice\n", None);
+        assert_eq!(layout.mode, "v2");
+        let parent = &layout.parents[0];
+        assert_eq!((parent.memory, parent.pids), (false, false));
+        assert_eq!(parent.dir, t.path().join("cg/user.slice"));
+        assert!(layout.note.unwrap().contains("cannot enable"));
+    }
+
+    #[test]
+    fn hybrid_takes_limits_from_v1_and_kill_from_unified() {
+        let t = tree(&[("unified/cgroup.controllers", "hugetlb\n")]);
+        let p = t.path().display();
+        let mountinfo = format!(
+            "30 25 0:27 / {p}/memory rw - cgroup cgroup rw,memory\n\
+             31 25 0:28 / {p}/pids rw - cgroup cgroup rw,pids\n\
+             32 25 0:29 / {p}/freezer rw - cgroup cgroup rw,freezer\n\
+             33 25 0:30 / {p}/unified rw - cgroup2 cgroup2 rw\n"
+        );
+        let layout = detect_from(&mountinfo, HYBRID_CGROUP, None);
+        assert_eq!(layout.mode, "hybrid");
+        assert_eq!(layout.note, None);
+        let kinds: Vec<(Kind, PathBuf)> = layout
+            .parents
+            .iter()
+            .map(|p| (p.kind, p.dir.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (Kind::V2, t.path().join("unified")),
+                (Kind::V1Memory, t.path().join("memory/process_api/abc")),
+                (Kind::V1Pids, t.path().join("pids")),
+                (Kind::V1Freezer, t.path().join("freezer")),
+            ]
+        );
+        assert!(!layout.parents[0].memory && !layout.parents[0].pids);
+        let none = detect_from("", "", None);
+        assert_eq!((none.mode, none.parents.len()), ("none", 0));
+        assert!(none.note.unwrap().contains("no cgroup"));
     }
 }
