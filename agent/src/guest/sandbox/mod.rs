@@ -31,7 +31,17 @@
 //! The agent calls [`configure`] once with the `sandbox` config section; until then the
 //! defaults apply. Output: [`SandboxedChild::take_stdout`] / [`SandboxedChild::take_stderr`]
 //! (stdin is `/dev/null`). A background process inherits the pipes, so read them until the main
-//! process has exited and then only with a deadline.
+//! process has exited and then only with a deadline. [`spawn`] blocks its thread from fork to
+//! exec (1–3 ms); call it from a task, not a latency-critical loop.
+//!
+//! Known limits, each covered by another layer:
+//! - before Landlock ABI 9 (Linux 7.1), `connect` to a pathname Unix socket is not a Landlock
+//!   right, so the broker's socket in the state directory is reachable; the broker refuses
+//!   restricted runs by their cgroup ([`is_restricted_pid`]) and checks uids;
+//! - user namespaces are not blocked (`clone3` takes its flags in memory, out of seccomp's
+//!   reach); mount and the other namespace-powered calls are denied regardless. Distributions
+//!   can set `user.max_user_namespaces=0`;
+//! - 32-bit (i386) programs cannot run at all in the sandbox: the arch check kills them.
 
 pub mod account;
 pub mod cgroup;
