@@ -41,7 +41,13 @@
 //! - user namespaces are not blocked (`clone3` takes its flags in memory, out of seccomp's
 //!   reach); mount and the other namespace-powered calls are denied regardless. Distributions
 //!   can set `user.max_user_namespaces=0`;
-//! - 32-bit (i386) programs cannot run at all in the sandbox: the arch check kills them.
+//! - 32-bit (i386) programs cannot run at all in the sandbox: the arch check kills them;
+//! - **persistence outside the sandbox is not prevented**: the restricted profile may write the
+//!   workspace and the home (as the issue asks), so it can plant `~/.bashrc`, `~/.gitconfig`,
+//!   `~/.local/bin/*` or `.git/hooks/*`, which run later in the creator's unsandboxed shells,
+//!   where the token is. Options: a scratch `HOME` for restricted runs, or a home decomposed
+//!   around a deny-list of startup files (Landlock cannot deny beneath a grant), and a check of
+//!   `.git/hooks` and `.git/config` after restricted runs.
 
 pub mod account;
 pub mod cgroup;
