@@ -428,3 +428,73 @@ async fn writes_land_only_in_the_allowed_places() {
         other => eprintln!("landlock not available here: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_creators_other_processes_cannot_be_read() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    // The creator's shell (same uid, unsandboxed) has the token in its environment.
+    let mut shell = Command::new("sleep")
+        .arg("60")
+        .env("GITHUB_TOKEN", TOKEN)
+        .uid(fx.user.user.uid)
+        .gid(fx.user.user.gid)
+        .spawn()
+        .unwrap();
+    let pid = shell.id();
+    let environ = format!("/proc/{pid}/environ");
+    // Control: the same user can read it without the sandbox.
+    assert_eq!(fx.unsandboxed(&["read", &environ]), "ok");
+    for profile in BOTH {
+        let (out, err, _, _) = fx
+            .run(
+                profile,
+                small_limits(),
+                Program::Shell(format!(
+                    "cat {environ}; cat /proc/{pid}/cmdline >/dev/null && echo cmdline-ok"
+                )),
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(
+            !out.contains(TOKEN),
+            "{profile:?}: token read from {environ}"
+        );
+        assert!(err.contains("Permission denied"), "{profile:?}: {err}");
+        assert_eq!(fx.probe(profile, &["read", &environ]).await.0, "EACCES");
+        assert_eq!(
+            fx.probe(profile, &["ptrace", &pid.to_string()]).await.0,
+            "EPERM"
+        );
+    }
+    // Signals: the restricted profile is scoped (Landlock ABI 6), the trusted one is not.
+    let signal = Program::Shell(format!("kill -0 {pid}"));
+    let (_, err, report, child) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            signal.clone(),
+            Duration::from_secs(10),
+        )
+        .await;
+    if matches!(
+        child.applied().landlock,
+        LandlockApplied::Enforced { scoped: true, .. }
+    ) {
+        assert_ne!(report.code, Some(0));
+        assert!(err.contains("Operation not permitted"), "{err}");
+    }
+    let (_, _, report, _) = fx
+        .run(
+            SandboxProfile::Trusted,
+            small_limits(),
+            signal,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(report.success());
+    let _ = shell.kill();
+    let _ = shell.wait();
+}
