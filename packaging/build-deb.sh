@@ -31,8 +31,10 @@ if [ "$build" = 1 ]; then
     cargo build --release -q -p codespace-agent --bin codespace-agent --bin codespace-agentctl
 fi
 
+# --no-strip: the release profile already drops debuginfo; byte-identical binaries make the .deb and
+# install.sh installs identical (packaging/test.sh compares them).
 if [ "$tool" = auto ] && cargo deb --version >/dev/null 2>&1; then
-    cargo deb -q -p codespace-agent --no-build --output "$out" | tail -1
+    cargo deb -q -p codespace-agent --no-build --no-strip --output "$out" | tail -1
     exit 0
 fi
 
