@@ -139,6 +139,8 @@ grc=0; "$GUEST" 2>/dev/null || grc=$?
 
 # ------------------------------------------------------------------ initramfs
 mkdir -p "$CACHE/runs"
+# Failed runs keep their work directory for inspection; keep only the 5 newest of those.
+{ ls -1dt "$CACHE"/runs/*/ 2>/dev/null || true; } | tail -n +6 | xargs -r rm -rf
 W=$(mktemp -d "$CACHE/runs/XXXXXX")
 IR="$W/initramfs"
 mkdir -p "$IR"/{bin,dev,proc,sys,run,tmp,etc,lib/modules,root,home/codespace,workspaces}
