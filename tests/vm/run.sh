@@ -163,14 +163,17 @@ if [ -n "$kmoddir" ]; then
 fi
 head -c 32 /dev/urandom > "$W/key"
 install -m 0600 "$W/key" "$IR/etc/codespace-agent/host.key"
-# The package's default config, plus the shared key (the HMAC handshake over vsock) and a 2 s
-# heartbeat (the suspend/resume check watches an idle connection come back to life).
+# The package's default config, plus the shared key (the HMAC handshake over vsock), a 2 s
+# heartbeat (the suspend/resume check watches an idle connection come back to life) and the
+# remote user an image builder would set (resolved from /etc/passwd by the static binary).
 sed -e 's|^{$|{\n  "key_file": "/etc/codespace-agent/host.key",|' \
     -e 's|"heartbeat_interval_s": 30,|"heartbeat_interval_s": 2,|' \
+    -e 's|"user": null,|"user": "codespace",|' \
     "$REPO/packaging/etc/codespace-agent/config.jsonc" > "$IR/etc/codespace-agent/config.jsonc"
 grep -q '"key_file"' "$IR/etc/codespace-agent/config.jsonc" \
     && grep -q '"heartbeat_interval_s": 2,' "$IR/etc/codespace-agent/config.jsonc" \
-    || die "could not adapt the package's config (key_file, heartbeat_interval_s)"
+    && grep -q '"user": "codespace",' "$IR/etc/codespace-agent/config.jsonc" \
+    || die "could not adapt the package's config (key_file, heartbeat_interval_s, user)"
 # A second instance that accepts only CID 1000: the host's connection (CID 2) must be refused.
 cat > "$IR/etc/codespace-agent/reject.jsonc" <<'EOF'
 { "listen": "vsock:any:1022", "allowed_cids": [1000], "state_dir": "/run/codespace-agent-reject",
@@ -310,9 +313,11 @@ check "GITHUB_TOKEN in the guest's environment file" env_has GITHUB_TOKEN "$TOKE
 for n in NPM_TOKEN DB_PASSWORD; do
     check "secret $n in the guest's environment file" env_has "$n" "${SECRETS[$n]}"
 done
-check "environment file is mode 0600 on tmpfs" bash -c "[ \"\$(python3 '$REPO/tests/vm/host.py' ask '$W/vm.vsock' 5000 'STAT $ENV_FILE' | cut -d' ' -f1,2)\" = 'OK 600' ]"
-login_shell_has() { [ "$(ask "SHELL $1")" = "OK $(sha "$2")" ]; }
-check "login shell sees NPM_TOKEN through /etc/profile.d" login_shell_has NPM_TOKEN "${SECRETS[NPM_TOKEN]}"
+env_stat() { local got; got=$(ask "STAT $ENV_FILE"); echo "$got"; [ "$got" = "OK 600 1000 1000" ]; }
+check "environment file is mode 0600, owned by the remote user (uid 1000)" env_stat
+login_shell_has() { local got; got=$(ask "SHELL $1 $2"); echo "$got"; [ "$got" = "OK $(sha "$3")" ]; }
+check "the remote user's login shell sees NPM_TOKEN through /etc/profile.d" \
+    login_shell_has codespace NPM_TOKEN "${SECRETS[NPM_TOKEN]}"
 
 # 3. guest processes cannot reach the agent; non-host CIDs are refused
 no_loopback() { ask MODULES > "$W/mods"; grep -q '^OK ' "$W/mods" && ! grep -q vsock_loopback "$W/mods"; }

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! ENV <file>               VAR <name> <sha256 of the value> ... END   (values never leave the VM)
-//! SHELL <name>             OK <sha256 of $name in a login shell: /etc/profile.d hook>
+//! SHELL <user> <name>      OK <sha256 of $name in USER's login shell: the /etc/profile.d hook>
 //! STAT <path>              OK <octal mode> <uid> <gid>
 //! CONNECT_LOCAL <cid> <p>  OK connected | ERR <why>   (a guest process dialing the agent)
 //! GREP <file> <text>       OK found | ERR not found
@@ -62,13 +62,26 @@ fn env_answer(path: &str) -> String {
     }
 }
 
-fn shell_answer(name: &str) -> String {
+fn shell_answer(user: &str, name: &str) -> String {
     if !envfile::is_valid_name(name) {
         return format!("ERR not a variable name: {name:?}");
     }
-    // A login shell reads /etc/profile, which sources /etc/profile.d/*.sh.
+    if !user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return format!("ERR not a user name: {user:?}");
+    }
+    // `su -l` starts USER's login shell, which reads /etc/profile, which sources
+    // /etc/profile.d/*.sh (we run as root, so no password is asked).
     match std::process::Command::new("/bin/busybox")
-        .args(["sh", "-l", "-c", &format!("printf %s \"${{{name}}}\"")])
+        .args([
+            "su",
+            "-l",
+            user,
+            "-c",
+            &format!("printf %s \"${{{name}}}\""),
+        ])
         .output()
     {
         Ok(o) if o.status.success() => format!("OK {}", sha256_hex(&o.stdout)),
@@ -123,7 +136,7 @@ async fn serve(stream: VsockStream) -> io::Result<bool> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let answer = match words.as_slice() {
             ["ENV", path] => env_answer(path),
-            ["SHELL", name] => shell_answer(name),
+            ["SHELL", user, name] => shell_answer(user, name),
             ["STAT", path] => stat_answer(path),
             ["CONNECT_LOCAL", cid, port] => connect_local(cid, port).await,
             ["GREP", file, text @ ..] if !text.is_empty() => grep_answer(file, &text.join(" ")),
