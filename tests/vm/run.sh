@@ -15,7 +15,8 @@
 # Checks: handshake + status + ping; token and sealed secrets delivered and present (by SHA-256)
 # in the guest's environment file, mode 0600, and in a login shell through /etc/profile.d;
 # vsock_loopback absent and a guest process cannot reach the agent through CID 1 or the guest's
-# own CID; a second agent instance whose allowed_cids excludes the host refuses the host's real
+# own CID, and once the test loads vsock_loopback anyway, the agent refuses those peer CIDs itself;
+# a second agent instance whose allowed_cids excludes the host refuses the host's real
 # CID 2 connection (and logs why); suspend/resume with the QEMU monitor (stop/cont): nothing
 # arrives while paused, a new connection after `cont` works (same boot id), and an events
 # connection opened before the pause delivers heartbeats again; clean power-off.
@@ -160,6 +161,18 @@ if [ -n "$kmoddir" ]; then
         *) cp "$f" "$IR/lib/modules/$m.ko" ;;
         esac
     done
+fi
+# vsock_loopback goes in, but not where /init loads modules from: the checker loads it late, to
+# show that even with a loopback transport the agent refuses non-host peer CIDs.
+if [ -n "$kmoddir" ]; then
+    f=$(find "$kmoddir" -name "vsock_loopback.ko*" | head -1)
+    [ -n "$f" ] || die "vsock_loopback module not found in the guest kernel"
+    mkdir -p "$IR/lib/modules/late"
+    case "$f" in
+    *.xz) xz -dc "$f" > "$IR/lib/modules/late/vsock_loopback.ko" ;;
+    *.zst) zstd -qdc "$f" > "$IR/lib/modules/late/vsock_loopback.ko" ;;
+    *) cp "$f" "$IR/lib/modules/late/vsock_loopback.ko" ;;
+    esac
 fi
 head -c 32 /dev/urandom > "$W/key"
 install -m 0600 "$W/key" "$IR/etc/codespace-agent/host.key"
@@ -363,14 +376,29 @@ check "session resume after the pause" ctl session resume
 check "secrets still in the environment after resume" env_has NPM_TOKEN "${SECRETS[NPM_TOKEN]}"
 kill "$EVPID" 2>/dev/null || true; wait "$EVPID" 2>/dev/null || true; EVPID=
 
-# 5. optional: control-channel latency over real vsock
+# 5. defence in depth: even if vsock_loopback were loaded (the modprobe rule keeps it out), a
+# guest process reaches the agent with peer CID 1 or the guest's own CID, and the agent refuses it.
+with_loopback() {
+    [ "$(ask 'INSMOD /lib/modules/late/vsock_loopback.ko')" = OK ] || { echo "cannot load vsock_loopback"; return 1; }
+    for cid in 1 "$GUEST_CID"; do
+        local got; got=$(ask "PROBE $cid 1023"); echo "dial CID $cid: $got"
+        [ "$got" = "OK refused" ] || return 1
+    done
+    # Both arrive through the loopback transport, whose peers all have CID 1.
+    [ "$(ask "GREP /run/agent.log vsock peer CID 1 is not in the allowed list")" = "OK found" ] \
+        || { echo "no refusal of peer CID 1 in the agent's log"; return 1; }
+}
+check "with vsock_loopback loaded, the agent refuses guest processes dialing CID 1 or $GUEST_CID" with_loopback
+check "the host still gets through afterwards" ctl ping
+
+# 6. optional: control-channel latency over real vsock
 if [ "$VM_LONG" = 1 ]; then
     log "VM_LONG: $PINGS pings on one connection"
     python3 "$REPO/tests/vm/host.py" pings "$W/vm.vsock" 1023 "$W/key" "$PINGS" | tee "$W/pings.out"
     echo "RESULT boot_to_agent_ms=$BOOT_MS ping $(cat "$W/pings.out")"
 fi
 
-# 6. power off
+# 7. power off
 ask POWEROFF > /dev/null || true
 for _ in $(seq 300); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$QPID" 2>/dev/null; then

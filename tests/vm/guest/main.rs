@@ -10,6 +10,9 @@
 //! SHELL <user> <name>      OK <sha256 of $name in USER's login shell: the /etc/profile.d hook>
 //! STAT <path>              OK <octal mode> <uid> <gid>
 //! CONNECT_LOCAL <cid> <p>  OK connected | ERR <why>   (a guest process dialing the agent)
+//! PROBE <cid> <port>       OK refused (connected, then closed by the agent at once)
+//!                          | ERR <why> (no connection, or the agent kept it open for 3 s)
+//! INSMOD <file>            OK | ERR <why>   (loads a module: the loopback transport, late)
 //! GREP <file> <text>       OK found | ERR not found
 //! MODULES                  OK <loaded modules whose name contains "vsock">
 //! POWEROFF                 OK bye, then exit 0 (the init script powers the VM off)
@@ -110,6 +113,40 @@ async fn connect_local(cid: &str, port: &str) -> String {
     }
 }
 
+/// Connects and waits for the peer to close: an agent that refuses the peer CID closes before
+/// reading anything, one that accepted it waits for the host's `hello`.
+async fn probe(cid: &str, port: &str) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let (Ok(cid), Ok(port)) = (cid.parse::<u32>(), port.parse::<u32>()) else {
+        return "ERR usage: PROBE CID PORT".into();
+    };
+    let dial = VsockStream::connect(VsockAddr::new(cid, port));
+    let mut stream = match tokio::time::timeout(Duration::from_secs(3), dial).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return format!("ERR cannot connect: {e}"),
+        Err(_) => return "ERR connect timed out".into(),
+    };
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+        Ok(Ok(0)) => "OK refused".into(),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => "OK refused".into(),
+        Ok(Ok(n)) => format!("ERR the agent sent {n} bytes"),
+        Ok(Err(e)) => format!("ERR {e}"),
+        Err(_) => "ERR the agent kept the connection open".into(),
+    }
+}
+
+fn insmod_answer(file: &str) -> String {
+    match std::process::Command::new("/bin/busybox")
+        .args(["insmod", file])
+        .output()
+    {
+        Ok(o) if o.status.success() => "OK".into(),
+        Ok(o) => format!("ERR insmod: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => format!("ERR cannot run insmod: {e}"),
+    }
+}
+
 fn grep_answer(file: &str, text: &str) -> String {
     match std::fs::read_to_string(file) {
         Ok(s) if s.contains(text) => "OK found".into(),
@@ -139,6 +176,8 @@ async fn serve(stream: VsockStream) -> io::Result<bool> {
             ["SHELL", user, name] => shell_answer(user, name),
             ["STAT", path] => stat_answer(path),
             ["CONNECT_LOCAL", cid, port] => connect_local(cid, port).await,
+            ["PROBE", cid, port] => probe(cid, port).await,
+            ["INSMOD", file] => insmod_answer(file),
             ["GREP", file, text @ ..] if !text.is_empty() => grep_answer(file, &text.join(" ")),
             ["MODULES"] => modules_answer(),
             ["POWEROFF"] => {
