@@ -5,7 +5,7 @@
 #     built binary at its ExecStart= path and the host's systemd units (targets it orders against);
 #     a deliberately broken copy must be reported, so the check can fail.
 #  2. The .deb builds (packaging/build-deb.sh: cargo-deb when installed, else dpkg-deb from the
-#     same metadata).
+#     same metadata); with cargo-deb installed, the dpkg-deb fallback must build the same payload.
 #  3. The .deb installs into a clean Debian root (debootstrap --variant=minbase, cached under
 #     target/pkgtest/minbase; set PKGTEST_ROOT to use another clean root): the unit is enabled,
 #     the git credential block is in /etc/gitconfig, the agent is NOT started even though the root
@@ -59,6 +59,18 @@ if [ -n "$out" ]; then ok "systemd-analyze verify reports a broken unit"; else b
 # ---- 2. build the .deb
 deb=$(packaging/build-deb.sh --no-build --out "$T/deb" | tail -1)
 if [ -f "$deb" ]; then ok "deb built: $(basename "$deb") ($(cargo deb --version 2>/dev/null || echo dpkg-deb fallback))"; else bad "no .deb"; exit 1; fi
+
+# the dpkg-deb fallback must build the same package (paths, modes, conffiles, scripts)
+if cargo deb --version >/dev/null 2>&1; then
+    fb=$(packaging/build-deb.sh --no-build --dpkg-deb --out "$T/fallback" | tail -1)
+    listing() { dpkg-deb -c "$1" | awk '$6 != "./" {print $1, $6}' | sort -k2; dpkg-deb -I "$1" conffiles | sort; \
+        for s in postinst prerm postrm; do dpkg-deb -I "$1" "$s" | md5sum; done; }
+    if diff <(listing "$deb") <(listing "$fb") > "$T/fb.diff"; then
+        ok "dpkg-deb fallback builds the same package as cargo-deb"
+    else
+        bad "dpkg-deb fallback differs from cargo-deb:"; cat "$T/fb.diff"
+    fi
+fi
 
 # ---- 3. install into a clean root
 base=${PKGTEST_ROOT:-$REPO/target/pkgtest/minbase}
