@@ -1,0 +1,215 @@
+//! `vmtest-guest`: the guest-side checker of the VM end-to-end test (`tests/vm/run.sh`).
+//!
+//! Runs INSIDE the nested test VM only, next to the real `codespace-agent`, and answers the host's
+//! questions about what the agent did, over its own vsock port (5000, host-initiated through the
+//! hybrid socket). One request line, one answer line (`OK ...` or `ERR ...`); `ENV` answers
+//! several `VAR` lines and `END`.
+//!
+//! ```text
+//! ENV <file>               VAR <name> <sha256 of the value> ... END   (values never leave the VM)
+//! SHELL <user> <name>      OK <sha256 of $name in USER's login shell: the /etc/profile.d hook>
+//! STAT <path>              OK <octal mode> <uid> <gid>
+//! CONNECT_LOCAL <cid> <p>  OK connected | ERR <why>   (a guest process dialing the agent)
+//! PROBE <cid> <port>       OK refused (connected, then closed by the agent at once)
+//!                          | ERR <why> (no connection, or the agent kept it open for 3 s)
+//! INSMOD <file>            OK | ERR <why>   (loads a module: the loopback transport, late)
+//! GREP <file> <text>       OK found | ERR not found
+//! MODULES                  OK <loaded modules whose name contains "vsock">
+//! POWEROFF                 OK bye, then exit 0 (the init script powers the VM off)
+//! ```
+//!
+//! Safety: refuses to run unless the kernel command line carries `codespace.vmtest=1`, which only
+//! the test VM's has, so it can never open AF_VSOCK on a development or CI machine.
+
+// A test program reports on its standard streams (the VM's serial console).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use codespace_agent::guest::vault::envfile;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY};
+
+/// The checker's own vsock port.
+const PORT: u32 = 5000;
+/// The kernel command line word that marks the test VM.
+const MARKER: &str = "codespace.vmtest=1";
+
+fn in_test_vm() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .map(|c| c.split_whitespace().any(|w| w == MARKER))
+        .unwrap_or(false)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn env_answer(path: &str) -> String {
+    match envfile::read(Path::new(path)) {
+        Ok(entries) => {
+            let mut out = String::new();
+            for (name, value) in entries {
+                out.push_str(&format!("VAR {name} {}\n", sha256_hex(value.expose())));
+            }
+            out.push_str("END");
+            out
+        }
+        Err(e) => format!("ERR {e}"),
+    }
+}
+
+fn shell_answer(user: &str, name: &str) -> String {
+    if !envfile::is_valid_name(name) {
+        return format!("ERR not a variable name: {name:?}");
+    }
+    if !user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return format!("ERR not a user name: {user:?}");
+    }
+    // `su -l` starts USER's login shell, which reads /etc/profile, which sources
+    // /etc/profile.d/*.sh (we run as root, so no password is asked).
+    match std::process::Command::new("/bin/busybox")
+        .args([
+            "su",
+            "-l",
+            user,
+            "-c",
+            &format!("printf %s \"${{{name}}}\""),
+        ])
+        .output()
+    {
+        Ok(o) if o.status.success() => format!("OK {}", sha256_hex(&o.stdout)),
+        Ok(o) => format!("ERR login shell exited with {}", o.status),
+        Err(e) => format!("ERR cannot run the login shell: {e}"),
+    }
+}
+
+fn stat_answer(path: &str) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::metadata(path) {
+        Ok(m) => format!("OK {:o} {} {}", m.mode() & 0o7777, m.uid(), m.gid()),
+        Err(e) => format!("ERR {e}"),
+    }
+}
+
+async fn connect_local(cid: &str, port: &str) -> String {
+    let (Ok(cid), Ok(port)) = (cid.parse::<u32>(), port.parse::<u32>()) else {
+        return "ERR usage: CONNECT_LOCAL CID PORT".into();
+    };
+    let dial = VsockStream::connect(VsockAddr::new(cid, port));
+    match tokio::time::timeout(Duration::from_secs(3), dial).await {
+        Ok(Ok(_)) => "OK connected".into(),
+        Ok(Err(e)) => format!("ERR {e}"),
+        Err(_) => "ERR timed out".into(),
+    }
+}
+
+/// Connects and waits for the peer to close: an agent that refuses the peer CID closes before
+/// reading anything, one that accepted it waits for the host's `hello`.
+async fn probe(cid: &str, port: &str) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let (Ok(cid), Ok(port)) = (cid.parse::<u32>(), port.parse::<u32>()) else {
+        return "ERR usage: PROBE CID PORT".into();
+    };
+    let dial = VsockStream::connect(VsockAddr::new(cid, port));
+    let mut stream = match tokio::time::timeout(Duration::from_secs(3), dial).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return format!("ERR cannot connect: {e}"),
+        Err(_) => return "ERR connect timed out".into(),
+    };
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+        Ok(Ok(0)) => "OK refused".into(),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => "OK refused".into(),
+        Ok(Ok(n)) => format!("ERR the agent sent {n} bytes"),
+        Ok(Err(e)) => format!("ERR {e}"),
+        Err(_) => "ERR the agent kept the connection open".into(),
+    }
+}
+
+fn insmod_answer(file: &str) -> String {
+    match std::process::Command::new("/bin/busybox")
+        .args(["insmod", file])
+        .output()
+    {
+        Ok(o) if o.status.success() => "OK".into(),
+        Ok(o) => format!("ERR insmod: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => format!("ERR cannot run insmod: {e}"),
+    }
+}
+
+fn grep_answer(file: &str, text: &str) -> String {
+    match std::fs::read_to_string(file) {
+        Ok(s) if s.contains(text) => "OK found".into(),
+        Ok(_) => "ERR not found".into(),
+        Err(e) => format!("ERR {e}"),
+    }
+}
+
+fn modules_answer() -> String {
+    let list = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    let names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.contains("vsock"))
+        .collect();
+    format!("OK {}", names.join(","))
+}
+
+/// Serves one host connection; returns true when the host asked to power off.
+async fn serve(stream: VsockStream) -> io::Result<bool> {
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut lines = BufReader::new(rd).lines();
+    while let Some(line) = lines.next_line().await? {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match words.as_slice() {
+            ["ENV", path] => env_answer(path),
+            ["SHELL", user, name] => shell_answer(user, name),
+            ["STAT", path] => stat_answer(path),
+            ["CONNECT_LOCAL", cid, port] => connect_local(cid, port).await,
+            ["PROBE", cid, port] => probe(cid, port).await,
+            ["INSMOD", file] => insmod_answer(file),
+            ["GREP", file, text @ ..] if !text.is_empty() => grep_answer(file, &text.join(" ")),
+            ["MODULES"] => modules_answer(),
+            ["POWEROFF"] => {
+                wr.write_all(b"OK bye\n").await?;
+                wr.flush().await?;
+                return Ok(true);
+            }
+            _ => format!("ERR unknown request: {line:?}"),
+        };
+        eprintln!("vmtest-guest: {} -> {}", line, answer.lines().count());
+        wr.write_all(answer.as_bytes()).await?;
+        wr.write_all(b"\n").await?;
+        wr.flush().await?;
+    }
+    Ok(false)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> io::Result<()> {
+    if !in_test_vm() {
+        eprintln!("vmtest-guest: refusing to run: not inside the test VM ({MARKER} is not on /proc/cmdline)");
+        std::process::exit(2);
+    }
+    let listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, PORT))?;
+    eprintln!("vmtest-guest: listening on vsock port {PORT}");
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        eprintln!("vmtest-guest: connection from {peer:?}");
+        match serve(stream).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => eprintln!("vmtest-guest: connection error: {e}"),
+        }
+    }
+}

@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# tests/vm/run.sh — the VM end-to-end test: the real codespace-agent inside a nested QEMU VM,
+# driven by codespace-agentctl on this machine over REAL virtio-vsock.
+#
+#   codespace-agentctl --connect hybrid:$W/vm.vsock:1023      (this machine: Unix sockets only)
+#     -> vhost-device-vsock (uds mode, built without its AF_VSOCK backend)
+#     -> QEMU vhost-user-vsock-pci -> guest kernel virtio-vsock -> codespace-agent (vsock:any:1023)
+#
+# The guest is a Debian cloud kernel + busybox initramfs. The agent is installed into the
+# initramfs by packaging/install.sh (the same files as the .deb), its state directory is made
+# from the package's tmpfiles.d line on a tmpfs /run, and it is started with the unit's ExecStart=
+# and Environment= (no systemd in the initramfs). A guest-side checker (tests/vm/guest/main.rs,
+# built as the `vmtest-guest` example) answers the host's questions about the guest.
+#
+# Checks: handshake + status + ping; token and sealed secrets delivered and present (by SHA-256)
+# in the guest's environment file, mode 0600, and in a login shell through /etc/profile.d;
+# vsock_loopback absent and a guest process cannot reach the agent through CID 1 or the guest's
+# own CID, and once the test loads vsock_loopback anyway, the agent refuses those peer CIDs itself;
+# a second agent instance whose allowed_cids excludes the host refuses the host's real
+# CID 2 connection (and logs why); suspend/resume with the QEMU monitor (stop/cont): nothing
+# arrives while paused, a new connection after `cont` works (same boot id), and an events
+# connection opened before the pause delivers heartbeats again; clean power-off.
+#
+# Safety: nothing here opens AF_VSOCK on this machine. vhost-device-vsock is built
+# --no-default-features (no backend_vsock; refused if its --help mentions forward-cid), and
+# vmtest-guest refuses to run unless /proc/cmdline has codespace.vmtest=1 (checked below).
+#
+# Env knobs:
+#   VMTEST_CACHE=target/vmtest  kernel, vhost-device-vsock, work dirs (kept between runs)
+#   BOOT_TIMEOUT=120            seconds for the agent to answer after QEMU starts
+#   QEMU_TIMEOUT=600            hard cap for the VM's life
+#   VM_KERNEL=PATH              use this kernel image (a broken path tests the failure path)
+#   VM_LONG=1                   also measure control-channel latency (PINGS, default 2000)
+#   KEEP=1                      keep the work directory (always kept on failure)
+# Exit: 0 all checks passed; 1 a check failed or the guest did not come up.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+CACHE=${VMTEST_CACHE:-$REPO/target/vmtest}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
+QEMU_TIMEOUT=${QEMU_TIMEOUT:-600}
+VM_LONG=${VM_LONG:-0}
+PINGS=${PINGS:-2000}
+VDV_VERSION=0.3.0
+GUEST_CID=3
+TARGET=x86_64-unknown-linux-gnu
+MARKER=codespace.vmtest=1
+
+T_START=$(date +%s%N)
+elapsed() { echo $(( ($(date +%s%N) - T_START) / 1000000 ))ms; }
+log() { echo "[vm $(date +%T)] $*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+for tool in qemu-system-x86_64 cpio gzip python3 readelf; do
+    command -v "$tool" >/dev/null || die "$tool not found (install qemu-system-x86 cpio python3 binutils; .ci/run does)"
+done
+[ -x /bin/busybox ] && ! readelf -l /bin/busybox | grep -q INTERP \
+    || die "/bin/busybox must be the static busybox (apt-get install busybox-static)"
+mkdir -p "$CACHE"/{kernel,tools,third_party}
+
+# ------------------------------------------------------------------ guest kernel (Debian cloud)
+if [ -n "${VM_KERNEL:-}" ]; then
+    vmlinuz=$VM_KERNEL
+    kmoddir=""
+else
+    vmlinuz=$(ls "$CACHE"/kernel/root/boot/vmlinuz-*-cloud-amd64 2>/dev/null | head -1 || true)
+    if [ -z "$vmlinuz" ]; then
+        apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -qq
+        kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2}')
+        [ -n "$kpkg" ] || die "cannot resolve linux-image-cloud-amd64"
+        log "downloading $kpkg"
+        rm -rf "$CACHE/kernel/root"
+        (cd "$CACHE/kernel" && apt-get download -qq "$kpkg" 2>/dev/null \
+            && dpkg-deb -x "${kpkg}"_*.deb root && rm -f "${kpkg}"_*.deb)
+        vmlinuz=$(ls "$CACHE"/kernel/root/boot/vmlinuz-*-cloud-amd64 | head -1)
+        # keep only what the VM needs (~15 MB instead of ~106 MB)
+        kv=${vmlinuz##*/vmlinuz-}; km="$CACHE/kernel/root/lib/modules/$kv"
+        mkdir -p "$CACHE/kernel/keep"
+        mv "$km/kernel/drivers/virtio" "$km/kernel/net/vmw_vsock" "$CACHE/kernel/keep/"
+        rm -rf "$km/kernel"; mkdir -p "$km/kernel/drivers" "$km/kernel/net"
+        mv "$CACHE/kernel/keep/virtio" "$km/kernel/drivers/"
+        mv "$CACHE/kernel/keep/vmw_vsock" "$km/kernel/net/"
+        rmdir "$CACHE/kernel/keep"; rm -rf "$CACHE/kernel/root/usr"
+    fi
+    kver=${vmlinuz##*/vmlinuz-}
+    kmoddir="$CACHE/kernel/root/lib/modules/$kver/kernel"
+fi
+
+# ------------------------------------------------------------------ vhost-device-vsock (uds only)
+VDV="$CACHE/tools/bin/vhost-device-vsock"
+if [ ! -x "$VDV" ]; then
+    log "building vhost-device-vsock $VDV_VERSION from its crates.io tarball (--no-default-features)"
+    fetch="$CACHE/third_party/fetch-vdv"
+    mkdir -p "$fetch"
+    cat > "$fetch/Cargo.toml" <<EOF
+[package]
+name = "fetch-vdv"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[lib]
+path = "lib.rs"
+[dependencies]
+vhost-device-vsock = { version = "=$VDV_VERSION", default-features = false }
+[workspace]
+EOF
+    : > "$fetch/lib.rs"
+    (cd "$fetch" && cargo fetch -q)
+    crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/vhost-device-vsock-$VDV_VERSION.crate | head -1)
+    src="$CACHE/third_party/vhost-device-vsock-$VDV_VERSION"
+    rm -rf "$src"; tar -xzf "$crate" -C "$CACHE/third_party"
+    # 0.3.0 does not compile without backend_vsock: `path` is already a PathBuf there.
+    sed -i 's/BackendType::UnixDomainSocket(path.trim().to_string())/BackendType::UnixDomainSocket(path)/' "$src/src/main.rs"
+    # The cache lives under this repository's target/: keep the crate out of our workspace.
+    printf '\n[workspace]\n' >> "$src/Cargo.toml"
+    cargo install -q --locked --no-default-features --path "$src" --root "$CACHE/tools" \
+        --target-dir "$CACHE/third_party/vdv-target"
+    rm -rf "$CACHE/third_party/vdv-target"
+fi
+case "$("$VDV" --help 2>&1 || true)" in
+*forward-cid*) die "vhost-device-vsock was built with backend_vsock (AF_VSOCK forwarding); refusing" ;;
+esac
+
+# ------------------------------------------------------------------ builds
+log "building the static agent + vmtest-guest, and codespace-agentctl"
+(cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target "$TARGET" \
+    -p codespace-agent --bin codespace-agent --example vmtest-guest)
+(cd "$REPO" && cargo build -q --release -p codespace-agent --bin codespace-agentctl)
+AGENT="$REPO/target/$TARGET/release/codespace-agent"
+GUEST="$REPO/target/$TARGET/release/examples/vmtest-guest"
+CTL="$REPO/target/release/codespace-agentctl"
+for b in "$AGENT" "$GUEST"; do
+    # static glibc: no program interpreter, so it runs in an initramfs without a libc
+    readelf -l "$b" | grep -q INTERP && die "$b is dynamically linked"
+done
+"$AGENT" --version >/dev/null || die "the static agent does not run"
+# The guard must hold on this machine (no marker on our /proc/cmdline): exit 2, no socket opened.
+grc=0; "$GUEST" 2>/dev/null || grc=$?
+[ "$grc" = 2 ] || die "vmtest-guest did not refuse to run outside the VM (exit $grc)"
+
+# ------------------------------------------------------------------ initramfs
+mkdir -p "$CACHE/runs"
+# Failed runs keep their work directory for inspection; keep only the 5 newest of those.
+{ ls -1dt "$CACHE"/runs/*/ 2>/dev/null || true; } | tail -n +6 | xargs -r rm -rf
+W=$(mktemp -d "$CACHE/runs/XXXXXX")
+IR="$W/initramfs"
+mkdir -p "$IR"/{bin,dev,proc,sys,run,tmp,etc,lib/modules,root,home/codespace,workspaces}
+cp /bin/busybox "$IR/bin/busybox"
+# packaging/install.sh needs both binaries; codespace-agentctl is not used in the guest.
+mkdir -p "$W/bin"; cp "$AGENT" "$W/bin/codespace-agent"; cp "$CTL" "$W/bin/codespace-agentctl"
+"$REPO/packaging/install.sh" --root "$IR" --bin-dir "$W/bin" >/dev/null
+cp "$GUEST" "$IR/bin/vmtest-guest"
+MODS="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
+if [ -n "$kmoddir" ]; then
+    for m in $MODS; do
+        f=$(find "$kmoddir" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -1)
+        [ -n "$f" ] || continue # built into the kernel
+        case "$f" in
+        *.xz) xz -dc "$f" > "$IR/lib/modules/$m.ko" ;;
+        *.zst) zstd -qdc "$f" > "$IR/lib/modules/$m.ko" ;;
+        *) cp "$f" "$IR/lib/modules/$m.ko" ;;
+        esac
+    done
+fi
+# vsock_loopback goes in, but not where /init loads modules from: the checker loads it late, to
+# show that even with a loopback transport the agent refuses non-host peer CIDs.
+if [ -n "$kmoddir" ]; then
+    f=$(find "$kmoddir" -name "vsock_loopback.ko*" | head -1)
+    [ -n "$f" ] || die "vsock_loopback module not found in the guest kernel"
+    mkdir -p "$IR/lib/modules/late"
+    case "$f" in
+    *.xz) xz -dc "$f" > "$IR/lib/modules/late/vsock_loopback.ko" ;;
+    *.zst) zstd -qdc "$f" > "$IR/lib/modules/late/vsock_loopback.ko" ;;
+    *) cp "$f" "$IR/lib/modules/late/vsock_loopback.ko" ;;
+    esac
+fi
+head -c 32 /dev/urandom > "$W/key"
+install -m 0600 "$W/key" "$IR/etc/codespace-agent/host.key"
+# The package's default config, plus the shared key (the HMAC handshake over vsock), a 2 s
+# heartbeat (the suspend/resume check watches an idle connection come back to life) and the
+# remote user an image builder would set (resolved from /etc/passwd by the static binary).
+sed -e 's|^{$|{\n  "key_file": "/etc/codespace-agent/host.key",|' \
+    -e 's|"heartbeat_interval_s": 30,|"heartbeat_interval_s": 2,|' \
+    -e 's|"user": null,|"user": "codespace",|' \
+    "$REPO/packaging/etc/codespace-agent/config.jsonc" > "$IR/etc/codespace-agent/config.jsonc"
+grep -q '"key_file"' "$IR/etc/codespace-agent/config.jsonc" \
+    && grep -q '"heartbeat_interval_s": 2,' "$IR/etc/codespace-agent/config.jsonc" \
+    && grep -q '"user": "codespace",' "$IR/etc/codespace-agent/config.jsonc" \
+    || die "could not adapt the package's config (key_file, heartbeat_interval_s, user)"
+# A second instance that accepts only CID 1000: the host's connection (CID 2) must be refused.
+cat > "$IR/etc/codespace-agent/reject.jsonc" <<'EOF'
+{ "listen": "vsock:any:1022", "allowed_cids": [1000], "state_dir": "/run/codespace-agent-reject",
+  "key_file": "/etc/codespace-agent/host.key" }
+EOF
+printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\n' > "$IR/etc/passwd"
+printf 'root:x:0:\ncodespace:x:1000:\n' > "$IR/etc/group"
+# Like Debian's /etc/profile: login shells source /etc/profile.d/*.sh.
+cat > "$IR/etc/profile" <<'EOF'
+for f in /etc/profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
+unset f
+EOF
+cat > "$IR/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/usr/bin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+for m in $MODS; do
+    [ -f /lib/modules/\$m.ko ] && { insmod /lib/modules/\$m.ko || echo "VMTEST: insmod \$m failed"; }
+done
+# systemd-tmpfiles, for the package's own line(s): d PATH MODE USER GROUP AGE
+grep -v '^#' /usr/lib/tmpfiles.d/codespace-agent.conf | while read -r t p m u g a; do
+    [ "\$t" = d ] && mkdir -p "\$p" && chmod "\$m" "\$p" && chown "\$u:\$g" "\$p"
+done
+# Start the agent as the unit does: its Environment= and ExecStart= lines.
+unit=/usr/lib/systemd/system/codespace-agent.service
+envs=\$(sed -n 's/^Environment=//p' \$unit)
+cmd=\$(sed -n 's/^ExecStart=//p' \$unit)
+echo "VMTEST: starting: \$cmd"
+env \$envs \$cmd > /run/agent.log 2>&1 &
+/usr/bin/codespace-agent run --config /etc/codespace-agent/reject.jsonc > /run/agent-reject.log 2>&1 &
+echo "VMTEST: agents started at uptime \$(cut -d' ' -f1 /proc/uptime)"
+/bin/vmtest-guest
+echo "VMTEST: checker exited rc=\$?"
+echo "VMTEST: --- agent log"; cat /run/agent.log
+poweroff -f
+EOF
+chmod 0755 "$IR/init"
+(cd "$IR" && find . | cpio -o -H newc --quiet | gzip -1 > "$W/initramfs.cpio.gz")
+
+# ------------------------------------------------------------------ boot
+VPID=; QPID=; EVPID=; BGPID=
+cleanup() {
+    local rc=$?
+    for p in $BGPID $EVPID $QPID $VPID; do kill "$p" 2>/dev/null || true; done
+    for p in $BGPID $EVPID $QPID $VPID; do wait "$p" 2>/dev/null || true; done
+    rm -f "$W"/vhost.sock "$W"/vm.vsock "$W"/vm.vsock_* "$W"/mon.sock
+    if [ "$rc" != 0 ]; then
+        log "--- qemu.log"; cat "$W/qemu.log" >&2 2>/dev/null || true
+        log "--- console.log (tail)"; tail -40 "$W/console.log" >&2 2>/dev/null || true
+        log "--- vhost-device-vsock log (tail)"; tail -5 "$W/vdv.log" >&2 2>/dev/null || true
+        log "work directory kept: $W"
+    elif [ "${KEEP:-0}" != 1 ]; then
+        rm -rf "$W"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# uds-path mode only: vhost-device-vsock never opens AF_VSOCK here.
+"$VDV" --vm "guest-cid=$GUEST_CID,socket=$W/vhost.sock,uds-path=$W/vm.vsock" > "$W/vdv.log" 2>&1 &
+VPID=$!
+for _ in $(seq 200); do [ -S "$W/vhost.sock" ] && break; sleep 0.05; done
+[ -S "$W/vhost.sock" ] || die "vhost-device-vsock did not come up: $(cat "$W/vdv.log")"
+
+log "booting the VM (TCG, kernel $(basename "$vmlinuz"))"
+T_BOOT=$(date +%s%N)
+timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
+    -machine q35,accel=tcg -cpu max -smp 2 -m 512M \
+    -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
+    -chardev socket,id=vsk,path="$W/vhost.sock" -device vhost-user-vsock-pci,chardev=vsk \
+    -kernel "$vmlinuz" -initrd "$W/initramfs.cpio.gz" \
+    -append "console=ttyS0 quiet panic=-1 $MARKER" \
+    -monitor unix:"$W/mon.sock",server=on,wait=off \
+    -nodefaults -display none -serial file:"$W/console.log" -no-reboot \
+    < /dev/null > "$W/qemu.log" 2>&1 &
+QPID=$!
+
+ctl() { "$CTL" --connect "hybrid:$W/vm.vsock:1023" --key-file "$W/key" "$@"; }
+ask() { python3 "$REPO/tests/vm/host.py" ask "$W/vm.vsock" 5000 "$@"; }
+hmp() { python3 "$REPO/tests/vm/host.py" hmp "$W/mon.sock" "$1"; }
+sha() { python3 "$REPO/tests/vm/host.py" sha256 "$1"; }
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# Wait for the agent's first answer, but give up at once if QEMU is gone (bad kernel, panic).
+ctl --connect-timeout "$BOOT_TIMEOUT" status > "$W/status0.json" 2> "$W/status0.err" &
+BGPID=$!
+while kill -0 "$BGPID" 2>/dev/null; do
+    if ! kill -0 "$QPID" 2>/dev/null; then
+        die "the guest did not come up: QEMU exited before the agent answered ($(tr '\n' ' ' < "$W/qemu.log"))"
+    fi
+    sleep 0.2
+done
+brc=0; wait "$BGPID" || brc=$?; BGPID=
+[ "$brc" = 0 ] || die "the guest did not come up: no answer from the agent within ${BOOT_TIMEOUT}s ($(cat "$W/status0.err"))"
+BOOT_MS=$(( ($(date +%s%N) - T_BOOT) / 1000000 ))
+log "agent answered ${BOOT_MS} ms after QEMU started"
+
+PASS=0; FAIL=0
+check() { # NAME COMMAND...: runs COMMAND, records PASS/FAIL
+    local name=$1; shift
+    if "$@" > "$W/check.out" 2>&1; then
+        PASS=$((PASS + 1)); echo "PASS $name"
+    else
+        FAIL=$((FAIL + 1)); echo "FAIL $name"; sed 's/^/    /' "$W/check.out"
+    fi
+}
+
+# 1. handshake, status, ping
+BOOT_ID=$(json "$W/status0.json" 'd["boot_id"]')
+check "status over real vsock: handshake, agent id, boot id" \
+    json "$W/status0.json" 'd["agent_id"] and d["boot_id"] and d["capabilities"] or sys.exit(1)'
+check "ping" ctl ping
+
+# 2. token and sealed secrets into the guest's environment
+TOKEN=ghs_vmtestToken0123456789
+printf '%s' "$TOKEN" > "$W/token"
+printf '%s' '{"repositories":{"octo/app":{"contents":"write","metadata":"read"}},"fork_on_push":false,"denied":[]}' > "$W/scope.json"
+declare -A SECRETS=([NPM_TOKEN]=npm_vmtest_value [DB_PASSWORD]="it's \$(not) run")
+python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
+    NPM_TOKEN "${SECRETS[NPM_TOKEN]}" DB_PASSWORD "${SECRETS[DB_PASSWORD]}" > "$W/secrets.json"
+check "token put" ctl token put --token-file "$W/token" --scope-file "$W/scope.json" \
+    --expires-at "$(date -u -d '+8 hours' +%Y-%m-%dT%H:%M:%SZ)"
+check "secrets put (sealed on the host)" ctl secrets put --file "$W/secrets.json"
+check "session create" ctl session create --owner octocat --repository octo/app
+ENV_FILE=/run/codespace-agent/env/environment
+env_has() { # the guest's env file has NAME with this value (compared by SHA-256)
+    ask "ENV $ENV_FILE" > "$W/env.out" || return 1
+    grep -qx "VAR $1 $(sha "$2")" "$W/env.out" || { echo "no VAR $1 with the expected value in:"; cut -d' ' -f1,2 "$W/env.out"; return 1; }
+}
+check "GITHUB_TOKEN in the guest's environment file" env_has GITHUB_TOKEN "$TOKEN"
+for n in NPM_TOKEN DB_PASSWORD; do
+    check "secret $n in the guest's environment file" env_has "$n" "${SECRETS[$n]}"
+done
+env_stat() { local got; got=$(ask "STAT $ENV_FILE"); echo "$got"; [ "$got" = "OK 600 1000 1000" ]; }
+check "environment file is mode 0600, owned by the remote user (uid 1000)" env_stat
+login_shell_has() { local got; got=$(ask "SHELL $1 $2"); echo "$got"; [ "$got" = "OK $(sha "$3")" ]; }
+check "the remote user's login shell sees NPM_TOKEN through /etc/profile.d" \
+    login_shell_has codespace NPM_TOKEN "${SECRETS[NPM_TOKEN]}"
+
+# 3. guest processes cannot reach the agent; non-host CIDs are refused
+no_loopback() { ask MODULES > "$W/mods"; grep -q '^OK ' "$W/mods" && ! grep -q vsock_loopback "$W/mods"; }
+check "vsock_loopback is not loaded in the guest" no_loopback
+refused() { ask "CONNECT_LOCAL $1 1023" > "$W/local"; cat "$W/local"; grep -q '^ERR ' "$W/local"; }
+check "a guest process cannot connect to the agent via CID 1 (local)" refused 1
+check "a guest process cannot connect to the agent via its own CID $GUEST_CID" refused "$GUEST_CID"
+rejected() {
+    local rc=0
+    "$CTL" --connect "hybrid:$W/vm.vsock:1022" --key-file "$W/key" --connect-timeout 5 status || rc=$?
+    [ "$rc" = 3 ] || { echo "expected exit 3 (not reachable), got $rc"; return 1; }
+    [ "$(ask 'GREP /run/agent-reject.log vsock peer CID 2 is not in the allowed list')" = "OK found" ]
+}
+check "an agent whose allowed_cids excludes the host refuses CID 2 (and logs why)" rejected
+
+# 4. suspend / resume with the QEMU monitor. The host side does not dial while the VM is paused:
+# with vhost-device-vsock 0.3.0 a CONNECT that arrives during `stop` is never delivered after
+# `cont`, and later connections hang behind it (see tests/vm/README.md).
+ctl events > "$W/events.out" 2> "$W/events.err" &
+EVPID=$!
+heartbeats() { grep -c '"heartbeat"' "$W/events.out" || true; }
+suspend_resume() {
+    local before
+    hmp stop > /dev/null
+    hmp "info status" | grep -q paused || { echo "VM not paused"; return 1; }
+    before=$(heartbeats)
+    sleep 3
+    [ "$(heartbeats)" = "$before" ] || { echo "heartbeats arrived while the VM was paused?"; return 1; }
+    hmp cont > /dev/null
+    hmp "info status" | grep -q running || { echo "VM not running after cont"; return 1; }
+    # A new connection (what a supervisor's Reconnecting client does after resume).
+    ctl --connect-timeout 60 status > "$W/status1.json" || { echo "status after resume failed"; return 1; }
+    [ "$(json "$W/status1.json" 'd["boot_id"]')" = "$BOOT_ID" ] || { echo "boot id changed"; return 1; }
+}
+check "stop/cont: no traffic while paused; a new connection after resume, same boot" suspend_resume
+events_alive() {
+    local n; n=$(heartbeats)
+    for _ in $(seq 100); do [ "$(heartbeats)" -gt "$n" ] && return 0; sleep 0.1; done
+    echo "no heartbeat on the events connection within 10 s after resume"; return 1
+}
+check "the events connection opened before the pause still delivers heartbeats" events_alive
+check "session resume after the pause" ctl session resume
+check "secrets still in the environment after resume" env_has NPM_TOKEN "${SECRETS[NPM_TOKEN]}"
+kill "$EVPID" 2>/dev/null || true; wait "$EVPID" 2>/dev/null || true; EVPID=
+
+# 5. defence in depth: even if vsock_loopback were loaded (the modprobe rule keeps it out), a
+# guest process reaches the agent with peer CID 1 or the guest's own CID, and the agent refuses it.
+with_loopback() {
+    [ "$(ask 'INSMOD /lib/modules/late/vsock_loopback.ko')" = OK ] || { echo "cannot load vsock_loopback"; return 1; }
+    for cid in 1 "$GUEST_CID"; do
+        local got; got=$(ask "PROBE $cid 1023"); echo "dial CID $cid: $got"
+        [ "$got" = "OK refused" ] || return 1
+    done
+    # Both arrive through the loopback transport, whose peers all have CID 1.
+    [ "$(ask "GREP /run/agent.log vsock peer CID 1 is not in the allowed list")" = "OK found" ] \
+        || { echo "no refusal of peer CID 1 in the agent's log"; return 1; }
+}
+check "with vsock_loopback loaded, the agent refuses guest processes dialing CID 1 or $GUEST_CID" with_loopback
+check "the host still gets through afterwards" ctl ping
+
+# 6. optional: control-channel latency over real vsock
+if [ "$VM_LONG" = 1 ]; then
+    log "VM_LONG: $PINGS pings on one connection"
+    python3 "$REPO/tests/vm/host.py" pings "$W/vm.vsock" 1023 "$W/key" "$PINGS" | tee "$W/pings.out"
+    echo "RESULT boot_to_agent_ms=$BOOT_MS ping $(cat "$W/pings.out")"
+fi
+
+# 7. power off
+ask POWEROFF > /dev/null || true
+for _ in $(seq 300); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$QPID" 2>/dev/null; then
+    FAIL=$((FAIL + 1)); echo "FAIL the VM did not power off by itself"
+else
+    wait "$QPID" 2>/dev/null || true; QPID=
+    check "clean power-off" grep -q 'reboot: Power down' "$W/console.log"
+fi
+
+log "boot to first answer ${BOOT_MS} ms; total $(elapsed)"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
