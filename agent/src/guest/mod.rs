@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod detect;
 pub mod dispatch;
 pub mod health;
 pub mod server;
