@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod detect;
 pub mod dispatch;
+pub mod firewall;
 pub mod health;
 pub mod server;
 pub mod service;
