@@ -33,7 +33,7 @@ const CHANNEL: usize = 1024;
 /// The `detection` section of `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DetectionStatus {
-    /// `sock_diag`, `procnet`, or `none` when no source could be opened.
+    /// `sock_diag`, `procnet`, or `none` before the first poll or when no source could be opened.
     pub method: String,
     /// Reported listeners.
     pub listeners: usize,
@@ -86,6 +86,7 @@ impl PortWatcher {
     pub fn spawn(opts: &DetectOptions, events: EventSink) -> (Self, mpsc::Receiver<PortChange>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let shared = Arc::new(Mutex::new(Shared::default()));
+        lock(&shared).status.method = "none".into();
         let engine = Engine {
             source: None,
             tracker: Tracker::new(opts),
