@@ -68,7 +68,8 @@ struct Engine {
     tracker: Tracker,
     resolver: OwnerResolver,
     opts: DetectOptions,
-    /// The previous dump: equal to the new one means nothing changed.
+    /// The previous dump, unsorted: equal to the new one means nothing changed (a reordered
+    /// but equal dump just costs one diff that finds nothing).
     last: Vec<RawListener>,
 }
 
