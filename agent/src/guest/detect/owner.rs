@@ -7,7 +7,8 @@
 //! - only listeners that are new in this poll are resolved (the caller's job);
 //! - processes are visited in the order most likely to hold the socket: pids that owned a
 //!   listener recently, then processes whose uid equals a wanted socket's uid, newest (highest
-//!   pid) first, then everyone else;
+//!   pid) first, then everyone else; within a process, fds are read highest first (a new socket
+//!   usually gets the top fd of a busy process);
 //! - the scan stops as soon as every wanted inode is found.
 //!
 //! A socket whose process cannot be found (it exited, or lives in another PID namespace, or we
@@ -111,14 +112,26 @@ impl OwnerResolver {
         let Ok(mut dir) = rustix::fs::Dir::read_from(&dirfd) else {
             return;
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(64);
-        let mut hit = false;
+        // Highest fd first: a new socket takes the lowest *free* fd, which in a long-running
+        // process with densely used fds (the expensive case: a server holding thousands of
+        // connections) is at the top; the scan then stops after a few links instead of all.
+        let mut fds: Vec<u32> = Vec::new();
         while let Some(Ok(entry)) = dir.read() {
-            let name = entry.file_name();
-            if name.to_bytes().first() == Some(&b'.') {
-                continue;
+            if let Some(fd) = entry.file_name().to_str().ok().and_then(|n| n.parse().ok()) {
+                fds.push(fd);
             }
-            let Ok(target) = rustix::fs::readlinkat(&dirfd, name, std::mem::take(&mut buf)) else {
+        }
+        fds.sort_unstable_by(|a, b| b.cmp(a));
+        let mut buf: Vec<u8> = Vec::with_capacity(64);
+        let mut name = String::new();
+        let mut hit = false;
+        for fd in fds {
+            use std::fmt::Write as _;
+            name.clear();
+            let _ = write!(name, "{fd}");
+            let Ok(target) =
+                rustix::fs::readlinkat(&dirfd, name.as_str(), std::mem::take(&mut buf))
+            else {
                 continue;
             };
             let inode = std::str::from_utf8(target.as_bytes())
