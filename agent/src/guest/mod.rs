@@ -5,13 +5,17 @@
 //!                             │                                     │ per connection:
 //!                             └ sd_notify READY=1                   │ handshake → Dispatcher
 //!  heartbeat task ── EventSink (broadcast) ─────────────────────────┘   └─ SecretsService (vault)
+//!  PortWatcher (detect) ──┘ port_opened/closed; PortChange mpsc ─▶ port registry
+//!  Firewall: nft table applied before listening, removed after the server drained
 //! ```
 //!
 //! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
 
 pub mod broker;
 pub mod config;
+pub mod detect;
 pub mod dispatch;
+pub mod firewall;
 pub mod health;
 pub mod sandbox;
 pub mod server;
@@ -139,6 +143,12 @@ impl Agent {
     ) -> Result<(), StartError> {
         let c = &self.config;
         let key = c.key_file.as_deref().map(read_key_file).transpose()?;
+        // Before anything listens. Dropped (table deleted) on every return path below.
+        let mut firewall = firewall::Firewall::apply(&c.firewall);
+        let (watcher, port_changes) = detect::PortWatcher::spawn(&c.detect, self.events.clone());
+        let watcher = Arc::new(watcher);
+        // The port registry (forwarding) consumes `port_changes`; until it is wired, nothing does.
+        drop(port_changes);
         let health = Arc::new(HealthSampler::new(&c.workspace_dir));
         let facts = AgentFacts {
             agent_id: system::agent_id(c.agent_id.as_deref()),
@@ -153,6 +163,10 @@ impl Agent {
             c.codespace.clone(),
             health.clone(),
         ));
+        let w = watcher.clone();
+        dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
+        let fw = firewall.status();
+        dispatcher.add_status_section("firewall", Arc::new(move || json!(fw)));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),
@@ -181,6 +195,8 @@ impl Agent {
         let heartbeat = tokio::spawn(heartbeat(self.events.clone(), health, c.heartbeat_interval));
         server.run(listener, shutdown).await;
         heartbeat.abort();
+        watcher.stop();
+        firewall.remove();
         let _ = system::sd_notify("STOPPING=1");
         info!("stopped");
         Ok(())
