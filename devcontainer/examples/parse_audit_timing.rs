@@ -42,6 +42,25 @@ fn main() -> ExitCode {
     let bytes: usize = texts.iter().map(|(_, t)| t.len()).sum();
     let ctx = AuditContext::default();
     let stage = std::env::var("PARSE_AUDIT_STAGE").unwrap_or_default();
+    if stage == "dump" {
+        for (path, (is_feature, text)) in files.iter().zip(&texts) {
+            let (findings, diagnostics) = if *is_feature {
+                let parsed = parse_feature(text);
+                (audit_feature(&parsed), parsed.diagnostics())
+            } else {
+                let parsed = parse_devcontainer(text);
+                (audit(&parsed, &ctx), parsed.diagnostics())
+            };
+            println!("== {path}");
+            for f in findings {
+                println!("{f:?}");
+            }
+            for d in diagnostics {
+                println!("{d:?}");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let one: fn(bool, &str, &AuditContext) -> usize = match stage.as_str() {
         "" | "all" => |is_feature, text, ctx| {
             if is_feature {
