@@ -31,6 +31,7 @@ pub mod parse;
 pub mod parsed;
 pub mod pointer;
 pub mod repositories;
+mod scan_tree;
 pub mod span;
 pub mod substitute;
 

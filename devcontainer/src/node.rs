@@ -177,7 +177,7 @@ impl Node {
     #[must_use]
     pub fn resolve(&self, relative: &str) -> Option<&Node> {
         let mut cur = self;
-        for token in pointer::tokens(relative)? {
+        for token in pointer::tokens_borrowed(relative)? {
             cur = match &cur.value {
                 NodeValue::Object(_) => cur.get(&token)?,
                 NodeValue::Array(items) => {

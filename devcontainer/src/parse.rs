@@ -5,6 +5,10 @@
 //!      ─▶ AST ─▶ convert (depth ≤ 128, spans shifted back past the BOM) ─▶ Node (root object)
 //! ```
 //!
+//! Valid documents take a shortcut: [`crate::scan_tree`] builds the same tree from
+//! jsonc-parser's scanner tokens without the AST, and declines on anything unexpected, so
+//! errors always come from the AST path.
+//!
 //! The dialect is what VS Code and the reference CLI write and read in practice: JSON plus
 //! `//` and `/* */` comments and trailing commas. Everything else the lenient JavaScript parser
 //! would silently "recover" from (single quotes, `#` comments, missing commas, garbage around the
@@ -97,6 +101,16 @@ pub fn parse_tree(text: &str) -> Result<Node, SyntaxError> {
 
 /// [`parse_tree`] with a prebuilt line index of the same `text`.
 pub(crate) fn parse_tree_with(text: &str, index: &LineIndex) -> Result<Node, SyntaxError> {
+    parse_tree_impl(text, index, true)
+}
+
+/// The tree through jsonc-parser's AST only (no fast path), for tests that compare the two.
+#[cfg(test)]
+pub(crate) fn ast_tree(text: &str) -> Result<Node, SyntaxError> {
+    parse_tree_impl(text, &LineIndex::new(text), false)
+}
+
+fn parse_tree_impl(text: &str, index: &LineIndex, fast: bool) -> Result<Node, SyntaxError> {
     let err = |kind, pointer: String, span: Option<Span>| {
         let lc = index.locate(span.map_or(0, |s| s.start));
         SyntaxError {
@@ -121,6 +135,14 @@ pub(crate) fn parse_tree_with(text: &str, index: &LineIndex) -> Result<Node, Syn
         Some(rest) => (rest, BOM.len()),
         None => (text, 0),
     };
+    // Valid documents: straight from the scanner's tokens. Anything else declines, and the AST
+    // path below finds and reports the error.
+    if fast {
+        if let Some(node) = crate::scan_tree::build(body, offset) {
+            return Ok(node);
+        }
+    }
+    // `scan_tree` mirrors these options; change both together.
     let options = ParseOptions {
         allow_comments: true,
         allow_trailing_commas: true,

@@ -43,16 +43,9 @@ impl LineIndex {
     /// Index `text`. A line ends after `\n` (so CRLF counts as one line break).
     #[must_use]
     pub fn new(text: &str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
         Self {
             text: text.to_owned(),
-            line_starts,
+            line_starts: line_starts(text.as_bytes()),
         }
     }
 
@@ -86,6 +79,36 @@ pub struct Located<T> {
     pub pointer: String,
     /// Where the JSON value is in the text; `None` for trees built from `serde_json` values.
     pub span: Option<Span>,
+}
+
+/// Byte offsets where lines start: 0, then after every `\n`. Eight bytes at a time: a word
+/// without a newline (the usual case) is one test, where a byte-by-byte filter cost as much as
+/// jsonc-parser's whole scan of the corpus.
+fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut starts = Vec::with_capacity(bytes.len() / 32 + 1);
+    starts.push(0);
+    let mut push_newlines = |base: usize, chunk: &[u8]| {
+        for (i, &b) in chunk.iter().enumerate() {
+            if b == b'\n' {
+                starts.push(base + i + 1);
+            }
+        }
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let word =
+            u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ (ONES * u64::from(b'\n'));
+        // Nonzero iff some byte of `word` is zero, i.e. some byte of the chunk is `\n`.
+        if word.wrapping_sub(ONES) & !word & HIGHS != 0 {
+            push_newlines(base, chunk);
+        }
+        base += 8;
+    }
+    push_newlines(base, chunks.remainder());
+    starts
 }
 
 impl<T> Located<T> {
@@ -139,6 +162,34 @@ mod tests {
         // inside 'ü' clamps back to its start.
         assert_eq!(idx.locate(5), LineCol { line: 2, column: 1 });
         assert_eq!(idx.locate(1000), LineCol { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn line_starts_match_a_byte_scan() {
+        let texts = [
+            "",
+            "\n",
+            "a\nb",
+            "1234567\n",
+            "12345678\n\n\n",
+            "\u{ff}\n\u{100}\n\u{80}\u{8080}x\n\n",
+            "no newline at all, but longer than eight bytes",
+            "\r\n\r\n\n\x0b\x09\x0a\u{8a}\n\x00\n",
+        ];
+        for text in texts {
+            let expected: Vec<usize> = std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect();
+            for from in 0..text.len().min(9) {
+                if let Some(t) = text.get(from..) {
+                    let want: Vec<usize> = std::iter::once(0)
+                        .chain(t.match_indices('\n').map(|(i, _)| i + 1))
+                        .collect();
+                    assert_eq!(line_starts(t.as_bytes()), want, "{t:?}");
+                }
+            }
+            assert_eq!(line_starts(text.as_bytes()), expected, "{text:?}");
+        }
     }
 
     #[test]

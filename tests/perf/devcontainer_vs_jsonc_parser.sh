@@ -43,5 +43,20 @@ echo "| input | files | bytes | ours: parse + audit (median) | jsonc-parser: par
 echo "|---|---|---|---|---|---|"
 if [ ${#corpus_files[@]} -gt 0 ]; then measure "real corpus" 300 "${corpus_files[@]}"; fi
 measure "generated 1 MiB" 30 "$out/large.json"
+
+# What bounds our side: the same passes cut short (see PARSE_AUDIT_STAGE in parse_audit_timing.rs).
+stages() { # name iterations files...
+    local name=$1 iters=$2; shift 2
+    local row="| $name"
+    for stage in scan ast parse all; do
+        row+=" | $(PARSE_AUDIT_STAGE=$stage "$rust" "$iters" "$@" | python3 -c 'import json,sys; print("%.3f ms" % (json.load(sys.stdin)["median_ns"] / 1e6))')"
+    done
+    echo "$row |"
+}
+echo
+echo "| input | jsonc-parser Scanner alone | jsonc-parser parse_to_ast | parse_devcontainer | parse + audit |"
+echo "|---|---|---|---|---|"
+if [ ${#corpus_files[@]} -gt 0 ]; then stages "real corpus" 300 "${corpus_files[@]}"; fi
+stages "generated 1 MiB" 30 "$out/large.json"
 echo
 echo "machine: $(nproc) cores, $(uname -m), $(node --version), $(rustc --version)"

@@ -189,7 +189,13 @@ fn redact(public_prefix: &str, full_len: usize) -> String {
 /// Finds literal credentials in a string value. Never returns the secret itself.
 pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
     let mut hits = Vec::new();
-    if find_ascii(value, "PRIVATE KEY-----", 0).is_some()
+    // One pass says which of the searches below can match at all; most values need none of
+    // them (each was a byte-by-byte scan of its own, the larger part of the audit's time).
+    let seen = value
+        .bytes()
+        .fold(0u8, |seen, b| seen | BYTE_CLASS[usize::from(b)]);
+    if seen & (HAS_P | HAS_DASH) == HAS_P | HAS_DASH
+        && find_ascii(value, "PRIVATE KEY-----", 0).is_some()
         && find_ascii(value, "-----BEGIN", 0).is_some()
     {
         hits.push(CredentialHit {
@@ -213,9 +219,12 @@ pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
             continue;
         }
         for (prefix, kind, alphabet, min) in PATTERNS {
-            let Some(rest) = value[pos..].strip_prefix(prefix) else {
+            // One byte compare rules out most patterns before a slice compare.
+            if prefix.as_bytes()[0] != b || !bytes[pos..].starts_with(prefix.as_bytes()) {
                 continue;
-            };
+            }
+            // `pos` is an ASCII byte, so a char boundary, and so is the end of the ASCII prefix.
+            let rest = &value[pos + prefix.len()..];
             let body_len = rest.chars().take_while(|&c| alphabet(c)).count();
             if body_len >= *min {
                 hits.push(CredentialHit {
@@ -227,10 +236,41 @@ pub fn find_credentials(value: &str) -> Vec<CredentialHit> {
             }
         }
     }
-    hits.extend(url_passwords(value));
-    hits.extend(generic_assignments(value));
+    // A password in a URL needs `://` and an `@`.
+    if seen & (HAS_COLON | HAS_AT) == HAS_COLON | HAS_AT {
+        hits.extend(url_passwords(value));
+    }
+    // An assignment needs `=` or `:`.
+    if seen & (HAS_COLON | HAS_EQUALS) != 0 {
+        hits.extend(generic_assignments(value));
+    }
     hits
 }
+
+const HAS_P: u8 = 1;
+const HAS_DASH: u8 = 2;
+const HAS_COLON: u8 = 4;
+const HAS_AT: u8 = 8;
+const HAS_EQUALS: u8 = 16;
+/// The first letter of a [`SECRET_KEYS`] entry, either case (a test keeps them in sync).
+const MAY_START_KEY: u8 = 32;
+
+/// The flags above per byte value: which bytes the searches in [`find_credentials`] need.
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'P' as usize] = HAS_P;
+    table[b'-' as usize] = HAS_DASH;
+    table[b':' as usize] = HAS_COLON;
+    table[b'@' as usize] = HAS_AT;
+    table[b'=' as usize] = HAS_EQUALS;
+    let starts = b"pstacPSTAC";
+    let mut i = 0;
+    while i < starts.len() {
+        table[starts[i] as usize] |= MAY_START_KEY;
+        i += 1;
+    }
+    table
+};
 
 /// Checks a `NAME: value` pair where the name says "secret" (containerEnv, build args): a long,
 /// high-entropy literal is reported even without a recognisable prefix.
@@ -337,12 +377,18 @@ fn generic_assignments(value: &str) -> Vec<CredentialHit> {
     let bytes = value.as_bytes();
     let mut found: Vec<(usize, usize)> = Vec::new(); // (index in SECRET_KEYS, byte offset)
     for (start, pair) in bytes.windows(2).enumerate() {
-        if !may_start_key(pair[0], pair[1]) {
+        // A table lookup rejects most bytes before the two-byte test.
+        if BYTE_CLASS[usize::from(pair[0])] & MAY_START_KEY == 0 || !may_start_key(pair[0], pair[1])
+        {
             continue;
         }
         let rest = &bytes[start..];
+        let first = pair[0].to_ascii_lowercase();
         for (k, key) in SECRET_KEYS.iter().enumerate() {
-            if rest.len() >= key.len() && rest[..key.len()].eq_ignore_ascii_case(key.as_bytes()) {
+            if key.as_bytes()[0] == first
+                && rest.len() >= key.len()
+                && rest[..key.len()].eq_ignore_ascii_case(key.as_bytes())
+            {
                 found.push((k, start));
             }
         }
@@ -462,6 +508,28 @@ mod tests {
     }
 
     #[test]
+    fn byte_class_gates_keep_every_hit() {
+        // Each gate in find_credentials names bytes its search cannot match without.
+        for b in 0..=255u8 {
+            let class = BYTE_CLASS[usize::from(b)];
+            assert_eq!(class & HAS_P != 0, b == b'P');
+            assert_eq!(class & HAS_DASH != 0, b == b'-');
+            assert_eq!(class & HAS_COLON != 0, b == b':');
+            assert_eq!(class & HAS_AT != 0, b == b'@');
+            assert_eq!(class & HAS_EQUALS != 0, b == b'=');
+        }
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n";
+        assert_eq!(find_credentials(key).len(), 1);
+        assert_eq!(
+            find_credentials("https://deploy:Xk9vQ2mZ7pL4wR8t@git.example.com").len(),
+            1
+        );
+        assert_eq!(find_credentials("--password=Xk9vQ2mZ7pL4wR8tY1uB").len(), 1);
+        assert_eq!(find_credentials("token: Xk9vQ2mZ7pL4wR8tY1uB").len(), 1);
+        assert!(find_credentials("https://example.com:8080/x").is_empty());
+    }
+
+    #[test]
     fn prefilter_covers_every_pattern() {
         for (prefix, ..) in PATTERNS {
             assert!(may_start_token(prefix.chars().next().unwrap()), "{prefix}");
@@ -475,6 +543,9 @@ mod tests {
             assert!(k.len() > 2 && may_start_key(k[0], k[1]), "{key}");
             let upper = key.to_ascii_uppercase().into_bytes();
             assert!(may_start_key(upper[0], upper[1]), "{key}");
+            for first in [k[0], upper[0]] {
+                assert_ne!(BYTE_CLASS[usize::from(first)] & MAY_START_KEY, 0, "{key}");
+            }
             // No key overlaps itself, so its occurrences never overlap (generic_assignments).
             for n in 1..k.len() {
                 assert_ne!(k[..n], k[k.len() - n..], "{key}");

@@ -47,6 +47,12 @@ pub fn distance(a: &str, b: &str) -> usize {
 /// well-known one, and every unknown key with every property name).
 pub fn within(a: &str, b: &str, limit: usize) -> Option<usize> {
     if fits_ascii(a, b) {
+        // Cheapest bounds first: length difference, then characters; the table only for the rest.
+        if a.len().abs_diff(b.len()) > limit
+            || missing_chars_bound(a.as_bytes(), b.as_bytes()) > limit
+        {
+            return None;
+        }
         return ascii_within(a.as_bytes(), b.as_bytes(), limit);
     }
     let d = distance(a, b);
@@ -60,6 +66,20 @@ const MAX: usize = 64;
 /// Whether [`ascii_within`] applies: both words ASCII and short enough.
 fn fits_ascii(a: &str, b: &str) -> bool {
     a.is_ascii() && b.is_ascii() && a.len() <= MAX && b.len() <= MAX
+}
+
+/// A lower bound of the (case-insensitive) distance from the characters alone, for ASCII words:
+/// every distinct character of one word that never occurs in the other needs an edit of its own
+/// (an edit changes one position of each word). Sets are 64-bit masks of `(byte | 0x20) % 64`,
+/// which maps both cases of a letter to one bit; a collision only makes a character look
+/// present, which keeps the bound a lower bound.
+fn missing_chars_bound(a: &[u8], b: &[u8]) -> usize {
+    fn mask(word: &[u8]) -> u64 {
+        word.iter().fold(0, |m, c| m | 1 << ((c | 0x20) % 64))
+    }
+    let (ma, mb) = (mask(a), mask(b));
+    let bound = (ma & !mb).count_ones().max((mb & !ma).count_ones());
+    usize::try_from(bound).unwrap_or(usize::MAX)
 }
 
 /// A row or column index (at most [`MAX`]) as a cell value.
@@ -177,24 +197,25 @@ mod tests {
         assert_eq!(distance("ms\u{2011}python", "ms-python"), 1);
     }
 
+    // The plain two-row Levenshtein over lower-cased chars that both fast paths replace.
+    fn reference(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
+        let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        let mut cur = vec![0; b.len() + 1];
+        for (i, ca) in a.iter().enumerate() {
+            cur[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != cb);
+                cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            }
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        prev[b.len()]
+    }
+
     #[test]
     fn bounded_distance_agrees_with_the_full_one() {
-        // The plain two-row Levenshtein over lower-cased chars that both fast paths replace.
-        fn reference(a: &str, b: &str) -> usize {
-            let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
-            let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
-            let mut prev: Vec<usize> = (0..=b.len()).collect();
-            let mut cur = vec![0; b.len() + 1];
-            for (i, ca) in a.iter().enumerate() {
-                cur[0] = i + 1;
-                for (j, cb) in b.iter().enumerate() {
-                    let cost = usize::from(ca != cb);
-                    cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-                }
-                std::mem::swap(&mut prev, &mut cur);
-            }
-            prev[b.len()]
-        }
         let words = [
             "",
             "a",
@@ -255,6 +276,36 @@ mod tests {
                     let expected = (full <= limit).then_some(full);
                     assert_eq!(within(a, b, limit), expected, "{a:?} {b:?} {limit}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)] // u64 -> usize of values below 16
+    fn character_bound_never_exceeds_the_distance() {
+        // Random words over an alphabet where `!` and `a` share a mask bit (33 = 97 % 64).
+        let alphabet = ['a', 'B', 'c', 'd', '!', '-', '1', 'e'];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut word = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let len = usize::try_from(seed >> 60).unwrap() % 9;
+            (0..len)
+                .map(|i| alphabet[usize::try_from((seed >> (4 + 3 * i)) & 7).unwrap()])
+                .collect::<String>()
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (word(), word());
+            let full = reference(&a, &b);
+            assert!(
+                missing_chars_bound(a.as_bytes(), b.as_bytes()) <= full,
+                "{a:?} {b:?}"
+            );
+            for limit in 0..4 {
+                assert_eq!(
+                    within(&a, &b, limit),
+                    (full <= limit).then_some(full),
+                    "{a:?} {b:?}"
+                );
             }
         }
     }

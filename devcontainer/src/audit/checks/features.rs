@@ -259,6 +259,16 @@ const VARIABLE_PREFIXES: &[&str] = &[
 ];
 
 fn option_value(key: &str, option: &str, node: &Node, value: &str, out: &mut Emitter<'_>) {
+    // Every dangerous needle below starts with one of these bytes, and removing variable
+    // references only removes text: a value without any of them has nothing to report.
+    if !value.bytes().any(|b| {
+        matches!(
+            b,
+            b'"' | b'`' | b'$' | b'\\' | b';' | b'|' | b'&' | b'\n' | b'\r'
+        )
+    }) {
+        return;
+    }
     let mut text = value.to_string();
     for prefix in VARIABLE_PREFIXES {
         while let Some(start) = text.find(prefix) {

@@ -59,6 +59,15 @@ pub fn parse_mount_csv(spec: &str) -> MountSpec {
 }
 
 fn csv_fields(spec: &str) -> Vec<String> {
+    // Without a quote nothing is ever quoted: fields are what lies between commas.
+    if !spec.contains('"') {
+        return spec.split(',').map(str::to_owned).collect();
+    }
+    csv_fields_quoted(spec)
+}
+
+/// [`csv_fields`] char by char, for specs with quotes.
+fn csv_fields_quoted(spec: &str) -> Vec<String> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut quoted = false;
@@ -144,6 +153,22 @@ pub fn looks_like_path(source: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quote_free_fields_match_the_char_by_char_ones() {
+        for spec in [
+            "",
+            ",",
+            "a",
+            "a,",
+            ",a",
+            "type=bind,src=/x,dst=/y",
+            "a,,b",
+            "ü=1,ß",
+        ] {
+            assert_eq!(csv_fields(spec), csv_fields_quoted(spec), "{spec:?}");
+        }
+    }
 
     #[test]
     fn csv_forms() {

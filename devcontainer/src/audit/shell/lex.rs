@@ -61,12 +61,15 @@ pub(super) enum Token {
 pub(super) fn lex(script: &str) -> Vec<Token> {
     let chars: Vec<char> = script.chars().collect();
     let mut tokens = Vec::new();
-    let mut word = String::new();
+    // One buffer for every word, copied out at its exact size when the word ends: growing a
+    // fresh String char by char cost two or three reallocations per word.
+    let mut word = String::with_capacity(script.len());
     let mut in_word = false;
     let mut i = 0;
     let flush = |word: &mut String, in_word: &mut bool, tokens: &mut Vec<Token>| {
         if *in_word {
-            tokens.push(Token::Word(std::mem::take(word)));
+            tokens.push(Token::Word(word.as_str().to_owned()));
+            word.clear();
             *in_word = false;
         }
     };
