@@ -23,7 +23,8 @@
 //!   "shutdown_grace_ms": 5000,
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
-//!   "codespace": { "owner": null, "organization": null, "repository": null }
+//!   "codespace": { "owner": null, "organization": null, "repository": null },
+//!   "ports": { "owner_only": [22, 2222, 16634], .. }  // see guest::ports::config
 //! }
 //! ```
 
@@ -62,6 +63,7 @@ pub struct RawConfig {
     pub token: Option<RawTokenConfig>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
+    pub ports: Option<super::ports::RawPortsConfig>,
 }
 
 /// The `token` section as written.
@@ -133,6 +135,7 @@ pub struct AgentConfig {
     pub token: TokenConfig,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
+    pub ports: super::ports::PortsConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -307,6 +310,7 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),
+        ports: super::ports::PortsConfig::from_raw(raw.ports)?,
     })
 }
 

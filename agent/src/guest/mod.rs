@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod health;
+pub mod ports;
 pub mod server;
 pub mod service;
 pub mod system;
@@ -145,12 +146,12 @@ impl Agent {
         };
         // Without a secrets service there is no key to seal to; the capability list says so.
         let public_key = service.as_ref().map_or([0; 32], |s| s.public_key());
-        let dispatcher = Arc::new(Dispatcher::new(
-            facts.clone(),
-            service,
-            c.codespace.clone(),
-            health.clone(),
-        ));
+        let ports = ports::PortsService::new(c.ports.clone(), Some(self.events.clone()));
+        ports::forward::raise_fd_limit();
+        let dispatcher = Arc::new(
+            Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
+                .with_ports(ports),
+        );
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),

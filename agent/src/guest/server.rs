@@ -29,11 +29,12 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::dispatch::Dispatcher;
+use super::ports::forward::{self, ForwardRequest};
 use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
 use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
-use crate::wire::message::{to_object, ErrorFrame};
+use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello};
 use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
 
 /// How long one frame write may take before the client is considered stuck.
@@ -212,7 +213,7 @@ impl Server {
             sh.settings.handshake_timeout,
             self.handshake(&mut rd, &mut wr),
         );
-        let agreed = match handshake.await {
+        let (agreed, forward) = match handshake.await {
             Ok(Ok(a)) => a,
             Ok(Err(HandshakeEnd::Refuse(e))) => {
                 warn!(%peer, code = %e.code, reason = %e.message, "handshake refused");
@@ -238,6 +239,18 @@ impl Server {
                 return;
             }
         };
+        if agreed.role == Role::Forward {
+            // The connection now belongs to the forwarder (guest::ports::forward).
+            let request = ForwardRequest {
+                hello: forward,
+                early_bytes: !rd.buffer().is_empty(),
+                codec: sh.codec,
+                peer,
+            };
+            let stream = rd.into_inner().unsplit(wr);
+            forward::serve(sh.dispatcher.forward_context(), stream, request, stop).await;
+            return;
+        }
         if agreed.role != Role::Control {
             let e = WireError::new(
                 ErrorCode::Unsupported,
@@ -399,7 +412,11 @@ impl Server {
         debug!(%peer, "connection closed");
     }
 
-    async fn handshake<R, W>(&self, rd: &mut R, wr: &mut W) -> Result<Agreed, HandshakeEnd>
+    async fn handshake<R, W>(
+        &self,
+        rd: &mut R,
+        wr: &mut W,
+    ) -> Result<(Agreed, Option<ForwardHello>), HandshakeEnd>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -415,7 +432,7 @@ impl Server {
             message: "random number generator failed".into(),
         })?;
         let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
-        match start.handle(&hello.payload, nonce)? {
+        let agreed = match start.handle(&hello.payload, nonce)? {
             AfterHello::Established {
                 agreed,
                 welcome,
@@ -425,7 +442,7 @@ impl Server {
                     .await
                     .map_err(io_end)?;
                 write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
-                Ok(agreed)
+                agreed
             }
             AfterHello::AwaitAuth { state, welcome } => {
                 write_payload(wr, &sh.codec, &welcome)
@@ -437,9 +454,16 @@ impl Server {
                     .ok_or(HandshakeEnd::Closed)?;
                 let (agreed, ok) = state.handle(&auth.payload)?;
                 write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
-                Ok(agreed)
+                agreed
             }
-        }
+        };
+        // The hello parsed once already (AwaitHello checked it); only a forward hello's extra
+        // member is needed here.
+        let forward = (agreed.role == Role::Forward)
+            .then(|| serde_json::from_slice::<Hello>(&hello.payload).ok())
+            .flatten()
+            .and_then(|h| h.forward);
+        Ok((agreed, forward))
     }
 }
 
