@@ -24,6 +24,8 @@
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
 //!   "codespace": { "owner": null, "organization": null, "repository": null },
+//!   "detect": { "poll_interval_ms": 150, "ignore_ports": [], "method": "auto" }, // see guest::detect
+//!   "firewall": { "enabled": false },  // see guest::firewall for every key
 //!   "ports": { "owner_only": [22, 2222, 16634], .. }  // see guest::ports::config
 //! }
 //! ```
@@ -33,6 +35,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::detect::{DetectOptions, RawDetectConfig};
+use super::firewall::{FirewallConfig, RawFirewallConfig};
 use super::transport::{AddrError, ListenAddr};
 use crate::wire::DEFAULT_MAX_FRAME;
 
@@ -63,6 +67,8 @@ pub struct RawConfig {
     pub token: Option<RawTokenConfig>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
+    pub detect: Option<RawDetectConfig>,
+    pub firewall: Option<RawFirewallConfig>,
     pub ports: Option<super::ports::RawPortsConfig>,
 }
 
@@ -135,6 +141,8 @@ pub struct AgentConfig {
     pub token: TokenConfig,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
+    pub detect: DetectOptions,
+    pub firewall: FirewallConfig,
     pub ports: super::ports::PortsConfig,
 }
 
@@ -310,6 +318,18 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),
+        detect: DetectOptions::from_raw(raw.detect.unwrap_or_default()).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.key(),
+                message: e.to_string(),
+            }
+        })?,
+        firewall: FirewallConfig::from_raw(raw.firewall.unwrap_or_default()).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.key(),
+                message: e.to_string(),
+            }
+        })?,
         ports: super::ports::PortsConfig::from_raw(raw.ports)?,
     })
 }
@@ -363,6 +383,29 @@ mod tests {
         };
         let err = build(raw, &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("max_connections"), "{err}");
+    }
+
+    #[test]
+    fn detect_and_firewall_sections() {
+        let raw = parse_raw(
+            r#"{"detect": {"poll_interval_ms": 200, "ignore_ports": [22]},
+                "firewall": {"enabled": true, "blocked_ranges": ["10.0.0.0/8"]}}"#,
+            Path::new("c.jsonc"),
+        )
+        .unwrap();
+        let c = build(raw, &Overrides::default()).unwrap();
+        assert_eq!(c.detect.poll_interval, Duration::from_millis(200));
+        assert!(c.firewall.enabled && c.firewall.blocked.len() == 1);
+        let raw = parse_raw(
+            r#"{"firewall": {"blocked_ranges": ["10.0.0.0/8", "300.1.1.1/8"]}}"#,
+            Path::new("c.jsonc"),
+        )
+        .unwrap();
+        let err = build(raw, &Overrides::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("firewall.blocked_ranges") && err.contains("index 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,6 +70,10 @@ const BASE_CAPABILITIES: &[&str] = &["ping", "status", "events", "heartbeat"];
 /// Request types the secrets service adds.
 const SERVICE_CAPABILITIES: &[&str] = &["token_put", "secrets_put", "session", "sealed_secrets_v1"];
 
+/// A section of `status` supplied by another part of the agent (port detection, firewall):
+/// called on every `status` request, on the blocking pool, so it may take a lock.
+pub type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
+
 /// Routes requests to their handlers.
 pub struct Dispatcher {
     facts: AgentFacts,
@@ -77,6 +81,7 @@ pub struct Dispatcher {
     codespace: Mutex<CodespaceIdentity>,
     health: Arc<HealthSampler>,
     ports: Option<Arc<PortsService>>,
+    sections: Mutex<Vec<(&'static str, StatusSection)>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -101,6 +106,7 @@ impl Dispatcher {
             codespace: Mutex::new(codespace),
             health,
             ports: None,
+            sections: Mutex::new(Vec::new()),
         }
     }
 
@@ -115,6 +121,11 @@ impl Dispatcher {
         self.ports
             .as_ref()
             .map(|p| (p.clone(), self.lock_codespace().clone()))
+    }
+
+    /// Adds a `status` section named `name`, filled by `section` at each request.
+    pub fn add_status_section(&self, name: &'static str, section: StatusSection) {
+        lock_ignoring_poison(&self.sections).push((name, section));
     }
 
     /// The capability list announced in `welcome` and `status`.
@@ -222,6 +233,10 @@ impl Dispatcher {
         m.insert("capabilities".into(), json!(self.capabilities()));
         m.insert("codespace".into(), json!(*self.lock_codespace()));
         m.insert("health".into(), json!(self.health.sample()));
+        let sections = lock_ignoring_poison(&self.sections).clone();
+        for (name, section) in sections {
+            m.insert(name.into(), section());
+        }
         if let Some(s) = &self.service {
             if let Value::Object(extra) = s.status() {
                 for (k, v) in extra {
@@ -230,6 +245,13 @@ impl Dispatcher {
             }
         }
         Value::Object(m)
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
@@ -322,6 +344,13 @@ mod tests {
             assert!(s.get(k).is_some(), "missing {k} in {s}");
         }
         assert_eq!(s["codespace"]["owner"], "octo");
+    }
+
+    #[test]
+    fn added_sections_appear_in_status() {
+        let d = dispatcher(None);
+        d.add_status_section("detection", Arc::new(|| json!({"method": "sock_diag"})));
+        assert_eq!(d.status()["detection"]["method"], "sock_diag");
     }
 
     #[test]

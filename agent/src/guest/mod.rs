@@ -5,13 +5,17 @@
 //!                             │                                     │ per connection:
 //!                             └ sd_notify READY=1                   │ handshake → Dispatcher
 //!  heartbeat task ── EventSink (broadcast) ─────────────────────────┘   └─ SecretsService (vault)
+//!  PortWatcher (detect) ──┘ port_opened/closed; PortChange mpsc ─▶ port registry
+//!  Firewall: nft table applied before listening, removed after the server drained
 //! ```
 //!
 //! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
 
 pub mod broker;
 pub mod config;
+pub mod detect;
 pub mod dispatch;
+pub mod firewall;
 pub mod health;
 pub mod ports;
 pub mod server;
@@ -138,6 +142,10 @@ impl Agent {
     ) -> Result<(), StartError> {
         let c = &self.config;
         let key = c.key_file.as_deref().map(read_key_file).transpose()?;
+        // Before anything listens. Dropped (table deleted) on every return path below.
+        let mut firewall = firewall::Firewall::apply(&c.firewall);
+        let (watcher, port_changes) = detect::PortWatcher::spawn(&c.detect, self.events.clone());
+        let watcher = Arc::new(watcher);
         let health = Arc::new(HealthSampler::new(&c.workspace_dir));
         let facts = AgentFacts {
             agent_id: system::agent_id(c.agent_id.as_deref()),
@@ -148,10 +156,15 @@ impl Agent {
         let public_key = service.as_ref().map_or([0; 32], |s| s.public_key());
         let ports = ports::PortsService::new(c.ports.clone(), Some(self.events.clone()));
         ports::forward::raise_fd_limit();
+        let follow = tokio::spawn(ports::service::follow(ports.clone(), port_changes));
         let dispatcher = Arc::new(
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
                 .with_ports(ports),
         );
+        let w = watcher.clone();
+        dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
+        let fw = firewall.status();
+        dispatcher.add_status_section("firewall", Arc::new(move || json!(fw)));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),
@@ -180,6 +193,9 @@ impl Agent {
         let heartbeat = tokio::spawn(heartbeat(self.events.clone(), health, c.heartbeat_interval));
         server.run(listener, shutdown).await;
         heartbeat.abort();
+        watcher.stop();
+        follow.abort();
+        firewall.remove();
         let _ = system::sd_notify("STOPPING=1");
         info!("stopped");
         Ok(())

@@ -18,12 +18,13 @@ use codespace_policy::{Authorized, ReasonCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::config::PortsConfig;
 use super::live::LiveTable;
 use super::refusal::ForwardRefusal;
 use crate::guest::config::CodespaceIdentity;
+use crate::guest::detect::PortChange;
 use crate::guest::service::{EventSink, ServiceError};
 use crate::wire::grant::{parse_grant, GrantKey};
 use crate::wire::message::ForwardHello;
@@ -429,6 +430,22 @@ impl PortsService {
                 id,
             },
         })
+    }
+}
+
+/// Feeds the port detector's changes into the registry until the detector stops. Sockets are
+/// told apart by inode, so a port stays while any of its sockets (IPv4, IPv6) listens.
+pub async fn follow(ports: Arc<PortsService>, mut changes: mpsc::Receiver<PortChange>) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            PortChange::Opened(s) => {
+                let details = serde_json::to_value(&s).unwrap_or(Value::Null);
+                ports.listener_opened(s.port, s.inode, details);
+            }
+            PortChange::Closed(s) => {
+                ports.listener_closed(s.port, s.inode);
+            }
+        }
     }
 }
 

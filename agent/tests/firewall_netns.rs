@@ -1,0 +1,318 @@
+//! The firewall, for real, in two network namespaces this test creates and deletes:
+//!
+//! ```text
+//!   guest ns (the VM)                          outside ns (other VMs / internal network)
+//!   lo + veth 10.231.0.1/24  ◀──── veth ────▶  10.231.0.2/24 (allowed), 10.231.0.3/24 (blocked)
+//!   codespace-agent (firewall on)              TCP listener on both addresses
+//!   TCP echo listener 0.0.0.0:P
+//! ```
+//!
+//! Checks, before and after the agent starts: inbound to the guest's listener works, then is
+//! dropped; a connection that predates the table keeps working; loopback inside the guest works;
+//! outbound to the blocked address fails and to the other one succeeds; after SIGTERM the table
+//! is gone. The agent runs through `ip netns exec`; the test's own sockets are created on
+//! threads that `setns` into a namespace (a socket stays in the namespace it was created in),
+//! which keeps every connect attempt in-process with a bounded timeout.
+//!
+//! Needs root (netns, nftables); see HELPERS.md: without root it fails unless
+//! `CODESPACE_SKIP_ROOT_TESTS=1`.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Map;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn root_or_skip() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some_and(|v| v == "1") {
+        eprintln!("skipped: needs root (CODESPACE_SKIP_ROOT_TESTS=1)");
+        return false;
+    }
+    panic!("needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)");
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two namespaces joined by a veth pair; deleted on drop (which also deletes the veth and any
+/// nft table inside them).
+struct Netns {
+    guest: String,
+    outside: String,
+}
+
+impl Netns {
+    fn create() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}x{n}", std::process::id());
+        // The guard exists before anything is created, so a failure half-way is cleaned up too.
+        let ns = Self {
+            guest: format!("cafw-g{id}"),
+            outside: format!("cafw-o{id}"),
+        };
+        run(&["ip", "netns", "add", &ns.guest]);
+        run(&["ip", "netns", "add", &ns.outside]);
+        let (vg, vo) = (format!("cafg{id}"), format!("cafo{id}"));
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &vg,
+            "netns",
+            &ns.guest,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vo,
+            "netns",
+            &ns.outside,
+        ]);
+        for (n, dev, addrs) in [
+            (&ns.guest, &vg, &["10.231.0.1/24"][..]),
+            (&ns.outside, &vo, &["10.231.0.2/24", "10.231.0.3/24"][..]),
+        ] {
+            for a in addrs {
+                run(&["ip", "-n", n, "addr", "add", a, "dev", dev]);
+            }
+            run(&["ip", "-n", n, "link", "set", dev, "up"]);
+            run(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in [&self.guest, &self.outside] {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Runs `f` on a thread that has entered the named network namespace.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&fd),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Connects from inside `ns`; bounded by [`CONNECT_TIMEOUT`].
+fn connect_from(ns: &str, to: &str) -> std::io::Result<TcpStream> {
+    let to: SocketAddr = to.parse().unwrap();
+    in_netns(ns, move || TcpStream::connect_timeout(&to, CONNECT_TIMEOUT))
+}
+
+/// A listener inside `ns` that echoes each connection's bytes back.
+fn echo_listener(ns: &str, addr: &str) -> u16 {
+    let addr = addr.to_owned();
+    let l: TcpListener = in_netns(ns, move || TcpListener::bind(addr).unwrap());
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn echo(s: &mut TcpStream, msg: &[u8]) -> bool {
+    s.set_read_timeout(Some(CONNECT_TIMEOUT)).unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    s.write_all(msg).is_ok() && s.read_exact(&mut buf).is_ok() && buf == msg
+}
+
+fn tables(ns: &str) -> String {
+    run(&["ip", "netns", "exec", ns, "nft", "list", "tables"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_in_network_namespaces() {
+    if !root_or_skip() {
+        return;
+    }
+    let ns = Netns::create();
+    let (g, o) = (ns.guest.clone(), ns.outside.clone());
+    let guest_port = echo_listener(&g, "0.0.0.0:0");
+    let out_port = echo_listener(&o, "0.0.0.0:0");
+    let inbound = format!("10.231.0.1:{guest_port}");
+    let allowed = format!("10.231.0.2:{out_port}");
+    let blocked = format!("10.231.0.3:{out_port}");
+
+    // Before: everything connects.
+    let mut old = connect_from(&o, &inbound).expect("inbound before the firewall");
+    assert!(echo(&mut old, b"before"));
+    assert!(
+        connect_from(&g, &blocked).is_ok(),
+        "outbound before the firewall"
+    );
+
+    // The real agent inside the guest namespace.
+    let table = format!("cafw{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), support::KEY).unwrap();
+    let config = format!(
+        r#"{{ "workspace_dir": "{}",
+             "firewall": {{ "enabled": true, "table": "{table}",
+                            "blocked_ranges": ["10.231.0.3/32", "fc00::/7"],
+                            "allow_resolvers": false }} }}"#,
+        dir.path().display()
+    );
+    std::fs::write(dir.path().join("config.jsonc"), config).unwrap();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &g])
+        .arg(env!("CARGO_BIN_EXE_codespace-agent"))
+        .arg("run")
+        .arg("--config")
+        .arg(dir.path().join("config.jsonc"))
+        .arg("--listen")
+        .arg(format!("unix:{}", sock.display()))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--key-file")
+        .arg(dir.path().join("key"))
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // `ip netns exec` execs the agent: the child's pid is the agent's.
+    let mut agent = support::Agent {
+        dir,
+        child: Some(child),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "agent did not start:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let client = agent.client().await;
+    let st = client
+        .request("status", Map::new(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(st["firewall"]["applied"], true, "{st}\n{}", agent.log());
+    assert_eq!(st["firewall"]["table"], table.as_str());
+    assert!(tables(&g).contains(&format!("table inet {table}")));
+    assert!(
+        !tables(&o).contains(&table),
+        "the table is only in the guest namespace"
+    );
+
+    // After: new inbound dropped; the older connection, loopback and allowed outbound work.
+    let e = connect_from(&o, &inbound).map(|_| ()).unwrap_err();
+    eprintln!("inbound with the firewall: {e}");
+    assert!(
+        echo(&mut old, b"after"),
+        "a connection older than the table was cut"
+    );
+    let mut lo = connect_from(&g, &format!("127.0.0.1:{guest_port}")).expect("loopback");
+    assert!(echo(&mut lo, b"loopback"));
+    let mut own = connect_from(&g, &inbound).expect("the guest's own address (via lo)");
+    assert!(echo(&mut own, b"own address"));
+    let mut out = connect_from(&g, &allowed).expect("outbound to an address not blocked");
+    assert!(echo(&mut out, b"outbound"));
+    let e = connect_from(&g, &blocked).map(|_| ()).unwrap_err();
+    eprintln!("outbound to the blocked range: {e}");
+
+    // The loaded table holds the configured range (replacement on restart: the test below).
+    let again = Command::new("ip")
+        .args(["netns", "exec", &g, "nft", "list", "table", "inet", &table])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("10.231.0.3"));
+
+    // Stop: SIGTERM by pid; the table is gone, inbound works again.
+    drop(client);
+    let status = agent.terminate();
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+    assert!(
+        !tables(&g).contains(&table),
+        "table left behind:\n{}",
+        tables(&g)
+    );
+    assert!(
+        connect_from(&o, &inbound).is_ok(),
+        "inbound after the agent stopped"
+    );
+}
+
+#[test]
+fn the_generated_ruleset_is_accepted_twice_by_nft() {
+    if !root_or_skip() {
+        return;
+    }
+    use codespace_agent::guest::firewall::{ruleset, FirewallConfig, RawFirewallConfig};
+    let ns = Netns::create();
+    let raw = RawFirewallConfig {
+        enabled: Some(true),
+        allowed_ranges: Some(vec!["10.0.0.2".into(), "fd00::/8".into()]),
+        ..Default::default()
+    };
+    let c = FirewallConfig::from_raw(raw).unwrap();
+    let text =
+        ruleset::ruleset(&c.plan(&["10.0.0.53".parse().unwrap(), "fd00::53".parse().unwrap()]));
+    for _ in 0..2 {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.guest, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let t = tables(&ns.guest);
+    assert_eq!(t.matches("codespace_agent").count(), 1, "{t}");
+}
