@@ -30,8 +30,12 @@ use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Pipe capacity asked for per direction (the kernel may grant less; 64 KiB is its default).
-pub const PIPE_SIZE: usize = 256 * 1024;
+/// Pipe capacity a direction grows to once it carries bulk data (the kernel may grant less;
+/// `/proc/sys/fs/pipe-max-size` is 1 MiB by default). A new pipe has the kernel's default
+/// (64 KiB): most connections carry little, and a pipe's slot array is sized by its capacity.
+pub const PIPE_SIZE: usize = 1024 * 1024;
+/// Largest single `splice` asked for.
+const SPLICE_LEN: usize = PIPE_SIZE;
 /// Buffer of the user-space fallback.
 const COPY_BUFFER: usize = 64 * 1024;
 
@@ -54,6 +58,17 @@ pub enum RelayEnd {
     Cancelled,
     /// A socket failed (reset by the peer, ...).
     Failed(io::Error),
+}
+
+/// Send buffer asked for on the Unix-socket leg (capped by `net.core.wmem_max`).
+pub const UNIX_SEND_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Widens a Unix stream socket's send buffer. A Unix stream's queue is bounded by the
+/// sender's send buffer alone (208 KiB by default), so with the default each side of a bulk
+/// transfer wakes the other every 200 KiB; a wider buffer lets the relay move more per wakeup.
+/// Best effort: the default keeps working. Not for TCP, where it would turn off autotuning.
+pub fn widen_unix_send_buffer(fd: BorrowedFd<'_>) {
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, UNIX_SEND_BUFFER);
 }
 
 /// Duplicates the descriptor of `stream` and drops `stream` (deregistering it from whatever
@@ -128,10 +143,7 @@ async fn when_ready<R>(
 }
 
 fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    // Best effort: a bigger pipe means fewer system calls per megabyte.
-    let _ = fcntl_setpipe_size(&w, PIPE_SIZE);
-    Ok((r, w))
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
 }
 
 /// Copies `src` to `dst` until end of stream, then shuts `dst` down for writing.
@@ -139,12 +151,16 @@ async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
     let mut pipe = Some(new_pipe()?);
+    let mut capacity = pipe
+        .as_ref()
+        .and_then(|(_, w)| rustix::pipe::fcntl_getpipe_size(w).ok())
+        .unwrap_or(PIPE_SIZE);
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let moved = match &pipe {
             Some((_, w)) => {
                 let r = when_ready(src, false, |s| {
-                    splice(s, None, w, None, PIPE_SIZE, flags).map_err(io::Error::from)
+                    splice(s, None, w, None, SPLICE_LEN, flags).map_err(io::Error::from)
                 })
                 .await;
                 match r {
@@ -195,6 +211,13 @@ async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u
             left -= n;
         }
         total += moved as u64;
+        if moved >= capacity && capacity < PIPE_SIZE {
+            // A full pipe: bulk data. Grow it (now, while empty) so each system call moves more;
+            // best effort, the small pipe keeps working if the kernel says no.
+            if let Some((_, w)) = &pipe {
+                capacity = fcntl_setpipe_size(w, PIPE_SIZE).unwrap_or(PIPE_SIZE);
+            }
+        }
     }
 }
 

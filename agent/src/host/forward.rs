@@ -25,6 +25,7 @@ use tokio::net::UnixStream;
 
 use super::client::{ClientError, ConnectOptions};
 use super::dial::{hybrid_connect, ConnectAddr};
+use crate::relay::widen_unix_send_buffer;
 use crate::wire::grant::{GrantClaims, GrantKey, GrantPrincipal, SignedGrant};
 use crate::wire::handshake::host_start_forward;
 use crate::wire::io::{read_frame, write_payload, FrameIoError};
@@ -162,9 +163,11 @@ async fn dial(addr: &ConnectAddr, timeout: Duration) -> Result<ForwardStream, Cl
         source,
     };
     match addr {
-        ConnectAddr::Unix(p) => Ok(ForwardStream::Unix(
-            UnixStream::connect(p).await.map_err(conn)?,
-        )),
+        ConnectAddr::Unix(p) => {
+            let s = UnixStream::connect(p).await.map_err(conn)?;
+            widen_unix_send_buffer(s.as_fd());
+            Ok(ForwardStream::Unix(s))
+        }
         ConnectAddr::Hybrid { path, port } => {
             let mut s = UnixStream::connect(path).await.map_err(conn)?;
             hybrid_connect(&mut s, *port, timeout)

@@ -22,7 +22,7 @@
 
 use std::any::Any;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use super::refusal::ForwardRefusal;
 use super::service::{Admission, PortsService};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::transport::Peer;
-use crate::relay::{into_owned_fd, relay_fds, relay_streams, RelayEnd};
+use crate::relay::{into_owned_fd, relay_fds, relay_streams, widen_unix_send_buffer, RelayEnd};
 use crate::wire::io::write_object;
 use crate::wire::message::ForwardHello;
 use crate::wire::FrameCodec;
@@ -198,6 +198,7 @@ fn endpoint<S: Any>(stream: S) -> io::Result<Endpoint<S>> {
         .downcast_mut::<Option<UnixStream>>()
         .and_then(Option::take)
     {
+        widen_unix_send_buffer(s.as_fd());
         return into_owned_fd(s).map(Endpoint::Socket);
     }
     if let Some(s) = any
