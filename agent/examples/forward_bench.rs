@@ -154,6 +154,8 @@ struct Setup {
     agent_pid: u32,
     socat_sink_pid: u32,
     rt: tokio::runtime::Runtime,
+    /// Time of the agent's `open` (dial, handshake, grant check, connect, `forward_ok`).
+    open_times: std::cell::RefCell<Vec<Duration>>,
     _procs: Vec<Proc>,
 }
 
@@ -271,6 +273,7 @@ fn setup(agent_bin: &str) -> Setup {
         agent_pid,
         socat_sink_pid: socat_pids[0],
         rt,
+        open_times: std::cell::RefCell::new(Vec::new()),
         _procs: procs,
     }
 }
@@ -317,7 +320,11 @@ impl Setup {
                     now,
                     Duration::from_secs(3600),
                 );
+                let start = Instant::now();
                 let (s, _) = self.rt.block_on(open(&self.opts, port, &grant)).unwrap();
+                if echo {
+                    self.open_times.borrow_mut().push(start.elapsed());
+                }
                 let codespace_agent::host::forward::ForwardStream::Unix(s) = s else {
                     panic!("unix expected")
                 };
@@ -450,6 +457,13 @@ fn main() {
         summary.push((g, p50, p99));
     }
     let (direct, socat, agent) = (summary[0].0, summary[1].0, summary[2].0);
+    let mut opens = s.open_times.borrow().clone();
+    opens.sort();
+    println!(
+        "agent set-up breakdown: open (dial + handshake + grant + connect + forward_ok) p50 {} µs, p99 {} µs; the rest is the first byte's round trip",
+        percentile(&opens, 0.5).as_micros(),
+        percentile(&opens, 0.99).as_micros()
+    );
     println!();
     println!(
         "agent / socat throughput: {:.2}x (target >= 1.2x); agent / direct: {:.0}% (target >= 70%); agent set-up p50 {} µs (target < 200 µs)",

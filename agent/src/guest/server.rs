@@ -239,10 +239,11 @@ impl Server {
                 return;
             }
         };
-        if agreed.role == Role::Forward {
+        if let Some((hello, ok)) = forward {
             // The connection now belongs to the forwarder (guest::ports::forward).
             let request = ForwardRequest {
-                hello: forward,
+                hello,
+                ok,
                 early_bytes: !rd.buffer().is_empty(),
                 codec: sh.codec,
                 peer,
@@ -416,7 +417,7 @@ impl Server {
         &self,
         rd: &mut R,
         wr: &mut W,
-    ) -> Result<(Agreed, Option<ForwardHello>), HandshakeEnd>
+    ) -> Result<(Agreed, Option<(Option<ForwardHello>, Vec<u8>)>), HandshakeEnd>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -432,7 +433,7 @@ impl Server {
             message: "random number generator failed".into(),
         })?;
         let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
-        let agreed = match start.handle(&hello.payload, nonce)? {
+        let (agreed, ok) = match start.handle(&hello.payload, nonce)? {
             AfterHello::Established {
                 agreed,
                 welcome,
@@ -441,8 +442,7 @@ impl Server {
                 write_payload(wr, &sh.codec, &welcome)
                     .await
                     .map_err(io_end)?;
-                write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
-                agreed
+                (agreed, ok)
             }
             AfterHello::AwaitAuth { state, welcome } => {
                 write_payload(wr, &sh.codec, &welcome)
@@ -452,18 +452,20 @@ impl Server {
                     .await
                     .map_err(io_end)?
                     .ok_or(HandshakeEnd::Closed)?;
-                let (agreed, ok) = state.handle(&auth.payload)?;
-                write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
-                agreed
+                state.handle(&auth.payload)?
             }
         };
-        // The hello parsed once already (AwaitHello checked it); only a forward hello's extra
-        // member is needed here.
-        let forward = (agreed.role == Role::Forward)
-            .then(|| serde_json::from_slice::<Hello>(&hello.payload).ok())
-            .flatten()
-            .and_then(|h| h.forward);
-        Ok((agreed, forward))
+        if agreed.role == Role::Forward {
+            // The forwarder sends `ok` together with its answer (one write, one wakeup of the
+            // host). The hello parsed once already (AwaitHello checked it); only a forward
+            // hello's extra member is needed here.
+            let forward = serde_json::from_slice::<Hello>(&hello.payload)
+                .ok()
+                .and_then(|h| h.forward);
+            return Ok((agreed, Some((forward, ok))));
+        }
+        write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
+        Ok((agreed, None))
     }
 }
 

@@ -4,11 +4,13 @@
 //! ```text
 //! host                                         agent
 //! hello{role:forward, forward:{port, grant}} ─▶
-//!   ... welcome / auth / ok (the shared-key handshake) ...
+//!            ◀─ welcome
+//! auth ──────────────────────────────────────▶ (the shared-key handshake, when configured)
 //!                                              admit: grant MAC, port, expiry, epoch,
 //!                                                     owner-only, policy access, limits
 //!                                              connect 127.0.0.1:PORT, else [::1]:PORT
-//!            ◀─ {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
+//!            ◀─ ok  +  {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
+//!               (the handshake's `ok` is held back and sent in the same write as the answer)
 //!   raw bytes  ◀══════════════ splice ══════════════▶  the listener
 //!
 //! refused:   ◀─ {"type":"error","reason":"stale-epoch","error":{"code":..,"message":..}}  close
@@ -40,7 +42,7 @@ use super::service::{Admission, PortsService};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::transport::Peer;
 use crate::relay::{into_owned_fd, relay_fds, relay_streams, widen_unix_send_buffer, RelayEnd};
-use crate::wire::io::write_object;
+use crate::wire::io::FrameIoError;
 use crate::wire::message::ForwardHello;
 use crate::wire::FrameCodec;
 
@@ -52,6 +54,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ForwardRequest {
     /// The hello's `forward` member.
     pub hello: Option<ForwardHello>,
+    /// The handshake's final `ok` payload, not sent yet: it goes out with the answer.
+    pub ok: Vec<u8>,
     /// Whether the host sent bytes after the handshake before the answer (a protocol error).
     pub early_bytes: bool,
     /// The agent's frame codec.
@@ -78,7 +82,7 @@ pub async fn serve<S>(
         Err(refusal) => {
             warn!(%peer, reason = refusal.reason(), "forward refused: {refusal}");
             let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
-                if write_object(&mut stream, &request.codec, &refusal.frame())
+                if answer(&mut stream, &request, &refusal.frame())
                     .await
                     .is_ok()
                 {
@@ -93,20 +97,15 @@ pub async fn serve<S>(
     let target_addr = target
         .peer_addr()
         .map_or_else(|_| format!("127.0.0.1:{}", grant.port), |a| a.to_string());
-    let answer = json!({
+    let ok = json!({
         "type": "forward_ok",
         "port": grant.port,
         "target": target_addr,
         "visibility": grant.visibility,
         "epoch": grant.epoch,
     });
-    let answer = answer.as_object().cloned().unwrap_or_default();
-    match tokio::time::timeout(
-        ANSWER_TIMEOUT,
-        write_object(&mut stream, &request.codec, &answer),
-    )
-    .await
-    {
+    let ok = ok.as_object().cloned().unwrap_or_default();
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer(&mut stream, &request, &ok)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "host left before forward_ok");
@@ -119,6 +118,19 @@ pub async fn serve<S>(
     }
     debug!(%peer, port = grant.port, target = %target_addr, "forwarding");
     tokio::spawn(relay(stream, target, admission, stop));
+}
+
+/// Writes the handshake's `ok` and the forwarder's answer in one write.
+async fn answer<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &ForwardRequest,
+    frame: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), FrameIoError> {
+    let mut out = request.codec.encode_payload(&request.ok)?;
+    out.extend_from_slice(&request.codec.encode(frame)?);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    Ok(())
 }
 
 async fn admit_and_connect(
@@ -302,6 +314,7 @@ mod tests {
             expires_at: now + 600,
         });
         ForwardRequest {
+            ok: br#"{"type":"ok"}"#.to_vec(),
             hello: Some(ForwardHello {
                 port,
                 grant: serde_json::to_value(grant).unwrap(),
@@ -321,6 +334,11 @@ mod tests {
         let (mut host, agent) = tokio::io::duplex(4096);
         let (_stop_tx, stop) = watch::channel(false);
         tokio::spawn(serve(Some((s.clone(), c)), agent, req, stop));
+        let hs_ok = read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hs_ok.object["type"], "ok");
         let ok = read_frame(&mut host, &FrameCodec::default())
             .await
             .unwrap()
@@ -341,6 +359,11 @@ mod tests {
         let (mut host, agent) = tokio::io::duplex(4096);
         let (_stop_tx, stop) = watch::channel(false);
         serve(Some((s, c)), agent, req, stop).await;
+        let hs_ok = read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hs_ok.object["type"], "ok");
         let f = read_frame(&mut host, &FrameCodec::default())
             .await
             .unwrap()
