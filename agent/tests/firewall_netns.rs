@@ -3,6 +3,7 @@
 //! ```text
 //!   guest ns (the VM)                          outside ns (other VMs / internal network)
 //!   lo + veth 10.231.0.1/24  ◀──── veth ────▶  10.231.0.2/24 (allowed), 10.231.0.3/24 (blocked)
+//!             fd31::1/64                       fd31::2/64 (allowed),    fd31::3/64 (blocked)
 //!   codespace-agent (firewall on)              TCP listener on both addresses
 //!   TCP echo listener 0.0.0.0:P
 //! ```
@@ -86,11 +87,20 @@ impl Netns {
             &ns.outside,
         ]);
         for (n, dev, addrs) in [
-            (&ns.guest, &vg, &["10.231.0.1/24"][..]),
-            (&ns.outside, &vo, &["10.231.0.2/24", "10.231.0.3/24"][..]),
+            (&ns.guest, &vg, &["10.231.0.1/24", "fd31::1/64"][..]),
+            (
+                &ns.outside,
+                &vo,
+                &["10.231.0.2/24", "10.231.0.3/24", "fd31::2/64", "fd31::3/64"][..],
+            ),
         ] {
             for a in addrs {
-                run(&["ip", "-n", n, "addr", "add", a, "dev", dev]);
+                // nodad: IPv6 addresses are usable at once instead of after duplicate detection.
+                let mut cmd = vec!["ip", "-n", n, "addr", "add", a, "dev", dev];
+                if a.contains(':') {
+                    cmd.push("nodad");
+                }
+                run(&cmd);
             }
             run(&["ip", "-n", n, "link", "set", dev, "up"]);
             run(&["ip", "-n", n, "link", "set", "lo", "up"]);
@@ -167,11 +177,14 @@ async fn firewall_in_network_namespaces() {
     }
     let ns = Netns::create();
     let (g, o) = (ns.guest.clone(), ns.outside.clone());
-    let guest_port = echo_listener(&g, "0.0.0.0:0");
-    let out_port = echo_listener(&o, "0.0.0.0:0");
+    let guest_port = echo_listener(&g, "[::]:0"); // dual-stack: v4 and v6
+    let out_port = echo_listener(&o, "[::]:0");
     let inbound = format!("10.231.0.1:{guest_port}");
     let allowed = format!("10.231.0.2:{out_port}");
     let blocked = format!("10.231.0.3:{out_port}");
+    let inbound6 = format!("[fd31::1]:{guest_port}");
+    let allowed6 = format!("[fd31::2]:{out_port}");
+    let blocked6 = format!("[fd31::3]:{out_port}");
 
     // Before: everything connects.
     let mut old = connect_from(&o, &inbound).expect("inbound before the firewall");
@@ -179,6 +192,14 @@ async fn firewall_in_network_namespaces() {
     assert!(
         connect_from(&g, &blocked).is_ok(),
         "outbound before the firewall"
+    );
+    assert!(
+        connect_from(&o, &inbound6).is_ok(),
+        "inbound v6 before the firewall"
+    );
+    assert!(
+        connect_from(&g, &blocked6).is_ok(),
+        "outbound v6 before the firewall"
     );
 
     // The real agent inside the guest namespace.
@@ -188,7 +209,7 @@ async fn firewall_in_network_namespaces() {
     let config = format!(
         r#"{{ "workspace_dir": "{}",
              "firewall": {{ "enabled": true, "table": "{table}",
-                            "blocked_ranges": ["10.231.0.3/32", "fc00::/7"],
+                            "blocked_ranges": ["10.231.0.3/32", "fd31::3/128"],
                             "allow_resolvers": false }} }}"#,
         dir.path().display()
     );
@@ -255,13 +276,30 @@ async fn firewall_in_network_namespaces() {
     assert!(echo(&mut out, b"outbound"));
     let e = connect_from(&g, &blocked).map(|_| ()).unwrap_err();
     eprintln!("outbound to the blocked range: {e}");
+    // IPv6: the same, through neighbour discovery that must keep working.
+    assert!(
+        connect_from(&o, &inbound6).is_err(),
+        "inbound v6 not dropped"
+    );
+    let mut out6 = connect_from(&g, &allowed6).expect("outbound v6 to an address not blocked");
+    assert!(echo(&mut out6, b"outbound v6"));
+    assert!(
+        connect_from(&g, &blocked6).is_err(),
+        "outbound v6 to the blocked range"
+    );
+    let mut lo6 = connect_from(&g, &format!("[::1]:{guest_port}")).expect("loopback v6");
+    assert!(echo(&mut lo6, b"loopback v6"));
 
     // The loaded table holds the configured range (replacement on restart: the test below).
     let again = Command::new("ip")
         .args(["netns", "exec", &g, "nft", "list", "table", "inet", &table])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("10.231.0.3"));
+    let listed = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        listed.contains("10.231.0.3") && listed.contains("fd31::3"),
+        "{listed}"
+    );
 
     // Stop: SIGTERM by pid; the table is gone, inbound works again.
     drop(client);

@@ -204,3 +204,30 @@ async fn the_agent_pushes_port_events_and_reports_detection_in_status() {
     // nothing of ours is left open.
     assert_eq!(d["last_error"], serde_json::Value::Null);
 }
+
+/// The firewall is a second layer: an agent whose `nft` cannot run still serves, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_nft_starts_and_reports_the_firewall_error() {
+    let agent =
+        support::Agent::start(r#""firewall": {"enabled": true, "nft": "/nonexistent/nft"}"#);
+    let client = agent.client().await;
+    let st = client
+        .request("status", Map::new(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let fw = &st["firewall"];
+    assert_eq!(
+        (fw["enabled"].clone(), fw["applied"].clone()),
+        (json!(true), json!(false)),
+        "{st}"
+    );
+    assert!(
+        fw["error"].as_str().unwrap().contains("/nonexistent/nft"),
+        "{st}"
+    );
+    assert!(
+        agent.log().contains("firewall NOT applied"),
+        "{}",
+        agent.log()
+    );
+}

@@ -244,15 +244,14 @@ impl Source {
         }
     }
 
-    /// Every listening TCP socket (IPv4 and IPv6), sorted and without duplicates.
+    /// Every listening TCP socket (IPv4 and IPv6), in the kernel's order (stable from one
+    /// dump to the next while nothing changes, which lets the watcher compare dumps without
+    /// sorting them; [`Tracker`] orders and deduplicates).
     pub fn listeners(&mut self) -> Result<Vec<RawListener>, DetectError> {
-        let mut v = match self {
-            Self::SockDiag(s) => s.dump()?,
-            Self::ProcNet(p) => p.read()?,
-        };
-        v.sort_unstable();
-        v.dedup();
-        Ok(v)
+        match self {
+            Self::SockDiag(s) => s.dump(),
+            Self::ProcNet(p) => p.read(),
+        }
     }
 }
 

@@ -269,6 +269,25 @@ mod tests {
         assert!(err.to_string().contains("missing/net/tcp"), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_without_panicking(text in "\\PC{0,400}") {
+            let _ = parse(&text, Family::V4);
+            let _ = parse(&text, Family::V6);
+        }
+
+        /// Well-formed listening lines round-trip: what the kernel would print is what we read.
+        #[test]
+        fn printed_listeners_parse_back(a in proptest::prelude::any::<[u8; 4]>(), port: u16,
+                                        uid: u32, inode: u64) {
+            let word = u32::from_ne_bytes(a);
+            let text = format!("hdr\n 0: {word:08X}:{port:04X} 00000000:0000 0A 0:0 00:0 0 {uid} 0 {inode} 1\n");
+            let t = parse(&text, Family::V4);
+            proptest::prop_assert_eq!(t.listeners, vec![RawListener {
+                addr: IpAddr::V4(Ipv4Addr::from(a)), port, uid, inode }]);
+        }
+    }
+
     #[test]
     fn the_real_table_has_a_real_listener() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

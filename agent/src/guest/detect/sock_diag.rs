@@ -411,6 +411,13 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_parses_without_panicking(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), seq: u32) {
+            let _ = parse(&bytes, seq);
+        }
+    }
+
     #[test]
     fn a_real_dump_finds_a_real_listener() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,26 +1,35 @@
 //! The polling loop: scan every `poll_interval`, diff, publish.
 //!
 //! ```text
-//!  tokio task ── interval tick ──▶ spawn_blocking(Engine::poll) ──▶ changes
-//!                                   (dump + owner resolution:         │
-//!                                    /proc I/O stays off the runtime)  ├─▶ shared.current / status
-//!                                                                     ├─▶ EventSink (port_opened/closed)
-//!                                                                     └─▶ mpsc::Sender<PortChange>
+//!  thread "port-watcher": sleep until the next tick ─▶ Engine::poll ─▶ changes
+//!                          (dump + diff + owner resolution)               │
+//!                                                                         ├─▶ shared.current / status
+//!                                                                         ├─▶ EventSink (port_opened/closed)
+//!                                                                         └─▶ mpsc::Sender<PortChange>
 //! ```
+//!
+//! A dedicated thread rather than a tokio task: the poll does blocking netlink and `/proc` I/O
+//! (owner resolution can take tens of milliseconds in a process with 10,000 sockets), which must
+//! not stall the agent's single-threaded runtime, and one thread that wakes once per tick costs
+//! less than a task handing each poll to the blocking pool and back. When nothing changed (the
+//! usual case) a poll is one dump and one comparison with the previous dump.
 //!
 //! The first poll reports every listener already open as `Opened`, so a consumer starting with
 //! the watcher sees the complete set. The channel is bounded: a consumer that stops reading
 //! stalls the watcher (and with it the events), which is preferred to losing a `Closed` the
 //! registry must see; a consumer that drops the receiver just stops getting changes. A failed
 //! scan is logged (once per kind of error), counted in `status`, and retried at the next tick;
-//! the previous set stays current meanwhile.
+//! the previous set stays current meanwhile. Dropping the [`PortWatcher`] stops the thread at its
+//! next tick.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+
+use super::RawListener;
 
 use super::owner::OwnerResolver;
 use super::{DetectError, DetectOptions, ListeningSocket, PortChange, Source, Tracker};
@@ -59,6 +68,9 @@ struct Engine {
     tracker: Tracker,
     resolver: OwnerResolver,
     opts: DetectOptions,
+    /// The previous dump, unsorted: equal to the new one means nothing changed (a reordered
+    /// but equal dump just costs one diff that finds nothing).
+    last: Vec<RawListener>,
 }
 
 impl Engine {
@@ -68,6 +80,10 @@ impl Engine {
             None => self.source.insert(Source::open(&self.opts)?),
         };
         let raw = source.listeners()?;
+        if raw == self.last {
+            return Ok(Vec::new());
+        }
+        self.last.clone_from(&raw);
         let resolver = &mut self.resolver;
         Ok(self.tracker.update(raw, |want| resolver.resolve(want)))
     }
@@ -77,24 +93,34 @@ impl Engine {
 #[derive(Debug)]
 pub struct PortWatcher {
     shared: Arc<Mutex<Shared>>,
-    task: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
 }
 
 impl PortWatcher {
-    /// Starts polling (on the current tokio runtime). Changes go to the returned receiver and,
-    /// as `port_opened` / `port_closed` events, to `events`.
+    /// Starts polling on its own thread. Changes go to the returned receiver and, as
+    /// `port_opened` / `port_closed` events, to `events`.
     pub fn spawn(opts: &DetectOptions, events: EventSink) -> (Self, mpsc::Receiver<PortChange>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let shared = Arc::new(Mutex::new(Shared::default()));
         lock(&shared).status.method = "none".into();
+        let stop = Arc::new(AtomicBool::new(false));
         let engine = Engine {
             source: None,
             tracker: Tracker::new(opts),
             resolver: OwnerResolver::new(&opts.proc_root),
             opts: opts.clone(),
+            last: Vec::new(),
         };
-        let task = tokio::spawn(run(engine, shared.clone(), events, tx));
-        (Self { shared, task }, rx)
+        let (sh, st) = (shared.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("port-watcher".into())
+            .stack_size(256 * 1024)
+            .spawn(move || run(engine, &sh, &events, &tx, &st));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the port watcher thread");
+            lock(&shared).status.last_error = Some(format!("cannot start: {e}"));
+        }
+        (Self { shared, stop }, rx)
     }
 
     /// The listeners as of the last poll.
@@ -107,15 +133,15 @@ impl PortWatcher {
         lock(&self.shared).status.clone()
     }
 
-    /// Stops polling.
+    /// Stops polling (the thread exits at its next tick).
     pub fn stop(&self) {
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
 impl Drop for PortWatcher {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -127,43 +153,29 @@ fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     }
 }
 
-async fn run(
+fn run(
     mut engine: Engine,
-    shared: Arc<Mutex<Shared>>,
-    events: EventSink,
-    tx: mpsc::Sender<PortChange>,
+    shared: &Mutex<Shared>,
+    events: &EventSink,
+    tx: &mpsc::Sender<PortChange>,
+    stop: &AtomicBool,
 ) {
-    let mut tick = tokio::time::interval(engine.opts.poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = engine.opts.poll_interval;
+    let mut next = Instant::now();
     let mut last_logged: Option<String> = None;
-    loop {
-        tick.tick().await;
+    while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let joined = tokio::task::spawn_blocking(move || {
-            let r = engine.poll();
-            (engine, r)
-        })
-        .await;
-        let result;
-        (engine, result) = match joined {
-            Ok(pair) => pair,
-            // The poll panicked (a bug): the engine is gone with it; stop rather than spin.
-            Err(e) => {
-                tracing::error!(error = %e, "port detection stopped");
-                lock(&shared).status.last_error = Some("detection stopped after a panic".into());
-                return;
-            }
-        };
+        let result = engine.poll();
         let elapsed = started.elapsed();
         let changes = {
-            let mut s = lock(&shared);
+            let mut s = lock(shared);
             s.status.scans += 1;
             s.status.last_scan_us = elapsed.as_micros().try_into().unwrap_or(u64::MAX);
-            s.status.method = engine
-                .source
-                .as_ref()
-                .map_or("none", Source::name)
-                .to_owned();
+            if let Some(src) = &engine.source {
+                if s.status.method != src.name() {
+                    s.status.method = src.name().to_owned();
+                }
+            }
             match result {
                 Ok(changes) => {
                     s.status.last_error = None;
@@ -192,8 +204,15 @@ async fn run(
             // No control connection: nobody to tell; the registry still learns below.
             let _ = events.send(change.to_event());
             // A dropped receiver means nobody consumes changes; keep serving events.
-            let _ = tx.send(change).await;
+            let _ = tx.blocking_send(change);
         }
+        // Fixed-rate ticks; after an overrun, start afresh rather than bursting to catch up.
+        next += interval;
+        let now = Instant::now();
+        if next <= now {
+            next = now + interval;
+        }
+        std::thread::sleep(next - now);
     }
 }
 

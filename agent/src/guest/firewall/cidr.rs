@@ -196,6 +196,24 @@ mod tests {
         assert!(!ula.contains("fe80::1".parse().unwrap()));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_parsed_or_refused_without_panicking(text in "\\PC{0,60}") {
+            let _ = text.parse::<Cidr>();
+            let _ = text.parse::<IfacePattern>();
+        }
+
+        /// A network printed by us parses back to itself; anything accepted prints as
+        /// `ADDRESS/LEN` with no host bits, the only form that reaches the nft text.
+        #[test]
+        fn networks_round_trip(a: u32, len in 0u8..=32) {
+            let net = std::net::Ipv4Addr::from(mask32(a, len));
+            let c: Cidr = format!("{net}/{len}").parse().unwrap();
+            proptest::prop_assert_eq!(c.to_string(), format!("{net}/{len}"));
+            proptest::prop_assert!(c.contains(IpAddr::V4(std::net::Ipv4Addr::from(a))));
+        }
+    }
+
     #[test]
     fn interface_patterns() {
         for s in ["docker0", "br-*", "eth0.100", "veth_a-b", "a"] {
