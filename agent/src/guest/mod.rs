@@ -159,12 +159,13 @@ impl Agent {
         let follow = tokio::spawn(ports::service::follow(ports.clone(), port_changes));
         let dispatcher = Arc::new(
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
-                .with_ports(ports),
+                .with_ports(ports.clone()),
         );
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
         let fw = firewall.status();
         dispatcher.add_status_section("firewall", Arc::new(move || json!(fw)));
+        dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),

@@ -291,6 +291,17 @@ impl PortsService {
         })
     }
 
+    /// The `ports` section of `status`: how many ports and live forwarded connections, and
+    /// whether the host delivered a grant key.
+    pub fn status(&self) -> Value {
+        let st = self.lock();
+        json!({
+            "ports": st.listeners.len(),
+            "connections": st.live.total(),
+            "grant_key": self.grant_key().is_some(),
+        })
+    }
+
     /// `ports_visibility`: sets a port's visibility (policy-checked), bumps its epoch and cuts
     /// the live connections the new visibility no longer admits.
     pub fn set_visibility(
