@@ -541,6 +541,31 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
     }
     let f = garbage.next().await.unwrap();
     assert_eq!(f.object["error"]["code"], "invalid_frame");
+    // One stops in the middle of the handshake: a forward hello, then nothing.
+    let mut halfway = Raw::connect(&agent).await;
+    {
+        use codespace_agent::wire::handshake::host_start_forward;
+        use codespace_agent::wire::io::write_payload;
+        use codespace_agent::wire::message::ForwardHello;
+        use codespace_agent::wire::SharedKey;
+        let grant = mint(
+            &GrantKey::new(&GRANT_KEY).unwrap(),
+            port,
+            e,
+            who("mona", &[]),
+            now(),
+            Duration::from_secs(60),
+        );
+        let hello = ForwardHello {
+            port,
+            grant: serde_json::to_value(grant).unwrap(),
+        };
+        let (_, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [2; 32]);
+        write_payload(&mut halfway.stream, &halfway.codec, &payload)
+            .await
+            .unwrap();
+        assert_eq!(halfway.next().await.unwrap().object["type"], "welcome");
+    }
     // A forwarded connection that never reads while the others go on.
     let mut hog = forward(&agent, port, e, who("mona", &[])).await.unwrap();
     hog.write_all(&vec![7u8; 1 << 20]).await.unwrap();
@@ -555,4 +580,7 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
             .unwrap()["pong"],
         true
     );
+    // The half-way client is cut by the handshake timeout, with an error naming it.
+    let f = halfway.next().await.unwrap();
+    assert_eq!(f.object["error"]["code"], "timeout", "{:?}", f.object);
 }
