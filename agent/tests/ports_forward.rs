@@ -584,3 +584,36 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
     let f = halfway.next().await.unwrap();
     assert_eq!(f.object["error"]["code"], "timeout", "{:?}", f.object);
 }
+
+#[tokio::test]
+async fn a_listener_on_ipv6_loopback_only_is_reached_there() {
+    let Ok(l) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if s.read_to_end(&mut buf).await.is_ok() {
+                    let _ = s.write_all(&buf).await;
+                }
+            });
+        }
+    });
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    let e = epoch(&c, port).await;
+    let grant = mint(
+        &GrantKey::new(&GRANT_KEY).unwrap(),
+        port,
+        e,
+        who("mona", &[]),
+        now(),
+        Duration::from_secs(60),
+    );
+    let (s, accepted) = open(&agent.options(), port, &grant).await.unwrap();
+    assert_eq!(accepted.target, format!("[::1]:{port}"));
+    assert_eq!(round_trip(s, b"six").await, b"six");
+}
