@@ -3,6 +3,7 @@
 //! ```text
 //! accept loop ── Semaphore(max_connections) ── check_peer ── spawn per connection
 //!   connection: handshake (timeout) ─▶ control loop
+//!               role forward ─▶ guest::ports::forward (grant check, then a byte relay)
 //!     reader: frame → Request → permit(max_requests_per_connection) → spawn handler (timeout)
 //!     handlers ─┐
 //!     events  ──┼─▶ mpsc (bounded) ─▶ writer task (each write has a deadline)
