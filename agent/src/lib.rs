@@ -5,6 +5,7 @@
 //! - [`guest`]: the daemon (transports, connection handling, request dispatch, health, vault,
 //!   credential broker);
 //! - [`host`]: the client library a host supervisor links to talk to agents;
+//! - [`relay`]: zero-copy byte relaying between two sockets (port forwarding, both ends);
 //! - [`seal`]: sealing secrets end to end to the agent's boot-time X25519 key;
 //! - [`credential_helper`], [`exec`]: the in-guest helpers behind `codespace-agent git-credential`
 //!   and `codespace-agent exec`.
@@ -13,5 +14,6 @@ pub mod credential_helper;
 pub mod exec;
 pub mod guest;
 pub mod host;
+pub mod relay;
 pub mod seal;
 pub mod wire;

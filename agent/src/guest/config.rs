@@ -25,7 +25,8 @@
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
 //!   "codespace": { "owner": null, "organization": null, "repository": null },
 //!   "detect": { "poll_interval_ms": 150, "ignore_ports": [], "method": "auto" }, // see guest::detect
-//!   "firewall": { "enabled": false }   // see guest::firewall for every key
+//!   "firewall": { "enabled": false },  // see guest::firewall for every key
+//!   "ports": { "owner_only": [22, 2222, 16634], .. }  // see guest::ports::config
 //! }
 //! ```
 
@@ -69,6 +70,7 @@ pub struct RawConfig {
     pub sandbox: Option<super::sandbox::RawSandboxConfig>,
     pub detect: Option<RawDetectConfig>,
     pub firewall: Option<RawFirewallConfig>,
+    pub ports: Option<super::ports::RawPortsConfig>,
 }
 
 /// The `token` section as written.
@@ -143,6 +145,7 @@ pub struct AgentConfig {
     pub sandbox: super::sandbox::SandboxConfig,
     pub detect: DetectOptions,
     pub firewall: FirewallConfig,
+    pub ports: super::ports::PortsConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -330,6 +333,7 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
                 message: e.to_string(),
             }
         })?,
+        ports: super::ports::PortsConfig::from_raw(raw.ports)?,
     })
 }
 

@@ -7,6 +7,7 @@
 //! | `token_put`   | `token, expires_at (RFC 3339), scope, host?`        | the vault's report            |
 //! | `secrets_put` | `secrets: [{name, generation, ephemeral_public, ciphertext}]` | per-name report     |
 //! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository}` | report |
+//! | `ports_list`, `ports_visibility`, `grant_key_put` | see [`super::ports`] | see [`super::ports::service`] |
 //!
 //! Anything else is answered `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open.
@@ -18,6 +19,8 @@ use serde_json::{json, Map, Value};
 
 use super::config::CodespaceIdentity;
 use super::health::HealthSampler;
+use super::ports::forward::ForwardContext;
+use super::ports::PortsService;
 use super::service::{SecretsService, ServiceError, SessionKind};
 use crate::wire::{ErrorCode, Request, WireError};
 
@@ -77,6 +80,7 @@ pub struct Dispatcher {
     service: Option<Arc<dyn SecretsService>>,
     codespace: Mutex<CodespaceIdentity>,
     health: Arc<HealthSampler>,
+    ports: Option<Arc<PortsService>>,
     sections: Mutex<Vec<(&'static str, StatusSection)>>,
 }
 
@@ -101,8 +105,22 @@ impl Dispatcher {
             service,
             codespace: Mutex::new(codespace),
             health,
+            ports: None,
             sections: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds the port service (`ports_*` requests, `grant_key_put`, `forward` connections).
+    pub fn with_ports(mut self, ports: Arc<PortsService>) -> Self {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// What a `forward` connection needs: the port service and the codespace's identity now.
+    pub fn forward_context(&self) -> ForwardContext {
+        self.ports
+            .as_ref()
+            .map(|p| (p.clone(), self.lock_codespace().clone()))
     }
 
     /// Adds a `status` section named `name`, filled by `section` at each request.
@@ -115,6 +133,14 @@ impl Dispatcher {
         let mut caps: Vec<String> = BASE_CAPABILITIES.iter().map(|s| (*s).to_owned()).collect();
         if self.service.is_some() {
             caps.extend(SERVICE_CAPABILITIES.iter().map(|s| (*s).to_owned()));
+        }
+        if self.ports.is_some() {
+            caps.extend(
+                super::ports::service::REQUESTS
+                    .iter()
+                    .map(|s| (*s).to_owned()),
+            );
+            caps.push("forward".to_owned());
         }
         caps
     }
@@ -133,6 +159,14 @@ impl Dispatcher {
             "token_put" => Ok(self.service(&req.kind)?.put_token(req.fields)?),
             "secrets_put" => Ok(self.service(&req.kind)?.put_secrets(req.fields)?),
             "session" => self.session(req.fields),
+            "ports_list" | "ports_visibility" | "grant_key_put" => {
+                let ports = self
+                    .ports
+                    .as_ref()
+                    .ok_or_else(|| HandlerError::Unsupported(req.kind.clone()))?;
+                let codespace = self.lock_codespace().clone();
+                Ok(ports.handle(&req.kind, req.fields, &codespace)?)
+            }
             other => Err(HandlerError::Unsupported(other.to_owned())),
         }
     }

@@ -18,6 +18,7 @@ pub mod dispatch;
 pub mod firewall;
 pub mod health;
 pub mod sandbox;
+pub mod ports;
 pub mod server;
 pub mod service;
 pub mod system;
@@ -147,8 +148,6 @@ impl Agent {
         let mut firewall = firewall::Firewall::apply(&c.firewall);
         let (watcher, port_changes) = detect::PortWatcher::spawn(&c.detect, self.events.clone());
         let watcher = Arc::new(watcher);
-        // The port registry (forwarding) consumes `port_changes`; until it is wired, nothing does.
-        drop(port_changes);
         let health = Arc::new(HealthSampler::new(&c.workspace_dir));
         let facts = AgentFacts {
             agent_id: system::agent_id(c.agent_id.as_deref()),
@@ -157,16 +156,18 @@ impl Agent {
         };
         // Without a secrets service there is no key to seal to; the capability list says so.
         let public_key = service.as_ref().map_or([0; 32], |s| s.public_key());
-        let dispatcher = Arc::new(Dispatcher::new(
-            facts.clone(),
-            service,
-            c.codespace.clone(),
-            health.clone(),
-        ));
+        let ports = ports::PortsService::new(c.ports.clone(), Some(self.events.clone()));
+        ports::forward::raise_fd_limit();
+        let follow = tokio::spawn(ports::service::follow(ports.clone(), port_changes));
+        let dispatcher = Arc::new(
+            Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
+                .with_ports(ports.clone()),
+        );
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
         let fw = firewall.status();
         dispatcher.add_status_section("firewall", Arc::new(move || json!(fw)));
+        dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),
@@ -196,6 +197,7 @@ impl Agent {
         server.run(listener, shutdown).await;
         heartbeat.abort();
         watcher.stop();
+        follow.abort();
         firewall.remove();
         let _ = system::sd_notify("STOPPING=1");
         info!("stopped");

@@ -3,6 +3,7 @@
 //! ```text
 //! accept loop ── Semaphore(max_connections) ── check_peer ── spawn per connection
 //!   connection: handshake (timeout) ─▶ control loop
+//!               role forward ─▶ guest::ports::forward (grant check, then a byte relay)
 //!     reader: frame → Request → permit(max_requests_per_connection) → spawn handler (timeout)
 //!     handlers ─┐
 //!     events  ──┼─▶ mpsc (bounded) ─▶ writer task (each write has a deadline)
@@ -29,11 +30,12 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::dispatch::Dispatcher;
+use super::ports::forward::{self, ForwardRequest};
 use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
 use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
-use crate::wire::message::{to_object, ErrorFrame};
+use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello};
 use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
 
 /// How long one frame write may take before the client is considered stuck.
@@ -212,7 +214,7 @@ impl Server {
             sh.settings.handshake_timeout,
             self.handshake(&mut rd, &mut wr),
         );
-        let agreed = match handshake.await {
+        let (agreed, forward) = match handshake.await {
             Ok(Ok(a)) => a,
             Ok(Err(HandshakeEnd::Refuse(e))) => {
                 warn!(%peer, code = %e.code, reason = %e.message, "handshake refused");
@@ -238,6 +240,19 @@ impl Server {
                 return;
             }
         };
+        if let Some((hello, ok)) = forward {
+            // The connection now belongs to the forwarder (guest::ports::forward).
+            let request = ForwardRequest {
+                hello,
+                ok,
+                early_bytes: !rd.buffer().is_empty(),
+                codec: sh.codec,
+                peer,
+            };
+            let stream = rd.into_inner().unsplit(wr);
+            forward::serve(sh.dispatcher.forward_context(), stream, request, stop).await;
+            return;
+        }
         if agreed.role != Role::Control {
             let e = WireError::new(
                 ErrorCode::Unsupported,
@@ -399,7 +414,11 @@ impl Server {
         debug!(%peer, "connection closed");
     }
 
-    async fn handshake<R, W>(&self, rd: &mut R, wr: &mut W) -> Result<Agreed, HandshakeEnd>
+    async fn handshake<R, W>(
+        &self,
+        rd: &mut R,
+        wr: &mut W,
+    ) -> Result<(Agreed, Option<(Option<ForwardHello>, Vec<u8>)>), HandshakeEnd>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -415,7 +434,7 @@ impl Server {
             message: "random number generator failed".into(),
         })?;
         let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
-        match start.handle(&hello.payload, nonce)? {
+        let (agreed, ok) = match start.handle(&hello.payload, nonce)? {
             AfterHello::Established {
                 agreed,
                 welcome,
@@ -424,8 +443,7 @@ impl Server {
                 write_payload(wr, &sh.codec, &welcome)
                     .await
                     .map_err(io_end)?;
-                write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
-                Ok(agreed)
+                (agreed, ok)
             }
             AfterHello::AwaitAuth { state, welcome } => {
                 write_payload(wr, &sh.codec, &welcome)
@@ -435,11 +453,20 @@ impl Server {
                     .await
                     .map_err(io_end)?
                     .ok_or(HandshakeEnd::Closed)?;
-                let (agreed, ok) = state.handle(&auth.payload)?;
-                write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
-                Ok(agreed)
+                state.handle(&auth.payload)?
             }
+        };
+        if agreed.role == Role::Forward {
+            // The forwarder sends `ok` together with its answer (one write, one wakeup of the
+            // host). The hello parsed once already (AwaitHello checked it); only a forward
+            // hello's extra member is needed here.
+            let forward = serde_json::from_slice::<Hello>(&hello.payload)
+                .ok()
+                .and_then(|h| h.forward);
+            return Ok((agreed, Some((forward, ok))));
         }
+        write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
+        Ok((agreed, None))
     }
 }
 

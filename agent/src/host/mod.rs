@@ -1,7 +1,8 @@
 //! The host side: a client library for host supervisors (and `codespace-agentctl`).
 //!
 //! - [`dial`]: addresses (`vsock:`, `hybrid:`, `unix:`), the hybrid-vsock preamble, backoff;
-//! - [`client`]: the authenticated control connection with concurrent requests and events.
+//! - [`client`]: the authenticated control connection with concurrent requests and events;
+//! - [`forward`]: grants and `forward` connections (port forwarding).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,6 +16,7 @@
 
 pub mod client;
 pub mod dial;
+pub mod forward;
 
 pub use client::{Client, ClientError, ConnectOptions, Reconnecting};
 pub use dial::{Backoff, ConnectAddr, HybridError};

@@ -25,8 +25,8 @@ use ring::hmac;
 
 use super::frame::parse_payload;
 use super::message::{
-    to_object, Auth, AuthScheme, ErrorCode, ErrorFrame, HandshakeOk, Hello, Role, Welcome,
-    SUPPORTED_VERSIONS,
+    to_object, Auth, AuthScheme, ErrorCode, ErrorFrame, ForwardHello, HandshakeOk, Hello, Role,
+    Welcome, SUPPORTED_VERSIONS,
 };
 
 /// Minimum shared key length in bytes.
@@ -352,11 +352,31 @@ pub struct AgentInfo {
 
 /// Starts the host side: returns the state and the `hello` payload to send.
 pub fn host_start(role: Role, key: Option<SharedKey>, nonce: [u8; 32]) -> (AwaitWelcome, Vec<u8>) {
+    start_with(role, None, key, nonce)
+}
+
+/// Starts the host side of a `forward` connection: the hello names the port and carries the
+/// grant (inside the transcript the HMAC proof covers).
+pub fn host_start_forward(
+    forward: ForwardHello,
+    key: Option<SharedKey>,
+    nonce: [u8; 32],
+) -> (AwaitWelcome, Vec<u8>) {
+    start_with(Role::Forward, Some(forward), key, nonce)
+}
+
+fn start_with(
+    role: Role,
+    forward: Option<ForwardHello>,
+    key: Option<SharedKey>,
+    nonce: [u8; 32],
+) -> (AwaitWelcome, Vec<u8>) {
     let hello = Hello {
         kind: "hello".into(),
         versions: SUPPORTED_VERSIONS.to_vec(),
         role,
         nonce: B64.encode(nonce),
+        forward,
     };
     let hello = payload_of(&hello);
     (

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! handshake   host: {"type":"hello","versions":[1],"role":"control","nonce":B64}
+//!                   role "forward" adds "forward":{"port":3000,"grant":{..}} (see wire::grant)
 //!             agent: {"type":"welcome","version":1,"agent_id":..,"boot_id":..,"capabilities":[..],
 //!                     "public_key":B64,"nonce":B64,"auth":"hmac-sha256"|"none"}
 //!             host: {"type":"auth","proof":B64}              (only when auth is hmac-sha256)
@@ -133,6 +134,23 @@ pub struct Hello {
     pub role: Role,
     /// Host nonce, base64 (freshness of the agent's proof).
     pub nonce: String,
+    /// With role `forward`: the port and the grant (absent on control connections, so hellos
+    /// of hosts that do not forward are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardHello>,
+}
+
+/// What a `forward` hello asks for: a port and the grant that opens it.
+///
+/// The grant stays a raw JSON value here so that a malformed one is refused by the forwarder
+/// with its own reason (`malformed-grant`) after authentication, not as a broken hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardHello {
+    /// The port in the guest.
+    pub port: u16,
+    /// The signed grant ([`crate::wire::grant`]).
+    pub grant: Value,
 }
 
 /// The agent's answer to `hello`.

@@ -5,9 +5,12 @@
 //! - [`message`]: handshake messages, request/response envelopes, events, the error-code set;
 //! - [`handshake`]: the hello → welcome → auth → ok state machine for both ends.
 //!
+//! [`grant`] is the signed port grant a `forward` connection carries.
+//!
 //! [`io`] is the thin async edge that moves frames over any `AsyncRead + AsyncWrite` stream.
 
 pub mod frame;
+pub mod grant;
 pub mod handshake;
 pub mod io;
 pub mod message;

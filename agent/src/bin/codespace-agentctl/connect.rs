@@ -151,7 +151,8 @@ fn usage(e: anyhow::Error) -> Failure {
     Failure::Usage(e)
 }
 
-fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
+/// Connection options from the global arguments.
+pub fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
     let addr: ConnectAddr = args
         .connect
         .as_deref()

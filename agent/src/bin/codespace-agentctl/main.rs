@@ -9,6 +9,7 @@
 mod audit;
 mod connect;
 mod policy;
+mod ports;
 
 use clap::Parser;
 
@@ -31,6 +32,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Ask the policy library for a decision: one JSON object on stdin (or --input), one out.
     Policy(policy::PolicyArgs),
+    /// Ports of the codespace: list, visibility, forward (talks to an agent).
+    #[command(subcommand)]
+    Ports(ports::PortsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,5 +43,6 @@ fn main() -> std::process::ExitCode {
         Command::Agent(cmd) => connect::run(&cli.connect, cmd),
         Command::Audit(args) => audit::run(&args),
         Command::Policy(args) => policy::run(&args),
+        Command::Ports(cmd) => ports::run(&cli.connect, cmd),
     }
 }

@@ -1,0 +1,377 @@
+//! The `forward` connection role: after the (authenticated) handshake, check the grant, connect
+//! to the local listener, answer, then become a raw byte pipe.
+//!
+//! ```text
+//! host                                         agent
+//! hello{role:forward, forward:{port, grant}} ─▶
+//!            ◀─ welcome
+//! auth ──────────────────────────────────────▶ (the shared-key handshake, when configured)
+//!                                              admit: grant MAC, port, expiry, epoch,
+//!                                                     owner-only, policy access, limits
+//!                                              connect 127.0.0.1:PORT, else [::1]:PORT
+//!            ◀─ ok  +  {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
+//!               (the handshake's `ok` is held back and sent in the same write as the answer)
+//!   raw bytes  ◀══════════════ splice ══════════════▶  the listener
+//!
+//! refused:   ◀─ {"type":"error","reason":"stale-epoch","error":{"code":..,"message":..}}  close
+//! ```
+//!
+//! The host must not send stream bytes before `forward_ok` (they would be read as part of the
+//! handshake); any that arrive early make the connection `malformed`. Once admitted, the relay
+//! runs on its own task and leaves the server's connection budget: the port service's limits
+//! bound it from then on. It ends when both sides have closed, when the connection is revoked
+//! (visibility tightened, port removed) or when the agent shuts down.
+
+use std::any::Any;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codespace_policy::ports::ForwardGrant;
+use codespace_policy::Authorized;
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::refusal::ForwardRefusal;
+use super::service::{Admission, PortsService};
+use crate::guest::config::CodespaceIdentity;
+use crate::guest::transport::Peer;
+use crate::relay::{into_owned_fd, relay_fds, relay_streams, widen_unix_send_buffer, RelayEnd};
+use crate::wire::io::FrameIoError;
+use crate::wire::message::ForwardHello;
+use crate::wire::FrameCodec;
+
+/// How long writing the answer frame may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the server hands over after a `forward` handshake.
+#[derive(Debug)]
+pub struct ForwardRequest {
+    /// The hello's `forward` member.
+    pub hello: Option<ForwardHello>,
+    /// The handshake's final `ok` payload, not sent yet: it goes out with the answer.
+    pub ok: Vec<u8>,
+    /// Whether the host sent bytes after the handshake before the answer (a protocol error).
+    pub early_bytes: bool,
+    /// The agent's frame codec.
+    pub codec: FrameCodec,
+    /// Who connected.
+    pub peer: Peer,
+}
+
+/// The port service and the codespace's identity at connection time.
+pub type ForwardContext = Option<(Arc<PortsService>, CodespaceIdentity)>;
+
+/// Serves one `forward` connection whose handshake is complete.
+pub async fn serve<S>(
+    context: ForwardContext,
+    mut stream: S,
+    request: ForwardRequest,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = request.peer.clone();
+    let (admission, target) = match admit_and_connect(context, &request).await {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            warn!(%peer, reason = refusal.reason(), "forward refused: {refusal}");
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
+                if answer(&mut stream, &request, &refusal.frame())
+                    .await
+                    .is_ok()
+                {
+                    let _ = stream.shutdown().await;
+                }
+            })
+            .await;
+            return;
+        }
+    };
+    let grant = *admission.grant.get();
+    let target_addr = target
+        .peer_addr()
+        .map_or_else(|_| format!("127.0.0.1:{}", grant.port), |a| a.to_string());
+    let ok = json!({
+        "type": "forward_ok",
+        "port": grant.port,
+        "target": target_addr,
+        "visibility": grant.visibility,
+        "epoch": grant.epoch,
+    });
+    let ok = ok.as_object().cloned().unwrap_or_default();
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer(&mut stream, &request, &ok)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "host left before forward_ok");
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, "host does not read forward_ok; closing");
+            return;
+        }
+    }
+    debug!(%peer, port = grant.port, target = %target_addr, "forwarding");
+    tokio::spawn(relay(stream, target, admission, stop));
+}
+
+/// Writes the handshake's `ok` and the forwarder's answer in one write.
+async fn answer<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &ForwardRequest,
+    frame: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), FrameIoError> {
+    let mut out = request.codec.encode_payload(&request.ok)?;
+    out.extend_from_slice(&request.codec.encode(frame)?);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+async fn admit_and_connect(
+    context: ForwardContext,
+    request: &ForwardRequest,
+) -> Result<(Admission, TcpStream), ForwardRefusal> {
+    let (ports, codespace) = context.ok_or(ForwardRefusal::Unavailable)?;
+    if request.early_bytes {
+        return Err(ForwardRefusal::Malformed(
+            "the host sent stream bytes before forward_ok",
+        ));
+    }
+    let admission = ports.admit(
+        request.hello.as_ref(),
+        &codespace,
+        OffsetDateTime::now_utc(),
+    )?;
+    let target = connect(&admission.grant, ports.config().connect_timeout).await?;
+    Ok((admission, target))
+}
+
+/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6.
+async fn connect(
+    grant: &Authorized<ForwardGrant>,
+    timeout: Duration,
+) -> Result<TcpStream, ForwardRefusal> {
+    let port = grant.port;
+    for addr in [
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ] {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                // The relay must not add Nagle delays of its own to small writes.
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => debug!(%addr, error = %e, "connect failed"),
+            Err(_) => debug!(%addr, "connect timed out"),
+        }
+    }
+    Err(ForwardRefusal::PortUnreachable(port))
+}
+
+/// Raises the soft open-file limit to the hard one: each forwarded connection holds two sockets
+/// and two pipes (six descriptors), far beyond the usual soft limit of 1024. Returns the new
+/// soft limit, or `None` when it could not be read or changed (then the old one stays).
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let current = getrlimit(Resource::Nofile);
+    if current.current == current.maximum {
+        return current.current;
+    }
+    let wanted = Rlimit {
+        current: current.maximum,
+        maximum: current.maximum,
+    };
+    match setrlimit(Resource::Nofile, wanted) {
+        Ok(()) => current.maximum,
+        Err(e) => {
+            warn!(error = %e, "cannot raise the open-file limit");
+            current.current
+        }
+    }
+}
+
+/// A host stream as a socket descriptor (for `splice`), or as itself when it has none.
+enum Endpoint<S> {
+    Socket(OwnedFd),
+    Stream(S),
+}
+
+fn endpoint<S: Any>(stream: S) -> io::Result<Endpoint<S>> {
+    let mut slot = Some(stream);
+    let any: &mut dyn Any = &mut slot;
+    if let Some(s) = any
+        .downcast_mut::<Option<UnixStream>>()
+        .and_then(Option::take)
+    {
+        widen_unix_send_buffer(s.as_fd());
+        return into_owned_fd(s).map(Endpoint::Socket);
+    }
+    if let Some(s) = any
+        .downcast_mut::<Option<tokio_vsock::VsockStream>>()
+        .and_then(Option::take)
+    {
+        return into_owned_fd(s).map(Endpoint::Socket);
+    }
+    slot.map(Endpoint::Stream)
+        .ok_or_else(|| io::Error::other("the host stream was taken twice"))
+}
+
+async fn relay<S>(
+    stream: S,
+    target: TcpStream,
+    admission: Admission,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Admission {
+        grant,
+        revoked,
+        ticket,
+    } = admission;
+    let cancel = async move {
+        tokio::select! {
+            _ = revoked => {}
+            stopping = async { stop.wait_for(|s| *s).await.is_ok() } => {
+                if !stopping {
+                    // No shutdown signal will ever come; only revocation ends us early.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    let end = match endpoint(stream) {
+        Ok(Endpoint::Socket(host)) => match into_owned_fd(target) {
+            Ok(target) => relay_fds(host, target, cancel).await,
+            Err(e) => RelayEnd::Failed(e),
+        },
+        Ok(Endpoint::Stream(host)) => relay_streams(host, target, cancel).await,
+        Err(e) => RelayEnd::Failed(e),
+    };
+    match end {
+        RelayEnd::Finished(stats) => debug!(
+            port = grant.port,
+            to_listener = stats.a_to_b,
+            to_host = stats.b_to_a,
+            "forwarded connection closed"
+        ),
+        RelayEnd::Cancelled => info!(port = grant.port, "forwarded connection revoked or stopped"),
+        RelayEnd::Failed(e) => debug!(port = grant.port, error = %e, "forwarded connection failed"),
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
+    drop(ticket);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::guest::ports::config::PortsConfig;
+    use crate::wire::grant::{GrantClaims, GrantKey, GrantPrincipal};
+    use crate::wire::io::read_frame;
+    use base64::Engine as _;
+    use tokio::io::AsyncReadExt;
+
+    fn context(port: u16) -> (Arc<PortsService>, CodespaceIdentity) {
+        let s = PortsService::new(PortsConfig::default(), None);
+        let mut f = serde_json::Map::new();
+        f.insert(
+            "key".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode([5u8; 32])
+                .into(),
+        );
+        s.put_grant_key(f).unwrap();
+        s.port_opened(port);
+        let c = CodespaceIdentity {
+            owner: Some("mona".into()),
+            ..Default::default()
+        };
+        (s, c)
+    }
+
+    fn request(s: &PortsService, port: u16, login: &str) -> ForwardRequest {
+        let epoch = s.list(&CodespaceIdentity::default())["ports"][0]["epoch"]
+            .as_u64()
+            .unwrap();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let grant = GrantKey::new(&[5; 32]).unwrap().sign(GrantClaims {
+            principal: Some(GrantPrincipal {
+                login: login.into(),
+                organizations: vec![],
+                authenticated_at: now,
+            }),
+            port,
+            epoch,
+            expires_at: now + 600,
+        });
+        ForwardRequest {
+            ok: br#"{"type":"ok"}"#.to_vec(),
+            hello: Some(ForwardHello {
+                port,
+                grant: serde_json::to_value(grant).unwrap(),
+            }),
+            early_bytes: false,
+            codec: FrameCodec::default(),
+            peer: Peer::Unix,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_admitted_duplex_stream_is_piped_to_the_listener() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (s, c) = context(port);
+        let req = request(&s, port, "mona");
+        let (mut host, agent) = tokio::io::duplex(4096);
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(serve(Some((s.clone(), c)), agent, req, stop));
+        let hs_ok = read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hs_ok.object["type"], "ok");
+        let ok = read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.object["type"], "forward_ok");
+        let (mut conn, _) = listener.accept().await.unwrap();
+        host.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+        assert_eq!(s.list(&CodespaceIdentity::default())["connections"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_one_error_frame_then_close() {
+        let (s, c) = context(1);
+        let req = request(&s, 1, "hubot");
+        let (mut host, agent) = tokio::io::duplex(4096);
+        let (_stop_tx, stop) = watch::channel(false);
+        serve(Some((s, c)), agent, req, stop).await;
+        let hs_ok = read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hs_ok.object["type"], "ok");
+        let f = read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.object["reason"], "not-owner");
+        assert!(read_frame(&mut host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,465 @@
+//! The port service: the visibility registry, the detected listeners, the grant key and the
+//! live forwarded connections, behind one lock.
+//!
+//! Every decision is the `policy` crate's: [`PortRegistry`] for visibilities and epochs,
+//! [`authorize_forward`] / [`port_access`] for who may connect. This file only feeds them facts
+//! (listeners, grants, the codespace's identity, the clock) and acts on their answers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use codespace_policy::ports::{
+    authorize_forward, effective_visibility, port_access, CodespaceIdentity as PolicyIdentity,
+    ForwardDenyReason, ForwardGrant, Principal, Visibility, AUTHENTICATION_LIFETIME,
+};
+use codespace_policy::registry::{port_number, PortEventRejection, PortRegistry};
+use codespace_policy::repo::same_login;
+use codespace_policy::{Authorized, ReasonCode};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::PortsConfig;
+use super::live::LiveTable;
+use super::refusal::ForwardRefusal;
+use crate::guest::config::CodespaceIdentity;
+use crate::guest::detect::PortChange;
+use crate::guest::service::{EventSink, ServiceError};
+use crate::wire::grant::{parse_grant, GrantKey};
+use crate::wire::message::ForwardHello;
+use crate::wire::Event;
+
+/// Request types this service answers.
+pub const REQUESTS: &[&str] = &["ports_list", "ports_visibility", "grant_key_put"];
+
+struct State {
+    registry: PortRegistry,
+    /// Detected listening sockets per port, keyed by socket (inode; 0 for the internal API).
+    listeners: BTreeMap<u16, BTreeMap<u64, Value>>,
+    live: LiveTable,
+}
+
+/// The port service (one per agent).
+pub struct PortsService {
+    config: PortsConfig,
+    state: Mutex<State>,
+    grant_key: RwLock<Option<GrantKey>>,
+    events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for PortsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortsService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A forward connection the policy allowed, registered in the live table.
+#[derive(Debug)]
+pub struct Admission {
+    /// The policy's proof (port, effective visibility, epoch).
+    pub grant: Authorized<ForwardGrant>,
+    /// Resolves when the connection is revoked.
+    pub revoked: oneshot::Receiver<()>,
+    /// Keeps the table entry; dropping it forgets the connection.
+    pub ticket: LiveTicket,
+}
+
+/// A live connection's place in the table; removed on drop.
+#[derive(Debug)]
+pub struct LiveTicket {
+    service: Arc<PortsService>,
+    id: u64,
+}
+
+impl Drop for LiveTicket {
+    fn drop(&mut self) {
+        self.service.lock().live.remove(self.id);
+    }
+}
+
+/// The policy's view of the codespace (an unknown owner matches no login).
+pub fn policy_identity(c: &CodespaceIdentity) -> PolicyIdentity {
+    PolicyIdentity {
+        owner: c.owner.clone().unwrap_or_default(),
+        organization: c.organization.clone(),
+    }
+}
+
+fn is_owner(principal: Option<&Principal>, codespace: &PolicyIdentity) -> bool {
+    principal.is_some_and(|p| !codespace.owner.is_empty() && same_login(&p.login, &codespace.owner))
+}
+
+fn rejection(e: PortEventRejection, port: i64) -> ServiceError {
+    let detail = match e {
+        PortEventRejection::InvalidPort => format!("{port} is not a port (1-65535)"),
+        PortEventRejection::UnknownPort => format!("nothing listens on port {port}"),
+        PortEventRejection::VisibilityNotAllowed => {
+            "the organization policy does not allow that visibility".to_owned()
+        }
+        _ => "refused".to_owned(),
+    };
+    ServiceError::InvalidArgument(format!("{}: {detail}", e.code()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VisibilityRequest {
+    port: i64,
+    visibility: Visibility,
+}
+
+impl PortsService {
+    /// A service with an empty registry: at agent start nothing is public.
+    pub fn new(config: PortsConfig, events: Option<EventSink>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                registry: PortRegistry::new(config.allowed),
+                listeners: BTreeMap::new(),
+                live: LiveTable::default(),
+            }),
+            config,
+            grant_key: RwLock::new(None),
+            events,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PortsConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn emit(&self, name: &str, fields: Value) {
+        if let Some(sink) = &self.events {
+            let _ = sink.send(Event::new(name, fields));
+        }
+    }
+
+    /// A listening socket appeared on `port` (`key` tells sockets of one port apart, e.g. the
+    /// IPv4 and IPv6 ones). The first one adds the port to the registry, private.
+    pub fn listener_opened(&self, port: u16, key: u64, details: Value) {
+        if port == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        let first = !st.listeners.contains_key(&port);
+        st.listeners.entry(port).or_default().insert(key, details);
+        if first {
+            // A port can only be rejected for being 0, excluded above.
+            let _ = st.registry.add(port);
+        }
+    }
+
+    /// A listening socket went away; when it was the port's last one, the port is removed
+    /// (forgetting its visibility) and its live connections are cut. Returns how many were.
+    pub fn listener_closed(&self, port: u16, key: u64) -> usize {
+        let mut st = self.lock();
+        let Some(sockets) = st.listeners.get_mut(&port) else {
+            return 0;
+        };
+        sockets.remove(&key);
+        if !sockets.is_empty() {
+            return 0;
+        }
+        st.listeners.remove(&port);
+        self.remove_locked(&mut st, port)
+    }
+
+    fn remove_locked(&self, st: &mut State, port: u16) -> usize {
+        let _ = st.registry.remove(port);
+        let revoked = st.live.revoke(port, |_| false);
+        if revoked > 0 {
+            tracing::info!(port, revoked, "port removed: live connections cut");
+            self.emit(
+                "port_connections_revoked",
+                json!({"port": port, "revoked": revoked, "reason": "port-removed"}),
+            );
+        }
+        revoked
+    }
+
+    /// Internal API: a listener on `port` (no socket details).
+    pub fn port_opened(&self, port: u16) {
+        self.listener_opened(port, 0, json!({}));
+    }
+
+    /// Internal API: every listener on `port` is gone. Returns the connections cut.
+    pub fn port_closed(&self, port: u16) -> usize {
+        let mut st = self.lock();
+        if st.listeners.remove(&port).is_none() {
+            return 0;
+        }
+        self.remove_locked(&mut st, port)
+    }
+
+    /// Installs (or replaces) the grant key. The key is never logged or echoed.
+    pub fn put_grant_key(&self, mut fields: Map<String, Value>) -> Result<Value, ServiceError> {
+        let Some(Value::String(text)) = fields.remove("key") else {
+            return Err(ServiceError::InvalidArgument(
+                "grant_key_put: `key` must be a base64 string".into(),
+            ));
+        };
+        if let Some(k) = fields.keys().next() {
+            return Err(ServiceError::InvalidArgument(format!(
+                "grant_key_put: unknown field `{k}`"
+            )));
+        }
+        let text = zeroize::Zeroizing::new(text);
+        let key = GrantKey::from_base64(&text)
+            .map_err(|e| ServiceError::InvalidArgument(format!("grant_key_put: {e}")))?;
+        match self.grant_key.write() {
+            Ok(mut g) => *g = Some(key),
+            Err(p) => *p.into_inner() = Some(key),
+        }
+        tracing::info!("grant key installed");
+        Ok(json!({"grant_key": "installed"}))
+    }
+
+    fn grant_key(&self) -> Option<GrantKey> {
+        match self.grant_key.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Answers one of [`REQUESTS`].
+    pub fn handle(
+        &self,
+        kind: &str,
+        fields: Map<String, Value>,
+        codespace: &CodespaceIdentity,
+    ) -> Result<Value, ServiceError> {
+        match kind {
+            "ports_list" => Ok(self.list(codespace)),
+            "ports_visibility" => {
+                let req: VisibilityRequest = serde_json::from_value(Value::Object(fields))
+                    .map_err(|e| ServiceError::InvalidArgument(format!("ports_visibility: {e}")))?;
+                self.set_visibility(
+                    req.port,
+                    req.visibility,
+                    codespace,
+                    OffsetDateTime::now_utc(),
+                )
+            }
+            "grant_key_put" => self.put_grant_key(fields),
+            other => Err(ServiceError::InvalidArgument(format!(
+                "unknown ports request `{other}`"
+            ))),
+        }
+    }
+
+    /// `ports_list`: every detected port with its visibility, epoch and listeners.
+    pub fn list(&self, codespace: &CodespaceIdentity) -> Value {
+        let identity = policy_identity(codespace);
+        let st = self.lock();
+        let allowed = st.registry.allowed();
+        let ports: Vec<Value> = st
+            .listeners
+            .iter()
+            .filter_map(|(port, sockets)| {
+                let state = st.registry.get(*port)?;
+                Some(json!({
+                    "port": port,
+                    "visibility": state.visibility,
+                    "effective_visibility": effective_visibility(&identity, state.visibility, allowed),
+                    "epoch": state.epoch,
+                    "owner_only": self.config.owner_only.contains(port),
+                    "connections": st.live.on_port(*port),
+                    "listeners": sockets.values().collect::<Vec<_>>(),
+                }))
+            })
+            .collect();
+        let allowed: Vec<&str> = Visibility::ALL
+            .into_iter()
+            .filter(|v| allowed.allows(*v))
+            .map(Visibility::as_str)
+            .collect();
+        json!({
+            "ports": ports,
+            "allowed_visibilities": allowed,
+            "grant_key": self.grant_key().is_some(),
+            "connections": st.live.total(),
+        })
+    }
+
+    /// The `ports` section of `status`: how many ports and live forwarded connections, and
+    /// whether the host delivered a grant key.
+    pub fn status(&self) -> Value {
+        let st = self.lock();
+        json!({
+            "ports": st.listeners.len(),
+            "connections": st.live.total(),
+            "grant_key": self.grant_key().is_some(),
+        })
+    }
+
+    /// `ports_visibility`: sets a port's visibility (policy-checked), bumps its epoch and cuts
+    /// the live connections the new visibility no longer admits.
+    pub fn set_visibility(
+        &self,
+        raw_port: i64,
+        visibility: Visibility,
+        codespace: &CodespaceIdentity,
+        now: OffsetDateTime,
+    ) -> Result<Value, ServiceError> {
+        let port = port_number(raw_port).map_err(|e| rejection(e, raw_port))?;
+        let owner_only = self.config.owner_only.contains(&port);
+        if owner_only && visibility != Visibility::Private {
+            return Err(ServiceError::InvalidArgument(format!(
+                "owner-only: port {port} carries connections to the codespace itself and stays private"
+            )));
+        }
+        let identity = policy_identity(codespace);
+        let mut st = self.lock();
+        st.registry
+            .set_visibility(port, visibility)
+            .map_err(|e| rejection(e, raw_port))?;
+        let allowed = st.registry.allowed();
+        let epoch = st.registry.get(port).map_or(0, |s| s.epoch);
+        let revoked = st.live.revoke(port, |p| {
+            port_access(&identity, visibility, p, now, allowed)
+                .decision
+                .is_allow()
+                && (!owner_only || is_owner(p, &identity))
+        });
+        drop(st);
+        let effective = effective_visibility(&identity, visibility, allowed);
+        tracing::info!(
+            port,
+            visibility = visibility.as_str(),
+            epoch,
+            revoked,
+            "port visibility set"
+        );
+        let report = json!({
+            "port": port,
+            "visibility": visibility,
+            "effective_visibility": effective,
+            "epoch": epoch,
+            "revoked": revoked,
+        });
+        self.emit("port_visibility_changed", report.clone());
+        Ok(report)
+    }
+
+    /// Checks a `forward` hello: grant signature, port, expiry, epoch, owner-only, the policy's
+    /// access decision and the connection limits, in that order; on success the connection is
+    /// in the live table.
+    pub fn admit(
+        self: &Arc<Self>,
+        hello: Option<&ForwardHello>,
+        codespace: &CodespaceIdentity,
+        now: OffsetDateTime,
+    ) -> Result<Admission, ForwardRefusal> {
+        let forward = hello.ok_or(ForwardRefusal::Malformed(
+            "a forward hello must carry `forward: {port, grant}`",
+        ))?;
+        let key = self.grant_key().ok_or(ForwardRefusal::NoGrantKey)?;
+        let grant =
+            parse_grant(forward.grant.clone()).map_err(|_| ForwardRefusal::MalformedGrant)?;
+        let claims = key.verify(grant).map_err(|_| ForwardRefusal::Forged)?;
+        let port = forward.port;
+        if claims.port != port {
+            return Err(ForwardRefusal::WrongPort {
+                grant: claims.port,
+                asked: port,
+            });
+        }
+        let now_s = now.unix_timestamp();
+        if claims.expires_at <= now_s {
+            return Err(ForwardRefusal::Expired);
+        }
+        let base = claims
+            .principal
+            .as_ref()
+            .map_or(now_s, |p| p.authenticated_at);
+        if claims.expires_at > base.saturating_add(AUTHENTICATION_LIFETIME.whole_seconds()) {
+            return Err(ForwardRefusal::LifetimeTooLong);
+        }
+        if self.config.never_forward.contains(&port) {
+            return Err(ForwardRefusal::PortDenied(port));
+        }
+        let principal = match claims.principal {
+            None => None,
+            Some(p) => Some(Principal {
+                authenticated_at: OffsetDateTime::from_unix_timestamp(p.authenticated_at)
+                    .map_err(|_| ForwardRefusal::MalformedGrant)?,
+                login: p.login,
+                organizations: p.organizations,
+            }),
+        };
+        let identity = policy_identity(codespace);
+        let mut st = self.lock();
+        let state = st
+            .registry
+            .get(port)
+            .ok_or(ForwardRefusal::NoSuchPort(port))?;
+        if state.epoch != claims.epoch {
+            return Err(ForwardRefusal::StaleEpoch {
+                grant: claims.epoch,
+                current: state.epoch,
+            });
+        }
+        if self.config.owner_only.contains(&port) && !is_owner(principal.as_ref(), &identity) {
+            return Err(ForwardRefusal::OwnerOnly(port));
+        }
+        let grant = authorize_forward(&st.registry, port, &identity, principal.as_ref(), now)
+            .map_err(|e| match e {
+                ForwardDenyReason::Access(r) => ForwardRefusal::Access(r),
+                _ => ForwardRefusal::NoSuchPort(port),
+            })?;
+        let per_port = self.config.max_connections_per_port;
+        if st.live.on_port(port) >= per_port {
+            return Err(ForwardRefusal::TooManyConnections {
+                scope: "port",
+                limit: per_port,
+            });
+        }
+        let total = self.config.max_connections_total;
+        if st.live.total() >= total {
+            return Err(ForwardRefusal::TooManyConnections {
+                scope: "total",
+                limit: total,
+            });
+        }
+        let (id, revoked) = st.live.insert(port, principal);
+        drop(st);
+        Ok(Admission {
+            grant,
+            revoked,
+            ticket: LiveTicket {
+                service: self.clone(),
+                id,
+            },
+        })
+    }
+}
+
+/// Feeds the port detector's changes into the registry until the detector stops. Sockets are
+/// told apart by inode, so a port stays while any of its sockets (IPv4, IPv6) listens.
+pub async fn follow(ports: Arc<PortsService>, mut changes: mpsc::Receiver<PortChange>) {
+    while let Some(change) = changes.recv().await {
+        match change {
+            PortChange::Opened(s) => {
+                let details = serde_json::to_value(&s).unwrap_or(Value::Null);
+                ports.listener_opened(s.port, s.inode, details);
+            }
+            PortChange::Closed(s) => {
+                ports.listener_closed(s.port, s.inode);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -1,0 +1,334 @@
+//! Unit tests of the port service: visibility, epochs, every admission refusal, revocation.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::wire::grant::{GrantClaims, GrantPrincipal};
+use base64::Engine as _;
+
+const NOW: i64 = 1_800_000_000;
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(NOW).unwrap()
+}
+
+fn codespace() -> CodespaceIdentity {
+    CodespaceIdentity {
+        owner: Some("mona".into()),
+        organization: Some("octo".into()),
+        repository: None,
+    }
+}
+
+fn key() -> GrantKey {
+    GrantKey::new(&[7; 32]).unwrap()
+}
+
+fn service() -> Arc<PortsService> {
+    let s = PortsService::new(PortsConfig::default(), None);
+    let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mut f = Map::new();
+    f.insert("key".into(), b64.into());
+    s.put_grant_key(f).unwrap();
+    s
+}
+
+fn principal(login: &str, orgs: &[&str]) -> Option<GrantPrincipal> {
+    Some(GrantPrincipal {
+        login: login.into(),
+        organizations: orgs.iter().map(|s| (*s).to_owned()).collect(),
+        authenticated_at: NOW - 60,
+    })
+}
+
+fn hello(port: u16, claims: GrantClaims, k: &GrantKey) -> ForwardHello {
+    ForwardHello {
+        port,
+        grant: serde_json::to_value(k.sign(claims)).unwrap(),
+    }
+}
+
+fn claims(s: &PortsService, port: u16, who: Option<GrantPrincipal>) -> GrantClaims {
+    let epoch = s.lock().registry.get(port).map_or(0, |st| st.epoch);
+    GrantClaims {
+        principal: who,
+        port,
+        epoch,
+        expires_at: NOW + 3600,
+    }
+}
+
+fn refusal(s: &Arc<PortsService>, h: ForwardHello) -> &'static str {
+    s.admit(Some(&h), &codespace(), now()).unwrap_err().reason()
+}
+
+fn set(s: &PortsService, port: u16, v: Visibility) -> Result<Value, ServiceError> {
+    s.set_visibility(i64::from(port), v, &codespace(), now())
+}
+
+#[test]
+fn new_ports_are_private_and_every_change_bumps_the_epoch() {
+    let s = service();
+    s.port_opened(3000);
+    let l = s.list(&codespace());
+    assert_eq!(l["ports"][0]["visibility"], "private");
+    let e1 = l["ports"][0]["epoch"].as_u64().unwrap();
+    let r = set(&s, 3000, Visibility::Public).unwrap();
+    assert!(r["epoch"].as_u64().unwrap() > e1);
+    s.port_closed(3000);
+    assert_eq!(s.list(&codespace())["ports"], json!([]));
+    s.port_opened(3000);
+    let l = s.list(&codespace());
+    assert_eq!(l["ports"][0]["visibility"], "private", "removal forgets");
+    assert!(l["ports"][0]["epoch"].as_u64().unwrap() > r["epoch"].as_u64().unwrap());
+    assert_eq!(
+        s.status(),
+        json!({"ports": 1, "connections": 0, "grant_key": true})
+    );
+    let e = set(&s, 4000, Visibility::Org).unwrap_err();
+    assert!(e.to_string().starts_with("unknown-port"), "{e}");
+    let e = set(&s, 22, Visibility::Public).unwrap_err();
+    assert!(e.to_string().starts_with("owner-only"), "{e}");
+    let e = s
+        .set_visibility(70000, Visibility::Org, &codespace(), now())
+        .unwrap_err();
+    assert!(e.to_string().starts_with("invalid-port"), "{e}");
+}
+
+#[test]
+fn a_port_stays_until_its_last_listener_closes() {
+    let s = service();
+    s.listener_opened(3000, 1, json!({"address": "127.0.0.1"}));
+    s.listener_opened(3000, 2, json!({"address": "::1"}));
+    assert_eq!(
+        s.list(&codespace())["ports"][0]["listeners"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    s.listener_closed(3000, 1);
+    assert_eq!(s.list(&codespace())["ports"].as_array().unwrap().len(), 1);
+    s.listener_closed(3000, 2);
+    assert_eq!(s.list(&codespace())["ports"], json!([]));
+}
+
+#[test]
+fn the_organization_policy_limits_choices() {
+    let config = PortsConfig {
+        allowed: codespace_policy::ports::AllowedVisibilities::from_list(&[Visibility::Org]),
+        ..PortsConfig::default()
+    };
+    let s = PortsService::new(config, None);
+    s.port_opened(3000);
+    let e = set(&s, 3000, Visibility::Public).unwrap_err();
+    assert!(e.to_string().starts_with("visibility-not-allowed"), "{e}");
+    set(&s, 3000, Visibility::Org).unwrap();
+    assert_eq!(
+        s.list(&codespace())["allowed_visibilities"],
+        json!(["private", "org"])
+    );
+}
+
+#[test]
+fn every_refusal_has_its_reason() {
+    let s = service();
+    s.port_opened(3000);
+    s.port_opened(4000);
+    s.port_opened(22);
+    let k = key();
+    let ok = claims(&s, 3000, principal("mona", &[]));
+
+    assert!(s
+        .admit(Some(&hello(3000, ok.clone(), &k)), &codespace(), now())
+        .is_ok());
+    assert_eq!(
+        s.admit(None, &codespace(), now()).unwrap_err().reason(),
+        "malformed"
+    );
+    let forged = hello(3000, ok.clone(), &GrantKey::new(&[8; 32]).unwrap());
+    assert_eq!(refusal(&s, forged), "forged");
+    let mut bad = hello(3000, ok.clone(), &k);
+    bad.grant["port"] = json!("x");
+    assert_eq!(refusal(&s, bad), "malformed-grant");
+    assert_eq!(refusal(&s, hello(4000, ok.clone(), &k)), "wrong-port");
+    let expired = GrantClaims {
+        expires_at: NOW,
+        ..ok.clone()
+    };
+    assert_eq!(refusal(&s, hello(3000, expired, &k)), "expired");
+    let long = GrantClaims {
+        expires_at: NOW - 60 + 3 * 3600 + 1,
+        ..ok.clone()
+    };
+    assert_eq!(refusal(&s, hello(3000, long, &k)), "lifetime-too-long");
+    assert_eq!(
+        refusal(
+            &s,
+            hello(5000, claims(&s, 5000, principal("mona", &[])), &k)
+        ),
+        "no-such-port"
+    );
+    let stale = GrantClaims {
+        epoch: ok.epoch - 1,
+        ..ok.clone()
+    };
+    assert_eq!(refusal(&s, hello(3000, stale, &k)), "stale-epoch");
+    // Private: only the owner; no principal at all needs authentication.
+    assert_eq!(
+        refusal(
+            &s,
+            hello(3000, claims(&s, 3000, principal("hubot", &["octo"])), &k)
+        ),
+        "not-owner"
+    );
+    assert_eq!(
+        refusal(&s, hello(3000, claims(&s, 3000, None), &k)),
+        "authentication-required"
+    );
+    // Org: members and the owner.
+    set(&s, 3000, Visibility::Org).unwrap();
+    assert_eq!(
+        refusal(
+            &s,
+            hello(3000, claims(&s, 3000, principal("hubot", &["other"])), &k)
+        ),
+        "not-organization-member"
+    );
+    assert!(s
+        .admit(
+            Some(&hello(
+                3000,
+                claims(&s, 3000, principal("hubot", &["OCTO"])),
+                &k
+            )),
+            &codespace(),
+            now()
+        )
+        .is_ok());
+    // Public: no principal needed.
+    set(&s, 3000, Visibility::Public).unwrap();
+    assert!(s
+        .admit(
+            Some(&hello(3000, claims(&s, 3000, None), &k)),
+            &codespace(),
+            now()
+        )
+        .is_ok());
+    // Owner-only: the creator only, whoever else asks.
+    assert_eq!(
+        refusal(
+            &s,
+            hello(22, claims(&s, 22, principal("hubot", &["octo"])), &k)
+        ),
+        "owner-only"
+    );
+    assert_eq!(
+        refusal(&s, hello(22, claims(&s, 22, None), &k)),
+        "owner-only"
+    );
+    assert!(s
+        .admit(
+            Some(&hello(22, claims(&s, 22, principal("MONA", &[])), &k)),
+            &codespace(),
+            now()
+        )
+        .is_ok());
+    // An authentication older than 3 hours.
+    let old = GrantClaims {
+        principal: Some(GrantPrincipal {
+            authenticated_at: NOW - 3 * 3600,
+            ..principal("mona", &[]).unwrap()
+        }),
+        expires_at: NOW + 1,
+        ..claims(&s, 4000, None)
+    };
+    assert_eq!(refusal(&s, hello(4000, old, &k)), "lifetime-too-long");
+    let no_key = PortsService::new(PortsConfig::default(), None);
+    no_key.port_opened(3000);
+    assert_eq!(
+        no_key
+            .admit(Some(&hello(3000, ok, &k)), &codespace(), now())
+            .unwrap_err()
+            .reason(),
+        "no-grant-key"
+    );
+}
+
+#[test]
+fn limits_count_live_connections() {
+    let config = PortsConfig {
+        max_connections_per_port: 2,
+        max_connections_total: 3,
+        ..PortsConfig::default()
+    };
+    let s = PortsService::new(config, None);
+    let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mut f = Map::new();
+    f.insert("key".into(), b64.into());
+    s.put_grant_key(f).unwrap();
+    s.port_opened(3000);
+    s.port_opened(4000);
+    let k = key();
+    let admit = |port| {
+        s.admit(
+            Some(&hello(port, claims(&s, port, principal("mona", &[])), &k)),
+            &codespace(),
+            now(),
+        )
+    };
+    let a = admit(3000).unwrap();
+    let _b = admit(3000).unwrap();
+    assert_eq!(admit(3000).unwrap_err().reason(), "too-many-connections");
+    let _c = admit(4000).unwrap();
+    assert_eq!(
+        admit(4000).unwrap_err(),
+        ForwardRefusal::TooManyConnections {
+            scope: "total",
+            limit: 3
+        }
+    );
+    drop(a);
+    assert!(admit(3000).is_ok(), "a finished connection frees its place");
+}
+
+#[test]
+fn tightening_and_removal_revoke_exactly_the_connections_no_longer_allowed() {
+    let s = service();
+    s.port_opened(3000);
+    set(&s, 3000, Visibility::Public).unwrap();
+    let k = key();
+    let admit = |who| {
+        s.admit(
+            Some(&hello(3000, claims(&s, 3000, who), &k)),
+            &codespace(),
+            now(),
+        )
+        .unwrap()
+    };
+    let mut owner = admit(principal("mona", &[]));
+    let mut member = admit(principal("hubot", &["octo"]));
+    let mut anonymous = admit(None);
+    let r = set(&s, 3000, Visibility::Org).unwrap();
+    assert_eq!(r["revoked"], 1);
+    assert!(anonymous.revoked.try_recv().is_ok());
+    assert!(member.revoked.try_recv().is_err());
+    let r = set(&s, 3000, Visibility::Private).unwrap();
+    assert_eq!(r["revoked"], 1);
+    assert!(member.revoked.try_recv().is_ok());
+    assert!(owner.revoked.try_recv().is_err());
+    assert_eq!(s.port_closed(3000), 1);
+    assert!(owner.revoked.try_recv().is_ok());
+}
+
+#[test]
+fn grant_key_put_refuses_bad_keys_without_echoing_them() {
+    let s = PortsService::new(PortsConfig::default(), None);
+    let mut f = Map::new();
+    f.insert("key".into(), "c2hvcnQ=".into());
+    let e = s.put_grant_key(f).unwrap_err().to_string();
+    assert!(e.contains("at least 32") && !e.contains("c2hvcnQ"), "{e}");
+    let mut f = Map::new();
+    f.insert("key".into(), json!(5));
+    assert!(s.put_grant_key(f).is_err());
+    assert_eq!(s.list(&codespace())["grant_key"], false);
+}

@@ -1,0 +1,306 @@
+//! The host side of port forwarding: mint grants, open `forward` connections.
+//!
+//! ```text
+//! mint(key, port, epoch, principal, now, ttl) ─▶ SignedGrant
+//! open(opts, port, grant):
+//!   dial (unix | hybrid | vsock) ─ hello{role:forward, forward:{port, grant}} ─ welcome
+//!   ─ auth ─ ok ─ forward_ok | error{reason}  ─▶ ForwardStream (raw bytes to the guest port)
+//! ```
+//!
+//! The grant key is the host's; it reaches the agent once over the control connection
+//! (`grant_key_put {key: base64}`) and every grant is signed with it. One forward connection
+//! carries exactly one TCP connection to the guest port; the stream returned by [`open`] is
+//! already past the handshake, so its first byte is the listener's.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::UnixStream;
+
+use super::client::{ClientError, ConnectOptions};
+use super::dial::{hybrid_connect, ConnectAddr};
+use crate::relay::widen_unix_send_buffer;
+use crate::wire::grant::{GrantClaims, GrantKey, GrantPrincipal, SignedGrant};
+use crate::wire::handshake::host_start_forward;
+use crate::wire::io::{read_frame, write_payload, FrameIoError};
+use crate::wire::message::{ErrorFrame, ForwardHello};
+use crate::wire::{ErrorCode, FrameCodec, HandshakeError, WireError};
+
+/// The longest grant lifetime the agent accepts (3 hours after authentication).
+pub const MAX_GRANT_TTL: Duration = Duration::from_secs(3 * 3600);
+
+/// Signs a grant for `port` at `epoch`, valid from `now` (seconds since the Unix epoch) for
+/// `ttl`, capped at [`MAX_GRANT_TTL`] after the principal's authentication.
+pub fn mint(
+    key: &GrantKey,
+    port: u16,
+    epoch: u64,
+    principal: Option<GrantPrincipal>,
+    now: i64,
+    ttl: Duration,
+) -> SignedGrant {
+    let ttl = i64::try_from(ttl.min(MAX_GRANT_TTL).as_secs()).unwrap_or(0);
+    let base = principal.as_ref().map_or(now, |p| p.authenticated_at);
+    let cap = base.saturating_add(i64::try_from(MAX_GRANT_TTL.as_secs()).unwrap_or(0));
+    key.sign(GrantClaims {
+        principal,
+        port,
+        epoch,
+        expires_at: now.saturating_add(ttl).min(cap),
+    })
+}
+
+/// Why a forward connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// Dialing or the handshake failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The agent refused the grant or the port; `reason` is its stable code.
+    #[error("forward refused ({reason}): {}", .error.message)]
+    Refused {
+        /// The refusal reason (`stale-epoch`, `forged`, ...).
+        reason: String,
+        /// The error the agent sent.
+        error: WireError,
+    },
+    /// The agent answered something other than `forward_ok` or an error.
+    #[error("unexpected answer to a forward request")]
+    UnexpectedAnswer,
+}
+
+impl ForwardError {
+    /// The refusal reason, when the agent refused.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Refused { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// What the agent said when it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The port.
+    pub port: u16,
+    /// The address the agent connected to (`127.0.0.1:PORT` or `[::1]:PORT`).
+    pub target: String,
+    /// The port's epoch.
+    pub epoch: u64,
+}
+
+/// An open forward connection: a byte stream to the guest port.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ForwardStream {
+    /// Over a Unix socket (`unix:` or `hybrid:`).
+    Unix(UnixStream),
+    /// Over AF_VSOCK.
+    Vsock(tokio_vsock::VsockStream),
+}
+
+impl AsFd for ForwardStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Unix(s) => s.as_fd(),
+            Self::Vsock(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsyncRead for ForwardStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Vsock(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ForwardStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Vsock(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Unix(s) => Pin::new(s).poll_flush(cx),
+            Self::Vsock(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Vsock(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+async fn dial(addr: &ConnectAddr, timeout: Duration) -> Result<ForwardStream, ClientError> {
+    let name = addr.to_string();
+    let conn = |source| ClientError::Connect {
+        addr: name.clone(),
+        source,
+    };
+    match addr {
+        ConnectAddr::Unix(p) => {
+            let s = UnixStream::connect(p).await.map_err(conn)?;
+            widen_unix_send_buffer(s.as_fd());
+            Ok(ForwardStream::Unix(s))
+        }
+        ConnectAddr::Hybrid { path, port } => {
+            let mut s = UnixStream::connect(path).await.map_err(conn)?;
+            hybrid_connect(&mut s, *port, timeout)
+                .await
+                .map_err(|source| ClientError::Hybrid {
+                    addr: name.clone(),
+                    source,
+                })?;
+            Ok(ForwardStream::Unix(s))
+        }
+        ConnectAddr::Vsock { cid, port } => Ok(ForwardStream::Vsock(
+            tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port))
+                .await
+                .map_err(conn)?,
+        )),
+    }
+}
+
+/// Opens a forward connection to `port` with `grant` (one attempt, bounded by
+/// `opts.attempt_timeout`).
+pub async fn open(
+    opts: &ConnectOptions,
+    port: u16,
+    grant: &SignedGrant,
+) -> Result<(ForwardStream, Accepted), ForwardError> {
+    let name = opts.addr.to_string();
+    let attempt = async {
+        let mut stream = dial(&opts.addr, opts.attempt_timeout).await?;
+        let accepted = handshake(&mut stream, opts, port, grant, &name).await?;
+        Ok((stream, accepted))
+    };
+    tokio::time::timeout(opts.attempt_timeout, attempt)
+        .await
+        .map_err(|_| ForwardError::Client(ClientError::HandshakeTimeout { addr: name.clone() }))?
+}
+
+async fn handshake(
+    stream: &mut ForwardStream,
+    opts: &ConnectOptions,
+    port: u16,
+    grant: &SignedGrant,
+    name: &str,
+) -> Result<Accepted, ForwardError> {
+    let codec = FrameCodec::new(opts.max_frame_bytes);
+    let hs_err = |source| {
+        ForwardError::Client(ClientError::Handshake {
+            addr: name.to_owned(),
+            source,
+        })
+    };
+    let mut nonce = [0u8; 32];
+    SystemRandom::new().fill(&mut nonce).map_err(|_| {
+        hs_err(HandshakeError {
+            code: ErrorCode::Internal,
+            message: "random number generator failed".into(),
+        })
+    })?;
+    let grant = serde_json::to_value(grant).map_err(|_| ForwardError::UnexpectedAnswer)?;
+    let (state, hello) = host_start_forward(ForwardHello { port, grant }, opts.key.clone(), nonce);
+    let io = |e: FrameIoError| ForwardError::Client(ClientError::Frame(e));
+    write_payload(stream, &codec, &hello).await.map_err(io)?;
+    let next = |f: Option<_>| f.ok_or(ForwardError::Client(ClientError::Disconnected));
+    let welcome = next(read_frame(stream, &codec).await.map_err(io)?)?;
+    let (state, auth) = state.handle(&welcome.payload).map_err(hs_err)?;
+    if let Some(auth) = auth {
+        write_payload(stream, &codec, &auth).await.map_err(io)?;
+    }
+    let ok = next(read_frame(stream, &codec).await.map_err(io)?)?;
+    state.handle(&ok.payload).map_err(hs_err)?;
+    let answer = next(read_frame(stream, &codec).await.map_err(io)?)?.object;
+    match answer.get("type").and_then(Value::as_str) {
+        Some("forward_ok") => Ok(Accepted {
+            port,
+            target: answer
+                .get("target")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            epoch: answer.get("epoch").and_then(Value::as_u64).unwrap_or(0),
+        }),
+        Some("error") => {
+            let reason = answer
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned();
+            let error = serde_json::from_value::<ErrorFrame>(Value::Object(answer))
+                .map(|f| f.error)
+                .map_err(|_| ForwardError::UnexpectedAnswer)?;
+            Err(ForwardError::Refused { reason, error })
+        }
+        _ => Err(ForwardError::UnexpectedAnswer),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::wire::grant::parse_grant;
+
+    #[test]
+    fn minted_grants_verify_and_never_outlive_three_hours() {
+        let key = GrantKey::new(&[1; 32]).unwrap();
+        let who = GrantPrincipal {
+            login: "mona".into(),
+            organizations: vec![],
+            authenticated_at: 1000,
+        };
+        let g = mint(
+            &key,
+            3000,
+            4,
+            Some(who.clone()),
+            2000,
+            Duration::from_secs(60),
+        );
+        assert_eq!(g.claims.expires_at, 2060);
+        let back = parse_grant(serde_json::to_value(&g).unwrap()).unwrap();
+        assert_eq!(key.verify(back).unwrap().epoch, 4);
+        let g = mint(&key, 3000, 4, Some(who), 2000, Duration::from_secs(99_999));
+        assert_eq!(g.claims.expires_at, 1000 + 3 * 3600);
+        let g = mint(&key, 3000, 4, None, 2000, Duration::from_secs(99_999));
+        assert_eq!(g.claims.expires_at, 2000 + 3 * 3600);
+    }
+
+    #[test]
+    fn refusals_expose_their_reason() {
+        let e = ForwardError::Refused {
+            reason: "stale-epoch".into(),
+            error: WireError::new(ErrorCode::Unauthorized, "stale-epoch: x"),
+        };
+        assert_eq!(e.reason(), Some("stale-epoch"));
+        assert!(e.to_string().contains("stale-epoch"));
+    }
+}

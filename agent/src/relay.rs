@@ -1,0 +1,307 @@
+//! Relaying bytes between two connected sockets, zero-copy where the kernel allows.
+//!
+//! ```text
+//!        splice(a → pipe)         splice(pipe → b)
+//!   a ────────────────▶ [pipe a→b] ────────────────▶ b      (and the mirror image b → a)
+//!   EOF on a  ──▶ shutdown(b, SHUT_WR)   the other direction goes on (half-close)
+//! ```
+//!
+//! Both sockets are taken as owned descriptors ([`into_owned_fd`] duplicates the descriptor of
+//! any tokio/vsock stream and drops the original, so the same code serves Unix, TCP and vsock
+//! sockets) and registered with tokio's reactor as [`AsyncFd`]s. Each direction moves data
+//! through its own pipe with `splice(2)`: the payload pages are passed by reference from the
+//! source socket's receive queue into the pipe and from the pipe into the destination socket,
+//! never copied through user space. A direction drains its pipe completely before it splices
+//! into it again, so the pipe side never blocks and `EAGAIN` always means "the socket is not
+//! ready". If the kernel refuses `splice` for a socket type (`EINVAL`), that direction falls
+//! back to `read`/`write` through a user-space buffer.
+//!
+//! [`relay_streams`] is the fallback for streams without a descriptor (in-memory test pipes):
+//! `tokio::io::copy_bidirectional`, which half-closes the same way.
+//!
+//! Invariants: the relay ends when both directions have seen end of stream, when either fails,
+//! or when `cancel` resolves; then both sockets are closed (dropped).
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Pipe capacity a direction grows to once it carries bulk data (the kernel may grant less;
+/// `/proc/sys/fs/pipe-max-size` is 1 MiB by default). A new pipe has the kernel's default
+/// (64 KiB): most connections carry little, and a pipe's slot array is sized by its capacity.
+pub const PIPE_SIZE: usize = 1024 * 1024;
+/// Largest single `splice` asked for.
+const SPLICE_LEN: usize = PIPE_SIZE;
+/// Buffer of the user-space fallback.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Bytes moved by a finished relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayStats {
+    /// From the first socket to the second.
+    pub a_to_b: u64,
+    /// From the second socket to the first.
+    pub b_to_a: u64,
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RelayEnd {
+    /// Both directions reached end of stream.
+    Finished(RelayStats),
+    /// `cancel` resolved first (revocation, shutdown); both sockets were closed.
+    Cancelled,
+    /// A socket failed (reset by the peer, ...).
+    Failed(io::Error),
+}
+
+/// Send buffer asked for on the Unix-socket leg (capped by `net.core.wmem_max`).
+pub const UNIX_SEND_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Widens a Unix stream socket's send buffer. A Unix stream's queue is bounded by the
+/// sender's send buffer alone (208 KiB by default), so with the default each side of a bulk
+/// transfer wakes the other every 200 KiB; a wider buffer lets the relay move more per wakeup.
+/// Best effort: the default keeps working. Not for TCP, where it would turn off autotuning.
+pub fn widen_unix_send_buffer(fd: BorrowedFd<'_>) {
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, UNIX_SEND_BUFFER);
+}
+
+/// Duplicates the descriptor of `stream` and drops `stream` (deregistering it from whatever
+/// reactor held it); the socket stays open through the returned descriptor.
+pub fn into_owned_fd<T: AsFd>(stream: T) -> io::Result<OwnedFd> {
+    let fd = stream.as_fd().try_clone_to_owned()?;
+    drop(stream);
+    Ok(fd)
+}
+
+/// Relays between two connected, non-blocking sockets until both directions end or `cancel`
+/// resolves.
+pub async fn relay_fds(a: OwnedFd, b: OwnedFd, cancel: impl Future<Output = ()>) -> RelayEnd {
+    let (a, b) = match (register(a), register(b)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return RelayEnd::Failed(e),
+    };
+    let both = async {
+        let (ab, ba) = tokio::join!(one_way(&a, &b), one_way(&b, &a));
+        match (ab, ba) {
+            (Ok(a_to_b), Ok(b_to_a)) => RelayEnd::Finished(RelayStats { a_to_b, b_to_a }),
+            (Err(e), _) | (_, Err(e)) => RelayEnd::Failed(e),
+        }
+    };
+    tokio::select! {
+        end = both => end,
+        () = cancel => RelayEnd::Cancelled,
+    }
+}
+
+/// Registers a descriptor with tokio's reactor.
+#[allow(unsafe_code)] // tokio's registration is `unsafe` because of I/O safety; see SAFETY.
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid, open descriptor that it alone closes, on drop, and its
+    // `as_raw_fd` always returns the same number; the `AsyncFd` owns it, so it stays open and
+    // refers to the same file description for the `AsyncFd`'s whole life.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}
+
+/// Relays between two streams that have no descriptor, with a user-space copy.
+pub async fn relay_streams<A, B>(mut a: A, mut b: B, cancel: impl Future<Output = ()>) -> RelayEnd
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut a, &mut b) => match r {
+            Ok((a_to_b, b_to_a)) => RelayEnd::Finished(RelayStats { a_to_b, b_to_a }),
+            Err(e) => RelayEnd::Failed(e),
+        },
+        () = cancel => RelayEnd::Cancelled,
+    }
+}
+
+/// Waits until `fd` is ready for `interest` and runs `op`, again and again while it would block.
+async fn when_ready<R>(
+    fd: &AsyncFd<OwnedFd>,
+    write: bool,
+    mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
+) -> io::Result<R> {
+    loop {
+        let mut guard = if write {
+            fd.writable().await?
+        } else {
+            fd.readable().await?
+        };
+        match guard.try_io(|inner| op(inner.get_ref().as_fd())) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
+}
+
+/// Copies `src` to `dst` until end of stream, then shuts `dst` down for writing.
+async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u64> {
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    let mut total = 0u64;
+    let mut pipe = Some(new_pipe()?);
+    let mut capacity = pipe
+        .as_ref()
+        .and_then(|(_, w)| rustix::pipe::fcntl_getpipe_size(w).ok())
+        .unwrap_or(PIPE_SIZE);
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let moved = match &pipe {
+            Some((_, w)) => {
+                let r = when_ready(src, false, |s| {
+                    splice(s, None, w, None, SPLICE_LEN, flags).map_err(io::Error::from)
+                })
+                .await;
+                match r {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && total == 0 => {
+                        // This socket type cannot splice: copy through user space from now on.
+                        pipe = None;
+                        buf = vec![0; COPY_BUFFER];
+                        continue;
+                    }
+                    r => r?,
+                }
+            }
+            None => {
+                when_ready(src, false, |s| {
+                    rustix::io::read(s, &mut buf[..]).map_err(io::Error::from)
+                })
+                .await?
+            }
+        };
+        if moved == 0 {
+            // End of stream: pass the half-close on; ENOTCONN means the peer is gone already.
+            match rustix::net::shutdown(dst.get_ref(), rustix::net::Shutdown::Write) {
+                Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(total);
+        }
+        let mut left = moved;
+        while left > 0 {
+            let n = match &pipe {
+                Some((r, _)) => {
+                    when_ready(dst, true, |d| {
+                        splice(r, None, d, None, left, flags).map_err(io::Error::from)
+                    })
+                    .await?
+                }
+                None => {
+                    let start = moved - left;
+                    when_ready(dst, true, |d| {
+                        rustix::io::write(d, &buf[start..moved]).map_err(io::Error::from)
+                    })
+                    .await?
+                }
+            };
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero));
+            }
+            left -= n;
+        }
+        total += moved as u64;
+        if moved >= capacity && capacity < PIPE_SIZE {
+            // A full pipe: bulk data. Grow it (now, while empty) so each system call moves more;
+            // best effort, the small pipe keeps working if the kernel says no.
+            if let Some((_, w)) = &pipe {
+                capacity = fcntl_setpipe_size(w, PIPE_SIZE).unwrap_or(PIPE_SIZE);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream, UnixStream};
+
+    /// A Unix socket pair on one side and a TCP connection on the other, relayed in between.
+    async fn relayed() -> (
+        UnixStream,
+        TcpStream,
+        tokio::task::JoinHandle<RelayEnd>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (client, agent_side) = UnixStream::pair().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let a = into_owned_fd(agent_side).unwrap();
+        let b = into_owned_fd(target).unwrap();
+        let h = tokio::spawn(relay_fds(a, b, async move {
+            let _ = rx.await;
+        }));
+        (client, server, h, tx)
+    }
+
+    #[tokio::test]
+    async fn bytes_cross_both_ways_and_half_close_is_passed_on() {
+        let (mut client, mut server, h, _cancel) = relayed().await;
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let p = payload.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&p).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).await.unwrap();
+            reply
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, payload, "server sees every byte, then end of stream");
+        server.write_all(b"done").await.unwrap();
+        server.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"done");
+        match h.await.unwrap() {
+            RelayEnd::Finished(s) => assert_eq!((s.a_to_b, s.b_to_a), (3_000_000, 4)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn cancel_closes_both_sockets() {
+        let (mut client, mut server, h, cancel) = relayed().await;
+        client.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        server.read_exact(&mut one).await.unwrap();
+        cancel.send(()).unwrap();
+        assert!(matches!(h.await.unwrap(), RelayEnd::Cancelled));
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
+        assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn streams_without_descriptors_use_the_copy_fallback() {
+        let (mut c, a) = tokio::io::duplex(1024);
+        let (b, mut s) = tokio::io::duplex(1024);
+        let h = tokio::spawn(relay_streams(a, b, std::future::pending()));
+        c.write_all(b"ping").await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        s.write_all(b"pong").await.unwrap();
+        drop(s);
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong");
+        assert!(matches!(h.await.unwrap(), RelayEnd::Finished(_)));
+    }
+}

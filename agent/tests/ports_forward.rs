@@ -1,0 +1,619 @@
+//! Port forwarding end to end: the real `codespace-agent` on a Unix socket, real TCP listeners
+//! on loopback detected by the agent, grants minted here (this test plays the host), and the
+//! `codespace-agentctl ports` commands.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use codespace_agent::host::forward::{mint, open, ForwardError, ForwardStream};
+use codespace_agent::host::Client;
+use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use support::{json_out, stderr, Agent, Raw, KEY};
+
+const GRANT_KEY: [u8; 32] = [0x42; 32];
+const CODESPACE: &str =
+    r#""codespace": {"owner": "mona", "organization": "octo"}, "detect": {"poll_interval_ms": 50}"#;
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn who(login: &str, orgs: &[&str]) -> Option<GrantPrincipal> {
+    Some(GrantPrincipal {
+        login: login.into(),
+        organizations: orgs.iter().map(|s| (*s).to_owned()).collect(),
+        authenticated_at: now() - 10,
+    })
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+/// A control client with the grant key installed.
+async fn control(agent: &Agent) -> Client {
+    let c = agent.client().await;
+    let key = base64::engine::general_purpose::STANDARD.encode(GRANT_KEY);
+    c.request(
+        "grant_key_put",
+        fields(json!({"key": key})),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    c
+}
+
+async fn list(c: &Client) -> Value {
+    c.request("ports_list", Map::new(), Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+/// The port's entry in `ports_list`, waiting (bounded) until `pred` holds for it.
+async fn wait_port(c: &Client, port: u16, pred: impl Fn(Option<&Value>) -> bool) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = list(c).await;
+        let entry = l["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .cloned();
+        if pred(entry.as_ref()) {
+            return entry;
+        }
+        assert!(Instant::now() < deadline, "port {port} never matched: {l}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn epoch(c: &Client, port: u16) -> u64 {
+    wait_port(c, port, |p| p.is_some()).await.unwrap()["epoch"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn set_visibility(c: &Client, port: u16, v: &str) -> Value {
+    c.request(
+        "ports_visibility",
+        fields(json!({"port": port, "visibility": v})),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
+/// An echo server: reads to end of stream, then writes everything back and closes.
+async fn echo_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if s.read_to_end(&mut buf).await.is_ok() {
+                    let _ = s.write_all(&buf).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    (port, h)
+}
+
+async fn forward(
+    agent: &Agent,
+    port: u16,
+    epoch: u64,
+    principal: Option<GrantPrincipal>,
+) -> Result<ForwardStream, ForwardError> {
+    let grant = mint(
+        &GrantKey::new(&GRANT_KEY).unwrap(),
+        port,
+        epoch,
+        principal,
+        now(),
+        Duration::from_secs(600),
+    );
+    open(&agent.options(), port, &grant).await.map(|(s, _)| s)
+}
+
+async fn refused(
+    agent: &Agent,
+    port: u16,
+    grant: &codespace_agent::wire::grant::SignedGrant,
+) -> String {
+    match open(&agent.options(), port, grant).await {
+        Ok(_) => panic!("forward to {port} was accepted"),
+        Err(e) => e
+            .reason()
+            .unwrap_or_else(|| panic!("not a refusal: {e}"))
+            .to_owned(),
+    }
+}
+
+/// Writes `data`, half-closes, and returns everything read back.
+async fn round_trip(mut s: ForwardStream, data: &[u8]) -> Vec<u8> {
+    s.write_all(data).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).await.unwrap();
+    back
+}
+
+/// Raises this process's open-file limit (inherited by the agent it spawns).
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: l.maximum,
+            maximum: l.maximum,
+        },
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn visibility_changes_bump_epochs_and_removal_forgets() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let owner_only = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let oo_port = owner_only.local_addr().unwrap().port();
+    let agent = Agent::start(&format!(
+        r#"{CODESPACE}, "ports": {{"owner_only": [{oo_port}], "allowed_visibilities": ["private", "org"]}}"#
+    ));
+    let c = control(&agent).await;
+    let p = wait_port(&c, port, |p| p.is_some()).await.unwrap();
+    assert_eq!(p["visibility"], "private", "new ports are private: {p}");
+    assert_eq!(p["listeners"][0]["addr"], "127.0.0.1", "{p}");
+    let e0 = p["epoch"].as_u64().unwrap();
+
+    // Through the CLI: org is allowed, public is not (organization policy).
+    let port_s = port.to_string();
+    let r = json_out(&agent.ctl(&["ports", "visibility", &port_s, "org"]));
+    assert_eq!(r["visibility"], "org");
+    let e1 = r["epoch"].as_u64().unwrap();
+    assert!(e1 > e0, "{r}");
+    let out = agent.ctl(&["ports", "visibility", &port_s, "public"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("visibility-not-allowed"),
+        "{}",
+        stderr(&out)
+    );
+    let oo = oo_port.to_string();
+    wait_port(&c, oo_port, |p| p.is_some()).await;
+    let out = agent.ctl(&["ports", "visibility", &oo, "org"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("owner-only"), "{}", stderr(&out));
+    let l = json_out(&agent.ctl(&["ports", "list"]));
+    let entry = l["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == oo_port)
+        .unwrap();
+    assert_eq!(
+        (entry["owner_only"].clone(), entry["visibility"].clone()),
+        (json!(true), json!("private"))
+    );
+
+    // Removed and re-added: private again, with a newer epoch.
+    drop(listener);
+    wait_port(&c, port, |p| p.is_none()).await;
+    let again = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let p = wait_port(&c, port, |p| p.is_some()).await.unwrap();
+    assert_eq!(p["visibility"], "private", "{p}");
+    assert!(p["epoch"].as_u64().unwrap() > e1, "{p}");
+    drop(again);
+}
+
+#[tokio::test]
+async fn every_bad_grant_is_refused_with_its_reason() {
+    let (port, _echo) = echo_server().await;
+    let (other, _echo2) = echo_server().await;
+    let (oo_port, _echo3) = echo_server().await;
+    let agent = Agent::start(&format!(
+        r#"{CODESPACE}, "ports": {{"owner_only": [{oo_port}]}}"#
+    ));
+    let c = control(&agent).await;
+    let e = epoch(&c, port).await;
+    epoch(&c, other).await;
+    let key = GrantKey::new(&GRANT_KEY).unwrap();
+    let ttl = Duration::from_secs(600);
+
+    // The owner gets through (private port).
+    let s = forward(&agent, port, e, who("mona", &[])).await.unwrap();
+    assert_eq!(round_trip(s, b"hi").await, b"hi");
+
+    let forged = mint(
+        &GrantKey::new(&[1; 32]).unwrap(),
+        port,
+        e,
+        who("mona", &[]),
+        now(),
+        ttl,
+    );
+    assert_eq!(refused(&agent, port, &forged).await, "forged");
+    let mut expired = mint(
+        &key,
+        port,
+        e,
+        who("mona", &[]),
+        now() - 1000,
+        Duration::from_secs(10),
+    );
+    expired.claims.expires_at = now() - 900;
+    let expired = key.sign(expired.claims);
+    assert_eq!(refused(&agent, port, &expired).await, "expired");
+    let for_other = mint(&key, other, e, who("mona", &[]), now(), ttl);
+    assert_eq!(refused(&agent, port, &for_other).await, "wrong-port");
+    let anonymous = mint(&key, port, e, None, now(), ttl);
+    assert_eq!(
+        refused(&agent, port, &anonymous).await,
+        "authentication-required"
+    );
+    let stranger = mint(&key, port, e, who("hubot", &["octo"]), now(), ttl);
+    assert_eq!(refused(&agent, port, &stranger).await, "not-owner");
+
+    // Org: a member gets through, a non-member does not, an old epoch is stale.
+    let e2 = set_visibility(&c, port, "org").await["epoch"]
+        .as_u64()
+        .unwrap();
+    let old = mint(&key, port, e, who("hubot", &["octo"]), now(), ttl);
+    assert_eq!(refused(&agent, port, &old).await, "stale-epoch");
+    let outsider = mint(&key, port, e2, who("hubot", &["other"]), now(), ttl);
+    assert_eq!(
+        refused(&agent, port, &outsider).await,
+        "not-organization-member"
+    );
+    let s = forward(&agent, port, e2, who("hubot", &["OCTO"]))
+        .await
+        .unwrap();
+    assert_eq!(round_trip(s, b"member").await, b"member");
+
+    // Public: no principal needed.
+    let e3 = set_visibility(&c, port, "public").await["epoch"]
+        .as_u64()
+        .unwrap();
+    let s = forward(&agent, port, e3, None).await.unwrap();
+    assert_eq!(round_trip(s, b"anyone").await, b"anyone");
+
+    // Owner-only: the creator only.
+    let eo = epoch(&c, oo_port).await;
+    let g = mint(&key, oo_port, eo, who("hubot", &["octo"]), now(), ttl);
+    assert_eq!(refused(&agent, oo_port, &g).await, "owner-only");
+    let g = mint(&key, oo_port, eo, None, now(), ttl);
+    assert_eq!(refused(&agent, oo_port, &g).await, "owner-only");
+    let s = forward(&agent, oo_port, eo, who("mona", &[]))
+        .await
+        .unwrap();
+    assert_eq!(round_trip(s, b"ssh").await, b"ssh");
+
+    // A port nobody listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free_port = free.local_addr().unwrap().port();
+    drop(free);
+    let g = mint(&key, free_port, 1, who("mona", &[]), now(), ttl);
+    assert_eq!(refused(&agent, free_port, &g).await, "no-such-port");
+}
+
+/// Whether the stream reaches end of stream (or fails) within one second.
+async fn closed_within_a_second(s: &mut ForwardStream) -> bool {
+    let mut b = [0u8; 16];
+    let drained = async {
+        loop {
+            match s.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), drained)
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn tightening_and_removal_cut_live_connections_within_a_second() {
+    // A server that holds connections open and answers each line.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    epoch(&c, port).await;
+    let e = set_visibility(&c, port, "public").await["epoch"]
+        .as_u64()
+        .unwrap();
+    let mut anonymous = forward(&agent, port, e, None).await.unwrap();
+    let mut member = forward(&agent, port, e, who("hubot", &["octo"]))
+        .await
+        .unwrap();
+    let mut owner = forward(&agent, port, e, who("mona", &[])).await.unwrap();
+    for s in [&mut anonymous, &mut member, &mut owner] {
+        s.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+    }
+    // public → org: the anonymous connection goes, the others stay.
+    let r = set_visibility(&c, port, "org").await;
+    assert_eq!(r["revoked"], 1, "{r}");
+    assert!(
+        closed_within_a_second(&mut anonymous).await,
+        "anonymous survived"
+    );
+    member.write_all(b"still").await.unwrap();
+    let mut b = [0u8; 5];
+    member.read_exact(&mut b).await.unwrap();
+    // org → private: the member goes.
+    let r = set_visibility(&c, port, "private").await;
+    assert_eq!(r["revoked"], 1, "{r}");
+    assert!(closed_within_a_second(&mut member).await, "member survived");
+    owner.write_all(b"owner").await.unwrap();
+    owner.read_exact(&mut b).await.unwrap();
+    // The listener goes away: the owner's connection is cut as well.
+    server.abort();
+    let _ = server.await;
+    // (Detection polls every 50 ms here; the cut follows the detection at once.)
+    assert!(
+        closed_within_a_second(&mut owner).await,
+        "the owner's connection survived the port's removal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_carry_their_own_bytes() {
+    raise_nofile();
+    let (port, _echo) = echo_server().await;
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    epoch(&c, port).await;
+    let e = set_visibility(&c, port, "org").await["epoch"]
+        .as_u64()
+        .unwrap();
+    const N: usize = 1000;
+    let barrier = Arc::new(tokio::sync::Barrier::new(N));
+    let opts = Arc::new(agent.options());
+    let key = Arc::new(GrantKey::new(&GRANT_KEY).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let barrier = barrier.clone();
+        let opts = opts.clone();
+        let key = key.clone();
+        tasks.spawn(async move {
+            let principal = who(if i % 2 == 0 { "mona" } else { "hubot" }, &["octo"]);
+            let grant = mint(&key, port, e, principal, now(), Duration::from_secs(600));
+            let (s, _) = open(&opts, port, &grant).await.unwrap();
+            // Every connection is open before any sends a byte.
+            barrier.wait().await;
+            let data: Vec<u8> = (0..16 * 1024 + i)
+                .map(|j| ((i * 7 + j) % 251) as u8)
+                .collect();
+            let back = round_trip(s, &data).await;
+            assert_eq!(back, data, "connection {i}");
+        });
+    }
+    let all = async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("1,000 connections did not finish in 120 s");
+    // All finished: the live table is empty again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while list(&c).await["connections"] != 0 {
+        assert!(Instant::now() < deadline, "{}", list(&c).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ctl_ports_forward_relays_and_half_closes() {
+    let (port, _echo) = echo_server().await;
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    epoch(&c, port).await;
+    let key_file = agent.write("grant.key", &String::from_utf8(vec![b'k'; 40]).unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codespace-agentctl"))
+        .arg("--connect")
+        .arg(agent.addr())
+        .arg("--key-file")
+        .arg(agent.key_file())
+        .args([
+            "ports",
+            "forward",
+            &port.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--as", "mona", "--orgs", "octo,other", "--grant-key-file"])
+        .arg(&key_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let kill = scopeguard(pid);
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
+    let local = ready["listening"].as_str().unwrap().to_owned();
+    for round in 0..3 {
+        let mut s = TcpStream::connect(&local).await.unwrap();
+        let msg = format!("request {round}");
+        s.write_all(msg.as_bytes()).await.unwrap();
+        // Half-close: the reply still arrives after our end of stream.
+        s.shutdown().await.unwrap();
+        let mut back = String::new();
+        s.read_to_string(&mut back).await.unwrap();
+        assert_eq!(back, msg);
+        if round == 0 {
+            // The visibility changes: the CLI's grants go stale once and are minted again.
+            set_visibility(&c, port, "org").await;
+        }
+    }
+    drop(kill);
+    let _ = child.wait();
+}
+
+/// Kills a child by PID when dropped (the test may fail half-way).
+struct KillOnDrop(u32);
+fn scopeguard(pid: u32) -> KillOnDrop {
+    KillOnDrop(pid)
+}
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
+}
+
+#[tokio::test]
+async fn misbehaving_forward_clients_do_not_disturb_others() {
+    let (port, _echo) = echo_server().await;
+    let agent = Agent::start(&format!(r#"{CODESPACE}, "handshake_timeout_ms": 2000"#));
+    let c = control(&agent).await;
+    let e = epoch(&c, port).await;
+    // One stalls before the hello, one sends garbage, one sends a forward hello whose grant is
+    // nonsense, one never reads.
+    let _stalled = Raw::connect(&agent).await;
+    let mut garbage = Raw::connect(&agent).await;
+    garbage.send_bytes(b"\x00\x00\x00\x05hello world").await;
+    let mut nonsense = Raw::connect(&agent).await;
+    {
+        use codespace_agent::wire::handshake::host_start_forward;
+        use codespace_agent::wire::io::write_payload;
+        use codespace_agent::wire::message::ForwardHello;
+        use codespace_agent::wire::SharedKey;
+        let hello = ForwardHello {
+            port,
+            grant: json!({"port": "eighty"}),
+        };
+        let (st, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [1; 32]);
+        write_payload(&mut nonsense.stream, &nonsense.codec, &payload)
+            .await
+            .unwrap();
+        let welcome = nonsense.next().await.unwrap();
+        let (st, auth) = st.handle(&welcome.payload).unwrap();
+        write_payload(&mut nonsense.stream, &nonsense.codec, &auth.unwrap())
+            .await
+            .unwrap();
+        st.handle(&nonsense.next().await.unwrap().payload).unwrap();
+        let f = nonsense.next().await.unwrap();
+        assert_eq!(f.object["reason"], "malformed-grant", "{:?}", f.object);
+        assert!(nonsense.next().await.is_none(), "closed after the refusal");
+    }
+    let f = garbage.next().await.unwrap();
+    assert_eq!(f.object["error"]["code"], "invalid_frame");
+    // One stops in the middle of the handshake: a forward hello, then nothing.
+    let mut halfway = Raw::connect(&agent).await;
+    {
+        use codespace_agent::wire::handshake::host_start_forward;
+        use codespace_agent::wire::io::write_payload;
+        use codespace_agent::wire::message::ForwardHello;
+        use codespace_agent::wire::SharedKey;
+        let grant = mint(
+            &GrantKey::new(&GRANT_KEY).unwrap(),
+            port,
+            e,
+            who("mona", &[]),
+            now(),
+            Duration::from_secs(60),
+        );
+        let hello = ForwardHello {
+            port,
+            grant: serde_json::to_value(grant).unwrap(),
+        };
+        let (_, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [2; 32]);
+        write_payload(&mut halfway.stream, &halfway.codec, &payload)
+            .await
+            .unwrap();
+        assert_eq!(halfway.next().await.unwrap().object["type"], "welcome");
+    }
+    // A forwarded connection that never reads while the others go on.
+    let mut hog = forward(&agent, port, e, who("mona", &[])).await.unwrap();
+    hog.write_all(&vec![7u8; 1 << 20]).await.unwrap();
+    for i in 0..20 {
+        let s = forward(&agent, port, e, who("mona", &[])).await.unwrap();
+        let msg = format!("ok {i}");
+        assert_eq!(round_trip(s, msg.as_bytes()).await, msg.as_bytes());
+    }
+    assert_eq!(
+        c.request("ping", Map::new(), Duration::from_secs(5))
+            .await
+            .unwrap()["pong"],
+        true
+    );
+    // The half-way client is cut by the handshake timeout, with an error naming it.
+    let f = halfway.next().await.unwrap();
+    assert_eq!(f.object["error"]["code"], "timeout", "{:?}", f.object);
+}
+
+#[tokio::test]
+async fn a_listener_on_ipv6_loopback_only_is_reached_there() {
+    let Ok(l) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if s.read_to_end(&mut buf).await.is_ok() {
+                    let _ = s.write_all(&buf).await;
+                }
+            });
+        }
+    });
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    let e = epoch(&c, port).await;
+    let grant = mint(
+        &GrantKey::new(&GRANT_KEY).unwrap(),
+        port,
+        e,
+        who("mona", &[]),
+        now(),
+        Duration::from_secs(60),
+    );
+    let (s, accepted) = open(&agent.options(), port, &grant).await.unwrap();
+    assert_eq!(accepted.target, format!("[::1]:{port}"));
+    assert_eq!(round_trip(s, b"six").await, b"six");
+}
