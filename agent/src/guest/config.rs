@@ -23,7 +23,8 @@
 //!   "shutdown_grace_ms": 5000,
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
-//!   "codespace": { "owner": null, "organization": null, "repository": null }
+//!   "codespace": { "owner": null, "organization": null, "repository": null },
+//!   "lifecycle": { "launcher": "plain", "command_timeout_s": 1800 } // see lifecycle::settings
 //! }
 //! ```
 
@@ -62,6 +63,7 @@ pub struct RawConfig {
     pub token: Option<RawTokenConfig>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
+    pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
 }
 
 /// The `token` section as written.
@@ -84,6 +86,15 @@ pub struct CodespaceIdentity {
     pub organization: Option<String>,
     /// Source repository, `OWNER/NAME`.
     pub repository: Option<String>,
+    /// The creator's access to the repository (`none` ... `admin`): a lifecycle trust fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_access: Option<String>,
+    /// The codespace is for a pull request from a fork: a lifecycle trust fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_from_fork: Option<bool>,
+    /// The codespace is a prebuild: a lifecycle trust fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prebuild: Option<bool>,
 }
 
 impl CodespaceIdentity {
@@ -97,6 +108,15 @@ impl CodespaceIdentity {
         }
         if other.repository.is_some() {
             self.repository.clone_from(&other.repository);
+        }
+        if other.creator_access.is_some() {
+            self.creator_access.clone_from(&other.creator_access);
+        }
+        if other.pull_request_from_fork.is_some() {
+            self.pull_request_from_fork = other.pull_request_from_fork;
+        }
+        if other.prebuild.is_some() {
+            self.prebuild = other.prebuild;
         }
     }
 }
@@ -133,6 +153,7 @@ pub struct AgentConfig {
     pub token: TokenConfig,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
+    pub lifecycle: super::lifecycle::settings::LifecycleConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -307,6 +328,13 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),
+        lifecycle: super::lifecycle::settings::LifecycleConfig::build(
+            raw.lifecycle.unwrap_or_default(),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            message: format!("(in `lifecycle`) {}", e.message),
+        })?,
     })
 }
 

@@ -8,16 +8,21 @@
 //! | `secrets_put` | `secrets: [{name, generation, ephemeral_public, ciphertext}]` | per-name report     |
 //! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository}` | report |
 //!
+//! | `lifecycle_run`, `extensions_install`, `config_watch` | see [`super::lifecycle`] | long-running [`Job`]s |
+//!
 //! Anything else is answered `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
 use super::config::CodespaceIdentity;
 use super::health::HealthSampler;
+use super::lifecycle::LifecycleService;
 use super::service::{SecretsService, ServiceError, SessionKind};
 use crate::wire::{ErrorCode, Request, WireError};
 
@@ -67,12 +72,48 @@ const BASE_CAPABILITIES: &[&str] = &["ping", "status", "events", "heartbeat"];
 /// Request types the secrets service adds.
 const SERVICE_CAPABILITIES: &[&str] = &["token_put", "secrets_put", "session", "sealed_secrets_v1"];
 
+/// A long-running request: its own deadline (not the agent's `request_timeout`) and the work,
+/// polled on the connection's task so the connection keeps serving other requests.
+pub struct Job {
+    /// How long the work may take.
+    pub deadline: Duration,
+    /// The work.
+    pub work: Pin<Box<dyn Future<Output = Result<Value, WireError>> + Send>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// A job with a deadline.
+    pub fn new(
+        deadline: Duration,
+        work: impl Future<Output = Result<Value, WireError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            deadline,
+            work: Box::pin(work),
+        }
+    }
+
+    /// A job whose result is already known (a field error).
+    pub fn ready(result: Result<Value, WireError>) -> Self {
+        Self::new(Duration::from_secs(1), std::future::ready(result))
+    }
+}
+
 /// Routes requests to their handlers.
 pub struct Dispatcher {
     facts: AgentFacts,
     service: Option<Arc<dyn SecretsService>>,
     codespace: Mutex<CodespaceIdentity>,
     health: Arc<HealthSampler>,
+    lifecycle: Option<Arc<LifecycleService>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -96,7 +137,29 @@ impl Dispatcher {
             service,
             codespace: Mutex::new(codespace),
             health,
+            lifecycle: None,
         }
+    }
+
+    /// Adds the lifecycle service (lifecycle commands, extension installs, config watch).
+    pub fn with_lifecycle(mut self, lifecycle: Arc<LifecycleService>) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// A long-running request becomes a [`Job`]; any other is handed back for [`Self::handle`].
+    pub fn start_job(&self, req: Request) -> Result<Job, Request> {
+        let Some(lifecycle) = &self.lifecycle else {
+            return Err(req);
+        };
+        if !super::lifecycle::CAPABILITIES.contains(&req.kind.as_str()) {
+            return Err(req);
+        }
+        let identity = self.lock_codespace().clone();
+        let kind = req.kind;
+        Ok(lifecycle
+            .job(&kind, req.fields, &identity)
+            .unwrap_or_else(|| Job::ready(Err(HandlerError::Unsupported(kind.clone()).wire()))))
     }
 
     /// The capability list announced in `welcome` and `status`.
@@ -104,6 +167,13 @@ impl Dispatcher {
         let mut caps: Vec<String> = BASE_CAPABILITIES.iter().map(|s| (*s).to_owned()).collect();
         if self.service.is_some() {
             caps.extend(SERVICE_CAPABILITIES.iter().map(|s| (*s).to_owned()));
+        }
+        if self.lifecycle.is_some() {
+            caps.extend(
+                super::lifecycle::CAPABILITIES
+                    .iter()
+                    .map(|s| (*s).to_owned()),
+            );
         }
         caps
     }

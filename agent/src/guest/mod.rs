@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod health;
+pub mod lifecycle;
 pub mod server;
 pub mod service;
 pub mod system;
@@ -66,6 +67,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The lifecycle runner could not be set up (organization policy file, launcher).
+    #[error("lifecycle: {0}")]
+    Lifecycle(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -89,11 +93,11 @@ pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
 }
 
 /// The assembled daemon.
-#[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
     events: EventSink,
     started: Instant,
+    secrets: Option<Arc<dyn lifecycle::SecretSource>>,
 }
 
 impl Agent {
@@ -116,7 +120,14 @@ impl Agent {
             config,
             events,
             started: Instant::now(),
+            secrets: None,
         })
+    }
+
+    /// Where lifecycle commands get secret values from (for their environment, when the
+    /// profile allows, and for redacting every command's output).
+    pub fn set_secret_source(&mut self, source: Arc<dyn lifecycle::SecretSource>) {
+        self.secrets = Some(source);
     }
 
     /// The event stream, for services that push events (token expiry).
@@ -145,12 +156,12 @@ impl Agent {
         };
         // Without a secrets service there is no key to seal to; the capability list says so.
         let public_key = service.as_ref().map_or([0; 32], |s| s.public_key());
-        let dispatcher = Arc::new(Dispatcher::new(
-            facts.clone(),
-            service,
-            c.codespace.clone(),
-            health.clone(),
-        ));
+        let lifecycle = lifecycle::build(c, self.events.clone(), self.secrets.clone())
+            .map_err(StartError::Lifecycle)?;
+        let dispatcher = Arc::new(
+            Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
+                .with_lifecycle(lifecycle),
+        );
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),
@@ -182,6 +193,15 @@ impl Agent {
         let _ = system::sd_notify("STOPPING=1");
         info!("stopped");
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("config", &self.config)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
     }
 }
 

@@ -315,6 +315,45 @@ impl Server {
                     continue;
                 }
             };
+            let req_id = req.id;
+            let req = match sh.dispatcher.start_job(req) {
+                Err(req) => req,
+                Ok(job) => {
+                    // Long-running (lifecycle): its own deadline, polled on a task of this
+                    // connection so other requests keep being served.
+                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                        let resp = Response {
+                            id: Some(req_id),
+                            result: Err(WireError::new(
+                                ErrorCode::Busy,
+                                "too many requests in flight on this connection",
+                            )),
+                        };
+                        if out_tx.send(resp.to_object()).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    };
+                    let tx = out_tx.clone();
+                    requests.spawn(async move {
+                        let deadline = job.deadline;
+                        let result = match tokio::time::timeout(deadline, job.work).await {
+                            Ok(r) => r,
+                            Err(_) => Err(WireError::new(
+                                ErrorCode::Timeout,
+                                format!("no result within {} ms", deadline.as_millis()),
+                            )),
+                        };
+                        let resp = Response {
+                            id: Some(req_id),
+                            result,
+                        };
+                        let _ = tx.send(resp.to_object()).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
             if Dispatcher::is_inline(&req.kind) {
                 // Cheap and non-blocking: answered right here, no task, no thread hop.
                 let id = req.id;
