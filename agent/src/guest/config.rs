@@ -64,6 +64,7 @@ pub struct RawConfig {
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
     pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
+    pub sandbox: Option<super::sandbox::RawSandboxConfig>,
 }
 
 /// The `token` section as written.
@@ -154,6 +155,7 @@ pub struct AgentConfig {
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
     pub lifecycle: super::lifecycle::settings::LifecycleConfig,
+    pub sandbox: super::sandbox::SandboxConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -335,6 +337,7 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
             key: e.key,
             message: format!("(in `lifecycle`) {}", e.message),
         })?,
+        sandbox: super::sandbox::SandboxConfig::build(raw.sandbox)?,
     })
 }
 

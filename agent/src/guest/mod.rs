@@ -14,6 +14,7 @@ pub mod config;
 pub mod dispatch;
 pub mod health;
 pub mod lifecycle;
+pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod system;

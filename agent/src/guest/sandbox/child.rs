@@ -1,0 +1,214 @@
+//! The code that runs in the child between `fork` and `execve`: raw syscalls on data prepared
+//! in the parent, nothing else.
+//!
+//! After `fork` only the forking thread exists; a lock another thread held stays locked forever
+//! and the allocator may be mid-update, so this module must not allocate, lock, log or touch
+//! `std::env` (measured: a `pre_exec` that took a logger mutex deadlocked 25 of 40 spawns,
+//! `sandbox-ports.md` "Tokio and fork"). Every step is one `libc::syscall` on fields of
+//! [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which std
+//! hands to the parent as the spawn error, and the command is never executed.
+//!
+//! Order, and why:
+//!
+//! 1. `setsid`: its own session and process group (pgid = pid), so a timeout can signal the
+//!    whole group, and no controlling terminal;
+//! 2. join the run's cgroups (write `"0"` to each pre-opened `cgroup.procs`): as root, before
+//!    anything runs, so there is no window in which the command is outside its limits;
+//! 3. rlimits `NOFILE`, `CORE`=0, `NPROC` (hard = soft, so the command cannot raise them);
+//! 4. mark every inherited descriptor above 2 close-on-exec (`close_range`), so a descriptor
+//!    some other thread opened without `O_CLOEXEC` does not leak into repository code;
+//! 5. `no_new_privs` (restricted, or whenever the agent is not root): setuid binaries and file
+//!    capabilities no longer raise privileges;
+//! 6. Landlock, then 7. seccomp: both *before* dropping root, because installing them needs
+//!    either `no_new_privs` or `CAP_SYS_ADMIN`, and the trusted profile must not get
+//!    `no_new_privs` (the creator may use sudo there). Neither layer affects the identity switch
+//!    that follows (no denied syscall and no file access is involved), and both are inherited
+//!    across `execve` and cannot be removed, sudo or not;
+//! 8. `setgroups([])`, `setresgid`, `setresuid` (groups and gid first: after `setresuid` the
+//!    process no longer has `CAP_SETGID`), then prove the switch is final: `setresuid(0, 0, 0)`
+//!    must fail for a non-root user;
+//! 9. `chdir` as the run user (its own permissions decide).
+//!
+//! std then installs the prepared environment and calls `execve`.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd as _, OwnedFd};
+
+/// `LANDLOCK_CREATE_RULESET_VERSION`.
+const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
+
+/// Everything the child does, prepared by the parent.
+#[derive(Debug)]
+pub struct ChildPlan {
+    /// Open `cgroup.procs` of each hierarchy of the run (`O_WRONLY | O_CLOEXEC`).
+    pub cgroup_procs: Vec<OwnedFd>,
+    /// `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// `RLIMIT_NPROC`.
+    pub nproc: u64,
+    /// Set `no_new_privs`.
+    pub no_new_privs: bool,
+    /// The Landlock ruleset, if the kernel has Landlock.
+    pub landlock: Option<OwnedFd>,
+    /// Seccomp programs, installed in order.
+    pub seccomp: Vec<Vec<libc::sock_filter>>,
+    /// Run user.
+    pub uid: u32,
+    /// Run group.
+    pub gid: u32,
+    /// Working directory.
+    pub cwd: CString,
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn set_limit(resource: libc::c_int, value: u64) -> io::Result<()> {
+    let limit = libc::rlimit64 {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: prlimit64(0 = self, resource, &new, NULL) reads `limit` only.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            &limit as *const libc::rlimit64,
+            std::ptr::null_mut::<libc::rlimit64>(),
+        )
+    })?;
+    Ok(())
+}
+
+impl ChildPlan {
+    /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks.
+    pub fn apply(&self) -> io::Result<()> {
+        // SAFETY (for every block below): raw syscalls whose pointer arguments point to data
+        // owned by `self` or the stack, valid for the duration of the call; no memory is
+        // allocated or freed and no lock is taken.
+        check(unsafe { libc::syscall(libc::SYS_setsid) })?;
+        for fd in &self.cgroup_procs {
+            let written = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            if written != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        set_limit(libc::RLIMIT_NOFILE as libc::c_int, self.nofile)?;
+        set_limit(libc::RLIMIT_CORE as libc::c_int, 0)?;
+        set_limit(libc::RLIMIT_NPROC as libc::c_int, self.nproc)?;
+        let closed = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if closed < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return Err(io::Error::last_os_error());
+        }
+        if self.no_new_privs {
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_prctl,
+                    libc::PR_SET_NO_NEW_PRIVS,
+                    1 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                )
+            })?;
+        }
+        if let Some(ruleset) = &self.landlock {
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_landlock_restrict_self,
+                    ruleset.as_raw_fd(),
+                    0 as libc::c_uint,
+                )
+            })?;
+        }
+        for program in &self.seccomp {
+            let prog = libc::sock_fprog {
+                len: program.len() as libc::c_ushort,
+                filter: program.as_ptr().cast_mut(),
+            };
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0 as libc::c_uint,
+                    &prog as *const libc::sock_fprog,
+                )
+            })?;
+        }
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                0 as libc::size_t,
+                std::ptr::null::<libc::gid_t>(),
+            )
+        })?;
+        check(unsafe { libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) })?;
+        check(unsafe { libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) })?;
+        if self.uid != 0 {
+            let regained = unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) };
+            if regained == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+        }
+        check(unsafe { libc::syscall(libc::SYS_chdir, self.cwd.as_ptr()) })?;
+        Ok(())
+    }
+}
+
+/// Makes `command` run `plan` between fork and exec.
+pub fn install(command: &mut tokio::process::Command, plan: ChildPlan) {
+    // SAFETY: `ChildPlan::apply` is async-signal-safe: raw syscalls on data owned by the plan,
+    // no allocation, no locks (see the module docs). The plan moves into the closure, so its
+    // descriptors stay open until the command is dropped after the fork.
+    unsafe {
+        command.pre_exec(move || plan.apply());
+    }
+}
+
+/// The kernel's Landlock ABI version (`Err(ENOSYS)` without Landlock, `EOPNOTSUPP` when it
+/// is disabled at boot).
+pub fn landlock_abi() -> io::Result<u32> {
+    // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) reads no memory and returns a number.
+    let ret = check(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0 as libc::size_t,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    })?;
+    u32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn landlock_abi_is_a_version_or_a_clear_errno() {
+        match landlock_abi() {
+            Ok(abi) => assert!(abi >= 1),
+            Err(e) => assert!(matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EOPNOTSUPP)
+            )),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The `sandbox` section of the agent's configuration: default limits, default user, the
+//! search path and locale sandboxed commands get, and the kill grace period.
+//!
+//! ```jsonc
+//! "sandbox": {
+//!   "default_user": null,               // run user when the devcontainer names none
+//!   "nproc": 4096,                      // RLIMIT_NPROC (per uid, system-wide: a backstop)
+//!   "nofile": 65536,                    // RLIMIT_NOFILE
+//!   "memory_max_bytes": 4294967296,     // cgroup memory.max (v1 memory.limit_in_bytes)
+//!   "pids_max": 2048,                   // cgroup pids.max: the real fork-bomb limit
+//!   "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+//!   "lang": "C.UTF-8",
+//!   "kill_grace_ms": 2000,              // TERM → KILL at a timeout
+//!   "cgroup_parent": null               // pure cgroup v2: the delegated parent (default: auto)
+//! }
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Limits;
+use crate::guest::config::ConfigError;
+
+/// Default search path of sandboxed commands (Debian's root `PATH`, so `sbin` tools resolve).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Default locale.
+pub const DEFAULT_LANG: &str = "C.UTF-8";
+
+/// The section as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // documented in the module's example
+pub struct RawSandboxConfig {
+    pub default_user: Option<String>,
+    pub nproc: Option<u64>,
+    pub nofile: Option<u64>,
+    pub memory_max_bytes: Option<u64>,
+    pub pids_max: Option<u64>,
+    pub path: Option<String>,
+    pub lang: Option<String>,
+    pub kill_grace_ms: Option<u64>,
+    pub cgroup_parent: Option<PathBuf>,
+}
+
+/// The typed section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Run user when the devcontainer names none (`remoteUser`/`containerUser`).
+    pub default_user: Option<String>,
+    /// Default limits of a run.
+    pub limits: Limits,
+    /// `PATH` of sandboxed commands.
+    pub path: String,
+    /// `LANG` of sandboxed commands.
+    pub lang: String,
+    /// Time between TERM and KILL when a run times out.
+    pub kill_grace: Duration,
+    /// Pure cgroup v2 only: the parent cgroup (absolute path under the cgroup2 mount) with
+    /// `memory` and `pids` enabled in its `cgroup.subtree_control`; `None` chooses one.
+    pub cgroup_parent: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            default_user: None,
+            limits: Limits::default(),
+            path: DEFAULT_PATH.to_owned(),
+            lang: DEFAULT_LANG.to_owned(),
+            kill_grace: Duration::from_secs(2),
+            cgroup_parent: None,
+        }
+    }
+}
+
+fn limit(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            message: "must be greater than zero".into(),
+        }),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+impl SandboxConfig {
+    /// Builds the typed section (`None`: all defaults).
+    pub fn build(raw: Option<RawSandboxConfig>) -> Result<Self, ConfigError> {
+        let raw = raw.unwrap_or_default();
+        let d = Self::default();
+        let path = raw.path.unwrap_or(d.path);
+        if path.is_empty() || path.contains('\0') || !path.split(':').all(|p| p.starts_with('/')) {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.path",
+                message: "must be a non-empty list of absolute directories separated by `:`".into(),
+            });
+        }
+        let lang = raw.lang.unwrap_or(d.lang);
+        if lang.contains('\0') {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.lang",
+                message: "contains a NUL byte".into(),
+            });
+        }
+        if let Some(p) = &raw.cgroup_parent {
+            if !p.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key: "sandbox.cgroup_parent",
+                    message: format!("{} is not an absolute path", p.display()),
+                });
+            }
+        }
+        Ok(Self {
+            default_user: raw.default_user,
+            limits: Limits {
+                nproc: limit("sandbox.nproc", raw.nproc, d.limits.nproc)?,
+                nofile: limit("sandbox.nofile", raw.nofile, d.limits.nofile)?,
+                memory_max_bytes: limit(
+                    "sandbox.memory_max_bytes",
+                    raw.memory_max_bytes,
+                    d.limits.memory_max_bytes,
+                )?,
+                pids_max: limit("sandbox.pids_max", raw.pids_max, d.limits.pids_max)?,
+            },
+            path,
+            lang,
+            kill_grace: raw
+                .kill_grace_ms
+                .map_or(d.kill_grace, Duration::from_millis),
+            cgroup_parent: raw.cgroup_parent,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = SandboxConfig::build(None).unwrap();
+        assert_eq!(c, SandboxConfig::default());
+        assert_eq!(c.limits.pids_max, 2048);
+        let raw: RawSandboxConfig =
+            serde_json::from_str(r#"{"pids_max": 64, "kill_grace_ms": 10, "lang": "en_US.UTF-8"}"#)
+                .unwrap();
+        let c = SandboxConfig::build(Some(raw)).unwrap();
+        assert_eq!(c.limits.pids_max, 64);
+        assert_eq!(c.kill_grace, Duration::from_millis(10));
+        assert_eq!(c.lang, "en_US.UTF-8");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            (r#"{"pids_max": 0}"#, "sandbox.pids_max"),
+            (r#"{"path": "bin:/usr/bin"}"#, "sandbox.path"),
+            (r#"{"cgroup_parent": "rel"}"#, "sandbox.cgroup_parent"),
+        ] {
+            let raw: RawSandboxConfig = serde_json::from_str(text).unwrap();
+            let err = SandboxConfig::build(Some(raw)).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        assert!(serde_json::from_str::<RawSandboxConfig>(r#"{"pid_max": 1}"#).is_err());
+    }
+}

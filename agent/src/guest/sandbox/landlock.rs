@@ -1,0 +1,316 @@
+//! The Landlock ruleset of a run, built in the parent; the child only calls
+//! `landlock_restrict_self` on its file descriptor.
+//!
+//! Landlock can only *grant* (per file hierarchy, and the union of all grants applies), so "all
+//! of the file system except the agent's state directory" is spelled as a **decomposition**: for
+//! every directory on the path from `/` down to the state directory, grant each of its entries
+//! except the one leading to the state directory. With the state directory at
+//! `/run/codespace-agent`:
+//!
+//! ```text
+//!  /        no rule on "/" itself (a grant there would cover everything below, state dir too)
+//!  ├ bin usr etc home proc dev tmp var …   granted (read+exec, or full in trusted)
+//!  └ run    no rule on "/run" itself
+//!    ├ lock user systemd …               granted
+//!    └ codespace-agent                   nothing: EACCES on open, listing, exec
+//! ```
+//!
+//! Consequences, all intended: `ls /` and `ls /run` fail with EACCES (listing `/` would need a
+//! rule on `/`); an entry created in `/` or `/run` after the run started is not reachable from
+//! it (rules bind to existing inodes); a symlink that resolves to an ancestor of the state
+//! directory or into it (Debian's `/var/run -> /run`) is skipped, because following it would
+//! grant the whole of `/run`. A writable root that contains the state directory (only in tests
+//! or a misconfiguration: the state directory belongs on its own tmpfs) is decomposed the same
+//! way, so its own top level is then not writable. Bind mounts that alias the state directory
+//! elsewhere are not detected; keep the directory `0700`/`0711` root so DAC stays the first layer.
+//!
+//! Profiles (rights are the best the kernel offers; the crate degrades unknown ones away):
+//! - **trusted**: every right on every granted path: the user's normal abilities, minus the
+//!   state directory;
+//! - **restricted**: read, list, execute (and, from ABI 9, connect to pathname Unix sockets)
+//!   on granted paths; every write right only beneath the workspace, the user's home and
+//!   [`rules::RESTRICTED_WRITABLE`]; write+ioctl on [`rules::RESTRICTED_DEVICES`]; plus the
+//!   ABI 6 scopes: no signals to processes outside the sandbox (the agent), no connections to
+//!   abstract Unix sockets created outside it.
+
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated,
+    RulesetCreatedAttr, Scope, ABI,
+};
+use serde::Serialize;
+
+use super::rules::{WritableRoot, RESTRICTED_DEVICES, RESTRICTED_WRITABLE};
+use super::{SandboxError, SandboxProfile};
+
+/// The newest ABI whose rights this module asks for (the crate's newest).
+const BEST_KNOWN: ABI = ABI::V10;
+/// Its number, for the report.
+const BEST_KNOWN_NUMBER: u32 = 10;
+
+/// What Landlock does for a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LandlockApplied {
+    /// A ruleset is enforced.
+    Enforced {
+        /// The kernel's Landlock ABI.
+        kernel_abi: u32,
+        /// The ABI whose rights the ruleset uses: min(kernel, newest this build knows).
+        effective_abi: u32,
+        /// Signal and abstract-socket scopes (restricted profile, ABI ≥ 6).
+        scoped: bool,
+        /// Paths that were to be granted but do not exist (e.g. a home of `/nonexistent`).
+        missing: Vec<PathBuf>,
+    },
+    /// The kernel has no usable Landlock; the run proceeds with the other layers.
+    Unsupported {
+        /// Why (`not built in`, `disabled at boot`).
+        reason: String,
+    },
+}
+
+/// A prepared ruleset.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The ruleset's file descriptor (`None` when unsupported).
+    pub fd: Option<OwnedFd>,
+    /// The report.
+    pub applied: LandlockApplied,
+}
+
+/// The places a run's ruleset depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Places<'a> {
+    /// The agent's state directory: no access at all.
+    pub state_dir: &'a Path,
+    /// The workspace folder.
+    pub workspace: &'a Path,
+    /// The run user's home.
+    pub home: &'a Path,
+}
+
+fn error(what: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Landlock {
+        message: what.to_string(),
+    }
+}
+
+fn abi_of(number: u32) -> ABI {
+    match number {
+        0 => ABI::Unsupported,
+        1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        6 => ABI::V6,
+        7 => ABI::V7,
+        8 => ABI::V8,
+        9 => ABI::V9,
+        _ => BEST_KNOWN,
+    }
+}
+
+/// Builds the ruleset for `profile` (reading the directories on the state directory's path).
+pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, SandboxError> {
+    let kernel_abi = match super::child::landlock_abi() {
+        Ok(abi) => abi,
+        Err(e) => {
+            let reason = match e.raw_os_error() {
+                Some(libc::ENOSYS) => "not built into this kernel".to_owned(),
+                Some(libc::EOPNOTSUPP) => "disabled (not in the lsm= list)".to_owned(),
+                _ => e.to_string(),
+            };
+            return Ok(Prepared {
+                fd: None,
+                applied: LandlockApplied::Unsupported { reason },
+            });
+        }
+    };
+    let abi = abi_of(kernel_abi);
+    let all = AccessFs::from_all(abi);
+    let restricted = profile == SandboxProfile::Restricted;
+    let mut ruleset = Ruleset::default().handle_access(all).map_err(error)?;
+    let scoped = restricted && !Scope::from_all(abi).is_empty();
+    if scoped {
+        ruleset = ruleset.scope(Scope::from_all(abi)).map_err(error)?;
+    }
+    let mut created = ruleset.create().map_err(error)?;
+    let state_dir = absolute(places.state_dir);
+    let mut missing = Vec::new();
+    let read = if restricted {
+        AccessFs::from_read(abi) | (all & AccessFs::ResolveUnix)
+    } else {
+        all
+    };
+    grant_except(
+        &mut created,
+        Path::new("/"),
+        &state_dir,
+        read,
+        abi,
+        &mut missing,
+    )?;
+    if restricted {
+        let write = AccessFs::from_write(abi);
+        for w in RESTRICTED_WRITABLE {
+            let root = match w.root {
+                WritableRoot::Workspace => places.workspace,
+                WritableRoot::Home => places.home,
+                WritableRoot::Path(p) => Path::new(p),
+            };
+            grant_except(&mut created, root, &state_dir, write, abi, &mut missing)?;
+        }
+        let device = all & (AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::Truncate);
+        for d in RESTRICTED_DEVICES {
+            grant_except(
+                &mut created,
+                Path::new(d.path),
+                &state_dir,
+                device,
+                abi,
+                &mut missing,
+            )?;
+        }
+    }
+    let fd: Option<OwnedFd> = created.into();
+    Ok(Prepared {
+        applied: match fd {
+            Some(_) => LandlockApplied::Enforced {
+                kernel_abi,
+                effective_abi: kernel_abi.min(BEST_KNOWN_NUMBER),
+                scoped,
+                missing,
+            },
+            None => LandlockApplied::Unsupported {
+                reason: "the kernel refused to create a ruleset".into(),
+            },
+        },
+        fd,
+    })
+}
+
+/// `path` made absolute and canonical when it exists (lexically cleaned otherwise).
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| {
+        let mut out = PathBuf::from("/");
+        for c in path.components() {
+            match c {
+                Component::Normal(part) => out.push(part),
+                Component::ParentDir => {
+                    out.pop();
+                }
+                _ => {}
+            }
+        }
+        out
+    })
+}
+
+/// Grants `access` beneath `root`, except beneath `excluded` (see the module docs).
+fn grant_except(
+    ruleset: &mut RulesetCreated,
+    root: &Path,
+    excluded: &Path,
+    access: BitFlags<AccessFs>,
+    abi: ABI,
+    missing: &mut Vec<PathBuf>,
+) -> Result<(), SandboxError> {
+    let Ok(root) = std::fs::canonicalize(root) else {
+        missing.push(root.to_owned());
+        return Ok(());
+    };
+    if root.starts_with(excluded) {
+        return Ok(()); // entirely inside the state directory
+    }
+    if !excluded.starts_with(&root) {
+        return add(ruleset, &root, access, abi);
+    }
+    let mut dir = root;
+    while dir != excluded {
+        let Some(step) = excluded
+            .strip_prefix(&dir)
+            .ok()
+            .and_then(|rest| rest.components().next())
+        else {
+            break;
+        };
+        let next = dir.join(step);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => return Err(error(format!("cannot list {}: {e}", dir.display()))),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == next {
+                continue;
+            }
+            // Follow symlinks to where they lead; skip any that lead onto the excluded path.
+            let Ok(target) = std::fs::canonicalize(&path) else {
+                continue; // dangling symlink or vanished entry
+            };
+            if excluded.starts_with(&target) || target.starts_with(excluded) {
+                continue;
+            }
+            add(ruleset, &path, access, abi)?;
+        }
+        dir = next;
+    }
+    Ok(())
+}
+
+fn add(
+    ruleset: &mut RulesetCreated,
+    path: &Path,
+    access: BitFlags<AccessFs>,
+    abi: ABI,
+) -> Result<(), SandboxError> {
+    let fd = match PathFd::new(path) {
+        Ok(fd) => fd,
+        // A file that vanished between listing and opening is not worth failing the run.
+        Err(_) if !path.exists() => return Ok(()),
+        Err(e) => return Err(error(e)),
+    };
+    let access = if path.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(abi)
+    };
+    if access.is_empty() {
+        return Ok(());
+    }
+    // `&mut RulesetCreated` implements the builder trait, so the ruleset is not moved.
+    (&mut *ruleset)
+        .add_rule(PathBeneath::new(fd, access))
+        .map_err(error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_paths_are_cleaned() {
+        assert_eq!(
+            absolute(Path::new("/no/such/../dir/x")),
+            PathBuf::from("/no/dir/x")
+        );
+        assert_eq!(
+            absolute(Path::new("/tmp")),
+            std::fs::canonicalize("/tmp").unwrap()
+        );
+    }
+
+    #[test]
+    fn abi_numbers_map_to_the_crate() {
+        assert_eq!(abi_of(7), ABI::V7);
+        assert_eq!(abi_of(42), BEST_KNOWN);
+        assert_eq!(abi_of(0), ABI::Unsupported);
+    }
+}

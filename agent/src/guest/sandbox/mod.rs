@@ -1,0 +1,409 @@
+//! The lifecycle sandbox: runs one repository command (a lifecycle command or an extension
+//! install) as an unprivileged user, with a cleared environment, `no_new_privs`, Landlock,
+//! seccomp, rlimits and a cgroup of its own, and kills the whole tree at a timeout.
+//!
+//! ```text
+//!  spawn(spec, program)
+//!   parent: check spec ─ env::build ─ landlock::prepare ─ seccomp (compiled once)
+//!           ─ RunCgroup::create (limits) ─ open cgroup.procs fds ─ fork
+//!   child:  setsid ─ join cgroups ─ rlimits ─ close_range ─ [nnp] ─ landlock ─ seccomp
+//!           ─ setgroups/setresgid/setresuid ─ chdir ─ execve        (child.rs: raw syscalls)
+//!  SandboxedChild::wait(timeout, grace)
+//!   exit 0  ─► background processes stay (dev server), cgroup kept until empty
+//!   failure ─► cgroup killed (nothing of a failed command lingers)
+//!   timeout ─► TERM process group ─ grace ─ KILL process group ─ kill cgroup ─ reap
+//! ```
+//!
+//! Profiles ([`SandboxProfile`], from the policy's [`RunProfile`]):
+//!
+//! | layer | trusted | restricted |
+//! |---|---|---|
+//! | user | the resolved user (may be root) | the resolved user, never root (error) |
+//! | environment | cleared + base + caller's (secrets, token if the caller passes them) | same; the caller passes neither |
+//! | `no_new_privs` | no (sudo works) | yes |
+//! | Landlock | everything except the state directory | read/exec except the state directory; writes only workspace, home, tmp dirs, devices; no signals/abstract sockets outside |
+//! | seccomp | [`rules::DENIED_SYSCALLS`], AF_VSOCK, other ABIs | same |
+//! | rlimits, cgroup | [`Limits`] | [`Limits`] |
+//!
+//! Every rule is data in [`rules`]. What actually applied on this kernel is in
+//! [`SandboxedChild::applied`] (e.g. Landlock ABI 7, cgroup mode `hybrid`).
+//!
+//! The agent calls [`configure`] once with the `sandbox` config section; until then the
+//! defaults apply. Output: [`SandboxedChild::take_stdout`] / [`SandboxedChild::take_stderr`]
+//! (stdin is `/dev/null`). A background process inherits the pipes, so read them until the main
+//! process has exited and then only with a deadline.
+
+pub mod account;
+pub mod cgroup;
+pub mod child;
+pub mod config;
+pub mod env;
+pub mod landlock;
+pub mod process;
+pub mod rules;
+pub mod seccomp;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock};
+
+use codespace_policy::lifecycle::{Profile, RunProfile};
+use serde::Serialize;
+
+pub use self::account::ResolvedUser;
+pub use self::cgroup::LimitEvents;
+pub use self::config::{RawSandboxConfig, SandboxConfig};
+pub use self::landlock::LandlockApplied;
+pub use self::process::{ExitReport, SandboxedChild};
+use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
+use crate::guest::user::UserError;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// A devcontainer string command: `/bin/sh -c STRING`.
+    Shell(String),
+    /// A devcontainer array command: executed directly, no shell (`argv[0]` is looked up in the
+    /// sandbox's `PATH` when it has no `/`).
+    Exec(Vec<String>),
+}
+
+/// The sandbox strength.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxProfile {
+    /// The user's normal abilities, minus the state directory and the kernel-attack surface.
+    Trusted,
+    /// The strict sandbox for untrusted repositories.
+    Restricted,
+}
+
+impl SandboxProfile {
+    /// The profile for a policy decision (`Blocked` never reaches a run: `None`).
+    pub fn from_policy(profile: Profile) -> Option<Self> {
+        match profile {
+            Profile::Trusted => Some(Self::Trusted),
+            Profile::Restricted => Some(Self::Restricted),
+            Profile::Blocked => None,
+        }
+    }
+}
+
+impl From<&RunProfile> for SandboxProfile {
+    /// A [`RunProfile`] is never blocked (the policy's `authorize` guarantees it); anything but
+    /// trusted maps to restricted, the safe side.
+    fn from(run: &RunProfile) -> Self {
+        match run.profile {
+            Profile::Trusted => Self::Trusted,
+            _ => Self::Restricted,
+        }
+    }
+}
+
+/// Resource limits of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// `RLIMIT_NPROC` (counts every process of the uid system-wide: a backstop only).
+    pub nproc: u64,
+    /// `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// cgroup memory limit in bytes (OOM kill above).
+    pub memory_max_bytes: u64,
+    /// cgroup `pids.max` (the real fork-bomb limit).
+    pub pids_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            nproc: 4096,
+            nofile: 65_536,
+            memory_max_bytes: 4 << 30,
+            pids_max: 2048,
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Trusted or restricted.
+    pub profile: SandboxProfile,
+    /// The user the command runs as (root is refused for restricted).
+    pub user: ResolvedUser,
+    /// Caller variables after the base ones (remoteEnv after substitution; secrets and the
+    /// token only when the profile allows). Dangerous names are refused.
+    pub env: Vec<(String, String)>,
+    /// Working directory (entered as the run user).
+    pub cwd: PathBuf,
+    /// The workspace folder (writable in restricted).
+    pub workspace: PathBuf,
+    /// The agent's state directory: no access at all.
+    pub state_dir: PathBuf,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Why a command could not be started. Never contains an environment value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// The restricted profile never runs as root.
+    #[error("the restricted sandbox does not run commands as root (user {name:?}, uid 0)")]
+    RootNotAllowed {
+        /// The user name.
+        name: String,
+    },
+    /// The run user could not be resolved.
+    #[error("run user: {0}")]
+    User(#[from] UserError),
+    /// A caller variable hijacks execution.
+    #[error("environment variable {name:?} is refused: it can hijack execution (LD_*, BASH_ENV, PATH, GIT_*, ...)")]
+    DangerousEnvName {
+        /// The name.
+        name: String,
+    },
+    /// A caller variable's name is not a variable name.
+    #[error("environment variable name {name:?} is invalid (empty, or contains `=` or NUL)")]
+    InvalidEnvName {
+        /// The name.
+        name: String,
+    },
+    /// A caller variable's value contains NUL.
+    #[error("environment variable {name:?} has a NUL byte in its value")]
+    InvalidEnvValue {
+        /// The name.
+        name: String,
+    },
+    /// An empty `Exec` argv, or NUL in the program or a path.
+    #[error("invalid command: {0}")]
+    InvalidProgram(&'static str),
+    /// The Landlock ruleset could not be built.
+    #[error("landlock: {message}")]
+    Landlock {
+        /// Why.
+        message: String,
+    },
+    /// The seccomp filter could not be compiled.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::FilterError),
+    /// A cgroup operation failed.
+    #[error("cgroup {action} {path}: {source}")]
+    Cgroup {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was done.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// fork/exec or a sandbox step in the child failed (the command did not run).
+    #[error("cannot start {program:?} in the sandbox: {source}")]
+    Spawn {
+        /// `argv[0]` or `/bin/sh`.
+        program: String,
+        /// The errno of the failing step or of execve.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What applied to a run, for the run's result and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedReport {
+    /// The profile.
+    pub profile: SandboxProfile,
+    /// Run uid.
+    pub uid: u32,
+    /// Run gid.
+    pub gid: u32,
+    /// `no_new_privs` was set.
+    pub no_new_privs: bool,
+    /// Landlock.
+    pub landlock: LandlockApplied,
+    /// Seccomp filters installed (main + x32 on x86-64).
+    pub seccomp_filters: usize,
+    /// cgroup mode (`v2`, `hybrid`, `v1`, `none`).
+    pub cgroup_mode: &'static str,
+    /// The run's cgroup directories.
+    pub cgroup_paths: Vec<PathBuf>,
+    /// A limit the cgroups could not enforce, if any.
+    pub cgroup_note: Option<String>,
+    /// The limits asked for.
+    pub limits: Limits,
+    /// The rlimits set (soft = hard): the ones asked for, lowered to the agent's own hard
+    /// limits where those are lower.
+    pub rlimits: AppliedRlimits,
+}
+
+/// The rlimits a run got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AppliedRlimits {
+    /// `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// `RLIMIT_NPROC`.
+    pub nproc: u64,
+    /// `RLIMIT_CORE` (always 0: no core dumps with secrets in them).
+    pub core: u64,
+}
+
+/// `wanted`, or the agent's own hard limit if that is lower (raising a hard limit needs
+/// `CAP_SYS_RESOURCE`, which root lacks on this VM; lower is the safe side anyway).
+fn rlimit_within_hard(resource: rustix::process::Resource, wanted: u64) -> u64 {
+    match rustix::process::getrlimit(resource).maximum {
+        Some(hard) => hard.min(wanted),
+        None => wanted,
+    }
+}
+
+/// Agent-wide settings the spec does not carry.
+#[derive(Debug, Clone)]
+struct Settings {
+    path: String,
+    lang: String,
+    cgroup_parent: Option<PathBuf>,
+}
+
+fn settings() -> &'static RwLock<Settings> {
+    static SETTINGS: OnceLock<RwLock<Settings>> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let d = SandboxConfig::default();
+        RwLock::new(Settings {
+            path: d.path,
+            lang: d.lang,
+            cgroup_parent: d.cgroup_parent,
+        })
+    })
+}
+
+/// Applies the agent's `sandbox` config section (`PATH`, `LANG`, the v2 cgroup parent) to
+/// every later spawn. The cgroup parent is read at the first spawn only.
+pub fn configure(config: &SandboxConfig) {
+    if let Ok(mut s) = settings().write() {
+        *s = Settings {
+            path: config.path.clone(),
+            lang: config.lang.clone(),
+            cgroup_parent: config.cgroup_parent.clone(),
+        };
+    }
+}
+
+fn seccomp_filters() -> Result<&'static seccomp::Filters, SandboxError> {
+    static FILTERS: OnceLock<Result<seccomp::Filters, seccomp::FilterError>> = OnceLock::new();
+    FILTERS
+        .get_or_init(seccomp::compile)
+        .as_ref()
+        .map_err(|e| SandboxError::Seccomp(e.clone()))
+}
+
+fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SandboxError> {
+    CString::new(bytes).map_err(|_| SandboxError::InvalidProgram(what))
+}
+
+/// Starts `program` in the sandbox described by `spec`. Must be called inside a tokio runtime.
+pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, SandboxError> {
+    if spec.profile == SandboxProfile::Restricted && spec.user.is_root() {
+        return Err(SandboxError::RootNotAllowed {
+            name: spec.user.name.clone(),
+        });
+    }
+    let (path, lang, cgroup_parent) = match settings().read() {
+        Ok(s) => (s.path.clone(), s.lang.clone(), s.cgroup_parent.clone()),
+        Err(_) => {
+            let d = SandboxConfig::default();
+            (d.path, d.lang, None)
+        }
+    };
+    let environment = env::build(&spec.user, &path, &lang, &spec.env)?;
+    let (program_name, args): (String, Vec<String>) = match program {
+        Program::Shell(script) => ("/bin/sh".into(), vec!["-c".into(), script.clone()]),
+        Program::Exec(argv) => match argv.split_first() {
+            Some((first, rest)) if !first.is_empty() => (first.clone(), rest.to_vec()),
+            _ => return Err(SandboxError::InvalidProgram("empty argv")),
+        },
+    };
+    if program_name.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+        return Err(SandboxError::InvalidProgram("NUL byte in an argument"));
+    }
+    let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "NUL byte in cwd")?;
+    let filters = seccomp_filters()?;
+    let prepared = landlock::prepare(
+        spec.profile,
+        landlock::Places {
+            state_dir: &spec.state_dir,
+            workspace: &spec.workspace,
+            home: &spec.user.home,
+        },
+    )?;
+    let layout = cgroup::layout(cgroup_parent.as_deref());
+    cgroup::sweep_now_and_then(layout);
+    let run_cgroup = if layout.parents.is_empty() {
+        None
+    } else {
+        Some(cgroup::RunCgroup::create(
+            layout,
+            spec.profile,
+            &spec.limits,
+        )?)
+    };
+    let cgroup_procs = match &run_cgroup {
+        Some(c) => c.procs_fds()?,
+        None => Vec::new(),
+    };
+    let agent_is_root = rustix::process::geteuid().is_root();
+    let no_new_privs = spec.profile == SandboxProfile::Restricted || !agent_is_root;
+    let rlimits = AppliedRlimits {
+        nofile: rlimit_within_hard(rustix::process::Resource::Nofile, spec.limits.nofile),
+        nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
+        core: 0,
+    };
+    let mut seccomp_programs = vec![filters.main.clone()];
+    seccomp_programs.extend(filters.x32.clone());
+    let applied = AppliedReport {
+        profile: spec.profile,
+        uid: spec.user.uid,
+        gid: spec.user.gid,
+        no_new_privs,
+        landlock: prepared.applied,
+        seccomp_filters: seccomp_programs.len(),
+        cgroup_mode: layout.mode,
+        cgroup_paths: run_cgroup
+            .as_ref()
+            .map(|c| c.dirs().map(Path::to_owned).collect())
+            .unwrap_or_default(),
+        cgroup_note: layout.note.clone(),
+        limits: spec.limits,
+        rlimits,
+    };
+    let plan = child::ChildPlan {
+        cgroup_procs,
+        nofile: rlimits.nofile,
+        nproc: rlimits.nproc,
+        no_new_privs,
+        landlock: prepared.fd,
+        seccomp: seccomp_programs,
+        uid: spec.user.uid,
+        gid: spec.user.gid,
+        cwd,
+    };
+    process::start(
+        &program_name,
+        &args,
+        &environment,
+        plan,
+        run_cgroup,
+        applied,
+    )
+}
+
+/// Whether process `pid` runs inside a restricted run's cgroup (any hierarchy's path carries
+/// the restricted marker). A process that is gone is not restricted.
+pub fn is_restricted_pid(pid: u32) -> bool {
+    cgroup::is_restricted_pid_in(Path::new("/proc"), pid, DEFAULT_RESTRICTED_CGROUP_MARKER)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;

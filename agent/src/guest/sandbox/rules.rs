@@ -1,0 +1,349 @@
+//! The sandbox's rules as data: every syscall it denies, every place a restricted command may
+//! write, every device it may use, each with the reason it is there.
+//!
+//! The code in the sibling modules only *interprets* these tables ([`super::seccomp`] compiles
+//! [`DENIED_SYSCALLS`] and [`DENIED_SOCKET_FAMILIES`]; [`super::landlock`] turns
+//! [`RESTRICTED_WRITABLE`] and [`RESTRICTED_DEVICES`] into Landlock rules), so a review of what
+//! the sandbox allows is a review of this file. A unit test checks every entry is unique and has
+//! a reason.
+
+/// A syscall the seccomp filter answers with `EPERM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeniedSyscall {
+    /// Name, as in `man 2`.
+    pub name: &'static str,
+    /// Number on the build's architecture.
+    pub nr: i64,
+    /// Why repository code must not have it.
+    pub reason: &'static str,
+}
+
+macro_rules! deny {
+    ($name:ident, $reason:expr) => {
+        DeniedSyscall {
+            name: stringify!($name),
+            nr: paste_nr!($name),
+            reason: $reason,
+        }
+    };
+}
+
+// `libc::SYS_<name>` for a bare syscall name.
+macro_rules! paste_nr {
+    (ptrace) => {
+        libc::SYS_ptrace
+    };
+    (process_vm_readv) => {
+        libc::SYS_process_vm_readv
+    };
+    (process_vm_writev) => {
+        libc::SYS_process_vm_writev
+    };
+    (mount) => {
+        libc::SYS_mount
+    };
+    (umount2) => {
+        libc::SYS_umount2
+    };
+    (pivot_root) => {
+        libc::SYS_pivot_root
+    };
+    (fsopen) => {
+        libc::SYS_fsopen
+    };
+    (fsconfig) => {
+        libc::SYS_fsconfig
+    };
+    (fsmount) => {
+        libc::SYS_fsmount
+    };
+    (fspick) => {
+        libc::SYS_fspick
+    };
+    (move_mount) => {
+        libc::SYS_move_mount
+    };
+    (open_tree) => {
+        libc::SYS_open_tree
+    };
+    (mount_setattr) => {
+        libc::SYS_mount_setattr
+    };
+    (bpf) => {
+        libc::SYS_bpf
+    };
+    (kexec_load) => {
+        libc::SYS_kexec_load
+    };
+    (kexec_file_load) => {
+        libc::SYS_kexec_file_load
+    };
+    (init_module) => {
+        libc::SYS_init_module
+    };
+    (finit_module) => {
+        libc::SYS_finit_module
+    };
+    (delete_module) => {
+        libc::SYS_delete_module
+    };
+    (keyctl) => {
+        libc::SYS_keyctl
+    };
+    (add_key) => {
+        libc::SYS_add_key
+    };
+    (request_key) => {
+        libc::SYS_request_key
+    };
+    (perf_event_open) => {
+        libc::SYS_perf_event_open
+    };
+    (userfaultfd) => {
+        libc::SYS_userfaultfd
+    };
+    (io_uring_setup) => {
+        libc::SYS_io_uring_setup
+    };
+    (io_uring_enter) => {
+        libc::SYS_io_uring_enter
+    };
+    (io_uring_register) => {
+        libc::SYS_io_uring_register
+    };
+    (open_by_handle_at) => {
+        libc::SYS_open_by_handle_at
+    };
+}
+
+/// Syscalls denied in both profiles (the kernel-attack and host-reach surface; DESIGN.md §2,
+/// issue 6 "The sandbox"). The trusted profile keeps the user's normal abilities, and none of
+/// these is a normal ability of a development command.
+pub const DENIED_SYSCALLS: &[DeniedSyscall] = &[
+    deny!(
+        ptrace,
+        "attaching to the agent or another process reads its memory (tokens, keys)"
+    ),
+    deny!(process_vm_readv, "reads another process's memory without ptrace"),
+    deny!(process_vm_writev, "writes another process's memory"),
+    deny!(
+        mount,
+        "mounting could hide, shadow or expose the agent's state directory"
+    ),
+    deny!(umount2, "unmounting could expose what a mount hides"),
+    deny!(pivot_root, "changes the root file system under the agent"),
+    deny!(fsopen, "new mount API: same as mount"),
+    deny!(fsconfig, "new mount API: same as mount"),
+    deny!(fsmount, "new mount API: same as mount"),
+    deny!(fspick, "new mount API: same as mount"),
+    deny!(move_mount, "new mount API: same as mount"),
+    deny!(open_tree, "new mount API: clones mounts, same as mount"),
+    deny!(mount_setattr, "new mount API: changes mount flags"),
+    deny!(bpf, "loads programs into the kernel"),
+    deny!(kexec_load, "replaces the running kernel"),
+    deny!(kexec_file_load, "replaces the running kernel"),
+    deny!(init_module, "loads kernel code"),
+    deny!(finit_module, "loads kernel code"),
+    deny!(delete_module, "unloads kernel code"),
+    deny!(
+        keyctl,
+        "the kernel keyring can hold credentials of other sessions"
+    ),
+    deny!(add_key, "kernel keyring"),
+    deny!(request_key, "kernel keyring"),
+    deny!(
+        perf_event_open,
+        "observes other processes and is a frequent kernel-exploit vector"
+    ),
+    deny!(
+        userfaultfd,
+        "stalls kernel page faults at will, a common exploit primitive"
+    ),
+    deny!(
+        io_uring_setup,
+        "io_uring performs socket() and open() without those syscalls, bypassing every argument filter here (measured: IORING_OP_SOCKET creates AF_VSOCK)"
+    ),
+    deny!(io_uring_enter, "io_uring: see io_uring_setup"),
+    deny!(io_uring_register, "io_uring: see io_uring_setup"),
+    deny!(
+        open_by_handle_at,
+        "opens files by handle, skipping path-based checks (Landlock)"
+    ),
+];
+
+/// A socket address family `socket(2)` and `socketpair(2)` refuse with `EPERM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeniedFamily {
+    /// Name of the constant.
+    pub name: &'static str,
+    /// Its value (the first argument of `socket`).
+    pub family: u32,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Socket families denied in both profiles.
+pub const DENIED_SOCKET_FAMILIES: &[DeniedFamily] = &[DeniedFamily {
+    name: "AF_VSOCK",
+    family: libc::AF_VSOCK as u32,
+    reason: "vsock reaches the hypervisor host (CID 2) directly; repository code must never talk to the host",
+}];
+
+/// The lowest syscall number of the x32 ABI (`__X32_SYSCALL_BIT`): calls with this bit set come
+/// from the x32 ABI, which has the x86-64 audit arch but other numbers, and would slip past a
+/// deny-list keyed on x86-64 numbers. Refused with `EPERM` by a separate small filter.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// Where a restricted command may write, besides its devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritableRoot {
+    /// The workspace folder of the run.
+    Workspace,
+    /// The run user's home directory.
+    Home,
+    /// A fixed path.
+    Path(&'static str),
+}
+
+/// A writable place with its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writable {
+    /// The place.
+    pub root: WritableRoot,
+    /// Why a lifecycle command needs to write there.
+    pub reason: &'static str,
+}
+
+/// Directory trees a restricted command may write (full write rights beneath them). Everything
+/// else it may only read and execute, and the agent's state directory not even that.
+pub const RESTRICTED_WRITABLE: &[Writable] = &[
+    Writable {
+        root: WritableRoot::Workspace,
+        reason: "lifecycle commands build and install dependencies in the repository",
+    },
+    Writable {
+        root: WritableRoot::Home,
+        reason: "package managers cache in ~/.cache, ~/.npm, ~/.cargo",
+    },
+    Writable {
+        root: WritableRoot::Path("/tmp"),
+        reason: "temporary files (mktemp)",
+    },
+    Writable {
+        root: WritableRoot::Path("/var/tmp"),
+        reason: "temporary files that survive a reboot",
+    },
+    Writable {
+        root: WritableRoot::Path("/dev/shm"),
+        reason: "POSIX shared memory (python multiprocessing, chromium)",
+    },
+];
+
+/// A device a restricted command may open for writing and use `ioctl` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Device {
+    /// Path.
+    pub path: &'static str,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Devices writable in the restricted profile (Landlock would otherwise refuse `> /dev/null`).
+pub const RESTRICTED_DEVICES: &[Device] = &[
+    Device {
+        path: "/dev/null",
+        reason: "`cmd >/dev/null` is everywhere in scripts",
+    },
+    Device {
+        path: "/dev/zero",
+        reason: "read/write sink used by dd and mmap",
+    },
+    Device {
+        path: "/dev/full",
+        reason: "tests of write errors",
+    },
+    Device {
+        path: "/dev/tty",
+        reason: "programs that open the controlling terminal (none in the agent, but harmless)",
+    },
+    Device {
+        path: "/dev/ptmx",
+        reason: "pseudo-terminals (script, expect, test runners)",
+    },
+    Device {
+        path: "/dev/pts",
+        reason: "pseudo-terminal slaves",
+    },
+];
+
+/// The variables every sandboxed command starts with, in this order; the caller's variables
+/// follow. A caller variable may replace `LANG`, never `PATH` or `SHELL` (dangerous names).
+pub const BASE_ENVIRONMENT: &[(&str, &str)] = &[
+    ("PATH", "the configured search path, never the caller's"),
+    ("HOME", "the run user's home directory from /etc/passwd"),
+    ("USER", "the run user's name"),
+    ("SHELL", "the run user's login shell from /etc/passwd"),
+    ("LANG", "the configured locale"),
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_entry_is_unique_and_has_a_reason() {
+        let mut names = HashSet::new();
+        let mut numbers = HashSet::new();
+        for s in DENIED_SYSCALLS {
+            assert!(names.insert(s.name), "{} twice", s.name);
+            assert!(numbers.insert(s.nr), "{} shares a number", s.name);
+            assert!(s.reason.len() > 10, "{} needs a reason", s.name);
+        }
+        for f in DENIED_SOCKET_FAMILIES {
+            assert!(!f.reason.is_empty());
+        }
+        assert_eq!(DENIED_SOCKET_FAMILIES[0].family, 40);
+        let mut devices = HashSet::new();
+        for d in RESTRICTED_DEVICES {
+            assert!(devices.insert(d.path) && d.path.starts_with("/dev/"));
+            assert!(!d.reason.is_empty());
+        }
+        for w in RESTRICTED_WRITABLE {
+            assert!(!w.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_issue_list_is_covered() {
+        let required = [
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "bpf",
+            "kexec_load",
+            "kexec_file_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "perf_event_open",
+            "userfaultfd",
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+        ];
+        for name in required {
+            assert!(
+                DENIED_SYSCALLS.iter().any(|s| s.name == name),
+                "{name} missing"
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The spawner's semantics on the real kernel (root only: users, cgroups, Landlock): output,
+//! environment, exit and timeout reports, background processes after success and failure, the
+//! restricted cgroup mark. The hostile-repository suite is `agent/tests/sandbox_hostile.rs`.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
+
+use super::*;
+
+const ROOT_MESSAGE: &str =
+    "needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)";
+
+/// `true` to run; `false` (with a skip line) when skipping is asked for; panics otherwise.
+fn root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("skipped: {ROOT_MESSAGE}");
+        return false;
+    }
+    panic!("{ROOT_MESSAGE}");
+}
+
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    workspace: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+fn dirs() -> Dirs {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    // The run user must be able to reach its workspace through the temporary directory.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let workspace = tmp.path().join("ws");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&workspace).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
+    Dirs {
+        _tmp: tmp,
+        workspace,
+        state,
+    }
+}
+
+fn spec(profile: SandboxProfile, d: &Dirs) -> SandboxSpec {
+    SandboxSpec {
+        profile,
+        user: ResolvedUser::lookup("nobody").unwrap(),
+        env: vec![("GREETING".into(), "hi there".into())],
+        cwd: d.workspace.clone(),
+        workspace: d.workspace.clone(),
+        state_dir: d.state.clone(),
+        limits: Limits {
+            pids_max: 64,
+            memory_max_bytes: 256 << 20,
+            ..Limits::default()
+        },
+    }
+}
+
+async fn output(child: &mut SandboxedChild) -> (String, String, ExitReport) {
+    let mut out = child.take_stdout().unwrap();
+    let mut err = child.take_stderr().unwrap();
+    let (mut o, mut e) = (String::new(), String::new());
+    let (r1, r2) = tokio::join!(out.read_to_string(&mut o), err.read_to_string(&mut e));
+    r1.unwrap();
+    r2.unwrap();
+    let report = child
+        .wait(Duration::from_secs(20), Duration::from_millis(100))
+        .await;
+    (o, e, report)
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie waits for init to reap it; it is dead for our purposes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(") ").next().and_then(|r| r.chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn runs_as_the_user_with_exactly_the_built_environment() {
+    if !root() {
+        return;
+    }
+    for profile in [SandboxProfile::Trusted, SandboxProfile::Restricted] {
+        let d = dirs();
+        let mut child = spawn(&spec(profile, &d), &Program::Exec(vec!["env".into()])).unwrap();
+        let (out, err, report) = output(&mut child).await;
+        assert_eq!(report.code, Some(0), "{profile:?}: {err}");
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                "GREETING=hi there",
+                "HOME=/nonexistent",
+                "LANG=C.UTF-8",
+                &format!("PATH={}", config::DEFAULT_PATH),
+                "SHELL=/usr/sbin/nologin",
+                "USER=nobody",
+            ]
+        );
+        let mut child = spawn(
+            &spec(profile, &d),
+            &Program::Shell(
+                "id -u; id -G; pwd; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status".into(),
+            ),
+        )
+        .unwrap();
+        let (out, err, report) = output(&mut child).await;
+        assert!(report.success(), "{err}");
+        let nnp = u8::from(profile == SandboxProfile::Restricted);
+        assert_eq!(
+            out,
+            format!(
+                "65534\n65534\n{}\nNoNewPrivs:\t{nnp}\nSeccomp:\t2\n",
+                d.workspace.display()
+            )
+        );
+        let applied = child.applied();
+        assert_eq!(
+            applied.seccomp_filters,
+            if cfg!(target_arch = "x86_64") { 2 } else { 1 }
+        );
+        assert!(!applied.cgroup_paths.is_empty(), "{applied:?}");
+    }
+}
+
+#[tokio::test]
+async fn background_processes_stay_after_success_and_die_after_failure() {
+    if !root() {
+        return;
+    }
+    let d = dirs();
+    let s = spec(SandboxProfile::Restricted, &d);
+    let mut child = spawn(
+        &s,
+        &Program::Shell("sleep 30 >/dev/null 2>&1 & echo $!".into()),
+    )
+    .unwrap();
+    let (out, _, report) = output(&mut child).await;
+    assert!(report.success());
+    let daemon: u32 = out.trim().parse().unwrap();
+    assert!(alive(daemon), "a dev server must survive a successful run");
+    assert!(child.has_live_processes());
+    assert!(is_restricted_pid(daemon));
+    child.kill_all();
+    for _ in 0..200 {
+        if !child.has_live_processes() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!alive(daemon));
+
+    let mut child = spawn(
+        &s,
+        &Program::Shell("sleep 30 >/dev/null 2>&1 & echo $!; exit 3".into()),
+    )
+    .unwrap();
+    let (out, _, report) = output(&mut child).await;
+    assert_eq!((report.code, report.timed_out), (Some(3), false));
+    let leftover: u32 = out.trim().parse().unwrap();
+    assert!(!alive(leftover), "a failed run leaves nothing behind");
+    assert!(!child.has_live_processes());
+}
+
+#[tokio::test]
+async fn a_timeout_terms_then_kills_the_group() {
+    if !root() {
+        return;
+    }
+    let d = dirs();
+    let mut child = spawn(
+        &spec(SandboxProfile::Trusted, &d),
+        &Program::Shell("trap '' TERM; sleep 30".into()),
+    )
+    .unwrap();
+    let report = child
+        .wait(Duration::from_millis(300), Duration::from_millis(100))
+        .await;
+    assert!(report.timed_out);
+    assert_eq!(report.signal, Some(libc::SIGKILL), "{report:?}");
+    assert!(report.duration >= Duration::from_millis(400));
+    assert!(!child.has_live_processes());
+    // A second wait returns the same report.
+    assert_eq!(child.wait(Duration::ZERO, Duration::ZERO).await, report);
+
+    let mut child = spawn(
+        &spec(SandboxProfile::Trusted, &d),
+        &Program::Exec(vec!["sleep".into(), "30".into()]),
+    )
+    .unwrap();
+    let report = child
+        .wait(Duration::from_millis(100), Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        (report.timed_out, report.signal),
+        (true, Some(libc::SIGTERM))
+    );
+}
+
+#[tokio::test]
+async fn trusted_and_restricted_runs_are_told_apart_by_cgroup() {
+    if !root() {
+        return;
+    }
+    let d = dirs();
+    for (profile, restricted) in [
+        (SandboxProfile::Restricted, true),
+        (SandboxProfile::Trusted, false),
+    ] {
+        let mut child = spawn(
+            &spec(profile, &d),
+            &Program::Exec(vec!["sleep".into(), "10".into()]),
+        )
+        .unwrap();
+        assert_eq!(is_restricted_pid(child.pid()), restricted);
+        let name = child.cgroup_name().unwrap().to_owned();
+        assert_eq!(
+            name.contains(crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER),
+            restricted
+        );
+        child.kill_all();
+        let report = child.wait(Duration::from_secs(5), Duration::ZERO).await;
+        assert_eq!(report.signal, Some(libc::SIGKILL));
+        let dirs: Vec<_> = child.applied().cgroup_paths.clone();
+        drop(child);
+        for dir in dirs {
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
+    }
+    assert!(!is_restricted_pid(std::process::id()));
+}
+
+#[tokio::test]
+async fn bad_specs_are_refused_before_anything_runs() {
+    if !root() {
+        return;
+    }
+    let d = dirs();
+    let mut s = spec(SandboxProfile::Restricted, &d);
+    s.user = ResolvedUser::lookup("root").unwrap();
+    assert!(matches!(
+        spawn(&s, &Program::Shell("true".into())),
+        Err(SandboxError::RootNotAllowed { .. })
+    ));
+    let mut s = spec(SandboxProfile::Restricted, &d);
+    s.env.push(("LD_PRELOAD".into(), "/tmp/x.so".into()));
+    assert!(matches!(
+        spawn(&s, &Program::Shell("true".into())),
+        Err(SandboxError::DangerousEnvName { .. })
+    ));
+    let s = spec(SandboxProfile::Restricted, &d);
+    assert!(matches!(
+        spawn(&s, &Program::Exec(vec![])),
+        Err(SandboxError::InvalidProgram(_))
+    ));
+    let err = spawn(&s, &Program::Exec(vec!["/no/such/program".into()])).unwrap_err();
+    assert!(matches!(err, SandboxError::Spawn { .. }), "{err}");
+    let mut s = spec(SandboxProfile::Restricted, &d);
+    s.cwd = Path::new("/no/such/dir").to_owned();
+    let err = spawn(&s, &Program::Shell("true".into())).unwrap_err();
+    assert!(err.to_string().contains("No such file"), "{err}");
+}
