@@ -6,6 +6,10 @@ use std::process::Output;
 
 use crate::support::{json_out, stderr, stdout, Agent};
 
+/// The semantics tests run without the sandbox (they run as whoever runs the tests, in
+/// private temporary directories); `sandboxed_*` tests below use the real sandbox.
+const PLAIN: &str = r#""lifecycle": {"launcher": "plain"}"#;
+
 /// A workspace with a devcontainer.json; `$WS` in the text becomes the workspace path.
 fn workspace(agent: &Agent, text: &str) -> String {
     let ws = agent.dir.path().join("ws");
@@ -48,7 +52,7 @@ fn result(agent: &Agent, ws: &str, phase: &str, extra: &[&str]) -> serde_json::V
 
 #[test]
 fn every_form_in_phase_order_and_a_failure_stops_later_phases() {
-    let agent = Agent::start("");
+    let agent = Agent::start(PLAIN);
     let ws = workspace(
         &agent,
         r#"{
@@ -113,7 +117,7 @@ fn every_form_in_phase_order_and_a_failure_stops_later_phases() {
 
 #[test]
 fn object_entries_run_in_parallel_and_start_attach_are_separate_phases() {
-    let agent = Agent::start("");
+    let agent = Agent::start(PLAIN);
     let wait = |me: &str, other: &str| {
         format!(
             "touch $WS/{me}; i=0; while [ ! -e $WS/{other} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; [ -e $WS/{other} ]"
@@ -138,7 +142,7 @@ fn object_entries_run_in_parallel_and_start_attach_are_separate_phases() {
 #[test]
 fn timeouts_kill_and_long_runs_outlive_the_request_timeout() {
     // The agent's request timeout is 1 s; a 2 s command still gets its result.
-    let agent = Agent::start(r#""request_timeout_ms": 1000"#);
+    let agent = Agent::start(r#""request_timeout_ms": 1000, "lifecycle": {"launcher": "plain"}"#);
     let ws = workspace(
         &agent,
         r#"{"onCreateCommand": "sleep 2; echo slow-done", "postCreateCommand": "sleep 30"}"#,
@@ -171,7 +175,7 @@ fn timeouts_kill_and_long_runs_outlive_the_request_timeout() {
 
 #[test]
 fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
-    let agent = Agent::start("");
+    let agent = Agent::start(PLAIN);
     let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
     json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
     json_out(&agent.ctl(&[
@@ -212,7 +216,7 @@ fn a_blocked_profile_runs_nothing_until_approved() {
     let policy = dir.path().join("org.json");
     std::fs::write(&policy, r#"{"lifecycle_commands": "trusted-only"}"#).unwrap();
     let agent = Agent::start(&format!(
-        r#""lifecycle": {{"org_policy_file": "{}"}}"#,
+        r#""lifecycle": {{"launcher": "plain", "org_policy_file": "{}"}}"#,
         policy.display()
     ));
     let ws = workspace(&agent, r#"{"postStartCommand": "touch $WS/ran"}"#);
@@ -242,7 +246,7 @@ fn a_blocked_profile_runs_nothing_until_approved() {
 
 #[test]
 fn parse_errors_are_refused_with_line_and_column() {
-    let agent = Agent::start("");
+    let agent = Agent::start(PLAIN);
     let ws = workspace(&agent, "{\n  \"postStartCommand\": 42\n}");
     let out = run(&agent, &ws, "start", &["--creator-access", "write"]);
     assert_eq!(out.status.code(), Some(1));
@@ -276,7 +280,7 @@ fn extensions_are_installed_refused_and_reported_per_entry() {
     let policy = dir.path().join("org.json");
     std::fs::write(&policy, r#"{"extensions": {"deny": ["evil"]}}"#).unwrap();
     let agent = Agent::start(&format!(
-        r#""lifecycle": {{"org_policy_file": "{}", "extension_installer": ["{}", "--install-extension", "{{id}}"]}}"#,
+        r#""lifecycle": {{"launcher": "plain", "org_policy_file": "{}", "extension_installer": ["{}", "--install-extension", "{{id}}"]}}"#,
         policy.display(),
         installer.display()
     ));
@@ -323,4 +327,68 @@ fn extensions_are_installed_refused_and_reported_per_entry() {
         std::fs::read_to_string(&record).unwrap(),
         "--install-extension ms-python.python\n"
     );
+}
+
+/// Root-only: the real sandbox. A restricted run (as an unprivileged user) cannot read the
+/// agent's environment file and gets no secrets; a trusted run gets them in its environment.
+#[test]
+fn sandboxed_restricted_runs_cannot_read_the_env_file() {
+    if !rustix::process::geteuid().is_root() {
+        if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        panic!("needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)");
+    }
+    let agent = Agent::start("");
+    let secrets = agent.write("s.json", r#"{"API_KEY": "sandboxed-s3cret-value"}"#);
+    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
+    json_out(&agent.ctl(&["session", "create", "--repository", "octo/app"]));
+    // A workspace the unprivileged run user can enter.
+    let ws_dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ws_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ws = ws_dir.path().to_str().unwrap().to_owned();
+    std::fs::write(
+        ws_dir.path().join(".devcontainer.json"),
+        format!(
+            r#"{{"postAttachCommand": "id -u; echo len=${{#API_KEY}}; cat {} ; echo rc=$?"}}"#,
+            agent.env_file().display()
+        ),
+    )
+    .unwrap();
+    let args = |access: &'static str| {
+        vec![
+            "lifecycle",
+            "run",
+            "--devcontainer",
+            ".devcontainer.json",
+            "--workspace",
+            ws.as_str(),
+            "--phase",
+            "attach",
+            "--creator-access",
+            access,
+            "--json",
+        ]
+    };
+    let out = agent.ctl(&args("read"));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {} {}\n{}", stdout(&out), stderr(&out), agent.log()));
+    assert_eq!(r["launcher"], "sandbox", "{r}");
+    assert_eq!(r["profile"], "restricted");
+    assert_ne!(r["user"]["uid"], 0, "{r}");
+    assert_eq!(r["commands"][0]["sandbox"]["no_new_privs"], true, "{r}");
+    let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("len=0"), "{log}");
+    assert!(log.contains("rc=1"), "the env file was readable: {log}");
+    assert!(!log.contains("sandboxed-s3cret"), "{log}");
+
+    let out = agent.ctl(&args("write"));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["profile"], "trusted", "{r}");
+    let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
+    // The secret is in a trusted run's environment (22 bytes) and redacted from its output.
+    assert!(log.contains("len=22"), "{log}");
+    assert!(!log.contains("sandboxed-s3cret"), "{log}");
 }

@@ -7,8 +7,8 @@
 //!   tests and by the `unsandboxed` benchmark, and wired only when the config says
 //!   `"launcher": "plain"`. It runs every command as the agent's own user (the spec's user only
 //!   shapes `HOME`/`USER`/`SHELL` in the environment the runner builds).
-//! - the sandbox launcher (`sandbox_launcher.rs`), which hands the same spec to the sandbox
-//!   spawner (user switch, Landlock, seccomp, cgroup).
+//! - [`super::sandbox_launcher::SandboxLauncher`], which hands the same spec to the sandbox
+//!   spawner (user switch, Landlock, seccomp, cgroup): the agent's default.
 //!
 //! Background processes a successful command leaves behind keep running (a dev server started
 //! by `postStartCommand`); on a timeout the whole group is signalled.
@@ -172,6 +172,8 @@ pub struct Launched {
     pub stderr: Option<OutputPipe>,
     /// Resolves when it exited or was killed at its timeout.
     pub exit: ExitFuture,
+    /// What the sandbox applied (user, Landlock ABI, seccomp, cgroup...), if sandboxed.
+    pub applied: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Launched {
@@ -241,6 +243,7 @@ impl Launcher for PlainLauncher {
             stdout,
             stderr,
             exit,
+            applied: None,
         })
     }
 

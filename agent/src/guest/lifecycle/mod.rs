@@ -38,6 +38,7 @@ pub mod plan;
 pub mod redact;
 pub mod request;
 pub mod runner;
+pub mod sandbox_launcher;
 pub mod service;
 pub mod settings;
 pub mod watch;
@@ -61,13 +62,19 @@ pub const CAPABILITIES: &[&str] = &["lifecycle_run", "extensions_install", "conf
 /// How long the watch waits for quiet before it parses again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// The launcher the configuration asks for.
-pub fn launcher(kind: settings::LauncherKind) -> Result<Arc<dyn Launcher>, String> {
-    match kind {
-        settings::LauncherKind::Plain => Ok(Arc::new(PlainLauncher)),
-        settings::LauncherKind::Sandbox => Err(
-            "`lifecycle.launcher: sandbox` is not built into this agent yet; use \"plain\"".into(),
-        ),
+/// The launcher the configuration asks for: the sandbox (default), or `plain` (no sandbox:
+/// tests and the unsandboxed benchmark only).
+pub fn launcher(c: &crate::guest::config::AgentConfig) -> Arc<dyn Launcher> {
+    match c.lifecycle.launcher {
+        settings::LauncherKind::Plain => Arc::new(PlainLauncher),
+        settings::LauncherKind::Sandbox => {
+            crate::guest::sandbox::configure(&c.sandbox);
+            Arc::new(sandbox_launcher::SandboxLauncher::new(
+                c.sandbox.limits,
+                c.lifecycle.path.clone(),
+                c.lifecycle.lang.clone(),
+            ))
+        }
     }
 }
 
@@ -88,13 +95,13 @@ pub fn build(
             )
         }
     };
-    let runner = runner::Runner::new(launcher(c.lifecycle.launcher)?, events.clone());
+    let runner = runner::Runner::new(launcher(c), events.clone());
     Ok(Arc::new(LifecycleService::new(
         c.lifecycle.clone(),
         runner,
         events,
         c.state_dir.clone(),
-        c.user.clone(),
+        c.sandbox.default_user.clone().or_else(|| c.user.clone()),
         secrets,
         org_policy,
     )))

@@ -81,6 +81,9 @@ pub struct CommandResult {
     pub duration_ms: Option<f64>,
     /// Why it did not start, or why it was skipped.
     pub reason: Option<String>,
+    /// What the sandbox applied, when it ran sandboxed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
 }
 
 impl CommandResult {
@@ -98,6 +101,7 @@ impl CommandResult {
             timed_out: false,
             duration_ms: None,
             reason: Some(reason),
+            sandbox: None,
         }
     }
 
@@ -302,6 +306,7 @@ impl Runner {
             json!({"run": &*ctx.run_id, "command": c.name, "state": "started",
                    "form": c.program.form()}),
         );
+        let applied = launched.applied;
         let mut pumps = Vec::new();
         for (pipe, stream) in [(launched.stdout, "stdout"), (launched.stderr, "stderr")] {
             if let Some(pipe) = pipe {
@@ -322,7 +327,10 @@ impl Runner {
             }
         })
         .await;
-        let r = CommandResult::finished(c, &ctx.needles, exit);
+        let r = CommandResult {
+            sandbox: applied,
+            ..CommandResult::finished(c, &ctx.needles, exit)
+        };
         ctx.event(
             "lifecycle_command",
             json!({"run": &*ctx.run_id, "command": c.name, "state": "exited",

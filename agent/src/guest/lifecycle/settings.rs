@@ -2,7 +2,7 @@
 //!
 //! ```jsonc
 //! "lifecycle": {
-//!   "launcher": "plain",               // "sandbox" once the sandbox spawner is built in
+//!   "launcher": "sandbox",             // or "plain": no sandbox (tests, benchmarks only)
 //!   "command_timeout_s": 1800,         // per command, unless a request says `timeout_s`
 //!   "kill_grace_ms": 2000,             // SIGTERM → SIGKILL at the timeout
 //!   "log_head_bytes": 262144,          // the run log keeps this much of the start ...
@@ -103,7 +103,7 @@ impl LifecycleConfig {
             v => Ok(v.unwrap_or(d)),
         };
         Ok(Self {
-            launcher: raw.launcher.unwrap_or(LauncherKind::Plain),
+            launcher: raw.launcher.unwrap_or(LauncherKind::Sandbox),
             command_timeout: Duration::from_secs(positive(
                 "command_timeout_s",
                 raw.command_timeout_s,
