@@ -12,6 +12,10 @@
 //! `config_changed {workspace, file, valid, security_relevant, cosmetic, changed,
 //! rebuild_required}` or `{…, valid: false, errors}`.
 //!
+//! Output events go through the agent's bounded event stream: a host that does not keep up
+//! loses some (it is told with `events_lost`); the run's log file in the state directory
+//! (`lifecycle/<run>.log`, head and tail kept) has the output either way.
+//!
 //! These requests are long-running: they are not bound by the agent's `request_timeout`; their
 //! deadline is derived from their own `timeout_s` (every step at its timeout, plus the kill
 //! grace and a margin), and the connection keeps serving other requests meanwhile.
