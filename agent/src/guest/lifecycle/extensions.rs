@@ -124,10 +124,17 @@ impl LifecycleService {
             &req.facts.policy_facts(),
             self.org_policy.as_ref(),
         );
-        let (trust, strength) = match decision.profile {
-            Profile::Trusted => (Trust::Trusted, Strength::Trusted),
-            _ => (Trust::Restricted, Strength::Restricted),
+        let trust = match decision.profile {
+            Profile::Trusted => Trust::Trusted,
+            _ => Trust::Restricted,
         };
+        // A blocked lifecycle profile blocks repository commands; the installer is the agent's
+        // own configured tool and the extension policy above already chose, as for a
+        // restricted repository, what it may install. It runs restricted.
+        let profile = decision
+            .authorize()
+            .unwrap_or_else(|| decision.approved_by_creator());
+        let strength = Strength::of(profile.get());
         let policy = self.org_policy.as_ref().and_then(|p| p.extensions.as_ref());
         let decided = extension_plan(policy, trust, &requested);
         let installs = decided.authorize();
@@ -189,6 +196,7 @@ impl LifecycleService {
             .run_each(
                 &plan,
                 RunInput {
+                    profile,
                     run_id: req.run_id.clone(),
                     spec,
                     needles,

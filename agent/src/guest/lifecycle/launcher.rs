@@ -58,6 +58,16 @@ pub enum Strength {
     Restricted,
 }
 
+impl Strength {
+    /// The strength a policy-authorized profile runs at (anything but trusted: restricted).
+    pub fn of(profile: &codespace_policy::lifecycle::RunProfile) -> Self {
+        match profile.profile {
+            codespace_policy::lifecycle::Profile::Trusted => Self::Trusted,
+            _ => Self::Restricted,
+        }
+    }
+}
+
 /// Who the command runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunAs {

@@ -20,7 +20,10 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::io::AsyncReadExt as _;
 
-use super::launcher::{ExitReport, LaunchSpec, Launcher, OutputPipe, Program};
+use codespace_policy::lifecycle::RunProfile;
+use codespace_policy::Authorized;
+
+use super::launcher::{ExitReport, LaunchSpec, Launcher, OutputPipe, Program, Strength};
 use super::output::{BoundedLog, Utf8Carry};
 use super::plan::{Plan, PlannedCommand};
 use super::redact::{Needles, Redactor};
@@ -143,6 +146,9 @@ struct SharedLog {
 
 /// What a run needs besides its plan.
 pub struct RunInput {
+    /// The policy's permission to run, and at which strength (only the policy crate makes
+    /// one, so no command runs without a decision).
+    pub profile: Authorized<RunProfile>,
     /// The run's id (in every event).
     pub run_id: String,
     /// How each command runs (user, env, limits...).
@@ -237,7 +243,9 @@ impl Runner {
                 last: None,
             })),
         };
-        let spec = Arc::new(input.spec);
+        let mut spec = input.spec;
+        spec.strength = Strength::of(input.profile.get());
+        let spec = Arc::new(spec);
         let mut commands = Vec::new();
         let mut first_failure: Option<String> = None;
         for step in &plan.steps {

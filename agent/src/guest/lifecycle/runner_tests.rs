@@ -28,6 +28,18 @@ fn spec(dir: &Path, timeout: Duration) -> LaunchSpec {
     }
 }
 
+fn trusted() -> codespace_policy::Authorized<codespace_policy::lifecycle::RunProfile> {
+    let facts = codespace_policy::lifecycle::LifecycleFacts {
+        creator_access: codespace_policy::repo::AccessLevel::Write,
+        pull_request_from_fork: false,
+        prebuild: false,
+        repository: codespace_policy::repo::RepoName::parse("octo/app").unwrap(),
+    };
+    codespace_policy::lifecycle::decide(&facts, None)
+        .authorize()
+        .unwrap()
+}
+
 async fn run(
     text: &str,
     phase: RunPhase,
@@ -47,6 +59,7 @@ async fn run(
         .run(
             &p,
             RunInput {
+                profile: trusted(),
                 run_id: "r1".into(),
                 spec: spec(dir.path(), timeout),
                 needles: Needles::new(secrets.iter().map(|s| s.as_bytes())),

@@ -243,13 +243,6 @@ impl LifecycleService {
             .unwrap_or_default()
     }
 
-    pub(crate) fn strength(p: &RunProfile) -> Strength {
-        match p.profile {
-            Profile::Trusted => Strength::Trusted,
-            _ => Strength::Restricted,
-        }
-    }
-
     pub(crate) fn open_log(&self, run_id: &str) -> Option<BoundedLog> {
         let dir = self.state_dir.join("lifecycle");
         let made = {
@@ -328,7 +321,7 @@ impl LifecycleService {
             self.finished(&req.run_id, "blocked");
             return Ok(result);
         };
-        let strength = Self::strength(&profile);
+        let strength = Strength::of(profile.get());
         let (user, downgraded) = self.run_as(&raw_model, strength)?;
         let mut environment = env::base_env(&user, &self.config.path, &self.config.lang);
         let model = Self::substitute(&parsed, &req.workspace, &environment);
@@ -369,6 +362,7 @@ impl LifecycleService {
             .run(
                 &the_plan,
                 RunInput {
+                    profile: profile.clone(),
                     run_id: req.run_id.clone(),
                     spec,
                     needles,
