@@ -329,13 +329,20 @@ pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(
     if !config.allowed_uids.contains(&uid) {
         return Err(Silence::UidNotAllowed);
     }
-    let pid = pid.filter(|p| *p > 0).ok_or(Silence::UnknownPeer)?;
-    let cgroup = std::fs::read_to_string(config.proc_root.join(pid.to_string()).join("cgroup"))
-        .map_err(|_| Silence::UnknownPeer)?;
-    if in_restricted_cgroup(&cgroup, &config.restricted_cgroup_marker) {
-        return Err(Silence::RestrictedSandbox);
+    let pid = pid
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .ok_or(Silence::UnknownPeer)?;
+    // The lifecycle sandbox puts every restricted run in a cgroup carrying the marker.
+    match crate::guest::sandbox::cgroup::is_restricted_pid_in(
+        &config.proc_root,
+        pid,
+        &config.restricted_cgroup_marker,
+    ) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(Silence::RestrictedSandbox),
+        Err(_) => Err(Silence::UnknownPeer),
     }
-    Ok(())
 }
 
 /// A clock for the broker (real time in the daemon, a test clock in tests).

@@ -106,6 +106,7 @@ impl Agent {
     /// 0711 so the remote user can reach its own files) and the event stream.
     pub fn new(config: AgentConfig) -> Result<Self, StartError> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        sandbox::configure(&config.sandbox);
         let dir = &config.state_dir;
         std::fs::DirBuilder::new()
             .recursive(true)

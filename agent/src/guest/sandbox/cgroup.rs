@@ -363,6 +363,8 @@ fn live() -> &'static Mutex<HashSet<String>> {
 pub struct RunCgroup {
     name: String,
     dirs: Vec<(Kind, PathBuf)>,
+    /// The counters as they were when the directories were removed.
+    final_events: Option<LimitEvents>,
 }
 
 /// Limit events counted by the kernel for a run.
@@ -409,6 +411,7 @@ impl RunCgroup {
         let mut run = Self {
             name,
             dirs: Vec::with_capacity(layout.parents.len()),
+            final_events: None,
         };
         for parent in &layout.parents {
             let killable = run
@@ -565,8 +568,11 @@ impl RunCgroup {
         "kill-loop"
     }
 
-    /// The kernel's limit counters.
+    /// The kernel's limit counters (kept after the directories are removed).
     pub fn limit_events(&self) -> LimitEvents {
+        if let Some(events) = self.final_events {
+            return events;
+        }
         let mut events = LimitEvents::default();
         for (kind, dir) in &self.dirs {
             match kind {
@@ -588,13 +594,20 @@ impl RunCgroup {
 
     /// Removes the directories if the run is empty; a populated run (a dev server left running
     /// on purpose) stays and is swept once empty. Returns whether it was removed.
-    pub fn remove_if_empty(&self) -> bool {
+    pub fn remove_if_empty(&mut self) -> bool {
+        if self.final_events.is_some() {
+            return true;
+        }
         if self.populated() {
             return false;
         }
+        let events = self.limit_events();
         let mut all = true;
         for (_, dir) in self.dirs.iter().rev() {
             all &= matches!(std::fs::remove_dir(dir), Ok(())) || !dir.exists();
+        }
+        if all {
+            self.final_events = Some(events);
         }
         all
     }

@@ -42,7 +42,7 @@ use landlock::{
 };
 use serde::Serialize;
 
-use super::rules::{WritableRoot, RESTRICTED_DEVICES, RESTRICTED_WRITABLE};
+use super::rules::{WritableRoot, NEVER_WRITABLE, RESTRICTED_DEVICES, RESTRICTED_WRITABLE};
 use super::{SandboxError, SandboxProfile};
 
 /// The newest ABI whose rights this module asks for (the crate's newest).
@@ -65,6 +65,9 @@ pub enum LandlockApplied {
         scoped: bool,
         /// Paths that were to be granted but do not exist (e.g. a home of `/nonexistent`).
         missing: Vec<PathBuf>,
+        /// Workspace or home paths refused write access ([`NEVER_WRITABLE`], e.g. a system
+        /// user's home of `/` or `/usr/sbin`).
+        refused: Vec<PathBuf>,
     },
     /// The kernel has no usable Landlock; the run proceeds with the other layers.
     Unsupported {
@@ -142,6 +145,7 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
     let mut created = ruleset.create().map_err(error)?;
     let state_dir = absolute(places.state_dir);
     let mut missing = Vec::new();
+    let mut refused = Vec::new();
     let read = if restricted {
         AccessFs::from_read(abi) | (all & AccessFs::ResolveUnix)
     } else {
@@ -163,6 +167,11 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
                 WritableRoot::Home => places.home,
                 WritableRoot::Path(p) => Path::new(p),
             };
+            let variable = matches!(w.root, WritableRoot::Workspace | WritableRoot::Home);
+            if variable && never_writable(root) {
+                refused.push(root.to_owned());
+                continue;
+            }
             grant_except(&mut created, root, &state_dir, write, abi, &mut missing)?;
         }
         let device = all & (AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::Truncate);
@@ -185,12 +194,22 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
                 effective_abi: kernel_abi.min(BEST_KNOWN_NUMBER),
                 scoped,
                 missing,
+                refused,
             },
             None => LandlockApplied::Unsupported {
                 reason: "the kernel refused to create a ruleset".into(),
             },
         },
         fd,
+    })
+}
+
+/// Whether `path` (canonical when it exists) is or lies beneath a [`NEVER_WRITABLE`] entry.
+fn never_writable(path: &Path) -> bool {
+    let path = absolute(path);
+    NEVER_WRITABLE.iter().any(|(n, _)| {
+        let n = Path::new(n);
+        path == n || (n != Path::new("/") && path.starts_with(n))
     })
 }
 
@@ -228,7 +247,8 @@ fn grant_except(
         return Ok(()); // entirely inside the state directory
     }
     if !excluded.starts_with(&root) {
-        return add(ruleset, &root, access, abi);
+        let is_dir = root.is_dir();
+        return add(ruleset, &root, is_dir, access, abi);
     }
     let mut dir = root;
     while dir != excluded {
@@ -249,14 +269,23 @@ fn grant_except(
             if path == next {
                 continue;
             }
-            // Follow symlinks to where they lead; skip any that lead onto the excluded path.
-            let Ok(target) = std::fs::canonicalize(&path) else {
-                continue; // dangling symlink or vanished entry
+            let Ok(kind) = entry.file_type() else {
+                continue; // vanished
             };
-            if excluded.starts_with(&target) || target.starts_with(excluded) {
-                continue;
-            }
-            add(ruleset, &path, access, abi)?;
+            let is_dir = if kind.is_symlink() {
+                // Follow it to where it leads; skip any that lead onto the excluded path
+                // (Debian's /var/run -> /run would otherwise grant all of /run).
+                let Ok(target) = std::fs::canonicalize(&path) else {
+                    continue; // dangling
+                };
+                if excluded.starts_with(&target) || target.starts_with(excluded) {
+                    continue;
+                }
+                target.is_dir()
+            } else {
+                kind.is_dir()
+            };
+            add(ruleset, &path, is_dir, access, abi)?;
         }
         dir = next;
     }
@@ -266,6 +295,7 @@ fn grant_except(
 fn add(
     ruleset: &mut RulesetCreated,
     path: &Path,
+    is_dir: bool,
     access: BitFlags<AccessFs>,
     abi: ABI,
 ) -> Result<(), SandboxError> {
@@ -275,7 +305,7 @@ fn add(
         Err(_) if !path.exists() => return Ok(()),
         Err(e) => return Err(error(e)),
     };
-    let access = if path.is_dir() {
+    let access = if is_dir {
         access
     } else {
         access & AccessFs::from_file(abi)
@@ -305,6 +335,30 @@ mod tests {
             absolute(Path::new("/tmp")),
             std::fs::canonicalize("/tmp").unwrap()
         );
+    }
+
+    #[test]
+    fn system_directories_are_never_writable_homes() {
+        for p in [
+            "/",
+            "/usr/sbin",
+            "/bin",
+            "/dev",
+            "/var/lib/postgresql",
+            "/run/user/1000",
+        ] {
+            assert!(never_writable(Path::new(p)), "{p}");
+        }
+        for p in [
+            "/home/vscode",
+            "/workspaces/app",
+            "/tmp",
+            "/var/tmp",
+            "/root",
+            "/nonexistent",
+        ] {
+            assert!(!never_writable(Path::new(p)), "{p}");
+        }
     }
 
     #[test]

@@ -398,6 +398,14 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     )
 }
 
+/// Removes empty run cgroups whose handles are gone (a dev server that has since exited) and
+/// those of agents that no longer run. Spawning sweeps too, at most once a second; call this
+/// from a periodic task to tidy up when nothing is spawned.
+pub fn sweep_stale_cgroups() {
+    let parent = settings().read().ok().and_then(|s| s.cgroup_parent.clone());
+    cgroup::sweep(cgroup::layout(parent.as_deref()));
+}
+
 /// Whether process `pid` runs inside a restricted run's cgroup (any hierarchy's path carries
 /// the restricted marker). A process that is gone is not restricted.
 pub fn is_restricted_pid(pid: u32) -> bool {

@@ -216,7 +216,7 @@ impl SandboxedChild {
                 result
             }
         };
-        if let Some(c) = &self.cgroup {
+        if let Some(c) = &mut self.cgroup {
             let _ = c.remove_if_empty();
         }
         result

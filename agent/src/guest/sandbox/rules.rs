@@ -239,6 +239,35 @@ pub const RESTRICTED_WRITABLE: &[Writable] = &[
     },
 ];
 
+/// Directories a restricted command never gets write access to through the workspace or the
+/// run user's home. System users have homes like `/`, `/bin`, `/usr/sbin` or `/dev`, and such a
+/// home would otherwise lift the write restriction for a whole system tree. Matched on the
+/// canonical path: the directory itself and everything beneath it (`/` only itself). The fixed
+/// [`RESTRICTED_WRITABLE`] entries are reviewed in this file and may lie beneath (`/dev/shm`).
+pub const NEVER_WRITABLE: &[(&str, &str)] = &[
+    (
+        "/",
+        "a home or workspace of `/` would make everything writable",
+    ),
+    ("/bin", "system programs"),
+    ("/sbin", "system programs"),
+    ("/usr", "system programs and libraries"),
+    ("/lib", "system libraries"),
+    ("/lib32", "system libraries"),
+    ("/lib64", "system libraries"),
+    ("/libx32", "system libraries"),
+    ("/etc", "system configuration"),
+    ("/boot", "the kernel and boot loader"),
+    ("/proc", "kernel and process state"),
+    ("/sys", "kernel state, cgroups"),
+    (
+        "/dev",
+        "devices (the few safe ones are in RESTRICTED_DEVICES)",
+    ),
+    ("/run", "runtime state of system services and the agent"),
+    ("/var/lib", "state of system services"),
+];
+
 /// A device a restricted command may open for writing and use `ioctl` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Device {
@@ -312,6 +341,9 @@ mod tests {
         }
         for w in RESTRICTED_WRITABLE {
             assert!(!w.reason.is_empty());
+            if let WritableRoot::Path(p) = w.root {
+                assert!(p.starts_with('/') && p.len() > 1, "{p}");
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
@@ -273,4 +273,61 @@ async fn bad_specs_are_refused_before_anything_runs() {
     s.cwd = Path::new("/no/such/dir").to_owned();
     let err = spawn(&s, &Program::Shell("true".into())).unwrap_err();
     assert!(err.to_string().contains("No such file"), "{err}");
+}
+
+#[tokio::test]
+async fn the_state_directory_stays_closed_inside_a_writable_root_and_through_symlinks() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    // Here the state directory sits in /tmp (writable in restricted), next to the workspace,
+    // with a world-readable file in it (so only Landlock can refuse) and a symlink beside it.
+    let d = dirs();
+    std::fs::set_permissions(&d.state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = d.state.join("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let alias = d.workspace.parent().unwrap().join("alias");
+    std::os::unix::fs::symlink(&d.state, &alias).unwrap();
+    for profile in [SandboxProfile::Trusted, SandboxProfile::Restricted] {
+        let script = format!(
+            "cat {s}; cat {a}/secret; echo x > {a}/planted; echo ok > built && cat built",
+            s = secret.display(),
+            a = alias.display()
+        );
+        let mut child = spawn(&spec(profile, &d), &Program::Shell(script)).unwrap();
+        let (out, err, report) = output(&mut child).await;
+        assert!(report.success(), "{profile:?}: {err}");
+        assert_eq!(out, "ok\n", "{profile:?}");
+        assert_eq!(
+            err.matches("Permission denied").count(),
+            3,
+            "{profile:?}: {err}"
+        );
+        assert!(!d.state.join("planted").exists());
+    }
+}
+
+#[tokio::test]
+async fn a_system_home_does_not_become_writable() {
+    if !root() {
+        return;
+    }
+    let d = dirs();
+    let mut s = spec(SandboxProfile::Restricted, &d);
+    s.user.home = "/".into();
+    let mut child = spawn(
+        &s,
+        &Program::Shell("echo x > /srv/codespace-sandbox-probe".into()),
+    )
+    .unwrap();
+    let (_, err, report) = output(&mut child).await;
+    assert_eq!(report.code, Some(2), "{err}");
+    match &child.applied().landlock {
+        LandlockApplied::Enforced { refused, .. } => assert_eq!(refused, &[PathBuf::from("/")]),
+        other => panic!("landlock is expected on the test machines: {other:?}"),
+    }
+    assert!(!Path::new("/srv/codespace-sandbox-probe").exists());
+    sweep_stale_cgroups();
 }

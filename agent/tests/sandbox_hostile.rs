@@ -1,0 +1,710 @@
+//! The hostile-repository suite (issue 6): what a malicious lifecycle command would try, run
+//! through the real spawner in the restricted profile, each attempt asserting *how* it was
+//! refused or contained (EPERM from seccomp, EACCES from Landlock, SIGKILL from the OOM killer,
+//! SIGSYS for the 32-bit ABI, a silent broker, a dead daemon).
+//!
+//! Setup per test (root only; everything is removed by Drop guards, also on failure): a test
+//! user created with `useradd` and deleted after; a state directory under `/run` with the env
+//! file written by the real vault (owned by the test user, as in production, so only the
+//! sandbox stands between the user's lifecycle command and its own token); the real credential
+//! broker listening in-process; a probe program (`sandbox_hostile/probe.c`) compiled with the
+//! system C compiler. Controls run the same probe *without* the sandbox as the same user to show
+//! the refusal comes from the sandbox, not from file permissions. Tests run one at a time (they
+//! share the CPU with fork bombs and create users).
+//!
+//! Safety: the vsock probe only creates a socket (never connects), and only inside the sandbox.
+//! Printing a secret is the lifecycle runner's redaction, tested there.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use codespace_agent::guest::broker::{Broker, BrokerConfig, Outcome, Silence};
+use codespace_agent::guest::sandbox::{
+    self, ExitReport, LandlockApplied, Limits, Program, ResolvedUser, SandboxProfile, SandboxSpec,
+    SandboxedChild,
+};
+use codespace_agent::guest::vault::{environment_path, Owner, TokenPut, Vault, VaultConfig};
+use codespace_agent::seal::{AgentKeyPair, TokenValue};
+use time::OffsetDateTime;
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::{mpsc, oneshot};
+
+const ROOT_MESSAGE: &str =
+    "needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)";
+const TOKEN: &str = "ghu_hostile_suite_token_value";
+const PROBE_C: &str = include_str!("sandbox_hostile/probe.c");
+
+fn root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("skipped: {ROOT_MESSAGE}");
+        return false;
+    }
+    panic!("{ROOT_MESSAGE}");
+}
+
+/// One test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A directory removed on drop.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A user created for the test and deleted on drop.
+struct TestUser {
+    name: String,
+    user: ResolvedUser,
+}
+
+impl TestUser {
+    fn create(name: &str, home: &Path) -> Self {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+            ])
+            .arg("--home-dir")
+            .arg(home)
+            .arg(name)
+            .status()
+            .expect("useradd (package passwd) is needed");
+        assert!(status.success(), "useradd {name} failed");
+        let user = ResolvedUser::lookup(name).unwrap();
+        Self {
+            name: name.to_owned(),
+            user,
+        }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+        // userdel removes the user's own group; this is for systems where it does not.
+        let _ = Command::new("groupdel")
+            .arg(&self.name)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+struct Fixture {
+    broker_stop: Option<oneshot::Sender<()>>,
+    outcomes: mpsc::Receiver<Outcome>,
+    state: Dir,
+    probe: PathBuf,
+    workspace: PathBuf,
+    home: PathBuf,
+    /// Owned by the test user but outside every writable root: only Landlock keeps it clean.
+    outside: PathBuf,
+    scratch: PathBuf,
+    user: TestUser,
+    _scratch: Dir,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(stop) = self.broker_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn chown(path: &Path, user: &ResolvedUser) {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+}
+
+async fn fixture() -> Fixture {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let serial = SERIAL.lock().await;
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let scratch_path = PathBuf::from(format!("/srv/codespace-sandbox-hostile-{id}"));
+    let _ = std::fs::remove_dir_all(&scratch_path);
+    std::fs::create_dir(&scratch_path).unwrap();
+    let scratch = Dir(scratch_path.clone());
+    std::fs::set_permissions(&scratch_path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = scratch_path.join("home");
+    let user = TestUser::create(&format!("csbx{}", id.replace('-', "x")), &home);
+    let workspace = scratch_path.join("workspace");
+    let outside = scratch_path.join("outside");
+    for dir in [&home, &workspace, &outside] {
+        std::fs::create_dir(dir).unwrap();
+        chown(dir, &user.user);
+    }
+    let probe = scratch_path.join("probe");
+    let source = scratch_path.join("probe.c");
+    std::fs::write(&source, PROBE_C).unwrap();
+    let cc = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&probe)
+        .arg(&source)
+        .output()
+        .expect("a C compiler (cc, package build-essential) is needed");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+
+    let state_path = PathBuf::from(format!("/run/codespace-agent-hostile-{id}"));
+    let _ = std::fs::remove_dir_all(&state_path);
+    let state = Dir(state_path.clone());
+    let owner = Owner {
+        uid: user.user.uid,
+        gid: user.user.gid,
+    };
+    let vault = Vault::new(
+        VaultConfig::new(&state_path, owner),
+        AgentKeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let now = OffsetDateTime::now_utc();
+    vault
+        .put_token(
+            TokenPut {
+                value: TokenValue::new(TOKEN.into()).unwrap(),
+                expires_at: now + time::Duration::hours(8),
+                scope: serde_json::from_str(
+                    r#"{"repositories":{"octo/app":{"contents":"write","metadata":"read"}},"fork_on_push":false,"denied":[]}"#,
+                )
+                .unwrap(),
+                host: None,
+            },
+            now,
+        )
+        .unwrap();
+    let env_file = environment_path(&state_path);
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains(TOKEN));
+
+    let (tx, outcomes) = mpsc::channel(16);
+    let broker = Broker::bind(BrokerConfig::new(&state_path, vec![user.user.uid]), vault)
+        .unwrap()
+        .with_outcomes(tx);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = broker
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Fixture {
+        broker_stop: Some(stop),
+        outcomes,
+        state,
+        probe,
+        workspace,
+        home,
+        outside,
+        scratch: scratch_path,
+        user,
+        _scratch: scratch,
+        _serial: serial,
+    }
+}
+
+impl Fixture {
+    fn state_dir(&self) -> &Path {
+        &self.state.0
+    }
+
+    fn spec(&self, profile: SandboxProfile, limits: Limits) -> SandboxSpec {
+        SandboxSpec {
+            profile,
+            user: self.user.user.clone(),
+            env: Vec::new(),
+            cwd: self.workspace.clone(),
+            workspace: self.workspace.clone(),
+            state_dir: self.state_dir().to_owned(),
+            limits,
+        }
+    }
+
+    fn probe_argv(&self, args: &[&str]) -> Vec<String> {
+        std::iter::once(self.probe.display().to_string())
+            .chain(args.iter().map(|a| (*a).to_owned()))
+            .collect()
+    }
+
+    /// Runs the probe in the sandbox; returns its stdout and the report.
+    async fn probe(&self, profile: SandboxProfile, args: &[&str]) -> (String, ExitReport) {
+        let (out, _err, report, _) = self
+            .run(
+                profile,
+                small_limits(),
+                Program::Exec(self.probe_argv(args)),
+                Duration::from_secs(20),
+            )
+            .await;
+        (out.trim().to_owned(), report)
+    }
+
+    /// The probe *without* the sandbox, as the same user (a control).
+    fn unsandboxed(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.probe)
+            .args(args)
+            .uid(self.user.user.uid)
+            .gid(self.user.user.gid)
+            .current_dir(&self.workspace)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    async fn run(
+        &self,
+        profile: SandboxProfile,
+        limits: Limits,
+        program: Program,
+        timeout: Duration,
+    ) -> (String, String, ExitReport, SandboxedChild) {
+        let mut child = sandbox::spawn(&self.spec(profile, limits), &program).unwrap();
+        let mut out = child.take_stdout().unwrap();
+        let mut err = child.take_stderr().unwrap();
+        let reading = tokio::spawn(async move {
+            let (mut o, mut e) = (Vec::new(), Vec::new());
+            let _ = tokio::join!(out.read_to_end(&mut o), err.read_to_end(&mut e));
+            (o, e)
+        });
+        let report = child.wait(timeout, Duration::from_millis(200)).await;
+        // Everything is dead (or, after success, done writing): the pipes close.
+        let (o, e) = tokio::time::timeout(Duration::from_secs(10), reading)
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&o).into_owned(),
+            String::from_utf8_lossy(&e).into_owned(),
+            report,
+            child,
+        )
+    }
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        nproc: 4096,
+        nofile: 1024,
+        memory_max_bytes: 256 << 20,
+        pids_max: 128,
+    }
+}
+
+const BOTH: [SandboxProfile; 2] = [SandboxProfile::Restricted, SandboxProfile::Trusted];
+const RESTRICTED: SandboxProfile = SandboxProfile::Restricted;
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(") ").next().and_then(|r| r.chars().next());
+            !matches!(state, Some('Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn the_state_directory_and_env_file_are_out_of_reach() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let env_file = environment_path(fx.state_dir()).display().to_string();
+    let state = fx.state_dir().display().to_string();
+    // Control: the user owns its env file, so without the sandbox it can read it.
+    assert_eq!(fx.unsandboxed(&["read", &env_file]), "ok");
+    for profile in BOTH {
+        assert_eq!(
+            fx.probe(profile, &["read", &env_file]).await.0,
+            "EACCES",
+            "{profile:?}"
+        );
+        assert_eq!(
+            fx.probe(profile, &["list", &state]).await.0,
+            "EACCES",
+            "{profile:?}"
+        );
+        assert_eq!(
+            fx.probe(profile, &["list", "/run"]).await.0,
+            "EACCES",
+            "{profile:?}"
+        );
+        assert_eq!(
+            fx.probe(profile, &["write", &format!("{state}/planted")])
+                .await
+                .0,
+            "EACCES"
+        );
+        let (out, err, report, _) = fx
+            .run(
+                profile,
+                small_limits(),
+                Program::Shell(format!("cat {env_file}; cat /proc/$PPID/environ; ls /run")),
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(!out.contains(TOKEN) && !err.contains(TOKEN));
+        assert!(err.contains("Permission denied"), "{err}");
+        assert_ne!(report.code, Some(0));
+    }
+    // The rest of /run stays usable.
+    assert_eq!(fx.probe(RESTRICTED, &["list", "/run/lock"]).await.0, "ok");
+}
+
+#[tokio::test]
+async fn the_credential_broker_answers_nothing_to_a_restricted_run() {
+    if !root() {
+        return;
+    }
+    let mut fx = fixture().await;
+    let ask = format!(
+        "printf 'protocol=https\\nhost=github.com\\npath=octo/app.git\\n\\n' | {} git-credential --state-dir {} get",
+        env!("CARGO_BIN_EXE_codespace-agent"),
+        fx.state_dir().display()
+    );
+    let (out, _, report, _) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            Program::Shell(ask.clone()),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(!out.contains(TOKEN), "{out}");
+    assert!(!out.contains("password"), "{out}");
+    assert!(report.code.is_some());
+    let outcome = tokio::time::timeout(Duration::from_secs(5), fx.outcomes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Silent {
+            uid: Some(fx.user.user.uid),
+            reason: Silence::RestrictedSandbox
+        }
+    );
+    // Control: the same user in a trusted run is answered, so the cgroup is what decided.
+    let (out, _, report, _) = fx
+        .run(
+            SandboxProfile::Trusted,
+            small_limits(),
+            Program::Shell(ask),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(report.success());
+    assert!(out.contains(&format!("password={TOKEN}")), "{out}");
+    let outcome = fx.outcomes.recv().await.unwrap();
+    assert!(matches!(outcome, Outcome::Answered { .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn vsock_sockets_cannot_be_created_directly_or_through_io_uring() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    for profile in BOTH {
+        // Never connected: creating the socket is what must fail.
+        assert_eq!(
+            fx.probe(profile, &["vsock"]).await.0,
+            "EPERM",
+            "{profile:?}"
+        );
+        assert_eq!(
+            fx.probe(profile, &["vsock-pair"]).await.0,
+            "EPERM",
+            "{profile:?}"
+        );
+        // io_uring would create it without socket(2): refused at setup.
+        assert_eq!(
+            fx.probe(profile, &["io_uring"]).await.0,
+            "EPERM",
+            "{profile:?}"
+        );
+    }
+    // Control: io_uring itself works for this user outside the sandbox.
+    assert_eq!(fx.unsandboxed(&["io_uring"]), "ok");
+}
+
+#[tokio::test]
+async fn the_agent_cannot_be_traced_or_read() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let agent = std::process::id().to_string();
+    for profile in BOTH {
+        assert_eq!(fx.probe(profile, &["ptrace", &agent]).await.0, "EPERM");
+        assert_eq!(fx.probe(profile, &["vm-read", &agent]).await.0, "EPERM");
+        // Even its own child and its own memory: the syscalls are gone, not just checked.
+        assert_eq!(fx.probe(profile, &["ptrace-child"]).await.0, "EPERM");
+        assert_eq!(fx.probe(profile, &["vm-read"]).await.0, "EPERM");
+    }
+    assert_eq!(fx.unsandboxed(&["ptrace-child"]), "ok");
+    assert_eq!(fx.unsandboxed(&["vm-read"]), "ok");
+}
+
+#[tokio::test]
+async fn the_kernel_attack_surface_is_refused_and_the_32_bit_abi_kills() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    for call in [
+        "bpf",
+        "keyctl",
+        "add_key",
+        "userfaultfd",
+        "perf_event_open",
+        "mount",
+        "umount2",
+        "kexec_load",
+        "init_module",
+    ] {
+        assert_eq!(
+            fx.probe(RESTRICTED, &["syscall", call]).await.0,
+            "EPERM",
+            "{call}"
+        );
+    }
+    if cfg!(target_arch = "x86_64") {
+        let (out, report) = fx.probe(RESTRICTED, &["int80"]).await;
+        assert_eq!(report.signal, Some(libc::SIGSYS), "{out} {report:?}");
+        assert!(out.is_empty());
+        assert!(fx.unsandboxed(&["int80"]).starts_with("int80 getpid "));
+    }
+}
+
+#[tokio::test]
+async fn privileges_cannot_be_raised_with_setuid_binaries() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let id = fx.scratch.join("id-setuid");
+    std::fs::copy("/usr/bin/id", &id).unwrap();
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let id = id.display().to_string();
+    // Control: the setuid bit works on this file system.
+    let control = Command::new(&id)
+        .arg("-u")
+        .uid(fx.user.user.uid)
+        .gid(fx.user.user.gid)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&control.stdout).trim(), "0");
+
+    let uid = fx.user.user.uid.to_string();
+    let (out, _, report, _) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            Program::Exec(vec![id.clone(), "-u".into()]),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(report.success());
+    assert_eq!(out.trim(), uid, "no_new_privs keeps the euid");
+    assert_eq!(fx.probe(RESTRICTED, &["setuid0"]).await.0, "EPERM");
+    let sudo = Path::new("/usr/bin/sudo");
+    if sudo.exists() {
+        let (out, _, report, _) = fx
+            .run(
+                RESTRICTED,
+                small_limits(),
+                Program::Shell("sudo -n id -u".into()),
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(!report.success() && out.trim() != "0", "{out}");
+    }
+    // The trusted profile keeps the user's abilities: sudo-like elevation works there.
+    let (out, _, _, _) = fx
+        .run(
+            SandboxProfile::Trusted,
+            small_limits(),
+            Program::Exec(vec![id, "-u".into()]),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(out.trim(), "0");
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained_by_pids_max_and_killed_at_the_timeout() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let limits = Limits {
+        pids_max: 48,
+        ..small_limits()
+    };
+    let (_, _, report, child) = fx
+        .run(
+            RESTRICTED,
+            limits,
+            Program::Shell("b(){ b | b & }; b; exec sleep 300".into()),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(report.timed_out, "{report:?}");
+    assert!(
+        child.limit_events().pids_max_hits > 0,
+        "{:?}",
+        child.limit_events()
+    );
+    assert!(!child.has_live_processes(), "the whole tree is dead");
+    eprintln!(
+        "applied: {}",
+        serde_json::to_string(child.applied()).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn memory_past_the_limit_is_oom_killed() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let limits = Limits {
+        memory_max_bytes: 64 << 20,
+        ..small_limits()
+    };
+    let (out, _, report, child) = fx
+        .run(
+            RESTRICTED,
+            limits,
+            Program::Exec(fx.probe_argv(&["alloc", "512"])),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(!out.contains("survived"));
+    assert_eq!(
+        (report.signal, report.timed_out),
+        (Some(libc::SIGKILL), false)
+    );
+    assert!(
+        child.limit_events().oom_kills >= 1,
+        "{:?}",
+        child.limit_events()
+    );
+}
+
+#[tokio::test]
+async fn a_double_forked_daemon_does_not_outlive_the_timeout() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let pid_file = fx.workspace.join("daemon.pid");
+    let script =
+        "(setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' >/dev/null 2>&1 &); exec sleep 300";
+    let mut child = sandbox::spawn(
+        &fx.spec(RESTRICTED, small_limits()),
+        &Program::Shell(script.into()),
+    )
+    .unwrap();
+    let mut daemon = None;
+    for _ in 0..500 {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            daemon = Some(pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let daemon = daemon.expect("the daemon started");
+    // It left the command's session and process group: a group kill cannot reach it.
+    let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    assert_ne!(fields[2], child.pid().to_string(), "own process group");
+    assert!(sandbox::is_restricted_pid(daemon));
+    let report = child
+        .wait(Duration::from_millis(300), Duration::from_millis(100))
+        .await;
+    assert!(report.timed_out);
+    assert!(!alive(daemon), "the daemon died with the run");
+    assert!(!child.has_live_processes());
+}
+
+#[tokio::test]
+async fn writes_land_only_in_the_allowed_places() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    let outside = fx.outside.join("x").display().to_string();
+    // Control: the user may write its own directory outside the sandbox.
+    assert_eq!(fx.unsandboxed(&["write", &outside]), "ok");
+    for denied in [
+        "/etc/codespace-probe".to_owned(),
+        "/usr/codespace-probe".to_owned(),
+        "/root/codespace-probe".to_owned(),
+        outside.clone(),
+    ] {
+        assert_eq!(
+            fx.probe(RESTRICTED, &["write", &denied]).await.0,
+            "EACCES",
+            "{denied}"
+        );
+    }
+    for allowed in [
+        fx.workspace.join("x").display().to_string(),
+        fx.home.join("x").display().to_string(),
+        format!("/tmp/codespace-probe-{}", std::process::id()),
+        format!("/var/tmp/codespace-probe-{}", std::process::id()),
+        "/dev/null".to_owned(),
+    ] {
+        assert_eq!(
+            fx.probe(RESTRICTED, &["write", &allowed]).await.0,
+            "ok",
+            "{allowed}"
+        );
+    }
+    // Trusted keeps the user's normal abilities outside the state directory.
+    assert_eq!(
+        fx.probe(SandboxProfile::Trusted, &["write", &outside])
+            .await
+            .0,
+        "ok"
+    );
+    let (_, _, report, child) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            Program::Shell("echo built > artifact && cat artifact >/dev/null".into()),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(report.success());
+    assert!(fx.workspace.join("artifact").exists());
+    match &child.applied().landlock {
+        LandlockApplied::Enforced { kernel_abi, .. } => assert!(*kernel_abi >= 1),
+        other => eprintln!("landlock not available here: {other:?}"),
+    }
+}

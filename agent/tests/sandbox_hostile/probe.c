@@ -1,0 +1,196 @@
+/*
+ * What a hostile repository would try, one attempt per invocation, printing how it went:
+ * "ok" (or "created" for sockets), or the errno name. Compiled by sandbox_hostile.rs at test
+ * time with the system C compiler and run inside (and, for controls, outside) the sandbox.
+ *
+ * SAFETY RULE: the vsock attempt only *creates* a socket and closes it at once; it never
+ * connects (CID 2 on these machines is infrastructure that is not ours).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
+static int report(long ret) {
+    if (ret >= 0) {
+        puts("ok");
+        return 0;
+    }
+    switch (errno) {
+    case EPERM: puts("EPERM"); break;
+    case EACCES: puts("EACCES"); break;
+    case ENOENT: puts("ENOENT"); break;
+    case EINVAL: puts("EINVAL"); break;
+    case EFAULT: puts("EFAULT"); break;
+    case EAGAIN: puts("EAGAIN"); break;
+    case ENOSYS: puts("ENOSYS"); break;
+    case EBADF: puts("EBADF"); break;
+    case EOPNOTSUPP: puts("EOPNOTSUPP"); break;
+    case EAFNOSUPPORT: puts("EAFNOSUPPORT"); break;
+    case ESRCH: puts("ESRCH"); break;
+    case ENOTDIR: puts("ENOTDIR"); break;
+    default: printf("errno %d\n", errno); break;
+    }
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs("usage: probe MODE [ARG]\n", stderr);
+        return 2;
+    }
+    const char *mode = argv[1];
+    const char *arg = argc > 2 ? argv[2] : "";
+    setvbuf(stdout, NULL, _IONBF, 0);
+
+    if (!strcmp(mode, "read")) {
+        int fd = open(arg, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            char c;
+            (void)!read(fd, &c, 1); /* never printed: the point is whether it opens */
+            close(fd);
+        }
+        return report(fd);
+    }
+    if (!strcmp(mode, "list")) {
+        int fd = open(arg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0)
+            close(fd);
+        return report(fd);
+    }
+    if (!strcmp(mode, "write")) {
+        int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            (void)!write(fd, "x", 1);
+            close(fd);
+            if (strncmp(arg, "/dev/", 5) != 0)
+                unlink(arg);
+        }
+        return report(fd);
+    }
+    if (!strcmp(mode, "vsock")) {
+        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            close(fd); /* created only; never connected */
+            puts("created");
+            return 0;
+        }
+        return report(fd);
+    }
+    if (!strcmp(mode, "vsock-pair")) {
+        int sv[2];
+        int ret = socketpair(AF_VSOCK, SOCK_STREAM, 0, sv);
+        if (ret == 0) {
+            close(sv[0]);
+            close(sv[1]);
+        }
+        return report(ret);
+    }
+    if (!strcmp(mode, "io_uring")) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        long fd = syscall(SYS_io_uring_setup, 4, &p);
+        if (fd >= 0)
+            close((int)fd);
+        return report(fd);
+    }
+    if (!strcmp(mode, "ptrace")) {
+        /* SEIZE does not stop the tracee; exiting detaches. */
+        pid_t pid = (pid_t)atoi(arg);
+        return report(ptrace(PTRACE_SEIZE, pid, 0, 0));
+    }
+    if (!strcmp(mode, "ptrace-child")) {
+        pid_t child = fork();
+        if (child == 0) {
+            pause();
+            _exit(0);
+        }
+        long ret = ptrace(PTRACE_SEIZE, child, 0, 0);
+        int saved = errno;
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        errno = saved;
+        return report(ret);
+    }
+    if (!strcmp(mode, "vm-read")) {
+        pid_t pid = arg[0] ? (pid_t)atoi(arg) : getpid();
+        char buf[8];
+        static char target[8] = "target";
+        struct iovec local = {buf, sizeof buf};
+        struct iovec remote = {target, sizeof target};
+        return report(process_vm_readv(pid, &local, 1, &remote, 1, 0));
+    }
+    if (!strcmp(mode, "setuid0"))
+        return report(setresuid(0, 0, 0));
+    if (!strcmp(mode, "alloc")) {
+        long mb = atol(arg);
+        for (long i = 0; i < mb; i++) {
+            char *p = malloc(1 << 20);
+            if (!p)
+                return report(-1);
+            memset(p, 1, 1 << 20);
+        }
+        puts("survived");
+        return 0;
+    }
+    if (!strcmp(mode, "int80")) {
+#if defined(__x86_64__)
+        long ret;
+        /* i386 getpid (20) through the 32-bit entry point. */
+        __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20) : "memory");
+        printf("int80 getpid %ld\n", ret);
+        return 0;
+#else
+        puts("not x86-64");
+        return 3;
+#endif
+    }
+    if (!strcmp(mode, "syscall")) {
+        long ret;
+        if (!strcmp(arg, "bpf"))
+            ret = syscall(SYS_bpf, 0, NULL, 0);
+        else if (!strcmp(arg, "keyctl"))
+            ret = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0);
+        else if (!strcmp(arg, "add_key"))
+            ret = syscall(SYS_add_key, "user", "probe", "x", 1, -3);
+        else if (!strcmp(arg, "userfaultfd"))
+            ret = syscall(SYS_userfaultfd, 0);
+        else if (!strcmp(arg, "perf_event_open"))
+            ret = syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
+        else if (!strcmp(arg, "mount"))
+            ret = mount("none", "/nonexistent-probe", "tmpfs", 0, NULL);
+        else if (!strcmp(arg, "umount2"))
+            ret = umount2("/nonexistent-probe", 0);
+        else if (!strcmp(arg, "kexec_load"))
+            ret = syscall(SYS_kexec_load, 0, 0, NULL, 0);
+        else if (!strcmp(arg, "init_module"))
+            ret = syscall(SYS_init_module, NULL, 0, "");
+        else if (!strcmp(arg, "unshare"))
+            ret = syscall(SYS_unshare, 0);
+        else {
+            fprintf(stderr, "unknown syscall %s\n", arg);
+            return 2;
+        }
+        if (ret >= 0 && !strcmp(arg, "userfaultfd"))
+            close((int)ret);
+        return report(ret);
+    }
+    fprintf(stderr, "unknown mode %s\n", mode);
+    return 2;
+}
