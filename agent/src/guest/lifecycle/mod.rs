@@ -71,14 +71,12 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 pub fn launcher(c: &crate::guest::config::AgentConfig) -> Arc<dyn Launcher> {
     match c.lifecycle.launcher {
         settings::LauncherKind::Plain => Arc::new(PlainLauncher),
-        settings::LauncherKind::Sandbox => {
-            crate::guest::sandbox::configure(&c.sandbox);
-            Arc::new(sandbox_launcher::SandboxLauncher::new(
-                c.sandbox.limits,
-                c.lifecycle.path.clone(),
-                c.lifecycle.lang.clone(),
-            ))
-        }
+        // `Agent::new` has configured the sandbox (PATH, LANG, cgroup parent).
+        settings::LauncherKind::Sandbox => Arc::new(sandbox_launcher::SandboxLauncher::new(
+            c.sandbox.limits,
+            c.lifecycle.path.clone(),
+            c.lifecycle.lang.clone(),
+        )),
     }
 }
 

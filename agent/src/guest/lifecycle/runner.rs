@@ -294,6 +294,7 @@ impl Runner {
     }
 
     async fn one(&self, ctx: &Ctx, spec: &LaunchSpec, c: &PlannedCommand) -> CommandResult {
+        let t0 = std::time::Instant::now();
         let launched = match self.launcher.launch(spec, &c.program) {
             Ok(l) => l,
             Err(e) => {
@@ -326,7 +327,9 @@ impl Runner {
                 )));
             }
         }
+        let spawned = t0.elapsed();
         let exit = launched.exit.await;
+        let exited = t0.elapsed();
         // Pipes close when the command and everything it started are gone; a background
         // process may hold them open, so wait only briefly and let its pump run on.
         let _ = tokio::time::timeout(DRAIN, async {
@@ -335,6 +338,13 @@ impl Runner {
             }
         })
         .await;
+        tracing::debug!(
+            command = %c.name,
+            spawn_us = spawned.as_micros() as u64,
+            exit_us = exited.as_micros() as u64,
+            drained_us = t0.elapsed().as_micros() as u64,
+            "lifecycle command timing"
+        );
         let r = CommandResult {
             sandbox: applied,
             ..CommandResult::finished(c, &ctx.needles, exit)
