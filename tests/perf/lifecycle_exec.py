@@ -82,7 +82,10 @@ def main():
     args = ap.parse_args()
     key = os.urandom(32)
     results = {}
-    with tempfile.TemporaryDirectory() as d:
+    # The agent's state directory is a tmpfs in production (/run/codespace-agent); here /run
+    # and /tmp are on disk, so the state goes to /dev/shm when there is one.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory(dir=shm) as state:
         key_file = os.path.join(d, "key")
         with open(key_file, "wb") as f:
             f.write(key)
@@ -97,7 +100,7 @@ def main():
                 json.dump({"lifecycle": {"launcher": launcher}}, f)
             sock = os.path.join(d, f"{launcher}.sock")
             proc = start([args.agent, "run", "--config", conf, "--listen", f"unix:{sock}",
-                          "--key-file", key_file, "--state-dir", os.path.join(d, f"st-{launcher}")],
+                          "--key-file", key_file, "--state-dir", os.path.join(state, f"st-{launcher}")],
                          sock)
             try:
                 s = agent_connect(sock, key)
@@ -131,6 +134,7 @@ def main():
         print(f"| {name} | {r['p50_us']/1000:.2f} | {r['p90_us']/1000:.2f} | "
               f"{r['p99_us']/1000:.2f} | {r['min_us']/1000:.2f} |")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
 
