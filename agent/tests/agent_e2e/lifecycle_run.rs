@@ -392,3 +392,37 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     assert!(log.contains("len=22"), "{log}");
     assert!(!log.contains("sandboxed-s3cret"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_watch_pushes_config_changed_through_the_agent() {
+    let agent = Agent::start(PLAIN);
+    let ws = workspace(&agent, r#"{"image": "a"}"#);
+    let c = agent.client().await;
+    let mut fields = serde_json::Map::new();
+    fields.insert("workspace".into(), ws.clone().into());
+    let r = c
+        .request("config_watch", fields, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        r["file"].as_str().unwrap().ends_with("devcontainer.json"),
+        "{r}"
+    );
+    let file = Path::new(&ws).join(".devcontainer/devcontainer.json");
+    std::fs::write(&file, r#"{"image": "a", "runArgs": ["--privileged"]}"#).unwrap();
+    let ev = loop {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(10), c.next_event())
+            .await
+            .expect("no config_changed within 10 s")
+            .unwrap();
+        if ev.name == "config_changed" {
+            break ev;
+        }
+    };
+    assert_eq!(ev.fields["valid"], true);
+    assert_eq!(
+        ev.fields["security_relevant"],
+        serde_json::json!(["mounts_run_args_privileges"])
+    );
+    assert_eq!(ev.fields["rebuild_required"], true);
+}
