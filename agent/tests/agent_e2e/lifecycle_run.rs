@@ -344,6 +344,21 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     let secrets = agent.write("s.json", r#"{"API_KEY": "sandboxed-s3cret-value"}"#);
     json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
     json_out(&agent.ctl(&["session", "create", "--repository", "octo/app"]));
+    let tok = agent.write("tok", "ghs_sandboxed_token_value\n");
+    let scope = agent.write("scope.json", crate::support::SCOPE);
+    let expires = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    json_out(&agent.ctl(&[
+        "token",
+        "put",
+        "--token-file",
+        tok.to_str().unwrap(),
+        "--expires-at",
+        &expires,
+        "--scope-file",
+        scope.to_str().unwrap(),
+    ]));
     // A workspace the unprivileged run user can enter.
     let ws_dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -352,7 +367,7 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     std::fs::write(
         ws_dir.path().join(".devcontainer.json"),
         format!(
-            r#"{{"postAttachCommand": "id -u; echo len=${{#API_KEY}}; cat {} ; echo rc=$?"}}"#,
+            r#"{{"postAttachCommand": "id -u; echo len=${{#API_KEY}} tlen=${{#GITHUB_TOKEN}}; cat {} ; echo rc=$?"}}"#,
             agent.env_file().display()
         ),
     )
@@ -380,7 +395,7 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     assert_ne!(r["user"]["uid"], 0, "{r}");
     assert_eq!(r["commands"][0]["sandbox"]["no_new_privs"], true, "{r}");
     let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
-    assert!(log.contains("len=0"), "{log}");
+    assert!(log.contains("len=0 tlen=0"), "{log}");
     assert!(log.contains("rc=1"), "the env file was readable: {log}");
     assert!(!log.contains("sandboxed-s3cret"), "{log}");
 
@@ -389,8 +404,10 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     assert_eq!(r["profile"], "trusted", "{r}");
     let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
     // The secret is in a trusted run's environment (22 bytes) and redacted from its output.
-    assert!(log.contains("len=22"), "{log}");
+    assert!(log.contains("len=22 tlen=25"), "{log}");
+    assert_eq!(r["token_injected"], true);
     assert!(!log.contains("sandboxed-s3cret"), "{log}");
+    assert!(!log.contains("ghs_sandboxed"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
