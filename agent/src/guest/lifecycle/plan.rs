@@ -101,7 +101,6 @@ fn program(c: &Command) -> Program {
         Command::Shell(s) => Program::Shell(s.value.clone()),
         Command::Exec(args) => Program::Exec(args.iter().map(|a| a.value.clone()).collect()),
         // A future command form the runner does not know: run its argv as the parser gives it.
-        #[allow(unreachable_patterns)]
         other => Program::Exec(other.argv()),
     }
 }
@@ -143,8 +142,14 @@ pub fn plan(dc: &DevContainer, phase: RunPhase, prebuild: bool) -> Plan {
                     program: program(&e.command.value),
                 })
                 .collect(),
-            #[allow(unreachable_patterns)]
-            _ => continue,
+            // A future form (the enum is non-exhaustive): not run rather than guessed at.
+            _ => {
+                out.skipped.push(Skipped {
+                    property,
+                    reason: "unknown-command-form",
+                });
+                continue;
+            }
         };
         out.steps.push(Step { property, commands });
     }

@@ -135,7 +135,7 @@ fn refuse_if_broken(
 
 impl LifecycleService {
     /// Builds the service.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one constructor, called once by `build`
     pub fn new(
         config: LifecycleConfig,
         runner: Runner,
