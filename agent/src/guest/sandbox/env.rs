@@ -1,4 +1,4 @@
-//! The environment of a sandboxed command: cleared, then [`rules::BASE_ENVIRONMENT`], then the
+//! The environment of a sandboxed command: cleared, then [`super::rules::BASE_ENVIRONMENT`], then the
 //! caller's variables (remoteEnv after substitution, and secrets and the token when the profile
 //! allows them; the caller decides which, this module decides how).
 //!

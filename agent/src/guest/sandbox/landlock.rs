@@ -29,7 +29,7 @@
 //!   state directory;
 //! - **restricted**: read, list, execute (and, from ABI 9, connect to pathname Unix sockets)
 //!   on granted paths; every write right only beneath the workspace, the user's home and
-//!   [`rules::RESTRICTED_WRITABLE`]; write+ioctl on [`rules::RESTRICTED_DEVICES`]; plus the
+//!   [`super::rules::RESTRICTED_WRITABLE`]; write+ioctl on [`super::rules::RESTRICTED_DEVICES`]; plus the
 //!   ABI 6 scopes: no signals to processes outside the sandbox (the agent), no connections to
 //!   abstract Unix sockets created outside it.
 

@@ -31,10 +31,27 @@
 //! The agent calls [`configure`] once with the `sandbox` config section; until then the
 //! defaults apply. Output: [`SandboxedChild::take_stdout`] / [`SandboxedChild::take_stderr`]
 //! (stdin is `/dev/null`). A background process inherits the pipes, so read them until the main
-//! process has exited and then only with a deadline.
+//! process has exited and then only with a deadline. [`spawn`] blocks its thread from fork to
+//! exec (1–3 ms); call it from a task, not a latency-critical loop.
+//!
+//! Known limits, each covered by another layer:
+//! - before Landlock ABI 9 (Linux 7.1), `connect` to a pathname Unix socket is not a Landlock
+//!   right, so the broker's socket in the state directory is reachable; the broker refuses
+//!   restricted runs by their cgroup ([`is_restricted_pid`]) and checks uids;
+//! - user namespaces are not blocked (`clone3` takes its flags in memory, out of seccomp's
+//!   reach); mount and the other namespace-powered calls are denied regardless. Distributions
+//!   can set `user.max_user_namespaces=0`;
+//! - 32-bit (i386) programs cannot run at all in the sandbox: the arch check kills them;
+//! - **persistence outside the sandbox is not prevented**: the restricted profile may write the
+//!   workspace and the home (as the issue asks), so it can plant `~/.bashrc`, `~/.gitconfig`,
+//!   `~/.local/bin/*` or `.git/hooks/*`, which run later in the creator's unsandboxed shells,
+//!   where the token is. Options: a scratch `HOME` for restricted runs, or a home decomposed
+//!   around a deny-list of startup files (Landlock cannot deny beneath a grant), and a check of
+//!   `.git/hooks` and `.git/config` after restricted runs.
 
 pub mod account;
 pub mod cgroup;
+pub mod cgroup_layout;
 pub mod child;
 pub mod config;
 pub mod env;
@@ -298,6 +315,23 @@ fn seccomp_filters() -> Result<&'static seccomp::Filters, SandboxError> {
         .map_err(|e| SandboxError::Seccomp(e.clone()))
 }
 
+/// Capability number of `CAP_SYS_ADMIN` (linux/capability.h).
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether the agent holds `CAP_SYS_ADMIN` in its effective set (`/proc/self/status`, once).
+fn agent_has_cap_sys_admin() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+                u64::from_str_radix(hex.trim(), 16).ok()
+            })
+            .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+    })
+}
+
 fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SandboxError> {
     CString::new(bytes).map_err(|_| SandboxError::InvalidProgram(what))
 }
@@ -352,8 +386,9 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         Some(c) => c.procs_fds()?,
         None => Vec::new(),
     };
-    let agent_is_root = rustix::process::geteuid().is_root();
-    let no_new_privs = spec.profile == SandboxProfile::Restricted || !agent_is_root;
+    // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
+    // former only when the agent has the latter.
+    let no_new_privs = spec.profile == SandboxProfile::Restricted || !agent_has_cap_sys_admin();
     let rlimits = AppliedRlimits {
         nofile: rlimit_within_hard(rustix::process::Resource::Nofile, spec.limits.nofile),
         nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),

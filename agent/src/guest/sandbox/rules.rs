@@ -10,109 +10,29 @@
 /// A syscall the seccomp filter answers with `EPERM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeniedSyscall {
-    /// Name, as in `man 2`.
-    pub name: &'static str,
+    /// The `libc` constant (`SYS_ptrace`).
+    pub constant: &'static str,
     /// Number on the build's architecture.
     pub nr: i64,
     /// Why repository code must not have it.
     pub reason: &'static str,
 }
 
-macro_rules! deny {
-    ($name:ident, $reason:expr) => {
-        DeniedSyscall {
-            name: stringify!($name),
-            nr: paste_nr!($name),
-            reason: $reason,
-        }
-    };
+impl DeniedSyscall {
+    /// Name as in `man 2` (`ptrace`).
+    pub fn name(&self) -> &'static str {
+        self.constant.trim_start_matches("SYS_")
+    }
 }
 
-// `libc::SYS_<name>` for a bare syscall name.
-macro_rules! paste_nr {
-    (ptrace) => {
-        libc::SYS_ptrace
-    };
-    (process_vm_readv) => {
-        libc::SYS_process_vm_readv
-    };
-    (process_vm_writev) => {
-        libc::SYS_process_vm_writev
-    };
-    (mount) => {
-        libc::SYS_mount
-    };
-    (umount2) => {
-        libc::SYS_umount2
-    };
-    (pivot_root) => {
-        libc::SYS_pivot_root
-    };
-    (fsopen) => {
-        libc::SYS_fsopen
-    };
-    (fsconfig) => {
-        libc::SYS_fsconfig
-    };
-    (fsmount) => {
-        libc::SYS_fsmount
-    };
-    (fspick) => {
-        libc::SYS_fspick
-    };
-    (move_mount) => {
-        libc::SYS_move_mount
-    };
-    (open_tree) => {
-        libc::SYS_open_tree
-    };
-    (mount_setattr) => {
-        libc::SYS_mount_setattr
-    };
-    (bpf) => {
-        libc::SYS_bpf
-    };
-    (kexec_load) => {
-        libc::SYS_kexec_load
-    };
-    (kexec_file_load) => {
-        libc::SYS_kexec_file_load
-    };
-    (init_module) => {
-        libc::SYS_init_module
-    };
-    (finit_module) => {
-        libc::SYS_finit_module
-    };
-    (delete_module) => {
-        libc::SYS_delete_module
-    };
-    (keyctl) => {
-        libc::SYS_keyctl
-    };
-    (add_key) => {
-        libc::SYS_add_key
-    };
-    (request_key) => {
-        libc::SYS_request_key
-    };
-    (perf_event_open) => {
-        libc::SYS_perf_event_open
-    };
-    (userfaultfd) => {
-        libc::SYS_userfaultfd
-    };
-    (io_uring_setup) => {
-        libc::SYS_io_uring_setup
-    };
-    (io_uring_enter) => {
-        libc::SYS_io_uring_enter
-    };
-    (io_uring_register) => {
-        libc::SYS_io_uring_register
-    };
-    (open_by_handle_at) => {
-        libc::SYS_open_by_handle_at
+/// `deny!(SYS_name, "reason")`: the number comes from the same `libc` constant the name does.
+macro_rules! deny {
+    ($constant:ident, $reason:expr) => {
+        DeniedSyscall {
+            constant: stringify!($constant),
+            nr: libc::$constant,
+            reason: $reason,
+        }
     };
 }
 
@@ -120,55 +40,39 @@ macro_rules! paste_nr {
 /// issue 6 "The sandbox"). The trusted profile keeps the user's normal abilities, and none of
 /// these is a normal ability of a development command.
 pub const DENIED_SYSCALLS: &[DeniedSyscall] = &[
+    deny!(SYS_ptrace, "attaching to the agent or another process reads its memory (tokens, keys)"),
+    deny!(SYS_process_vm_readv, "reads another process's memory without ptrace"),
+    deny!(SYS_process_vm_writev, "writes another process's memory"),
+    deny!(SYS_mount, "mounting could hide, shadow or expose the agent's state directory"),
+    deny!(SYS_umount2, "unmounting could expose what a mount hides"),
+    deny!(SYS_pivot_root, "changes the root file system under the agent"),
+    deny!(SYS_fsopen, "new mount API: same as mount"),
+    deny!(SYS_fsconfig, "new mount API: same as mount"),
+    deny!(SYS_fsmount, "new mount API: same as mount"),
+    deny!(SYS_fspick, "new mount API: same as mount"),
+    deny!(SYS_move_mount, "new mount API: same as mount"),
+    deny!(SYS_open_tree, "new mount API: clones mounts, same as mount"),
+    deny!(SYS_mount_setattr, "new mount API: changes mount flags"),
+    deny!(SYS_bpf, "loads programs into the kernel"),
+    deny!(SYS_kexec_load, "replaces the running kernel"),
+    deny!(SYS_kexec_file_load, "replaces the running kernel"),
+    deny!(SYS_init_module, "loads kernel code"),
+    deny!(SYS_finit_module, "loads kernel code"),
+    deny!(SYS_delete_module, "unloads kernel code"),
+    deny!(SYS_keyctl, "the kernel keyring can hold credentials of other sessions"),
+    deny!(SYS_add_key, "kernel keyring"),
+    deny!(SYS_request_key, "kernel keyring"),
+    deny!(SYS_perf_event_open, "observes other processes and is a frequent kernel-exploit vector"),
+    deny!(SYS_userfaultfd, "stalls kernel page faults at will, a common exploit primitive"),
     deny!(
-        ptrace,
-        "attaching to the agent or another process reads its memory (tokens, keys)"
-    ),
-    deny!(process_vm_readv, "reads another process's memory without ptrace"),
-    deny!(process_vm_writev, "writes another process's memory"),
-    deny!(
-        mount,
-        "mounting could hide, shadow or expose the agent's state directory"
-    ),
-    deny!(umount2, "unmounting could expose what a mount hides"),
-    deny!(pivot_root, "changes the root file system under the agent"),
-    deny!(fsopen, "new mount API: same as mount"),
-    deny!(fsconfig, "new mount API: same as mount"),
-    deny!(fsmount, "new mount API: same as mount"),
-    deny!(fspick, "new mount API: same as mount"),
-    deny!(move_mount, "new mount API: same as mount"),
-    deny!(open_tree, "new mount API: clones mounts, same as mount"),
-    deny!(mount_setattr, "new mount API: changes mount flags"),
-    deny!(bpf, "loads programs into the kernel"),
-    deny!(kexec_load, "replaces the running kernel"),
-    deny!(kexec_file_load, "replaces the running kernel"),
-    deny!(init_module, "loads kernel code"),
-    deny!(finit_module, "loads kernel code"),
-    deny!(delete_module, "unloads kernel code"),
-    deny!(
-        keyctl,
-        "the kernel keyring can hold credentials of other sessions"
-    ),
-    deny!(add_key, "kernel keyring"),
-    deny!(request_key, "kernel keyring"),
-    deny!(
-        perf_event_open,
-        "observes other processes and is a frequent kernel-exploit vector"
-    ),
-    deny!(
-        userfaultfd,
-        "stalls kernel page faults at will, a common exploit primitive"
-    ),
-    deny!(
-        io_uring_setup,
+        SYS_io_uring_setup,
         "io_uring performs socket() and open() without those syscalls, bypassing every argument filter here (measured: IORING_OP_SOCKET creates AF_VSOCK)"
     ),
-    deny!(io_uring_enter, "io_uring: see io_uring_setup"),
-    deny!(io_uring_register, "io_uring: see io_uring_setup"),
-    deny!(
-        open_by_handle_at,
-        "opens files by handle, skipping path-based checks (Landlock)"
-    ),
+    deny!(SYS_io_uring_enter, "io_uring: see io_uring_setup"),
+    deny!(SYS_io_uring_register, "io_uring: see io_uring_setup"),
+    deny!(SYS_open_by_handle_at, "opens files by handle, skipping path-based checks (Landlock)"),
+    deny!(SYS_pidfd_getfd, "copies a descriptor out of another process (ptrace-class access)"),
+    deny!(SYS_process_madvise, "acts on another process's memory (ptrace-class access)"),
 ];
 
 /// A socket address family `socket(2)` and `socketpair(2)` refuse with `EPERM`.
@@ -326,9 +230,9 @@ mod tests {
         let mut names = HashSet::new();
         let mut numbers = HashSet::new();
         for s in DENIED_SYSCALLS {
-            assert!(names.insert(s.name), "{} twice", s.name);
-            assert!(numbers.insert(s.nr), "{} shares a number", s.name);
-            assert!(s.reason.len() > 10, "{} needs a reason", s.name);
+            assert!(names.insert(s.name()), "{} twice", s.name());
+            assert!(numbers.insert(s.nr), "{} shares a number", s.name());
+            assert!(s.reason.len() > 10, "{} needs a reason", s.name());
         }
         for f in DENIED_SOCKET_FAMILIES {
             assert!(!f.reason.is_empty());
@@ -373,7 +277,7 @@ mod tests {
         ];
         for name in required {
             assert!(
-                DENIED_SYSCALLS.iter().any(|s| s.name == name),
+                DENIED_SYSCALLS.iter().any(|s| s.name() == name),
                 "{name} missing"
             );
         }

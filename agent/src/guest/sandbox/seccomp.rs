@@ -2,8 +2,8 @@
 //!
 //! Two classic-BPF programs are installed, both answering a denied call with `EPERM`:
 //!
-//! 1. **main** (built by `seccompiler` from [`rules::DENIED_SYSCALLS`] and
-//!    [`rules::DENIED_SOCKET_FAMILIES`]): an architecture check that *kills* the process on any
+//! 1. **main** (built by `seccompiler` from [`super::rules::DENIED_SYSCALLS`] and
+//!    [`super::rules::DENIED_SOCKET_FAMILIES`]): an architecture check that *kills* the process on any
 //!    call from another ABI (on x86-64 that is the i386 `int 0x80` ABI, whose numbers differ and
 //!    would slip past the list — measured in `sandbox-ports.md` §2), then the deny list, with
 //!    `socket`/`socketpair` denied only when argument 0 (as a 32-bit value, as the kernel reads
@@ -181,7 +181,7 @@ mod tests {
                 run(&f.main, X86_64, nr(s.nr), [0; 6]),
                 ret_eperm(),
                 "{}",
-                s.name
+                s.name()
             );
         }
         for allowed in [

@@ -88,6 +88,15 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Compile-time: the runner moves handles between tasks.
+#[allow(dead_code)]
+fn handles_move_between_tasks() {
+    fn send<T: Send + Sync>() {}
+    send::<SandboxedChild>();
+    send::<SandboxSpec>();
+    send::<SandboxError>();
+}
+
 #[tokio::test]
 async fn runs_as_the_user_with_exactly_the_built_environment() {
     if !root() {
@@ -330,4 +339,81 @@ async fn a_system_home_does_not_become_writable() {
     }
     assert!(!Path::new("/srv/codespace-sandbox-probe").exists());
     sweep_stale_cgroups();
+}
+
+/// The kill fallbacks for kernels without `cgroup.kill`: the v1 freezer, and the kill loop.
+#[test]
+fn freezer_and_kill_loop_fallbacks_kill_a_forking_tree() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use super::cgroup::{layout, Kind, Layout, RunCgroup};
+    if !root() {
+        return;
+    }
+    let all = layout(None);
+    let pick = |kinds: &[Kind]| -> Vec<_> {
+        all.parents
+            .iter()
+            .filter(|p| kinds.contains(&p.kind))
+            .cloned()
+            .collect()
+    };
+    for (kinds, method) in [
+        (&[Kind::V1Pids, Kind::V1Freezer][..], "freezer"),
+        (&[Kind::V1Pids][..], "kill-loop"),
+    ] {
+        let parents = pick(kinds);
+        if parents.len() != kinds.len() {
+            eprintln!("skipped {method}: no v1 {kinds:?} hierarchies on this machine");
+            continue;
+        }
+        let only = Layout {
+            mode: "v1",
+            parents,
+            note: None,
+        };
+        let mut run =
+            RunCgroup::create(&only, SandboxProfile::Trusted, &Limits::default()).unwrap();
+        // The shell joins the cgroup, then (on a line from us) forks a little tree.
+        let mut sh = Command::new("/bin/sh")
+            .args(["-c", "read go; sleep 60 & (sleep 60 &) ; sleep 60"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for dir in run.dirs() {
+            std::fs::write(dir.join("cgroup.procs"), sh.id().to_string()).unwrap();
+        }
+        sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while run.dirs().next().is_some_and(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap()
+                .lines()
+                .count()
+                < 4
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tree did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(run.populated());
+        assert_eq!(run.kill(), method);
+        let status = sh.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while run.populated() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{method} left processes"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(run.remove_if_empty());
+    }
 }
