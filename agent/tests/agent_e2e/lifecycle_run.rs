@@ -443,3 +443,41 @@ async fn config_watch_pushes_config_changed_through_the_agent() {
     );
     assert_eq!(ev.fields["rebuild_required"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_serves_other_requests_while_a_run_is_in_flight() {
+    let agent = Agent::start(r#""request_timeout_ms": 1000, "lifecycle": {"launcher": "plain"}"#);
+    let ws = workspace(&agent, r#"{"postStartCommand": "sleep 2"}"#);
+    let c = std::sync::Arc::new(agent.client().await);
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({"phase": "start", "workspace": ws,
+                           "devcontainer": ".devcontainer/devcontainer.json",
+                           "repository": "octo/app", "creator_access": "write"}))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let run = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.request("lifecycle_run", fields, std::time::Duration::from_secs(60))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let pong = c
+        .request(
+            "ping",
+            serde_json::Map::new(),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pong["pong"], true);
+    assert!(
+        !run.is_finished(),
+        "the run ended before the ping was answered"
+    );
+    let r = run.await.unwrap().unwrap();
+    assert_eq!(r["status"], "succeeded", "{r}");
+    // Longer than the agent's 1 s request timeout, yet answered.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}
