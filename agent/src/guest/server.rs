@@ -335,14 +335,28 @@ impl Server {
                         continue;
                     };
                     let tx = out_tx.clone();
+                    // The work is a task of its own: a run goes on when this connection goes
+                    // away (its output stays in the run log and reaches other connections as
+                    // events); only its own deadline stops it.
+                    let deadline = job.deadline;
+                    let mut work = tokio::spawn(job.work);
                     requests.spawn(async move {
-                        let deadline = job.deadline;
-                        let result = match tokio::time::timeout(deadline, job.work).await {
-                            Ok(r) => r,
-                            Err(_) => Err(WireError::new(
-                                ErrorCode::Timeout,
-                                format!("no result within {} ms", deadline.as_millis()),
-                            )),
+                        let result = match tokio::time::timeout(deadline, &mut work).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(join)) => {
+                                warn!(id = req_id, error = %join, "long-running request failed");
+                                Err(WireError::new(
+                                    ErrorCode::Internal,
+                                    "request handler failed; see the agent log",
+                                ))
+                            }
+                            Err(_) => {
+                                work.abort();
+                                Err(WireError::new(
+                                    ErrorCode::Timeout,
+                                    format!("no result within {} ms", deadline.as_millis()),
+                                ))
+                            }
                         };
                         let resp = Response {
                             id: Some(req_id),

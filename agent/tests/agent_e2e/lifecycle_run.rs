@@ -481,3 +481,37 @@ async fn the_connection_serves_other_requests_while_a_run_is_in_flight() {
     // Longer than the agent's 1 s request timeout, yet answered.
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_goes_on_when_its_connection_closes() {
+    let agent = Agent::start(r#""shutdown_grace_ms": 100, "lifecycle": {"launcher": "plain"}"#);
+    // Two steps: if the run were dropped with its connection, the second would never start.
+    let ws = workspace(
+        &agent,
+        r#"{"onCreateCommand": "sleep 1", "postCreateCommand": "touch $WS/done"}"#,
+    );
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({"phase": "create", "workspace": ws,
+                           "devcontainer": ".devcontainer/devcontainer.json",
+                           "repository": "octo/app", "creator_access": "write"}))
+        .unwrap();
+    {
+        let c = agent.client().await;
+        // The request is sent, then the client goes away before the command ends.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            c.request("lifecycle_run", fields, std::time::Duration::from_secs(60)),
+        )
+        .await;
+    }
+    let done = Path::new(&ws).join("done");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run was cut when its connection closed; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

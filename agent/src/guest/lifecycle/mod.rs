@@ -18,7 +18,10 @@
 //!
 //! These requests are long-running: they are not bound by the agent's `request_timeout`; their
 //! deadline is derived from their own `timeout_s` (every step at its timeout, plus the kill
-//! grace and a margin), and the connection keeps serving other requests meanwhile.
+//! grace and a margin), and the connection keeps serving other requests meanwhile. A run goes
+//! on when the connection that asked for it closes (the host reconnecting after a hiccup must
+//! not kill a half-done `postCreateCommand`); its output is still logged and pushed to the
+//! connections that remain.
 //!
 //! Trust facts default to what `session create` recorded (`creator_access`,
 //! `pull_request_from_fork`, `prebuild`, `repository`); a missing creator access counts as
