@@ -247,6 +247,10 @@ fn a_blocked_profile_runs_nothing_until_approved() {
 #[test]
 fn parse_errors_are_refused_with_line_and_column() {
     let agent = Agent::start(PLAIN);
+    let caps = json_out(&agent.ctl(&["status"]))["capabilities"].clone();
+    for c in ["lifecycle_run", "extensions_install", "config_watch"] {
+        assert!(caps.as_array().unwrap().iter().any(|x| x == c), "{caps}");
+    }
     let ws = workspace(&agent, "{\n  \"postStartCommand\": 42\n}");
     let out = run(&agent, &ws, "start", &["--creator-access", "write"]);
     assert_eq!(out.status.code(), Some(1));
