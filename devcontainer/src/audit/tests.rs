@@ -607,6 +607,14 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Critical,
         "/remoteEnv/DB_PASSWORD",
     ),
+    // a credential used as a key: the finding points at the object holding it, so the pointer
+    // does not spell the secret (found by the audit property test)
+    (
+        r#"{"image": "x", "containerEnv": {"ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5": "1"}}"#,
+        RuleId::EmbeddedCredential,
+        Severity::Critical,
+        "/containerEnv",
+    ),
     // extra rules
     (
         r#"{"portsAttributes": {"80": {"elevateIfNeeded": true}}}"#,
@@ -798,6 +806,32 @@ fn local_features_report_what_they_add() {
     assert!(own
         .iter()
         .any(|f| f.rule == RuleId::LifecycleCommand && f.pointer == "/entrypoint"));
+}
+
+#[test]
+fn a_local_feature_never_quotes_a_secret_key_in_a_message() {
+    // Found by the audit property test: a token used as a key inside a local feature's
+    // devcontainer-feature.json used to reach the message through the quoted pointer.
+    let token = "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5";
+    let feature = parse_feature(&format!(r#"{{"containerEnv": {{"A": {{"{token}": 1}}}}}}"#));
+    let ctx = AuditContext {
+        local_features: vec![LocalFeature {
+            key: "./x".into(),
+            metadata: feature.tree.clone().unwrap(),
+        }],
+        ..AuditContext::default()
+    };
+    let parsed = parse_devcontainer(r#"{"image": "i", "features": {"./x": {}}}"#);
+    let findings = audit(&parsed, &ctx);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.rule == RuleId::EmbeddedCredential),
+        "{findings:#?}"
+    );
+    for f in &findings {
+        assert!(!f.message.contains(&token[4..]), "{f:?}");
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 use super::super::{AuditContext, Emitter, RuleId, Severity};
 use super::quoted;
+use crate::audit::credentials::find_credentials;
 use crate::node::{Node, NodeValue};
 
 /// Where a feature comes from, as far as trust goes.
@@ -347,14 +348,28 @@ fn local_feature(
                 "local feature {} adds: {} (devcontainer-feature.json {})",
                 quoted(key),
                 finding.message,
-                if finding.pointer.is_empty() {
-                    "/"
-                } else {
-                    &finding.pointer
-                }
+                quoted_pointer(&finding.pointer)
             ),
         );
     }
+}
+
+/// The feature file's pointer as quoted in a message: a segment that holds a credential (a token
+/// used as a key) is shown redacted, because messages never repeat a secret.
+fn quoted_pointer(pointer: &str) -> String {
+    if pointer.is_empty() {
+        return "/".to_owned();
+    }
+    pointer
+        .split('/')
+        .map(
+            |segment| match find_credentials(segment).into_iter().next() {
+                Some(hit) => hit.redacted,
+                None => segment.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

@@ -69,10 +69,18 @@ pub(super) fn environment(root: &Node, out: &mut Emitter<'_>) {
     }
     for m in all_members(root) {
         if let Some(hit) = find_credentials(&m.key).into_iter().next() {
+            // The member's own pointer spells the key, which is the credential: point at the
+            // object that holds it instead (the span still marks the key), so neither the
+            // finding nor a message quoting its pointer repeats the secret.
+            let holder = m
+                .value
+                .pointer
+                .rfind('/')
+                .map_or("", |i| &m.value.pointer[..i]);
             out.at(
                 RuleId::EmbeddedCredential,
                 Severity::Critical,
-                &resolvable(root, &m.value.pointer),
+                &resolvable(root, holder),
                 m.key_span.or(m.value.span),
                 format!(
                     "literal {} used as a key ({})",
