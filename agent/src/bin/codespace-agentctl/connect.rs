@@ -131,15 +131,9 @@ pub fn run(args: &ConnectArgs, command: AgentCommand) -> ExitCode {
     if let AgentCommand::Lifecycle(cmd) = command {
         return crate::lifecycle::run(args, cmd);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(false) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("codespace-agentctl: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(execute(args, command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,15 +145,33 @@ pub fn run(args: &ConnectArgs, command: AgentCommand) -> ExitCode {
             eprintln!("codespace-agentctl: {e}");
             ExitCode::from(3)
         }
-        Err(Failure::Remote(e)) => {
-            eprintln!("codespace-agentctl: {e}");
-            ExitCode::from(if matches!(e, ClientError::Remote(_)) {
-                1
-            } else {
-                3
-            })
-        }
+        Err(Failure::Remote(e)) => client_failure(&e),
     }
+}
+
+/// The runtime every agent command runs on: one thread, unless the command relays many
+/// connections at once (`ports forward`). Failing to build it is exit 1, already reported.
+pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("codespace-agentctl: cannot start the runtime: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// Reports a client error and maps it to the documented exit code: 1 when the agent answered
+/// with an error, 3 when the connection itself failed.
+pub(crate) fn client_failure(e: &ClientError) -> ExitCode {
+    eprintln!("codespace-agentctl: {e}");
+    ExitCode::from(if matches!(e, ClientError::Remote(_)) {
+        1
+    } else {
+        3
+    })
 }
 
 fn usage(e: anyhow::Error) -> Failure {

@@ -139,26 +139,11 @@ fn fresh_run_id() -> String {
 
 /// Runs a `lifecycle` subcommand.
 pub fn run(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::connect::runtime(false) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("codespace-agentctl: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(execute(args, cmd))
-}
-
-fn connect_error(e: &ClientError) -> ExitCode {
-    eprintln!("codespace-agentctl: {e}");
-    ExitCode::from(if matches!(e, ClientError::Remote(_)) {
-        1
-    } else {
-        3
-    })
 }
 
 async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
@@ -205,7 +190,7 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
     };
     let client = match Client::connect(&opts).await {
         Ok(c) => c,
-        Err(e) => return connect_error(&e),
+        Err(e) => return crate::connect::client_failure(&e),
     };
     if kind == "config_watch" {
         return watch(&client, fields).await;
@@ -242,7 +227,7 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
     }
     let result = match result {
         Some(Ok(v)) => v,
-        Some(Err(e)) => return connect_error(&e),
+        Some(Err(e)) => return crate::connect::client_failure(&e),
         None => return ExitCode::from(3),
     };
     if json_only {
@@ -367,7 +352,7 @@ async fn watch(client: &Client, fields: Map<String, Value>) -> ExitCode {
         .await
     {
         Ok(v) => eprintln!("watching: {v}"),
-        Err(e) => return connect_error(&e),
+        Err(e) => return crate::connect::client_failure(&e),
     }
     while let Some(ev) = client.next_event().await {
         if ev.name != "config_changed" {
@@ -379,5 +364,5 @@ async fn watch(client: &Client, fields: Map<String, Value>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    connect_error(&ClientError::Disconnected)
+    crate::connect::client_failure(&ClientError::Disconnected)
 }

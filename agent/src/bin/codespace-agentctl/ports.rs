@@ -89,16 +89,9 @@ enum Failure {
 /// Runs one `ports` command.
 pub fn run(args: &ConnectArgs, command: PortsCommand) -> ExitCode {
     // Forwarding relays many connections at once; the other commands need one thread only.
-    let mut builder = match command {
-        PortsCommand::Forward(_) => tokio::runtime::Builder::new_multi_thread(),
-        _ => tokio::runtime::Builder::new_current_thread(),
-    };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match crate::connect::runtime(matches!(command, PortsCommand::Forward(_))) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("codespace-agentctl: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(execute(args, command)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,14 +99,7 @@ pub fn run(args: &ConnectArgs, command: PortsCommand) -> ExitCode {
             eprintln!("codespace-agentctl: {e:#}");
             ExitCode::from(2)
         }
-        Err(Failure::Agent(e)) => {
-            eprintln!("codespace-agentctl: {e}");
-            ExitCode::from(if matches!(e, ClientError::Remote(_)) {
-                1
-            } else {
-                3
-            })
-        }
+        Err(Failure::Agent(e)) => crate::connect::client_failure(&e),
         Err(Failure::Local(e)) => {
             eprintln!("codespace-agentctl: {e:#}");
             ExitCode::from(1)
