@@ -21,3 +21,6 @@ mod lifecycle;
 
 #[path = "agent_e2e/credentials.rs"]
 mod credentials;
+
+#[path = "agent_e2e/lifecycle_run.rs"]
+mod lifecycle_run;

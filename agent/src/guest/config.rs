@@ -26,7 +26,8 @@
 //!   "codespace": { "owner": null, "organization": null, "repository": null },
 //!   "detect": { "poll_interval_ms": 150, "ignore_ports": [], "method": "auto" }, // see guest::detect
 //!   "firewall": { "enabled": false },  // see guest::firewall for every key
-//!   "ports": { "owner_only": [22, 2222, 16634], .. }  // see guest::ports::config
+//!   "ports": { "owner_only": [22, 2222, 16634], .. }, // see guest::ports::config
+//!   "lifecycle": { "launcher": "sandbox", "command_timeout_s": 1800 } // see lifecycle::settings
 //! }
 //! ```
 
@@ -67,6 +68,7 @@ pub struct RawConfig {
     pub token: Option<RawTokenConfig>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
+    pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
     pub sandbox: Option<super::sandbox::RawSandboxConfig>,
     pub detect: Option<RawDetectConfig>,
     pub firewall: Option<RawFirewallConfig>,
@@ -93,6 +95,15 @@ pub struct CodespaceIdentity {
     pub organization: Option<String>,
     /// Source repository, `OWNER/NAME`.
     pub repository: Option<String>,
+    /// The creator's access to the repository (`none` ... `admin`): a lifecycle trust fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_access: Option<String>,
+    /// The codespace is for a pull request from a fork: a lifecycle trust fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request_from_fork: Option<bool>,
+    /// The codespace is a prebuild: a lifecycle trust fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prebuild: Option<bool>,
 }
 
 impl CodespaceIdentity {
@@ -106,6 +117,15 @@ impl CodespaceIdentity {
         }
         if other.repository.is_some() {
             self.repository.clone_from(&other.repository);
+        }
+        if other.creator_access.is_some() {
+            self.creator_access.clone_from(&other.creator_access);
+        }
+        if other.pull_request_from_fork.is_some() {
+            self.pull_request_from_fork = other.pull_request_from_fork;
+        }
+        if other.prebuild.is_some() {
+            self.prebuild = other.prebuild;
         }
     }
 }
@@ -142,6 +162,7 @@ pub struct AgentConfig {
     pub token: TokenConfig,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
+    pub lifecycle: super::lifecycle::settings::LifecycleConfig,
     pub sandbox: super::sandbox::SandboxConfig,
     pub detect: DetectOptions,
     pub firewall: FirewallConfig,
@@ -320,6 +341,13 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),
+        lifecycle: super::lifecycle::settings::LifecycleConfig::build(
+            raw.lifecycle.unwrap_or_default(),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            message: format!("(in `lifecycle`) {}", e.message),
+        })?,
         sandbox: super::sandbox::SandboxConfig::build(raw.sandbox)?,
         detect: DetectOptions::from_raw(raw.detect.unwrap_or_default()).map_err(|e| {
             ConfigError::Invalid {

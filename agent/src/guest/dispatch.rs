@@ -9,16 +9,21 @@
 //! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository}` | report |
 //! | `ports_list`, `ports_visibility`, `grant_key_put` | see [`super::ports`] | see [`super::ports::service`] |
 //!
+//! | `lifecycle_run`, `extensions_install`, `config_watch` | see [`super::lifecycle`] | long-running [`Job`]s |
+//!
 //! Anything else is answered `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
 use super::config::CodespaceIdentity;
 use super::health::HealthSampler;
+use super::lifecycle::LifecycleService;
 use super::ports::forward::ForwardContext;
 use super::ports::PortsService;
 use super::service::{SecretsService, ServiceError, SessionKind};
@@ -73,6 +78,40 @@ const SERVICE_CAPABILITIES: &[&str] = &["token_put", "secrets_put", "session", "
 /// A section of `status` supplied by another part of the agent (port detection, firewall):
 /// called on every `status` request, on the blocking pool, so it may take a lock.
 pub type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
+/// A long-running request: its own deadline (not the agent's `request_timeout`) and the work,
+/// polled on the connection's task so the connection keeps serving other requests.
+pub struct Job {
+    /// How long the work may take.
+    pub deadline: Duration,
+    /// The work.
+    pub work: Pin<Box<dyn Future<Output = Result<Value, WireError>> + Send>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// A job with a deadline.
+    pub fn new(
+        deadline: Duration,
+        work: impl Future<Output = Result<Value, WireError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            deadline,
+            work: Box::pin(work),
+        }
+    }
+
+    /// A job whose result is already known (a field error).
+    pub fn ready(result: Result<Value, WireError>) -> Self {
+        Self::new(Duration::from_secs(1), std::future::ready(result))
+    }
+}
 
 /// Routes requests to their handlers.
 pub struct Dispatcher {
@@ -82,6 +121,7 @@ pub struct Dispatcher {
     health: Arc<HealthSampler>,
     ports: Option<Arc<PortsService>>,
     sections: Mutex<Vec<(&'static str, StatusSection)>>,
+    lifecycle: Option<Arc<LifecycleService>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -107,6 +147,7 @@ impl Dispatcher {
             health,
             ports: None,
             sections: Mutex::new(Vec::new()),
+            lifecycle: None,
         }
     }
 
@@ -128,6 +169,27 @@ impl Dispatcher {
         lock_ignoring_poison(&self.sections).push((name, section));
     }
 
+    /// Adds the lifecycle service (lifecycle commands, extension installs, config watch).
+    pub fn with_lifecycle(mut self, lifecycle: Arc<LifecycleService>) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// A long-running request becomes a [`Job`]; any other is handed back for [`Self::handle`].
+    pub fn start_job(&self, req: Request) -> Result<Job, Request> {
+        let Some(lifecycle) = &self.lifecycle else {
+            return Err(req);
+        };
+        if !super::lifecycle::CAPABILITIES.contains(&req.kind.as_str()) {
+            return Err(req);
+        }
+        let identity = self.lock_codespace().clone();
+        let kind = req.kind;
+        Ok(lifecycle
+            .job(&kind, req.fields, &identity)
+            .unwrap_or_else(|| Job::ready(Err(HandlerError::Unsupported(kind.clone()).wire()))))
+    }
+
     /// The capability list announced in `welcome` and `status`.
     pub fn capabilities(&self) -> Vec<String> {
         let mut caps: Vec<String> = BASE_CAPABILITIES.iter().map(|s| (*s).to_owned()).collect();
@@ -141,6 +203,13 @@ impl Dispatcher {
                     .map(|s| (*s).to_owned()),
             );
             caps.push("forward".to_owned());
+        }
+        if self.lifecycle.is_some() {
+            caps.extend(
+                super::lifecycle::CAPABILITIES
+                    .iter()
+                    .map(|s| (*s).to_owned()),
+            );
         }
         caps
     }

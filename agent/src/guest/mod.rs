@@ -17,8 +17,9 @@ pub mod detect;
 pub mod dispatch;
 pub mod firewall;
 pub mod health;
-pub mod sandbox;
+pub mod lifecycle;
 pub mod ports;
+pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod system;
@@ -72,6 +73,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The lifecycle runner could not be set up (organization policy file, launcher).
+    #[error("lifecycle: {0}")]
+    Lifecycle(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -95,11 +99,11 @@ pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
 }
 
 /// The assembled daemon.
-#[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
     events: EventSink,
     started: Instant,
+    secrets: Option<Arc<dyn lifecycle::SecretSource>>,
 }
 
 impl Agent {
@@ -123,7 +127,14 @@ impl Agent {
             config,
             events,
             started: Instant::now(),
+            secrets: None,
         })
+    }
+
+    /// Where lifecycle commands get secret values from (for their environment, when the
+    /// profile allows, and for redacting every command's output).
+    pub fn set_secret_source(&mut self, source: Arc<dyn lifecycle::SecretSource>) {
+        self.secrets = Some(source);
     }
 
     /// The event stream, for services that push events (token expiry).
@@ -159,9 +170,12 @@ impl Agent {
         let ports = ports::PortsService::new(c.ports.clone(), Some(self.events.clone()));
         ports::forward::raise_fd_limit();
         let follow = tokio::spawn(ports::service::follow(ports.clone(), port_changes));
+        let lifecycle = lifecycle::build(c, self.events.clone(), self.secrets.clone())
+            .map_err(StartError::Lifecycle)?;
         let dispatcher = Arc::new(
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
-                .with_ports(ports.clone()),
+                .with_ports(ports.clone())
+                .with_lifecycle(lifecycle),
         );
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
@@ -202,6 +216,15 @@ impl Agent {
         let _ = system::sd_notify("STOPPING=1");
         info!("stopped");
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("config", &self.config)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
     }
 }
 

@@ -330,6 +330,59 @@ impl Server {
                     continue;
                 }
             };
+            let req_id = req.id;
+            let req = match sh.dispatcher.start_job(req) {
+                Err(req) => req,
+                Ok(job) => {
+                    // Long-running (lifecycle): its own deadline, polled on a task of this
+                    // connection so other requests keep being served.
+                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                        let resp = Response {
+                            id: Some(req_id),
+                            result: Err(WireError::new(
+                                ErrorCode::Busy,
+                                "too many requests in flight on this connection",
+                            )),
+                        };
+                        if out_tx.send(resp.to_object()).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    };
+                    let tx = out_tx.clone();
+                    // The work is a task of its own: a run goes on when this connection goes
+                    // away (its output stays in the run log and reaches other connections as
+                    // events); only its own deadline stops it.
+                    let deadline = job.deadline;
+                    let mut work = tokio::spawn(job.work);
+                    requests.spawn(async move {
+                        let result = match tokio::time::timeout(deadline, &mut work).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(join)) => {
+                                warn!(id = req_id, error = %join, "long-running request failed");
+                                Err(WireError::new(
+                                    ErrorCode::Internal,
+                                    "request handler failed; see the agent log",
+                                ))
+                            }
+                            Err(_) => {
+                                work.abort();
+                                Err(WireError::new(
+                                    ErrorCode::Timeout,
+                                    format!("no result within {} ms", deadline.as_millis()),
+                                ))
+                            }
+                        };
+                        let resp = Response {
+                            id: Some(req_id),
+                            result,
+                        };
+                        let _ = tx.send(resp.to_object()).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
             if Dispatcher::is_inline(&req.kind) {
                 // Cheap and non-blocking: answered right here, no task, no thread hop.
                 let id = req.id;

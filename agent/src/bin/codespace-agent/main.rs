@@ -166,14 +166,16 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> {
-    let agent = Agent::new(config)?;
-    let c = agent.config();
+    let mut agent = Agent::new(config)?;
+    let config = agent.config().clone();
+    let c = &config;
     let keys = AgentKeyPair::generate()?;
     let mut vc = VaultConfig::new(c.state_dir.clone(), owner);
     vc.export_token = c.token.export_github_token;
     vc.token_host.clone_from(&c.token.host);
     vc.expiry_lead = time::Duration::try_from(c.token.expiry_lead)?;
     let vault = Vault::new(vc, keys)?;
+    agent.set_secret_source(Arc::new(vault.clone()));
     let service: Arc<dyn SecretsService> = Arc::new(VaultService::new(vault.clone()));
     // The remote user may ask the broker unless the config names the allowed uids.
     let uids = if c.credential_uids.is_empty() {

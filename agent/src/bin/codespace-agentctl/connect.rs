@@ -47,6 +47,9 @@ pub enum AgentCommand {
     Session(SessionArgs),
     /// Print the agent's events as JSON lines until interrupted.
     Events,
+    /// Lifecycle commands, extension installs and the configuration watch.
+    #[command(subcommand)]
+    Lifecycle(crate::lifecycle::LifecycleCommand),
 }
 
 /// `token` subcommands.
@@ -95,6 +98,15 @@ pub struct SessionArgs {
     /// The repository, OWNER/NAME (create only).
     #[arg(long)]
     pub repository: Option<String>,
+    /// The creator's access to the repository, a lifecycle trust fact (create only).
+    #[arg(long, value_name = "LEVEL")]
+    pub creator_access: Option<String>,
+    /// The codespace is for a pull request from a fork (create only).
+    #[arg(long)]
+    pub fork_pull_request: bool,
+    /// The codespace is a prebuild (create only).
+    #[arg(long)]
+    pub prebuild: bool,
 }
 
 /// Lifecycle events.
@@ -116,6 +128,9 @@ enum Failure {
 
 /// Runs one connection command.
 pub fn run(args: &ConnectArgs, command: AgentCommand) -> ExitCode {
+    if let AgentCommand::Lifecycle(cmd) = command {
+        return crate::lifecycle::run(args, cmd);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -194,7 +209,7 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
             token_fields(token_file, expires_at, scope_file, host.as_deref()).map_err(usage)?,
         )),
         AgentCommand::Session(s) => Some(("session", session_fields(s))),
-        AgentCommand::Secrets(_) | AgentCommand::Events => None,
+        AgentCommand::Secrets(_) | AgentCommand::Events | AgentCommand::Lifecycle(_) => None,
     };
     let secrets = match &command {
         AgentCommand::Secrets(SecretsCommand::Put { file }) => {
@@ -280,6 +295,25 @@ fn session_fields(s: &SessionArgs) -> Map<String, Value> {
             "codespace".into(),
             json!({"owner": s.owner, "organization": s.organization, "repository": s.repository}),
         );
+    }
+    // Lifecycle trust facts travel in the same `codespace` object.
+    let mut facts = Map::new();
+    if let Some(a) = &s.creator_access {
+        facts.insert("creator_access".into(), a.clone().into());
+    }
+    if s.fork_pull_request {
+        facts.insert("pull_request_from_fork".into(), true.into());
+    }
+    if s.prebuild {
+        facts.insert("prebuild".into(), true.into());
+    }
+    if !facts.is_empty() {
+        if let Value::Object(c) = m
+            .entry("codespace")
+            .or_insert_with(|| Value::Object(Map::new()))
+        {
+            c.extend(facts);
+        }
     }
     m
 }

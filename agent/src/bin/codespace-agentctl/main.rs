@@ -8,6 +8,7 @@
 
 mod audit;
 mod connect;
+mod lifecycle;
 mod policy;
 mod ports;
 

@@ -16,6 +16,7 @@ fn codespace() -> CodespaceIdentity {
         owner: Some("mona".into()),
         organization: Some("octo".into()),
         repository: None,
+        ..Default::default()
     }
 }
 

@@ -408,6 +408,36 @@ impl Vault {
         f(live)
     }
 
+    /// The current secrets and the live token, for the lifecycle runner: the environment of
+    /// commands whose profile allows them, and redaction of every command's output. Values are
+    /// copied into zeroizing buffers and never logged.
+    #[allow(clippy::type_complexity)]
+    pub fn values_for_commands(
+        &self,
+        now: OffsetDateTime,
+    ) -> (
+        Vec<(String, zeroize::Zeroizing<Vec<u8>>)>,
+        Option<zeroize::Zeroizing<String>>,
+    ) {
+        let state = self.lock();
+        let secrets = state
+            .current
+            .values()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    zeroize::Zeroizing::new(e.value.expose().to_vec()),
+                )
+            })
+            .collect();
+        let token = state
+            .token
+            .as_ref()
+            .and_then(|t| t.live(now))
+            .map(|v| zeroize::Zeroizing::new(v.expose().to_owned()));
+        (secrets, token)
+    }
+
     pub(crate) fn changed(&self) -> &Notify {
         &self.inner.changed
     }

@@ -1,0 +1,176 @@
+//! Lifecycle commands, extension installs and the configuration watch (issue 6).
+//!
+//! | request              | fields                                                        | result |
+//! |----------------------|---------------------------------------------------------------|--------|
+//! | `lifecycle_run`      | `phase: create\|start\|attach, workspace, devcontainer, creator_access?, fork_pull_request?, prebuild?, repository?, timeout_s?, approve?, run_id?` | every command with status, exit code, signal, duration, timeout; skipped properties and why |
+//! | `extensions_install` | `workspace, devcontainer? \| extensions?, creator_access?, …, timeout_s?, run_id?` | per extension: installed, failed, refused (reason), not_run |
+//! | `config_watch`       | `workspace, stop?`                                            | `{watching, file}` |
+//!
+//! Events: `lifecycle_command {run, command, state: started|exited|not_started, …}`,
+//! `lifecycle_output {run, command, stream: stdout|stderr, data}` (redacted UTF-8 text),
+//! `lifecycle_finished {run, status}` (after the run's last output event), and
+//! `config_changed {workspace, file, valid, security_relevant, cosmetic, changed,
+//! rebuild_required}` or `{…, valid: false, errors}`.
+//!
+//! Output events go through the agent's bounded event stream: a host that does not keep up
+//! loses some (it is told with `events_lost`); the run's log file in the state directory
+//! (`lifecycle/<run>.log`, head and tail kept) has the output either way.
+//!
+//! These requests are long-running: they are not bound by the agent's `request_timeout`; their
+//! deadline is derived from their own `timeout_s` (every step at its timeout, plus the kill
+//! grace and a margin), and the connection keeps serving other requests meanwhile. A run goes
+//! on when the connection that asked for it closes (the host reconnecting after a hiccup must
+//! not kill a half-done `postCreateCommand`); its output is still logged and pushed to the
+//! connections that remain.
+//!
+//! Trust facts default to what `session create` recorded (`creator_access`,
+//! `pull_request_from_fork`, `prebuild`, `repository`); a missing creator access counts as
+//! `none` (restricted). A `blocked` decision runs nothing and answers `status: "blocked"` with
+//! the reason, unless the request carries `approve: true`, which the host sends only with the
+//! creator's approval; the run is then restricted, never trusted.
+//!
+//! ```text
+//!  request ─► request.rs (typed) ─► service.rs (parse file, policy, user, env)
+//!          ─► plan.rs (steps) ─► runner.rs ─► launcher.rs (plain | sandbox)
+//!                                   └► redact.rs ─► output.rs (events, bounded log)
+//!  config_watch ─► watch.rs (notify, debounce) ─► diff.rs ─► config_changed
+//! ```
+
+pub mod diff;
+pub mod env;
+pub mod extensions;
+pub mod launcher;
+pub mod output;
+pub mod plan;
+pub mod redact;
+pub mod request;
+pub mod runner;
+pub mod sandbox_launcher;
+pub mod service;
+pub mod settings;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+pub use env::{SecretSource, SecretValues};
+pub use launcher::{Launcher, PlainLauncher};
+pub use request::LifecycleError;
+pub use service::LifecycleService;
+
+use crate::guest::config::CodespaceIdentity;
+use crate::guest::dispatch::Job;
+
+/// Request types served here.
+pub const CAPABILITIES: &[&str] = &["lifecycle_run", "extensions_install", "config_watch"];
+
+/// How long the watch waits for quiet before it parses again.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The launcher the configuration asks for: the sandbox (default), or `plain` (no sandbox:
+/// tests and the unsandboxed benchmark only).
+pub fn launcher(c: &crate::guest::config::AgentConfig) -> Arc<dyn Launcher> {
+    match c.lifecycle.launcher {
+        settings::LauncherKind::Plain => Arc::new(PlainLauncher),
+        // `Agent::new` has configured the sandbox (PATH, LANG, cgroup parent).
+        settings::LauncherKind::Sandbox => Arc::new(sandbox_launcher::SandboxLauncher::new(
+            c.sandbox.limits,
+            c.lifecycle.path.clone(),
+            c.lifecycle.lang.clone(),
+        )),
+    }
+}
+
+/// Builds the service from the agent's configuration (reads the organization policy file).
+pub fn build(
+    c: &crate::guest::config::AgentConfig,
+    events: crate::guest::service::EventSink,
+    secrets: Option<Arc<dyn SecretSource>>,
+) -> Result<Arc<LifecycleService>, String> {
+    let org_policy = match &c.lifecycle.org_policy_file {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read org_policy_file {}: {e}", p.display()))?;
+            Some(
+                codespace_policy::OrgPolicy::parse(&text)
+                    .map_err(|e| format!("org_policy_file {}: {e}", p.display()))?,
+            )
+        }
+    };
+    let runner = runner::Runner::new(launcher(c), events.clone());
+    Ok(Arc::new(LifecycleService::new(
+        c.lifecycle.clone(),
+        runner,
+        events,
+        c.state_dir.clone(),
+        c.sandbox.default_user.clone().or_else(|| c.user.clone()),
+        secrets,
+        org_policy,
+    )))
+}
+
+impl SecretSource for crate::guest::vault::Vault {
+    fn values(&self) -> SecretValues {
+        let (secrets, token) = self.values_for_commands(time::OffsetDateTime::now_utc());
+        SecretValues { secrets, token }
+    }
+}
+
+impl LifecycleService {
+    /// Turns a request of one of [`CAPABILITIES`] into a job (`None` for other types). Field
+    /// errors answer at once; the work runs when the job is polled.
+    pub fn job(
+        self: &Arc<Self>,
+        kind: &str,
+        fields: Map<String, Value>,
+        identity: &CodespaceIdentity,
+    ) -> Option<Job> {
+        let svc = self.clone();
+        let fresh = || self.fresh_id();
+        let quick = Duration::from_secs(10);
+        match kind {
+            "lifecycle_run" => Some(match request::RunRequest::parse(fields, identity, fresh) {
+                Err(e) => Job::ready(Err(e.wire())),
+                Ok(req) => Job::new(self.deadline(req.phase, req.timeout), async move {
+                    svc.run(req).await.map_err(|e| e.wire())
+                }),
+            }),
+            "extensions_install" => Some(
+                match extensions::InstallRequest::parse(fields, identity, fresh) {
+                    Err(e) => Job::ready(Err(e.wire())),
+                    Ok(req) => {
+                        // One install per entry at most: the timeout times a generous count.
+                        let per = req.timeout.unwrap_or(self.config.command_timeout)
+                            + self.config.kill_grace;
+                        Job::new(per * 64 + Duration::from_secs(30), async move {
+                            svc.install_extensions(req).await.map_err(|e| e.wire())
+                        })
+                    }
+                },
+            ),
+            "config_watch" => Some(Job::new(quick, async move {
+                svc.config_watch(fields).map_err(|e| e.wire())
+            })),
+            _ => None,
+        }
+    }
+
+    /// `config_watch {workspace, stop?}`: starts (or replaces, or stops) the watch.
+    fn config_watch(&self, fields: Map<String, Value>) -> Result<Value, LifecycleError> {
+        let mut f = request::Fields::new("config_watch", fields);
+        let stop = f.boolean("stop")?.unwrap_or(false);
+        if stop {
+            f.finish()?;
+            return Ok(json!({"stopped": self.watch.clear()}));
+        }
+        let ws = request::workspace(&mut f)?;
+        f.finish()?;
+        let handle = watch::start(&ws, self.events.clone(), DEBOUNCE)
+            .map_err(|e| LifecycleError::Internal(format!("cannot watch {}: {e}", ws.display())))?;
+        self.watch.set(handle);
+        Ok(json!({"watching": ws, "file": watch::config_file(&ws)}))
+    }
+}

@@ -1,0 +1,99 @@
+//! The [`Launcher`] the agent uses: the sandbox spawner ([`crate::guest::sandbox`]).
+//!
+//! The runner's [`LaunchSpec`] maps onto a [`SandboxSpec`] one to one, except the
+//! environment: the sandbox sets `PATH`, `HOME`, `USER`, `SHELL` and `LANG` itself from its own
+//! rules, so the runner's base entries are left out and only what the runner added on top
+//! (remoteEnv, and secrets and the token when the profile allows) is handed over. The sandbox
+//! checks those names again (defence in depth).
+
+use serde_json::Value;
+
+use super::env::base_env;
+use super::launcher::{
+    ExitReport, LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program, Strength,
+};
+use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxProfile, SandboxSpec};
+
+/// Spawns through the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxLauncher {
+    limits: Limits,
+    path: String,
+    lang: String,
+}
+
+impl SandboxLauncher {
+    /// A launcher with the sandbox's limits; `path`/`lang` are the runner's base values (to
+    /// recognise its base entries).
+    pub fn new(limits: Limits, path: String, lang: String) -> Self {
+        Self { limits, path, lang }
+    }
+}
+
+impl Launcher for SandboxLauncher {
+    fn launch(&self, spec: &LaunchSpec, program: &Program) -> Result<Launched, LaunchError> {
+        let base = base_env(&spec.user, &self.path, &self.lang);
+        let extra: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter(|entry| !base.contains(entry))
+            .cloned()
+            .collect();
+        let sspec = SandboxSpec {
+            profile: match spec.strength {
+                Strength::Trusted => SandboxProfile::Trusted,
+                Strength::Restricted => SandboxProfile::Restricted,
+            },
+            user: ResolvedUser {
+                uid: spec.user.uid,
+                gid: spec.user.gid,
+                name: spec.user.name.clone(),
+                home: spec.user.home.clone(),
+                shell: spec.user.shell.clone(),
+            },
+            env: extra,
+            cwd: spec.cwd.clone(),
+            workspace: spec.workspace.clone(),
+            state_dir: spec.state_dir.clone(),
+            limits: self.limits,
+        };
+        let sprogram = match program {
+            Program::Shell(s) => sandbox::Program::Shell(s.clone()),
+            Program::Exec(a) => sandbox::Program::Exec(a.clone()),
+        };
+        let mut child = sandbox::spawn(&sspec, &sprogram).map_err(|e| match e {
+            sandbox::SandboxError::Spawn { program, source } => {
+                LaunchError::Spawn { program, source }
+            }
+            other => LaunchError::Sandbox(other.to_string()),
+        })?;
+        let applied = serde_json::to_value(child.applied()).unwrap_or(Value::Null);
+        let stdout = child.take_stdout().map(|p| Box::pin(p) as OutputPipe);
+        let stderr = child.take_stderr().map(|p| Box::pin(p) as OutputPipe);
+        let limits = spec.limits;
+        let exit = Box::pin(async move {
+            let r = child.wait(limits.timeout, limits.grace).await;
+            // The handle goes away only after the wait (a successful command's background
+            // processes keep running in their cgroup). Dropping it removes the run's empty
+            // cgroups (rmdir in up to three hierarchies, ~1 ms): done on the blocking pool so
+            // the result does not wait for it.
+            tokio::task::spawn_blocking(move || drop(child));
+            ExitReport {
+                code: r.code,
+                signal: r.signal,
+                timed_out: r.timed_out,
+                duration: r.duration,
+            }
+        });
+        Ok(Launched {
+            stdout,
+            stderr,
+            exit,
+            applied: Some(applied),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+}

@@ -1,0 +1,434 @@
+//! [`LifecycleService`]: from a `lifecycle_run` request to a result, through the policy.
+//!
+//! ```text
+//!  request ─► RunRequest (typed) ─► read + parse devcontainer.json (errors: line:column)
+//!     ─► policy::lifecycle::decide(facts, org policy)
+//!          blocked and not approved ─► result "blocked" (nothing runs)
+//!          otherwise ─► Authorized<RunProfile> ─► user, env (secrets/token only if allowed)
+//!     ─► plan(phase) ─► Runner (launcher, redaction, events, bounded log) ─► result
+//! ```
+//!
+//! The only way to a [`Runner`] call is through an `Authorized<RunProfile>`, which only the
+//! policy crate constructs: `authorize()` for trusted/restricted, `approved_by_creator()` for a
+//! blocked profile the creator approved (which then runs restricted, never trusted).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codespace_devcontainer::{DevContainer, Diagnostic, Parsed, SubstitutionContext};
+use codespace_policy::lifecycle::{Profile, RunProfile, TokenAccess};
+use codespace_policy::{Authorized, OrgPolicy};
+use serde_json::{json, Value};
+
+use super::env::{self, SecretSource, SecretValues};
+use super::launcher::{LaunchLimits, LaunchSpec, RunAs, Strength};
+use super::output::BoundedLog;
+use super::plan::{plan, RunPhase};
+use super::redact::Needles;
+use super::request::{LifecycleError, RunRequest};
+use super::runner::{CommandResult, RunInput, RunOutcome, Runner};
+use super::settings::LifecycleConfig;
+use crate::guest::service::EventSink;
+use crate::guest::vault::TOKEN_VARIABLE;
+use crate::wire::Event;
+
+/// Largest devcontainer.json read.
+const MAX_FILE: u64 = 4 << 20;
+
+/// Everything the lifecycle requests need; one per agent.
+pub struct LifecycleService {
+    pub(crate) config: LifecycleConfig,
+    pub(crate) runner: Runner,
+    pub(crate) events: EventSink,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) default_user: Option<String>,
+    pub(crate) secrets: Option<Arc<dyn SecretSource>>,
+    pub(crate) org_policy: Option<OrgPolicy>,
+    pub(crate) passwd: PathBuf,
+    pub(crate) watch: super::watch::WatchSlot,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for LifecycleService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifecycleService")
+            .field("config", &self.config)
+            .field("runner", &self.runner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Formats diagnostics as `PATH:LINE:COLUMN: POINTER: MESSAGE`.
+pub(crate) fn describe(path: &Path, d: &[Diagnostic]) -> Vec<String> {
+    d.iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}: {}: {}",
+                path.display(),
+                d.line,
+                d.column,
+                if d.pointer.is_empty() {
+                    "/"
+                } else {
+                    &d.pointer
+                },
+                d.message
+            )
+        })
+        .collect()
+}
+
+/// Properties whose errors make a run refuse the file (the rest are warnings).
+const RUN_RELEVANT: &[&str] = &[
+    "/onCreateCommand",
+    "/updateContentCommand",
+    "/postCreateCommand",
+    "/postStartCommand",
+    "/postAttachCommand",
+    "/remoteEnv",
+    "/remoteUser",
+    "/containerUser",
+];
+
+/// Reads and parses `path`; syntax errors, and errors in what a run uses, are refused.
+pub(crate) fn load(path: &Path) -> Result<Parsed<DevContainer>, LifecycleError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| {
+        LifecycleError::InvalidArgument(format!("cannot read {}: {e}", path.display()))
+    })?;
+    let mut text = String::new();
+    file.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| {
+            LifecycleError::InvalidArgument(format!("cannot read {}: {e}", path.display()))
+        })?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(LifecycleError::InvalidArgument(format!(
+            "{} is larger than {MAX_FILE} bytes",
+            path.display()
+        )));
+    }
+    Ok(codespace_devcontainer::parse_devcontainer(&text))
+}
+
+fn refuse_if_broken(
+    path: &Path,
+    parsed: &Parsed<DevContainer>,
+) -> Result<Vec<String>, LifecycleError> {
+    let diags = parsed.diagnostics();
+    let (fatal, rest): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| {
+        parsed.syntax_error.is_some()
+            || RUN_RELEVANT
+                .iter()
+                .any(|p| d.pointer == *p || d.pointer.starts_with(&format!("{p}/")))
+    });
+    if !fatal.is_empty() {
+        return Err(LifecycleError::InvalidArgument(format!(
+            "devcontainer.json is not usable: {}",
+            describe(path, &fatal).join("; ")
+        )));
+    }
+    Ok(describe(path, &rest))
+}
+
+impl LifecycleService {
+    /// Builds the service.
+    #[allow(clippy::too_many_arguments)] // one constructor, called once by `build`
+    pub fn new(
+        config: LifecycleConfig,
+        runner: Runner,
+        events: EventSink,
+        state_dir: PathBuf,
+        default_user: Option<String>,
+        secrets: Option<Arc<dyn SecretSource>>,
+        org_policy: Option<OrgPolicy>,
+    ) -> Self {
+        Self {
+            config,
+            runner,
+            events,
+            state_dir,
+            default_user,
+            secrets,
+            org_policy,
+            passwd: PathBuf::from("/etc/passwd"),
+            watch: super::watch::WatchSlot::default(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LifecycleConfig {
+        &self.config
+    }
+
+    pub(crate) fn fresh_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("run-{}-{n}", std::process::id())
+    }
+
+    /// The longest a run of `phase` with `timeout` per command can take (for the request's
+    /// deadline): every step at its timeout plus the kill grace, and a margin.
+    pub fn deadline(&self, phase: RunPhase, timeout: Option<Duration>) -> Duration {
+        let per = timeout.unwrap_or(self.config.command_timeout) + self.config.kill_grace;
+        per * phase.max_steps() + Duration::from_secs(30)
+    }
+
+    pub(crate) fn secret_values(&self) -> SecretValues {
+        self.secrets
+            .as_ref()
+            .map(|s| s.values())
+            .unwrap_or_default()
+    }
+
+    /// Resolves who commands run as; a restricted run never runs as root.
+    pub(crate) fn run_as(
+        &self,
+        model: &DevContainer,
+        strength: Strength,
+    ) -> Result<(RunAs, Option<String>), LifecycleError> {
+        let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
+        let named = model
+            .remote_user
+            .as_ref()
+            .or(model.container_user.as_ref())
+            .map(|l| l.value.clone())
+            .or_else(|| self.default_user.clone());
+        let user = match named {
+            Some(who) => env::lookup_user(&passwd, &who)
+                .or_else(|| who.parse().ok().map(env::numeric_user))
+                .ok_or_else(|| {
+                    LifecycleError::InvalidArgument(format!(
+                        "user {who:?} (remoteUser/containerUser) does not exist in {}",
+                        self.passwd.display()
+                    ))
+                })?,
+            None => {
+                let uid = rustix::process::geteuid().as_raw();
+                env::lookup_user(&passwd, &uid.to_string())
+                    .unwrap_or_else(|| env::numeric_user(uid))
+            }
+        };
+        if strength == Strength::Restricted && user.uid == 0 {
+            let fallback = self
+                .default_user
+                .as_deref()
+                .and_then(|u| env::lookup_user(&passwd, u))
+                .filter(|u| u.uid != 0)
+                .or_else(|| env::lookup_user(&passwd, "nobody"))
+                .unwrap_or_else(|| env::numeric_user(65534));
+            return Ok((fallback, Some(user.name)));
+        }
+        Ok((user, None))
+    }
+
+    /// Substitutes variables: workspace folders, and `${containerEnv:…}` against the base env.
+    pub(crate) fn substitute(
+        parsed: &Parsed<DevContainer>,
+        workspace: &Path,
+        base: &[(String, String)],
+    ) -> DevContainer {
+        let ws = workspace.display().to_string();
+        let ctx = SubstitutionContext {
+            local_workspace_folder: Some(ws.clone()),
+            container_workspace_folder: Some(ws),
+            container_env: Some(base.iter().cloned().collect()),
+            ..Default::default()
+        };
+        codespace_devcontainer::substitute(parsed, &ctx)
+            .model
+            .or_else(|| parsed.model.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn open_log(&self, run_id: &str) -> Option<BoundedLog> {
+        let dir = self.state_dir.join("lifecycle");
+        let made = {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+        };
+        if let Err(e) = made {
+            tracing::warn!(error = %e, dir = %dir.display(), "no lifecycle log directory");
+            return None;
+        }
+        prune_logs(&dir, self.config.logs_kept.saturating_sub(1));
+        match BoundedLog::create(
+            &dir.join(format!("{run_id}.log")),
+            self.config.log_head_bytes,
+            self.config.log_tail_bytes,
+        ) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "lifecycle log could not be created");
+                None
+            }
+        }
+    }
+
+    /// `lifecycle_run`.
+    pub async fn run(&self, req: RunRequest) -> Result<Value, LifecycleError> {
+        let parsed = load(&req.devcontainer)?;
+        let warnings = refuse_if_broken(&req.devcontainer, &parsed)?;
+        let raw_model = parsed.model.clone().unwrap_or_default();
+        let decision = codespace_policy::lifecycle::decide(
+            &req.facts.policy_facts(),
+            self.org_policy.as_ref(),
+        );
+        let reason = decision
+            .reason
+            .map(|r| codespace_policy::ReasonCode::code(&r));
+        let authorized: Option<Authorized<RunProfile>> = if req.approve {
+            Some(decision.approved_by_creator())
+        } else {
+            decision.authorize()
+        };
+        let mut result = json!({
+            "run": req.run_id,
+            "phase": req.phase,
+            "decision": {"profile": decision.profile, "reason": reason},
+            "approved": req.approve && decision.profile == Profile::Blocked,
+            "warnings": warnings,
+        });
+        let Some(profile) = authorized else {
+            let preview = plan(&raw_model, req.phase, req.facts.prebuild);
+            let needles = Needles::default();
+            let why = format!(
+                "blocked: the organization runs only trusted lifecycle commands and this run is \
+                 not trusted ({}); it needs the creator's approval (`approve: true`)",
+                reason.unwrap_or("untrusted")
+            );
+            let commands: Vec<CommandResult> = preview
+                .steps
+                .iter()
+                .flat_map(|s| &s.commands)
+                .map(|c| CommandResult::skipped(c, &needles, why.clone()))
+                .collect();
+            merge(
+                &mut result,
+                json!({
+                    "status": "blocked",
+                    "profile": "blocked",
+                    "reason": why,
+                    "commands": commands,
+                    "skipped": preview.skipped,
+                }),
+            );
+            self.finished(&req.run_id, "blocked");
+            return Ok(result);
+        };
+        let strength = Strength::of(profile.get());
+        let (user, downgraded) = self.run_as(&raw_model, strength)?;
+        let mut environment = env::base_env(&user, &self.config.path, &self.config.lang);
+        let model = Self::substitute(&parsed, &req.workspace, &environment);
+        let remote: Vec<(String, Option<String>)> = model
+            .remote_env
+            .iter()
+            .map(|v| (v.name.value.clone(), v.value.value.clone()))
+            .collect();
+        let mut refused = env::apply_remote_env(&mut environment, &remote);
+        let values = self.secret_values();
+        let token = profile.token == TokenAccess::Full;
+        refused.extend(env::apply_secrets(
+            &mut environment,
+            &values,
+            profile.secrets,
+            token,
+            TOKEN_VARIABLE,
+        ));
+        let needles = Needles::new(values.all_values());
+        drop(values);
+        let the_plan = plan(&model, req.phase, req.facts.prebuild);
+        let log = self.open_log(&req.run_id);
+        let log_path = log.as_ref().map(|l| l.path().display().to_string());
+        let spec = LaunchSpec {
+            strength,
+            user: user.clone(),
+            env: environment,
+            cwd: req.workspace.clone(),
+            workspace: req.workspace.clone(),
+            state_dir: self.state_dir.clone(),
+            limits: LaunchLimits {
+                timeout: req.timeout.unwrap_or(self.config.command_timeout),
+                grace: self.config.kill_grace,
+            },
+        };
+        let outcome: RunOutcome = self
+            .runner
+            .run(
+                &the_plan,
+                RunInput {
+                    profile: profile.clone(),
+                    run_id: req.run_id.clone(),
+                    spec,
+                    needles,
+                    log,
+                },
+            )
+            .await;
+        let status = if outcome.first_failure.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        merge(
+            &mut result,
+            json!({
+                "status": status,
+                "profile": strength,
+                "secrets_injected": profile.secrets,
+                "token_injected": token,
+                "launcher": self.runner.launcher_name(),
+                "user": {"name": user.name, "uid": user.uid, "gid": user.gid,
+                         "downgraded_from": downgraded},
+                "env_refused": refused,
+                "commands": outcome.commands,
+                "skipped": the_plan.skipped,
+                "first_failure": outcome.first_failure,
+                "log": log_path,
+                "log_dropped_bytes": outcome.log_dropped_bytes,
+            }),
+        );
+        self.finished(&req.run_id, status);
+        Ok(result)
+    }
+
+    /// Pushes `lifecycle_finished`: after every output event of the run, so a host that reads
+    /// events until it sees this one has all the output.
+    pub(crate) fn finished(&self, run: &str, status: &str) {
+        let _ = self.events.send(Event::new(
+            "lifecycle_finished",
+            json!({"run": run, "status": status}),
+        ));
+    }
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+/// Keeps the newest `keep` `*.log` files of `dir`.
+fn prune_logs(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if logs.len() <= keep {
+        return;
+    }
+    logs.sort();
+    let excess = logs.len() - keep;
+    for (_, p) in logs.into_iter().take(excess) {
+        let _ = std::fs::remove_file(p);
+    }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Benchmark: time from request to exit of `/bin/true`, through the agent's `lifecycle_run`
+(unsandboxed = plain launcher, trusted and restricted sandbox) and through qemu-ga's
+`guest-exec` + polling `guest-exec-status` (no sleep between polls), in the same run.
+
+The agent's time covers: frame in, reading and parsing the devcontainer.json, the policy
+decision, user/env resolution, the run log, spawn (sandbox setup: Landlock, seccomp, cgroup),
+exit, and the response. qemu-ga's covers the exec and status round trips only.
+Only the Python standard library; helpers are shared with bench_client.py.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_client import agent_connect, recv_frame, send_frame, summary, wait_ready  # noqa: E402
+
+
+def agent_runs(s, workspace, access, n, first_id):
+    out = []
+    for i in range(first_id, first_id + n):
+        req = json.dumps({"id": i, "type": "lifecycle_run", "phase": "attach",
+                          "workspace": workspace, "devcontainer": ".devcontainer.json",
+                          "repository": "octo/app", "creator_access": access}).encode()
+        t0 = time.perf_counter_ns()
+        send_frame(s, req)
+        while True:
+            r = json.loads(recv_frame(s))
+            if r.get("id") == i:
+                break
+        out.append(time.perf_counter_ns() - t0)
+        ok = r.get("ok")
+        assert ok and ok["status"] == "succeeded", r
+    return out, ok
+
+
+def qga_execs(s, n):
+    f = s.makefile("rb")
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        s.sendall(b'{"execute":"guest-exec","arguments":{"path":"/bin/true"}}\n')
+        pid = json.loads(f.readline())["return"]["pid"]
+        q = json.dumps({"execute": "guest-exec-status", "arguments": {"pid": pid}}).encode() + b"\n"
+        while True:
+            s.sendall(q)
+            st = json.loads(f.readline())["return"]
+            if st["exited"]:
+                break
+        out.append(time.perf_counter_ns() - t0)
+        assert st.get("exitcode") == 0, st
+    return out
+
+
+def start(cmd, sock):
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_ready(sock, proc)
+    return proc
+
+
+def stop(proc):
+    proc.terminate()  # by PID: only processes this script started
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--qga", default="qemu-ga")
+    ap.add_argument("-n", type=int, default=300)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    key = os.urandom(32)
+    results = {}
+    # The agent's state directory is a tmpfs in production (/run/codespace-agent); here /run
+    # and /tmp are on disk, so the state goes to /dev/shm when there is one.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory(dir=shm) as state:
+        key_file = os.path.join(d, "key")
+        with open(key_file, "wb") as f:
+            f.write(key)
+        ws = tempfile.mkdtemp(dir=d)
+        os.chmod(d, 0o755)
+        os.chmod(ws, 0o777)  # the restricted run user must be able to enter it
+        with open(os.path.join(ws, ".devcontainer.json"), "w") as f:
+            f.write('{"postAttachCommand": ["/bin/true"]}')
+        for launcher in ("plain", "sandbox"):
+            conf = os.path.join(d, f"{launcher}.json")
+            with open(conf, "w") as f:
+                json.dump({"lifecycle": {"launcher": launcher}}, f)
+            sock = os.path.join(d, f"{launcher}.sock")
+            proc = start([args.agent, "run", "--config", conf, "--listen", f"unix:{sock}",
+                          "--key-file", key_file, "--state-dir", os.path.join(state, f"st-{launcher}")],
+                         sock)
+            try:
+                s = agent_connect(sock, key)
+                cases = [("unsandboxed", "write")] if launcher == "plain" else \
+                    [("trusted", "write"), ("restricted", "read")]
+                next_id = 1
+                for name, access in cases:
+                    agent_runs(s, ws, access, 20, next_id)  # warm-up
+                    lat, last = agent_runs(s, ws, access, args.n, next_id + 20)
+                    next_id += 20 + args.n
+                    results[name] = summary(lat)
+                    results[name]["profile"] = last["profile"]
+                    results[name]["launcher"] = last["launcher"]
+                s.close()
+            finally:
+                stop(proc)
+        qsock = os.path.join(d, "qga.sock")
+        proc = start([args.qga, "--method", "unix-listen", "--path", qsock,
+                      "--pidfile", os.path.join(d, "qga.pid"), "--statedir", d], qsock)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(qsock)
+            qga_execs(s, 20)
+            results["qemu-ga guest-exec"] = summary(qga_execs(s, args.n))
+            s.close()
+        finally:
+            stop(proc)
+    print(f"| path (/bin/true, n={args.n}) | p50 ms | p90 ms | p99 ms | min ms |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['p50_us']/1000:.2f} | {r['p90_us']/1000:.2f} | "
+              f"{r['p99_us']/1000:.2f} | {r['min_us']/1000:.2f} |")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
