@@ -22,8 +22,10 @@
 # connection opened before the pause delivers heartbeats again; ports: a dev server on
 # 127.0.0.1 in the guest shows up as a port_opened event and in `ports list` with its process, a
 # `ports forward` with a signed grant reaches it through the agent over real vsock (bytes
-# compared), a grant for a login that is not the owner is refused with its reason;
-# clean power-off.
+# compared), a grant for a login that is not the owner is refused with its reason; lifecycle:
+# the workspace's postCreateCommand runs in the agent's sandbox as the remote user (exit 0, the
+# secret in its output redacted, the file it wrote owned by uid 1000), a failing postStartCommand's
+# exit status reaches the host; clean power-off.
 #
 # Safety: nothing here opens AF_VSOCK on this machine. vhost-device-vsock is built
 # --no-default-features (no backend_vsock; refused if its --help mentions forward-cid), and
@@ -202,6 +204,17 @@ cat > "$IR/etc/codespace-agent/reject.jsonc" <<'EOF'
 { "listen": "vsock:any:1022", "allowed_cids": [1000], "state_dir": "/run/codespace-agent-reject",
   "key_file": "/etc/codespace-agent/host.key" }
 EOF
+# The codespace's repository, with the lifecycle commands the host asks the agent to run.
+mkdir -p "$IR/workspaces/app/.devcontainer"
+cat > "$IR/workspaces/app/.devcontainer/devcontainer.json" <<'EOF'
+{
+  // tests/vm/run.sh: a secret in the output (must come back redacted), a file written as the
+  // remote user, and a failing command whose exit status must reach the host.
+  "image": "mcr.microsoft.com/devcontainers/base:debian",
+  "postCreateCommand": "echo \"npm=$NPM_TOKEN\"; id -u > /workspaces/app/created-by && echo created",
+  "postStartCommand": "echo starting; exit 7"
+}
+EOF
 printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\n' > "$IR/etc/passwd"
 printf 'root:x:0:\ncodespace:x:1000:\n' > "$IR/etc/group"
 # Like Debian's /etc/profile: login shells source /etc/profile.d/*.sh.
@@ -218,6 +231,10 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+# The remote user owns its home and the cloned repository, as in a real codespace.
+chown -R 1000:1000 /home/codespace /workspaces/app
+# cgroup v2 where systemd mounts it: the lifecycle sandbox gives every run a cgroup.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
 # Loopback up, as on any booted system: the agent's forwarder dials the dev server on 127.0.0.1.
 ip link set lo up
 for m in $MODS; do
@@ -490,7 +507,46 @@ check "the owner's forward still works after the refusal" \
 PORTS_MS=$(( ($(date +%s%N) - T_PORTS) / 1000000 ))
 log "ports checks took ${PORTS_MS} ms"
 
-# 7. optional: control-channel latency and forward throughput over real vsock
+# 7. lifecycle (issue 6): the devcontainer.json's commands run by the agent in its sandbox, as
+# the remote user, with the session's secrets; the host sees the output redacted.
+T_LC=$(date +%s%N)
+lc() { # PHASE [ARGS]: `lifecycle run` of the workspace's devcontainer.json; output in $W/lc.*
+    ctl lifecycle run --devcontainer .devcontainer/devcontainer.json --workspace /workspaces/app \
+        --phase "$1" --repository octo/app --creator-access write "${@:2}" > "$W/lc.out" 2> "$W/lc.err"
+}
+lifecycle_create() {
+    local rc=0; lc create || rc=$?
+    sed 's/^/stdout: /' "$W/lc.out"; sed 's/^/stderr: /' "$W/lc.err"
+    [ "$rc" = 0 ] || { echo "exit $rc, expected 0"; return 1; }
+    grep -qx 'npm=\[redacted\]' "$W/lc.out" || { echo "no redacted secret line"; return 1; }
+    grep -qx 'created' "$W/lc.out" || { echo "the command did not finish"; return 1; }
+    ! grep -qF "${SECRETS[NPM_TOKEN]}" "$W/lc.out" "$W/lc.err" || { echo "the secret's value is in the output"; return 1; }
+}
+check "lifecycle run --phase create over real vsock: exit 0, the secret in its output redacted" lifecycle_create
+written_by_user() {
+    local got; got=$(ask "STAT /workspaces/app/created-by"); echo "$got"
+    case "$got" in "OK "*" 1000 1000") ;; *) return 1 ;; esac
+    [ "$(ask "GREP /workspaces/app/created-by 1000")" = "OK found" ] || { echo "id -u was not 1000"; return 1; }
+}
+check "the file the command wrote is owned by the remote user (uid 1000), which ran it" written_by_user
+lifecycle_sandboxed() {
+    lc create --json || true
+    cp "$W/lc.out" "$W/lc-create.json"
+    json "$W/lc.out" '(d["launcher"], d["profile"], d["user"]["uid"], d["commands"][0]["sandbox"]["landlock"]["status"], d["commands"][0]["sandbox"]["cgroup_mode"]) == ("sandbox", "trusted", 1000, "enforced", "v2") or sys.exit(1)' \
+        || { cat "$W/lc.out" "$W/lc.err"; return 1; }
+}
+check "the run was sandboxed (Landlock enforced, cgroup v2), trusted profile, uid 1000 (--json)" lifecycle_sandboxed
+lifecycle_fails() {
+    local rc=0; lc start || rc=$?
+    sed 's/^/stdout: /' "$W/lc.out"; sed 's/^/stderr: /' "$W/lc.err"
+    [ "$rc" = 7 ] || { echo "exit $rc, expected 7 (the command's status)"; return 1; }
+    grep -qx starting "$W/lc.out"
+}
+check "lifecycle run --phase start: a failing command's exit status (7) reaches the host" lifecycle_fails
+LC_MS=$(( ($(date +%s%N) - T_LC) / 1000000 ))
+log "lifecycle checks took ${LC_MS} ms"
+
+# 8. optional: control-channel latency and forward throughput over real vsock
 if [ "$VM_LONG" = 1 ]; then
     log "VM_LONG: $PINGS pings on one connection"
     python3 "$REPO/tests/vm/host.py" pings "$W/vm.vsock" 1023 "$W/key" "$PINGS" | tee "$W/pings.out"
@@ -506,7 +562,7 @@ if [ "$VM_LONG" = 1 ]; then
 fi
 kill "$FWPID" 2>/dev/null || true; wait "$FWPID" 2>/dev/null || true; FWPID=
 
-# 8. power off
+# 9. power off
 ask POWEROFF > /dev/null || true
 for _ in $(seq 300); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$QPID" 2>/dev/null; then
