@@ -10,8 +10,10 @@
 //!
 //! Checks, before and after the agent starts: inbound to the guest's listener works, then is
 //! dropped; a connection that predates the table keeps working; loopback inside the guest works;
-//! outbound to the blocked address fails and to the other one succeeds; after SIGTERM the table
-//! is gone. The agent runs through `ip netns exec`; the test's own sockets are created on
+//! outbound to the blocked address fails and to the other one succeeds; a connection forwarded
+//! through the agent (its Unix socket, a signed grant: how the host reaches a port) reaches a
+//! listener on 127.0.0.1 and the dual-stack one whose direct inbound is dropped, and data
+//! round-trips; after SIGTERM the table is gone. The agent runs through `ip netns exec`; the test's own sockets are created on
 //! threads that `setns` into a namespace (a socket stays in the namespace it was created in),
 //! which keeps every connect attempt in-process with a bounded timeout.
 //!
@@ -26,7 +28,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Map;
+use base64::Engine as _;
+use codespace_agent::host::forward::{mint, open};
+use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -166,6 +172,59 @@ fn echo(s: &mut TcpStream, msg: &[u8]) -> bool {
     s.write_all(msg).is_ok() && s.read_exact(&mut buf).is_ok() && buf == msg
 }
 
+const GRANT_KEY: [u8; 32] = [0x42; 32];
+
+/// Waits (bounded) until the agent's port detector lists `port` and returns its epoch.
+async fn detected_epoch(client: &codespace_agent::host::Client, port: u16) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = client
+            .request("ports_list", Map::new(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let entry = l["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .cloned();
+        if let Some(e) = entry {
+            return e["epoch"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "port {port} never detected: {l}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Forwards one connection to the guest's `port` through the agent (as the owner, with a grant
+/// signed here, where the host would sign it), sends `msg` and returns what the echo sent back.
+async fn forwarded_echo(agent: &support::Agent, port: u16, epoch: u64, msg: &[u8]) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let who = GrantPrincipal {
+        login: "mona".into(),
+        organizations: vec!["octo".into()],
+        authenticated_at: now - 10,
+    };
+    let grant = mint(
+        &GrantKey::new(&GRANT_KEY).unwrap(),
+        port,
+        epoch,
+        Some(who),
+        now,
+        Duration::from_secs(600),
+    );
+    let (mut s, _) = open(&agent.options(), port, &grant)
+        .await
+        .unwrap_or_else(|e| panic!("forward to {port} refused: {e}\n{}", agent.log()));
+    s.write_all(msg).await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    tokio::time::timeout(CONNECT_TIMEOUT * 5, s.read_exact(&mut back))
+        .await
+        .expect("no echo through the forward")
+        .unwrap();
+    back
+}
+
 fn tables(ns: &str) -> String {
     run(&["ip", "netns", "exec", ns, "nft", "list", "tables"])
 }
@@ -178,6 +237,7 @@ async fn firewall_in_network_namespaces() {
     let ns = Netns::create();
     let (g, o) = (ns.guest.clone(), ns.outside.clone());
     let guest_port = echo_listener(&g, "[::]:0"); // dual-stack: v4 and v6
+    let local_port = echo_listener(&g, "127.0.0.1:0"); // only reachable inside the guest
     let out_port = echo_listener(&o, "[::]:0");
     let inbound = format!("10.231.0.1:{guest_port}");
     let allowed = format!("10.231.0.2:{out_port}");
@@ -208,6 +268,8 @@ async fn firewall_in_network_namespaces() {
     std::fs::write(dir.path().join("key"), support::KEY).unwrap();
     let config = format!(
         r#"{{ "workspace_dir": "{}",
+             "codespace": {{ "owner": "mona", "organization": "octo" }},
+             "detect": {{ "poll_interval_ms": 50 }},
              "firewall": {{ "enabled": true, "table": "{table}",
                             "blocked_ranges": ["10.231.0.3/32", "fd31::3/128"],
                             "allow_resolvers": false }} }}"#,
@@ -289,6 +351,30 @@ async fn firewall_in_network_namespaces() {
     );
     let mut lo6 = connect_from(&g, &format!("[::1]:{guest_port}")).expect("loopback v6");
     assert!(echo(&mut lo6, b"loopback v6"));
+
+    // Through the agent: the host's way in. The forwarder dials loopback inside the guest, which
+    // the firewall lets through, so both the 127.0.0.1-only listener and the dual-stack one whose
+    // direct inbound was just dropped are reached, and bytes round-trip.
+    let key = base64::engine::general_purpose::STANDARD.encode(GRANT_KEY);
+    let put: Value = client
+        .request(
+            "grant_key_put",
+            json!({ "key": key }).as_object().cloned().unwrap(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put["grant_key"], "installed", "{put}");
+    for port in [local_port, guest_port] {
+        let epoch = detected_epoch(&client, port).await;
+        let msg = format!("through the agent to {port}");
+        let back = forwarded_echo(&agent, port, epoch, msg.as_bytes()).await;
+        assert_eq!(back, msg.as_bytes(), "forwarded bytes differ");
+    }
+    assert!(
+        connect_from(&o, &inbound).is_err(),
+        "direct inbound to the veth address still dropped after forwarding"
+    );
 
     // The loaded table holds the configured range (replacement on restart: the test below).
     let again = Command::new("ip")

@@ -9,6 +9,15 @@ opens AF_VSOCK.
   host.py sha256 VALUE              print the SHA-256 of VALUE (to compare with ENV/SHELL answers)
   host.py pings UDS PORT KEYFILE N  N sequential pings on one authenticated control connection;
                                     prints "p50_us=.. p90_us=.. p99_us=.. max_us=.. n=N"
+  host.py echo ADDR SIZE [half-close]
+                                    send SIZE random bytes to an echo at ADDR (tcp:HOST:PORT, or
+                                    hybrid:UDS:PORT for a vsock port), sending and receiving at
+                                    once; fail unless the same bytes come back; prints
+                                    "bytes=.. ms=.. mib_s=.." (MiB/s each way). With half-close,
+                                    shut down the sending side after the last byte and read to
+                                    end of stream; otherwise read SIZE bytes, then close
+  host.py event FILE NAME PORT      print the first event NAME for PORT in FILE (the JSON lines of
+                                    `codespace-agentctl events`); exit 1 if there is none
 """
 import hashlib
 import os
@@ -107,6 +116,69 @@ def pings(uds, port, keyfile, n):
     print("n=%d p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f" % (n, q(0.5), q(0.9), q(0.99), lat[-1]))
 
 
+def echo(addr, size, half_close=False):
+    import threading
+
+    kind, _, rest = addr.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        s = socket.create_connection((host, int(port)), timeout=TIMEOUT)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    elif kind == "hybrid":
+        uds, _, port = rest.rpartition(":")
+        s = hybrid(uds, int(port))
+    else:
+        raise ValueError("address must be tcp:HOST:PORT or hybrid:UDS:PORT, not %r" % addr)
+    s.settimeout(120.0)
+    data = os.urandom(size)
+    errors = []
+
+    def send():
+        try:
+            view = memoryview(data)
+            for off in range(0, size, 1 << 16):
+                s.sendall(view[off:off + (1 << 16)])
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except Exception as e:  # reported by the receiving side
+            errors.append(e)
+
+    t0 = time.monotonic()
+    sender = threading.Thread(target=send)
+    sender.start()
+    back = bytearray()
+    while half_close or len(back) < size:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        back += chunk
+    elapsed = time.monotonic() - t0
+    sender.join()
+    s.close()
+    if errors:
+        raise RuntimeError("sending failed: %s" % errors[0])
+    if bytes(back) != data:
+        first = next((i for i, (a, b) in enumerate(zip(back, data)) if a != b), min(len(back), size))
+        raise RuntimeError("echo differs: sent %d bytes, got %d back, first difference at %d"
+                           % (size, len(back), first))
+    print("bytes=%d ms=%.0f mib_s=%.2f" % (size, elapsed * 1000, size / elapsed / (1 << 20)))
+
+
+def event(path, name, port):
+    import json
+
+    for line in open(path, encoding="utf-8", errors="replace"):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        flat = e if "port" in e else {**e, **(e.get("fields") or {})}
+        if name in (e.get("event"), e.get("name"), e.get("type")) and flat.get("port") == port:
+            print(json.dumps(e, sort_keys=True))
+            return 0
+    return 1
+
+
 def main(argv):
     if len(argv) >= 4 and argv[1] == "ask":
         ask(argv[2], argv[3], argv[4:])
@@ -116,6 +188,10 @@ def main(argv):
         print(hashlib.sha256(argv[2].encode()).hexdigest())
     elif len(argv) == 6 and argv[1] == "pings":
         pings(argv[2], argv[3], argv[4], int(argv[5]))
+    elif len(argv) in (4, 5) and argv[1] == "echo" and argv[4:] in ([], ["half-close"]):
+        echo(argv[2], int(argv[3]), half_close=len(argv) == 5)
+    elif len(argv) == 5 and argv[1] == "event":
+        return event(argv[2], argv[3], int(argv[4]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -19,7 +19,13 @@
 # a second agent instance whose allowed_cids excludes the host refuses the host's real
 # CID 2 connection (and logs why); suspend/resume with the QEMU monitor (stop/cont): nothing
 # arrives while paused, a new connection after `cont` works (same boot id), and an events
-# connection opened before the pause delivers heartbeats again; clean power-off.
+# connection opened before the pause delivers heartbeats again; ports: a dev server on
+# 127.0.0.1 in the guest shows up as a port_opened event and in `ports list` with its process, a
+# `ports forward` with a signed grant reaches it through the agent over real vsock (bytes
+# compared), a grant for a login that is not the owner is refused with its reason; lifecycle:
+# the workspace's postCreateCommand runs in the agent's sandbox as the remote user (exit 0, the
+# secret in its output redacted, the file it wrote owned by uid 1000), a failing postStartCommand's
+# exit status reaches the host; clean power-off.
 #
 # Safety: nothing here opens AF_VSOCK on this machine. vhost-device-vsock is built
 # --no-default-features (no backend_vsock; refused if its --help mentions forward-cid), and
@@ -30,7 +36,9 @@
 #   BOOT_TIMEOUT=120            seconds for the agent to answer after QEMU starts
 #   QEMU_TIMEOUT=600            hard cap for the VM's life
 #   VM_KERNEL=PATH              use this kernel image (a broken path tests the failure path)
-#   VM_LONG=1                   also measure control-channel latency (PINGS, default 2000)
+#   VM_LONG=1                   also measure control-channel latency (PINGS, default 2000) and
+#                               forward throughput (FWD_MIB, default 64, each of FWD_RUNS=3 runs,
+#                               next to the raw-vsock echo of the same size)
 #   KEEP=1                      keep the work directory (always kept on failure)
 # Exit: 0 all checks passed; 1 a check failed or the guest did not come up.
 set -euo pipefail
@@ -41,6 +49,8 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-600}
 VM_LONG=${VM_LONG:-0}
 PINGS=${PINGS:-2000}
+FWD_MIB=${FWD_MIB:-64}
+FWD_RUNS=${FWD_RUNS:-3}
 VDV_VERSION=0.3.0
 GUEST_CID=3
 TARGET=x86_64-unknown-linux-gnu
@@ -182,15 +192,28 @@ install -m 0600 "$W/key" "$IR/etc/codespace-agent/host.key"
 sed -e 's|^{$|{\n  "key_file": "/etc/codespace-agent/host.key",|' \
     -e 's|"heartbeat_interval_s": 30,|"heartbeat_interval_s": 2,|' \
     -e 's|"user": null,|"user": "codespace",|' \
+    -e 's|^  "listen": |  "codespace": { "owner": "octocat", "organization": "octo" },\n  "listen": |' \
     "$REPO/packaging/etc/codespace-agent/config.jsonc" > "$IR/etc/codespace-agent/config.jsonc"
 grep -q '"key_file"' "$IR/etc/codespace-agent/config.jsonc" \
     && grep -q '"heartbeat_interval_s": 2,' "$IR/etc/codespace-agent/config.jsonc" \
     && grep -q '"user": "codespace",' "$IR/etc/codespace-agent/config.jsonc" \
-    || die "could not adapt the package's config (key_file, heartbeat_interval_s, user)"
+    && grep -q '"owner": "octocat"' "$IR/etc/codespace-agent/config.jsonc" \
+    || die "could not adapt the package's config (key_file, heartbeat_interval_s, user, codespace)"
 # A second instance that accepts only CID 1000: the host's connection (CID 2) must be refused.
 cat > "$IR/etc/codespace-agent/reject.jsonc" <<'EOF'
 { "listen": "vsock:any:1022", "allowed_cids": [1000], "state_dir": "/run/codespace-agent-reject",
   "key_file": "/etc/codespace-agent/host.key" }
+EOF
+# The codespace's repository, with the lifecycle commands the host asks the agent to run.
+mkdir -p "$IR/workspaces/app/.devcontainer"
+cat > "$IR/workspaces/app/.devcontainer/devcontainer.json" <<'EOF'
+{
+  // tests/vm/run.sh: a secret in the output (must come back redacted), a file written as the
+  // remote user, and a failing command whose exit status must reach the host.
+  "image": "mcr.microsoft.com/devcontainers/base:debian",
+  "postCreateCommand": "echo \"npm=$NPM_TOKEN\"; id -u > /workspaces/app/created-by && echo created",
+  "postStartCommand": "echo starting; exit 7"
+}
 EOF
 printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\n' > "$IR/etc/passwd"
 printf 'root:x:0:\ncodespace:x:1000:\n' > "$IR/etc/group"
@@ -208,6 +231,12 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+# The remote user owns its home and the cloned repository, as in a real codespace.
+chown -R 1000:1000 /home/codespace /workspaces/app
+# cgroup v2 where systemd mounts it: the lifecycle sandbox gives every run a cgroup.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# Loopback up, as on any booted system: the agent's forwarder dials the dev server on 127.0.0.1.
+ip link set lo up
 for m in $MODS; do
     [ -f /lib/modules/\$m.ko ] && { insmod /lib/modules/\$m.ko || echo "VMTEST: insmod \$m failed"; }
 done
@@ -232,11 +261,11 @@ chmod 0755 "$IR/init"
 (cd "$IR" && find . | cpio -o -H newc --quiet | gzip -1 > "$W/initramfs.cpio.gz")
 
 # ------------------------------------------------------------------ boot
-VPID=; QPID=; EVPID=; BGPID=
+VPID=; QPID=; EVPID=; BGPID=; FWPID=; FW2PID=
 cleanup() {
     local rc=$?
-    for p in $BGPID $EVPID $QPID $VPID; do kill "$p" 2>/dev/null || true; done
-    for p in $BGPID $EVPID $QPID $VPID; do wait "$p" 2>/dev/null || true; done
+    for p in $FWPID $FW2PID $BGPID $EVPID $QPID $VPID; do kill "$p" 2>/dev/null || true; done
+    for p in $FWPID $FW2PID $BGPID $EVPID $QPID $VPID; do wait "$p" 2>/dev/null || true; done
     rm -f "$W"/vhost.sock "$W"/vm.vsock "$W"/vm.vsock_* "$W"/mon.sock
     if [ "$rc" != 0 ]; then
         log "--- qemu.log"; cat "$W/qemu.log" >&2 2>/dev/null || true
@@ -391,14 +420,149 @@ with_loopback() {
 check "with vsock_loopback loaded, the agent refuses guest processes dialing CID 1 or $GUEST_CID" with_loopback
 check "the host still gets through afterwards" ctl ping
 
-# 6. optional: control-channel latency over real vsock
+# 6. ports (issue 5): a dev server on 127.0.0.1 in the guest (the checker's echo listener) is
+# detected with its process, and reached from here only through the agent's forwarder: hybrid
+# CONNECT to the agent's port, a `forward` connection with a grant signed here (the host's role).
+T_PORTS=$(date +%s%N)
+DEV_PORT=8123
+DEV_PID=
+ctl events > "$W/pevents.out" 2> "$W/pevents.err" &
+EVPID=$!
+events_ready() { # the subscription is live once its first heartbeat (every 2 s) arrives
+    for _ in $(seq 100); do grep -q '"heartbeat"' "$W/pevents.out" && return 0; sleep 0.1; done
+    echo "no heartbeat on the new events connection within 10 s"; cat "$W/pevents.err"; return 1
+}
+check "an events connection for the ports checks" events_ready
+dev_listen() {
+    local got; got=$(ask "LISTEN $DEV_PORT"); echo "$got"
+    case "$got" in "OK "*) DEV_PID=${got#OK } ;; *) return 1 ;; esac
+}
+check "a dev server listens on 127.0.0.1:$DEV_PORT in the guest" dev_listen
+has_owner() { # JSON_FILE: port, address, pid and process of the checker
+    python3 - "$1" "$DEV_PORT" "$DEV_PID" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); port, pid = int(sys.argv[2]), int(sys.argv[3])
+ok = d.get("port") == port and d.get("address") == "127.0.0.1" and d.get("scope") == "loopback" \
+    and d.get("pid") == pid and d.get("process") == "vmtest-guest"
+print(json.dumps(d, sort_keys=True)); sys.exit(0 if ok else 1)
+PY
+}
+port_opened() {
+    for _ in $(seq 100); do
+        python3 "$REPO/tests/vm/host.py" event "$W/pevents.out" port_opened "$DEV_PORT" > "$W/opened.json" && break
+        sleep 0.1
+    done
+    [ -s "$W/opened.json" ] || { echo "no port_opened event for $DEV_PORT within 10 s:"; grep -v heartbeat "$W/pevents.out"; return 1; }
+    python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); json.dump({**e, **(e.get("fields") or {})}, open(sys.argv[1], "w"))' "$W/opened.json"
+    has_owner "$W/opened.json"
+}
+check "port_opened event for $DEV_PORT with the owning process (vmtest-guest, its pid)" port_opened
+kill "$EVPID" 2>/dev/null || true; wait "$EVPID" 2>/dev/null || true; EVPID=
+ports_listed() {
+    ctl ports list > "$W/ports.json" || return 1
+    python3 - "$W/ports.json" "$DEV_PORT" "$W/listener.json" <<'PY' || { cat "$W/ports.json"; return 1; }
+import json, sys
+d = json.load(open(sys.argv[1])); port = int(sys.argv[2])
+p = next((p for p in d["ports"] if p["port"] == port), None)
+if p is None or p["visibility"] != "private" or len(p["listeners"]) != 1:
+    sys.exit(1)
+l = p["listeners"][0]
+json.dump({"port": port, "address": l.get("addr"), **l}, open(sys.argv[3], "w"))
+PY
+    has_owner "$W/listener.json"
+}
+check "ports list: $DEV_PORT private, its listener with pid and process" ports_listed
+head -c 48 /dev/urandom > "$W/grant.key"
+start_forward() { # PID_VAR ADDR_VAR NAME LOGIN: `ports forward` on 127.0.0.1:0 (not a subshell:
+    # the PID must reach the cleanup trap)
+    "$CTL" --connect "hybrid:$W/vm.vsock:1023" --key-file "$W/key" ports forward "$DEV_PORT" \
+        --listen 127.0.0.1:0 --as "$4" --orgs octo --grant-key-file "$W/grant.key" \
+        > "$W/$3.out" 2> "$W/$3.err" &
+    printf -v "$1" %s $!
+    for _ in $(seq 300); do [ -s "$W/$3.out" ] && break; sleep 0.1; done
+    local sf_addr; sf_addr=$(json "$W/$3.out" 'd["listening"]') || { cat "$W/$3.err"; return 1; }
+    printf -v "$2" %s "$sf_addr"
+}
+FWD_ADDR=
+forward_echo() {
+    start_forward FWPID FWD_ADDR fwd octocat || return 1
+    echo "forwarding $FWD_ADDR -> guest 127.0.0.1:$DEV_PORT"
+    for size in 1 65536 1048576; do
+        python3 "$REPO/tests/vm/host.py" echo "tcp:$FWD_ADDR" "$size" || { cat "$W/fwd.err"; return 1; }
+    done
+}
+check "ports forward (owner's grant) over real vsock: 1 B, 64 KiB, 1 MiB echoed byte for byte" forward_echo
+forward_refused() {
+    local addr; start_forward FW2PID addr fwd2 mallory || return 1
+    if python3 "$REPO/tests/vm/host.py" echo "tcp:$addr" 1024; then
+        echo "a grant for mallory reached the owner's private port"; return 1
+    fi
+    for _ in $(seq 50); do grep -q 'not-owner' "$W/fwd2.err" && break; sleep 0.1; done
+    cat "$W/fwd2.err"; grep -q 'not-owner' "$W/fwd2.err"
+}
+check "a grant for another login on the private port is refused: not-owner" forward_refused
+kill "$FW2PID" 2>/dev/null || true; wait "$FW2PID" 2>/dev/null || true; FW2PID=
+check "the owner's forward still works after the refusal" \
+    python3 "$REPO/tests/vm/host.py" echo "tcp:$FWD_ADDR" 4096
+PORTS_MS=$(( ($(date +%s%N) - T_PORTS) / 1000000 ))
+log "ports checks took ${PORTS_MS} ms"
+
+# 7. lifecycle (issue 6): the devcontainer.json's commands run by the agent in its sandbox, as
+# the remote user, with the session's secrets; the host sees the output redacted.
+T_LC=$(date +%s%N)
+lc() { # PHASE [ARGS]: `lifecycle run` of the workspace's devcontainer.json; output in $W/lc.*
+    ctl lifecycle run --devcontainer .devcontainer/devcontainer.json --workspace /workspaces/app \
+        --phase "$1" --repository octo/app --creator-access write "${@:2}" > "$W/lc.out" 2> "$W/lc.err"
+}
+lifecycle_create() {
+    local rc=0; lc create || rc=$?
+    sed 's/^/stdout: /' "$W/lc.out"; sed 's/^/stderr: /' "$W/lc.err"
+    [ "$rc" = 0 ] || { echo "exit $rc, expected 0"; return 1; }
+    grep -qx 'npm=\[redacted\]' "$W/lc.out" || { echo "no redacted secret line"; return 1; }
+    grep -qx 'created' "$W/lc.out" || { echo "the command did not finish"; return 1; }
+    ! grep -qF "${SECRETS[NPM_TOKEN]}" "$W/lc.out" "$W/lc.err" || { echo "the secret's value is in the output"; return 1; }
+}
+check "lifecycle run --phase create over real vsock: exit 0, the secret in its output redacted" lifecycle_create
+written_by_user() {
+    local got; got=$(ask "STAT /workspaces/app/created-by"); echo "$got"
+    case "$got" in "OK "*" 1000 1000") ;; *) return 1 ;; esac
+    [ "$(ask "GREP /workspaces/app/created-by 1000")" = "OK found" ] || { echo "id -u was not 1000"; return 1; }
+}
+check "the file the command wrote is owned by the remote user (uid 1000), which ran it" written_by_user
+lifecycle_sandboxed() {
+    lc create --json || true
+    cp "$W/lc.out" "$W/lc-create.json"
+    json "$W/lc.out" '(d["launcher"], d["profile"], d["user"]["uid"], d["commands"][0]["sandbox"]["landlock"]["status"], d["commands"][0]["sandbox"]["cgroup_mode"]) == ("sandbox", "trusted", 1000, "enforced", "v2") or sys.exit(1)' \
+        || { cat "$W/lc.out" "$W/lc.err"; return 1; }
+}
+check "the run was sandboxed (Landlock enforced, cgroup v2), trusted profile, uid 1000 (--json)" lifecycle_sandboxed
+lifecycle_fails() {
+    local rc=0; lc start || rc=$?
+    sed 's/^/stdout: /' "$W/lc.out"; sed 's/^/stderr: /' "$W/lc.err"
+    [ "$rc" = 7 ] || { echo "exit $rc, expected 7 (the command's status)"; return 1; }
+    grep -qx starting "$W/lc.out"
+}
+check "lifecycle run --phase start: a failing command's exit status (7) reaches the host" lifecycle_fails
+LC_MS=$(( ($(date +%s%N) - T_LC) / 1000000 ))
+log "lifecycle checks took ${LC_MS} ms"
+
+# 8. optional: control-channel latency and forward throughput over real vsock
 if [ "$VM_LONG" = 1 ]; then
     log "VM_LONG: $PINGS pings on one connection"
     python3 "$REPO/tests/vm/host.py" pings "$W/vm.vsock" 1023 "$W/key" "$PINGS" | tee "$W/pings.out"
     echo "RESULT boot_to_agent_ms=$BOOT_MS ping $(cat "$W/pings.out")"
+    log "VM_LONG: $FWD_RUNS x $FWD_MIB MiB echoed through the forward, and over raw vsock"
+    for i in $(seq "$FWD_RUNS"); do
+        f=$(python3 "$REPO/tests/vm/host.py" echo "tcp:$FWD_ADDR" $((FWD_MIB << 20))) \
+            || die "forward throughput run $i failed"
+        r=$(python3 "$REPO/tests/vm/host.py" echo "hybrid:$W/vm.vsock:5001" $((FWD_MIB << 20))) \
+            || die "raw vsock throughput run $i failed"
+        echo "RESULT run=$i forward $f raw_vsock $r"
+    done
 fi
+kill "$FWPID" 2>/dev/null || true; wait "$FWPID" 2>/dev/null || true; FWPID=
 
-# 7. power off
+# 9. power off
 ask POWEROFF > /dev/null || true
 for _ in $(seq 300); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$QPID" 2>/dev/null; then

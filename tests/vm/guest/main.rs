@@ -15,8 +15,13 @@
 //! INSMOD <file>            OK | ERR <why>   (loads a module: the loopback transport, late)
 //! GREP <file> <text>       OK found | ERR not found
 //! MODULES                  OK <loaded modules whose name contains "vsock">
+//! LISTEN <port>            OK <pid>: a TCP echo listener on 127.0.0.1:<port> in this process
+//!                          (a dev server; the host reaches it only through the agent's forwarder)
 //! POWEROFF                 OK bye, then exit 0 (the init script powers the VM off)
 //! ```
+//!
+//! Besides, vsock port 5001 echoes every connection's bytes: the raw-vsock baseline the host
+//! compares the agent's forward throughput with (same path, no agent, no TCP).
 //!
 //! Safety: refuses to run unless the kernel command line carries `codespace.vmtest=1`, which only
 //! the test VM's has, so it can never open AF_VSOCK on a development or CI machine.
@@ -34,6 +39,8 @@ use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY};
 
 /// The checker's own vsock port.
 const PORT: u32 = 5000;
+/// The raw-vsock echo port (throughput baseline).
+const ECHO_PORT: u32 = 5001;
 /// The kernel command line word that marks the test VM.
 const MARKER: &str = "codespace.vmtest=1";
 
@@ -165,6 +172,33 @@ fn modules_answer() -> String {
     format!("OK {}", names.join(","))
 }
 
+/// Copies everything read back to the writer, then half-closes: an echo that streams (large
+/// payloads flow both ways at once instead of being buffered).
+async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>(s: S) {
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let _ = tokio::io::copy(&mut rd, &mut wr).await;
+    let _ = wr.shutdown().await;
+}
+
+/// Binds 127.0.0.1:PORT and echoes every connection, for the rest of the checker's life.
+async fn listen_answer(port: &str) -> String {
+    let Ok(port) = port.parse::<u16>() else {
+        return "ERR usage: LISTEN PORT".into();
+    };
+    match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => {
+            tokio::spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(echo(s));
+                }
+            });
+            format!("OK {}", std::process::id())
+        }
+        Err(e) => format!("ERR {e}"),
+    }
+}
+
 /// Serves one host connection; returns true when the host asked to power off.
 async fn serve(stream: VsockStream) -> io::Result<bool> {
     let (rd, mut wr) = tokio::io::split(stream);
@@ -180,6 +214,7 @@ async fn serve(stream: VsockStream) -> io::Result<bool> {
             ["INSMOD", file] => insmod_answer(file),
             ["GREP", file, text @ ..] if !text.is_empty() => grep_answer(file, &text.join(" ")),
             ["MODULES"] => modules_answer(),
+            ["LISTEN", port] => listen_answer(port).await,
             ["POWEROFF"] => {
                 wr.write_all(b"OK bye\n").await?;
                 wr.flush().await?;
@@ -202,7 +237,13 @@ async fn main() -> io::Result<()> {
         std::process::exit(2);
     }
     let listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, PORT))?;
-    eprintln!("vmtest-guest: listening on vsock port {PORT}");
+    let echo_listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, ECHO_PORT))?;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = echo_listener.accept().await {
+            tokio::spawn(echo(s));
+        }
+    });
+    eprintln!("vmtest-guest: listening on vsock ports {PORT} and {ECHO_PORT} (echo)");
     loop {
         let (stream, peer) = listener.accept().await?;
         eprintln!("vmtest-guest: connection from {peer:?}");
