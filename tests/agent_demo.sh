@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Demo of issue 4: start an agent on a Unix socket in a temporary directory, deliver a token and
-# secrets with codespace-agentctl, land them with a `resume`, then show the environment file, a
-# command run with it, and git credential answers in and out of the token's scope.
+# The agent end to end on this machine: start it on a Unix socket in a temporary directory, deliver
+# a token and sealed secrets with codespace-agentctl, show the environment file, a command run with
+# it and git credential answers in and out of the token's scope; then (as root: the sandbox needs
+# cgroups) run a repository's lifecycle commands in the sandbox with redacted output, and reach the
+# dev server they started through the agent's port forwarder with a signed grant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p codespace-agent --bin codespace-agent --bin codespace-agentctl
 BIN=target/release
 DIR="$(mktemp -d)"
-AGENT_PID=""
-cleanup() { [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"; }
+AGENT_PID=""; FWD_PID=""; SERVER_PID=""
+# Stops what this script started, by PID: the agent, the forwarder and the dev server that the
+# postStartCommand left running (on purpose: it outlives a successful run, as in a codespace).
+cleanup() {
+    for pid in $FWD_PID $SERVER_PID $AGENT_PID; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null; rm -rf "$DIR"
+}
 trap cleanup EXIT
 
 head -c 32 /dev/urandom > "$DIR/key"
@@ -29,8 +36,8 @@ step "codespace-agentctl secrets put   (sealed here to the agent's key; LD_PRELO
 ctl secrets put --file "$DIR/secrets.json"
 step "codespace-agentctl status   (secrets are pending until create/resume)"
 ctl status | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({k: d[k] for k in ("secrets","pending_secrets","token")}, indent=2))'
-step "codespace-agentctl session create --owner octocat --repository octo/app"
-ctl session create --owner octocat --repository octo/app
+step "codespace-agentctl session create --owner octocat --repository octo/app --creator-access write"
+ctl session create --owner octocat --repository octo/app --creator-access write
 step "cat \$STATE/env/environment"; cat "$DIR/state/env/environment"
 step "codespace-agent exec -- sh -c 'echo \$DB_PASSWORD'"
 "$BIN/codespace-agent" exec --state-dir "$DIR/state" -- sh -c 'echo "$DB_PASSWORD"'
@@ -39,3 +46,39 @@ printf 'protocol=https\nhost=github.com\npath=octo/app.git\n\n' | "$BIN/codespac
 step "git credential for octo/other (out of scope: no answer)"
 printf 'protocol=https\nhost=github.com\npath=octo/other.git\n\n' | "$BIN/codespace-agent" git-credential --state-dir "$DIR/state" get
 echo "(empty)"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo; echo "(lifecycle and ports part skipped: the sandbox needs root; run as root to see it)"
+    exit 0
+fi
+# Lifecycle commands in the sandbox: the repository's postCreateCommand sees the secrets (trusted:
+# the creator can write), its output is redacted; postStartCommand leaves a dev server running.
+WS="$DIR/workspace"; mkdir -p "$WS/.devcontainer"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$WS/.devcontainer/devcontainer.json" <<JSON
+{
+  // JSONC: comments are fine
+  "image": "mcr.microsoft.com/devcontainers/base:debian",
+  "postCreateCommand": {
+    "greet": "echo hello from postCreateCommand as \$(id -un)",
+    "leak": ["sh", "-c", "echo trying to print NPM_TOKEN=\$NPM_TOKEN"]
+  },
+  "postStartCommand": "nohup python3 -m http.server --bind 127.0.0.1 $PORT >/dev/null 2>&1 &"
+}
+JSON
+step "codespace-agentctl lifecycle run --phase create   (secret values come out [redacted])"
+ctl lifecycle run --devcontainer "$WS/.devcontainer/devcontainer.json" --workspace "$WS" --phase create
+step "codespace-agentctl lifecycle run --phase start   (a dev server on 127.0.0.1:$PORT)"
+ctl lifecycle run --devcontainer "$WS/.devcontainer/devcontainer.json" --workspace "$WS" --phase start
+sleep 1
+step "codespace-agentctl ports list   (detected, private by default)"
+ctl ports list | tee "$DIR/ports.json"
+SERVER_PID=$(python3 -c 'import json,sys; print(next(l["pid"] for p in json.load(open(sys.argv[1]))["ports"] if p["port"]==int(sys.argv[2]) for l in p["listeners"]))' "$DIR/ports.json" "$PORT")
+step "codespace-agentctl ports forward $PORT --as octocat   (the owner may; a grant signed with the host's key)"
+"$BIN/codespace-agentctl" --connect "unix:$DIR/agent.sock" --key-file "$DIR/key" \
+    ports forward "$PORT" --listen 127.0.0.1:0 --as octocat > "$DIR/forward.out" 2> "$DIR/forward.err" &
+FWD_PID=$!
+for _ in $(seq 50); do grep -q listening "$DIR/forward.out" 2>/dev/null && break; sleep 0.1; done
+cat "$DIR/forward.out"
+LOCAL=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["listening"])' "$DIR/forward.out")
+python3 -c 'import sys,urllib.request; r=urllib.request.urlopen("http://"+sys.argv[1]+"/", timeout=5); print("GET http://%s/ through the agent: HTTP %d" % (sys.argv[1], r.status))' "$LOCAL"
