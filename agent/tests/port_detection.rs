@@ -13,6 +13,11 @@ use codespace_agent::guest::detect::{
 };
 use serde_json::{json, Map};
 
+/// The tests of this file take turns: a test that spawns the agent forks this process, and until
+/// the child execs it holds copies of every socket, so a concurrent scan could rightly name the
+/// fork as a listener's owner (seen in CI).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Three listeners: loopback v4, loopback v6, all interfaces v4.
 fn listeners() -> Vec<TcpListener> {
     ["127.0.0.1:0", "[::1]:0", "0.0.0.0:0"]
@@ -40,6 +45,7 @@ fn opts(method: Method) -> DetectOptions {
 
 #[test]
 fn scan_finds_listeners_with_scope_and_owner_by_both_methods() {
+    let _turn = SERIAL.blocking_lock();
     let ls = listeners();
     let me = std::process::id();
     for method in [Method::SockDiag, Method::ProcNet] {
@@ -89,6 +95,7 @@ async fn next_change(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_reports_opened_then_closed_for_both_methods() {
+    let _turn = SERIAL.lock().await;
     for method in [Method::SockDiag, Method::ProcNet] {
         let (events, _keep) = tokio::sync::broadcast::channel(1024);
         let (w, mut rx) = PortWatcher::spawn(&opts(method), events);
@@ -127,6 +134,7 @@ async fn watcher_reports_opened_then_closed_for_both_methods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_pushes_port_events_and_reports_detection_in_status() {
+    let _turn = SERIAL.lock().await;
     let agent = support::Agent::start(r#""detect": {"poll_interval_ms": 50}"#);
     let client = agent.client().await;
     let st = client
@@ -208,6 +216,7 @@ async fn the_agent_pushes_port_events_and_reports_detection_in_status() {
 /// The firewall is a second layer: an agent whose `nft` cannot run still serves, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_without_nft_starts_and_reports_the_firewall_error() {
+    let _turn = SERIAL.lock().await;
     let agent =
         support::Agent::start(r#""firewall": {"enabled": true, "nft": "/nonexistent/nft"}"#);
     let client = agent.client().await;
