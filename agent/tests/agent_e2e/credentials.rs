@@ -3,27 +3,10 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
-use crate::support::{json_out, Agent, SCOPE};
+use crate::support::{json_out, rfc3339_in, Agent};
 
 fn deliver_token(agent: &Agent) {
-    let tok = agent.write("tok", "ghs_broker_token");
-    let scope = agent.write("scope.json", SCOPE);
-    let exp = (OffsetDateTime::now_utc() + time::Duration::hours(8))
-        .format(&Rfc3339)
-        .unwrap();
-    json_out(&agent.ctl(&[
-        "token",
-        "put",
-        "--token-file",
-        tok.to_str().unwrap(),
-        "--expires-at",
-        &exp,
-        "--scope-file",
-        scope.to_str().unwrap(),
-    ]));
+    json_out(&agent.put_token("ghs_broker_token", &rfc3339_in(8 * 3600)));
 }
 
 /// Runs `codespace-agent git-credential get` with git's request lines on stdin.

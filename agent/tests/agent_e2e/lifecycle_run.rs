@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{json_out, stderr, stdout, Agent};
+use crate::support::{json_out, rfc3339_in, stderr, stdout, Agent};
 
 /// The semantics tests run without the sandbox (they run as whoever runs the tests, in
 /// private temporary directories); `sandboxed_*` tests below use the real sandbox.
@@ -348,21 +348,7 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     let secrets = agent.write("s.json", r#"{"API_KEY": "sandboxed-s3cret-value"}"#);
     json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
     json_out(&agent.ctl(&["session", "create", "--repository", "octo/app"]));
-    let tok = agent.write("tok", "ghs_sandboxed_token_value\n");
-    let scope = agent.write("scope.json", crate::support::SCOPE);
-    let expires = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    json_out(&agent.ctl(&[
-        "token",
-        "put",
-        "--token-file",
-        tok.to_str().unwrap(),
-        "--expires-at",
-        &expires,
-        "--scope-file",
-        scope.to_str().unwrap(),
-    ]));
+    json_out(&agent.put_token("ghs_sandboxed_token_value\n", &rfc3339_in(3600)));
     // A workspace the unprivileged run user can enter.
     let ws_dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;

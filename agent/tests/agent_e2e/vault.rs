@@ -2,16 +2,7 @@
 
 use std::time::Duration;
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
-use crate::support::{json_out, stderr, Agent, SCOPE};
-
-fn in_secs(s: i64) -> String {
-    (OffsetDateTime::now_utc() + time::Duration::seconds(s))
-        .format(&Rfc3339)
-        .unwrap()
-}
+use crate::support::{json_out, rfc3339_in, stderr, Agent};
 
 #[test]
 fn secrets_are_pending_until_resume_then_land_in_the_environment() {
@@ -114,21 +105,8 @@ fn session_create_records_the_codespace_identity() {
 #[test]
 fn token_put_exports_and_invalid_deliveries_are_refused() {
     let agent = Agent::start("");
-    let tok = agent.write("tok", "ghs_integration_token\n");
-    let scope = agent.write("scope.json", SCOPE);
-    let args = |exp: &str| {
-        agent.ctl(&[
-            "token",
-            "put",
-            "--token-file",
-            tok.to_str().unwrap(),
-            "--expires-at",
-            exp,
-            "--scope-file",
-            scope.to_str().unwrap(),
-        ])
-    };
-    let r = json_out(&args(&in_secs(3600)));
+    let args = |exp: &str| agent.put_token("ghs_integration_token\n", exp);
+    let r = json_out(&args(&rfc3339_in(3600)));
     assert_eq!(r["host"], "github.com");
     let env = std::fs::read_to_string(agent.env_file()).unwrap();
     assert!(
@@ -136,7 +114,7 @@ fn token_put_exports_and_invalid_deliveries_are_refused() {
         "{env}"
     );
     // Already expired: the agent refuses with invalid_argument (exit 1).
-    let out = args(&in_secs(-10));
+    let out = args(&rfc3339_in(-10));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("invalid_argument"),
@@ -155,18 +133,7 @@ fn token_put_exports_and_invalid_deliveries_are_refused() {
 async fn token_expiry_pushes_events_and_wipes_the_token() {
     let agent = Agent::start(r#""token": {"expiry_lead_s": 2}"#);
     let client = agent.client().await;
-    let tok = agent.write("tok", "ghs_short_lived");
-    let scope = agent.write("scope.json", SCOPE);
-    let out = agent.ctl(&[
-        "token",
-        "put",
-        "--token-file",
-        tok.to_str().unwrap(),
-        "--expires-at",
-        &in_secs(3),
-        "--scope-file",
-        scope.to_str().unwrap(),
-    ]);
+    let out = agent.put_token("ghs_short_lived", &rfc3339_in(3));
     json_out(&out);
     assert!(std::fs::read_to_string(agent.env_file())
         .unwrap()

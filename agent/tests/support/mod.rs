@@ -107,6 +107,23 @@ impl Agent {
         p
     }
 
+    /// Delivers `token` with `codespace-agentctl token put`, scoped to [`SCOPE`], expiring at
+    /// `expires_at` (RFC 3339, see [`rfc3339_in`]; anything else is passed on as written).
+    pub fn put_token(&self, token: &str, expires_at: &str) -> Output {
+        let tok = self.write("tok", token);
+        let scope = self.write("scope.json", SCOPE);
+        self.ctl(&[
+            "token",
+            "put",
+            "--token-file",
+            tok.to_str().unwrap(),
+            "--expires-at",
+            expires_at,
+            "--scope-file",
+            scope.to_str().unwrap(),
+        ])
+    }
+
     /// Runs `codespace-agentctl --connect ADDR --key-file KEY ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Output {
         self.ctl_with_key(&self.key_file(), args)
@@ -173,6 +190,13 @@ impl Drop for Agent {
             let _ = c.wait();
         }
     }
+}
+
+/// The time `secs` seconds from now (negative: in the past) in RFC 3339, as `token put` wants.
+pub fn rfc3339_in(secs: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
