@@ -299,14 +299,17 @@ timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
     < /dev/null > "$W/qemu.log" 2>&1 &
 QPID=$!
 
-ctl() { "$CTL" --connect "hybrid:$W/vm.vsock:1023" --key-file "$W/key" "$@"; }
+# Background jobs run the command itself, not through `ctl`: `ctl ... &` would fork a subshell,
+# and the cleanup trap would kill that subshell by PID while its codespace-agentctl lived on.
+CTL_CMD=("$CTL" --connect "hybrid:$W/vm.vsock:1023" --key-file "$W/key")
+ctl() { "${CTL_CMD[@]}" "$@"; }
 ask() { python3 "$REPO/tests/vm/host.py" ask "$W/vm.vsock" 5000 "$@"; }
 hmp() { python3 "$REPO/tests/vm/host.py" hmp "$W/mon.sock" "$1"; }
 sha() { python3 "$REPO/tests/vm/host.py" sha256 "$1"; }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # Wait for the agent's first answer, but give up at once if QEMU is gone (bad kernel, panic).
-ctl --connect-timeout "$BOOT_TIMEOUT" status > "$W/status0.json" 2> "$W/status0.err" &
+"${CTL_CMD[@]}" --connect-timeout "$BOOT_TIMEOUT" status > "$W/status0.json" 2> "$W/status0.err" &
 BGPID=$!
 while kill -0 "$BGPID" 2>/dev/null; do
     if ! kill -0 "$QPID" 2>/dev/null; then
@@ -378,7 +381,7 @@ check "an agent whose allowed_cids excludes the host refuses CID 2 (and logs why
 # 4. suspend / resume with the QEMU monitor. The host side does not dial while the VM is paused:
 # with vhost-device-vsock 0.3.0 a CONNECT that arrives during `stop` is never delivered after
 # `cont`, and later connections hang behind it (see tests/vm/README.md).
-ctl events > "$W/events.out" 2> "$W/events.err" &
+"${CTL_CMD[@]}" events > "$W/events.out" 2> "$W/events.err" &
 EVPID=$!
 heartbeats() { grep -c '"heartbeat"' "$W/events.out" || true; }
 suspend_resume() {
@@ -426,7 +429,7 @@ check "the host still gets through afterwards" ctl ping
 T_PORTS=$(date +%s%N)
 DEV_PORT=8123
 DEV_PID=
-ctl events > "$W/pevents.out" 2> "$W/pevents.err" &
+"${CTL_CMD[@]}" events > "$W/pevents.out" 2> "$W/pevents.err" &
 EVPID=$!
 events_ready() { # the subscription is live once its first heartbeat (every 2 s) arrives
     for _ in $(seq 100); do grep -q '"heartbeat"' "$W/pevents.out" && return 0; sleep 0.1; done
@@ -475,7 +478,7 @@ check "ports list: $DEV_PORT private, its listener with pid and process" ports_l
 head -c 48 /dev/urandom > "$W/grant.key"
 start_forward() { # PID_VAR ADDR_VAR NAME LOGIN: `ports forward` on 127.0.0.1:0 (not a subshell:
     # the PID must reach the cleanup trap)
-    "$CTL" --connect "hybrid:$W/vm.vsock:1023" --key-file "$W/key" ports forward "$DEV_PORT" \
+    "${CTL_CMD[@]}" ports forward "$DEV_PORT" \
         --listen 127.0.0.1:0 --as "$4" --orgs octo --grant-key-file "$W/grant.key" \
         > "$W/$3.out" 2> "$W/$3.err" &
     printf -v "$1" %s $!
