@@ -74,17 +74,23 @@ def agent_connect(path, key):
     return s
 
 
+def agent_request(s, request):
+    """Sends one request (a dict with its `id`) and waits for the response with that id,
+    skipping events. Returns (nanoseconds from send to response, response)."""
+    req = json.dumps(request).encode()
+    t0 = time.perf_counter_ns()
+    send_frame(s, req)
+    while True:
+        r = json.loads(recv_frame(s))
+        if r.get("id") == request["id"]:
+            return time.perf_counter_ns() - t0, r
+
+
 def agent_pings(s, n):
     out = []
     for i in range(1, n + 1):
-        req = json.dumps({"id": i, "type": "ping"}).encode()
-        t0 = time.perf_counter_ns()
-        send_frame(s, req)
-        while True:
-            r = json.loads(recv_frame(s))
-            if r.get("id") == i:
-                break
-        out.append(time.perf_counter_ns() - t0)
+        ns, r = agent_request(s, {"id": i, "type": "ping"})
+        out.append(ns)
         assert r.get("ok", {}).get("pong") is True, r
     return out
 

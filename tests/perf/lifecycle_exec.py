@@ -18,22 +18,16 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_client import agent_connect, recv_frame, send_frame, summary, wait_ready  # noqa: E402
+from bench_client import agent_connect, agent_request, summary, wait_ready  # noqa: E402
 
 
 def agent_runs(s, workspace, access, n, first_id):
     out = []
     for i in range(first_id, first_id + n):
-        req = json.dumps({"id": i, "type": "lifecycle_run", "phase": "attach",
-                          "workspace": workspace, "devcontainer": ".devcontainer.json",
-                          "repository": "octo/app", "creator_access": access}).encode()
-        t0 = time.perf_counter_ns()
-        send_frame(s, req)
-        while True:
-            r = json.loads(recv_frame(s))
-            if r.get("id") == i:
-                break
-        out.append(time.perf_counter_ns() - t0)
+        ns, r = agent_request(s, {"id": i, "type": "lifecycle_run", "phase": "attach",
+                                  "workspace": workspace, "devcontainer": ".devcontainer.json",
+                                  "repository": "octo/app", "creator_access": access})
+        out.append(ns)
         ok = r.get("ok")
         assert ok and ok["status"] == "succeeded", r
     return out, ok
