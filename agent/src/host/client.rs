@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
-use super::dial::{hybrid_connect, Backoff, ConnectAddr, HybridError};
+use super::dial::{Backoff, ConnectAddr, HybridError};
 use crate::wire::handshake::host_start;
 use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
 use crate::wire::message::ErrorFrame;
@@ -168,32 +168,7 @@ impl Drop for Client {
 }
 
 async fn dial(addr: &ConnectAddr, timeout: Duration) -> Result<Box<dyn Io>, ClientError> {
-    let name = addr.to_string();
-    let conn = |source| ClientError::Connect {
-        addr: name.clone(),
-        source,
-    };
-    match addr {
-        ConnectAddr::Unix(p) => Ok(Box::new(
-            tokio::net::UnixStream::connect(p).await.map_err(conn)?,
-        )),
-        ConnectAddr::Hybrid { path, port } => {
-            let mut s = tokio::net::UnixStream::connect(path).await.map_err(conn)?;
-            hybrid_connect(&mut s, *port, timeout)
-                .await
-                .map_err(|source| ClientError::Hybrid {
-                    addr: name.clone(),
-                    source,
-                })?;
-            Ok(Box::new(s))
-        }
-        ConnectAddr::Vsock { cid, port } => {
-            let s = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port))
-                .await
-                .map_err(conn)?;
-            Ok(Box::new(s))
-        }
-    }
+    Ok(Box::new(super::forward::dial(addr, timeout).await?))
 }
 
 impl Client {

@@ -156,18 +156,21 @@ impl AsyncWrite for ForwardStream {
     }
 }
 
-async fn dial(addr: &ConnectAddr, timeout: Duration) -> Result<ForwardStream, ClientError> {
+/// Opens a transport stream to the agent (Unix, hybrid vsock or vsock); the control client
+/// ([`super::client`]) dials the same way.
+pub(crate) async fn dial(
+    addr: &ConnectAddr,
+    timeout: Duration,
+) -> Result<ForwardStream, ClientError> {
     let name = addr.to_string();
     let conn = |source| ClientError::Connect {
         addr: name.clone(),
         source,
     };
     match addr {
-        ConnectAddr::Unix(p) => {
-            let s = UnixStream::connect(p).await.map_err(conn)?;
-            widen_unix_send_buffer(s.as_fd());
-            Ok(ForwardStream::Unix(s))
-        }
+        ConnectAddr::Unix(p) => Ok(ForwardStream::Unix(
+            UnixStream::connect(p).await.map_err(conn)?,
+        )),
         ConnectAddr::Hybrid { path, port } => {
             let mut s = UnixStream::connect(path).await.map_err(conn)?;
             hybrid_connect(&mut s, *port, timeout)
@@ -196,6 +199,10 @@ pub async fn open(
     let name = opts.addr.to_string();
     let attempt = async {
         let mut stream = dial(&opts.addr, opts.attempt_timeout).await?;
+        if let (ConnectAddr::Unix(_), ForwardStream::Unix(s)) = (&opts.addr, &stream) {
+            // Bulk data: a wider send buffer lets each wakeup move more (tests/perf/README.md).
+            widen_unix_send_buffer(s.as_fd());
+        }
         let accepted = handshake(&mut stream, opts, port, grant, &name).await?;
         Ok((stream, accepted))
     };
