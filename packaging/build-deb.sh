@@ -27,14 +27,18 @@ done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$repo"
+# The shipped binaries are static-pie builds in target/TRIPLE/release (packaging/build.sh says why).
 if [ "$build" = 1 ]; then
-    cargo build --release -q -p codespace-agent --bin codespace-agent --bin codespace-agentctl
+    bin_dir=$("$here/build.sh" | tail -1)
+else
+    bin_dir="$repo/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 fi
+triple=$(basename "$(dirname "$bin_dir")")
 
 # --no-strip: the release profile already drops debuginfo; byte-identical binaries make the .deb and
 # install.sh installs identical (packaging/test.sh compares them).
 if [ "$tool" = auto ] && cargo deb --version >/dev/null 2>&1; then
-    cargo deb -q -p codespace-agent --no-build --no-strip --output "$out" | tail -1
+    cargo deb -q -p codespace-agent --no-build --no-strip --target "$triple" --output "$out" | tail -1
     exit 0
 fi
 
@@ -53,7 +57,7 @@ chmod 0755 "$stage"
 trap 'rm -rf "$stage"' EXIT
 codespace_assets "$toml" | while read -r src dest mode; do
     case "$src" in
-    target/release/*) f="$src" ;; # cargo-deb maps these to the workspace's target directory
+    target/release/*) f="$bin_dir/${src#target/release/}" ;; # as cargo-deb --target maps them
     *) f="agent/$src" ;;
     esac
     install -D -m "$mode" "$f" "$stage/$dest"
@@ -63,9 +67,14 @@ printf 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.
     "$name" "$(sed -n 's/^repository = "\(.*\)"$/\1/p' Cargo.toml)" "$(meta copyright)" \
     "$(sed -n 's/^license = "\(.*\)"$/\1/p' Cargo.toml)" > "$stage/usr/share/doc/$name/copyright"
 chmod 0644 "$stage/usr/share/doc/$name/copyright"
-# Depends: $auto -> libc6 (>= highest GLIBC_x.y the binaries need)
-glibc=$(objdump -T "$stage"/usr/bin/* | sed -n 's/.*GLIBC_\([0-9][0-9.]*\).*/\1/p' | sort -uV | tail -1)
-depends=$(meta depends | sed "s/\\\$auto/libc6 (>= $glibc)/")
+# Depends: $auto -> libc6 (>= highest GLIBC_x.y the binaries need); static binaries need none, and
+# then $auto contributes nothing, as with cargo-deb (dpkg-shlibdeps finds no shared library).
+glibc=$(objdump -T "$stage"/usr/bin/* 2>/dev/null | sed -n 's/.*GLIBC_\([0-9][0-9.]*\).*/\1/p' | sort -uV | tail -1)
+if [ -n "$glibc" ]; then
+    depends=$(meta depends | sed "s/\\\$auto/libc6 (>= $glibc)/")
+else
+    depends=$(meta depends | sed 's/\$auto, *//; s/, *\$auto//; s/^\$auto$//')
+fi
 mkdir -p "$stage/DEBIAN"
 for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$stage/DEBIAN/$s"; done
 (cd "$stage" && find etc -type f | sed 's|^|/|' | sort) > "$stage/DEBIAN/conffiles"

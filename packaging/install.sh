@@ -1,7 +1,7 @@
 #!/bin/sh
 # install.sh — install codespace-agent into an image root without Debian packages.
 #
-#   packaging/install.sh --root /mnt/image [--bin-dir target/release]
+#   packaging/install.sh --root /mnt/image [--bin-dir DIR]
 #
 # Installs exactly the .deb's file set (read from [package.metadata.deb] in agent/Cargo.toml),
 # enables the unit the way `systemctl enable` would (the WantedBy= symlink under ROOT), and adds
@@ -12,14 +12,15 @@ set -eu
 usage() {
     echo "usage: $0 --root DIR [--bin-dir DIR]" >&2
     echo "  --root DIR     the image's root file system (required; may be / on the image itself)" >&2
-    echo "  --bin-dir DIR  where codespace-agent and codespace-agentctl were built (default: target/release)" >&2
+    echo "  --bin-dir DIR  where codespace-agent and codespace-agentctl were built" >&2
+    echo "                 (default: target/TRIPLE/release, where packaging/build.sh puts the shipped static builds)" >&2
     exit 2
 }
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 root=""
-bin_dir="$repo/target/release"
+bin_dir="$repo/target/$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')/release"
 while [ $# -gt 0 ]; do
     case "$1" in
     --root) [ $# -ge 2 ] || usage; root=$2; shift 2 ;;
@@ -43,7 +44,7 @@ echo "$assets" | while read -r src dest mode; do
     target/release/*) f="$bin_dir/${src#target/release/}" ;;
     *) f="$repo/agent/$src" ;;
     esac
-    [ -f "$f" ] || { echo "install.sh: $f is missing (build with: cargo build --release -p codespace-agent)" >&2; exit 1; }
+    [ -f "$f" ] || { echo "install.sh: $f is missing (build with: packaging/build.sh)" >&2; exit 1; }
 done
 
 echo "$assets" | while read -r src dest mode; do

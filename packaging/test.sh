@@ -39,14 +39,14 @@ bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
 UNIT=codespace-agent.service
 WANTS=etc/systemd/system/multi-user.target.wants/$UNIT
 
-cargo build --release -q -p codespace-agent --bin codespace-agent --bin codespace-agentctl
+BIN_DIR=$(packaging/build.sh | tail -1)   # the static builds the package ships
 
 # ---- 1. systemd-analyze verify
 verify() { # UNIT_FILE -> output of verify in a temp root (empty output and rc 0 = clean)
     local r="$T/verify-root"
     rm -rf "$r"; mkdir -p "$r/usr/bin" "$r/usr/lib/systemd"
     cp -a /usr/lib/systemd/system "$r/usr/lib/systemd/"
-    cp target/release/codespace-agent "$r/usr/bin/codespace-agent"
+    cp "$BIN_DIR/codespace-agent" "$r/usr/bin/codespace-agent"
     cp "$1" "$r/usr/lib/systemd/system/$UNIT"
     systemd-analyze verify --root="$r" "$UNIT" 2>&1 || echo "(exit status $?)"
 }
@@ -104,6 +104,14 @@ if grep -qE '(start|restart)( |$)' "$R/started.log" 2>/dev/null; then
 else
     ok "postinst did not start the agent in a chroot"
 fi
+# the shipped binaries are static: they run in the clean root, and need no shared library at all
+for b in codespace-agent codespace-agentctl; do
+    if v=$(chroot "$R" /usr/bin/$b --version 2>&1) && ! readelf -l "$R/usr/bin/$b" | grep -q INTERP; then
+        ok "static /usr/bin/$b runs in the clean root ($v)"
+    else
+        bad "/usr/bin/$b does not run in the clean root or is dynamically linked: $v"
+    fi
+done
 grep -qxF $'\thelper = !/usr/bin/codespace-agent git-credential' "$R/etc/gitconfig" \
     && grep -qxF $'\tuseHttpPath = true' "$R/etc/gitconfig" \
     && ok "git credential helper with useHttpPath in /etc/gitconfig" || bad "gitconfig block missing"

@@ -2,6 +2,10 @@
 # Benchmark: codespace-agent vs qemu-ga (Debian package qemu-guest-agent) in the same run, both on
 # Unix sockets: ping round trip (median), idle resident memory, time from exec to listening.
 # Usage: tests/perf/agent_vs_qemu_ga.sh [PINGS] [RUNS]   (defaults 2000 pings x 3 runs)
+#        PIN=CPU tests/perf/agent_vs_qemu_ga.sh ...      every process (agents and clients) on one CPU
+# On a VM, a round trip between processes on two vCPUs costs a cross-vCPU wake-up (an IPI through
+# the hypervisor, tens of microseconds when the other vCPU is halted); PIN=0 takes that out, so
+# the ratio shows the agents' own cost per request. Both agents always run under the same setting.
 # Results: a Markdown table on stdout and raw numbers in tests/perf/out/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,10 +20,12 @@ if ! command -v qemu-ga >/dev/null 2>&1 && [ ! -x /usr/sbin/qemu-ga ]; then
 fi
 QGA="$(command -v qemu-ga || echo /usr/sbin/qemu-ga)"
 
-cargo build --release -q -p codespace-agent --bin codespace-agent --example ping_bench
+# The agent as it ships (packaging/build.sh: static-pie release build); the client a normal build.
+AGENT="$(packaging/build.sh | tail -1)/codespace-agent"
+cargo build --release -q -p codespace-agent --example ping_bench
 mkdir -p tests/perf/out
-echo "qemu-ga: $("$QGA" --version | head -1); codespace-agent: $(target/release/codespace-agent --version)"
-echo "machine: $(nproc) CPUs, $(uname -r)"
-python3 tests/perf/bench_client.py --agent target/release/codespace-agent --qga "$QGA" \
+echo "qemu-ga: $("$QGA" --version | head -1); codespace-agent: $("$AGENT" --version) ($AGENT)"
+echo "machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)${PIN:+, all pinned to CPU $PIN}"
+${PIN:+taskset -c "$PIN"} python3 tests/perf/bench_client.py --agent "$AGENT" --qga "$QGA" \
     --pings "$PINGS" --runs "$RUNS" --json tests/perf/out/results.json \
     --rust-client target/release/examples/ping_bench

@@ -53,7 +53,6 @@ FWD_MIB=${FWD_MIB:-64}
 FWD_RUNS=${FWD_RUNS:-3}
 VDV_VERSION=0.3.0
 GUEST_CID=3
-TARGET=x86_64-unknown-linux-gnu
 MARKER=codespace.vmtest=1
 
 T_START=$(date +%s%N)
@@ -132,13 +131,11 @@ case "$("$VDV" --help 2>&1 || true)" in
 esac
 
 # ------------------------------------------------------------------ builds
-log "building the static agent + vmtest-guest, and codespace-agentctl"
-(cd "$REPO" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release --target "$TARGET" \
-    -p codespace-agent --bin codespace-agent --example vmtest-guest)
-(cd "$REPO" && cargo build -q --release -p codespace-agent --bin codespace-agentctl)
-AGENT="$REPO/target/$TARGET/release/codespace-agent"
-GUEST="$REPO/target/$TARGET/release/examples/vmtest-guest"
-CTL="$REPO/target/release/codespace-agentctl"
+log "building the shipped static agent and codespace-agentctl (packaging/build.sh) + vmtest-guest"
+BIN_DIR=$("$REPO/packaging/build.sh" --example vmtest-guest | tail -1)
+AGENT="$BIN_DIR/codespace-agent"
+GUEST="$BIN_DIR/examples/vmtest-guest"
+CTL="$BIN_DIR/codespace-agentctl"
 for b in "$AGENT" "$GUEST"; do
     # static glibc: no program interpreter, so it runs in an initramfs without a libc
     readelf -l "$b" | grep -q INTERP && die "$b is dynamically linked"
