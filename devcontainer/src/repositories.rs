@@ -10,19 +10,29 @@
 //!
 //! Parsing is strict because this object widens a token: keys are `owner/name` or `owner/*`
 //! (the wildcard only in the repository part), values are `{"permissions": "read-all" |
-//! "write-all"}` or `{"permissions": {<permission>: <level>}}` with the twelve permission names
-//! below, and each permission only at the levels GitHub grants for it (`packages` read only,
-//! `workflows` write only). Anything else is an error, never silently dropped.
+//! "write-all"}` or `{"permissions": {<permission>: <level>}}` with the twelve requestable
+//! permission names below, and each permission only at the levels GitHub grants for it (`packages`
+//! read only, `workflows` write only). Anything else is an error, never silently dropped.
+//!
+//! [`Permission`] and [`Level`] are also the token's permission table: `codespace-policy` computes
+//! the token scope in these types (adding `metadata`, which every token carries and no
+//! devcontainer.json can ask for), so the names and the levels each permission exists at are
+//! written down once, here.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{located, ErrorSink, ModelErrorKind};
 use crate::node::Node;
 use crate::span::Located;
 
-/// A permission a repository entry may request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A repository permission of a GitHub token (GitHub App permission names), in name order — the
+/// order is the `Ord` that sorts permission maps. All but [`Permission::Metadata`] may be requested
+/// by a repository entry ([`Permission::requestable`]). Serialized as the JSON name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Permission {
     /// `actions`
@@ -37,6 +47,8 @@ pub enum Permission {
     Discussions,
     /// `issues`
     Issues,
+    /// `metadata` (read only; comes with every token, not requestable)
+    Metadata,
     /// `packages` (read only)
     Packages,
     /// `pages`
@@ -51,9 +63,11 @@ pub enum Permission {
     Workflows,
 }
 
-/// Access level of one permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
+/// Access level of one permission; `Write` includes `Read`. Serialized as `"read"` / `"write"`.
+/// Exhaustive on purpose: GitHub repository permissions have exactly these two levels, and code
+/// that ranks them (`write` ⊇ `read`) should not have to invent a third.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     /// `read`
     Read,
@@ -62,14 +76,15 @@ pub enum Level {
 }
 
 impl Permission {
-    /// All twelve permissions, in name order.
-    pub const ALL: [Self; 12] = [
+    /// Every permission, in name order.
+    pub const ALL: [Self; 13] = [
         Self::Actions,
         Self::Checks,
         Self::Contents,
         Self::Deployments,
         Self::Discussions,
         Self::Issues,
+        Self::Metadata,
         Self::Packages,
         Self::Pages,
         Self::PullRequests,
@@ -77,6 +92,12 @@ impl Permission {
         Self::Statuses,
         Self::Workflows,
     ];
+
+    /// Whether a devcontainer.json may request it (every permission but `metadata`).
+    #[must_use]
+    pub const fn requestable(self) -> bool {
+        !matches!(self, Self::Metadata)
+    }
 
     /// The JSON name (`"pull_requests"`).
     #[must_use]
@@ -88,6 +109,7 @@ impl Permission {
             Self::Deployments => "deployments",
             Self::Discussions => "discussions",
             Self::Issues => "issues",
+            Self::Metadata => "metadata",
             Self::Packages => "packages",
             Self::Pages => "pages",
             Self::PullRequests => "pull_requests",
@@ -97,19 +119,37 @@ impl Permission {
         }
     }
 
-    /// Parse a JSON name (exact, case-sensitive as in the schema).
+    /// Parse a JSON name (exact, case-sensitive as in the schema); `metadata` included, so a
+    /// caller parsing a request also checks [`Permission::requestable`].
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.name() == name)
     }
 
-    /// The levels this permission may be requested at.
+    /// The levels this permission exists at (`packages` and `metadata` read only, `workflows`
+    /// write only, the others both).
     #[must_use]
     pub const fn allowed_levels(self) -> &'static [Level] {
         match self {
-            Self::Packages => &[Level::Read],
+            Self::Packages | Self::Metadata => &[Level::Read],
             Self::Workflows => &[Level::Write],
             _ => &[Level::Read, Level::Write],
+        }
+    }
+
+    /// Whether the permission exists at `level`.
+    #[must_use]
+    pub fn supports(self, level: Level) -> bool {
+        self.allowed_levels().contains(&level)
+    }
+
+    /// The highest level the permission exists at.
+    #[must_use]
+    pub fn max_level(self) -> Level {
+        if self.supports(Level::Write) {
+            Level::Write
+        } else {
+            Level::Read
         }
     }
 }
@@ -372,7 +412,7 @@ fn parse_entry(entry: &Node, errors: &mut ErrorSink) -> Option<Located<Repositor
     let before = errors.len();
     let mut map = BTreeMap::new();
     for m in perms.effective_members() {
-        let Some(permission) = Permission::from_name(&m.key) else {
+        let Some(permission) = Permission::from_name(&m.key).filter(|p| p.requestable()) else {
             errors.push(
                 &m.value,
                 ModelErrorKind::Repository(RepositoryError::UnknownPermission {
@@ -451,8 +491,33 @@ mod tests {
     fn every_permission_name_round_trips() {
         for p in Permission::ALL {
             assert_eq!(Permission::from_name(p.name()), Some(p));
+            assert_eq!(serde_json::to_value(p).unwrap(), json!(p.name()));
+            for level in p.allowed_levels() {
+                assert!(p.supports(*level));
+            }
+            assert!(p.supports(p.max_level()));
         }
         assert_eq!(Permission::from_name("Contents"), None);
+        assert_eq!(
+            Permission::ALL.iter().filter(|p| p.requestable()).count(),
+            12
+        );
+        assert_eq!(serde_json::to_value(Level::Write).unwrap(), json!("write"));
+    }
+
+    #[test]
+    fn metadata_cannot_be_requested() {
+        let (g, e) = run(json!({"o/r": {"permissions": {"metadata": "read"}}}));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].to_string()
+                .contains("unknown repository permission \"metadata\""),
+            "{}",
+            e[0]
+        );
+        assert!(g
+            .iter()
+            .all(|g| !matches!(&g.permissions.value, RepositoryPermissions::Scoped(m) if m.contains_key(&Permission::Metadata))));
     }
 
     #[test]

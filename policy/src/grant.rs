@@ -107,18 +107,15 @@ impl RequestedEntry {
                 valid: None,
             }];
         };
-        dc::Permission::ALL
+        Permission::ALL
             .into_iter()
+            .filter(|p| p.requestable())
             .filter_map(|p| {
                 let level = expanded.level(p)?;
-                let level = match level {
-                    dc::Level::Read => Level::Read,
-                    _ => Level::Write,
-                };
                 Some(RequestedPermission {
                     name: Some(p.name().to_owned()),
-                    requested: level.as_str().to_owned(),
-                    valid: Permission::parse(p.name()).map(|perm| (perm, level)),
+                    requested: level.name().to_owned(),
+                    valid: Some((p, level)),
                 })
             })
             .collect()
@@ -130,14 +127,12 @@ impl RequestedEntry {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let valid = dc::Permission::from_name(name).and_then(|p| {
-            let level = requested.as_str().and_then(dc::Level::from_name)?;
-            if !p.allowed_levels().contains(&level) {
-                return None;
-            }
-            let level = Level::parse(level.name())?;
-            Permission::parse(p.name()).map(|perm| (perm, level))
-        });
+        let valid = Permission::from_name(name)
+            .filter(|p| p.requestable())
+            .and_then(|p| {
+                let level = requested.as_str().and_then(Level::from_name)?;
+                p.supports(level).then_some((p, level))
+            });
         RequestedPermission {
             name: Some(name.to_owned()),
             requested: level_text,
@@ -329,8 +324,8 @@ pub fn token_scope(req: &TokenRequest<'_>) -> TokenScope {
                 lowered => {
                     denied.push(Denial {
                         repository: want.repo.as_str().to_owned(),
-                        permission: Some(want.permission.as_str().to_owned()),
-                        requested: want.level.as_str().to_owned(),
+                        permission: Some(want.permission.name().to_owned()),
+                        requested: want.level.name().to_owned(),
                         reason: TokenDenyReason::ExceedsCreatorAccess,
                     });
                     lowered

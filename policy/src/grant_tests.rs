@@ -431,7 +431,7 @@ mod properties {
                         .into_iter()
                         .map(|(p, write)| {
                             let level = serde_json::Value::from(if write { "write" } else { "read" });
-                            RequestedEntry::from_pair(Permission::ALL[p].as_str(), &level)
+                            RequestedEntry::from_pair(Permission::ALL[p].name(), &level)
                         })
                         .collect();
                     RequestedEntry { key, target, permissions }

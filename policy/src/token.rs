@@ -25,129 +25,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::decision::{Authorized, Decision, ReasonCode};
 use crate::repo::RepoName;
 
-/// A repository permission of the token (GitHub App permission names, workspace-agents.md §2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Permission {
-    /// `actions`
-    Actions,
-    /// `checks`
-    Checks,
-    /// `contents` (clone, fetch, push)
-    Contents,
-    /// `deployments`
-    Deployments,
-    /// `discussions`
-    Discussions,
-    /// `issues`
-    Issues,
-    /// `metadata` (always read; implied by every grant)
-    Metadata,
-    /// `packages` (read only)
-    Packages,
-    /// `pages`
-    Pages,
-    /// `pull_requests`
-    PullRequests,
-    /// `repository_projects`
-    RepositoryProjects,
-    /// `statuses`
-    Statuses,
-    /// `workflows` (write only)
-    Workflows,
-}
-
-impl Permission {
-    /// Every permission, in name order.
-    pub const ALL: [Permission; 13] = [
-        Permission::Actions,
-        Permission::Checks,
-        Permission::Contents,
-        Permission::Deployments,
-        Permission::Discussions,
-        Permission::Issues,
-        Permission::Metadata,
-        Permission::Packages,
-        Permission::Pages,
-        Permission::PullRequests,
-        Permission::RepositoryProjects,
-        Permission::Statuses,
-        Permission::Workflows,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::Actions => "actions",
-            Permission::Checks => "checks",
-            Permission::Contents => "contents",
-            Permission::Deployments => "deployments",
-            Permission::Discussions => "discussions",
-            Permission::Issues => "issues",
-            Permission::Metadata => "metadata",
-            Permission::Packages => "packages",
-            Permission::Pages => "pages",
-            Permission::PullRequests => "pull_requests",
-            Permission::RepositoryProjects => "repository_projects",
-            Permission::Statuses => "statuses",
-            Permission::Workflows => "workflows",
-        }
-    }
-
-    /// Parses a wire name (exact, lower case).
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == name)
-    }
-
-    /// Whether the permission exists at `level`: `packages` and `metadata` only read,
-    /// `workflows` only write, the others both (workspace-agents.md §2.3).
-    pub fn supports(self, level: Level) -> bool {
-        match self {
-            Permission::Packages | Permission::Metadata => level == Level::Read,
-            Permission::Workflows => level == Level::Write,
-            _ => true,
-        }
-    }
-
-    /// The highest level the permission exists at.
-    pub fn max_level(self) -> Level {
-        if self.supports(Level::Write) {
-            Level::Write
-        } else {
-            Level::Read
-        }
-    }
-}
-
-/// A permission level; `Write` includes `Read`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// read
-    Read,
-    /// write
-    Write,
-}
-
-impl Level {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Read => "read",
-            Level::Write => "write",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "read" => Some(Level::Read),
-            "write" => Some(Level::Write),
-            _ => None,
-        }
-    }
-}
+/// The token's permission table is the one `codespace-devcontainer` parses repository requests
+/// with (names, the levels each permission exists at, serde names), re-exported so that the two
+/// crates cannot disagree; it includes `metadata`, which every token carries.
+pub use codespace_devcontainer::repositories::{Level, Permission};
 
 /// The permissions granted on one repository.
 pub type RepoPermissions = BTreeMap<Permission, Level>;
@@ -332,8 +213,8 @@ impl<'de> Deserialize<'de> for TokenScope {
                 if !perm.supports(*level) {
                     return Err(serde::de::Error::custom(format!(
                         "permission {} has no {} level",
-                        perm.as_str(),
-                        level.as_str()
+                        perm.name(),
+                        level.name()
                     )));
                 }
             }
@@ -416,9 +297,11 @@ mod tests {
         assert!(!Permission::Packages.supports(Level::Write));
         assert!(!Permission::Workflows.supports(Level::Read));
         assert_eq!(Permission::Workflows.max_level(), Level::Write);
+        assert!(Permission::Metadata.supports(Level::Read));
+        assert!(!Permission::Metadata.supports(Level::Write));
         for p in Permission::ALL {
-            assert_eq!(Permission::parse(p.as_str()), Some(p));
-            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+            assert_eq!(Permission::from_name(p.name()), Some(p));
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
         }
     }
 
