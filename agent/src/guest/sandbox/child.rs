@@ -36,6 +36,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::sync::Arc;
 
 /// `LANDLOCK_CREATE_RULESET_VERSION`.
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
@@ -52,7 +53,7 @@ pub struct ChildPlan {
     /// Set `no_new_privs`.
     pub no_new_privs: bool,
     /// The Landlock ruleset, if the kernel has Landlock.
-    pub landlock: Option<OwnedFd>,
+    pub landlock: Option<Arc<OwnedFd>>,
     /// Seccomp programs, installed in order.
     pub seccomp: Vec<Vec<libc::sock_filter>>,
     /// Run user.

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //!  spawn(spec, program)
-//!   parent: check spec ─ env::build ─ landlock::prepare ─ seccomp (compiled once)
-//!           ─ RunCgroup::create (limits) ─ open cgroup.procs fds ─ fork
+//!   parent: check spec ─ env::build ─ landlock_cache::prepare (built once, reused while
+//!           its witness holds) ─ seccomp (compiled once) ─ RunCgroup::create (limits)
+//!           ─ open cgroup.procs fds ─ fork
 //!   child:  setsid ─ join cgroups ─ rlimits ─ close_range ─ [nnp] ─ landlock ─ seccomp
 //!           ─ setgroups/setresgid/setresuid ─ chdir ─ execve        (child.rs: raw syscalls)
 //!  SandboxedChild::wait(timeout, grace)
@@ -56,6 +57,7 @@ pub mod child;
 pub mod config;
 pub mod env;
 pub mod landlock;
+pub mod landlock_cache;
 pub mod process;
 pub mod rules;
 pub mod seccomp;
@@ -363,7 +365,7 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     }
     let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "NUL byte in cwd")?;
     let filters = seccomp_filters()?;
-    let prepared = landlock::prepare(
+    let prepared = landlock_cache::prepare(
         spec.profile,
         landlock::Places {
             state_dir: &spec.state_dir,
@@ -450,3 +452,6 @@ pub fn is_restricted_pid(pid: u32) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod reuse_tests;
