@@ -1,12 +1,13 @@
-//! The code that runs in the child between `fork` and `execve`: raw syscalls on data prepared
-//! in the parent, nothing else.
+//! The code that runs in the child between `clone` (or `fork`) and `execve`: raw syscalls on
+//! data prepared in the parent, nothing else.
 //!
-//! After `fork` only the forking thread exists; a lock another thread held stays locked forever
+//! The child normally shares the agent's memory until `execve` ([`super::vfork`]), where other
+//! threads keep running; on the fork path only the forking thread exists; a lock another thread held stays locked forever
 //! and the allocator may be mid-update, so this module must not allocate, lock, log or touch
 //! `std::env` (measured: a `pre_exec` that took a logger mutex deadlocked 25 of 40 spawns,
 //! `sandbox-ports.md` "Tokio and fork"). Every step is one `libc::syscall` on fields of
-//! [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which std
-//! hands to the parent as the spawn error, and the command is never executed.
+//! [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which the
+//! parent gets as the spawn error, and the command is never executed.
 //!
 //! Order, and why:
 //!

@@ -1,6 +1,7 @@
-//! What spawns reuse from earlier ones (root only): the cached Landlock ruleset is used again
-//! only while it still describes the file system, so a workspace replaced between two commands
-//! is writable in the second.
+//! The fast spawn path (root only): the cached Landlock ruleset is used again only while it
+//! still describes the file system, so a workspace replaced between two commands is writable in
+//! the second; the `CLONE_VM` child finds programs like execvp and starts them with std's signal
+//! state.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -131,4 +132,102 @@ async fn a_workspace_replaced_between_runs_is_writable_in_the_next() {
             format!("{n}\n")
         );
     }
+}
+
+/// Runs `program` restricted in a fresh layout; (exit report, stdout) or the spawn error.
+async fn run(
+    program: Program,
+    prepare: impl FnOnce(&Path),
+) -> Result<(ExitReport, String), SandboxError> {
+    use tokio::io::AsyncReadExt as _;
+    let l = layout();
+    prepare(&l.workspace);
+    let spec = SandboxSpec {
+        profile: SandboxProfile::Restricted,
+        user: ResolvedUser::lookup("nobody").unwrap(),
+        env: Vec::new(),
+        cwd: l.workspace.clone(),
+        workspace: l.workspace.clone(),
+        state_dir: l.state.clone(),
+        limits: Limits::default(),
+    };
+    let mut child = spawn(&spec, &program)?;
+    let mut out = String::new();
+    child
+        .take_stdout()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    let report = child
+        .wait(Duration::from_secs(20), Duration::from_millis(100))
+        .await;
+    Ok((report, out))
+}
+
+#[tokio::test]
+async fn programs_are_found_and_started_like_execvp() {
+    if !root() {
+        return;
+    }
+    // Searched in the sandbox's PATH.
+    let (report, out) = run(Program::Exec(vec!["echo".into(), "found".into()]), |_| {})
+        .await
+        .unwrap();
+    assert!(report.success());
+    assert_eq!(out, "found\n");
+    // Not found: the spawn fails with ENOENT, nothing runs.
+    let err = run(Program::Exec(vec!["no-such-program-x".into()]), |_| {})
+        .await
+        .unwrap_err();
+    match err {
+        SandboxError::Spawn { source, .. } => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("{other}"),
+    }
+    // A script without `#!` runs through /bin/sh (ENOEXEC), with its arguments.
+    let script = |ws: &Path| {
+        let p = ws.join("script");
+        std::fs::write(&p, "echo \"script $1\"\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let (report, out) = run(Program::Exec(vec!["./script".into(), "arg".into()]), script)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    assert_eq!(out, "script arg\n");
+    // Not executable: EACCES.
+    let plain = |ws: &Path| std::fs::write(ws.join("plain"), "true\n").unwrap();
+    let err = run(Program::Exec(vec!["./plain".into()]), plain)
+        .await
+        .unwrap_err();
+    match err {
+        SandboxError::Spawn { source, .. } => {
+            assert_eq!(source.raw_os_error(), Some(libc::EACCES));
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn commands_start_with_no_blocked_signals_and_default_sigpipe() {
+    if !root() {
+        return;
+    }
+    // The agent (like every Rust program) ignores SIGPIPE, and the spawn blocks every signal
+    // around the clone; neither may reach the command.
+    let (report, out) = run(
+        Program::Shell("grep -E '^Sig(Blk|Ign)' /proc/self/status".into()),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.success(), "{report:?}");
+    let field = |name: &str| {
+        let line = out.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(field("SigBlk:"), 0, "{out}");
+    assert_eq!(field("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
 }
