@@ -4,8 +4,10 @@
 //!
 //! ```text
 //!  take(profile, limits) ─► a pooled RunCgroup (limits written) ─► the run's cgroup from now on
-//!         │                      (or one made on the spot when the pool is empty)
-//!         └─► refill on the blocking pool, up to `size` per (profile, limits)
+//!                                (or one made on the spot when the pool is empty)
+//!  refill(profile, limits) ─► on the blocking pool, up to `size` per (profile, limits); called
+//!                             once the child runs: a refill woken earlier shares the CPU with
+//!                             the spawn (measured: +0.2 ms on 2 vCPUs)
 //!  drain() ─► every pooled cgroup removed (agent shutdown, tests)
 //! ```
 //!
@@ -49,41 +51,49 @@ pub fn set_size(size: usize) {
     }
 }
 
-/// A cgroup for a run: a pooled one when ready, else one created now. Schedules a refill on
-/// the tokio blocking pool (when called inside a runtime).
+/// A cgroup for a run: a pooled one when ready, else one created now.
 pub fn take(
     layout: &'static Layout,
     profile: SandboxProfile,
     limits: &Limits,
 ) -> Result<RunCgroup, SandboxError> {
+    let taken = match pool().lock() {
+        Ok(mut p) => p.ready.get_mut(&(profile, *limits)).and_then(Vec::pop),
+        Err(_) => None,
+    };
+    match taken {
+        Some(run) => Ok(run),
+        None => RunCgroup::create(layout, profile, limits),
+    }
+}
+
+/// Tops the pool of this kind up on the tokio blocking pool (when called inside a runtime and
+/// the pool is on); at most one refill per kind runs at a time.
+pub fn refill(layout: &'static Layout, profile: SandboxProfile, limits: &Limits) {
     let size = SIZE.load(Ordering::Relaxed);
     if size == 0 {
-        return RunCgroup::create(layout, profile, limits);
+        return;
     }
     let kind = (profile, *limits);
-    let (taken, refill) = match pool().lock() {
+    let start = match pool().lock() {
         Ok(mut p) => {
-            let taken = p.ready.get_mut(&kind).and_then(Vec::pop);
-            let refill = !p.refilling.contains(&kind)
+            let start = !p.refilling.contains(&kind)
+                && p.ready.get(&kind).map_or(0, Vec::len) < size
                 && (p.ready.contains_key(&kind) || p.ready.len() < MAX_KINDS);
-            if refill {
+            if start {
                 p.refilling.push(kind);
             }
-            (taken, refill)
+            start
         }
-        Err(_) => (None, false),
+        Err(_) => false,
     };
-    if refill {
+    if start {
         let started = tokio::runtime::Handle::try_current()
             .map(|h| drop(h.spawn_blocking(move || fill(layout, kind, size))))
             .is_ok();
         if !started {
             finish_refill(kind);
         }
-    }
-    match taken {
-        Some(run) => Ok(run),
-        None => RunCgroup::create(layout, profile, limits),
     }
 }
 

@@ -246,7 +246,7 @@ pub struct AppliedReport {
     pub no_new_privs: bool,
     /// Landlock.
     pub landlock: LandlockApplied,
-    /// Seccomp filters installed (main + x32 on x86-64).
+    /// Seccomp filters installed (one: see [`seccomp`]).
     pub seccomp_filters: usize,
     /// cgroup mode (`v2`, `hybrid`, `v1`, `none`).
     pub cgroup_mode: &'static str,
@@ -398,8 +398,7 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
         core: 0,
     };
-    let mut seccomp_programs = vec![filters.main.clone()];
-    seccomp_programs.extend(filters.x32.clone());
+    let seccomp_programs = vec![filters.program.clone()];
     let applied = AppliedReport {
         profile: spec.profile,
         uid: spec.user.uid,
@@ -427,14 +426,18 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         gid: spec.user.gid,
         cwd,
     };
-    process::start(
+    let started = process::start(
         &program_name,
         &args,
         &environment,
         plan,
         run_cgroup,
         applied,
-    )
+    );
+    if !layout.parents.is_empty() {
+        cgroup_pool::refill(layout, spec.profile, &spec.limits);
+    }
+    started
 }
 
 /// Releases what the sandbox keeps between spawns: removes the pooled cgroups and turns the
