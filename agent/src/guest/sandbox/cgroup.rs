@@ -48,6 +48,8 @@ fn live() -> &'static Mutex<HashSet<String>> {
 pub struct RunCgroup {
     name: String,
     dirs: Vec<(Kind, PathBuf)>,
+    /// `cgroup.procs` descriptors opened ahead of time (a pooled cgroup), handed to the child.
+    procs: Option<Vec<OwnedFd>>,
     /// The counters as they were when the directories were removed.
     final_events: Option<LimitEvents>,
 }
@@ -96,6 +98,7 @@ impl RunCgroup {
         let mut run = Self {
             name,
             dirs: Vec::with_capacity(layout.parents.len()),
+            procs: None,
             final_events: None,
         };
         for parent in &layout.parents {
@@ -158,6 +161,20 @@ impl RunCgroup {
     /// Its directories.
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs.iter().map(|(_, d)| d.as_path())
+    }
+
+    /// Opens the `cgroup.procs` descriptors now, for a later [`Self::take_procs_fds`].
+    pub fn open_procs_fds(&mut self) -> Result<(), SandboxError> {
+        self.procs = Some(self.procs_fds()?);
+        Ok(())
+    }
+
+    /// The descriptors opened by [`Self::open_procs_fds`], or newly opened ones.
+    pub fn take_procs_fds(&mut self) -> Result<Vec<OwnedFd>, SandboxError> {
+        match self.procs.take() {
+            Some(fds) => Ok(fds),
+            None => self.procs_fds(),
+        }
     }
 
     /// Opens every `cgroup.procs` for the child to join (`O_WRONLY | O_CLOEXEC`).

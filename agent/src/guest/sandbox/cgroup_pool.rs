@@ -11,7 +11,8 @@
 //!  drain() ─► every pooled cgroup removed (agent shutdown, tests)
 //! ```
 //!
-//! A pooled cgroup is an ordinary [`RunCgroup`]: the same name scheme (restricted marker, agent
+//! A pooled cgroup is an ordinary [`RunCgroup`] (with its `cgroup.procs` descriptors already
+//! open): the same name scheme (restricted marker, agent
 //! pid, sequence number), the same limits, registered as live so the sweep leaves it alone; once
 //! taken it belongs to that run exactly as one created for it would (a dev server keeps it, a
 //! timeout kills it). Nothing is pooled until the first spawn of a kind, and nothing at all with
@@ -113,7 +114,11 @@ fn fill(layout: &Layout, kind: (SandboxProfile, Limits), size: usize) {
         if have >= size || SIZE.load(Ordering::Relaxed) == 0 {
             break;
         }
-        match RunCgroup::create(layout, kind.0, &kind.1) {
+        let made = RunCgroup::create(layout, kind.0, &kind.1).and_then(|mut run| {
+            run.open_procs_fds()?;
+            Ok(run)
+        });
+        match made {
             Ok(run) => match pool().lock() {
                 // Checked under the lock: a drain after `set_size(0)` sees every push.
                 Ok(mut p) if SIZE.load(Ordering::Relaxed) != 0 => {
@@ -130,12 +135,17 @@ fn fill(layout: &Layout, kind: (SandboxProfile, Limits), size: usize) {
     finish_refill(kind);
 }
 
-/// How many cgroups are ready now (all kinds).
-pub fn ready() -> usize {
+/// The cgroups of a kind ready now (their names).
+pub fn ready(profile: SandboxProfile, limits: &Limits) -> Vec<String> {
     pool()
         .lock()
-        .map(|p| p.ready.values().map(Vec::len).sum())
-        .unwrap_or(0)
+        .map(|p| {
+            p.ready
+                .get(&(profile, *limits))
+                .map(|v| v.iter().map(|r| r.name().to_owned()).collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
 }
 
 /// Removes every pooled cgroup (each is empty: never used).

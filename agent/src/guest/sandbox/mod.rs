@@ -386,8 +386,9 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     } else {
         Some(cgroup_pool::take(layout, spec.profile, &spec.limits)?)
     };
-    let cgroup_procs = match &run_cgroup {
-        Some(c) => c.procs_fds()?,
+    let mut run_cgroup = run_cgroup;
+    let cgroup_procs = match &mut run_cgroup {
+        Some(c) => c.take_procs_fds()?,
         None => Vec::new(),
     };
     // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
