@@ -50,6 +50,8 @@ pub struct RunCgroup {
     dirs: Vec<(Kind, PathBuf)>,
     /// `cgroup.procs` descriptors opened ahead of time (a pooled cgroup), handed to the child.
     procs: Option<Vec<OwnedFd>>,
+    /// The v2 directory opened ahead of time, for `CLONE_INTO_CGROUP`.
+    v2_fd: Option<OwnedFd>,
     /// The counters as they were when the directories were removed.
     final_events: Option<LimitEvents>,
 }
@@ -99,6 +101,7 @@ impl RunCgroup {
             name,
             dirs: Vec::with_capacity(layout.parents.len()),
             procs: None,
+            v2_fd: None,
             final_events: None,
         };
         for parent in &layout.parents {
@@ -163,10 +166,33 @@ impl RunCgroup {
         self.dirs.iter().map(|(_, d)| d.as_path())
     }
 
-    /// Opens the `cgroup.procs` descriptors now, for a later [`Self::take_procs_fds`].
+    /// Opens the `cgroup.procs` descriptors and the v2 directory now, for a later
+    /// [`Self::take_procs_fds`] and [`Self::take_v2_dir`].
     pub fn open_procs_fds(&mut self) -> Result<(), SandboxError> {
         self.procs = Some(self.procs_fds()?);
+        self.v2_fd = self.open_v2_dir();
         Ok(())
+    }
+
+    /// The v2 directory (`O_RDONLY | O_DIRECTORY | O_CLOEXEC`) when it is the first of the
+    /// run's hierarchies (its `cgroup.procs` first in [`Self::procs_fds`]), for a child born in
+    /// it (`CLONE_INTO_CGROUP`). `None` when there is none or it cannot be opened (the child
+    /// then joins by writing `cgroup.procs`).
+    pub fn take_v2_dir(&mut self) -> Option<OwnedFd> {
+        self.v2_fd.take().or_else(|| self.open_v2_dir())
+    }
+
+    fn open_v2_dir(&self) -> Option<OwnedFd> {
+        let (kind, dir) = self.dirs.first()?;
+        if *kind != Kind::V2 {
+            return None;
+        }
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ok()
+            .map(OwnedFd::from)
     }
 
     /// The descriptors opened by [`Self::open_procs_fds`], or newly opened ones.

@@ -94,11 +94,17 @@ fn set_limit(resource: libc::c_int, value: u64) -> io::Result<()> {
 impl ChildPlan {
     /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks.
     pub fn apply(&self) -> io::Result<()> {
+        self.apply_joined(0)
+    }
+
+    /// [`Self::apply`] for a child already in the first `joined` cgroups of
+    /// [`Self::cgroup_procs`] (born there: `CLONE_INTO_CGROUP`).
+    pub fn apply_joined(&self, joined: usize) -> io::Result<()> {
         // SAFETY (for every block below): raw syscalls whose pointer arguments point to data
         // owned by `self` or the stack, valid for the duration of the call; no memory is
         // allocated or freed and no lock is taken.
         check(unsafe { libc::syscall(libc::SYS_setsid) })?;
-        for fd in &self.cgroup_procs {
+        for fd in self.cgroup_procs.iter().skip(joined) {
             let written = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
             if written != 1 {
                 return Err(io::Error::last_os_error());

@@ -292,6 +292,19 @@ async fn pooled_cgroups_carry_the_limits_become_the_runs_and_are_removed_at_shut
     let name = second.cgroup_name().unwrap().to_owned();
     assert!(pooled.contains(&name), "{name} not from {pooled:?}");
     assert!(is_restricted_pid(second.pid()));
+    // In every hierarchy of the run, the v2 one included (born there: CLONE_INTO_CGROUP).
+    let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", second.pid())).unwrap();
+    for p in &cgroups.parents {
+        let line = membership.lines().find(|l| match p.kind {
+            cgroup::Kind::V2 => l.starts_with("0::"),
+            cgroup::Kind::V1Memory => l.split(':').nth(1) == Some("memory"),
+            cgroup::Kind::V1Pids => l.split(':').nth(1) == Some("pids"),
+            cgroup::Kind::V1Freezer => false,
+        });
+        if let Some(line) = line {
+            assert!(line.ends_with(&name), "{line} (want {name})");
+        }
+    }
     second.kill_all();
     second.wait(Duration::from_secs(5), Duration::ZERO).await;
     let refilled = wait_for_two().await;

@@ -57,6 +57,7 @@ pub mod cgroup;
 pub mod cgroup_layout;
 pub mod cgroup_pool;
 pub mod child;
+pub mod clone3;
 pub mod config;
 pub mod env;
 pub mod landlock;

@@ -7,6 +7,7 @@
 //! (measured: `kill(-pgid)` left 4 of them alive, `cgroup.kill` none). The process group is
 //! only signalled while the main process is unreaped, so its id cannot have been reused.
 
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -94,8 +95,10 @@ pub(super) fn start(
         source,
     };
     let mut exec = ExecPlan::new(program, args, env).map_err(failed)?;
+    let mut cgroup = cgroup;
+    let into = cgroup.as_mut().and_then(RunCgroup::take_v2_dir);
     let started = Instant::now();
-    let spawned = match vfork::spawn(&mut exec, &plan) {
+    let spawned = match vfork::spawn(&mut exec, &plan, into.as_ref().map(AsFd::as_fd)) {
         Ok(result) => result.map_err(failed)?,
         Err(vfork::Unsupported) => return start_forked(program, args, env, plan, cgroup, applied),
     };

@@ -1,6 +1,8 @@
 //! Starting the sandboxed child without copying the agent: `clone(CLONE_VM | CLONE_VFORK |
 //! CLONE_PIDFD)`, the way `posix_spawn` starts processes, with [`ChildPlan::apply`] run in
-//! the child before `execve`.
+//! the child before `execve`. On x86-64 the call is `clone3` ([`super::clone3`]) with
+//! `CLONE_INTO_CGROUP` (born in the run's v2 cgroup) and `CLONE_CLEAR_SIGHAND` (the kernel
+//! resets the handlers), 30 µs less; glibc's `clone()` otherwise, or when `clone3` refuses.
 //!
 //! Why not `fork`: std's `Command` must fork when a `pre_exec` hook is set, and forking the
 //! agent (a multi-threaded tokio process) copies its page tables, write-protects its memory
@@ -15,8 +17,9 @@
 //!   code as the fork path ([`super::child`]), plus `dup2`, signal resets and `execve` on
 //!   arrays the parent built (argv, envp, the `PATH` candidates);
 //! - no signal handler of the agent may run on the shared memory: the parent blocks every
-//!   signal around `clone`; the child resets each handled signal to its default (and `SIGPIPE`,
-//!   which the agent ignores, too), then unblocks all signals, as std does for a child;
+//!   signal around `clone`; the child (or the kernel, `CLONE_CLEAR_SIGHAND`) resets each
+//!   handled signal to its default, the child resets `SIGPIPE` (which the agent ignores) too,
+//!   then unblocks all signals, as std does for a child;
 //! - it writes only its own stack (a buffer the parent allocated) and one error slot the
 //!   parent reads after `clone` returns (the errno of the step that failed; 0 after `execve`).
 //!
@@ -34,9 +37,10 @@
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -128,6 +132,10 @@ struct ChildArgs<'a> {
     exec: &'a ExecPlan,
     sh_ptrs: *mut *const c_char,
     stdio: [RawFd; 3],
+    /// The kernel reset the handlers (`CLONE_CLEAR_SIGHAND`).
+    sighand_cleared: Cell<bool>,
+    /// Cgroups the child was born in (`CLONE_INTO_CGROUP`: the v2 one, first in the plan).
+    cgroups_joined: Cell<usize>,
     error: AtomicI32,
 }
 
@@ -142,7 +150,12 @@ fn child(a: &ChildArgs<'_>) -> c_int {
     // SAFETY (every block): syscalls on data owned by the suspended parent frame or this
     // stack; no allocation, no lock, no handler of the agent can run (all signals blocked).
     unsafe {
-        for sig in 1..NSIG {
+        let first = if a.sighand_cleared.get() {
+            libc::SIGPIPE // the only one left to do: ignored signals stay ignored
+        } else {
+            1
+        };
+        for sig in first..NSIG {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
@@ -158,13 +171,16 @@ fn child(a: &ChildArgs<'_>) -> c_int {
                     return errno();
                 }
             }
+            if a.sighand_cleared.get() {
+                break;
+            }
         }
         for (target, fd) in (0..).zip(a.stdio) {
             if libc::dup2(fd, target) < 0 {
                 return errno();
             }
         }
-        if let Err(e) = a.plan.apply() {
+        if let Err(e) = a.plan.apply_joined(a.cgroups_joined.get()) {
             return e.raw_os_error().unwrap_or(libc::EINVAL);
         }
         let empty: u64 = 0;
@@ -253,9 +269,14 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(r)?, above_stdio(w)?))
 }
 
-/// Starts the child. Blocks this thread until the child has exec'd or failed (tens of
-/// microseconds to the `execve`).
-pub fn spawn(exec: &mut ExecPlan, plan: &ChildPlan) -> Result<io::Result<Spawned>, Unsupported> {
+/// Starts the child, born in the cgroup `into` refers to when given (a cgroup2 directory whose
+/// `cgroup.procs` is the first of the plan's). Blocks this thread until the child has exec'd or
+/// failed (tens of microseconds to the `execve`).
+pub fn spawn(
+    exec: &mut ExecPlan,
+    plan: &ChildPlan,
+    into: Option<BorrowedFd<'_>>,
+) -> Result<io::Result<Spawned>, Unsupported> {
     let stdio = (|| -> io::Result<_> {
         let null = std::fs::File::open("/dev/null")?; // O_CLOEXEC
         Ok((above_stdio(null.into())?, pipe()?, pipe()?))
@@ -275,24 +296,58 @@ pub fn spawn(exec: &mut ExecPlan, plan: &ChildPlan) -> Result<io::Result<Spawned
         exec,
         sh_ptrs,
         stdio: [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        sighand_cleared: Cell::new(false),
+        cgroups_joined: Cell::new(0),
         error: AtomicI32::new(0),
     };
+    let arg = &args as *const ChildArgs<'_> as *mut c_void;
     let mut pidfd: c_int = -1;
-    // SAFETY: sigset operations on local sets; clone runs `child_main` on `stack` with
-    // `args`, both alive until clone returns (CLONE_VFORK); the child follows the rules in
-    // the module docs. The mask is restored on every path.
+    // SAFETY: sigset operations on local sets; clone3/clone run `child_main` on `stack` with
+    // `args`, both alive until they return (CLONE_VFORK); the child follows the rules in the
+    // module docs. The mask is restored on every path.
     let (pid, clone_error) = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let pid = libc::clone(
-            child_main,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
-            &args as *const ChildArgs<'_> as *mut c_void,
-            &mut pidfd as *mut c_int,
-        );
+        let mut pid = -1;
+        #[cfg(target_arch = "x86_64")]
+        {
+            use super::clone3::{self, CloneArgs, CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP};
+            let base = (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64;
+            let mut flags = base | CLONE_CLEAR_SIGHAND;
+            if into.is_some() {
+                flags |= CLONE_INTO_CGROUP;
+            }
+            let c = CloneArgs {
+                flags,
+                pidfd: &mut pidfd as *mut c_int as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: stack.as_mut_ptr() as u64,
+                stack_size: (top as u64) - (stack.as_mut_ptr() as u64),
+                cgroup: into.map_or(0, |fd| fd.as_raw_fd() as u64),
+                ..CloneArgs::default()
+            };
+            args.sighand_cleared.set(true);
+            args.cgroups_joined.set(usize::from(into.is_some()));
+            let ret = clone3::clone3(&c, child_main, arg);
+            if ret > 0 {
+                pid = ret as c_int;
+            } else {
+                // Before Linux 5.7, or the cgroup refused: glibc's clone() does it all.
+                args.sighand_cleared.set(false);
+                args.cgroups_joined.set(0);
+            }
+        }
+        if pid < 0 {
+            pid = libc::clone(
+                child_main,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+                arg,
+                &mut pidfd as *mut c_int,
+            );
+        }
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         (pid, clone_error)
