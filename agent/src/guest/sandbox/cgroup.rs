@@ -323,13 +323,23 @@ impl RunCgroup {
     /// Removes the directories if the run is empty; a populated run (a dev server left running
     /// on purpose) stays and is swept once empty. Returns whether it was removed.
     pub fn remove_if_empty(&mut self) -> bool {
+        self.remove_keeping_events(true)
+    }
+
+    /// [`Self::remove_if_empty`]; `keep` says whether to read the counters first (for
+    /// [`Self::limit_events`] after the removal; a dropped handle has no later reader).
+    fn remove_keeping_events(&mut self, keep: bool) -> bool {
         if self.final_events.is_some() {
             return true;
         }
         if self.populated() {
             return false;
         }
-        let events = self.limit_events();
+        let events = if keep {
+            self.limit_events()
+        } else {
+            LimitEvents::default()
+        };
         let mut all = true;
         for (_, dir) in self.dirs.iter().rev() {
             all &= matches!(std::fs::remove_dir(dir), Ok(())) || !dir.exists();
@@ -343,7 +353,7 @@ impl RunCgroup {
 
 impl Drop for RunCgroup {
     fn drop(&mut self) {
-        let _ = self.remove_if_empty();
+        let _ = self.remove_keeping_events(false);
         if let Ok(mut set) = live().lock() {
             set.remove(&self.name);
         }

@@ -134,8 +134,21 @@ impl Witness {
     /// Whether a fresh build would see the same file system: every listed directory unchanged,
     /// every recorded path resolving to the same inode (or still to none).
     pub fn holds(&self) -> bool {
-        self.listed.iter().all(|(p, s)| stamp(p) == *s)
-            && self.targets.iter().all(|(p, id)| identity(p) == *id)
+        let changed = self
+            .listed
+            .iter()
+            .find(|(p, s)| stamp(p) != *s)
+            .map(|(p, _)| p)
+            .or_else(|| {
+                self.targets
+                    .iter()
+                    .find(|(p, id)| identity(p) != *id)
+                    .map(|(p, _)| p)
+            });
+        if let Some(path) = changed {
+            tracing::debug!(path = %path.display(), "landlock ruleset stale");
+        }
+        changed.is_none()
     }
 
     /// Whether the stamps can be trusted later (no racy timestamps).
@@ -236,7 +249,8 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Ruleset, S
     let cached = match cache().lock() {
         Ok(mut c) => {
             let mounts_changed = c.mounts.as_ref().is_none_or(MountWatch::changed);
-            if mounts_changed {
+            if mounts_changed && !c.entries.is_empty() {
+                tracing::debug!("mount table changed: landlock rulesets dropped");
                 c.entries.clear();
             }
             c.entries.get(&key).cloned()
