@@ -5,9 +5,10 @@
 //! ```text
 //!  take(profile, limits) ─► a pooled RunCgroup (limits written) ─► the run's cgroup from now on
 //!                                (or one made on the spot when the pool is empty)
-//!  refill(profile, limits) ─► on the blocking pool, up to `size` per (profile, limits); called
-//!                             once the child runs: a refill woken earlier shares the CPU with
-//!                             the spawn (measured: +0.2 ms on 2 vCPUs)
+//!  refill(profile, limits) ─► on the janitor thread (super::cgroup_janitor, nice 19), up to
+//!                             `size` per (profile, limits); asked for once the child runs: a
+//!                             refill woken earlier shared the CPU with the spawn (measured:
+//!                             +0.2 ms on 2 vCPUs)
 //!  drain() ─► every pooled cgroup removed (agent shutdown, tests)
 //! ```
 //!
@@ -44,11 +45,15 @@ fn pool() -> &'static Mutex<Pool> {
 
 static SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets how many cgroups of each kind are kept ready (0 turns the pool off and drains it).
+/// Sets how many cgroups of each kind are kept ready; a size above 0 starts the janitor
+/// thread, 0 stops it (after its queue) and drains the pool.
 pub fn set_size(size: usize) {
     SIZE.store(size, Ordering::Relaxed);
     if size == 0 {
+        super::cgroup_janitor::stop();
         drain();
+    } else {
+        super::cgroup_janitor::start();
     }
 }
 
@@ -68,8 +73,8 @@ pub fn take(
     }
 }
 
-/// Tops the pool of this kind up on the tokio blocking pool (when called inside a runtime and
-/// the pool is on); at most one refill per kind runs at a time.
+/// Tops the pool of this kind up on the janitor thread (when the pool is on); at most one
+/// refill per kind is queued at a time.
 pub fn refill(layout: &'static Layout, profile: SandboxProfile, limits: &Limits) {
     let size = SIZE.load(Ordering::Relaxed);
     if size == 0 {
@@ -89,10 +94,8 @@ pub fn refill(layout: &'static Layout, profile: SandboxProfile, limits: &Limits)
         Err(_) => false,
     };
     if start {
-        let started = tokio::runtime::Handle::try_current()
-            .map(|h| drop(h.spawn_blocking(move || fill(layout, kind, size))))
-            .is_ok();
-        if !started {
+        let job = super::cgroup_janitor::Job::Fill(layout, kind, size);
+        if super::cgroup_janitor::submit(job).is_err() {
             finish_refill(kind);
         }
     }
@@ -104,8 +107,8 @@ fn finish_refill(kind: (SandboxProfile, Limits)) {
     }
 }
 
-/// Creates cgroups of `kind` until `size` are ready (or creation fails).
-fn fill(layout: &Layout, kind: (SandboxProfile, Limits), size: usize) {
+/// Creates cgroups of `kind` until `size` are ready (or creation fails). Runs on the janitor.
+pub(super) fn fill(layout: &Layout, kind: (SandboxProfile, Limits), size: usize) {
     loop {
         let have = pool()
             .lock()

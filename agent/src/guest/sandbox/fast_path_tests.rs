@@ -1,7 +1,8 @@
 //! The fast spawn path (root only): the cached Landlock ruleset is used again only while it
 //! still describes the file system, so a workspace replaced between two commands is writable in
 //! the second; the `CLONE_VM` child finds programs like execvp and starts them with std's signal
-//! state; pooled cgroups carry the run's limits and are removed when the pool is turned off.
+//! state. (The cgroup pool, process-wide once on, has its own test binary:
+//! `agent/tests/sandbox_pool.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -230,92 +231,4 @@ async fn commands_start_with_no_blocked_signals_and_default_sigpipe() {
     };
     assert_eq!(field("SigBlk:"), 0, "{out}");
     assert_eq!(field("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "{out}");
-}
-
-#[tokio::test]
-async fn pooled_cgroups_carry_the_limits_become_the_runs_and_are_removed_at_shutdown() {
-    if !root() {
-        return;
-    }
-    let cgroups = cgroup::layout(None);
-    if cgroups.parents.is_empty() {
-        return; // no cgroups on this machine: nothing is pooled
-    }
-    // Limits no other test uses, so this test's kind is its own (the pool is process-wide).
-    let limits = Limits {
-        pids_max: 77,
-        ..Limits::default()
-    };
-    let l = layout();
-    let spec = SandboxSpec {
-        profile: SandboxProfile::Restricted,
-        user: ResolvedUser::lookup("nobody").unwrap(),
-        env: Vec::new(),
-        cwd: PathBuf::from("/"),
-        workspace: l.workspace.clone(),
-        state_dir: l.state.clone(),
-        limits,
-    };
-    cgroup_pool::set_size(2);
-    let wait_for_two = || async {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let ready = cgroup_pool::ready(SandboxProfile::Restricted, &limits);
-            if ready.len() == 2 || std::time::Instant::now() > deadline {
-                return ready;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    // The first spawn finds the pool empty and starts the refill.
-    let mut first = spawn(&spec, &Program::Exec(vec!["true".into()])).unwrap();
-    first.wait(Duration::from_secs(20), Duration::ZERO).await;
-    let pooled = wait_for_two().await;
-    assert_eq!(pooled.len(), 2, "the pool was not refilled");
-    // A pooled cgroup has its limits written and the restricted marker in its name.
-    let pids = cgroups
-        .parents
-        .iter()
-        .find(|p| p.kind == cgroup::Kind::V1Pids || p.pids);
-    for name in &pooled {
-        assert!(
-            name.contains(crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER),
-            "{name}"
-        );
-        if let Some(p) = pids {
-            let max = std::fs::read_to_string(p.dir.join(name).join("pids.max")).unwrap();
-            assert_eq!(max.trim(), "77", "{name}");
-        }
-    }
-    // The next run takes one of them: it is that run's cgroup from then on.
-    let mut second = spawn(&spec, &Program::Exec(vec!["sleep".into(), "5".into()])).unwrap();
-    let name = second.cgroup_name().unwrap().to_owned();
-    assert!(pooled.contains(&name), "{name} not from {pooled:?}");
-    assert!(is_restricted_pid(second.pid()));
-    // In every hierarchy of the run, the v2 one included (born there: CLONE_INTO_CGROUP).
-    let membership = std::fs::read_to_string(format!("/proc/{}/cgroup", second.pid())).unwrap();
-    for p in &cgroups.parents {
-        let line = membership.lines().find(|l| match p.kind {
-            cgroup::Kind::V2 => l.starts_with("0::"),
-            cgroup::Kind::V1Memory => l.split(':').nth(1) == Some("memory"),
-            cgroup::Kind::V1Pids => l.split(':').nth(1) == Some("pids"),
-            cgroup::Kind::V1Freezer => false,
-        });
-        if let Some(line) = line {
-            assert!(line.ends_with(&name), "{line} (want {name})");
-        }
-    }
-    second.kill_all();
-    second.wait(Duration::from_secs(5), Duration::ZERO).await;
-    let refilled = wait_for_two().await;
-    // Turning the pool off removes every pooled directory.
-    cgroup_pool::set_size(0);
-    assert!(cgroup_pool::ready(SandboxProfile::Restricted, &limits).is_empty());
-    drop((first, second));
-    for name in refilled.iter().chain(&pooled) {
-        for p in &cgroups.parents {
-            let dir = p.dir.join(name);
-            assert!(!dir.exists(), "{} left behind", dir.display());
-        }
-    }
 }

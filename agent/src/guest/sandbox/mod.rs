@@ -54,6 +54,7 @@
 
 pub mod account;
 pub mod cgroup;
+pub mod cgroup_janitor;
 pub mod cgroup_layout;
 pub mod cgroup_pool;
 pub mod child;
@@ -442,8 +443,16 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     started
 }
 
-/// Releases what the sandbox keeps between spawns: removes the pooled cgroups and turns the
-/// pool off. Runs still going keep their cgroups. Call at agent shutdown.
+/// Whether a dropped [`SandboxedChild`] hands its cgroup's removal to a background thread
+/// (the agent's configuration): then dropping it is cheap, otherwise it removes up to three
+/// directories inline (~0.15 ms), which a caller may want off its result path.
+pub fn cleanup_in_background() -> bool {
+    cgroup_janitor::running()
+}
+
+/// Releases what the sandbox keeps between spawns: waits for queued cgroup removals, removes
+/// the pooled cgroups and turns the pool off. Runs still going keep their cgroups. Call at
+/// agent shutdown.
 pub fn shutdown() {
     cgroup_pool::set_size(0);
     landlock_cache::clear();

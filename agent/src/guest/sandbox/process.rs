@@ -296,5 +296,9 @@ impl Drop for SandboxedChild {
             // is reaped in the background (by tokio, or by `PidfdChild`'s drop).
             self.kill_all();
         }
+        // The (empty) cgroup is removed by the janitor when it runs, else right here.
+        if let Some(run) = self.cgroup.take() {
+            let _ = super::cgroup_janitor::submit(super::cgroup_janitor::Job::Remove(run));
+        }
     }
 }
