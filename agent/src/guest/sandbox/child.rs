@@ -13,7 +13,8 @@
 //!
 //! 1. `setsid`: its own session and process group (pgid = pid), so a timeout can signal the
 //!    whole group, and no controlling terminal;
-//! 2. join the run's cgroups (write `"0"` to each pre-opened `cgroup.procs`): as root, before
+//! 2. join the run's cgroups (write `"0"` to each pre-opened `cgroup.procs`, v1 `tasks`, see
+//!    [`super::cgroup::RunCgroup::procs_fds`]): as root, before
 //!    anything runs, so there is no window in which the command is outside its limits;
 //! 3. rlimits `NOFILE`, `CORE`=0, `NPROC` (hard = soft, so the command cannot raise them);
 //! 4. mark every inherited descriptor above 2 close-on-exec (`close_range`), so a descriptor
