@@ -23,9 +23,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_client import agent_connect, agent_request, summary, wait_ready  # noqa: E402
 
 
+# Seconds of pause before each request (--gap): commands that come one at a time after a pause,
+# as lifecycle commands do, meet cold caches and idle kernel state (see the README).
+GAP = 0.0
+
+
 def agent_runs(s, workspace, access, n, first_id):
     out = []
     for i in range(first_id, first_id + n):
+        if GAP:
+            time.sleep(GAP)
         ns, r = agent_request(s, {"id": i, "type": "lifecycle_run", "phase": "attach",
                                   "workspace": workspace, "devcontainer": ".devcontainer.json",
                                   "repository": "octo/app", "creator_access": access})
@@ -39,6 +46,8 @@ def qga_execs(s, n):
     f = s.makefile("rb")
     out = []
     for _ in range(n):
+        if GAP:
+            time.sleep(GAP)
         t0 = time.perf_counter_ns()
         s.sendall(b'{"execute":"guest-exec","arguments":{"path":"/bin/true"}}\n')
         pid = json.loads(f.readline())["return"]["pid"]
@@ -75,8 +84,11 @@ def main():
     ap.add_argument("--qga", default="qemu-ga")
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--block", type=int, default=25, help="runs per path before switching")
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds of pause before each run")
     ap.add_argument("--json")
     args = ap.parse_args()
+    global GAP
+    GAP = args.gap
     key = os.urandom(32)
     results = {}
     # The agent's state directory is a tmpfs in production (/run/codespace-agent); here /run
