@@ -8,7 +8,9 @@
 //!
 //! Prints one JSON line per mode: `{"mode":..,"p50_us":..,"p90_us":..,"p99_us":..,"min_us":..,
 //! "n":..}`; "spawn" is the time `spawn` took (fork + the child's sandbox setup until `execve`),
-//! "total" spawn to reaped exit including cgroup removal.
+//! "total" spawn to reaped exit. The sandbox is configured as the agent configures it (default
+//! `sandbox` section: a cgroup pool), and each handle is dropped (its cgroup removed) after the
+//! clock stopped, as the agent drops it off the result path.
 
 // A benchmark tool reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -58,9 +60,11 @@ async fn main() -> anyhow::Result<()> {
         limits: Limits::default(),
     };
     let program = Program::Exec(vec!["/bin/true".into()]);
+    sandbox::configure(&sandbox::SandboxConfig::default());
     let modes = ["unsandboxed", "trusted", "restricted"];
     let mut total: Vec<Vec<u128>> = (0..3).map(|_| Vec::with_capacity(runs)).collect();
     let mut spawn: Vec<Vec<u128>> = (0..3).map(|_| Vec::with_capacity(runs)).collect();
+    let mut dropped = Vec::with_capacity(1);
     let result: anyhow::Result<()> = async {
         for round in 0..runs + 10 {
             for (i, mode) in modes.iter().enumerate() {
@@ -90,9 +94,11 @@ async fn main() -> anyhow::Result<()> {
                         if !report.success() {
                             bail!("{mode}: /bin/true failed: {report:?}");
                         }
+                        dropped.push(child);
                     }
                 }
                 let elapsed = start.elapsed();
+                dropped.clear();
                 if round >= 10 {
                     // the first rounds warm caches (and build the cgroup layout)
                     total[i].push(elapsed.as_micros());
@@ -103,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
         Ok(())
     }
     .await;
+    drop(dropped);
+    sandbox::shutdown();
     let _ = std::fs::remove_dir_all(&base);
     let _ = std::fs::remove_dir_all(&state_dir);
     result?;

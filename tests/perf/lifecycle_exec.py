@@ -6,6 +6,8 @@
 The agent's time covers: frame in, reading and parsing the devcontainer.json, the policy
 decision, user/env resolution, the run log, spawn (sandbox setup: Landlock, seccomp, cgroup),
 exit, and the response. qemu-ga's covers the exec and status round trips only.
+All three servers run at once and the four paths are interleaved in blocks of --block runs
+(each block in a rotated order), so a busy moment of the shared machine hits every path alike.
 Only the Python standard library; helpers are shared with bench_client.py.
 """
 import argparse
@@ -21,9 +23,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_client import agent_connect, agent_request, summary, wait_ready  # noqa: E402
 
 
+# Seconds of pause before each request (--gap): commands that come one at a time after a pause,
+# as lifecycle commands do, meet cold caches and idle kernel state (see the README).
+GAP = 0.0
+
+
 def agent_runs(s, workspace, access, n, first_id):
     out = []
     for i in range(first_id, first_id + n):
+        if GAP:
+            time.sleep(GAP)
         ns, r = agent_request(s, {"id": i, "type": "lifecycle_run", "phase": "attach",
                                   "workspace": workspace, "devcontainer": ".devcontainer.json",
                                   "repository": "octo/app", "creator_access": access})
@@ -37,6 +46,8 @@ def qga_execs(s, n):
     f = s.makefile("rb")
     out = []
     for _ in range(n):
+        if GAP:
+            time.sleep(GAP)
         t0 = time.perf_counter_ns()
         s.sendall(b'{"execute":"guest-exec","arguments":{"path":"/bin/true"}}\n')
         pid = json.loads(f.readline())["return"]["pid"]
@@ -72,8 +83,12 @@ def main():
     ap.add_argument("--agent", required=True)
     ap.add_argument("--qga", default="qemu-ga")
     ap.add_argument("-n", type=int, default=300)
+    ap.add_argument("--block", type=int, default=25, help="runs per path before switching")
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds of pause before each run")
     ap.add_argument("--json")
     args = ap.parse_args()
+    global GAP
+    GAP = args.gap
     key = os.urandom(32)
     results = {}
     # The agent's state directory is a tmpfs in production (/run/codespace-agent); here /run
@@ -88,40 +103,67 @@ def main():
         os.chmod(ws, 0o777)  # the restricted run user must be able to enter it
         with open(os.path.join(ws, ".devcontainer.json"), "w") as f:
             f.write('{"postAttachCommand": ["/bin/true"]}')
-        for launcher in ("plain", "sandbox"):
-            conf = os.path.join(d, f"{launcher}.json")
-            with open(conf, "w") as f:
-                json.dump({"lifecycle": {"launcher": launcher}}, f)
-            sock = os.path.join(d, f"{launcher}.sock")
-            proc = start([args.agent, "run", "--config", conf, "--listen", f"unix:{sock}",
-                          "--key-file", key_file, "--state-dir", os.path.join(state, f"st-{launcher}")],
-                         sock)
-            try:
-                s = agent_connect(sock, key)
-                cases = [("unsandboxed", "write")] if launcher == "plain" else \
-                    [("trusted", "write"), ("restricted", "read")]
-                next_id = 1
-                for name, access in cases:
-                    agent_runs(s, ws, access, 20, next_id)  # warm-up
-                    lat, last = agent_runs(s, ws, access, args.n, next_id + 20)
-                    next_id += 20 + args.n
-                    results[name] = summary(lat)
-                    results[name]["profile"] = last["profile"]
-                    results[name]["launcher"] = last["launcher"]
-                s.close()
-            finally:
-                stop(proc)
-        qsock = os.path.join(d, "qga.sock")
-        proc = start([args.qga, "--method", "unix-listen", "--path", qsock,
-                      "--pidfile", os.path.join(d, "qga.pid"), "--statedir", d], qsock)
+        procs = []
         try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(qsock)
-            qga_execs(s, 20)
-            results["qemu-ga guest-exec"] = summary(qga_execs(s, args.n))
-            s.close()
+            socks = {}
+            for launcher in ("plain", "sandbox"):
+                conf = os.path.join(d, f"{launcher}.json")
+                with open(conf, "w") as f:
+                    json.dump({"lifecycle": {"launcher": launcher}}, f)
+                sock = os.path.join(d, f"{launcher}.sock")
+                procs.append(start([args.agent, "run", "--config", conf, "--listen", f"unix:{sock}",
+                                    "--key-file", key_file, "--state-dir",
+                                    os.path.join(state, f"st-{launcher}")], sock))
+                socks[launcher] = agent_connect(sock, key)
+            qsock = os.path.join(d, "qga.sock")
+            procs.append(start([args.qga, "--method", "unix-listen", "--path", qsock,
+                                "--pidfile", os.path.join(d, "qga.pid"), "--statedir", d], qsock))
+            qs = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            qs.connect(qsock)
+            ids = {"plain": 1, "sandbox": 1}
+
+            def agent_case(launcher, access):
+                def run(n):
+                    lat, last = agent_runs(socks[launcher], ws, access, n, ids[launcher])
+                    ids[launcher] += n
+                    return lat, last
+                return run
+
+            cases = {
+                "unsandboxed": agent_case("plain", "write"),
+                "trusted": agent_case("sandbox", "write"),
+                "restricted": agent_case("sandbox", "read"),
+                "qemu-ga guest-exec": lambda n: (qga_execs(qs, n), None),
+            }
+            lat = {name: [] for name in cases}
+            last = {}
+            for name, run in cases.items():
+                run(20)  # warm-up
+            # Interleaved in blocks, each block in a rotated order, so that the machine's load
+            # (shared CPUs) hits every path alike.
+            names = list(cases)
+            done = 0
+            block = 0
+            while done < args.n:
+                b = min(args.block, args.n - done)
+                for name in names[block % len(names):] + names[:block % len(names)]:
+                    l, r = cases[name](b)
+                    lat[name] += l
+                    if r is not None:
+                        last[name] = r
+                done += b
+                block += 1
+            for name in cases:
+                results[name] = summary(lat[name])
+                if name in last:
+                    results[name]["profile"] = last[name]["profile"]
+                    results[name]["launcher"] = last[name]["launcher"]
+            qs.close()
+            for s in socks.values():
+                s.close()
         finally:
-            stop(proc)
+            for proc in procs:
+                stop(proc)
     print(f"| path (/bin/true, n={args.n}) | p50 ms | p90 ms | p99 ms | min ms |")
     print("|---|---|---|---|---|")
     for name, r in results.items():

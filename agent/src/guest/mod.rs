@@ -213,6 +213,7 @@ impl Agent {
         watcher.stop();
         follow.abort();
         firewall.remove();
+        sandbox::shutdown();
         let _ = system::sd_notify("STOPPING=1");
         info!("stopped");
         Ok(())

@@ -107,6 +107,8 @@ impl Drop for Fixture {
         if let Some(stop) = self.broker_stop.take() {
             let _ = stop.send(());
         }
+        // Pooled cgroups and queued removals go before the next test (or the process) starts.
+        codespace_agent::guest::sandbox::shutdown();
     }
 }
 
@@ -117,6 +119,10 @@ fn chown(path: &Path, user: &ResolvedUser) {
 pub async fn fixture() -> Fixture {
     static N: AtomicU32 = AtomicU32::new(0);
     let serial = SERIAL.lock().await;
+    // The sandbox as the agent configures it (cgroup pool and janitor on).
+    codespace_agent::guest::sandbox::configure(
+        &codespace_agent::guest::sandbox::SandboxConfig::default(),
+    );
     let id = format!(
         "{}-{}",
         std::process::id(),

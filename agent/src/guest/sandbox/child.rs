@@ -1,18 +1,20 @@
-//! The code that runs in the child between `fork` and `execve`: raw syscalls on data prepared
-//! in the parent, nothing else.
+//! The code that runs in the child between `clone` (or `fork`) and `execve`: raw syscalls on
+//! data prepared in the parent, nothing else.
 //!
-//! After `fork` only the forking thread exists; a lock another thread held stays locked forever
+//! The child normally shares the agent's memory until `execve` ([`super::vfork`]), where other
+//! threads keep running; on the fork path only the forking thread exists; a lock another thread held stays locked forever
 //! and the allocator may be mid-update, so this module must not allocate, lock, log or touch
 //! `std::env` (measured: a `pre_exec` that took a logger mutex deadlocked 25 of 40 spawns,
 //! `sandbox-ports.md` "Tokio and fork"). Every step is one `libc::syscall` on fields of
-//! [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which std
-//! hands to the parent as the spawn error, and the command is never executed.
+//! [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which the
+//! parent gets as the spawn error, and the command is never executed.
 //!
 //! Order, and why:
 //!
 //! 1. `setsid`: its own session and process group (pgid = pid), so a timeout can signal the
 //!    whole group, and no controlling terminal;
-//! 2. join the run's cgroups (write `"0"` to each pre-opened `cgroup.procs`): as root, before
+//! 2. join the run's cgroups (write `"0"` to each pre-opened `cgroup.procs`, v1 `tasks`, see
+//!    [`super::cgroup::RunCgroup::procs_fds`]): as root, before
 //!    anything runs, so there is no window in which the command is outside its limits;
 //! 3. rlimits `NOFILE`, `CORE`=0, `NPROC` (hard = soft, so the command cannot raise them);
 //! 4. mark every inherited descriptor above 2 close-on-exec (`close_range`), so a descriptor
@@ -36,6 +38,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::sync::Arc;
 
 /// `LANDLOCK_CREATE_RULESET_VERSION`.
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
@@ -52,7 +55,7 @@ pub struct ChildPlan {
     /// Set `no_new_privs`.
     pub no_new_privs: bool,
     /// The Landlock ruleset, if the kernel has Landlock.
-    pub landlock: Option<OwnedFd>,
+    pub landlock: Option<Arc<OwnedFd>>,
     /// Seccomp programs, installed in order.
     pub seccomp: Vec<Vec<libc::sock_filter>>,
     /// Run user.
@@ -92,11 +95,17 @@ fn set_limit(resource: libc::c_int, value: u64) -> io::Result<()> {
 impl ChildPlan {
     /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks.
     pub fn apply(&self) -> io::Result<()> {
+        self.apply_joined(0)
+    }
+
+    /// [`Self::apply`] for a child already in the first `joined` cgroups of
+    /// [`Self::cgroup_procs`] (born there: `CLONE_INTO_CGROUP`).
+    pub fn apply_joined(&self, joined: usize) -> io::Result<()> {
         // SAFETY (for every block below): raw syscalls whose pointer arguments point to data
         // owned by `self` or the stack, valid for the duration of the call; no memory is
         // allocated or freed and no lock is taken.
         check(unsafe { libc::syscall(libc::SYS_setsid) })?;
-        for fd in &self.cgroup_procs {
+        for fd in self.cgroup_procs.iter().skip(joined) {
             let written = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
             if written != 1 {
                 return Err(io::Error::last_os_error());

@@ -11,7 +11,8 @@
 //!   "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 //!   "lang": "C.UTF-8",
 //!   "kill_grace_ms": 2000,              // TERM → KILL at a timeout
-//!   "cgroup_parent": null               // pure cgroup v2: the delegated parent (default: auto)
+//!   "cgroup_parent": null,              // pure cgroup v2: the delegated parent (default: auto)
+//!   "cgroup_pool": 2                    // run cgroups kept ready per profile (0: none)
 //! }
 //! ```
 
@@ -42,6 +43,7 @@ pub struct RawSandboxConfig {
     pub lang: Option<String>,
     pub kill_grace_ms: Option<u64>,
     pub cgroup_parent: Option<PathBuf>,
+    pub cgroup_pool: Option<usize>,
 }
 
 /// The typed section.
@@ -60,7 +62,13 @@ pub struct SandboxConfig {
     /// Pure cgroup v2 only: the parent cgroup (absolute path under the cgroup2 mount) with
     /// `memory` and `pids` enabled in its `cgroup.subtree_control`; `None` chooses one.
     pub cgroup_parent: Option<PathBuf>,
+    /// Run cgroups created ahead of time per profile ([`super::cgroup_pool`]); 0 turns the
+    /// pool off.
+    pub cgroup_pool: usize,
 }
+
+/// Default [`SandboxConfig::cgroup_pool`]: one for the next command and one for a parallel one.
+pub const DEFAULT_CGROUP_POOL: usize = 2;
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -71,6 +79,7 @@ impl Default for SandboxConfig {
             lang: DEFAULT_LANG.to_owned(),
             kill_grace: Duration::from_secs(2),
             cgroup_parent: None,
+            cgroup_pool: DEFAULT_CGROUP_POOL,
         }
     }
 }
@@ -131,6 +140,7 @@ impl SandboxConfig {
                 .kill_grace_ms
                 .map_or(d.kill_grace, Duration::from_millis),
             cgroup_parent: raw.cgroup_parent,
+            cgroup_pool: raw.cgroup_pool.unwrap_or(d.cgroup_pool).min(64),
         })
     }
 }

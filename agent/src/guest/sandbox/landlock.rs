@@ -42,6 +42,7 @@ use landlock::{
 };
 use serde::Serialize;
 
+use super::landlock_cache::Witness;
 use super::rules::{WritableRoot, NEVER_WRITABLE, RESTRICTED_DEVICES, RESTRICTED_WRITABLE};
 use super::{SandboxError, SandboxProfile};
 
@@ -83,6 +84,9 @@ pub struct Prepared {
     pub fd: Option<OwnedFd>,
     /// The report.
     pub applied: LandlockApplied,
+    /// What the ruleset was built from, to tell later whether it still describes the file
+    /// system ([`super::landlock_cache`]).
+    pub witness: Witness,
 }
 
 /// The places a run's ruleset depends on.
@@ -131,6 +135,7 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             return Ok(Prepared {
                 fd: None,
                 applied: LandlockApplied::Unsupported { reason },
+                witness: Witness::default(),
             });
         }
     };
@@ -143,6 +148,8 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
         ruleset = ruleset.scope(Scope::from_all(abi)).map_err(error)?;
     }
     let mut created = ruleset.create().map_err(error)?;
+    let mut witness = Witness::default();
+    witness.target(places.state_dir);
     let state_dir = absolute(places.state_dir);
     let mut missing = Vec::new();
     let mut refused = Vec::new();
@@ -151,14 +158,14 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
     } else {
         all
     };
-    grant_except(
-        &mut created,
-        Path::new("/"),
-        &state_dir,
-        read,
+    let mut grant = Grant {
+        ruleset: &mut created,
+        excluded: &state_dir,
         abi,
-        &mut missing,
-    )?;
+        missing: &mut missing,
+        witness: &mut witness,
+    };
+    grant.except(Path::new("/"), read)?;
     if restricted {
         let write = AccessFs::from_write(abi);
         for w in RESTRICTED_WRITABLE {
@@ -169,21 +176,15 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             };
             let variable = matches!(w.root, WritableRoot::Workspace | WritableRoot::Home);
             if variable && never_writable(root) {
+                grant.witness.target(root);
                 refused.push(root.to_owned());
                 continue;
             }
-            grant_except(&mut created, root, &state_dir, write, abi, &mut missing)?;
+            grant.except(root, write)?;
         }
         let device = all & (AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::Truncate);
         for d in RESTRICTED_DEVICES {
-            grant_except(
-                &mut created,
-                Path::new(d.path),
-                &state_dir,
-                device,
-                abi,
-                &mut missing,
-            )?;
+            grant.except(Path::new(d.path), device)?;
         }
     }
     let fd: Option<OwnedFd> = created.into();
@@ -201,6 +202,7 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             },
         },
         fd,
+        witness,
     })
 }
 
@@ -230,66 +232,78 @@ fn absolute(path: &Path) -> PathBuf {
     })
 }
 
-/// Grants `access` beneath `root`, except beneath `excluded` (see the module docs).
-fn grant_except(
-    ruleset: &mut RulesetCreated,
-    root: &Path,
-    excluded: &Path,
-    access: BitFlags<AccessFs>,
+/// The state of one ruleset build: where rules go, what is excluded, what was found missing,
+/// and the witness of every path the rules depend on.
+struct Grant<'a> {
+    ruleset: &'a mut RulesetCreated,
+    excluded: &'a Path,
     abi: ABI,
-    missing: &mut Vec<PathBuf>,
-) -> Result<(), SandboxError> {
-    let Ok(root) = std::fs::canonicalize(root) else {
-        missing.push(root.to_owned());
-        return Ok(());
-    };
-    if root.starts_with(excluded) {
-        return Ok(()); // entirely inside the state directory
-    }
-    if !excluded.starts_with(&root) {
-        let is_dir = root.is_dir();
-        return add(ruleset, &root, is_dir, access, abi);
-    }
-    let mut dir = root;
-    while dir != excluded {
-        let Some(step) = excluded
-            .strip_prefix(&dir)
-            .ok()
-            .and_then(|rest| rest.components().next())
-        else {
-            break;
+    missing: &'a mut Vec<PathBuf>,
+    witness: &'a mut Witness,
+}
+
+impl Grant<'_> {
+    /// Grants `access` beneath `root`, except beneath the excluded path (see the module docs).
+    fn except(&mut self, root: &Path, access: BitFlags<AccessFs>) -> Result<(), SandboxError> {
+        // Whatever `root` resolves to now decides the rules below (or their absence).
+        self.witness.target(root);
+        let Ok(root) = std::fs::canonicalize(root) else {
+            self.missing.push(root.to_owned());
+            return Ok(());
         };
-        let next = dir.join(step);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) => return Err(error(format!("cannot list {}: {e}", dir.display()))),
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path == next {
-                continue;
-            }
-            let Ok(kind) = entry.file_type() else {
-                continue; // vanished
+        let excluded = self.excluded;
+        if root.starts_with(excluded) {
+            return Ok(()); // entirely inside the state directory
+        }
+        if !excluded.starts_with(&root) {
+            let is_dir = root.is_dir();
+            return add(self.ruleset, &root, is_dir, access, self.abi);
+        }
+        let mut dir = root;
+        while dir != excluded {
+            let Some(step) = excluded
+                .strip_prefix(&dir)
+                .ok()
+                .and_then(|rest| rest.components().next())
+            else {
+                break;
             };
-            let is_dir = if kind.is_symlink() {
-                // Follow it to where it leads; skip any that lead onto the excluded path
-                // (Debian's /var/run -> /run would otherwise grant all of /run).
-                let Ok(target) = std::fs::canonicalize(&path) else {
-                    continue; // dangling
-                };
-                if excluded.starts_with(&target) || target.starts_with(excluded) {
+            let next = dir.join(step);
+            // Stamped before listing: an entry added, removed or renamed later changes it.
+            self.witness.listed(&dir);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => return Err(error(format!("cannot list {}: {e}", dir.display()))),
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path == next {
                     continue;
                 }
-                target.is_dir()
-            } else {
-                kind.is_dir()
-            };
-            add(ruleset, &path, is_dir, access, abi)?;
+                let Ok(kind) = entry.file_type() else {
+                    continue; // vanished
+                };
+                let is_dir = if kind.is_symlink() {
+                    // Its target can change without the listed directory changing.
+                    self.witness.target(&path);
+                    // Follow it to where it leads; skip any that lead onto the excluded path
+                    // (Debian's /var/run -> /run would otherwise grant all of /run).
+                    let Ok(target) = std::fs::canonicalize(&path) else {
+                        continue; // dangling
+                    };
+                    if excluded.starts_with(&target) || target.starts_with(excluded) {
+                        continue;
+                    }
+                    target.is_dir()
+                } else {
+                    kind.is_dir()
+                };
+                add(self.ruleset, &path, is_dir, access, self.abi)?;
+            }
+            dir = next;
         }
-        dir = next;
+        Ok(())
     }
-    Ok(())
 }
 
 fn add(
