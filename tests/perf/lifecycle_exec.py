@@ -78,6 +78,48 @@ def stop(proc):
         proc.wait()
 
 
+class StateDirs:
+    """The agents' state directories, laid out as in production where this machine allows.
+
+    In production the state directory is `/run/codespace-agent` on the tmpfs `/run`. The layout
+    matters to the measurement: the restricted sandbox denies the state directory by listing, in
+    its Landlock ruleset, the entries of every directory above it (`/`, `/run`), so a state
+    directory under `/dev/shm` (108 entries in `/dev` here) costs rules that production does not
+    pay. As root, each agent gets a fresh tmpfs mounted at `/run/codespace-agent-bench-PID-NAME`
+    (unmounted and removed afterwards); otherwise a directory under `/dev/shm` (tmpfs) is used.
+    """
+
+    def __init__(self):
+        self.mounts = []
+        self.fallback = None
+
+    def __enter__(self):
+        return self
+
+    def make(self, name):
+        if os.geteuid() == 0 and os.path.isdir("/run"):
+            path = f"/run/codespace-agent-bench-{os.getpid()}-{name}"
+            os.mkdir(path, 0o700)
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", path],
+                                  capture_output=True)
+            if done.returncode == 0:
+                self.mounts.append(path)
+                return path
+            os.rmdir(path)
+        if self.fallback is None:
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self.fallback = tempfile.TemporaryDirectory(dir=shm)
+        return os.path.join(self.fallback.name, f"st-{name}")
+
+    def __exit__(self, *exc):
+        for path in self.mounts:
+            subprocess.run(["umount", path], check=False)
+            os.rmdir(path)
+        if self.fallback is not None:
+            self.fallback.cleanup()
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True)
@@ -91,10 +133,7 @@ def main():
     GAP = args.gap
     key = os.urandom(32)
     results = {}
-    # The agent's state directory is a tmpfs in production (/run/codespace-agent); here /run
-    # and /tmp are on disk, so the state goes to /dev/shm when there is one.
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory(dir=shm) as state:
+    with tempfile.TemporaryDirectory() as d, StateDirs() as state:
         key_file = os.path.join(d, "key")
         with open(key_file, "wb") as f:
             f.write(key)
@@ -113,7 +152,7 @@ def main():
                 sock = os.path.join(d, f"{launcher}.sock")
                 procs.append(start([args.agent, "run", "--config", conf, "--listen", f"unix:{sock}",
                                     "--key-file", key_file, "--state-dir",
-                                    os.path.join(state, f"st-{launcher}")], sock))
+                                    state.make(launcher)], sock))
                 socks[launcher] = agent_connect(sock, key)
             qsock = os.path.join(d, "qga.sock")
             procs.append(start([args.qga, "--method", "unix-listen", "--path", qsock,

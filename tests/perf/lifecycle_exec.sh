@@ -14,8 +14,9 @@ if ! command -v qemu-ga >/dev/null 2>&1 && [ ! -x /usr/sbin/qemu-ga ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-guest-agent
 fi
 QGA="$(command -v qemu-ga || echo /usr/sbin/qemu-ga)"
-cargo build --release -q -p codespace-agent --bin codespace-agent
+# The agent as it ships (packaging/build.sh: static-pie release build).
+AGENT="$(packaging/build.sh | tail -1)/codespace-agent"
 mkdir -p tests/perf/out
-echo "machine: $(nproc) CPUs, $(uname -r); $("$QGA" --version | head -1)"
-python3 tests/perf/lifecycle_exec.py --agent target/release/codespace-agent --qga "$QGA" \
+echo "machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); $("$QGA" --version | head -1)"
+python3 tests/perf/lifecycle_exec.py --agent "$AGENT" --qga "$QGA" \
     -n "$N" --json tests/perf/out/lifecycle_exec.json "$@"

@@ -44,6 +44,7 @@ pub mod output;
 pub mod plan;
 pub mod redact;
 pub mod request;
+pub mod runlogs;
 pub mod runner;
 pub mod sandbox_launcher;
 pub mod service;

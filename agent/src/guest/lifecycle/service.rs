@@ -28,6 +28,7 @@ use super::output::BoundedLog;
 use super::plan::{plan, RunPhase};
 use super::redact::Needles;
 use super::request::{LifecycleError, RunRequest};
+use super::runlogs::RunLogs;
 use super::runner::{CommandResult, RunInput, RunOutcome, Runner};
 use super::settings::LifecycleConfig;
 use crate::guest::service::EventSink;
@@ -48,6 +49,7 @@ pub struct LifecycleService {
     pub(crate) org_policy: Option<OrgPolicy>,
     pub(crate) passwd: PathBuf,
     pub(crate) watch: super::watch::WatchSlot,
+    logs: RunLogs,
     counter: AtomicU64,
 }
 
@@ -145,7 +147,9 @@ impl LifecycleService {
         secrets: Option<Arc<dyn SecretSource>>,
         org_policy: Option<OrgPolicy>,
     ) -> Self {
+        let logs = RunLogs::new(state_dir.join("lifecycle"), config.logs_kept);
         Self {
+            logs,
             config,
             runner,
             events,
@@ -244,21 +248,8 @@ impl LifecycleService {
     }
 
     pub(crate) fn open_log(&self, run_id: &str) -> Option<BoundedLog> {
-        let dir = self.state_dir.join("lifecycle");
-        let made = {
-            use std::os::unix::fs::DirBuilderExt as _;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-        };
-        if let Err(e) = made {
-            tracing::warn!(error = %e, dir = %dir.display(), "no lifecycle log directory");
-            return None;
-        }
-        prune_logs(&dir, self.config.logs_kept.saturating_sub(1));
-        match BoundedLog::create(
-            &dir.join(format!("{run_id}.log")),
+        match self.logs.open(
+            run_id,
             self.config.log_head_bytes,
             self.config.log_tail_bytes,
         ) {
@@ -410,25 +401,5 @@ impl LifecycleService {
 fn merge(into: &mut Value, from: Value) {
     if let (Value::Object(a), Value::Object(b)) = (into, from) {
         a.extend(b);
-    }
-}
-
-/// Keeps the newest `keep` `*.log` files of `dir`.
-fn prune_logs(dir: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    if logs.len() <= keep {
-        return;
-    }
-    logs.sort();
-    let excess = logs.len() - keep;
-    for (_, p) in logs.into_iter().take(excess) {
-        let _ = std::fs::remove_file(p);
     }
 }
