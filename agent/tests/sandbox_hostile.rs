@@ -33,6 +33,7 @@ use fixture::{fixture, root, small_limits, TOKEN};
 
 const BOTH: [SandboxProfile; 2] = [SandboxProfile::Restricted, SandboxProfile::Trusted];
 const RESTRICTED: SandboxProfile = SandboxProfile::Restricted;
+const TRUSTED: SandboxProfile = SandboxProfile::Trusted;
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -215,6 +216,40 @@ async fn the_kernel_attack_surface_is_refused_and_the_32_bit_abi_kills() {
         assert!(out.is_empty());
         assert!(fx.unsandboxed(&["int80"]).starts_with("int80 getpid "));
     }
+}
+
+#[tokio::test]
+async fn restricted_runs_cannot_make_or_enter_user_namespaces() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    for call in ["unshare-user", "clone-user", "setns-any"] {
+        assert_eq!(
+            fx.probe(RESTRICTED, &["syscall", call]).await.0,
+            "EPERM",
+            "{call}"
+        );
+    }
+    // clone3's flags are out of the filter's reach: ENOSYS, and the C library falls back.
+    assert_eq!(
+        fx.probe(RESTRICTED, &["syscall", "clone3"]).await.0,
+        "ENOSYS"
+    );
+    assert_eq!(
+        fx.probe(RESTRICTED, &["syscall", "posix_spawn"]).await.0,
+        "ok"
+    );
+    // Controls: the same user outside the sandbox, and the trusted profile, keep them (where
+    // the kernel allows unprivileged user namespaces at all).
+    let userns_allowed = fx.unsandboxed(&["syscall", "unshare-user"]) == "ok";
+    for call in ["unshare-user", "clone-user"] {
+        let trusted = fx.probe(TRUSTED, &["syscall", call]).await.0;
+        if userns_allowed {
+            assert_eq!(trusted, "ok", "trusted {call}");
+        }
+    }
+    assert_ne!(fx.probe(TRUSTED, &["syscall", "clone3"]).await.0, "ENOSYS");
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +185,33 @@ int main(int argc, char **argv) {
             ret = syscall(SYS_init_module, NULL, 0, "");
         else if (!strcmp(arg, "unshare"))
             ret = syscall(SYS_unshare, 0);
+        else if (!strcmp(arg, "unshare-user"))
+            ret = syscall(SYS_unshare, CLONE_NEWUSER);
+        else if (!strcmp(arg, "setns-any"))
+            ret = syscall(SYS_setns, open("/proc/self/ns/user", O_RDONLY), 0);
+        else if (!strcmp(arg, "clone3"))
+            ret = syscall(SYS_clone3, NULL, 0); /* EFAULT/EINVAL when the kernel sees it */
+        else if (!strcmp(arg, "clone-user")) {
+            /* A raw clone with CLONE_NEWUSER: the child exits at once. */
+            ret = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+            if (ret == 0)
+                _exit(0);
+            if (ret > 0)
+                waitpid((pid_t)ret, NULL, 0);
+        } else if (!strcmp(arg, "posix_spawn")) {
+            /* glibc tries clone3 first and must fall back to clone on ENOSYS. */
+            pid_t pid;
+            char *child_argv[] = {"/bin/true", NULL};
+            char *child_env[] = {NULL};
+            int e = posix_spawn(&pid, "/bin/true", NULL, NULL, child_argv, child_env);
+            int status = 0;
+            if (e == 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                ret = 0;
+            else {
+                errno = e ? e : ECHILD;
+                ret = -1;
+            }
+        }
         else {
             fprintf(stderr, "unknown syscall %s\n", arg);
             return 2;

@@ -401,7 +401,7 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
         core: 0,
     };
-    let seccomp_programs = vec![filters.program.clone()];
+    let seccomp_programs = vec![filters.for_profile(spec.profile).to_vec()];
     let applied = AppliedReport {
         profile: spec.profile,
         uid: spec.user.uid,

@@ -93,6 +93,69 @@ pub const DENIED_SOCKET_FAMILIES: &[DeniedFamily] = &[DeniedFamily {
     reason: "vsock reaches the hypervisor host (CID 2) directly; repository code must never talk to the host",
 }];
 
+/// A call that can create or enter a user namespace, and which of its arguments says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsernsGate {
+    /// The `libc` constant (`SYS_unshare`).
+    pub constant: &'static str,
+    /// Number on the build's architecture.
+    pub nr: i64,
+    /// Index of the argument holding the `CLONE_NEW*` flags.
+    pub arg: u32,
+    /// Whether 0 in that argument also means a user namespace (`setns`: 0 accepts any type).
+    pub zero_is_any: bool,
+    /// Why the restricted profile refuses it.
+    pub reason: &'static str,
+}
+
+impl UsernsGate {
+    /// Name as in `man 2`.
+    pub fn name(&self) -> &'static str {
+        self.constant.trim_start_matches("SYS_")
+    }
+}
+
+/// `gate!(SYS_name, arg, zero_is_any, "reason")`.
+macro_rules! gate {
+    ($constant:ident, $arg:expr, $zero:expr, $reason:expr) => {
+        UsernsGate {
+            constant: stringify!($constant),
+            nr: libc::$constant,
+            arg: $arg,
+            zero_is_any: $zero,
+            reason: $reason,
+        }
+    };
+}
+
+/// Restricted profile only: these calls get `EPERM` when they would create or enter a user
+/// namespace (`CLONE_NEWUSER` in the flags). The trusted profile keeps them: rootless
+/// containers and browser sandboxes in a trusted repository's tests need them.
+pub const RESTRICTED_USERNS_GATES: &[UsernsGate] = &[
+    gate!(
+        SYS_unshare,
+        0,
+        false,
+        "a user namespace gives repository code every capability inside it, and with them mount, network and other namespace code of the kernel that an unprivileged process cannot otherwise reach (a common local-privilege-escalation path)"
+    ),
+    gate!(SYS_clone, 0, false, "the same user namespace, made by clone(CLONE_NEWUSER)"),
+    gate!(
+        SYS_setns,
+        1,
+        true,
+        "entering a user namespace that another process of the same user made grants the same capabilities"
+    ),
+];
+
+/// Restricted profile only: answered with `ENOSYS`. `clone3` passes its flags in a structure
+/// the filter cannot read, so it cannot be gated like `clone`; `ENOSYS` makes the C library
+/// (glibc since 2.34 tries `clone3` first) fall back to `clone`, whose flags the gate checks.
+/// Docker's default seccomp profile answers `clone3` the same way.
+pub const RESTRICTED_ENOSYS: &[DeniedSyscall] = &[deny!(
+    SYS_clone3,
+    "its flags (CLONE_NEWUSER) are out of the filter's reach; ENOSYS sends callers to clone"
+)];
+
 /// The lowest syscall number of the x32 ABI (`__X32_SYSCALL_BIT`): calls with this bit set come
 /// from the x32 ABI, which has the x86-64 audit arch but other numbers, and would slip past a
 /// deny-list keyed on x86-64 numbers. Refused with `EPERM` by a separate small filter.
@@ -230,6 +293,17 @@ mod tests {
         let mut names = HashSet::new();
         let mut numbers = HashSet::new();
         for s in DENIED_SYSCALLS {
+            assert!(names.insert(s.name()), "{} twice", s.name());
+            assert!(numbers.insert(s.nr), "{} shares a number", s.name());
+            assert!(s.reason.len() > 10, "{} needs a reason", s.name());
+        }
+        // The restricted-only calls are numbers of their own too: one syscall, one answer.
+        for g in RESTRICTED_USERNS_GATES {
+            assert!(names.insert(g.name()), "{} twice", g.name());
+            assert!(numbers.insert(g.nr), "{} shares a number", g.name());
+            assert!(g.reason.len() > 10 && g.arg < 6, "{}", g.name());
+        }
+        for s in RESTRICTED_ENOSYS {
             assert!(names.insert(s.name()), "{} twice", s.name());
             assert!(numbers.insert(s.nr), "{} shares a number", s.name());
             assert!(s.reason.len() > 10, "{} needs a reason", s.name());

@@ -12,8 +12,16 @@
 //!  nr in the deny list            ─► EPERM          (a binary search over the sorted numbers)
 //!  socket/socketpair              ─► EPERM if argument 0, read as the 32-bit int the kernel
 //!                                    reads, is a denied family (AF_VSOCK); else ALLOW
+//!  restricted only:
+//!  unshare/clone/setns            ─► EPERM if the flags argument has CLONE_NEWUSER (setns: or
+//!                                    is 0, "any type"); else ALLOW
+//!  clone3                         ─► ENOSYS (flags out of reach; libc falls back to clone)
 //!  anything else                  ─► ALLOW
 //! ```
+//!
+//! Two programs come out, one per profile ([`Filters::for_profile`]): the trusted one without
+//! the restricted-only branches, so a trusted command keeps user namespaces (rootless
+//! containers, browser sandboxes) and pays for no check it does not get.
 //!
 //! Why hand-built and searched: the kernel JIT-compiles a filter and, to fill its per-syscall
 //! "always allowed" cache, emulates it once for every syscall number of every ABI at install
@@ -24,7 +32,11 @@
 //! `Vec<libc::sock_filter>`; the child installs it with the raw `seccomp(2)` syscall (see
 //! [`super::child`]).
 
-use super::rules::{DENIED_SOCKET_FAMILIES, DENIED_SYSCALLS, X32_SYSCALL_BIT};
+use super::rules::{
+    DENIED_SOCKET_FAMILIES, DENIED_SYSCALLS, RESTRICTED_ENOSYS, RESTRICTED_USERNS_GATES,
+    X32_SYSCALL_BIT,
+};
+use super::SandboxProfile;
 
 /// `AUDIT_ARCH_X86_64` (`EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`).
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -47,16 +59,32 @@ const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JA: u16 = 0x05;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
 const BPF_RET_K: u16 = 0x06;
 
 /// Leaves of the search tree compare this many numbers one by one.
 const LEAF: usize = 4;
 
-/// The program, ready to install.
+/// `CLONE_NEWUSER` (the flag's value is the same on every architecture).
+const CLONE_NEWUSER: u32 = 0x1000_0000;
+
+/// The programs, ready to install: one per profile.
 #[derive(Debug, Clone)]
 pub struct Filters {
-    /// The one program (arch check, x32 refusal, deny list, socket families).
+    /// Trusted: arch check, x32 refusal, deny list, socket families.
     pub program: Vec<libc::sock_filter>,
+    /// Restricted: the same, plus the user-namespace gates and `clone3` → `ENOSYS`.
+    pub restricted: Vec<libc::sock_filter>,
+}
+
+impl Filters {
+    /// The program a run of `profile` installs.
+    pub fn for_profile(&self, profile: SandboxProfile) -> &[libc::sock_filter] {
+        match profile {
+            SandboxProfile::Restricted => &self.restricted,
+            SandboxProfile::Trusted => &self.program,
+        }
+    }
 }
 
 /// Why the filter could not be compiled (a bug in the rules table, or an unsupported CPU).
@@ -66,7 +94,17 @@ pub struct FilterError(String);
 
 /// `SECCOMP_RET_ERRNO | EPERM`.
 pub fn ret_eperm() -> u32 {
-    libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA)
+    ret_errno(libc::EPERM)
+}
+
+fn ret_errno(errno: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)
+}
+
+/// Offset of the low 32 bits of argument `n` in `struct seccomp_data` (flags and namespace
+/// types are ints, or longs whose meaningful bits are all in the low word).
+const fn arg_low(n: u32) -> u32 {
+    DATA_ARG0_LOW + 8 * n
 }
 
 fn audit_arch(arch: &str) -> Result<u32, FilterError> {
@@ -207,12 +245,24 @@ fn stmt(code: u16, k: u32) -> libc::sock_filter {
     }
 }
 
-/// Compiles the program for the running architecture.
+/// Compiles the programs for the running architecture.
 pub fn compile() -> Result<Filters, FilterError> {
     compile_for(std::env::consts::ARCH)
 }
 
 fn compile_for(arch: &str) -> Result<Filters, FilterError> {
+    Ok(Filters {
+        program: build(arch, false)?,
+        restricted: build(arch, true)?,
+    })
+}
+
+/// Number of real instructions in `ops` (the `Start` markers take no room).
+fn here(ops: &[Op]) -> usize {
+    ops.iter().filter(|o| !matches!(o, Op::Start(_))).count()
+}
+
+fn build(arch: &str, restricted: bool) -> Result<Vec<libc::sock_filter>, FilterError> {
     let audit = audit_arch(arch)?;
     let number = |nr: i64, what: &str| {
         u32::try_from(nr).map_err(|_| FilterError(format!("{what}: syscall number {nr}")))
@@ -233,6 +283,26 @@ fn compile_for(arch: &str) -> Result<Filters, FilterError> {
         list.push(Listed {
             nr: number(nr, name)?,
             to: Target::Socket,
+        });
+    }
+    // Restricted-only branches get blocks of their own, numbered after the search's.
+    const FIRST_EXTRA_BLOCK: usize = 1000;
+    let gates = if restricted {
+        RESTRICTED_USERNS_GATES
+    } else {
+        &[]
+    };
+    let enosys = if restricted { RESTRICTED_ENOSYS } else { &[] };
+    for (i, g) in gates.iter().enumerate() {
+        list.push(Listed {
+            nr: number(g.nr, g.name())?,
+            to: Target::Block(FIRST_EXTRA_BLOCK + i),
+        });
+    }
+    for s in enosys {
+        list.push(Listed {
+            nr: number(s.nr, s.name())?,
+            to: Target::Block(FIRST_EXTRA_BLOCK + gates.len()),
         });
     }
     list.sort_by_key(|l| l.nr);
@@ -261,8 +331,36 @@ fn compile_for(arch: &str) -> Result<Filters, FilterError> {
     }
     let mut blocks = 1;
     search(&list, &mut ops, &mut blocks);
+    if blocks >= FIRST_EXTRA_BLOCK {
+        return Err(FilterError(
+            "deny list too long for the block numbering".into(),
+        ));
+    }
+    // Each branch ends in an answer or a jump to one: no block falls into the next.
+    for (i, g) in gates.iter().enumerate() {
+        ops.push(Op::Start(FIRST_EXTRA_BLOCK + i));
+        ops.push(Op::Load(arg_low(g.arg)));
+        if g.zero_is_any {
+            ops.push(Op::If {
+                code: BPF_JMP_JEQ_K,
+                k: 0,
+                yes: Target::Eperm,
+                no: Target::Next,
+            });
+        }
+        ops.push(Op::If {
+            code: BPF_JMP_JSET_K,
+            k: CLONE_NEWUSER,
+            yes: Target::Eperm,
+            no: Target::Allow,
+        });
+    }
+    if !enosys.is_empty() {
+        ops.push(Op::Start(FIRST_EXTRA_BLOCK + gates.len()));
+        ops.push(Op::Ret(ret_errno(libc::ENOSYS)));
+    }
     // The labels: socket family check, then the two answers.
-    let socket_at = ops.iter().filter(|o| !matches!(o, Op::Start(_))).count();
+    let socket_at = here(&ops);
     ops.push(Op::Load(DATA_ARG0_LOW));
     for f in DENIED_SOCKET_FAMILIES {
         ops.push(Op::If {
@@ -275,15 +373,14 @@ fn compile_for(arch: &str) -> Result<Filters, FilterError> {
     let allow_at = socket_at + 1 + DENIED_SOCKET_FAMILIES.len();
     ops.push(Op::Ret(libc::SECCOMP_RET_ALLOW));
     ops.push(Op::Ret(ret_eperm()));
-    let program = assemble(
+    assemble(
         &ops,
         [
             (Target::Socket, socket_at),
             (Target::Allow, allow_at),
             (Target::Eperm, allow_at + 1),
         ],
-    )?;
-    Ok(Filters { program })
+    )
 }
 
 #[cfg(test)]
@@ -494,10 +591,94 @@ mod tests {
     }
 
     #[test]
+    fn restricted_gates_user_namespaces_and_otherwise_answers_like_trusted() {
+        let f = compile().unwrap();
+        let (trusted, restricted) = (&f.program, &f.restricted);
+        let native = audit_arch(std::env::consts::ARCH).unwrap();
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        let newuser = u64::from(CLONE_NEWUSER);
+        let newns = libc::CLONE_NEWNS as u64;
+        let newnet = libc::CLONE_NEWNET as u64;
+        let sigchld = libc::SIGCHLD as u64;
+        // (call, args, restricted answer); trusted allows every one of them.
+        let cases: &[(i64, [u64; 6], u32)] = &[
+            (libc::SYS_unshare, [newuser, 0, 0, 0, 0, 0], ret_eperm()),
+            (
+                libc::SYS_unshare,
+                [newuser | newns, 0, 0, 0, 0, 0],
+                ret_eperm(),
+            ),
+            (
+                libc::SYS_unshare,
+                [(1 << 40) | newuser, 0, 0, 0, 0, 0],
+                ret_eperm(),
+            ),
+            (
+                libc::SYS_unshare,
+                [newns, 0, 0, 0, 0, 0],
+                libc::SECCOMP_RET_ALLOW,
+            ),
+            (libc::SYS_unshare, [0; 6], libc::SECCOMP_RET_ALLOW),
+            (
+                libc::SYS_clone,
+                [sigchld, 0, 0, 0, 0, 0],
+                libc::SECCOMP_RET_ALLOW,
+            ),
+            (
+                libc::SYS_clone,
+                [newuser | sigchld, 0, 0, 0, 0, 0],
+                ret_eperm(),
+            ),
+            (libc::SYS_setns, [3, 0, 0, 0, 0, 0], ret_eperm()),
+            (libc::SYS_setns, [3, newuser, 0, 0, 0, 0], ret_eperm()),
+            (
+                libc::SYS_setns,
+                [3, newnet, 0, 0, 0, 0],
+                libc::SECCOMP_RET_ALLOW,
+            ),
+            (libc::SYS_clone3, [0; 6], ret_errno(libc::ENOSYS)),
+        ];
+        for (call, args, want) in cases {
+            let n = nr(*call);
+            assert_eq!(run(restricted, native, n, *args), *want, "{call} {args:?}");
+            assert_eq!(
+                run(trusted, native, n, *args),
+                libc::SECCOMP_RET_ALLOW,
+                "trusted {call}"
+            );
+        }
+        // Every other call (and every call of another ABI) gets the trusted program's answer.
+        let gated: Vec<u32> = RESTRICTED_USERNS_GATES
+            .iter()
+            .map(|g| g.nr)
+            .chain(RESTRICTED_ENOSYS.iter().map(|s| s.nr))
+            .map(nr)
+            .collect();
+        for arch in [native, I386, 0] {
+            for n in (0..1100).chain((0..1100).map(|n| X32_SYSCALL_BIT | n)) {
+                if arch == native && gated.contains(&n) {
+                    continue;
+                }
+                for a0 in [0u64, 40, newuser] {
+                    let a = [a0, newuser, 0, 0, 0, 0];
+                    assert_eq!(
+                        run(restricted, arch, n, a),
+                        run(trusted, arch, n, a),
+                        "arch {arch:#x} nr {n} arg0 {a0:#x}"
+                    );
+                }
+            }
+        }
+        assert_eq!(f.for_profile(SandboxProfile::Restricted), &restricted[..]);
+        assert_eq!(f.for_profile(SandboxProfile::Trusted), &trusted[..]);
+    }
+
+    #[test]
     fn every_architecture_compiles_and_an_unknown_one_is_named() {
         for arch in ["x86_64", "aarch64", "riscv64"] {
             let f = compile_for(arch).unwrap();
             assert!(f.program.len() < 80, "{arch}: {}", f.program.len());
+            assert!(f.restricted.len() < 100, "{arch}: {}", f.restricted.len());
         }
         assert!(compile_for("mips")
             .unwrap_err()
