@@ -524,6 +524,7 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
         let hello = ForwardHello {
             port,
             grant: json!({"port": "eighty"}),
+            ticket: None,
         };
         let (st, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [1; 32]);
         write_payload(&mut nonsense.stream, &nonsense.codec, &payload)
@@ -559,6 +560,7 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
         let hello = ForwardHello {
             port,
             grant: serde_json::to_value(grant).unwrap(),
+            ticket: None,
         };
         let (_, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [2; 32]);
         write_payload(&mut halfway.stream, &halfway.codec, &payload)
