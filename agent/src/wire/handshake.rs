@@ -125,7 +125,15 @@ impl HandshakeError {
 }
 
 pub(super) fn payload_of<T: serde::Serialize>(msg: &T) -> Vec<u8> {
-    serde_json::to_vec(&to_object(msg)).unwrap_or_default()
+    // Straight to bytes: the same fields in the same order as through a `Map`, without one.
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+/// Just the `type` member of a frame (every other member is skipped without allocating).
+#[derive(serde::Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Reads a frame that must be `expected`; an error frame from the peer is reported as such.
@@ -133,6 +141,24 @@ pub(super) fn expect<T: serde::de::DeserializeOwned>(
     payload: &[u8],
     expected: &str,
 ) -> Result<T, HandshakeError> {
+    // The usual case, an object of the expected type, is parsed once, straight into `T`; all
+    // else takes the slower path below, which names what is wrong.
+    let is_object = payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if is_object {
+        if let Ok(Kind { kind: Some(kind) }) = serde_json::from_slice::<Kind<'_>>(payload) {
+            if kind == expected {
+                return serde_json::from_slice(payload).map_err(|e| {
+                    HandshakeError::new(
+                        ErrorCode::ProtocolViolation,
+                        format!("malformed `{expected}`: {e}"),
+                    )
+                });
+            }
+        }
+    }
     let object = parse_payload(payload)
         .map_err(|e| HandshakeError::new(ErrorCode::InvalidFrame, e.to_string()))?;
     let kind = object.get("type").and_then(|v| v.as_str()).unwrap_or("");

@@ -191,17 +191,52 @@ async fn connect(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
     ] {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
+        match connect_one(addr, timeout).await {
+            Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(e)) => debug!(%addr, error = %e, "connect failed"),
-            Err(_) => debug!(%addr, "connect timed out"),
+            Err(e) => debug!(%addr, error = %e, "connect failed"),
         }
     }
     Err(ForwardRefusal::PortUnreachable(port))
+}
+
+/// Connects to one address. On loopback the kernel runs the whole TCP handshake (or the
+/// refusal) inside `connect(2)`, so the outcome is usually known when it returns: then no trip
+/// through the reactor (registration, wakeup, a timer) is needed. Otherwise wait for it, at
+/// most `timeout`.
+async fn connect_one(addr: std::net::SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    sockopt::socket_error(&fd)??;
+    let connected = rustix::net::getpeername(&fd).is_ok_and(|a| a.is_some());
+    let stream = TcpStream::from_std(std::net::TcpStream::from(fd))?;
+    if !connected {
+        tokio::time::timeout(timeout, stream.writable())
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        stream.peer_addr()?;
+    }
+    Ok(stream)
 }
 
 /// Raises the soft open-file limit to the hard one: each forwarded connection holds two sockets
