@@ -36,7 +36,7 @@ use super::ports::ForwardRefusal;
 use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
-use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
+use crate::wire::io::{read_frame, read_payload, write_object, write_payload, FrameIoError};
 use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello};
 use crate::wire::ticket::ForwardTicket;
 use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
@@ -502,7 +502,8 @@ impl Server {
         W: AsyncWrite + Unpin,
     {
         let sh = &self.shared;
-        let hello = read_frame(rd, &sh.codec)
+        // Raw payloads: `AwaitHello` and friends parse each frame once, straight into its type.
+        let hello = read_payload(rd, &sh.codec)
             .await
             .map_err(io_end)?
             .ok_or(HandshakeEnd::Closed)?;
@@ -514,7 +515,7 @@ impl Server {
         let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
         let mut ticket = None;
         let mut held = Vec::with_capacity(2);
-        let (agreed, ok) = match start.handle(&hello.payload, nonce)? {
+        let (agreed, ok) = match start.handle(&hello, nonce)? {
             AfterHello::Established {
                 agreed,
                 welcome,
@@ -529,19 +530,19 @@ impl Server {
                 write_payload(wr, &sh.codec, &welcome)
                     .await
                     .map_err(io_end)?;
-                let auth = read_frame(rd, &sh.codec)
+                let auth = read_payload(rd, &sh.codec)
                     .await
                     .map_err(io_end)?
                     .ok_or(HandshakeEnd::Closed)?;
-                state.handle(&auth.payload)?
+                state.handle(&auth)?
             }
             AfterHello::TicketProof { state } => {
                 // The `auth` came in the same flight as the hello: usually it is buffered.
-                let auth = read_frame(rd, &sh.codec)
+                let auth = read_payload(rd, &sh.codec)
                     .await
                     .map_err(io_end)?
                     .ok_or(HandshakeEnd::Closed)?;
-                let proven = state.handle(&auth.payload).map_err(|e| match e.code {
+                let proven = state.handle(&auth).map_err(|e| match e.code {
                     ErrorCode::Unauthorized => {
                         HandshakeEnd::RefuseForward(ForwardRefusal::TicketForged)
                     }
@@ -557,7 +558,7 @@ impl Server {
             // The forwarder sends `ok` together with its answer (one write, one wakeup of the
             // host). The hello parsed once already (AwaitHello checked it); only a forward
             // hello's extra member is needed here.
-            let forward = serde_json::from_slice::<Hello>(&hello.payload)
+            let forward = serde_json::from_slice::<Hello>(&hello)
                 .ok()
                 .and_then(|h| h.forward);
             held.push(ok);

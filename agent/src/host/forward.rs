@@ -31,9 +31,10 @@ use tokio::net::UnixStream;
 use super::client::{ClientError, ConnectOptions};
 use super::dial::{hybrid_connect, ConnectAddr};
 use crate::relay::widen_unix_send_buffer;
+use crate::wire::frame::parse_payload;
 use crate::wire::grant::{GrantClaims, GrantKey, GrantPrincipal, SignedGrant};
 use crate::wire::handshake::{host_start_forward, AwaitOk, AwaitWelcome};
-use crate::wire::io::{read_frame, FrameIoError, RawFrame};
+use crate::wire::io::{read_frame, read_payload, FrameIoError, RawFrame};
 use crate::wire::message::{ErrorFrame, ForwardHello};
 use crate::wire::ticket::{host_start_ticket, AwaitTicketWelcome, ForwardTicket};
 use crate::wire::{ErrorCode, FrameCodec, HandshakeError, WireError};
@@ -315,14 +316,14 @@ async fn handshake(
     // Everything the host says before it hears back goes out in one write: one wakeup of the
     // agent, and a frame is never split from its header.
     send(stream, flight).await.map_err(frame_error)?;
-    let welcome = next_frame(stream, codec).await?;
+    let welcome = next_payload(stream, codec).await?;
     let state: AwaitOk = match sent {
         Sent::Ticket(state) => state
-            .handle(&welcome.payload)
+            .handle(&welcome)
             .map_err(|e| handshake_error(name, e))?,
         Sent::Full(state) => {
             let (state, auth) = state
-                .handle(&welcome.payload)
+                .handle(&welcome)
                 .map_err(|e| handshake_error(name, e))?;
             let mut second = match auth {
                 Some(auth) => codec.encode_payload(&auth).map_err(frame_error)?,
@@ -335,10 +336,8 @@ async fn handshake(
             state
         }
     };
-    let ok = next_frame(stream, codec).await?;
-    state
-        .handle(&ok.payload)
-        .map_err(|e| handshake_error(name, e))?;
+    let ok = next_payload(stream, codec).await?;
+    state.handle(&ok).map_err(|e| handshake_error(name, e))?;
     let answer = next_frame(stream, codec).await?.object;
     match answer.get("type").and_then(Value::as_str) {
         Some("forward_ok") => Ok(Accepted {
@@ -361,22 +360,44 @@ async fn send(stream: &mut ForwardStream, bytes: &[u8]) -> Result<(), FrameIoErr
     Ok(())
 }
 
-/// The next frame; a forward refusal (an error frame with a `reason`, which a ticket hello can
-/// get instead of `welcome`) becomes [`ForwardError::Refused`].
+/// The next handshake frame's payload, unparsed (the handshake state parses it, once); a
+/// forward refusal (an error frame with a `reason`, which a ticket hello can get instead of
+/// `welcome`) becomes [`ForwardError::Refused`].
+async fn next_payload(
+    stream: &mut ForwardStream,
+    codec: &FrameCodec,
+) -> Result<Vec<u8>, ForwardError> {
+    /// Just the `type` member (the rest is skipped).
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let payload = read_payload(stream, codec)
+        .await
+        .map_err(|e| ForwardError::Client(ClientError::Frame(e)))?
+        .ok_or(ForwardError::Client(ClientError::Disconnected))?;
+    let is_error =
+        serde_json::from_slice::<Kind>(&payload).is_ok_and(|k| k.kind.as_deref() == Some("error"));
+    if is_error {
+        if let Ok(object) = parse_payload(&payload) {
+            if object.contains_key("reason") {
+                return Err(refusal(object));
+            }
+        }
+    }
+    Ok(payload)
+}
+
+/// The forwarder's answer, as an object.
 async fn next_frame(
     stream: &mut ForwardStream,
     codec: &FrameCodec,
 ) -> Result<RawFrame, ForwardError> {
-    let frame = read_frame(stream, codec)
+    read_frame(stream, codec)
         .await
         .map_err(|e| ForwardError::Client(ClientError::Frame(e)))?
-        .ok_or(ForwardError::Client(ClientError::Disconnected))?;
-    if frame.object.get("type").and_then(Value::as_str) == Some("error")
-        && frame.object.contains_key("reason")
-    {
-        return Err(refusal(frame.object));
-    }
-    Ok(frame)
+        .ok_or(ForwardError::Client(ClientError::Disconnected))
 }
 
 fn refusal(answer: serde_json::Map<String, Value>) -> ForwardError {
