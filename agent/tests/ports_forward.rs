@@ -489,6 +489,9 @@ async fn ctl_ports_forward_relays_and_half_closes() {
             set_visibility(&c, port, "org").await;
         }
     }
+    // The CLI used forward tickets: a first batch of 64, one per connection attempt (round 1
+    // needed two: the stale grant, then the fresh one).
+    assert_eq!(list(&c).await["forward_tickets"], 60);
     drop(kill);
     let _ = child.wait();
 }

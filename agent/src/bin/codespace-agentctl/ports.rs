@@ -248,6 +248,11 @@ async fn forward(opts: ConnectOptions, args: ForwardArgs) -> Result<(), Failure>
         epoch: AtomicU64::new(epoch),
         tickets: TicketPool::default(),
     });
+    // A first batch now, so the first local connection does not wait for it; an agent that
+    // does not issue tickets is served with the full handshake.
+    if state.client.info().authenticated {
+        let _ = state.tickets.refill(&state.client).await;
+    }
     println!(
         "{}",
         json!({"listening": local.to_string(), "port": args.port, "epoch": epoch})

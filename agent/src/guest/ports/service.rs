@@ -323,17 +323,19 @@ impl PortsService {
             "allowed_visibilities": allowed,
             "grant_key": self.grant_key().is_some(),
             "connections": st.live.total(),
+            "forward_tickets": self.tickets.outstanding(),
         })
     }
 
-    /// The `ports` section of `status`: how many ports and live forwarded connections, and
-    /// whether the host delivered a grant key.
+    /// The `ports` section of `status`: how many ports and live forwarded connections, whether
+    /// the host delivered a grant key, and how many forward tickets are outstanding.
     pub fn status(&self) -> Value {
         let st = self.lock();
         json!({
             "ports": st.listeners.len(),
             "connections": st.live.total(),
             "grant_key": self.grant_key().is_some(),
+            "forward_tickets": self.tickets.outstanding(),
         })
     }
 

@@ -84,7 +84,7 @@ fn new_ports_are_private_and_every_change_bumps_the_epoch() {
     assert!(l["ports"][0]["epoch"].as_u64().unwrap() > r["epoch"].as_u64().unwrap());
     assert_eq!(
         s.status(),
-        json!({"ports": 1, "connections": 0, "grant_key": true})
+        json!({"ports": 1, "connections": 0, "grant_key": true, "forward_tickets": 0})
     );
     let e = set(&s, 4000, Visibility::Org).unwrap_err();
     assert!(e.to_string().starts_with("unknown-port"), "{e}");
