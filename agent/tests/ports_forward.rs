@@ -489,6 +489,9 @@ async fn ctl_ports_forward_relays_and_half_closes() {
             set_visibility(&c, port, "org").await;
         }
     }
+    // The CLI used forward tickets: a first batch of 64, one per connection attempt (round 1
+    // needed two: the stale grant, then the fresh one).
+    assert_eq!(list(&c).await["forward_tickets"], 60);
     drop(kill);
     let _ = child.wait();
 }
@@ -524,6 +527,7 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
         let hello = ForwardHello {
             port,
             grant: json!({"port": "eighty"}),
+            ticket: None,
         };
         let (st, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [1; 32]);
         write_payload(&mut nonsense.stream, &nonsense.codec, &payload)
@@ -559,6 +563,7 @@ async fn misbehaving_forward_clients_do_not_disturb_others() {
         let hello = ForwardHello {
             port,
             grant: serde_json::to_value(grant).unwrap(),
+            ticket: None,
         };
         let (_, payload) = host_start_forward(hello, Some(SharedKey::new(KEY).unwrap()), [2; 32]);
         write_payload(&mut halfway.stream, &halfway.codec, &payload)

@@ -7,7 +7,7 @@
 //! | `token_put`   | `token, expires_at (RFC 3339), scope, host?`        | the vault's report            |
 //! | `secrets_put` | `secrets: [{name, generation, ephemeral_public, ciphertext}]` | per-name report     |
 //! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository}` | report |
-//! | `ports_list`, `ports_visibility`, `grant_key_put` | see [`super::ports`] | see [`super::ports::service`] |
+//! | `ports_list`, `ports_visibility`, `grant_key_put`, `forward_tickets` | see [`super::ports`] | see [`super::ports::service`] |
 //!
 //! | `lifecycle_run`, `extensions_install`, `config_watch` | see [`super::lifecycle`] | long-running [`Job`]s |
 //!
@@ -217,7 +217,9 @@ impl Dispatcher {
     /// Whether a request type is answered inline on the connection's task: it must be cheap and
     /// never block (no file or `/proc` I/O). Everything else runs on the blocking pool.
     pub fn is_inline(kind: &str) -> bool {
-        kind == "ping"
+        // `forward_tickets`: random bytes and a set insert; a host refills its tickets between
+        // forward connections, so a blocking-pool hop would be latency for nothing.
+        kind == "ping" || kind == "forward_tickets"
     }
 
     /// Handles one request.
@@ -228,7 +230,7 @@ impl Dispatcher {
             "token_put" => Ok(self.service(&req.kind)?.put_token(req.fields)?),
             "secrets_put" => Ok(self.service(&req.kind)?.put_secrets(req.fields)?),
             "session" => self.session(req.fields),
-            "ports_list" | "ports_visibility" | "grant_key_put" => {
+            "ports_list" | "ports_visibility" | "grant_key_put" | "forward_tickets" => {
                 let ports = self
                     .ports
                     .as_ref()

@@ -4,6 +4,7 @@
 //! accept loop ── Semaphore(max_connections) ── check_peer ── spawn per connection
 //!   connection: handshake (timeout) ─▶ control loop
 //!               role forward ─▶ guest::ports::forward (grant check, then a byte relay)
+//!               forward hello with a ticket: its `auth` follows at once (wire::ticket)
 //!     reader: frame → Request → permit(max_requests_per_connection) → spawn handler (timeout)
 //!     handlers ─┐
 //!     events  ──┼─▶ mpsc (bounded) ─▶ writer task (each write has a deadline)
@@ -31,11 +32,13 @@ use tracing::{debug, info, warn};
 
 use super::dispatch::Dispatcher;
 use super::ports::forward::{self, ForwardRequest};
+use super::ports::ForwardRefusal;
 use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
-use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
+use crate::wire::io::{read_frame, read_payload, write_object, write_payload, FrameIoError};
 use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello};
+use crate::wire::ticket::ForwardTicket;
 use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
 
 /// How long one frame write may take before the client is considered stuck.
@@ -88,10 +91,20 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// What the handshake hands to the forwarder.
+struct ForwardStart {
+    hello: Option<ForwardHello>,
+    /// Handshake frames held back for the answer's write.
+    held: Vec<Vec<u8>>,
+    ticket: Option<ForwardTicket>,
+}
+
 /// Why a connection ended during the handshake.
 enum HandshakeEnd {
     /// Tell the peer, then close.
     Refuse(HandshakeError),
+    /// A forward ticket's proof failed: a named forward refusal, then close.
+    RefuseForward(ForwardRefusal),
     /// The peer went away; nothing to say.
     Closed,
 }
@@ -225,6 +238,15 @@ impl Server {
                 .await;
                 return;
             }
+            Ok(Err(HandshakeEnd::RefuseForward(refusal))) => {
+                warn!(%peer, reason = refusal.reason(), "forward refused: {refusal}");
+                let _ = tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    write_object(&mut wr, &sh.codec, &refusal.frame()),
+                )
+                .await;
+                return;
+            }
             Ok(Err(HandshakeEnd::Closed)) => {
                 debug!(%peer, "peer left during the handshake");
                 return;
@@ -240,12 +262,15 @@ impl Server {
                 return;
             }
         };
-        if let Some((hello, ok)) = forward {
-            // The connection now belongs to the forwarder (guest::ports::forward).
+        if let Some(start) = forward {
+            // The connection now belongs to the forwarder (guest::ports::forward). Bytes the
+            // host sent behind its last handshake frame may sit in our read buffer already:
+            // they are the stream's first bytes (early data), handed over with the rest.
             let request = ForwardRequest {
-                hello,
-                ok,
-                early_bytes: !rd.buffer().is_empty(),
+                hello: start.hello,
+                held: start.held,
+                ticket: start.ticket,
+                early: rd.buffer().to_vec(),
                 codec: sh.codec,
                 peer,
             };
@@ -471,13 +496,14 @@ impl Server {
         &self,
         rd: &mut R,
         wr: &mut W,
-    ) -> Result<(Agreed, Option<(Option<ForwardHello>, Vec<u8>)>), HandshakeEnd>
+    ) -> Result<(Agreed, Option<ForwardStart>), HandshakeEnd>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
         let sh = &self.shared;
-        let hello = read_frame(rd, &sh.codec)
+        // Raw payloads: `AwaitHello` and friends parse each frame once, straight into its type.
+        let hello = read_payload(rd, &sh.codec)
             .await
             .map_err(io_end)?
             .ok_or(HandshakeEnd::Closed)?;
@@ -487,7 +513,9 @@ impl Server {
             message: "random number generator failed".into(),
         })?;
         let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
-        let (agreed, ok) = match start.handle(&hello.payload, nonce)? {
+        let mut ticket = None;
+        let mut held = Vec::with_capacity(2);
+        let (agreed, ok) = match start.handle(&hello, nonce)? {
             AfterHello::Established {
                 agreed,
                 welcome,
@@ -502,21 +530,46 @@ impl Server {
                 write_payload(wr, &sh.codec, &welcome)
                     .await
                     .map_err(io_end)?;
-                let auth = read_frame(rd, &sh.codec)
+                let auth = read_payload(rd, &sh.codec)
                     .await
                     .map_err(io_end)?
                     .ok_or(HandshakeEnd::Closed)?;
-                state.handle(&auth.payload)?
+                state.handle(&auth)?
+            }
+            AfterHello::TicketProof { state } => {
+                // The `auth` came in the same flight as the hello: usually it is buffered.
+                let auth = read_payload(rd, &sh.codec)
+                    .await
+                    .map_err(io_end)?
+                    .ok_or(HandshakeEnd::Closed)?;
+                let proven = state.handle(&auth).map_err(|e| match e.code {
+                    ErrorCode::Unauthorized => {
+                        HandshakeEnd::RefuseForward(ForwardRefusal::TicketForged)
+                    }
+                    _ => HandshakeEnd::Refuse(e),
+                })?;
+                // Nothing was sent yet: `welcome` goes out with `ok` and the answer.
+                held.push(proven.welcome);
+                ticket = Some(proven.ticket);
+                (proven.agreed, proven.ok)
             }
         };
         if agreed.role == Role::Forward {
             // The forwarder sends `ok` together with its answer (one write, one wakeup of the
             // host). The hello parsed once already (AwaitHello checked it); only a forward
             // hello's extra member is needed here.
-            let forward = serde_json::from_slice::<Hello>(&hello.payload)
+            let forward = serde_json::from_slice::<Hello>(&hello)
                 .ok()
                 .and_then(|h| h.forward);
-            return Ok((agreed, Some((forward, ok))));
+            held.push(ok);
+            return Ok((
+                agreed,
+                Some(ForwardStart {
+                    hello: forward,
+                    held,
+                    ticket,
+                }),
+            ));
         }
         write_payload(wr, &sh.codec, &ok).await.map_err(io_end)?;
         Ok((agreed, None))

@@ -2,15 +2,20 @@
 //!
 //! ```text
 //! mint(key, port, epoch, principal, now, ttl) ─▶ SignedGrant
-//! open(opts, port, grant):
+//! open(opts, port, grant):                                                  two round trips
 //!   dial (unix | hybrid | vsock) ─ hello{role:forward, forward:{port, grant}} ─ welcome
 //!   ─ auth ─ ok ─ forward_ok | error{reason}  ─▶ ForwardStream (raw bytes to the guest port)
+//! open_with(opts, port, grant, Some(ticket), early):                        one round trip
+//!   dial ─ hello{.., forward:{port, grant, ticket}} + auth [+ early] ─ welcome ─ ok
+//!   ─ forward_ok | error{reason}
 //! ```
 //!
 //! The grant key is the host's; it reaches the agent once over the control connection
-//! (`grant_key_put {key: base64}`) and every grant is signed with it. One forward connection
-//! carries exactly one TCP connection to the guest port; the stream returned by [`open`] is
-//! already past the handshake, so its first byte is the listener's.
+//! (`grant_key_put {key: base64}`) and every grant is signed with it. Tickets come from the
+//! control connection too (`forward_tickets`, see [`super::tickets`] and
+//! [`crate::wire::ticket`]). One forward connection carries exactly one TCP connection to the
+//! guest port; the stream returned by [`open`] is already past the handshake, so its first
+//! byte is the listener's.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -20,16 +25,18 @@ use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 
 use super::client::{ClientError, ConnectOptions};
 use super::dial::{hybrid_connect, ConnectAddr};
 use crate::relay::widen_unix_send_buffer;
+use crate::wire::frame::parse_payload;
 use crate::wire::grant::{GrantClaims, GrantKey, GrantPrincipal, SignedGrant};
-use crate::wire::handshake::host_start_forward;
-use crate::wire::io::{read_frame, write_payload, FrameIoError};
+use crate::wire::handshake::{host_start_forward, AwaitOk, AwaitWelcome};
+use crate::wire::io::{read_frame, read_payload, FrameIoError, RawFrame};
 use crate::wire::message::{ErrorFrame, ForwardHello};
+use crate::wire::ticket::{host_start_ticket, AwaitTicketWelcome, ForwardTicket};
 use crate::wire::{ErrorCode, FrameCodec, HandshakeError, WireError};
 
 /// The longest grant lifetime the agent accepts (3 hours after authentication).
@@ -190,20 +197,45 @@ pub(crate) async fn dial(
 }
 
 /// Opens a forward connection to `port` with `grant` (one attempt, bounded by
-/// `opts.attempt_timeout`).
+/// `opts.attempt_timeout`): the full handshake, no early data.
 pub async fn open(
     opts: &ConnectOptions,
     port: u16,
     grant: &SignedGrant,
 ) -> Result<(ForwardStream, Accepted), ForwardError> {
+    open_with(opts, port, grant, None, &[]).await
+}
+
+/// Opens a forward connection, with a single-use `ticket` when given (one round trip; needs
+/// `opts.key`, without which the ticket is not used), and sends `early_data` right behind the
+/// last handshake frame instead of after `forward_ok` (the agent forwards it once the
+/// connection is admitted and drops it on a refusal).
+///
+/// Early data leaves before the agent's proof has been checked, so it must not be secret from
+/// whoever might hold the transport address: pass it only when the address is trusted (the
+/// stream is not used, and the call fails, if the proof is wrong). A ticket refused as
+/// `ticket-unknown` (the agent restarted, or forgot it) is reported as such; retrying with
+/// the full handshake is the caller's choice ([`super::tickets::open_ticketed`] does it).
+pub async fn open_with(
+    opts: &ConnectOptions,
+    port: u16,
+    grant: &SignedGrant,
+    ticket: Option<&ForwardTicket>,
+    early_data: &[u8],
+) -> Result<(ForwardStream, Accepted), ForwardError> {
     let name = opts.addr.to_string();
+    let codec = FrameCodec::new(opts.max_frame_bytes);
+    // The first flight is ready before the dial, so it follows the connect at once: an agent
+    // woken by the connect finds it there instead of going back to sleep for it.
+    let (state, flight) = first_flight(opts, &codec, port, grant, ticket, early_data, &name)?;
     let attempt = async {
         let mut stream = dial(&opts.addr, opts.attempt_timeout).await?;
         if let (ConnectAddr::Unix(_), ForwardStream::Unix(s)) = (&opts.addr, &stream) {
             // Bulk data: a wider send buffer lets each wakeup move more (tests/perf/README.md).
             widen_unix_send_buffer(s.as_fd());
         }
-        let accepted = handshake(&mut stream, opts, port, grant, &name).await?;
+        let accepted =
+            handshake(&mut stream, &codec, state, &flight, early_data, port, &name).await?;
         Ok((stream, accepted))
     };
     tokio::time::timeout(opts.attempt_timeout, attempt)
@@ -211,40 +243,102 @@ pub async fn open(
         .map_err(|_| ForwardError::Client(ClientError::HandshakeTimeout { addr: name.clone() }))?
 }
 
-async fn handshake(
-    stream: &mut ForwardStream,
+/// The host's side of the handshake after its first flight.
+enum Sent {
+    /// A ticket hello and its `auth` (and any early data) went out; `welcome` comes next.
+    Ticket(AwaitTicketWelcome),
+    /// A plain hello went out; `welcome` comes next, then `auth` and the early data go out.
+    Full(AwaitWelcome),
+}
+
+fn handshake_error(name: &str, source: HandshakeError) -> ForwardError {
+    ForwardError::Client(ClientError::Handshake {
+        addr: name.to_owned(),
+        source,
+    })
+}
+
+fn frame_error(e: impl Into<FrameIoError>) -> ForwardError {
+    ForwardError::Client(ClientError::Frame(e.into()))
+}
+
+/// Builds everything the host sends before it hears from the agent: with a ticket (and a key)
+/// `hello` + `auth` + the early data, else the `hello` alone.
+fn first_flight(
     opts: &ConnectOptions,
+    codec: &FrameCodec,
     port: u16,
     grant: &SignedGrant,
+    ticket: Option<&ForwardTicket>,
+    early_data: &[u8],
     name: &str,
-) -> Result<Accepted, ForwardError> {
-    let codec = FrameCodec::new(opts.max_frame_bytes);
-    let hs_err = |source| {
-        ForwardError::Client(ClientError::Handshake {
-            addr: name.to_owned(),
-            source,
-        })
-    };
+) -> Result<(Sent, Vec<u8>), ForwardError> {
     let mut nonce = [0u8; 32];
     SystemRandom::new().fill(&mut nonce).map_err(|_| {
-        hs_err(HandshakeError {
-            code: ErrorCode::Internal,
-            message: "random number generator failed".into(),
-        })
+        handshake_error(
+            name,
+            HandshakeError {
+                code: ErrorCode::Internal,
+                message: "random number generator failed".into(),
+            },
+        )
     })?;
-    let grant = serde_json::to_value(grant).map_err(|_| ForwardError::UnexpectedAnswer)?;
-    let (state, hello) = host_start_forward(ForwardHello { port, grant }, opts.key.clone(), nonce);
-    let io = |e: FrameIoError| ForwardError::Client(ClientError::Frame(e));
-    write_payload(stream, &codec, &hello).await.map_err(io)?;
-    let next = |f: Option<_>| f.ok_or(ForwardError::Client(ClientError::Disconnected));
-    let welcome = next(read_frame(stream, &codec).await.map_err(io)?)?;
-    let (state, auth) = state.handle(&welcome.payload).map_err(hs_err)?;
-    if let Some(auth) = auth {
-        write_payload(stream, &codec, &auth).await.map_err(io)?;
+    let forward = ForwardHello {
+        port,
+        grant: serde_json::to_value(grant).map_err(|_| ForwardError::UnexpectedAnswer)?,
+        ticket: None,
+    };
+    match (ticket, &opts.key) {
+        (Some(ticket), Some(key)) => {
+            let (state, hello, auth) = host_start_ticket(forward, ticket, key.clone(), nonce);
+            let mut flight = codec.encode_payload(&hello).map_err(frame_error)?;
+            flight.extend_from_slice(&codec.encode_payload(&auth).map_err(frame_error)?);
+            flight.extend_from_slice(early_data);
+            Ok((Sent::Ticket(state), flight))
+        }
+        _ => {
+            let (state, hello) = host_start_forward(forward, opts.key.clone(), nonce);
+            let flight = codec.encode_payload(&hello).map_err(frame_error)?;
+            Ok((Sent::Full(state), flight))
+        }
     }
-    let ok = next(read_frame(stream, &codec).await.map_err(io)?)?;
-    state.handle(&ok.payload).map_err(hs_err)?;
-    let answer = next(read_frame(stream, &codec).await.map_err(io)?)?.object;
+}
+
+async fn handshake(
+    stream: &mut ForwardStream,
+    codec: &FrameCodec,
+    sent: Sent,
+    flight: &[u8],
+    early_data: &[u8],
+    port: u16,
+    name: &str,
+) -> Result<Accepted, ForwardError> {
+    // Everything the host says before it hears back goes out in one write: one wakeup of the
+    // agent, and a frame is never split from its header.
+    send(stream, flight).await.map_err(frame_error)?;
+    let welcome = next_payload(stream, codec).await?;
+    let state: AwaitOk = match sent {
+        Sent::Ticket(state) => state
+            .handle(&welcome)
+            .map_err(|e| handshake_error(name, e))?,
+        Sent::Full(state) => {
+            let (state, auth) = state
+                .handle(&welcome)
+                .map_err(|e| handshake_error(name, e))?;
+            let mut second = match auth {
+                Some(auth) => codec.encode_payload(&auth).map_err(frame_error)?,
+                None => Vec::new(),
+            };
+            second.extend_from_slice(early_data);
+            if !second.is_empty() {
+                send(stream, &second).await.map_err(frame_error)?;
+            }
+            state
+        }
+    };
+    let ok = next_payload(stream, codec).await?;
+    state.handle(&ok).map_err(|e| handshake_error(name, e))?;
+    let answer = next_frame(stream, codec).await?.object;
     match answer.get("type").and_then(Value::as_str) {
         Some("forward_ok") => Ok(Accepted {
             port,
@@ -255,18 +349,69 @@ async fn handshake(
                 .to_owned(),
             epoch: answer.get("epoch").and_then(Value::as_u64).unwrap_or(0),
         }),
-        Some("error") => {
-            let reason = answer
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_owned();
-            let error = serde_json::from_value::<ErrorFrame>(Value::Object(answer))
-                .map(|f| f.error)
-                .map_err(|_| ForwardError::UnexpectedAnswer)?;
-            Err(ForwardError::Refused { reason, error })
-        }
+        Some("error") => Err(refusal(answer)),
         _ => Err(ForwardError::UnexpectedAnswer),
+    }
+}
+
+async fn send(stream: &mut ForwardStream, bytes: &[u8]) -> Result<(), FrameIoError> {
+    stream.write_all(bytes).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// The next handshake frame's payload, unparsed (the handshake state parses it, once); a
+/// forward refusal (an error frame with a `reason`, which a ticket hello can get instead of
+/// `welcome`) becomes [`ForwardError::Refused`].
+async fn next_payload(
+    stream: &mut ForwardStream,
+    codec: &FrameCodec,
+) -> Result<Vec<u8>, ForwardError> {
+    /// Just the `type` member (the rest is skipped).
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let payload = read_payload(stream, codec)
+        .await
+        .map_err(|e| ForwardError::Client(ClientError::Frame(e)))?
+        .ok_or(ForwardError::Client(ClientError::Disconnected))?;
+    let is_error =
+        serde_json::from_slice::<Kind>(&payload).is_ok_and(|k| k.kind.as_deref() == Some("error"));
+    if is_error {
+        if let Ok(object) = parse_payload(&payload) {
+            if object.contains_key("reason") {
+                return Err(refusal(object));
+            }
+        }
+    }
+    Ok(payload)
+}
+
+/// The forwarder's answer, as an object.
+async fn next_frame(
+    stream: &mut ForwardStream,
+    codec: &FrameCodec,
+) -> Result<RawFrame, ForwardError> {
+    read_frame(stream, codec)
+        .await
+        .map_err(|e| ForwardError::Client(ClientError::Frame(e)))?
+        .ok_or(ForwardError::Client(ClientError::Disconnected))
+}
+
+fn refusal(answer: serde_json::Map<String, Value>) -> ForwardError {
+    let reason = answer
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    match serde_json::from_value::<ErrorFrame>(Value::Object(answer)) {
+        Ok(f) => ForwardError::Refused {
+            reason,
+            error: f.error,
+        },
+        Err(_) => ForwardError::UnexpectedAnswer,
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`dial`]: addresses (`vsock:`, `hybrid:`, `unix:`), the hybrid-vsock preamble, backoff;
 //! - [`client`]: the authenticated control connection with concurrent requests and events;
-//! - [`forward`]: grants and `forward` connections (port forwarding).
+//! - [`forward`]: grants and `forward` connections (port forwarding);
+//! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,6 +18,7 @@
 pub mod client;
 pub mod dial;
 pub mod forward;
+pub mod tickets;
 
 pub use client::{Client, ClientError, ConnectOptions, Reconnecting};
 pub use dial::{Backoff, ConnectAddr, HybridError};

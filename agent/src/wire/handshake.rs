@@ -18,6 +18,10 @@
 //! be used again, and the data of a later state (the agreed version, the key) exists only there.
 //! Any frame other than the expected one ends the handshake with a [`HandshakeError`] whose
 //! [`ErrorCode`] the caller sends in an error frame before closing.
+//!
+//! A `forward` hello may instead carry a single-use ticket and be followed at once by its
+//! `auth`: one round trip instead of two. That variant, and why it is as safe, is
+//! [`super::ticket`]'s.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -28,12 +32,13 @@ use super::message::{
     to_object, Auth, AuthScheme, ErrorCode, ErrorFrame, ForwardHello, HandshakeOk, Hello, Role,
     Welcome, SUPPORTED_VERSIONS,
 };
+use super::ticket::{AwaitTicketProof, ForwardTicket};
 
 /// Minimum shared key length in bytes.
 pub const MIN_KEY_LEN: usize = 32;
 
 const HOST_LABEL: &[u8] = b"codespace-agent v1 host";
-const AGENT_LABEL: &[u8] = b"codespace-agent v1 agent";
+pub(super) const AGENT_LABEL: &[u8] = b"codespace-agent v1 agent";
 
 /// The shared key. Its bytes are kept only inside ring's HMAC key; `Debug` shows nothing.
 #[derive(Clone)]
@@ -66,7 +71,7 @@ impl SharedKey {
         Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
     }
 
-    fn sign(&self, label: &[u8], parts: &[&[u8]]) -> hmac::Tag {
+    pub(super) fn sign(&self, label: &[u8], parts: &[&[u8]]) -> hmac::Tag {
         let mut ctx = hmac::Context::with_key(&self.0);
         ctx.update(label);
         for p in parts {
@@ -76,7 +81,7 @@ impl SharedKey {
         ctx.sign()
     }
 
-    fn verify(&self, label: &[u8], parts: &[&[u8]], proof: &[u8]) -> bool {
+    pub(super) fn verify(&self, label: &[u8], parts: &[&[u8]], proof: &[u8]) -> bool {
         let mut msg = label.to_vec();
         for p in parts {
             msg.extend_from_slice(&transcript_len(p));
@@ -102,7 +107,7 @@ pub struct HandshakeError {
 }
 
 impl HandshakeError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -119,15 +124,41 @@ impl HandshakeError {
     }
 }
 
-fn payload_of<T: serde::Serialize>(msg: &T) -> Vec<u8> {
-    serde_json::to_vec(&to_object(msg)).unwrap_or_default()
+pub(super) fn payload_of<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+    // Straight to bytes: the same fields in the same order as through a `Map`, without one.
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+/// Just the `type` member of a frame (every other member is skipped without allocating).
+#[derive(serde::Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Reads a frame that must be `expected`; an error frame from the peer is reported as such.
-fn expect<T: serde::de::DeserializeOwned>(
+pub(super) fn expect<T: serde::de::DeserializeOwned>(
     payload: &[u8],
     expected: &str,
 ) -> Result<T, HandshakeError> {
+    // The usual case, an object of the expected type, is parsed once, straight into `T`; all
+    // else takes the slower path below, which names what is wrong.
+    let is_object = payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if is_object {
+        if let Ok(Kind { kind: Some(kind) }) = serde_json::from_slice::<Kind<'_>>(payload) {
+            if kind == expected {
+                return serde_json::from_slice(payload).map_err(|e| {
+                    HandshakeError::new(
+                        ErrorCode::ProtocolViolation,
+                        format!("malformed `{expected}`: {e}"),
+                    )
+                });
+            }
+        }
+    }
     let object = parse_payload(payload)
         .map_err(|e| HandshakeError::new(ErrorCode::InvalidFrame, e.to_string()))?;
     let kind = object.get("type").and_then(|v| v.as_str()).unwrap_or("");
@@ -157,7 +188,7 @@ fn expect<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, HandshakeError> {
+pub(super) fn decode_b64(field: &str, s: &str) -> Result<Vec<u8>, HandshakeError> {
     B64.decode(s).map_err(|_| {
         HandshakeError::new(
             ErrorCode::ProtocolViolation,
@@ -216,6 +247,12 @@ pub enum AfterHello {
         /// `welcome` payload to send.
         welcome: Vec<u8>,
     },
+    /// A `forward` hello with a ticket: read the `auth` that follows it (no `welcome` first;
+    /// see [`super::ticket`]).
+    TicketProof {
+        /// Next state.
+        state: AwaitTicketProof,
+    },
     /// Send `welcome` and `ok`; the connection is established.
     Established {
         /// What was agreed.
@@ -252,6 +289,12 @@ impl AwaitHello {
             version,
             role: hello.role,
         };
+        let ticket = hello
+            .forward
+            .as_ref()
+            .and_then(|f| f.ticket.as_deref())
+            .map(ForwardTicket::from_base64)
+            .transpose()?;
         let welcome = Welcome {
             kind: "welcome".into(),
             version,
@@ -267,6 +310,23 @@ impl AwaitHello {
             },
         };
         let welcome = payload_of(&welcome);
+        if let Some(ticket) = ticket {
+            if hello.role != Role::Forward {
+                return Err(HandshakeError::new(
+                    ErrorCode::ProtocolViolation,
+                    "only a `forward` hello may carry a ticket",
+                ));
+            }
+            let key = self.key.ok_or_else(|| {
+                HandshakeError::new(
+                    ErrorCode::Unauthorized,
+                    "this agent has no shared key, so it accepts no forward tickets",
+                )
+            })?;
+            return Ok(AfterHello::TicketProof {
+                state: AwaitTicketProof::new(key, payload.to_vec(), welcome, agreed, ticket),
+            });
+        }
         Ok(match self.key {
             Some(key) => AfterHello::AwaitAuth {
                 state: AwaitAuth {
@@ -327,8 +387,8 @@ pub struct AwaitWelcome {
 /// Host state 2: waiting for `ok`.
 #[derive(Debug)]
 pub struct AwaitOk {
-    expect_proof: Option<(SharedKey, Vec<Vec<u8>>)>,
-    info: AgentInfo,
+    pub(super) expect_proof: Option<(SharedKey, Vec<Vec<u8>>)>,
+    pub(super) info: AgentInfo,
 }
 
 /// What the host learned about the agent.
@@ -365,7 +425,7 @@ pub fn host_start_forward(
     start_with(Role::Forward, Some(forward), key, nonce)
 }
 
-fn start_with(
+pub(super) fn start_with(
     role: Role,
     forward: Option<ForwardHello>,
     key: Option<SharedKey>,
@@ -389,34 +449,43 @@ fn start_with(
     )
 }
 
+/// Reads a `welcome`: what it says about the agent, and the authentication it asks for.
+pub(super) fn parse_welcome(
+    payload: &[u8],
+    role: Role,
+) -> Result<(AgentInfo, AuthScheme), HandshakeError> {
+    let welcome: Welcome = expect(payload, "welcome")?;
+    if !SUPPORTED_VERSIONS.contains(&welcome.version) {
+        return Err(HandshakeError::new(
+            ErrorCode::VersionMismatch,
+            format!(
+                "agent chose version {} which this host does not speak",
+                welcome.version
+            ),
+        ));
+    }
+    decode_b64("nonce", &welcome.nonce)?;
+    let pk = decode_b64("public_key", &welcome.public_key)?;
+    let public_key: [u8; 32] = pk.try_into().map_err(|_| {
+        HandshakeError::new(ErrorCode::ProtocolViolation, "`public_key` is not 32 bytes")
+    })?;
+    let info = AgentInfo {
+        version: welcome.version,
+        agent_id: welcome.agent_id,
+        boot_id: welcome.boot_id,
+        capabilities: welcome.capabilities,
+        public_key,
+        authenticated: false,
+        role,
+    };
+    Ok((info, welcome.auth))
+}
+
 impl AwaitWelcome {
     /// Handles `welcome`; returns the next state and the `auth` payload to send, if any.
     pub fn handle(self, payload: &[u8]) -> Result<(AwaitOk, Option<Vec<u8>>), HandshakeError> {
-        let welcome: Welcome = expect(payload, "welcome")?;
-        if !SUPPORTED_VERSIONS.contains(&welcome.version) {
-            return Err(HandshakeError::new(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "agent chose version {} which this host does not speak",
-                    welcome.version
-                ),
-            ));
-        }
-        decode_b64("nonce", &welcome.nonce)?;
-        let pk = decode_b64("public_key", &welcome.public_key)?;
-        let public_key: [u8; 32] = pk.try_into().map_err(|_| {
-            HandshakeError::new(ErrorCode::ProtocolViolation, "`public_key` is not 32 bytes")
-        })?;
-        let mut info = AgentInfo {
-            version: welcome.version,
-            agent_id: welcome.agent_id,
-            boot_id: welcome.boot_id,
-            capabilities: welcome.capabilities,
-            public_key,
-            authenticated: false,
-            role: self.role,
-        };
-        match (welcome.auth, self.key) {
+        let (mut info, auth) = parse_welcome(payload, self.role)?;
+        match (auth, self.key) {
             (AuthScheme::HmacSha256, Some(key)) => {
                 let proof = key.sign(HOST_LABEL, &[&self.hello, payload]);
                 let auth = payload_of(&Auth {
@@ -511,6 +580,7 @@ mod tests {
                 assert_eq!(agreed.version, 1);
                 hs.handle(&ok)
             }
+            AfterHello::TicketProof { .. } => panic!("no ticket was sent"),
         }
     }
 

@@ -38,6 +38,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     codec: &FrameCodec,
 ) -> Result<Option<RawFrame>, FrameIoError> {
+    match read_payload(reader, codec).await? {
+        None => Ok(None),
+        Some(payload) => {
+            let object = parse_payload(&payload)?;
+            Ok(Some(RawFrame { object, payload }))
+        }
+    }
+}
+
+/// Reads one frame's payload bytes without parsing them, for a reader that parses them itself
+/// (the handshake reads each frame straight into its message type, once). The length is
+/// checked as by [`read_frame`]; whether the bytes are a JSON object is the caller's check.
+pub async fn read_payload<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    codec: &FrameCodec,
+) -> Result<Option<Vec<u8>>, FrameIoError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -60,8 +76,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             std::io::ErrorKind::UnexpectedEof => FrameIoError::Truncated,
             _ => FrameIoError::Io(e),
         })?;
-    let object = parse_payload(&payload)?;
-    Ok(Some(RawFrame { object, payload }))
+    Ok(Some(payload))
 }
 
 /// Writes one frame from payload bytes and flushes.

@@ -3,6 +3,7 @@
 //! ```text
 //! handshake   host: {"type":"hello","versions":[1],"role":"control","nonce":B64}
 //!                   role "forward" adds "forward":{"port":3000,"grant":{..}} (see wire::grant)
+//!                   and may add "ticket":B64 inside it, then "auth" follows at once (wire::ticket)
 //!             agent: {"type":"welcome","version":1,"agent_id":..,"boot_id":..,"capabilities":[..],
 //!                     "public_key":B64,"nonce":B64,"auth":"hmac-sha256"|"none"}
 //!             host: {"type":"auth","proof":B64}              (only when auth is hmac-sha256)
@@ -151,6 +152,11 @@ pub struct ForwardHello {
     pub port: u16,
     /// The signed grant ([`crate::wire::grant`]).
     pub grant: Value,
+    /// A single-use forward ticket, base64 ([`crate::wire::ticket`]): the host proves the
+    /// shared key in its first flight (an `auth` frame right behind this hello) instead of
+    /// answering the agent's `welcome`. Absent: the full handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// The agent's answer to `hello`.

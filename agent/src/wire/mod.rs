@@ -14,6 +14,7 @@ pub mod grant;
 pub mod handshake;
 pub mod io;
 pub mod message;
+pub mod ticket;
 
 pub use frame::{Decoded, FrameCodec, FrameError, DEFAULT_MAX_FRAME};
 pub use handshake::{AgentInfo, HandshakeError, KeyError, SharedKey, MIN_KEY_LEN};

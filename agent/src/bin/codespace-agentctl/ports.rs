@@ -6,6 +6,10 @@
 //! mints for the principal given by `--as`/`--orgs` (authenticated when the command started;
 //! without `--as` the grants are anonymous, which only public ports accept). A grant refused as
 //! `stale-epoch` (the port's visibility changed) is minted again once with the new epoch.
+//! Forward connections use single-use tickets fetched over the control connection (one round
+//! trip instead of two; `codespace_agent::host::tickets`) and fall back to the full handshake
+//! when the agent does not issue them or no longer knows one. No early data is sent: the local
+//! client's bytes go out only after the agent has proved the shared key.
 //!
 //! Exit codes as for the other agent commands: 0 success, 1 the agent answered with an error,
 //! 2 invalid arguments, 3 the agent could not be reached.
@@ -19,7 +23,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
-use codespace_agent::host::forward::{mint, open, MAX_GRANT_TTL};
+use codespace_agent::host::forward::{mint, MAX_GRANT_TTL};
+use codespace_agent::host::tickets::{open_ticketed, TicketPool};
 use codespace_agent::host::{Client, ClientError, ConnectOptions};
 use codespace_agent::relay::{into_owned_fd, relay_fds};
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal, MIN_GRANT_KEY_LEN};
@@ -198,6 +203,7 @@ struct Forwarding {
     principal: Option<GrantPrincipal>,
     ttl: Duration,
     epoch: AtomicU64,
+    tickets: TicketPool,
 }
 
 async fn forward(opts: ConnectOptions, args: ForwardArgs) -> Result<(), Failure> {
@@ -240,7 +246,13 @@ async fn forward(opts: ConnectOptions, args: ForwardArgs) -> Result<(), Failure>
         }),
         ttl: Duration::from_secs(args.ttl_minutes * 60),
         epoch: AtomicU64::new(epoch),
+        tickets: TicketPool::default(),
     });
+    // A first batch now, so the first local connection does not wait for it; an agent that
+    // does not issue tickets is served with the full handshake.
+    if state.client.info().authenticated {
+        let _ = state.tickets.refill(&state.client).await;
+    }
     println!(
         "{}",
         json!({"listening": local.to_string(), "port": args.port, "epoch": epoch})
@@ -276,7 +288,16 @@ async fn serve_local(state: Arc<Forwarding>, tcp: tokio::net::TcpStream) {
             now,
             state.ttl,
         );
-        match open(&state.opts, state.port, &grant).await {
+        let opened = open_ticketed(
+            &state.opts,
+            &state.client,
+            &state.tickets,
+            state.port,
+            &grant,
+            &[],
+        )
+        .await;
+        match opened {
             Ok((stream, _)) => {
                 let end = match (into_owned_fd(tcp), into_owned_fd(stream)) {
                     (Ok(a), Ok(b)) => relay_fds(a, b, std::future::pending()).await,

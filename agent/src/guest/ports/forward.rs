@@ -5,10 +5,12 @@
 //! host                                         agent
 //! hello{role:forward, forward:{port, grant}} ─▶
 //!            ◀─ welcome
-//! auth ──────────────────────────────────────▶ (the shared-key handshake, when configured)
+//! auth [+ early bytes] ──────────────────────▶ (the shared-key handshake, when configured)
+//!                                              ticket (if any): redeem, else ticket-unknown
 //!                                              admit: grant MAC, port, expiry, epoch,
 //!                                                     owner-only, policy access, limits
 //!                                              connect 127.0.0.1:PORT, else [::1]:PORT
+//!                                              early bytes ─▶ the listener
 //!            ◀─ ok  +  {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
 //!               (the handshake's `ok` is held back and sent in the same write as the answer)
 //!   raw bytes  ◀══════════════ splice ══════════════▶  the listener
@@ -16,11 +18,18 @@
 //! refused:   ◀─ {"type":"error","reason":"stale-epoch","error":{"code":..,"message":..}}  close
 //! ```
 //!
-//! The host must not send stream bytes before `forward_ok` (they would be read as part of the
-//! handshake); any that arrive early make the connection `malformed`. Once admitted, the relay
-//! runs on its own task and leaves the server's connection budget: the port service's limits
-//! bound it from then on. It ends when both sides have closed, when the connection is revoked
-//! (visibility tightened, port removed) or when the agent shuts down.
+//! With a forward ticket ([`crate::wire::ticket`]) the host sends `hello`, `auth` (and any early
+//! bytes) in one flight and `welcome` is held back too: `welcome` + `ok` + the answer leave in
+//! one write, one round trip in all.
+//!
+//! Early data: the host may send stream bytes right behind its last handshake frame instead of
+//! waiting for `forward_ok`. Those the server's read buffer already holds arrive here as
+//! [`ForwardRequest::early`] and are written to the listener before the relay starts (the rest
+//! are still in the socket and the relay moves them in order); on any refusal they are dropped
+//! unread by anyone. Once admitted, the relay runs on its own task and leaves the server's
+//! connection budget: the port service's limits bound it from then on. It ends when both sides
+//! have closed, when the connection is revoked (visibility tightened, port removed) or when
+//! the agent shuts down.
 
 use std::any::Any;
 use std::io;
@@ -44,6 +53,7 @@ use crate::guest::transport::Peer;
 use crate::relay::{into_owned_fd, relay_fds, relay_streams, widen_unix_send_buffer, RelayEnd};
 use crate::wire::io::FrameIoError;
 use crate::wire::message::ForwardHello;
+use crate::wire::ticket::ForwardTicket;
 use crate::wire::FrameCodec;
 
 /// How long writing the answer frame may take.
@@ -54,10 +64,13 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ForwardRequest {
     /// The hello's `forward` member.
     pub hello: Option<ForwardHello>,
-    /// The handshake's final `ok` payload, not sent yet: it goes out with the answer.
-    pub ok: Vec<u8>,
-    /// Whether the host sent bytes after the handshake before the answer (a protocol error).
-    pub early_bytes: bool,
+    /// Handshake payloads not sent yet (`ok`; `welcome` and `ok` after a ticket hello): they
+    /// go out, in order, in the same write as the answer.
+    pub held: Vec<Vec<u8>>,
+    /// The hello's forward ticket, its proof already verified; redeemed before anything else.
+    pub ticket: Option<ForwardTicket>,
+    /// Stream bytes the host sent behind its last handshake frame that were read already.
+    pub early: Vec<u8>,
     /// The agent's frame codec.
     pub codec: FrameCodec,
     /// Who connected.
@@ -120,13 +133,16 @@ pub async fn serve<S>(
     tokio::spawn(relay(stream, target, admission, stop));
 }
 
-/// Writes the handshake's `ok` and the forwarder's answer in one write.
+/// Writes the held handshake frames and the forwarder's answer in one write.
 async fn answer<S: AsyncWrite + Unpin>(
     stream: &mut S,
     request: &ForwardRequest,
     frame: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), FrameIoError> {
-    let mut out = request.codec.encode_payload(&request.ok)?;
+    let mut out = Vec::with_capacity(1024);
+    for payload in &request.held {
+        out.extend_from_slice(&request.codec.encode_payload(payload)?);
+    }
     out.extend_from_slice(&request.codec.encode(frame)?);
     stream.write_all(&out).await?;
     stream.flush().await?;
@@ -138,17 +154,30 @@ async fn admit_and_connect(
     request: &ForwardRequest,
 ) -> Result<(Admission, TcpStream), ForwardRefusal> {
     let (ports, codespace) = context.ok_or(ForwardRefusal::Unavailable)?;
-    if request.early_bytes {
-        return Err(ForwardRefusal::Malformed(
-            "the host sent stream bytes before forward_ok",
-        ));
+    // Single use: the ticket leaves the store before the grant is even looked at, so a
+    // replayed first flight can never reach the port.
+    if let Some(ticket) = &request.ticket {
+        if !ports.tickets().redeem(ticket) {
+            return Err(ForwardRefusal::TicketUnknown);
+        }
     }
     let admission = ports.admit(
         request.hello.as_ref(),
         &codespace,
         OffsetDateTime::now_utc(),
     )?;
-    let target = connect(&admission.grant, ports.config().connect_timeout).await?;
+    let mut target = connect(&admission.grant, ports.config().connect_timeout).await?;
+    if !request.early.is_empty() {
+        // A fresh connection's send buffer takes the few KiB of early data at once.
+        let port = admission.grant.port;
+        tokio::time::timeout(
+            ports.config().connect_timeout,
+            target.write_all(&request.early),
+        )
+        .await
+        .map_err(|_| ForwardRefusal::PortUnreachable(port))?
+        .map_err(|_| ForwardRefusal::PortUnreachable(port))?;
+    }
     Ok((admission, target))
 }
 
@@ -162,17 +191,52 @@ async fn connect(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
     ] {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
+        match connect_one(addr, timeout).await {
+            Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(e)) => debug!(%addr, error = %e, "connect failed"),
-            Err(_) => debug!(%addr, "connect timed out"),
+            Err(e) => debug!(%addr, error = %e, "connect failed"),
         }
     }
     Err(ForwardRefusal::PortUnreachable(port))
+}
+
+/// Connects to one address. On loopback the kernel runs the whole TCP handshake (or the
+/// refusal) inside `connect(2)`, so the outcome is usually known when it returns: then no trip
+/// through the reactor (registration, wakeup, a timer) is needed. Otherwise wait for it, at
+/// most `timeout`.
+async fn connect_one(addr: std::net::SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    sockopt::socket_error(&fd)??;
+    let connected = rustix::net::getpeername(&fd).is_ok_and(|a| a.is_some());
+    let stream = TcpStream::from_std(std::net::TcpStream::from(fd))?;
+    if !connected {
+        tokio::time::timeout(timeout, stream.writable())
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        stream.peer_addr()?;
+    }
+    Ok(stream)
 }
 
 /// Raises the soft open-file limit to the hard one: each forwarded connection holds two sockets
@@ -314,12 +378,14 @@ mod tests {
             expires_at: now + 600,
         });
         ForwardRequest {
-            ok: br#"{"type":"ok"}"#.to_vec(),
+            held: vec![br#"{"type":"ok"}"#.to_vec()],
             hello: Some(ForwardHello {
                 port,
                 grant: serde_json::to_value(grant).unwrap(),
+                ticket: None,
             }),
-            early_bytes: false,
+            ticket: None,
+            early: Vec::new(),
             codec: FrameCodec::default(),
             peer: Peer::Unix,
         }
@@ -373,5 +439,55 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn early_bytes_reach_the_listener_first_and_a_used_ticket_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (s, c) = context(port);
+        let ticket = s.tickets().issue(1).unwrap().remove(0);
+        let mut req = request(&s, port, "mona");
+        req.ticket = Some(ticket.clone());
+        req.held = vec![
+            br#"{"type":"welcome"}"#.to_vec(),
+            br#"{"type":"ok"}"#.to_vec(),
+        ];
+        req.early = b"early ".to_vec();
+        let (mut host, agent) = tokio::io::duplex(4096);
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(serve(
+            Some((s.clone(), c.clone())),
+            agent,
+            req,
+            stop.clone(),
+        ));
+        let codec = FrameCodec::default();
+        for kind in ["welcome", "ok", "forward_ok"] {
+            let f = read_frame(&mut host, &codec).await.unwrap().unwrap();
+            assert_eq!(f.object["type"], kind);
+        }
+        let (mut conn, _) = listener.accept().await.unwrap();
+        host.write_all(b"late").await.unwrap();
+        let mut buf = [0u8; 10];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"early late");
+        // The same ticket again: refused before the grant is looked at, early bytes dropped.
+        let mut again = request(&s, port, "mona");
+        again.ticket = Some(ticket);
+        again.early = b"never".to_vec();
+        let (mut host, agent) = tokio::io::duplex(4096);
+        serve(Some((s, c)), agent, again, stop).await;
+        assert_eq!(
+            read_frame(&mut host, &codec).await.unwrap().unwrap().object["type"],
+            "ok"
+        );
+        let f = read_frame(&mut host, &codec).await.unwrap().unwrap();
+        assert_eq!(f.object["reason"], "ticket-unknown");
+        let no_conn = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        assert!(
+            no_conn.is_err(),
+            "a refused connection must not reach the listener"
+        );
     }
 }

@@ -22,13 +22,15 @@
 //!   state no longer admits.
 //!
 //! Modules: [`config`] (the `ports` config section), [`service`] (registry, grant key, admission,
-//! revocation), [`forward`] (the connection role), [`refusal`] (named refusal reasons).
+//! revocation), [`forward`] (the connection role), [`refusal`] (named refusal reasons),
+//! [`tickets`] (single-use forward tickets for one-round-trip forward connections).
 
 pub mod config;
 pub mod forward;
 mod live;
 pub mod refusal;
 pub mod service;
+pub mod tickets;
 
 pub use config::{PortsConfig, RawPortsConfig};
 pub use refusal::ForwardRefusal;

@@ -28,9 +28,16 @@ pub enum ForwardRefusal {
     /// The host has not delivered a grant key yet.
     #[error("no grant key was delivered to this agent")]
     NoGrantKey,
-    /// The hello has no `forward` member, or the host sent bytes before `forward_ok`.
+    /// The hello has no `forward` member.
     #[error("{0}")]
     Malformed(&'static str),
+    /// The hello's forward ticket verified but is not (or no longer) outstanding: used
+    /// before (a replay), issued by an earlier boot of the agent, or forgotten.
+    #[error("the forward ticket is unknown or was used already")]
+    TicketUnknown,
+    /// The proof that goes with a forward ticket does not verify under the shared key.
+    #[error("the forward ticket's proof does not verify")]
+    TicketForged,
     /// The grant does not parse or breaks its bounds.
     #[error("the grant is malformed")]
     MalformedGrant,
@@ -91,6 +98,8 @@ impl ForwardRefusal {
             Self::Unavailable => "unavailable",
             Self::NoGrantKey => "no-grant-key",
             Self::Malformed(_) => "malformed",
+            Self::TicketUnknown => "ticket-unknown",
+            Self::TicketForged => "ticket-forged",
             Self::MalformedGrant => "malformed-grant",
             Self::Forged => "forged",
             Self::WrongPort { .. } => "wrong-port",
@@ -114,6 +123,8 @@ impl ForwardRefusal {
             }
             Self::Malformed(_) | Self::MalformedGrant => ErrorCode::BadRequest,
             Self::Forged
+            | Self::TicketUnknown
+            | Self::TicketForged
             | Self::WrongPort { .. }
             | Self::Expired
             | Self::LifetimeTooLong

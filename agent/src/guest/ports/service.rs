@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::PortsConfig;
 use super::live::LiveTable;
 use super::refusal::ForwardRefusal;
+use super::tickets::{TicketError, TicketStore};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::detect::PortChange;
 use crate::guest::service::{EventSink, ServiceError};
@@ -31,7 +32,12 @@ use crate::wire::message::ForwardHello;
 use crate::wire::Event;
 
 /// Request types this service answers.
-pub const REQUESTS: &[&str] = &["ports_list", "ports_visibility", "grant_key_put"];
+pub const REQUESTS: &[&str] = &[
+    "ports_list",
+    "ports_visibility",
+    "grant_key_put",
+    "forward_tickets",
+];
 
 struct State {
     registry: PortRegistry,
@@ -45,6 +51,7 @@ pub struct PortsService {
     config: PortsConfig,
     state: Mutex<State>,
     grant_key: RwLock<Option<GrantKey>>,
+    tickets: TicketStore,
     events: Option<EventSink>,
 }
 
@@ -122,6 +129,7 @@ impl PortsService {
             }),
             config,
             grant_key: RwLock::new(None),
+            tickets: TicketStore::default(),
             events,
         })
     }
@@ -224,6 +232,32 @@ impl PortsService {
         Ok(json!({"grant_key": "installed"}))
     }
 
+    /// The outstanding forward tickets ([`crate::wire::ticket`]).
+    pub fn tickets(&self) -> &TicketStore {
+        &self.tickets
+    }
+
+    /// `forward_tickets {count}`: fresh single-use tickets for one-round-trip forward
+    /// connections, `{"tickets": [base64, ..]}`.
+    pub fn issue_tickets(&self, fields: &Map<String, Value>) -> Result<Value, ServiceError> {
+        if let Some(k) = fields.keys().find(|k| k.as_str() != "count") {
+            return Err(ServiceError::InvalidArgument(format!(
+                "forward_tickets: unknown field `{k}`"
+            )));
+        }
+        let count = fields.get("count").and_then(Value::as_u64).ok_or_else(|| {
+            ServiceError::InvalidArgument(
+                "forward_tickets: `count` must be a positive integer".into(),
+            )
+        })?;
+        let tickets = self.tickets.issue(count).map_err(|e| match e {
+            TicketError::BadCount(_) => ServiceError::InvalidArgument(e.to_string()),
+            _ => ServiceError::Internal(e.to_string()),
+        })?;
+        let tickets: Vec<String> = tickets.iter().map(|t| t.to_base64()).collect();
+        Ok(json!({ "tickets": tickets }))
+    }
+
     fn grant_key(&self) -> Option<GrantKey> {
         match self.grant_key.read() {
             Ok(g) => g.clone(),
@@ -251,6 +285,7 @@ impl PortsService {
                 )
             }
             "grant_key_put" => self.put_grant_key(fields),
+            "forward_tickets" => self.issue_tickets(&fields),
             other => Err(ServiceError::InvalidArgument(format!(
                 "unknown ports request `{other}`"
             ))),
@@ -288,17 +323,19 @@ impl PortsService {
             "allowed_visibilities": allowed,
             "grant_key": self.grant_key().is_some(),
             "connections": st.live.total(),
+            "forward_tickets": self.tickets.outstanding(),
         })
     }
 
-    /// The `ports` section of `status`: how many ports and live forwarded connections, and
-    /// whether the host delivered a grant key.
+    /// The `ports` section of `status`: how many ports and live forwarded connections, whether
+    /// the host delivered a grant key, and how many forward tickets are outstanding.
     pub fn status(&self) -> Value {
         let st = self.lock();
         json!({
             "ports": st.listeners.len(),
             "connections": st.live.total(),
             "grant_key": self.grant_key().is_some(),
+            "forward_tickets": self.tickets.outstanding(),
         })
     }
 

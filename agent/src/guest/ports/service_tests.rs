@@ -45,6 +45,7 @@ fn hello(port: u16, claims: GrantClaims, k: &GrantKey) -> ForwardHello {
     ForwardHello {
         port,
         grant: serde_json::to_value(k.sign(claims)).unwrap(),
+        ticket: None,
     }
 }
 
@@ -83,7 +84,7 @@ fn new_ports_are_private_and_every_change_bumps_the_epoch() {
     assert!(l["ports"][0]["epoch"].as_u64().unwrap() > r["epoch"].as_u64().unwrap());
     assert_eq!(
         s.status(),
-        json!({"ports": 1, "connections": 0, "grant_key": true})
+        json!({"ports": 1, "connections": 0, "grant_key": true, "forward_tickets": 0})
     );
     let e = set(&s, 4000, Visibility::Org).unwrap_err();
     assert!(e.to_string().starts_with("unknown-port"), "{e}");
@@ -332,4 +333,38 @@ fn grant_key_put_refuses_bad_keys_without_echoing_them() {
     f.insert("key".into(), json!(5));
     assert!(s.put_grant_key(f).is_err());
     assert_eq!(s.list(&codespace())["grant_key"], false);
+}
+
+#[test]
+fn forward_tickets_are_issued_in_bounded_batches_and_redeemed_once() {
+    let s = PortsService::new(PortsConfig::default(), None);
+    let mut f = Map::new();
+    f.insert("count".into(), json!(3));
+    let answer = s
+        .handle("forward_tickets", f, &CodespaceIdentity::default())
+        .unwrap();
+    let tickets = answer["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 3);
+    let t = crate::wire::ticket::ForwardTicket::from_base64(tickets[0].as_str().unwrap()).unwrap();
+    assert!(s.tickets().redeem(&t));
+    assert!(!s.tickets().redeem(&t));
+    for bad in [
+        json!({"count": 0}),
+        json!({"count": 257}),
+        json!({"count": "3"}),
+        json!({}),
+        json!({"count": 1, "x": 1}),
+    ] {
+        let err = s
+            .handle(
+                "forward_tickets",
+                bad.as_object().cloned().unwrap(),
+                &CodespaceIdentity::default(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::InvalidArgument(_)),
+            "{bad}: {err}"
+        );
+    }
 }
