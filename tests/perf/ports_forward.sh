@@ -11,7 +11,9 @@ if ! command -v socat >/dev/null 2>&1; then
     echo "ports_forward.sh: needs socat (sudo apt-get install -y socat)" >&2
     exit 1
 fi
-cargo build --release -q -p codespace-agent --bins --example forward_bench
+# The agent as it ships (packaging/build.sh: static-pie release build); the bench a normal build.
+AGENT="$(packaging/build.sh | tail -1)/codespace-agent"
+cargo build --release -q -p codespace-agent --example forward_bench
 echo "machine: $(nproc) cores, $(uname -m), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg), $(socat -V 2>/dev/null | sed -n 2p | sed 's/^socat //')"
-target/release/examples/forward_bench target/release/codespace-agent "$@"
+target/release/examples/forward_bench "$AGENT" "$@"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
