@@ -36,16 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-fn root_or_skip() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("skipped: needs root (CODESPACE_SKIP_ROOT_TESTS=1)");
-        return false;
-    }
-    panic!("needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)");
-}
+use support::root::root as root_or_skip;
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();

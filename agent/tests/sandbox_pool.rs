@@ -14,19 +14,9 @@ use codespace_agent::guest::sandbox::{
     SandboxSpec,
 };
 
-const ROOT_MESSAGE: &str =
-    "needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)";
-
-fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
-        eprintln!("skipped: {ROOT_MESSAGE}");
-        return false;
-    }
-    panic!("{ROOT_MESSAGE}");
-}
+#[path = "support/root.rs"]
+mod root_gate;
+use root_gate::root;
 
 /// One test at a time (the pool is process-wide).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

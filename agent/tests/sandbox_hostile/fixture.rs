@@ -18,21 +18,12 @@ use time::OffsetDateTime;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::{mpsc, oneshot};
 
-pub const ROOT_MESSAGE: &str =
-    "needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)";
 pub const TOKEN: &str = "ghu_hostile_suite_token_value";
 const PROBE_C: &str = include_str!("probe.c");
 
-pub fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
-        eprintln!("skipped: {ROOT_MESSAGE}");
-        return false;
-    }
-    panic!("{ROOT_MESSAGE}");
-}
+#[path = "../support/root.rs"]
+mod root_gate;
+pub use root_gate::root;
 
 /// One test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -13,6 +13,8 @@ use codespace_agent::wire::{FrameCodec, Role, SharedKey};
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 
+pub mod root;
+
 pub const KEY: &[u8] = b"integration-test-shared-key-0123456789";
 pub const SCOPE: &str = r#"{"repositories":{"octo/app":{"contents":"write","metadata":"read"}},"fork_on_push":false,"denied":[]}"#;
 

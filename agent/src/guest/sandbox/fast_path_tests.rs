@@ -12,19 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 
-const ROOT_MESSAGE: &str =
-    "needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)";
-
-fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
-        eprintln!("skipped: {ROOT_MESSAGE}");
-        return false;
-    }
-    panic!("{ROOT_MESSAGE}");
-}
+use super::root_gate::root;
 
 /// Sets a directory's modification time a minute back, so its stamp is trusted.
 fn backdate(path: &Path) {

@@ -11,20 +11,7 @@ use tokio::io::AsyncReadExt as _;
 
 use super::*;
 
-const ROOT_MESSAGE: &str =
-    "needs root (run .ci/run as root, or set CODESPACE_SKIP_ROOT_TESTS=1 to skip)";
-
-/// `true` to run; `false` (with a skip line) when skipping is asked for; panics otherwise.
-fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("CODESPACE_SKIP_ROOT_TESTS").is_some() {
-        eprintln!("skipped: {ROOT_MESSAGE}");
-        return false;
-    }
-    panic!("{ROOT_MESSAGE}");
-}
+use super::root_gate::root;
 
 struct Dirs {
     _tmp: tempfile::TempDir,
