@@ -28,13 +28,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use codespace_agent::host::forward::{mint, open_with};
+use codespace_agent::host::forward::{mint, open_with, port_epoch, put_grant_key};
 use codespace_agent::host::tickets::TicketPool;
 use codespace_agent::host::{Client, ConnectAddr, ConnectOptions};
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
 use codespace_agent::wire::SharedKey;
-use serde_json::{json, Map};
+use serde_json::json;
 
 const KEY: &[u8] = b"benchmark-shared-key-0123456789abcdef";
 const GRANT_KEY: [u8; 32] = [0x5a; 32];
@@ -262,34 +261,19 @@ fn setup(agent_bin: &str) -> Setup {
     );
     let (control, epochs) = rt.block_on(async {
         let c = Client::connect(&opts).await.unwrap();
-        let mut f = Map::new();
-        f.insert(
-            "key".into(),
-            base64::engine::general_purpose::STANDARD
-                .encode(GRANT_KEY)
-                .into(),
-        );
-        c.request("grant_key_put", f, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let t = Duration::from_secs(5);
+        put_grant_key(&c, &GRANT_KEY, t).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let l = c
-                .request("ports_list", Map::new(), Duration::from_secs(5))
-                .await
-                .unwrap();
-            let epoch = |port: u16| {
-                l["ports"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|p| p["port"] == port)
-                    .and_then(|p| p["epoch"].as_u64())
-            };
-            if let (Some(a), Some(b)) = (epoch(sink), epoch(echo)) {
+            let sink_epoch = port_epoch(&c, sink, t).await.unwrap();
+            let echo_epoch = port_epoch(&c, echo, t).await.unwrap();
+            if let (Some(a), Some(b)) = (sink_epoch, echo_epoch) {
                 break (c, (a, b));
             }
-            assert!(Instant::now() < deadline, "ports not detected: {l}");
+            assert!(
+                Instant::now() < deadline,
+                "ports {sink}, {echo} not detected"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });

@@ -28,10 +28,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use codespace_agent::host::forward::{mint, open};
+use codespace_agent::host::forward::{mint, open, port_epoch, put_grant_key};
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
-use serde_json::{json, Map, Value};
+use serde_json::Map;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -169,20 +168,13 @@ const GRANT_KEY: [u8; 32] = [0x42; 32];
 async fn detected_epoch(client: &codespace_agent::host::Client, port: u16) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let l = client
-            .request("ports_list", Map::new(), Duration::from_secs(5))
+        if let Some(epoch) = port_epoch(client, port, Duration::from_secs(5))
             .await
-            .unwrap();
-        let entry = l["ports"]
-            .as_array()
             .unwrap()
-            .iter()
-            .find(|p| p["port"] == port)
-            .cloned();
-        if let Some(e) = entry {
-            return e["epoch"].as_u64().unwrap();
+        {
+            return epoch;
         }
-        assert!(Instant::now() < deadline, "port {port} never detected: {l}");
+        assert!(Instant::now() < deadline, "port {port} never detected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -346,13 +338,7 @@ async fn firewall_in_network_namespaces() {
     // Through the agent: the host's way in. The forwarder dials loopback inside the guest, which
     // the firewall lets through, so both the 127.0.0.1-only listener and the dual-stack one whose
     // direct inbound was just dropped are reached, and bytes round-trip.
-    let key = base64::engine::general_purpose::STANDARD.encode(GRANT_KEY);
-    let put: Value = client
-        .request(
-            "grant_key_put",
-            json!({ "key": key }).as_object().cloned().unwrap(),
-            Duration::from_secs(5),
-        )
+    let put = put_grant_key(&client, &GRANT_KEY, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(put["grant_key"], "installed", "{put}");

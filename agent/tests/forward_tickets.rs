@@ -7,8 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use codespace_agent::host::forward::{mint, open, open_with, ForwardError, ForwardStream};
+use codespace_agent::host::forward::{
+    mint, open, open_with, port_epoch, put_grant_key, ForwardError, ForwardStream,
+};
 use codespace_agent::host::tickets::{open_ticketed, TicketPool};
 use codespace_agent::host::Client;
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal, SignedGrant};
@@ -31,29 +32,11 @@ fn now() -> i64 {
 /// A control client with the grant key installed, and the port's epoch once it is detected.
 async fn control(agent: &Agent, port: u16) -> (Client, u64) {
     let c = agent.client().await;
-    let mut f = Map::new();
-    f.insert(
-        "key".into(),
-        base64::engine::general_purpose::STANDARD
-            .encode(GRANT_KEY)
-            .into(),
-    );
-    c.request("grant_key_put", f, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let t = Duration::from_secs(5);
+    put_grant_key(&c, &GRANT_KEY, t).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let l = c
-            .request("ports_list", Map::new(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        let epoch = l["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["port"] == port)
-            .and_then(|p| p["epoch"].as_u64());
-        if let Some(e) = epoch {
+        if let Some(e) = port_epoch(&c, port, t).await.unwrap() {
             return (c, e);
         }
         assert!(

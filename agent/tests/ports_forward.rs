@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use codespace_agent::host::forward::{mint, open, ForwardError, ForwardStream};
+use codespace_agent::host::forward::{mint, open, put_grant_key, ForwardError, ForwardStream};
 use codespace_agent::host::Client;
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
 use serde_json::{json, Map, Value};
@@ -43,14 +42,9 @@ fn fields(v: Value) -> Map<String, Value> {
 /// A control client with the grant key installed.
 async fn control(agent: &Agent) -> Client {
     let c = agent.client().await;
-    let key = base64::engine::general_purpose::STANDARD.encode(GRANT_KEY);
-    c.request(
-        "grant_key_put",
-        fields(json!({"key": key})),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    put_grant_key(&c, &GRANT_KEY, Duration::from_secs(5))
+        .await
+        .unwrap();
     c
 }
 

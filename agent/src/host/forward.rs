@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 
-use super::client::{ClientError, ConnectOptions};
+use super::client::{Client, ClientError, ConnectOptions};
 use super::dial::{hybrid_connect, ConnectAddr};
 use crate::relay::widen_unix_send_buffer;
 use crate::wire::frame::parse_payload;
@@ -41,6 +41,41 @@ use crate::wire::{ErrorCode, FrameCodec, HandshakeError, WireError};
 
 /// The longest grant lifetime the agent accepts (3 hours after authentication).
 pub const MAX_GRANT_TTL: Duration = Duration::from_secs(3 * 3600);
+
+/// Installs the host's grant key in the agent (`grant_key_put` on the control connection);
+/// from then on the agent checks every grant's signature against it. Returns the agent's answer
+/// (`{"grant_key": "installed"}`). The base64 copy made for the request is wiped after sending.
+pub async fn put_grant_key(
+    control: &Client,
+    key: &[u8],
+    timeout: Duration,
+) -> Result<Value, ClientError> {
+    use base64::Engine as _;
+    let encoded = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key));
+    let mut fields = serde_json::Map::new();
+    fields.insert("key".into(), Value::String(encoded.as_str().to_owned()));
+    control.request("grant_key_put", fields, timeout).await
+}
+
+/// The port's current visibility epoch from `ports_list`, which a grant must name; `None` when
+/// the agent has detected no listener on it (yet: detection takes up to a polling interval).
+pub async fn port_epoch(
+    control: &Client,
+    port: u16,
+    timeout: Duration,
+) -> Result<Option<u64>, ClientError> {
+    let list = control
+        .request("ports_list", serde_json::Map::new(), timeout)
+        .await?;
+    Ok(list["ports"]
+        .as_array()
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+        })
+        .and_then(|p| p["epoch"].as_u64()))
+}
 
 /// Signs a grant for `port` at `epoch`, valid from `now` (seconds since the Unix epoch) for
 /// `ttl`, capped at [`MAX_GRANT_TTL`] after the principal's authentication.

@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use base64::Engine as _;
-use codespace_agent::host::forward::{mint, MAX_GRANT_TTL};
+use codespace_agent::host::forward::{mint, port_epoch, put_grant_key, MAX_GRANT_TTL};
 use codespace_agent::host::tickets::{open_ticketed, TicketPool};
 use codespace_agent::host::{Client, ClientError, ConnectOptions};
 use codespace_agent::relay::{into_owned_fd, relay_fds};
@@ -180,18 +179,9 @@ fn grant_key_bytes(file: Option<&PathBuf>) -> anyhow::Result<zeroize::Zeroizing<
 
 /// The port's current epoch from `ports_list`.
 async fn epoch_of(client: &Client, port: u16) -> Result<u64, Failure> {
-    let list = client
-        .request("ports_list", Map::new(), REQUEST_TIMEOUT)
+    port_epoch(client, port, REQUEST_TIMEOUT)
         .await
-        .map_err(Failure::Agent)?;
-    list["ports"]
-        .as_array()
-        .and_then(|ports| {
-            ports
-                .iter()
-                .find(|p| p["port"].as_u64() == Some(u64::from(port)))
-        })
-        .and_then(|p| p["epoch"].as_u64())
+        .map_err(Failure::Agent)?
         .ok_or_else(|| Failure::Local(anyhow!("no listener on port {port} in the codespace")))
 }
 
@@ -217,12 +207,8 @@ async fn forward(opts: ConnectOptions, args: ForwardArgs) -> Result<(), Failure>
     }
     let bytes = grant_key_bytes(args.grant_key_file.as_ref()).map_err(Failure::Usage)?;
     let key = GrantKey::new(&bytes).map_err(|e| Failure::Usage(e.into()))?;
-    let encoded = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&bytes));
     let client = Client::connect(&opts).await.map_err(Failure::Agent)?;
-    let mut f = Map::new();
-    f.insert("key".into(), encoded.as_str().into());
-    client
-        .request("grant_key_put", f, REQUEST_TIMEOUT)
+    put_grant_key(&client, &bytes, REQUEST_TIMEOUT)
         .await
         .map_err(Failure::Agent)?;
     let epoch = epoch_of(&client, args.port).await?;
