@@ -546,4 +546,4 @@ impl AwaitOk {
 
 #[cfg(test)]
 #[path = "handshake_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,8 @@
 
 use super::*;
 
-fn identity() -> AgentIdentity {
+/// The agent identity of the handshake tests (and the ticket tests).
+pub(crate) fn identity() -> AgentIdentity {
     AgentIdentity {
         agent_id: "a1".into(),
         boot_id: "b1".into(),
@@ -13,7 +14,8 @@ fn identity() -> AgentIdentity {
     }
 }
 
-fn key(b: u8) -> SharedKey {
+/// A 32-byte shared key of one repeated byte.
+pub(crate) fn key(b: u8) -> SharedKey {
     SharedKey::new(&[b; 32]).unwrap()
 }
 

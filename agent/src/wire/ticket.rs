@@ -234,21 +234,9 @@ impl AwaitTicketWelcome {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::wire::handshake::{host_start_forward, AfterHello, AgentIdentity, AwaitHello};
+    use crate::wire::handshake::tests::{identity, key};
+    use crate::wire::handshake::{host_start_forward, AfterHello, AwaitHello};
     use serde_json::json;
-
-    fn identity() -> AgentIdentity {
-        AgentIdentity {
-            agent_id: "a1".into(),
-            boot_id: "b1".into(),
-            capabilities: vec!["forward".into()],
-            public_key: [7; 32],
-        }
-    }
-
-    fn key(b: u8) -> SharedKey {
-        SharedKey::new(&[b; 32]).unwrap()
-    }
 
     fn forward(port: u16) -> ForwardHello {
         ForwardHello {
