@@ -120,10 +120,31 @@ pub enum SessionEventArg {
     Suspend,
 }
 
-enum Failure {
+/// Why an agent command failed, which decides its exit code (README, "Exit codes").
+pub(crate) enum Failure {
+    /// Bad arguments or input files (nothing was sent): exit 2.
     Usage(anyhow::Error),
-    Connect(ClientError),
-    Remote(ClientError),
+    /// The agent answered with an error (exit 1), or could not be reached or the handshake
+    /// failed (exit 3): see [`client_failure`].
+    Agent(ClientError),
+    /// A failure on this side after the agent was reached: exit 1.
+    Local(anyhow::Error),
+}
+
+/// Reports a command's failure, if any, and gives its exit code.
+pub(crate) fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("codespace-agentctl: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Agent(e)) => client_failure(&e),
+        Err(Failure::Local(e)) => {
+            eprintln!("codespace-agentctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Runs one connection command.
@@ -135,18 +156,7 @@ pub fn run(args: &ConnectArgs, command: AgentCommand) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(execute(args, command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(e)) => {
-            eprintln!("codespace-agentctl: {e:#}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Connect(e)) => {
-            eprintln!("codespace-agentctl: {e}");
-            ExitCode::from(3)
-        }
-        Err(Failure::Remote(e)) => client_failure(&e),
-    }
+    finish(runtime.block_on(execute(args, command)))
 }
 
 /// The runtime every agent command runs on: one thread, unless the command relays many
@@ -174,10 +184,6 @@ pub(crate) fn client_failure(e: &ClientError) -> ExitCode {
     })
 }
 
-fn usage(e: anyhow::Error) -> Failure {
-    Failure::Usage(e)
-}
-
 /// Connection options from the global arguments.
 pub fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
     let addr: ConnectAddr = args
@@ -198,7 +204,8 @@ pub fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
     Ok(opts)
 }
 
-fn print_json(v: &Value) {
+/// Prints one JSON value, pretty, on stdout.
+pub(crate) fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -206,7 +213,7 @@ fn print_json(v: &Value) {
 }
 
 async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failure> {
-    let opts = options(args).map_err(usage)?;
+    let opts = options(args).map_err(Failure::Usage)?;
     // Read and check every input before connecting, so bad input never half-applies.
     let request = match &command {
         AgentCommand::Status => Some(("status", Map::new())),
@@ -218,24 +225,25 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
             host,
         }) => Some((
             "token_put",
-            token_fields(token_file, expires_at, scope_file, host.as_deref()).map_err(usage)?,
+            token_fields(token_file, expires_at, scope_file, host.as_deref())
+                .map_err(Failure::Usage)?,
         )),
         AgentCommand::Session(s) => Some(("session", session_fields(s))),
         AgentCommand::Secrets(_) | AgentCommand::Events | AgentCommand::Lifecycle(_) => None,
     };
     let secrets = match &command {
         AgentCommand::Secrets(SecretsCommand::Put { file }) => {
-            Some(read_secrets(file).map_err(usage)?)
+            Some(read_secrets(file).map_err(Failure::Usage)?)
         }
         _ => None,
     };
-    let client = Client::connect(&opts).await.map_err(Failure::Connect)?;
+    let client = Client::connect(&opts).await.map_err(Failure::Agent)?;
     if let Some((kind, fields)) = request {
         let start = Instant::now();
         let result = client
             .request(kind, fields, REQUEST_TIMEOUT)
             .await
-            .map_err(Failure::Remote)?;
+            .map_err(Failure::Agent)?;
         if kind == "ping" {
             print_json(&json!({"pong": true, "rtt_us": start.elapsed().as_micros() as u64}));
         } else {
@@ -244,11 +252,11 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
         return Ok(());
     }
     if let Some(secrets) = secrets {
-        let fields = seal_all(&client.info().public_key, &secrets).map_err(usage)?;
+        let fields = seal_all(&client.info().public_key, &secrets).map_err(Failure::Usage)?;
         let result = client
             .request("secrets_put", fields, REQUEST_TIMEOUT)
             .await
-            .map_err(Failure::Remote)?;
+            .map_err(Failure::Agent)?;
         print_json(&result);
         return Ok(());
     }
@@ -261,7 +269,7 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
             return Ok(()); // stdout closed (e.g. `| head`)
         }
     }
-    Err(Failure::Connect(ClientError::Disconnected))
+    Err(Failure::Agent(ClientError::Disconnected))
 }
 
 fn token_fields(

@@ -24,13 +24,13 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 use codespace_agent::host::forward::{mint, port_epoch, put_grant_key, MAX_GRANT_TTL};
 use codespace_agent::host::tickets::{open_ticketed, TicketPool};
-use codespace_agent::host::{Client, ClientError, ConnectOptions};
+use codespace_agent::host::{Client, ConnectOptions};
 use codespace_agent::relay::{into_owned_fd, relay_fds};
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal, MIN_GRANT_KEY_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
-use crate::connect::{options, ConnectArgs};
+use crate::connect::{options, print_json, ConnectArgs, Failure};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,12 +84,6 @@ pub struct ForwardArgs {
     pub ttl_minutes: u64,
 }
 
-enum Failure {
-    Usage(anyhow::Error),
-    Agent(ClientError),
-    Local(anyhow::Error),
-}
-
 /// Runs one `ports` command.
 pub fn run(args: &ConnectArgs, command: PortsCommand) -> ExitCode {
     // Forwarding relays many connections at once; the other commands need one thread only.
@@ -97,25 +91,7 @@ pub fn run(args: &ConnectArgs, command: PortsCommand) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(execute(args, command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(e)) => {
-            eprintln!("codespace-agentctl: {e:#}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Agent(e)) => crate::connect::client_failure(&e),
-        Err(Failure::Local(e)) => {
-            eprintln!("codespace-agentctl: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
-    );
+    crate::connect::finish(runtime.block_on(execute(args, command)))
 }
 
 async fn execute(args: &ConnectArgs, command: PortsCommand) -> Result<(), Failure> {
