@@ -395,23 +395,9 @@ fn the_generated_ruleset_is_accepted_twice_by_nft() {
     let text =
         ruleset::ruleset(&c.plan(&["10.0.0.53".parse().unwrap(), "fd00::53".parse().unwrap()]));
     for _ in 0..2 {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.guest, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}\n{text}",
-            String::from_utf8_lossy(&out.stderr)
+        support::run_with_stdin(
+            Command::new("ip").args(["netns", "exec", &ns.guest, "nft", "-f", "-"]),
+            text.as_bytes(),
         );
     }
     let t = tables(&ns.guest);

@@ -1,9 +1,8 @@
 //! The git credential broker and `exec`, through the real daemon and the real helper binary.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::support::{json_out, rfc3339_in, Agent};
+use crate::support::{json_out, rfc3339_in, run_with_stdin, Agent};
 
 fn deliver_token(agent: &Agent) {
     json_out(&agent.put_token("ghs_broker_token", &rfc3339_in(8 * 3600)));
@@ -11,28 +10,13 @@ fn deliver_token(agent: &Agent) {
 
 /// Runs `codespace-agent git-credential get` with git's request lines on stdin.
 fn credential(agent: &Agent, request: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
-        .args(["git-credential", "--state-dir"])
-        .arg(agent.dir.path().join("state"))
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
+            .args(["git-credential", "--state-dir"])
+            .arg(agent.dir.path().join("state"))
+            .arg("get"),
+        request.as_bytes(),
+    )
 }
 
 #[test]

@@ -15,6 +15,28 @@ use tokio::net::UnixStream;
 
 pub mod root;
 
+/// Runs `cmd` with `input` on its stdin and its output captured; asserts it succeeded (its
+/// stderr and the input in the message otherwise) and returns its stdout.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}\n(input)\n{}",
+        cmd.get_program(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(input)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub const KEY: &[u8] = b"integration-test-shared-key-0123456789";
 pub const SCOPE: &str = r#"{"repositories":{"octo/app":{"contents":"write","metadata":"read"}},"fork_on_push":false,"denied":[]}"#;
 
