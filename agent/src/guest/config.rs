@@ -252,9 +252,15 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<AgentConfig, C
     build(raw, overrides)
 }
 
-fn positive(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+/// A count or duration setting that must not be zero (`None`: `default`). Every section of the
+/// configuration checks its positive settings with this one function.
+pub(crate) fn positive<T: Default + PartialEq>(
+    key: &'static str,
+    v: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
     match v {
-        Some(0) => Err(ConfigError::Invalid {
+        Some(v) if v == T::default() => Err(ConfigError::Invalid {
             key,
             message: "must be greater than zero".into(),
         }),

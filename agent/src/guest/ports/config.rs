@@ -24,7 +24,7 @@ use std::time::Duration;
 use codespace_policy::ports::{AllowedVisibilities, Visibility};
 use serde::Deserialize;
 
-use crate::guest::config::ConfigError;
+use crate::guest::config::{positive, ConfigError};
 
 /// Default owner-only ports (see the module docs).
 pub const DEFAULT_OWNER_ONLY: [u16; 3] = [22, 2222, 16634];
@@ -88,11 +88,6 @@ impl PortsConfig {
             None => Ok(default),
             Some(l) if l.contains(&0) => Err(invalid(key, "port 0 is not a port")),
             Some(l) => Ok(l.into_iter().collect()),
-        };
-        let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
-            Some(0) => Err(invalid(key, "must be greater than zero")),
-            Some(v) => Ok(v),
-            None => Ok(default),
         };
         Ok(Self {
             owner_only: ports("ports.owner_only", raw.owner_only, d.owner_only)?,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Limits;
-use crate::guest::config::ConfigError;
+use crate::guest::config::{positive, ConfigError};
 
 /// Default search path of sandboxed commands (Debian's root `PATH`, so `sbin` tools resolve).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -84,17 +84,6 @@ impl Default for SandboxConfig {
     }
 }
 
-fn limit(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
-    match v {
-        Some(0) => Err(ConfigError::Invalid {
-            key,
-            message: "must be greater than zero".into(),
-        }),
-        Some(v) => Ok(v),
-        None => Ok(default),
-    }
-}
-
 impl SandboxConfig {
     /// Builds the typed section (`None`: all defaults).
     pub fn build(raw: Option<RawSandboxConfig>) -> Result<Self, ConfigError> {
@@ -125,14 +114,14 @@ impl SandboxConfig {
         Ok(Self {
             default_user: raw.default_user,
             limits: Limits {
-                nproc: limit("sandbox.nproc", raw.nproc, d.limits.nproc)?,
-                nofile: limit("sandbox.nofile", raw.nofile, d.limits.nofile)?,
-                memory_max_bytes: limit(
+                nproc: positive("sandbox.nproc", raw.nproc, d.limits.nproc)?,
+                nofile: positive("sandbox.nofile", raw.nofile, d.limits.nofile)?,
+                memory_max_bytes: positive(
                     "sandbox.memory_max_bytes",
                     raw.memory_max_bytes,
                     d.limits.memory_max_bytes,
                 )?,
-                pids_max: limit("sandbox.pids_max", raw.pids_max, d.limits.pids_max)?,
+                pids_max: positive("sandbox.pids_max", raw.pids_max, d.limits.pids_max)?,
             },
             path,
             lang,
