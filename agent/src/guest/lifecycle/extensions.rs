@@ -16,7 +16,7 @@ use codespace_policy::lifecycle::Profile;
 use serde_json::{json, Map, Value};
 
 use super::env;
-use super::launcher::{LaunchLimits, LaunchSpec, Program, Strength};
+use super::launcher::{Program, Strength};
 use super::plan::{Plan, PlannedCommand, Step};
 use super::redact::Needles;
 use super::request::{devcontainer_path, run_id, workspace, Fields, LifecycleError, TrustFacts};
@@ -178,18 +178,8 @@ impl LifecycleService {
         let values = self.secret_values();
         let needles = Needles::new(values.all_values());
         drop(values);
-        let spec = LaunchSpec {
-            strength,
-            env: env::base_env(&user, &self.config.path, &self.config.lang),
-            user,
-            cwd: req.workspace.clone(),
-            workspace: req.workspace.clone(),
-            state_dir: self.state_dir.clone(),
-            limits: LaunchLimits {
-                timeout: req.timeout.unwrap_or(self.config.command_timeout),
-                grace: self.config.kill_grace,
-            },
-        };
+        let env = env::base_env(&user, &self.config.path, &self.config.lang);
+        let spec = self.launch_spec(strength, user, env, &req.workspace, req.timeout);
         let log = self.open_log(&req.run_id);
         let outcome = self
             .runner

@@ -247,6 +247,30 @@ impl LifecycleService {
             .unwrap_or_default()
     }
 
+    /// How a request's commands are launched: in its workspace, hidden from the state
+    /// directory, with the request's timeout (the configured one by default) and kill grace.
+    pub(crate) fn launch_spec(
+        &self,
+        strength: Strength,
+        user: RunAs,
+        env: Vec<(String, String)>,
+        workspace: &Path,
+        timeout: Option<Duration>,
+    ) -> LaunchSpec {
+        LaunchSpec {
+            strength,
+            user,
+            env,
+            cwd: workspace.to_owned(),
+            workspace: workspace.to_owned(),
+            state_dir: self.state_dir.clone(),
+            limits: LaunchLimits {
+                timeout: timeout.unwrap_or(self.config.command_timeout),
+                grace: self.config.kill_grace,
+            },
+        }
+    }
+
     pub(crate) fn open_log(&self, run_id: &str) -> Option<BoundedLog> {
         match self.logs.open(
             run_id,
@@ -336,18 +360,13 @@ impl LifecycleService {
         let the_plan = plan(&model, req.phase, req.facts.prebuild);
         let log = self.open_log(&req.run_id);
         let log_path = log.as_ref().map(|l| l.path().display().to_string());
-        let spec = LaunchSpec {
+        let spec = self.launch_spec(
             strength,
-            user: user.clone(),
-            env: environment,
-            cwd: req.workspace.clone(),
-            workspace: req.workspace.clone(),
-            state_dir: self.state_dir.clone(),
-            limits: LaunchLimits {
-                timeout: req.timeout.unwrap_or(self.config.command_timeout),
-                grace: self.config.kill_grace,
-            },
-        };
+            user.clone(),
+            environment,
+            &req.workspace,
+            req.timeout,
+        );
         let outcome: RunOutcome = self
             .runner
             .run(
