@@ -37,7 +37,7 @@ use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
 use crate::wire::io::{read_frame, read_payload, write_object, write_payload, FrameIoError};
-use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello};
+use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello, RequestId};
 use crate::wire::ticket::ForwardTicket;
 use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
 
@@ -362,14 +362,7 @@ impl Server {
                     // Long-running (lifecycle): its own deadline, polled on a task of this
                     // connection so other requests keep being served.
                     let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                        let resp = Response {
-                            id: Some(req_id),
-                            result: Err(WireError::new(
-                                ErrorCode::Busy,
-                                "too many requests in flight on this connection",
-                            )),
-                        };
-                        if out_tx.send(resp.to_object()).await.is_err() {
+                        if out_tx.send(busy(req_id)).await.is_err() {
                             break;
                         }
                         continue;
@@ -428,14 +421,7 @@ impl Server {
                 continue;
             }
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                let resp = Response {
-                    id: Some(req.id),
-                    result: Err(WireError::new(
-                        ErrorCode::Busy,
-                        "too many requests in flight on this connection",
-                    )),
-                };
-                if out_tx.send(resp.to_object()).await.is_err() {
+                if out_tx.send(busy(req.id)).await.is_err() {
                     break;
                 }
                 continue;
@@ -577,6 +563,18 @@ impl Server {
 }
 
 /// Copies broadcast events into one connection's queue without ever waiting on it.
+/// The answer to a request over the connection's bound of requests in flight.
+fn busy(id: RequestId) -> Map<String, Value> {
+    Response {
+        id: Some(id),
+        result: Err(WireError::new(
+            ErrorCode::Busy,
+            "too many requests in flight on this connection",
+        )),
+    }
+    .to_object()
+}
+
 async fn forward_events(mut rx: broadcast::Receiver<Event>, tx: mpsc::Sender<Map<String, Value>>) {
     let mut lost: u64 = 0;
     loop {
