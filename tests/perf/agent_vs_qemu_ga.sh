@@ -13,15 +13,10 @@ cd "$(dirname "$0")/../.."
 PINGS="${1:-2000}"
 RUNS="${2:-3}"
 
-if ! command -v qemu-ga >/dev/null 2>&1 && [ ! -x /usr/sbin/qemu-ga ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-guest-agent
-fi
-QGA="$(command -v qemu-ga || echo /usr/sbin/qemu-ga)"
-
-# The agent as it ships (packaging/build.sh: static-pie release build); the client a normal build.
-AGENT="$(packaging/build.sh | tail -1)/codespace-agent"
+. tests/perf/lib.sh
+QGA="$(qemu_ga)"
+# The agent as it ships; the client a normal build.
+AGENT="$(shipped_agent)"
 cargo build --release -q -p codespace-agent --example ping_bench
 mkdir -p tests/perf/out
 echo "qemu-ga: $("$QGA" --version | head -1); codespace-agent: $("$AGENT" --version) ($AGENT)"

@@ -11,8 +11,9 @@ if ! command -v socat >/dev/null 2>&1; then
     echo "ports_forward.sh: needs socat (sudo apt-get install -y socat)" >&2
     exit 1
 fi
-# The agent as it ships (packaging/build.sh: static-pie release build); the bench a normal build.
-AGENT="$(packaging/build.sh | tail -1)/codespace-agent"
+. tests/perf/lib.sh
+# The agent as it ships; the bench a normal build.
+AGENT="$(shipped_agent)"
 cargo build --release -q -p codespace-agent --example forward_bench
 echo "machine: $(nproc) cores, $(uname -m), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg), $(socat -V 2>/dev/null | sed -n 2p | sed 's/^socat //')"
 target/release/examples/forward_bench "$AGENT" "$@"
