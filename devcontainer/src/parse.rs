@@ -27,6 +27,22 @@ use crate::node::{Member, Node, NodeValue};
 use crate::pointer;
 use crate::span::{LineIndex, Span};
 
+/// What the parser accepts beyond JSON: comments and trailing commas (the devcontainer.json
+/// dialect), nothing else. `scan_tree` derives its scanner's options from these, as
+/// `jsonc_parser::parse_to_ast` does, so both paths accept exactly the same documents.
+pub(crate) const PARSE_OPTIONS: ParseOptions = ParseOptions {
+    allow_comments: true,
+    allow_trailing_commas: true,
+    allow_loose_object_property_names: false,
+    allow_missing_commas: false,
+    allow_single_quoted_strings: false,
+    allow_hexadecimal_numbers: false,
+    allow_unary_plus_numbers: false,
+    allow_bare_decimal_point_numbers: false,
+    allow_non_finite_numbers: false,
+    allow_extended_string_escapes: false,
+};
+
 /// Largest accepted document, in bytes.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
 /// Deepest accepted nesting of arrays and objects (the root object is depth 1).
@@ -142,21 +158,8 @@ fn parse_tree_impl(text: &str, index: &LineIndex, fast: bool) -> Result<Node, Sy
             return Ok(node);
         }
     }
-    // `scan_tree` mirrors these options; change both together.
-    let options = ParseOptions {
-        allow_comments: true,
-        allow_trailing_commas: true,
-        allow_loose_object_property_names: false,
-        allow_missing_commas: false,
-        allow_single_quoted_strings: false,
-        allow_hexadecimal_numbers: false,
-        allow_unary_plus_numbers: false,
-        allow_bare_decimal_point_numbers: false,
-        allow_non_finite_numbers: false,
-        allow_extended_string_escapes: false,
-    };
-    let result =
-        jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &options).map_err(|e| {
+    let result = jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &PARSE_OPTIONS)
+        .map_err(|e| {
             let r = e.range();
             let span = Some(Span::new(r.start + offset, r.end + offset));
             err(map_kind(e.kind()), String::new(), span)

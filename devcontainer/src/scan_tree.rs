@@ -18,21 +18,22 @@ use jsonc_parser::tokens::Token;
 use jsonc_parser::{Scanner, ScannerOptions};
 
 use crate::node::{Member, Node, NodeValue};
-use crate::parse::MAX_DEPTH;
+use crate::parse::{MAX_DEPTH, PARSE_OPTIONS};
 use crate::pointer;
 use crate::span::Span;
 
 /// The tree of `body` (the text after any BOM, which is `offset` bytes long), or `None` when the
 /// AST path must decide (any error, or anything this builder does not handle).
 pub(crate) fn build(body: &str, offset: usize) -> Option<Node> {
-    // The scanner options parse_to_ast derives from the ParseOptions in `parse.rs`.
+    // The scanner options parse_to_ast derives from the parser's options.
+    let p = &PARSE_OPTIONS;
     let options = ScannerOptions {
-        allow_single_quoted_strings: false,
-        allow_hexadecimal_numbers: false,
-        allow_unary_plus_numbers: false,
-        allow_bare_decimal_point_numbers: false,
-        allow_non_finite_numbers: false,
-        allow_extended_string_escapes: false,
+        allow_single_quoted_strings: p.allow_single_quoted_strings,
+        allow_hexadecimal_numbers: p.allow_hexadecimal_numbers,
+        allow_unary_plus_numbers: p.allow_unary_plus_numbers,
+        allow_bare_decimal_point_numbers: p.allow_bare_decimal_point_numbers,
+        allow_non_finite_numbers: p.allow_non_finite_numbers,
+        allow_extended_string_escapes: p.allow_extended_string_escapes,
     };
     let mut builder = Builder {
         scanner: Scanner::new(body, &options),
