@@ -6,29 +6,33 @@
 //!   EOF on a  ──▶ shutdown(b, SHUT_WR)   the other direction goes on (half-close)
 //! ```
 //!
-//! Both sockets are taken as owned descriptors ([`into_owned_fd`] duplicates the descriptor of
-//! any tokio/vsock stream and drops the original, so the same code serves Unix, TCP and vsock
-//! sockets) and registered with tokio's reactor as [`AsyncFd`]s. Each direction moves data
-//! through its own pipe with `splice(2)`: the payload pages are passed by reference from the
-//! source socket's receive queue into the pipe and from the pipe into the destination socket,
-//! never copied through user space. A direction drains its pipe completely before it splices
-//! into it again, so the pipe side never blocks and `EAGAIN` always means "the socket is not
-//! ready". If the kernel refuses `splice` for a socket type (`EINVAL`), that direction falls
-//! back to `read`/`write` through a user-space buffer.
+//! [`relay`] takes two [`RelaySocket`]s: sockets that tokio's reactor already watches and that
+//! have a descriptor. Tokio's Unix and TCP streams are used as they are, so setting up a relay
+//! costs no system call for the sockets (a forwarded connection's first byte waits for that
+//! set-up); a stream whose readiness tokio does not expose (vsock) is registered anew once
+//! ([`reregister`]). Each direction moves data through its own pipe with `splice(2)`: the
+//! payload pages are passed by reference from the source socket's receive queue into the pipe
+//! and from the pipe into the destination socket, never copied through user space. A
+//! direction drains its pipe completely before it splices into it again, so the pipe side
+//! never blocks and `EAGAIN` always means "the socket is not ready". If the kernel refuses
+//! `splice` for a socket type (`EINVAL`), that direction falls back to `read`/`write` through a
+//! user-space buffer.
 //!
 //! [`relay_streams`] is the fallback for streams without a descriptor (in-memory test pipes):
 //! `tokio::io::copy_bidirectional`, which half-closes the same way.
 //!
 //! Invariants: the relay ends when both directions have seen end of stream, when either fails,
-//! or when `cancel` resolves; then both sockets are closed (dropped).
+//! or when `cancel` resolves; then both sockets and both pipes are closed (dropped).
 
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+use rustix::pipe::{
+    fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags,
+};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 
 /// Pipe capacity a direction grows to once it carries bulk data (the kernel may grant less;
 /// `/proc/sys/fs/pipe-max-size` is 1 MiB by default). A new pipe has the kernel's default
@@ -71,21 +75,84 @@ pub fn widen_unix_send_buffer(fd: BorrowedFd<'_>) {
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(fd, UNIX_SEND_BUFFER);
 }
 
-/// Duplicates the descriptor of `stream` and drops `stream` (deregistering it from whatever
-/// reactor held it); the socket stays open through the returned descriptor.
-pub fn into_owned_fd<T: AsFd>(stream: T) -> io::Result<OwnedFd> {
+/// A connected, non-blocking socket that the relay can wait on and splice through: watched by
+/// tokio's reactor, with a descriptor.
+pub trait RelaySocket: AsFd + Send + Sync {
+    /// Waits until the socket may be ready for `interest` (a single interest, read or write).
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Runs `op` if the socket is ready for `interest`; an `op` that would block clears the
+    /// readiness, so the next [`ready`](Self::ready) waits for the reactor.
+    fn try_io<R>(&self, interest: Interest, op: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+
+    /// Called once when the relay starts writing bulk data to this socket (a direction filled
+    /// its pipe). Unix sockets widen their send buffer then ([`widen_unix_send_buffer`]);
+    /// short connections never pay for it.
+    fn bulk_writes(&self) {}
+}
+
+impl RelaySocket for tokio::net::UnixStream {
+    async fn ready(&self, interest: Interest) -> io::Result<()> {
+        tokio::net::UnixStream::ready(self, interest)
+            .await
+            .map(drop)
+    }
+
+    fn try_io<R>(&self, interest: Interest, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        tokio::net::UnixStream::try_io(self, interest, op)
+    }
+
+    fn bulk_writes(&self) {
+        widen_unix_send_buffer(self.as_fd());
+    }
+}
+
+impl RelaySocket for tokio::net::TcpStream {
+    async fn ready(&self, interest: Interest) -> io::Result<()> {
+        tokio::net::TcpStream::ready(self, interest).await.map(drop)
+    }
+
+    fn try_io<R>(&self, interest: Interest, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        tokio::net::TcpStream::try_io(self, interest, op)
+    }
+}
+
+impl RelaySocket for AsyncFd<OwnedFd> {
+    async fn ready(&self, interest: Interest) -> io::Result<()> {
+        // Dropping the guard keeps the readiness; `try_io` clears it when the call would block.
+        AsyncFd::ready(self, interest).await.map(drop)
+    }
+
+    fn try_io<R>(&self, interest: Interest, op: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        AsyncFd::try_io(self, interest, |_| op())
+    }
+}
+
+/// Takes over the descriptor of a stream whose readiness tokio does not expose (a
+/// `tokio_vsock::VsockStream`): duplicates it, drops the stream (deregistering it from
+/// whatever reactor held it) and registers the duplicate with tokio's reactor.
+pub fn reregister<T: AsFd>(stream: T) -> io::Result<AsyncFd<OwnedFd>> {
     let fd = stream.as_fd().try_clone_to_owned()?;
     drop(stream);
-    Ok(fd)
+    register(fd)
+}
+
+/// Registers a descriptor with tokio's reactor.
+#[allow(unsafe_code)] // tokio's registration is `unsafe` because of I/O safety; see SAFETY.
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid, open descriptor that it alone closes, on drop, and its
+    // `as_raw_fd` always returns the same number; the `AsyncFd` owns it, so it stays open and
+    // refers to the same file description for the `AsyncFd`'s whole life.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
 
 /// Relays between two connected, non-blocking sockets until both directions end or `cancel`
-/// resolves.
-pub async fn relay_fds(a: OwnedFd, b: OwnedFd, cancel: impl Future<Output = ()>) -> RelayEnd {
-    let (a, b) = match (register(a), register(b)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return RelayEnd::Failed(e),
-    };
+/// resolves; both are closed when it returns.
+pub async fn relay<A, B>(a: A, b: B, cancel: impl Future<Output = ()>) -> RelayEnd
+where
+    A: RelaySocket,
+    B: RelaySocket,
+{
     let both = async {
         let (ab, ba) = tokio::join!(one_way(&a, &b), one_way(&b, &a));
         match (ab, ba) {
@@ -97,15 +164,6 @@ pub async fn relay_fds(a: OwnedFd, b: OwnedFd, cancel: impl Future<Output = ()>)
         end = both => end,
         () = cancel => RelayEnd::Cancelled,
     }
-}
-
-/// Registers a descriptor with tokio's reactor.
-#[allow(unsafe_code)] // tokio's registration is `unsafe` because of I/O safety; see SAFETY.
-fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an `OwnedFd` is a valid, open descriptor that it alone closes, on drop, and its
-    // `as_raw_fd` always returns the same number; the `AsyncFd` owns it, so it stays open and
-    // refers to the same file description for the `AsyncFd`'s whole life.
-    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
 
 /// Relays between two streams that have no descriptor, with a user-space copy.
@@ -123,44 +181,53 @@ where
     }
 }
 
-/// Waits until `fd` is ready for `interest` and runs `op`, again and again while it would block.
-async fn when_ready<R>(
-    fd: &AsyncFd<OwnedFd>,
-    write: bool,
+/// Waits until `socket` is ready for `interest` and runs `op`, again and again while it would
+/// block.
+async fn when_ready<S: RelaySocket, R>(
+    socket: &S,
+    interest: Interest,
     mut op: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
 ) -> io::Result<R> {
     loop {
-        let mut guard = if write {
-            fd.writable().await?
-        } else {
-            fd.readable().await?
-        };
-        match guard.try_io(|inner| op(inner.get_ref().as_fd())) {
-            Ok(result) => return result,
-            Err(_would_block) => continue,
+        socket.ready(interest).await?;
+        match socket.try_io(interest, || op(socket.as_fd())) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
         }
     }
 }
 
-fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
+/// One direction's pipe.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Capacity in bytes (what `F_GETPIPE_SZ` said when it was made, or what it grew to).
+    capacity: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Self> {
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        let capacity = fcntl_getpipe_size(&write).unwrap_or(PIPE_SIZE);
+        Ok(Self {
+            read,
+            write,
+            capacity,
+        })
+    }
 }
 
 /// Copies `src` to `dst` until end of stream, then shuts `dst` down for writing.
-async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u64> {
+async fn one_way<S: RelaySocket, D: RelaySocket>(src: &S, dst: &D) -> io::Result<u64> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
-    let mut pipe = Some(new_pipe()?);
-    let mut capacity = pipe
-        .as_ref()
-        .and_then(|(_, w)| rustix::pipe::fcntl_getpipe_size(w).ok())
-        .unwrap_or(PIPE_SIZE);
+    let mut pipe = Some(Pipe::new()?);
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let moved = match &pipe {
-            Some((_, w)) => {
-                let r = when_ready(src, false, |s| {
-                    splice(s, None, w, None, SPLICE_LEN, flags).map_err(io::Error::from)
+            Some(p) => {
+                let r = when_ready(src, Interest::READABLE, |s| {
+                    splice(s, None, &p.write, None, SPLICE_LEN, flags).map_err(io::Error::from)
                 })
                 .await;
                 match r {
@@ -174,7 +241,7 @@ async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u
                 }
             }
             None => {
-                when_ready(src, false, |s| {
+                when_ready(src, Interest::READABLE, |s| {
                     rustix::io::read(s, &mut buf[..]).map_err(io::Error::from)
                 })
                 .await?
@@ -182,7 +249,7 @@ async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u
         };
         if moved == 0 {
             // End of stream: pass the half-close on; ENOTCONN means the peer is gone already.
-            match rustix::net::shutdown(dst.get_ref(), rustix::net::Shutdown::Write) {
+            match rustix::net::shutdown(dst, rustix::net::Shutdown::Write) {
                 Ok(()) | Err(rustix::io::Errno::NOTCONN) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -191,15 +258,15 @@ async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u
         let mut left = moved;
         while left > 0 {
             let n = match &pipe {
-                Some((r, _)) => {
-                    when_ready(dst, true, |d| {
-                        splice(r, None, d, None, left, flags).map_err(io::Error::from)
+                Some(p) => {
+                    when_ready(dst, Interest::WRITABLE, |d| {
+                        splice(&p.read, None, d, None, left, flags).map_err(io::Error::from)
                     })
                     .await?
                 }
                 None => {
                     let start = moved - left;
-                    when_ready(dst, true, |d| {
+                    when_ready(dst, Interest::WRITABLE, |d| {
                         rustix::io::write(d, &buf[start..moved]).map_err(io::Error::from)
                     })
                     .await?
@@ -211,11 +278,13 @@ async fn one_way(src: &AsyncFd<OwnedFd>, dst: &AsyncFd<OwnedFd>) -> io::Result<u
             left -= n;
         }
         total += moved as u64;
-        if moved >= capacity && capacity < PIPE_SIZE {
-            // A full pipe: bulk data. Grow it (now, while empty) so each system call moves more;
-            // best effort, the small pipe keeps working if the kernel says no.
-            if let Some((_, w)) = &pipe {
-                capacity = fcntl_setpipe_size(w, PIPE_SIZE).unwrap_or(PIPE_SIZE);
+        if let Some(p) = pipe.as_mut() {
+            if moved >= p.capacity && p.capacity < PIPE_SIZE {
+                // A full pipe: bulk data. Grow it (now, while empty) so each system call moves
+                // more, and let the destination widen its buffer; best effort, the small pipe
+                // keeps working if the kernel says no.
+                p.capacity = fcntl_setpipe_size(&p.write, PIPE_SIZE).unwrap_or(PIPE_SIZE);
+                dst.bulk_writes();
             }
         }
     }
@@ -242,9 +311,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let a = into_owned_fd(agent_side).unwrap();
-        let b = into_owned_fd(target).unwrap();
-        let h = tokio::spawn(relay_fds(a, b, async move {
+        let h = tokio::spawn(relay(agent_side, target, async move {
             let _ = rx.await;
         }));
         (client, server, h, tx)
@@ -285,6 +352,28 @@ mod tests {
         let mut rest = Vec::new();
         assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
         assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reregistered_descriptor_relays_like_a_tokio_stream() {
+        let (mut client, agent_side) = UnixStream::pair().unwrap();
+        let (far, mut server) = UnixStream::pair().unwrap();
+        let h = tokio::spawn(relay(
+            reregister(agent_side).unwrap(),
+            far,
+            std::future::pending(),
+        ));
+        client.write_all(b"ping").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        drop(server);
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"pong");
+        assert!(matches!(h.await.unwrap(), RelayEnd::Finished(_)));
     }
 
     #[tokio::test]

@@ -22,10 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use codespace_agent::host::forward::{mint, port_epoch, put_grant_key, MAX_GRANT_TTL};
+use codespace_agent::host::forward::{
+    mint, port_epoch, put_grant_key, ForwardStream, MAX_GRANT_TTL,
+};
 use codespace_agent::host::tickets::{open_ticketed, TicketPool};
 use codespace_agent::host::{Client, ConnectOptions};
-use codespace_agent::relay::{into_owned_fd, relay_fds};
+use codespace_agent::relay::{relay, reregister, RelayEnd};
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal, MIN_GRANT_KEY_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Map};
@@ -261,14 +263,15 @@ async fn serve_local(state: Arc<Forwarding>, tcp: tokio::net::TcpStream) {
         .await;
         match opened {
             Ok((stream, _)) => {
-                let end = match (into_owned_fd(tcp), into_owned_fd(stream)) {
-                    (Ok(a), Ok(b)) => relay_fds(a, b, std::future::pending()).await,
-                    (Err(e), _) | (_, Err(e)) => {
-                        eprintln!("codespace-agentctl: cannot relay: {e}");
-                        return;
-                    }
+                let end = match stream {
+                    ForwardStream::Unix(s) => relay(tcp, s, std::future::pending()).await,
+                    ForwardStream::Vsock(s) => match reregister(s) {
+                        Ok(s) => relay(tcp, s, std::future::pending()).await,
+                        Err(e) => RelayEnd::Failed(e),
+                    },
+                    _ => RelayEnd::Failed(std::io::Error::other("unknown stream kind")),
                 };
-                if let codespace_agent::relay::RelayEnd::Failed(e) = end {
+                if let RelayEnd::Failed(e) = end {
                     eprintln!("codespace-agentctl: forwarded connection failed: {e}");
                 }
                 return;

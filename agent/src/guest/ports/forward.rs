@@ -33,7 +33,8 @@
 
 use std::any::Any;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ use codespace_policy::ports::ForwardGrant;
 use codespace_policy::Authorized;
 use serde_json::json;
 use time::OffsetDateTime;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
@@ -50,7 +52,7 @@ use super::refusal::ForwardRefusal;
 use super::service::{Admission, PortsService};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::transport::Peer;
-use crate::relay::{into_owned_fd, relay_fds, relay_streams, widen_unix_send_buffer, RelayEnd};
+use crate::relay::{relay, relay_streams, reregister, RelayEnd};
 use crate::wire::io::FrameIoError;
 use crate::wire::message::ForwardHello;
 use crate::wire::ticket::ForwardTicket;
@@ -90,7 +92,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = request.peer.clone();
-    let (admission, target) = match admit_and_connect(context, &request).await {
+    let (admission, target, target_addr) = match admit_and_connect(context, &request).await {
         Ok(ok) => ok,
         Err(refusal) => {
             warn!(%peer, reason = refusal.reason(), "forward refused: {refusal}");
@@ -107,13 +109,10 @@ pub async fn serve<S>(
         }
     };
     let grant = *admission.grant.get();
-    let target_addr = target
-        .peer_addr()
-        .map_or_else(|_| format!("127.0.0.1:{}", grant.port), |a| a.to_string());
     let ok = json!({
         "type": "forward_ok",
         "port": grant.port,
-        "target": target_addr,
+        "target": target_addr.to_string(),
         "visibility": grant.visibility,
         "epoch": grant.epoch,
     });
@@ -130,7 +129,7 @@ pub async fn serve<S>(
         }
     }
     debug!(%peer, port = grant.port, target = %target_addr, "forwarding");
-    tokio::spawn(relay(stream, target, admission, stop));
+    tokio::spawn(forward(stream, target, admission, stop));
 }
 
 /// Writes the held handshake frames and the forwarder's answer in one write.
@@ -152,7 +151,7 @@ async fn answer<S: AsyncWrite + Unpin>(
 async fn admit_and_connect(
     context: ForwardContext,
     request: &ForwardRequest,
-) -> Result<(Admission, TcpStream), ForwardRefusal> {
+) -> Result<(Admission, TcpStream, SocketAddr), ForwardRefusal> {
     let (ports, codespace) = context.ok_or(ForwardRefusal::Unavailable)?;
     // Single use: the ticket leaves the store before the grant is even looked at, so a
     // replayed first flight can never reach the port.
@@ -166,7 +165,7 @@ async fn admit_and_connect(
         &codespace,
         OffsetDateTime::now_utc(),
     )?;
-    let mut target = connect(&admission.grant, ports.config().connect_timeout).await?;
+    let (mut target, addr) = connect(&admission.grant, ports.config().connect_timeout).await?;
     if !request.early.is_empty() {
         // A fresh connection's send buffer takes the few KiB of early data at once.
         let port = admission.grant.port;
@@ -178,24 +177,25 @@ async fn admit_and_connect(
         .map_err(|_| ForwardRefusal::PortUnreachable(port))?
         .map_err(|_| ForwardRefusal::PortUnreachable(port))?;
     }
-    Ok((admission, target))
+    Ok((admission, target, addr))
 }
 
-/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6.
+/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6. Returns
+/// the stream and the address it reached.
 async fn connect(
     grant: &Authorized<ForwardGrant>,
     timeout: Duration,
-) -> Result<TcpStream, ForwardRefusal> {
+) -> Result<(TcpStream, SocketAddr), ForwardRefusal> {
     let port = grant.port;
     for addr in [
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
     ] {
         match connect_one(addr, timeout).await {
             Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);
-                return Ok(s);
+                return Ok((s, addr));
             }
             Err(e) => debug!(%addr, error = %e, "connect failed"),
         }
@@ -207,7 +207,7 @@ async fn connect(
 /// refusal) inside `connect(2)`, so the outcome is usually known when it returns: then no trip
 /// through the reactor (registration, wakeup, a timer) is needed. Otherwise wait for it, at
 /// most `timeout`.
-async fn connect_one(addr: std::net::SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+async fn connect_one(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let family = if addr.is_ipv4() {
         AddressFamily::INET
@@ -261,9 +261,13 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
 }
 
-/// A host stream as a socket descriptor (for `splice`), or as itself when it has none.
+/// A host stream as the relay takes it.
 enum Endpoint<S> {
-    Socket(OwnedFd),
+    /// A Unix socket (`unix:` and hybrid vsock listeners): relayed as it is.
+    Unix(UnixStream),
+    /// An AF_VSOCK socket, registered anew because tokio-vsock does not expose readiness.
+    Vsock(AsyncFd<OwnedFd>),
+    /// A stream without a descriptor (in-memory, in tests): copied through user space.
     Stream(S),
 }
 
@@ -274,20 +278,20 @@ fn endpoint<S: Any>(stream: S) -> io::Result<Endpoint<S>> {
         .downcast_mut::<Option<UnixStream>>()
         .and_then(Option::take)
     {
-        widen_unix_send_buffer(s.as_fd());
-        return into_owned_fd(s).map(Endpoint::Socket);
+        return Ok(Endpoint::Unix(s));
     }
     if let Some(s) = any
         .downcast_mut::<Option<tokio_vsock::VsockStream>>()
         .and_then(Option::take)
     {
-        return into_owned_fd(s).map(Endpoint::Socket);
+        return reregister(s).map(Endpoint::Vsock);
     }
     slot.map(Endpoint::Stream)
         .ok_or_else(|| io::Error::other("the host stream was taken twice"))
 }
 
-async fn relay<S>(
+/// Relays an admitted connection until it ends, is revoked or the agent stops.
+async fn forward<S>(
     stream: S,
     target: TcpStream,
     admission: Admission,
@@ -312,10 +316,8 @@ async fn relay<S>(
         }
     };
     let end = match endpoint(stream) {
-        Ok(Endpoint::Socket(host)) => match into_owned_fd(target) {
-            Ok(target) => relay_fds(host, target, cancel).await,
-            Err(e) => RelayEnd::Failed(e),
-        },
+        Ok(Endpoint::Unix(host)) => relay(host, target, cancel).await,
+        Ok(Endpoint::Vsock(host)) => relay(host, target, cancel).await,
         Ok(Endpoint::Stream(host)) => relay_streams(host, target, cancel).await,
         Err(e) => RelayEnd::Failed(e),
     };
