@@ -28,7 +28,9 @@
 //! are still in the socket and the relay moves them in order); on any refusal they are dropped
 //! unread by anyone. Once admitted, the relay runs on its own task and leaves the server's
 //! connection budget: the port service's limits bound it from then on. It ends when both sides
-//! have closed, when the connection is revoked (visibility tightened, port removed) or when
+//! have closed, when the connection is revoked (visibility tightened, port removed), when the
+//! principal's authentication expires (three hours after it was made, as the policy counts;
+//! not the grant's own expiry, which only bounds when the connection may be opened) or when
 //! the agent shuts down.
 
 use std::any::Any;
@@ -290,7 +292,29 @@ fn endpoint<S: Any>(stream: S) -> io::Result<Endpoint<S>> {
         .ok_or_else(|| io::Error::other("the host stream was taken twice"))
 }
 
-/// Relays an admitted connection until it ends, is revoked or the agent stops.
+/// Longest single timer while waiting for a wall-clock deadline.
+const DEADLINE_STEP: Duration = Duration::from_secs(60);
+
+/// Resolves once the wall clock has passed `until` (never for `None`). It sleeps in steps of
+/// at most [`DEADLINE_STEP`] and looks at the wall clock after each, because tokio's timers
+/// run on the monotonic clock, which stands still while the VM is paused or snapshotted: a
+/// codespace resumed hours later notices within a minute that the authentication expired.
+async fn wall_clock_deadline(until: Option<OffsetDateTime>) {
+    let Some(until) = until else {
+        return std::future::pending().await;
+    };
+    loop {
+        let left = until - OffsetDateTime::now_utc();
+        if !left.is_positive() {
+            return;
+        }
+        let step = Duration::try_from(left).map_or(DEADLINE_STEP, |l| l.min(DEADLINE_STEP));
+        tokio::time::sleep(step).await;
+    }
+}
+
+/// Relays an admitted connection until it ends, is revoked, its principal's authentication
+/// expires or the agent stops.
 async fn forward<S>(
     stream: S,
     target: TcpStream,
@@ -301,12 +325,17 @@ async fn forward<S>(
 {
     let Admission {
         grant,
+        authenticated_until,
         revoked,
         ticket,
     } = admission;
+    let port = grant.port;
     let cancel = async move {
         tokio::select! {
             _ = revoked => {}
+            () = wall_clock_deadline(authenticated_until) => {
+                info!(port, "the principal's authentication expired; closing the forwarded connection");
+            }
             stopping = async { stop.wait_for(|s| *s).await.is_ok() } => {
                 if !stopping {
                     // No shutdown signal will ever come; only revocation ends us early.
@@ -365,19 +394,31 @@ mod tests {
     }
 
     fn request(s: &PortsService, port: u16, login: &str) -> ForwardRequest {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        request_authenticated_at(s, port, login, now, now + 600)
+    }
+
+    /// A request whose principal authenticated at `authenticated_at`, with a grant that
+    /// expires at `expires_at` (seconds since the Unix epoch).
+    fn request_authenticated_at(
+        s: &PortsService,
+        port: u16,
+        login: &str,
+        authenticated_at: i64,
+        expires_at: i64,
+    ) -> ForwardRequest {
         let epoch = s.list(&CodespaceIdentity::default())["ports"][0]["epoch"]
             .as_u64()
             .unwrap();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
         let grant = GrantKey::new(&[5; 32]).unwrap().sign(GrantClaims {
             principal: Some(GrantPrincipal {
                 login: login.into(),
                 organizations: vec![],
-                authenticated_at: now,
+                authenticated_at,
             }),
             port,
             epoch,
-            expires_at: now + 600,
+            expires_at,
         });
         ForwardRequest {
             held: vec![br#"{"type":"ok"}"#.to_vec()],
@@ -418,6 +459,46 @@ mod tests {
         conn.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hello");
         assert_eq!(s.list(&CodespaceIdentity::default())["connections"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_ends_when_its_principals_authentication_expires() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (s, c) = context(port);
+        // Authenticated almost three hours ago: three seconds of authentication left, and a
+        // grant that lasts exactly as long (the longest the agent accepts).
+        let lifetime = codespace_policy::ports::AUTHENTICATION_LIFETIME.whole_seconds();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let authenticated_at = now - lifetime + 3;
+        let req = request_authenticated_at(&s, port, "mona", authenticated_at, now + 3);
+        let (mut host, agent) = tokio::io::duplex(4096);
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(serve(Some((s.clone(), c)), agent, req, stop));
+        let codec = FrameCodec::default();
+        for kind in ["ok", "forward_ok"] {
+            let f = read_frame(&mut host, &codec).await.unwrap().unwrap();
+            assert_eq!(f.object["type"], kind);
+        }
+        let (mut conn, _) = listener.accept().await.unwrap();
+        host.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 2];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(
+            &buf, b"hi",
+            "the connection works while the authentication holds"
+        );
+        let end = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("the connection outlived its principal's authentication");
+        assert_eq!(end.unwrap(), 0, "the listener sees the connection closed");
+        assert!(
+            OffsetDateTime::now_utc().unix_timestamp() >= authenticated_at + lifetime,
+            "closed at the expiry, not before"
+        );
+        let mut rest = Vec::new();
+        assert_eq!(host.read_to_end(&mut rest).await.unwrap(), 0);
+        assert_eq!(s.list(&CodespaceIdentity::default())["connections"], 0);
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@
 //!   and are forwarded only for the codespace's creator.
 //! - A grant lives at most 3 hours after its principal authenticated (after now, anonymous).
 //! - Tightening a visibility or removing a port cuts, at once, every live connection the new
-//!   state no longer admits.
+//!   state no longer admits; a principal's connection also ends when its authentication
+//!   expires (3 hours after it was made), when the policy would no longer admit it either.
 //!
 //! Modules: [`config`] (the `ports` config section), [`service`] (registry, grant key, admission,
 //! revocation), [`forward`] (the connection role), [`refusal`] (named refusal reasons),

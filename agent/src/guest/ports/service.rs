@@ -68,6 +68,10 @@ impl std::fmt::Debug for PortsService {
 pub struct Admission {
     /// The policy's proof (port, effective visibility, epoch).
     pub grant: Authorized<ForwardGrant>,
+    /// When the principal's authentication expires ([`AUTHENTICATION_LIFETIME`] after it was
+    /// made): the policy would refuse this principal from then on, so the connection ends then
+    /// too. `None` for a public port's anonymous connection, which no authentication admitted.
+    pub authenticated_until: Option<OffsetDateTime>,
     /// Resolves when the connection is revoked.
     pub revoked: oneshot::Receiver<()>,
     /// Keeps the table entry; dropping it forgets the connection.
@@ -468,10 +472,14 @@ impl PortsService {
                 limit: total,
             });
         }
+        let authenticated_until = principal
+            .as_ref()
+            .map(|p| p.authenticated_at + AUTHENTICATION_LIFETIME);
         let (id, revoked) = st.live.insert(port, principal);
         drop(st);
         Ok(Admission {
             grant,
+            authenticated_until,
             revoked,
             ticket: LiveTicket {
                 service: self.clone(),
