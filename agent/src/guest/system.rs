@@ -1,4 +1,5 @@
-//! Facts and hooks from the operating system: boot id, machine id, `sd_notify`.
+//! Facts and hooks from the operating system: boot id, machine id, `sd_notify`, and keeping
+//! the agent's memory private ([`protect_memory`]).
 //!
 //! `sd_notify` is a single datagram to the Unix socket named by `$NOTIFY_SOCKET` (a path, or an
 //! abstract name when it starts with `@`); writing it ourselves avoids a dependency for twelve
@@ -18,6 +19,32 @@ pub fn agent_id(configured: Option<&str>) -> String {
         .or_else(|| read_trimmed(Path::new("/etc/machine-id")))
         .or_else(|| read_trimmed(Path::new("/proc/sys/kernel/hostname")))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Keeps the agent's memory, which holds the token, the secrets and the keys, out of core dumps
+/// and away from other processes of its user: `RLIMIT_CORE` 0 (no core file; systemd-coredump
+/// and apport honour it for piped patterns too) and the process marked non-dumpable (no core
+/// even where `fs.suid_dumpable` is 2, and `ptrace`, `/proc/PID/mem`, `environ` and `fd` need
+/// `CAP_SYS_PTRACE`). The agent's release build aborts on panic, so without this a crash would
+/// write every secret it holds to disk. Called first thing by `codespace-agent run`. Children
+/// get a dumpable memory again at `execve`; their core limit stays 0, as the sandbox sets it
+/// for lifecycle commands anyway. Returns what could not be set (nothing, on Linux).
+pub fn protect_memory() -> Vec<(&'static str, std::io::Error)> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let mut failed = Vec::new();
+    let no_core = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, no_core) {
+        failed.push(("RLIMIT_CORE", e.into()));
+    }
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        failed.push(("PR_SET_DUMPABLE", e.into()));
+    }
+    failed
 }
 
 fn read_trimmed(p: &Path) -> Option<String> {

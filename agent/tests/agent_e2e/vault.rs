@@ -161,3 +161,31 @@ async fn token_expiry_pushes_events_and_wipes_the_token() {
     let status = json_out(&agent.ctl(&["status"]));
     assert_eq!(status["token"], serde_json::Value::Null);
 }
+
+#[test]
+fn the_agents_memory_stays_out_of_core_dumps() {
+    let agent = Agent::start("");
+    let pid = agent.child.as_ref().unwrap().id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let soft_hard: Vec<&str> = core.split_whitespace().skip(4).take(2).collect();
+    assert_eq!(soft_hard, ["0", "0"], "no core file, soft or hard: {core}");
+    // A non-dumpable process's /proc entries belong to root, whoever runs it; as root that
+    // cannot be told apart, so only a non-root run checks it.
+    let uid = rustix::process::getuid();
+    if !uid.is_root() {
+        use std::os::unix::fs::MetadataExt as _;
+        let owner = std::fs::metadata(format!("/proc/{pid}/environ"))
+            .unwrap()
+            .uid();
+        assert_eq!(
+            owner,
+            0,
+            "the agent (uid {}) must be non-dumpable",
+            uid.as_raw()
+        );
+    }
+}

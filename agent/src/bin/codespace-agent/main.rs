@@ -120,6 +120,10 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging();
+    // Before any secret is read or received.
+    for (what, e) in codespace_agent::guest::system::protect_memory() {
+        tracing::warn!(error = %e, "cannot set {what}: a crash could leave a core dump");
+    }
     let overrides = Overrides {
         listen: args.listen,
         state_dir: args.state_dir,
