@@ -23,10 +23,10 @@
 //! - it writes only its own stack (a buffer the parent allocated) and one error slot the
 //!   parent reads after `clone` returns (the errno of the step that failed; 0 after `execve`).
 //!
-//! Identity: the child switches to the run user while it still shares the agent's memory. The
-//! kernel then marks that memory non-dumpable (`suid_dumpable`), so no process of the run user
-//! can read it through the child (ptrace and `/proc/PID/mem` need a dumpable memory), and the
-//! agent itself stays non-dumpable afterwards (no core dumps with tokens in them). Signals from
+//! Identity: the child switches to the run user while it still shares the agent's memory. That
+//! memory is non-dumpable (the agent marks itself so at start, `guest::system::protect_memory`,
+//! and a credential change would do it anyway), so no process of the run user can read it
+//! through the child (ptrace and `/proc/PID/mem` need a dumpable memory). Signals from
 //! the run user's other processes cannot reach the child either: it is root until the switch,
 //! and by then inside its own Landlock domain (restricted: signal scoping).
 //!
