@@ -90,7 +90,7 @@ pub fn submit(job: Job) -> Result<(), Job> {
     }
 }
 
-/// Waits (at most [`FLUSH_LIMIT`]) for the queue to be done, then ends the thread.
+/// Waits (at most five seconds) for the queue to be done, then ends the thread.
 pub fn stop() {
     let tx = sender().lock().ok().and_then(|mut tx| tx.take());
     if let Some(tx) = tx {
