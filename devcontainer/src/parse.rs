@@ -5,7 +5,7 @@
 //!      ─▶ AST ─▶ convert (depth ≤ 128, spans shifted back past the BOM) ─▶ Node (root object)
 //! ```
 //!
-//! Valid documents take a shortcut: [`crate::scan_tree`] builds the same tree from
+//! Valid documents take a shortcut: the private `scan_tree` module builds the same tree from
 //! jsonc-parser's scanner tokens without the AST, and declines on anything unexpected, so
 //! errors always come from the AST path.
 //!
