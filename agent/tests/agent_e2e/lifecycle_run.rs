@@ -208,6 +208,29 @@ fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
     assert_eq!(r["profile"], "restricted");
     assert_eq!(r["decision"]["reason"], "no-write-access");
     assert_eq!(r["secrets_injected"], false);
+
+    // A pull request from a fork, given to the run or recorded by `session create`: the same.
+    let r = result(
+        &agent,
+        &ws,
+        "attach",
+        &["--creator-access", "write", "--fork-pull-request"],
+    );
+    assert_eq!(r["profile"], "restricted", "{r}");
+    assert_eq!(r["decision"]["reason"], "fork-pull-request");
+    assert_eq!(r["secrets_injected"], false);
+    json_out(&agent.ctl(&[
+        "session",
+        "create",
+        "--repository",
+        "octo/app",
+        "--creator-access",
+        "write",
+        "--fork-pull-request",
+    ]));
+    let r = result(&agent, &ws, "attach", &[]);
+    assert_eq!(r["decision"]["reason"], "fork-pull-request", "{r}");
+    assert_eq!(r["secrets_injected"], false);
 }
 
 #[test]

@@ -98,15 +98,40 @@ pub struct SessionArgs {
     /// The repository, OWNER/NAME (create only).
     #[arg(long)]
     pub repository: Option<String>,
-    /// The creator's access to the repository, a lifecycle trust fact (create only).
+    /// Lifecycle trust facts (create only).
+    #[command(flatten)]
+    pub facts: TrustFactArgs,
+}
+
+/// The lifecycle trust facts, as `session create` records them and `lifecycle run` /
+/// `lifecycle extensions` override them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrustFactArgs {
+    /// The creator's access to the repository: none, read, triage, write, maintain or admin.
     #[arg(long, value_name = "LEVEL")]
     pub creator_access: Option<String>,
-    /// The codespace is for a pull request from a fork (create only).
+    /// The codespace is for a pull request from a fork.
     #[arg(long)]
     pub fork_pull_request: bool,
-    /// The codespace is a prebuild (create only).
+    /// The codespace is a prebuild (runs stop after updateContentCommand; never trusted).
     #[arg(long)]
     pub prebuild: bool,
+}
+
+impl TrustFactArgs {
+    /// Adds the facts given to `m` under their wire names (the same in `session` and
+    /// `lifecycle_*` requests); facts not given are left out, so the agent's defaults apply.
+    pub fn insert_into(&self, m: &mut Map<String, Value>) {
+        if let Some(a) = &self.creator_access {
+            m.insert("creator_access".into(), a.clone().into());
+        }
+        if self.fork_pull_request {
+            m.insert("pull_request_from_fork".into(), true.into());
+        }
+        if self.prebuild {
+            m.insert("prebuild".into(), true.into());
+        }
+    }
 }
 
 /// Lifecycle events.
@@ -318,15 +343,7 @@ fn session_fields(s: &SessionArgs) -> Map<String, Value> {
     }
     // Lifecycle trust facts travel in the same `codespace` object.
     let mut facts = Map::new();
-    if let Some(a) = &s.creator_access {
-        facts.insert("creator_access".into(), a.clone().into());
-    }
-    if s.fork_pull_request {
-        facts.insert("pull_request_from_fork".into(), true.into());
-    }
-    if s.prebuild {
-        facts.insert("prebuild".into(), true.into());
-    }
+    s.facts.insert_into(&mut facts);
     if !facts.is_empty() {
         if let Value::Object(c) = m
             .entry("codespace")

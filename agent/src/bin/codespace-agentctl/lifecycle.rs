@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use codespace_agent::host::{Client, ClientError};
 use serde_json::{json, Map, Value};
 
-use crate::connect::{options, ConnectArgs};
+use crate::connect::{options, ConnectArgs, TrustFactArgs};
 
 /// How long the CLI waits for an answer: the agent enforces the real deadline.
 const WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -52,18 +52,11 @@ pub enum PhaseArg {
     Attach,
 }
 
-/// Trust facts (default: what `session create` recorded).
+/// Trust facts (default: what `session create` recorded) and run options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FactArgs {
-    /// The creator's access: none, read, triage, write, maintain or admin.
-    #[arg(long, value_name = "LEVEL")]
-    pub creator_access: Option<String>,
-    /// The codespace is for a pull request from a fork.
-    #[arg(long)]
-    pub fork_pull_request: bool,
-    /// A prebuild (stops after updateContentCommand; never trusted).
-    #[arg(long)]
-    pub prebuild: bool,
+    #[command(flatten)]
+    pub trust: TrustFactArgs,
     /// The repository, OWNER/NAME.
     #[arg(long, value_name = "OWNER/NAME")]
     pub repository: Option<String>,
@@ -111,15 +104,7 @@ pub struct ExtensionsArgs {
 }
 
 fn fact_fields(m: &mut Map<String, Value>, f: &FactArgs, run_id: &str) {
-    if let Some(a) = &f.creator_access {
-        m.insert("creator_access".into(), a.clone().into());
-    }
-    if f.fork_pull_request {
-        m.insert("fork_pull_request".into(), true.into());
-    }
-    if f.prebuild {
-        m.insert("prebuild".into(), true.into());
-    }
+    f.trust.insert_into(m);
     if let Some(r) = &f.repository {
         m.insert("repository".into(), r.clone().into());
     }

@@ -2,7 +2,7 @@
 //!
 //! | request              | fields                                                        | result |
 //! |----------------------|---------------------------------------------------------------|--------|
-//! | `lifecycle_run`      | `phase: create\|start\|attach, workspace, devcontainer, creator_access?, fork_pull_request?, prebuild?, repository?, timeout_s?, approve?, run_id?` | every command with status, exit code, signal, duration, timeout; skipped properties and why |
+//! | `lifecycle_run`      | `phase: create\|start\|attach, workspace, devcontainer, creator_access?, pull_request_from_fork?, prebuild?, repository?, timeout_s?, approve?, run_id?` | every command with status, exit code, signal, duration, timeout; skipped properties and why |
 //! | `extensions_install` | `workspace, devcontainer? \| extensions?, creator_access?, …, timeout_s?, run_id?` | per extension: installed, failed, refused (reason), not_run |
 //! | `config_watch`       | `workspace, stop?`                                            | `{watching, file}` |
 //!

@@ -122,7 +122,7 @@ pub struct TrustFacts {
     /// The creator's access (missing everywhere: `none`, the restrictive default).
     pub creator_access: AccessLevel,
     /// A pull request from a fork.
-    pub fork_pull_request: bool,
+    pub pull_request_from_fork: bool,
     /// A prebuild.
     pub prebuild: bool,
     /// The repository.
@@ -130,7 +130,7 @@ pub struct TrustFacts {
 }
 
 impl TrustFacts {
-    /// Reads `creator_access`, `fork_pull_request`, `prebuild`, `repository`, falling back to
+    /// Reads `creator_access`, `pull_request_from_fork`, `prebuild`, `repository`, falling back to
     /// the session's identity.
     pub(crate) fn read(
         f: &mut Fields,
@@ -163,8 +163,8 @@ impl TrustFacts {
         })?;
         Ok(Self {
             creator_access,
-            fork_pull_request: f
-                .boolean("fork_pull_request")?
+            pull_request_from_fork: f
+                .boolean("pull_request_from_fork")?
                 .or(identity.pull_request_from_fork)
                 .unwrap_or(false),
             prebuild: f
@@ -179,7 +179,7 @@ impl TrustFacts {
     pub fn policy_facts(&self) -> codespace_policy::lifecycle::LifecycleFacts {
         codespace_policy::lifecycle::LifecycleFacts {
             creator_access: self.creator_access,
-            pull_request_from_fork: self.fork_pull_request,
+            pull_request_from_fork: self.pull_request_from_fork,
             prebuild: self.prebuild,
             repository: self.repository.clone(),
         }
@@ -324,8 +324,18 @@ mod tests {
         .unwrap();
         assert_eq!(r.facts.creator_access, AccessLevel::Read);
         assert!(r.facts.prebuild);
+        assert!(!r.facts.pull_request_from_fork);
         assert_eq!(r.timeout, Some(Duration::from_secs(5)));
         assert_eq!(r.run_id, "a-1");
+        // The fork fact has the name it has in `session create` and the policy.
+        let r = parse(
+            json!({"phase": "start", "workspace": "/tmp", "devcontainer": "/x.json",
+                   "pull_request_from_fork": true}),
+            &id,
+        )
+        .unwrap();
+        assert!(r.facts.pull_request_from_fork);
+        assert!(r.facts.policy_facts().pull_request_from_fork);
     }
 
     #[test]
@@ -358,6 +368,11 @@ mod tests {
                 json!({"phase": "start", "workspace": "/tmp", "devcontainer": "x",
                        "repository": "o/r", "creator_access": "god"}),
                 "creator_access",
+            ),
+            (
+                json!({"phase": "start", "workspace": "/tmp", "devcontainer": "x",
+                       "repository": "o/r", "fork_pull_request": true}),
+                "unknown field `fork_pull_request`",
             ),
         ];
         for (v, word) in cases {
