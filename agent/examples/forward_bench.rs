@@ -499,6 +499,7 @@ fn main() {
         let p50 = percentile(&lat[i], 0.5);
         let p99 = percentile(&lat[i], 0.99);
         let throughput = match modes.iter().position(|x| x == m) {
+            Some(_) if rounds == 0 => "(not measured: --rounds 0)".to_owned(),
             Some(t) => {
                 let g = median(gbps[t].clone());
                 format!(
