@@ -3,7 +3,7 @@
 # agent's forwarder (client → Unix socket → codespace-agent → TCP), socat doing the same Unix → TCP
 # relay, and a direct TCP connection (the ceiling), in one run on loopback. Prints a Markdown
 # table and the ratios against the targets. Extra arguments go to the benchmark binary:
-#   --gib N (default 1)   --rounds N (throughput runs per path, default 3)
+#   --gib N (default 1)   --rounds N (throughput runs per path, interleaved, default 9)
 #   --connections N (set-up samples per path, default 2000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
