@@ -8,7 +8,7 @@
 //!  1. peer: SO_PEERCRED uid ∈ allowed_uids, and /proc/<pid>/cgroup without the
 //!     restricted-sandbox marker                          ── else close, answer nothing
 //!  2. request: action get, protocol https, host = token host, path (if any) in scope
-//!                                                          ── else answer nothing
+//!     and free of `.`/`..`/empty segments and `%`     ── else answer nothing
 //!  3. answer: username=x-access-token / password=<token> / password_expiry_utc=<unix>
 //! ```
 //!
@@ -284,19 +284,32 @@ pub fn decide(
             Ok(Grant::Host)
         };
     };
-    // `owner/name.git/info/lfs` (Git LFS) and `owner/name.git` both name `owner/name`.
-    let mut segments = path.trim_start_matches('/').split('/');
-    let repository = match (segments.next(), segments.next()) {
-        (Some(owner), Some(name)) if !owner.is_empty() && !name.is_empty() => {
-            format!("{owner}/{name}")
-        }
-        _ => return Err(Silence::InvalidRepository),
-    };
+    let repository = repository_of(path).ok_or(Silence::InvalidRepository)?;
     match token.scope.authorize_repository(&repository) {
         Ok(authorized) => Ok(Grant::Repository(authorized)),
         Err(ScopeDenyReason::OutOfScope) => Err(Silence::OutOfScope),
         Err(_) => Err(Silence::InvalidRepository),
     }
+}
+
+/// The `owner/name` a git credential `path` names: `owner/name`, `owner/name.git` and anything
+/// below it (`owner/name.git/info/lfs`, Git LFS) name `owner/name`. `None` when the path could
+/// name another repository once a URL is normalized: an empty, `.` or `..` segment
+/// (`octo/app.git/../../evil/x.git` reaches `evil/x` over HTTP), or a `%` or `\` anywhere (an
+/// encoded dot or slash, or a Windows separator, that a client or server may decode or
+/// translate).
+fn repository_of(path: &str) -> Option<String> {
+    let path = path.trim_start_matches('/');
+    if path.contains(['%', '\\']) {
+        return None;
+    }
+    let mut segments = path.trim_end_matches('/').split('/');
+    let (owner, name) = (segments.next()?, segments.next()?);
+    let dot_or_empty = |s: &str| s.is_empty() || s == "." || s == "..";
+    if dot_or_empty(owner) || dot_or_empty(name) || segments.any(dot_or_empty) {
+        return None;
+    }
+    Some(format!("{owner}/{name}"))
 }
 
 /// Renders git's answer. It takes the [`Grant`] only [`decide`] makes, so no code path can

@@ -99,6 +99,31 @@ fn decisions_follow_protocol_host_and_scope() {
             Err(Silence::InvalidRepository),
         ),
         (
+            "get\nprotocol=https\nhost=github.com\npath=/octo/app/\n",
+            Ok(Some("Octo/App")),
+        ),
+        // Paths that name another repository once a URL is normalized or decoded.
+        (
+            "get\nprotocol=https\nhost=github.com\npath=octo/app.git/../../evil/x.git\n",
+            Err(Silence::InvalidRepository),
+        ),
+        (
+            "get\nprotocol=https\nhost=github.com\npath=octo/app/./info\n",
+            Err(Silence::InvalidRepository),
+        ),
+        (
+            "get\nprotocol=https\nhost=github.com\npath=octo/app.git/%2e%2e/%2e%2e/evil/x\n",
+            Err(Silence::InvalidRepository),
+        ),
+        (
+            "get\nprotocol=https\nhost=github.com\npath=octo/app\\..\\..\\evil\\x\n",
+            Err(Silence::InvalidRepository),
+        ),
+        (
+            "get\nprotocol=https\nhost=github.com\npath=octo//app\n",
+            Err(Silence::InvalidRepository),
+        ),
+        (
             "get\nprotocol=http\nhost=github.com\n",
             Err(Silence::NotHttps),
         ),
@@ -338,7 +363,7 @@ mod properties {
         }
 
         #[test]
-        fn only_repositories_in_scope_are_granted(path in "/?([oO][cC][tT][oO]|[a-z./_-]{0,6})/([aA][pP][pP]|[lL][iI][bB]|[a-z./_-]{0,6})(\\.git)?(/info/lfs)?") {
+        fn only_repositories_in_scope_are_granted(path in "/?([oO][cC][tT][oO]|[a-z./_-]{0,6})/([aA][pP][pP]|[lL][iI][bB]|[a-z./_-]{0,6})(\\.git)?(/(info|lfs|evil|x\\.git|\\.|\\.\\.|%2e|%2E%2E|)){0,3}/?") {
             let text = format!("get\nprotocol=https\nhost=github.com\npath={path}\n");
             let request = parse_request(text.as_bytes()).unwrap();
             with_live(|live| {
@@ -347,6 +372,13 @@ mod properties {
                     prop_assert!(live.scope.covers(&repo));
                     let lower = path.trim_start_matches('/').to_ascii_lowercase();
                     prop_assert!(lower.starts_with(&repo.to_ascii_lowercase()), "{} vs {}", path, repo);
+                    // Nothing in a granted path can lead a URL elsewhere once normalized.
+                    let rest = lower.trim_end_matches('/');
+                    prop_assert!(!rest.contains('%'), "{}", path);
+                    prop_assert!(
+                        rest.split('/').all(|s| !s.is_empty() && s != "." && s != ".."),
+                        "{}", path
+                    );
                 }
                 Ok(())
             })?;
