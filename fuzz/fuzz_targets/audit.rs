@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
         local_features: feature
             .tree
             .iter()
-            .map(|t| LocalFeature { key: "./x".into(), metadata: t.clone() })
+            .map(|t| LocalFeature {
+                key: "./x".into(),
+                metadata: t.clone(),
+            })
             .collect(),
         ..AuditContext::default()
     };
@@ -27,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
     let findings = audit(&parsed, &ctx);
     if let Some(tree) = &parsed.tree {
         for f in &findings {
-            assert!(tree.resolve(&f.pointer).is_some(), "unresolvable pointer {}", f.pointer);
+            assert!(
+                tree.resolve(&f.pointer).is_some(),
+                "unresolvable pointer {}",
+                f.pointer
+            );
             assert!(f.line >= 1 && f.column >= 1);
         }
     }

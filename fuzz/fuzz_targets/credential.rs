@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
             let path = path.trim_start_matches('/').trim_end_matches('/');
             assert!(!path.contains(['%', '\\']), "{path:?}");
             assert!(
-                path.split('/').all(|s| !s.is_empty() && s != "." && s != ".."),
+                path.split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != ".."),
                 "{path:?}"
             );
         }

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     // A small maximum exercises the "too large" path as often as the others.
     for codec in [FrameCodec::new(64), FrameCodec::default()] {
         let mut rest = data;
-        while let Ok(Decoded::Frame { consumed, payload, .. }) = codec.decode(rest) {
+        while let Ok(Decoded::Frame {
+            consumed, payload, ..
+        }) = codec.decode(rest)
+        {
             assert_eq!(consumed, 4 + payload.len());
             assert!(payload.len() <= codec.max() && !payload.is_empty());
             rest = &rest[consumed..];
