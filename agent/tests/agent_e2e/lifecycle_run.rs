@@ -173,19 +173,26 @@ fn timeouts_kill_and_long_runs_outlive_the_request_timeout() {
     json_out(&agent.ctl(&["ping"]));
 }
 
-#[test]
-fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
-    let agent = Agent::start(PLAIN);
-    let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
-    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
-    json_out(&agent.ctl(&[
+/// `session create` for `octo/app` by a creator with write access, plus `extra` flags.
+fn session_create_with_write_access(agent: &Agent, extra: &[&str]) {
+    let mut args = vec![
         "session",
         "create",
         "--repository",
         "octo/app",
         "--creator-access",
         "write",
-    ]));
+    ];
+    args.extend_from_slice(extra);
+    json_out(&agent.ctl(&args));
+}
+
+#[test]
+fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
+    let agent = Agent::start(PLAIN);
+    let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
+    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
+    session_create_with_write_access(&agent, &[]);
     // The secret is printed in two writes with a pause between them, so it crosses reads.
     let ws = workspace(
         &agent,
@@ -219,15 +226,7 @@ fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
     assert_eq!(r["profile"], "restricted", "{r}");
     assert_eq!(r["decision"]["reason"], "fork-pull-request");
     assert_eq!(r["secrets_injected"], false);
-    json_out(&agent.ctl(&[
-        "session",
-        "create",
-        "--repository",
-        "octo/app",
-        "--creator-access",
-        "write",
-        "--fork-pull-request",
-    ]));
+    session_create_with_write_access(&agent, &["--fork-pull-request"]);
     let r = result(&agent, &ws, "attach", &[]);
     assert_eq!(r["decision"]["reason"], "fork-pull-request", "{r}");
     assert_eq!(r["secrets_injected"], false);
