@@ -354,15 +354,12 @@ mod tests {
         assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
     }
 
-    #[tokio::test]
-    async fn a_reregistered_descriptor_relays_like_a_tokio_stream() {
-        let (mut client, agent_side) = UnixStream::pair().unwrap();
-        let (far, mut server) = UnixStream::pair().unwrap();
-        let h = tokio::spawn(relay(
-            reregister(agent_side).unwrap(),
-            far,
-            std::future::pending(),
-        ));
+    /// "ping" one way, half-close, "pong" back, close: the relay passes both and ends.
+    async fn ping_pong<C, S>(mut client: C, mut server: S, relay: tokio::task::JoinHandle<RelayEnd>)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         client.write_all(b"ping").await.unwrap();
         client.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -373,24 +370,26 @@ mod tests {
         let mut back = Vec::new();
         client.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"pong");
-        assert!(matches!(h.await.unwrap(), RelayEnd::Finished(_)));
+        assert!(matches!(relay.await.unwrap(), RelayEnd::Finished(_)));
+    }
+
+    #[tokio::test]
+    async fn a_reregistered_descriptor_relays_like_a_tokio_stream() {
+        let (client, agent_side) = UnixStream::pair().unwrap();
+        let (far, server) = UnixStream::pair().unwrap();
+        let h = tokio::spawn(relay(
+            reregister(agent_side).unwrap(),
+            far,
+            std::future::pending(),
+        ));
+        ping_pong(client, server, h).await;
     }
 
     #[tokio::test]
     async fn streams_without_descriptors_use_the_copy_fallback() {
-        let (mut c, a) = tokio::io::duplex(1024);
-        let (b, mut s) = tokio::io::duplex(1024);
+        let (c, a) = tokio::io::duplex(1024);
+        let (b, s) = tokio::io::duplex(1024);
         let h = tokio::spawn(relay_streams(a, b, std::future::pending()));
-        c.write_all(b"ping").await.unwrap();
-        c.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, b"ping");
-        s.write_all(b"pong").await.unwrap();
-        drop(s);
-        let mut back = Vec::new();
-        c.read_to_end(&mut back).await.unwrap();
-        assert_eq!(back, b"pong");
-        assert!(matches!(h.await.unwrap(), RelayEnd::Finished(_)));
+        ping_pong(c, s, h).await;
     }
 }

@@ -434,6 +434,24 @@ mod tests {
         }
     }
 
+    /// The next frame the agent sent to the host (its object).
+    async fn next(
+        host: &mut tokio::io::DuplexStream,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        read_frame(host, &FrameCodec::default())
+            .await
+            .unwrap()
+            .expect("a frame, not the end of the stream")
+            .object
+    }
+
+    /// Reads frames of these types, in this order.
+    async fn expect_frames(host: &mut tokio::io::DuplexStream, kinds: &[&str]) {
+        for kind in kinds {
+            assert_eq!(next(host).await["type"], *kind);
+        }
+    }
+
     #[tokio::test]
     async fn an_admitted_duplex_stream_is_piped_to_the_listener() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -443,16 +461,7 @@ mod tests {
         let (mut host, agent) = tokio::io::duplex(4096);
         let (_stop_tx, stop) = watch::channel(false);
         tokio::spawn(serve(Some((s.clone(), c)), agent, req, stop));
-        let hs_ok = read_frame(&mut host, &FrameCodec::default())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(hs_ok.object["type"], "ok");
-        let ok = read_frame(&mut host, &FrameCodec::default())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(ok.object["type"], "forward_ok");
+        expect_frames(&mut host, &["ok", "forward_ok"]).await;
         let (mut conn, _) = listener.accept().await.unwrap();
         host.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 5];
@@ -475,11 +484,7 @@ mod tests {
         let (mut host, agent) = tokio::io::duplex(4096);
         let (_stop_tx, stop) = watch::channel(false);
         tokio::spawn(serve(Some((s.clone(), c)), agent, req, stop));
-        let codec = FrameCodec::default();
-        for kind in ["ok", "forward_ok"] {
-            let f = read_frame(&mut host, &codec).await.unwrap().unwrap();
-            assert_eq!(f.object["type"], kind);
-        }
+        expect_frames(&mut host, &["ok", "forward_ok"]).await;
         let (mut conn, _) = listener.accept().await.unwrap();
         host.write_all(b"hi").await.unwrap();
         let mut buf = [0u8; 2];
@@ -508,16 +513,8 @@ mod tests {
         let (mut host, agent) = tokio::io::duplex(4096);
         let (_stop_tx, stop) = watch::channel(false);
         serve(Some((s, c)), agent, req, stop).await;
-        let hs_ok = read_frame(&mut host, &FrameCodec::default())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(hs_ok.object["type"], "ok");
-        let f = read_frame(&mut host, &FrameCodec::default())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(f.object["reason"], "not-owner");
+        expect_frames(&mut host, &["ok"]).await;
+        assert_eq!(next(&mut host).await["reason"], "not-owner");
         assert!(read_frame(&mut host, &FrameCodec::default())
             .await
             .unwrap()
@@ -545,11 +542,7 @@ mod tests {
             req,
             stop.clone(),
         ));
-        let codec = FrameCodec::default();
-        for kind in ["welcome", "ok", "forward_ok"] {
-            let f = read_frame(&mut host, &codec).await.unwrap().unwrap();
-            assert_eq!(f.object["type"], kind);
-        }
+        expect_frames(&mut host, &["welcome", "ok", "forward_ok"]).await;
         let (mut conn, _) = listener.accept().await.unwrap();
         host.write_all(b"late").await.unwrap();
         let mut buf = [0u8; 10];
@@ -561,12 +554,8 @@ mod tests {
         again.early = b"never".to_vec();
         let (mut host, agent) = tokio::io::duplex(4096);
         serve(Some((s, c)), agent, again, stop).await;
-        assert_eq!(
-            read_frame(&mut host, &codec).await.unwrap().unwrap().object["type"],
-            "ok"
-        );
-        let f = read_frame(&mut host, &codec).await.unwrap().unwrap();
-        assert_eq!(f.object["reason"], "ticket-unknown");
+        expect_frames(&mut host, &["ok"]).await;
+        assert_eq!(next(&mut host).await["reason"], "ticket-unknown");
         let no_conn = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
         assert!(
             no_conn.is_err(),
