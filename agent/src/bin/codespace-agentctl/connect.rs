@@ -99,7 +99,7 @@ pub struct SessionArgs {
     #[arg(long)]
     pub repository: Option<String>,
     /// Lifecycle trust facts (create only).
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Lifecycle trust facts (create only)")]
     pub facts: TrustFactArgs,
 }
 
