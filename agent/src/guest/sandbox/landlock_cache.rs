@@ -329,11 +329,15 @@ mod tests {
         let missing = dir.path().join("missing");
         old(&listed);
 
-        let mut w = Witness::default();
-        w.listed(&listed);
-        w.target(&ws);
-        w.target(&link);
-        w.target(&missing);
+        let witness = || {
+            let mut w = Witness::default();
+            w.listed(&listed);
+            w.target(&ws);
+            w.target(&link);
+            w.target(&missing);
+            w
+        };
+        let w = witness();
         assert!(w.cacheable());
         assert_eq!(w.len(), 4);
         assert!(w.holds());
@@ -343,11 +347,7 @@ mod tests {
         assert!(!w.holds());
         std::fs::remove_dir(listed.join("b")).unwrap();
         old(&listed);
-        let mut w = Witness::default();
-        w.listed(&listed);
-        w.target(&ws);
-        w.target(&link);
-        w.target(&missing);
+        let w = witness();
         assert!(w.holds());
 
         // The workspace replaced by another directory of the same name.
