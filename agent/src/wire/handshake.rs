@@ -352,26 +352,39 @@ impl AwaitHello {
 impl AwaitAuth {
     /// Checks the host's proof; on success returns the `ok` payload to send.
     pub fn handle(self, payload: &[u8]) -> Result<(Agreed, Vec<u8>), HandshakeError> {
-        let auth: Auth = expect(payload, "auth")?;
-        let proof = decode_b64("proof", &auth.proof)?;
-        if !self
-            .key
-            .verify(HOST_LABEL, &[&self.hello, &self.welcome], &proof)
-        {
-            return Err(HandshakeError::new(
-                ErrorCode::Unauthorized,
-                "authentication failed",
-            ));
-        }
-        let agent_proof = self
-            .key
-            .sign(AGENT_LABEL, &[&self.hello, &self.welcome, payload]);
-        let ok = HandshakeOk {
-            kind: "ok".into(),
-            proof: Some(B64.encode(agent_proof.as_ref())),
-        };
-        Ok((self.agreed, payload_of(&ok)))
+        let ok = answer_auth(
+            &self.key,
+            payload,
+            (HOST_LABEL, &[&self.hello, &self.welcome]),
+            [&self.hello, &self.welcome],
+            "authentication failed",
+        )?;
+        Ok((self.agreed, ok))
     }
+}
+
+/// Checks a host `auth` payload, whose proof must be `key`'s HMAC under `expected.0` over the
+/// parts `expected.1`, and builds the agent's `ok` payload, whose proof covers `hello ‖ welcome
+/// ‖ auth`. A wrong proof is `Unauthorized`, with `refusal` as the message. Both the full
+/// handshake and the forward-ticket hello ([`super::ticket`]) answer `auth` through here.
+pub(super) fn answer_auth(
+    key: &SharedKey,
+    payload: &[u8],
+    expected: (&[u8], &[&[u8]]),
+    [hello, welcome]: [&[u8]; 2],
+    refusal: &str,
+) -> Result<Vec<u8>, HandshakeError> {
+    let auth: Auth = expect(payload, "auth")?;
+    let proof = decode_b64("proof", &auth.proof)?;
+    let (label, signed) = expected;
+    if !key.verify(label, signed, &proof) {
+        return Err(HandshakeError::new(ErrorCode::Unauthorized, refusal));
+    }
+    let agent_proof = key.sign(AGENT_LABEL, &[hello, welcome, payload]);
+    Ok(payload_of(&HandshakeOk {
+        kind: "ok".into(),
+        proof: Some(B64.encode(agent_proof.as_ref())),
+    }))
 }
 
 // ----------------------------------------------------------------- host side

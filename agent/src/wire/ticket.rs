@@ -56,10 +56,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::handshake::{
-    decode_b64, expect, parse_welcome, payload_of, start_with, Agreed, AwaitOk, HandshakeError,
-    SharedKey, AGENT_LABEL,
+    answer_auth, decode_b64, parse_welcome, payload_of, start_with, Agreed, AwaitOk,
+    HandshakeError, SharedKey,
 };
-use super::message::{Auth, AuthScheme, ErrorCode, ForwardHello, HandshakeOk, Role};
+use super::message::{Auth, AuthScheme, ErrorCode, ForwardHello, Role};
 
 /// Length of a ticket in bytes.
 pub const TICKET_LEN: usize = 32;
@@ -151,21 +151,13 @@ impl AwaitTicketProof {
 
     /// Checks the host's `auth` against the hello. A wrong proof is `Unauthorized`.
     pub fn handle(self, payload: &[u8]) -> Result<TicketProven, HandshakeError> {
-        let auth: Auth = expect(payload, "auth")?;
-        let proof = decode_b64("proof", &auth.proof)?;
-        if !self.key.verify(TICKET_LABEL, &[&self.hello], &proof) {
-            return Err(HandshakeError::new(
-                ErrorCode::Unauthorized,
-                "the forward ticket's proof does not verify",
-            ));
-        }
-        let agent_proof = self
-            .key
-            .sign(AGENT_LABEL, &[&self.hello, &self.welcome, payload]);
-        let ok = payload_of(&HandshakeOk {
-            kind: "ok".into(),
-            proof: Some(B64.encode(agent_proof.as_ref())),
-        });
+        let ok = answer_auth(
+            &self.key,
+            payload,
+            (TICKET_LABEL, &[&self.hello]),
+            [&self.hello, &self.welcome],
+            "the forward ticket's proof does not verify",
+        )?;
         Ok(TicketProven {
             agreed: self.agreed,
             ticket: self.ticket,
