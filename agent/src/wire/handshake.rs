@@ -363,6 +363,15 @@ impl AwaitAuth {
     }
 }
 
+/// The host's `auth` payload: `key`'s HMAC under `label` over `parts`. The full handshake signs
+/// `hello ‖ welcome`, a forward ticket's flight the hello alone ([`super::ticket`]).
+pub(super) fn auth_payload(key: &SharedKey, label: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    payload_of(&Auth {
+        kind: "auth".into(),
+        proof: B64.encode(key.sign(label, parts).as_ref()),
+    })
+}
+
 /// Checks a host `auth` payload, whose proof must be `key`'s HMAC under `expected.0` over the
 /// parts `expected.1`, and builds the agent's `ok` payload, whose proof covers `hello ‖ welcome
 /// ‖ auth`. A wrong proof is `Unauthorized`, with `refusal` as the message. Both the full
@@ -500,11 +509,7 @@ impl AwaitWelcome {
         let (mut info, auth) = parse_welcome(payload, self.role)?;
         match (auth, self.key) {
             (AuthScheme::HmacSha256, Some(key)) => {
-                let proof = key.sign(HOST_LABEL, &[&self.hello, payload]);
-                let auth = payload_of(&Auth {
-                    kind: "auth".into(),
-                    proof: B64.encode(proof.as_ref()),
-                });
+                let auth = auth_payload(&key, HOST_LABEL, &[&self.hello, payload]);
                 info.authenticated = true;
                 let transcript = vec![self.hello, payload.to_vec(), auth.clone()];
                 Ok((

@@ -56,10 +56,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
 use super::handshake::{
-    answer_auth, decode_b64, parse_welcome, payload_of, start_with, Agreed, AwaitOk,
+    answer_auth, auth_payload, decode_b64, parse_welcome, start_with, Agreed, AwaitOk,
     HandshakeError, SharedKey,
 };
-use super::message::{Auth, AuthScheme, ErrorCode, ForwardHello, Role};
+use super::message::{AuthScheme, ErrorCode, ForwardHello, Role};
 
 /// Length of a ticket in bytes.
 pub const TICKET_LEN: usize = 32;
@@ -187,11 +187,7 @@ pub fn host_start_ticket(
 ) -> (AwaitTicketWelcome, Vec<u8>, Vec<u8>) {
     forward.ticket = Some(ticket.to_base64());
     let hello = start_with(Role::Forward, Some(forward), None, nonce).1;
-    let proof = key.sign(TICKET_LABEL, &[&hello]);
-    let auth = payload_of(&Auth {
-        kind: "auth".into(),
-        proof: B64.encode(proof.as_ref()),
-    });
+    let auth = auth_payload(&key, TICKET_LABEL, &[&hello]);
     (
         AwaitTicketWelcome {
             key,
