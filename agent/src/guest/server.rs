@@ -37,7 +37,7 @@ use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
 use crate::wire::io::{read_frame, read_payload, write_object, write_payload, FrameIoError};
-use crate::wire::message::{to_object, ErrorFrame, ForwardHello, Hello, RequestId};
+use crate::wire::message::{to_object, ErrorFrame, ForwardHello, RequestId};
 use crate::wire::ticket::ForwardTicket;
 use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
 
@@ -501,7 +501,7 @@ impl Server {
         let start = AwaitHello::new(sh.identity.clone(), sh.key.clone());
         let mut ticket = None;
         let mut held = Vec::with_capacity(2);
-        let (agreed, ok) = match start.handle(&hello, nonce)? {
+        let (mut agreed, ok) = match start.handle(&hello, nonce)? {
             AfterHello::Established {
                 agreed,
                 welcome,
@@ -542,12 +542,9 @@ impl Server {
         };
         if agreed.role == Role::Forward {
             // The forwarder sends `ok` together with its answer (one write, one wakeup of the
-            // host). The hello parsed once already (AwaitHello checked it); only a forward
-            // hello's extra member is needed here.
-            let forward = serde_json::from_slice::<Hello>(&hello)
-                .ok()
-                .and_then(|h| h.forward);
+            // host).
             held.push(ok);
+            let forward = agreed.forward.take();
             return Ok((
                 agreed,
                 Some(ForwardStart {

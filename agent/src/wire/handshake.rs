@@ -229,12 +229,15 @@ pub struct AwaitAuth {
 }
 
 /// What both ends agreed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agreed {
     /// Protocol version.
     pub version: u32,
     /// Connection role.
     pub role: Role,
+    /// The hello's `forward` member (port, grant, ticket), parsed with the hello, for the
+    /// forwarder to act on once the connection is authenticated.
+    pub forward: Option<ForwardHello>,
 }
 
 /// The agent's next step after `hello`.
@@ -285,16 +288,17 @@ impl AwaitHello {
                 )
             })?;
         decode_b64("nonce", &hello.nonce)?;
-        let agreed = Agreed {
-            version,
-            role: hello.role,
-        };
         let ticket = hello
             .forward
             .as_ref()
             .and_then(|f| f.ticket.as_deref())
             .map(ForwardTicket::from_base64)
             .transpose()?;
+        let agreed = Agreed {
+            version,
+            role: hello.role,
+            forward: hello.forward,
+        };
         let welcome = Welcome {
             kind: "welcome".into(),
             version,
