@@ -44,7 +44,9 @@ pub const MAX_GRANT_TTL: Duration = Duration::from_secs(3 * 3600);
 
 /// Installs the host's grant key in the agent (`grant_key_put` on the control connection);
 /// from then on the agent checks every grant's signature against it. Returns the agent's answer
-/// (`{"grant_key": "installed"}`). The base64 copy made for the request is wiped after sending.
+/// (`{"grant_key": "installed"}`). The base64 text is wiped once sent, but the copies the
+/// request's JSON and frame buffers make of it are not (the key stays in the host's memory
+/// anyway, as the key it signs grants with).
 pub async fn put_grant_key(
     control: &Client,
     key: &[u8],
