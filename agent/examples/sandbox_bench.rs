@@ -50,6 +50,8 @@ async fn main() -> anyhow::Result<()> {
     let state_dir = PathBuf::from(format!("/run/sandbox-bench-state-{}", std::process::id()));
     std::fs::create_dir_all(&workspace)?;
     std::fs::create_dir_all(&state_dir)?;
+    // The creator's workspace (a uid of its own); the restricted run sees it idmapped.
+    std::os::unix::fs::chown(&workspace, Some(64_999), Some(64_999))?;
     let spec = |profile| SandboxSpec {
         profile,
         user: user.clone(),
@@ -58,6 +60,10 @@ async fn main() -> anyhow::Result<()> {
         workspace: workspace.clone(),
         state_dir: state_dir.clone(),
         limits: Limits::default(),
+        restricted: sandbox::world::WorldConfig {
+            root: base.join("restricted"),
+            ..Default::default()
+        },
     };
     let program = Program::Exec(vec!["/bin/true".into()]);
     sandbox::configure(&sandbox::SandboxConfig::default());

@@ -19,6 +19,8 @@
 
 #[path = "sandbox_hostile/fixture.rs"]
 mod fixture;
+#[path = "sandbox_hostile/identity.rs"]
+mod identity;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
@@ -26,7 +28,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use codespace_agent::guest::broker::{Outcome, Silence};
+use codespace_agent::guest::broker::Outcome;
 use codespace_agent::guest::sandbox::{self, LandlockApplied, Limits, Program, SandboxProfile};
 use codespace_agent::guest::vault::environment_path;
 use fixture::{fixture, root, small_limits, TOKEN};
@@ -114,18 +116,15 @@ async fn the_credential_broker_answers_nothing_to_a_restricted_run() {
     assert!(!out.contains(TOKEN), "{out}");
     assert!(!out.contains("password"), "{out}");
     assert!(report.code.is_some());
-    let outcome = tokio::time::timeout(Duration::from_secs(5), fx.outcomes.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        outcome,
-        Outcome::Silent {
-            uid: Some(fx.user.user.uid),
-            reason: Silence::RestrictedSandbox
-        }
+    // The restricted principal does not even reach the socket: the state directory is covered
+    // in its mount namespace (and it is another uid, which the broker refuses too).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), fx.outcomes.recv())
+            .await
+            .is_err(),
+        "the broker heard from a restricted run"
     );
-    // Control: the same user in a trusted run is answered, so the cgroup is what decided.
+    // Control: the creator in a trusted run is answered.
     let (out, _, report, _) = fx
         .run(
             SandboxProfile::Trusted,
@@ -271,7 +270,7 @@ async fn privileges_cannot_be_raised_with_setuid_binaries() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&control.stdout).trim(), "0");
 
-    let uid = fx.user.user.uid.to_string();
+    let uid = fx.restricted.user.uid.to_string();
     let (out, _, report, _) = fx
         .run(
             RESTRICTED,
@@ -428,9 +427,19 @@ async fn writes_land_only_in_the_allowed_places() {
             "{denied}"
         );
     }
+    // The creator's home is another user's now.
+    assert_eq!(
+        fx.probe(
+            RESTRICTED,
+            &["write", &fx.home.join("x").display().to_string()]
+        )
+        .await
+        .0,
+        "EACCES"
+    );
     for allowed in [
         fx.workspace.join("x").display().to_string(),
-        fx.home.join("x").display().to_string(),
+        fx.restricted.user.home.join("x").display().to_string(),
         format!("/tmp/codespace-probe-{}", std::process::id()),
         format!("/var/tmp/codespace-probe-{}", std::process::id()),
         "/dev/null".to_owned(),
@@ -448,16 +457,22 @@ async fn writes_land_only_in_the_allowed_places() {
             .0,
         "ok"
     );
+    let probe_tmp = format!("codespace-probe-{}", std::process::id());
     let (_, _, report, child) = fx
         .run(
             RESTRICTED,
             small_limits(),
-            Program::Shell("echo built > artifact && cat artifact >/dev/null".into()),
+            Program::Shell(format!(
+                "echo built > artifact && cat artifact >/dev/null && echo t > /tmp/{probe_tmp}"
+            )),
             Duration::from_secs(10),
         )
         .await;
     assert!(report.success());
     assert!(fx.workspace.join("artifact").exists());
+    // The private /tmp is the restricted principal's own directory, not the real /tmp.
+    assert!(fx.restricted_root.join("tmp").join(&probe_tmp).exists());
+    assert!(!Path::new("/tmp").join(&probe_tmp).exists());
     match &child.applied().landlock {
         LandlockApplied::Enforced { kernel_abi, .. } => assert!(*kernel_abi >= 1),
         other => eprintln!("landlock not available here: {other:?}"),

@@ -7,6 +7,8 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
+
+use codespace_agent::guest::sandbox::world::WorldConfig;
 use std::time::Duration;
 
 use codespace_agent::guest::sandbox::{
@@ -36,7 +38,8 @@ impl Layout {
         let state = tmp.path().join("state");
         std::fs::create_dir(&workspace).unwrap();
         std::fs::create_dir(&state).unwrap();
-        std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
+        // The creator's (a uid of its own): the restricted run (nobody) writes it idmapped.
+        std::os::unix::fs::chown(&workspace, Some(64_999), Some(64_999)).unwrap();
         Self {
             _tmp: tmp,
             workspace,
@@ -53,6 +56,10 @@ impl Layout {
             workspace: self.workspace.clone(),
             state_dir: self.state.clone(),
             limits,
+            restricted: WorldConfig {
+                root: PathBuf::from("/tmp/codespace-agent-pool-tests/restricted"),
+                ..WorldConfig::default()
+            },
         }
     }
 }

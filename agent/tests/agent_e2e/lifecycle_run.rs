@@ -367,10 +367,10 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
     json_out(&agent.ctl(&["session", "create", "--repository", "octo/app"]));
     json_out(&agent.put_token("ghs_sandboxed_token_value\n", &rfc3339_in(3600)));
-    // A workspace the unprivileged run user can enter.
+    // A workspace of the creator's (a uid of its own: the restricted principal sees it through
+    // an idmapped view, the trusted run is root here).
     let ws_dir = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(ws_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(ws_dir.path(), Some(64_999), Some(64_999)).unwrap();
     let ws = ws_dir.path().to_str().unwrap().to_owned();
     std::fs::write(
         ws_dir.path().join(".devcontainer.json"),
@@ -401,6 +401,7 @@ fn sandboxed_restricted_runs_cannot_read_the_env_file() {
     assert_eq!(r["launcher"], "sandbox", "{r}");
     assert_eq!(r["profile"], "restricted");
     assert_ne!(r["user"]["uid"], 0, "{r}");
+    assert_eq!(r["user"]["name"], "nobody", "the restricted identity: {r}");
     assert_eq!(r["commands"][0]["sandbox"]["no_new_privs"], true, "{r}");
     let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
     assert!(log.contains("len=0 tlen=0"), "{log}");

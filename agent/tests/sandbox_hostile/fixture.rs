@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use codespace_agent::guest::broker::{Broker, BrokerConfig, Outcome};
+use codespace_agent::guest::sandbox::world::WorldConfig;
 use codespace_agent::guest::sandbox::{
     self, ExitReport, Limits, Program, ResolvedUser, SandboxProfile, SandboxSpec, SandboxedChild,
 };
@@ -88,7 +89,12 @@ pub struct Fixture {
     /// Owned by the test user but outside every writable root: only Landlock keeps it clean.
     pub outside: PathBuf,
     pub scratch: PathBuf,
+    /// The creator: owns the workspace, its home and the env file; the broker answers it.
     pub user: TestUser,
+    /// The restricted principal every restricted run runs as (its home: `restricted_home`).
+    pub restricted: TestUser,
+    /// The restricted principal's per-codespace world (`sandbox.restricted_root`).
+    pub restricted_root: PathBuf,
     _scratch: Dir,
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -110,10 +116,6 @@ fn chown(path: &Path, user: &ResolvedUser) {
 pub async fn fixture() -> Fixture {
     static N: AtomicU32 = AtomicU32::new(0);
     let serial = SERIAL.lock().await;
-    // The sandbox as the agent configures it (cgroup pool and janitor on).
-    codespace_agent::guest::sandbox::configure(
-        &codespace_agent::guest::sandbox::SandboxConfig::default(),
-    );
     let id = format!(
         "{}-{}",
         std::process::id(),
@@ -126,6 +128,15 @@ pub async fn fixture() -> Fixture {
     std::fs::set_permissions(&scratch_path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let home = scratch_path.join("home");
     let user = TestUser::create(&format!("csbx{}", id.replace('-', "x")), &home);
+    let restricted = TestUser::create(
+        &format!("csbr{}", id.replace('-', "x")),
+        &scratch_path.join("restricted/home"),
+    );
+    let restricted_root = scratch_path.join("restricted");
+    // The sandbox as the agent configures it (cgroup pool and janitor on).
+    codespace_agent::guest::sandbox::configure(
+        &codespace_agent::guest::sandbox::SandboxConfig::default(),
+    );
     let workspace = scratch_path.join("workspace");
     let outside = scratch_path.join("outside");
     for dir in [&home, &workspace, &outside] {
@@ -199,6 +210,8 @@ pub async fn fixture() -> Fixture {
         outside,
         scratch: scratch_path,
         user,
+        restricted,
+        restricted_root,
         _scratch: scratch,
         _serial: serial,
     }
@@ -209,15 +222,29 @@ impl Fixture {
         &self.state.0
     }
 
+    /// Who a run of `profile` runs as: the creator when trusted, the restricted principal
+    /// otherwise (as the lifecycle service chooses).
+    pub fn run_user(&self, profile: SandboxProfile) -> &ResolvedUser {
+        match profile {
+            SandboxProfile::Trusted => &self.user.user,
+            _ => &self.restricted.user,
+        }
+    }
+
     pub fn spec(&self, profile: SandboxProfile, limits: Limits) -> SandboxSpec {
         SandboxSpec {
             profile,
-            user: self.user.user.clone(),
+            user: self.run_user(profile).clone(),
             env: Vec::new(),
             cwd: self.workspace.clone(),
             workspace: self.workspace.clone(),
             state_dir: self.state_dir().to_owned(),
             limits,
+            // The restricted world in the scratch directory.
+            restricted: WorldConfig {
+                root: self.restricted_root.clone(),
+                ..WorldConfig::default()
+            },
         }
     }
 

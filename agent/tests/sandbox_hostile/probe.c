@@ -16,7 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/ipc.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/shm.h>
+#include <sys/un.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -47,6 +53,10 @@ static int report(long ret) {
     case EAFNOSUPPORT: puts("EAFNOSUPPORT"); break;
     case ESRCH: puts("ESRCH"); break;
     case ENOTDIR: puts("ENOTDIR"); break;
+    case EROFS: puts("EROFS"); break;
+    case ECONNREFUSED: puts("ECONNREFUSED"); break;
+    case ENETUNREACH: puts("ENETUNREACH"); break;
+    case EADDRINUSE: puts("EADDRINUSE"); break;
     default: printf("errno %d\n", errno); break;
     }
     return 1;
@@ -69,6 +79,94 @@ int main(int argc, char **argv) {
             close(fd);
         }
         return report(fd);
+    }
+    if (!strcmp(mode, "connect-unix") && argc > 2) {
+        /* a same-uid server (tmux, ssh-agent): connect, then read what it says */
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+            return report(-1);
+        char buf[128] = {0};
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        printf("ok %s\n", n > 0 ? buf : "");
+        return 0;
+    }
+    if (!strcmp(mode, "serve-unix") && argc > 3) {
+        /* for the controls: a same-uid server (tmux-like) that tells every client a secret */
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 8) < 0)
+            return report(-1);
+        puts("listening");
+        fflush(stdout);
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c >= 0) {
+                (void)!write(c, argv[3], strlen(argv[3]));
+                close(c);
+            }
+        }
+    }
+    if (!strcmp(mode, "open-ro") && argc > 2) {
+        return report(open(argv[2], O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    }
+    if (!strcmp(mode, "connect-tcp") && argc > 2) {
+        /* a loopback service of another principal */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return report(connect(fd, (struct sockaddr *)&a, sizeof a));
+    }
+    if (!strcmp(mode, "serve-tcp")) {
+        /* its own loopback server and client: listen, connect, accept */
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 1) < 0 ||
+            getsockname(l, (struct sockaddr *)&a, &len) < 0)
+            return report(-1);
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c, (struct sockaddr *)&a, sizeof a) < 0)
+            return report(-1);
+        return report(accept(l, NULL, NULL));
+    }
+    if (!strcmp(mode, "bind-tcp") && argc > 2) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return report(bind(fd, (struct sockaddr *)&a, sizeof a));
+    }
+    if (!strcmp(mode, "shm-attach") && argc > 2) {
+        /* another process's SysV segment, by key */
+        int id = shmget((key_t)atoi(argv[2]), 0, 0);
+        if (id < 0)
+            return report(-1);
+        void *p = shmat(id, NULL, SHM_RDONLY);
+        if (p == (void *)-1)
+            return report(-1);
+        printf("ok %.32s\n", (char *)p);
+        return 0;
+    }
+    if (!strcmp(mode, "shm-create") && argc > 2) {
+        /* for the control: a 0600 segment holding a secret, left in place */
+        int id = shmget((key_t)atoi(argv[2]), 4096, IPC_CREAT | 0600);
+        if (id < 0)
+            return report(-1);
+        char *p = shmat(id, NULL, 0);
+        if (p == (void *)-1)
+            return report(-1);
+        strcpy(p, argc > 3 ? argv[3] : "secret");
+        printf("ok %d\n", id);
+        return 0;
+    }
+    if (!strcmp(mode, "nofile")) {
+        struct rlimit r;
+        getrlimit(RLIMIT_NOFILE, &r);
+        printf("%llu %llu\n", (unsigned long long)r.rlim_cur, (unsigned long long)r.rlim_max);
+        return 0;
     }
     if (!strcmp(mode, "list")) {
         int fd = open(arg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

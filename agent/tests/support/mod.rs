@@ -60,8 +60,19 @@ impl Agent {
         } else {
             ","
         };
+        // Restricted runs need an identity of their own (the package creates
+        // `codespace-restricted`, a test machine has `nobody`) and their world stays in the
+        // test's directory.
+        let sandbox = if extra_config.contains("\"sandbox\"") {
+            String::new()
+        } else {
+            format!(
+                "\"sandbox\": {{\"restricted_user\": \"nobody\", \"restricted_root\": \"{}\"}},",
+                dir.path().join("restricted").display()
+            )
+        };
         let config = format!(
-            "{{ // integration test\n \"workspace_dir\": \"{}\"{sep} {extra_config} }}",
+            "{{ // integration test\n {sandbox} \"workspace_dir\": \"{}\"{sep} {extra_config} }}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.jsonc"), config).unwrap();

@@ -78,6 +78,7 @@ pub fn launcher(c: &crate::guest::config::AgentConfig) -> Arc<dyn Launcher> {
         // `Agent::new` has configured the sandbox (PATH, LANG, cgroup parent).
         settings::LauncherKind::Sandbox => Arc::new(sandbox_launcher::SandboxLauncher::new(
             c.sandbox.limits,
+            c.sandbox.world.clone(),
             c.lifecycle.path.clone(),
             c.lifecycle.lang.clone(),
         )),
@@ -107,7 +108,11 @@ pub fn build(
         runner,
         events,
         c.state_dir.clone(),
-        c.sandbox.default_user.clone().or_else(|| c.user.clone()),
+        service::Principals {
+            configured: c.sandbox.default_user.clone().or_else(|| c.user.clone()),
+            trusted: c.sandbox.trusted_users.clone(),
+            restricted: c.sandbox.restricted_user.clone(),
+        },
         secrets,
         org_policy,
     )))

@@ -12,21 +12,28 @@ use super::env::base_env;
 use super::launcher::{
     ExitReport, LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program, Strength,
 };
+use crate::guest::sandbox::world::WorldConfig;
 use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxProfile, SandboxSpec};
 
 /// Spawns through the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxLauncher {
     limits: Limits,
+    restricted: WorldConfig,
     path: String,
     lang: String,
 }
 
 impl SandboxLauncher {
-    /// A launcher with the sandbox's limits; `path`/`lang` are the runner's base values (to
-    /// recognise its base entries).
-    pub fn new(limits: Limits, path: String, lang: String) -> Self {
-        Self { limits, path, lang }
+    /// A launcher with the sandbox's limits and restricted world; `path`/`lang` are the
+    /// runner's base values (to recognise its base entries).
+    pub fn new(limits: Limits, restricted: WorldConfig, path: String, lang: String) -> Self {
+        Self {
+            limits,
+            restricted,
+            path,
+            lang,
+        }
     }
 }
 
@@ -56,6 +63,7 @@ impl Launcher for SandboxLauncher {
             workspace: spec.workspace.clone(),
             state_dir: spec.state_dir.clone(),
             limits: self.limits,
+            restricted: self.restricted.clone(),
         };
         let sprogram = match program {
             Program::Shell(s) => sandbox::Program::Shell(s.clone()),

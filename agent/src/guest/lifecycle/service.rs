@@ -20,6 +20,7 @@ use std::time::Duration;
 use codespace_devcontainer::{DevContainer, Diagnostic, Parsed, SubstitutionContext};
 use codespace_policy::lifecycle::{Profile, RunProfile, TokenAccess};
 use codespace_policy::{Authorized, OrgPolicy};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::env::{self, SecretSource, SecretValues};
@@ -38,13 +39,35 @@ use crate::wire::Event;
 /// Largest devcontainer.json read.
 const MAX_FILE: u64 = 4 << 20;
 
+/// Who lifecycle commands may run as (the `user` and `sandbox` config sections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principals {
+    /// The configured (remote) user: `sandbox.default_user`, else the agent's `user`; `None`
+    /// means the agent's own user.
+    pub configured: Option<String>,
+    /// Other users a trusted repository may name (`sandbox.trusted_users`).
+    pub trusted: Vec<String>,
+    /// The restricted identity (`sandbox.restricted_user`).
+    pub restricted: String,
+}
+
+/// A `remoteUser`/`containerUser` that was not honoured, and why (in the run's result and the
+/// `lifecycle_user_ignored` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredUser {
+    /// The name the repository gave.
+    pub name: String,
+    /// Why it was not used.
+    pub reason: &'static str,
+}
+
 /// Everything the lifecycle requests need; one per agent.
 pub struct LifecycleService {
     pub(crate) config: LifecycleConfig,
     pub(crate) runner: Runner,
     pub(crate) events: EventSink,
     pub(crate) state_dir: PathBuf,
-    pub(crate) default_user: Option<String>,
+    pub(crate) principals: Principals,
     pub(crate) secrets: Option<Arc<dyn SecretSource>>,
     pub(crate) org_policy: Option<OrgPolicy>,
     pub(crate) passwd: PathBuf,
@@ -143,7 +166,7 @@ impl LifecycleService {
         runner: Runner,
         events: EventSink,
         state_dir: PathBuf,
-        default_user: Option<String>,
+        principals: Principals,
         secrets: Option<Arc<dyn SecretSource>>,
         org_policy: Option<OrgPolicy>,
     ) -> Self {
@@ -154,7 +177,7 @@ impl LifecycleService {
             runner,
             events,
             state_dir,
-            default_user,
+            principals,
             secrets,
             org_policy,
             passwd: PathBuf::from("/etc/passwd"),
@@ -187,45 +210,78 @@ impl LifecycleService {
             .unwrap_or_default()
     }
 
-    /// Resolves who commands run as; a restricted run never runs as root.
+    /// Resolves who commands run as, and what of the repository's wish was not honoured.
+    ///
+    /// - restricted: always [`Principals::restricted`], whatever `remoteUser`/`containerUser`
+    ///   say (a repository must not pick the uid its code runs as: another user's files, a
+    ///   service account with peer authentication);
+    /// - trusted: the named user only if it is the configured user or in
+    ///   [`Principals::trusted`]; otherwise the configured user (the agent's own user when
+    ///   none is configured).
     pub(crate) fn run_as(
         &self,
         model: &DevContainer,
         strength: Strength,
-    ) -> Result<(RunAs, Option<String>), LifecycleError> {
+    ) -> Result<(RunAs, Option<IgnoredUser>), LifecycleError> {
         let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
         let named = model
             .remote_user
             .as_ref()
             .or(model.container_user.as_ref())
-            .map(|l| l.value.clone())
-            .or_else(|| self.default_user.clone());
-        let user = match named {
-            Some(who) => env::lookup_user(&passwd, &who)
-                .or_else(|| who.parse().ok().map(env::numeric_user))
-                .ok_or_else(|| {
-                    LifecycleError::InvalidArgument(format!(
-                        "user {who:?} (remoteUser/containerUser) does not exist in {}",
-                        self.passwd.display()
-                    ))
-                })?,
+            .map(|l| l.value.clone());
+        let resolve = |who: &str| {
+            env::lookup_user(&passwd, who).ok_or_else(|| {
+                LifecycleError::InvalidArgument(format!(
+                    "user {who:?} does not exist in {}",
+                    self.passwd.display()
+                ))
+            })
+        };
+        let configured = || match &self.principals.configured {
+            Some(who) => resolve(who),
             None => {
                 let uid = rustix::process::geteuid().as_raw();
-                env::lookup_user(&passwd, &uid.to_string())
-                    .unwrap_or_else(|| env::numeric_user(uid))
+                Ok(env::lookup_user(&passwd, &uid.to_string())
+                    .unwrap_or_else(|| env::numeric_user(uid)))
             }
         };
-        if strength == Strength::Restricted && user.uid == 0 {
-            let fallback = self
-                .default_user
-                .as_deref()
-                .and_then(|u| env::lookup_user(&passwd, u))
-                .filter(|u| u.uid != 0)
-                .or_else(|| env::lookup_user(&passwd, "nobody"))
-                .unwrap_or_else(|| env::numeric_user(65534));
-            return Ok((fallback, Some(user.name)));
+        let ignored = |reason: &'static str| {
+            named.as_ref().map(|name| IgnoredUser {
+                name: name.clone(),
+                reason,
+            })
+        };
+        match strength {
+            Strength::Restricted => {
+                let user = resolve(&self.principals.restricted).map_err(|_| {
+                    LifecycleError::InvalidArgument(format!(
+                        "the restricted identity {:?} (sandbox.restricted_user) does not exist \
+                         in {}; the package creates it (sysusers.d)",
+                        self.principals.restricted,
+                        self.passwd.display()
+                    ))
+                })?;
+                Ok((
+                    user,
+                    ignored("restricted runs always run as the restricted identity"),
+                ))
+            }
+            Strength::Trusted => {
+                let Some(name) = &named else {
+                    return Ok((configured()?, None));
+                };
+                let allowed = self.principals.configured.as_ref() == Some(name)
+                    || self.principals.trusted.iter().any(|t| t == name);
+                if allowed {
+                    Ok((resolve(name)?, None))
+                } else {
+                    Ok((
+                        configured()?,
+                        ignored("not the configured user nor in sandbox.trusted_users"),
+                    ))
+                }
+            }
         }
-        Ok((user, None))
     }
 
     /// Substitutes variables: workspace folders, and `${containerEnv:…}` against the base env.
@@ -337,7 +393,14 @@ impl LifecycleService {
             return Ok(result);
         };
         let strength = Strength::of(profile.get());
-        let (user, downgraded) = self.run_as(&raw_model, strength)?;
+        let (user, ignored_user) = self.run_as(&raw_model, strength)?;
+        if let Some(ignored) = &ignored_user {
+            let _ = self.events.send(Event::new(
+                "lifecycle_user_ignored",
+                json!({"run": req.run_id, "name": ignored.name, "reason": ignored.reason,
+                       "runs_as": user.name}),
+            ));
+        }
         let mut environment = env::base_env(&user, &self.config.path, &self.config.lang);
         let model = Self::substitute(&parsed, &req.workspace, &environment);
         let remote: Vec<(String, Option<String>)> = model
@@ -394,7 +457,7 @@ impl LifecycleService {
                 "token_injected": token,
                 "launcher": self.runner.launcher_name(),
                 "user": {"name": user.name, "uid": user.uid, "gid": user.gid,
-                         "downgraded_from": downgraded},
+                         "ignored": ignored_user},
                 "env_refused": refused,
                 "commands": outcome.commands,
                 "skipped": the_plan.skipped,

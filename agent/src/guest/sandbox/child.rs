@@ -19,7 +19,10 @@
 //! 3. rlimits `NOFILE`, `CORE`=0, `NPROC` (hard = soft, so the command cannot raise them);
 //! 4. mark every inherited descriptor above 2 close-on-exec (`close_range`), so a descriptor
 //!    some other thread opened without `O_CLOEXEC` does not leak into repository code;
-//! 5. `no_new_privs` (restricted, or whenever the agent is not root): setuid binaries and file
+//! 5. restricted only: enter the restricted principal's world ([`super::world`]: mount and
+//!    IPC namespaces, private `/tmp`, idmapped workspace, read-only `.git` config and hooks,
+//!    the state directory covered), still as root and before Landlock, which forbids mounts;
+//!    then `no_new_privs` (restricted, or whenever the agent is not root): setuid binaries and file
 //!    capabilities no longer raise privileges;
 //! 6. Landlock, then 7. seccomp: both *before* dropping root, because installing them needs
 //!    either `no_new_privs` or `CAP_SYS_ADMIN`, and the trusted profile must not get
@@ -64,6 +67,8 @@ pub struct ChildPlan {
     pub gid: u32,
     /// Working directory.
     pub cwd: CString,
+    /// Restricted only: the restricted principal's world to enter ([`super::world`]).
+    pub world: Option<super::world::WorldPlan>,
 }
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -124,6 +129,9 @@ impl ChildPlan {
         };
         if closed < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
             return Err(io::Error::last_os_error());
+        }
+        if let Some(world) = &self.world {
+            world.enter()?;
         }
         if self.no_new_privs {
             check(unsafe {

@@ -12,15 +12,22 @@
 //!   "lang": "C.UTF-8",
 //!   "kill_grace_ms": 2000,              // TERM → KILL at a timeout
 //!   "cgroup_parent": null,              // pure cgroup v2: the delegated parent (default: auto)
-//!   "cgroup_pool": 2                    // run cgroups kept ready per profile (0: none)
+//!   "cgroup_pool": 2,                   // run cgroups kept ready per profile (0: none)
+//!   "restricted_user": "codespace-restricted", // the restricted principal (never the creator, never root)
+//!   "trusted_users": [],                // users a trusted repository's remoteUser/containerUser may name,
+//!                                       // besides the configured user
+//!   "restricted_root": "/var/lib/codespace-agent/restricted", // its per-codespace /tmp and /var/tmp
+//!   "restricted_fallback": "refuse",    // "degrade": run without a layer this machine lacks, reported
+//!   "restricted_nofile": 4096           // RLIMIT_NOFILE of restricted runs (at most `nofile`)
 //! }
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::world::{Fallback, WorldConfig};
 use super::Limits;
 use crate::guest::config::{positive, ConfigError};
 
@@ -44,6 +51,11 @@ pub struct RawSandboxConfig {
     pub kill_grace_ms: Option<u64>,
     pub cgroup_parent: Option<PathBuf>,
     pub cgroup_pool: Option<usize>,
+    pub restricted_user: Option<String>,
+    pub trusted_users: Option<Vec<String>>,
+    pub restricted_root: Option<PathBuf>,
+    pub restricted_fallback: Option<Fallback>,
+    pub restricted_nofile: Option<u64>,
 }
 
 /// The typed section.
@@ -65,7 +77,24 @@ pub struct SandboxConfig {
     /// Run cgroups created ahead of time per profile ([`super::cgroup_pool`]); 0 turns the
     /// pool off.
     pub cgroup_pool: usize,
+    /// The restricted principal: the user every restricted run runs as, whatever the
+    /// repository names. Never root, never the creator (the workspace's owner).
+    pub restricted_user: String,
+    /// Users a trusted repository's `remoteUser`/`containerUser` may name besides the
+    /// configured user; any other name is ignored (reported) and the configured user runs.
+    pub trusted_users: Vec<String>,
+    /// Where the restricted principal's world lives, what happens when a layer is missing,
+    /// and its descriptor limit.
+    pub world: WorldConfig,
 }
+
+/// Default [`SandboxConfig::restricted_user`] (created by the package's `sysusers.d` entry
+/// and by `install.sh --root`).
+pub const DEFAULT_RESTRICTED_USER: &str = "codespace-restricted";
+/// Default [`WorldConfig::root`].
+pub const DEFAULT_RESTRICTED_ROOT: &str = "/var/lib/codespace-agent/restricted";
+/// Default [`SandboxConfig::restricted_nofile`].
+pub const DEFAULT_RESTRICTED_NOFILE: u64 = 4096;
 
 /// Default [`SandboxConfig::cgroup_pool`]: one for the next command and one for a parallel one.
 pub const DEFAULT_CGROUP_POOL: usize = 2;
@@ -80,6 +109,9 @@ impl Default for SandboxConfig {
             kill_grace: Duration::from_secs(2),
             cgroup_parent: None,
             cgroup_pool: DEFAULT_CGROUP_POOL,
+            restricted_user: DEFAULT_RESTRICTED_USER.to_owned(),
+            trusted_users: Vec::new(),
+            world: WorldConfig::default(),
         }
     }
 }
@@ -111,7 +143,32 @@ impl SandboxConfig {
                 });
             }
         }
+        let restricted_user = raw.restricted_user.unwrap_or(d.restricted_user);
+        if restricted_user.is_empty() || restricted_user == "root" || restricted_user == "0" {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.restricted_user",
+                message: "must name an unprivileged user of its own (not root)".into(),
+            });
+        }
+        let root = raw.restricted_root.unwrap_or(d.world.root);
+        if !root.is_absolute() || root == Path::new("/") {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.restricted_root",
+                message: format!("{} is not an absolute directory below /", root.display()),
+            });
+        }
         Ok(Self {
+            restricted_user,
+            trusted_users: raw.trusted_users.unwrap_or_default(),
+            world: WorldConfig {
+                root,
+                fallback: raw.restricted_fallback.unwrap_or_default(),
+                nofile: positive(
+                    "sandbox.restricted_nofile",
+                    raw.restricted_nofile,
+                    d.world.nofile,
+                )?,
+            },
             default_user: raw.default_user,
             limits: Limits {
                 nproc: positive("sandbox.nproc", raw.nproc, d.limits.nproc)?,
@@ -159,6 +216,9 @@ mod tests {
             (r#"{"pids_max": 0}"#, "sandbox.pids_max"),
             (r#"{"path": "bin:/usr/bin"}"#, "sandbox.path"),
             (r#"{"cgroup_parent": "rel"}"#, "sandbox.cgroup_parent"),
+            (r#"{"restricted_user": "root"}"#, "sandbox.restricted_user"),
+            (r#"{"restricted_root": "/"}"#, "sandbox.restricted_root"),
+            (r#"{"restricted_nofile": 0}"#, "sandbox.restricted_nofile"),
         ] {
             let raw: RawSandboxConfig = serde_json::from_str(text).unwrap();
             let err = SandboxConfig::build(Some(raw)).unwrap_err().to_string();

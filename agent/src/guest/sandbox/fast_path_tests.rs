@@ -50,7 +50,12 @@ fn layout() -> Layout {
 
 fn make_workspace(path: &Path) {
     std::fs::create_dir(path).unwrap();
-    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(
+        path,
+        Some(super::tests::CREATOR),
+        Some(super::tests::CREATOR),
+    )
+    .unwrap();
 }
 
 fn places<'a>(l: &'a Layout, home: &'a Path) -> landlock::Places<'a> {
@@ -58,6 +63,8 @@ fn places<'a>(l: &'a Layout, home: &'a Path) -> landlock::Places<'a> {
         state_dir: &l.state,
         workspace: &l.workspace,
         home,
+        tmp: Path::new("/tmp"),
+        var_tmp: Path::new("/var/tmp"),
     }
 }
 
@@ -101,6 +108,7 @@ async fn a_workspace_replaced_between_runs_is_writable_in_the_next() {
         workspace: l.workspace.clone(),
         state_dir: l.state.clone(),
         limits: Limits::default(),
+        restricted: super::tests::test_world(),
     };
     let write = |n: &str| {
         let file = l.workspace.join("f");
@@ -139,6 +147,7 @@ async fn run(
         workspace: l.workspace.clone(),
         state_dir: l.state.clone(),
         limits: Limits::default(),
+        restricted: super::tests::test_world(),
     };
     let mut child = spawn(&spec, &program)?;
     let mut out = String::new();

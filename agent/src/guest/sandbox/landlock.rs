@@ -98,6 +98,10 @@ pub struct Places<'a> {
     pub workspace: &'a Path,
     /// The run user's home.
     pub home: &'a Path,
+    /// What `/tmp` is in the run (the private one in the restricted world).
+    pub tmp: &'a Path,
+    /// What `/var/tmp` is in the run.
+    pub var_tmp: &'a Path,
 }
 
 fn error(what: impl std::fmt::Display) -> SandboxError {
@@ -172,6 +176,8 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             let root = match w.root {
                 WritableRoot::Workspace => places.workspace,
                 WritableRoot::Home => places.home,
+                WritableRoot::Tmp => places.tmp,
+                WritableRoot::VarTmp => places.var_tmp,
                 WritableRoot::Path(p) => Path::new(p),
             };
             let variable = matches!(w.root, WritableRoot::Workspace | WritableRoot::Home);
@@ -180,7 +186,10 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
                 refused.push(root.to_owned());
                 continue;
             }
-            grant.except(root, write)?;
+            // Read rights too: in the restricted world the private /tmp and the workspace are
+            // mounts whose path walk no longer passes the real parents that the read grant
+            // above covered (Landlock follows the mount, not the real location).
+            grant.except(root, write | read)?;
         }
         let device = all & (AccessFs::WriteFile | AccessFs::IoctlDev | AccessFs::Truncate);
         for d in RESTRICTED_DEVICES {

@@ -212,6 +212,8 @@ struct Key {
     state_dir: PathBuf,
     workspace: PathBuf,
     home: PathBuf,
+    tmp: PathBuf,
+    var_tmp: PathBuf,
 }
 
 #[derive(Debug)]
@@ -245,6 +247,8 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Ruleset, S
         state_dir: places.state_dir.to_owned(),
         workspace: places.workspace.to_owned(),
         home: places.home.to_owned(),
+        tmp: places.tmp.to_owned(),
+        var_tmp: places.var_tmp.to_owned(),
     };
     let cached = match cache().lock() {
         Ok(mut c) => {

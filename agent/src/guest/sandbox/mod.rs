@@ -67,6 +67,7 @@ pub mod process;
 pub mod rules;
 pub mod seccomp;
 pub mod vfork;
+pub mod world;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
@@ -168,6 +169,8 @@ pub struct SandboxSpec {
     pub state_dir: PathBuf,
     /// Limits.
     pub limits: Limits,
+    /// Restricted runs: where the restricted principal's world lives and how strict it is.
+    pub restricted: world::WorldConfig,
 }
 
 /// Why a command could not be started. Never contains an environment value.
@@ -213,6 +216,34 @@ pub enum SandboxError {
     /// The seccomp filter could not be compiled.
     #[error(transparent)]
     Seccomp(#[from] seccomp::FilterError),
+    /// A restricted run would share its identity with the workspace's owner (the creator).
+    #[error("the restricted sandbox never runs as the workspace's owner (user {name:?}, uid {uid}): restricted runs need their own identity (sandbox.restricted_user)")]
+    SharedIdentity {
+        /// The user name.
+        name: String,
+        /// Its uid.
+        uid: u32,
+    },
+    /// A step of building the restricted world failed.
+    #[error("restricted world: cannot {action} {path}: {source}")]
+    World {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was done.
+        action: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A layer of the restricted world is missing on this machine and the config refuses to run
+    /// without it (`sandbox.restricted_fallback`).
+    #[error("the restricted sandbox is incomplete here ({layer}): {reason}; refusing to run (set sandbox.restricted_fallback to \"degrade\" to run without it)")]
+    Unisolated {
+        /// The layer (`workspace`, `network`).
+        layer: &'static str,
+        /// Why it is missing.
+        reason: String,
+    },
     /// A cgroup operation failed.
     #[error("cgroup {action} {path}: {source}")]
     Cgroup {
@@ -261,6 +292,8 @@ pub struct AppliedReport {
     /// The rlimits set (soft = hard): the ones asked for, lowered to the agent's own hard
     /// limits where those are lower.
     pub rlimits: AppliedRlimits,
+    /// Restricted only: the world of the restricted principal ([`world`]).
+    pub world: Option<world::WorldReport>,
 }
 
 /// The rlimits a run got.
@@ -291,16 +324,19 @@ struct Settings {
     cgroup_parent: Option<PathBuf>,
 }
 
+impl From<&SandboxConfig> for Settings {
+    fn from(c: &SandboxConfig) -> Self {
+        Self {
+            path: c.path.clone(),
+            lang: c.lang.clone(),
+            cgroup_parent: c.cgroup_parent.clone(),
+        }
+    }
+}
+
 fn settings() -> &'static RwLock<Settings> {
     static SETTINGS: OnceLock<RwLock<Settings>> = OnceLock::new();
-    SETTINGS.get_or_init(|| {
-        let d = SandboxConfig::default();
-        RwLock::new(Settings {
-            path: d.path,
-            lang: d.lang,
-            cgroup_parent: d.cgroup_parent,
-        })
-    })
+    SETTINGS.get_or_init(|| RwLock::new(Settings::from(&SandboxConfig::default())))
 }
 
 /// Applies the agent's `sandbox` config section (`PATH`, `LANG`, the v2 cgroup parent, the
@@ -309,11 +345,7 @@ fn settings() -> &'static RwLock<Settings> {
 pub fn configure(config: &SandboxConfig) {
     cgroup_pool::set_size(config.cgroup_pool);
     if let Ok(mut s) = settings().write() {
-        *s = Settings {
-            path: config.path.clone(),
-            lang: config.lang.clone(),
-            cgroup_parent: config.cgroup_parent.clone(),
-        };
+        *s = Settings::from(config);
     }
 }
 
@@ -353,14 +385,13 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
             name: spec.user.name.clone(),
         });
     }
-    let (path, lang, cgroup_parent) = match settings().read() {
-        Ok(s) => (s.path.clone(), s.lang.clone(), s.cgroup_parent.clone()),
-        Err(_) => {
-            let d = SandboxConfig::default();
-            (d.path, d.lang, None)
-        }
+    let settings = match settings().read() {
+        Ok(s) => s.clone(),
+        Err(_) => Settings::from(&SandboxConfig::default()),
     };
-    let environment = env::build(&spec.user, &path, &lang, &spec.env)?;
+    let (path, lang, cgroup_parent) = (&settings.path, &settings.lang, settings.cgroup_parent);
+    let restricted = spec.profile == SandboxProfile::Restricted;
+    let environment = env::build(&spec.user, path, lang, &spec.env)?;
     let (program_name, args): (String, Vec<String>) = match program {
         Program::Shell(script) => ("/bin/sh".into(), vec!["-c".into(), script.clone()]),
         Program::Exec(argv) => match argv.split_first() {
@@ -373,12 +404,30 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     }
     let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "NUL byte in cwd")?;
     let filters = seccomp_filters()?;
+    let (world, world_report) = if restricted {
+        let (plan, report) = world::prepare(
+            &spec.restricted,
+            &spec.user,
+            &spec.workspace,
+            &spec.state_dir,
+            None,
+        )?;
+        (Some(plan), Some(report))
+    } else {
+        (None, None)
+    };
+    let (tmp, var_tmp) = match &world_report {
+        Some(r) => (r.private_tmp.clone(), r.private_var_tmp.clone()),
+        None => (PathBuf::from("/tmp"), PathBuf::from("/var/tmp")),
+    };
     let prepared = landlock_cache::prepare(
         spec.profile,
         landlock::Places {
             state_dir: &spec.state_dir,
             workspace: &spec.workspace,
             home: &spec.user.home,
+            tmp: &tmp,
+            var_tmp: &var_tmp,
         },
     )?;
     let layout = cgroup::layout(cgroup_parent.as_deref());
@@ -395,9 +444,14 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     };
     // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
     // former only when the agent has the latter.
-    let no_new_privs = spec.profile == SandboxProfile::Restricted || !agent_has_cap_sys_admin();
+    let no_new_privs = restricted || !agent_has_cap_sys_admin();
+    let nofile = if restricted {
+        spec.limits.nofile.min(spec.restricted.nofile)
+    } else {
+        spec.limits.nofile
+    };
     let rlimits = AppliedRlimits {
-        nofile: rlimit_within_hard(rustix::process::Resource::Nofile, spec.limits.nofile),
+        nofile: rlimit_within_hard(rustix::process::Resource::Nofile, nofile),
         nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
         core: 0,
     };
@@ -417,6 +471,7 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         cgroup_note: layout.note.clone(),
         limits: spec.limits,
         rlimits,
+        world: world_report,
     };
     let plan = child::ChildPlan {
         cgroup_procs,
@@ -428,6 +483,7 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         uid: spec.user.uid,
         gid: spec.user.gid,
         cwd,
+        world,
     };
     let started = process::start(
         &program_name,

@@ -168,6 +168,11 @@ pub enum WritableRoot {
     Workspace,
     /// The run user's home directory.
     Home,
+    /// The restricted identity's per-codespace `/tmp` (bound over `/tmp` in the run, so the
+    /// rule names the directory it really is: Landlock rules follow inodes, not paths).
+    Tmp,
+    /// The restricted identity's per-codespace `/var/tmp`, likewise.
+    VarTmp,
     /// A fixed path.
     Path(&'static str),
 }
@@ -193,12 +198,12 @@ pub const RESTRICTED_WRITABLE: &[Writable] = &[
         reason: "package managers cache in ~/.cache, ~/.npm, ~/.cargo",
     },
     Writable {
-        root: WritableRoot::Path("/tmp"),
-        reason: "temporary files (mktemp)",
+        root: WritableRoot::Tmp,
+        reason: "temporary files (mktemp), in the restricted identity's private /tmp",
     },
     Writable {
-        root: WritableRoot::Path("/var/tmp"),
-        reason: "temporary files that survive a reboot",
+        root: WritableRoot::VarTmp,
+        reason: "temporary files that survive a reboot, in its private /var/tmp",
     },
     Writable {
         root: WritableRoot::Path("/dev/shm"),

@@ -13,6 +13,17 @@ use super::*;
 
 use super::root_gate::root;
 
+/// The uid owning test workspaces: the creator, never the run user.
+pub(super) const CREATOR: u32 = 64_999;
+
+/// The restricted world of the unit tests: one directory per machine, reused by every run.
+pub(super) fn test_world() -> super::world::WorldConfig {
+    super::world::WorldConfig {
+        root: std::path::PathBuf::from("/tmp/codespace-agent-unit-tests/restricted"),
+        ..Default::default()
+    }
+}
+
 struct Dirs {
     _tmp: tempfile::TempDir,
     workspace: std::path::PathBuf,
@@ -28,7 +39,10 @@ fn dirs() -> Dirs {
     let state = tmp.path().join("state");
     std::fs::create_dir(&workspace).unwrap();
     std::fs::create_dir(&state).unwrap();
-    std::os::unix::fs::chown(&workspace, Some(65534), Some(65534)).unwrap();
+    // The creator's workspace (a uid of its own): trusted runs (as nobody here) write it through
+    // its mode, restricted ones (nobody too) through their idmapped view.
+    std::os::unix::fs::chown(&workspace, Some(CREATOR), Some(CREATOR)).unwrap();
+    std::fs::set_permissions(&workspace, std::fs::Permissions::from_mode(0o777)).unwrap();
     Dirs {
         _tmp: tmp,
         workspace,
@@ -49,6 +63,7 @@ fn spec(profile: SandboxProfile, d: &Dirs) -> SandboxSpec {
             memory_max_bytes: 256 << 20,
             ..Limits::default()
         },
+        restricted: test_world(),
     }
 }
 
@@ -285,19 +300,22 @@ async fn the_state_directory_stays_closed_inside_a_writable_root_and_through_sym
     std::os::unix::fs::symlink(&d.state, &alias).unwrap();
     for profile in [SandboxProfile::Trusted, SandboxProfile::Restricted] {
         let script = format!(
-            "cat {s}; cat {a}/secret; echo x > {a}/planted; echo ok > built && cat built",
+            "cat {s}; cat {a}/secret; echo x > {a}/planted; echo ok > built-{p} && cat built-{p}",
             s = secret.display(),
-            a = alias.display()
+            a = alias.display(),
+            p = format!("{profile:?}")
         );
         let mut child = spawn(&spec(profile, &d), &Program::Shell(script)).unwrap();
         let (out, err, report) = output(&mut child).await;
         assert!(report.success(), "{profile:?}: {err}");
         assert_eq!(out, "ok\n", "{profile:?}");
-        assert_eq!(
-            err.matches("Permission denied").count(),
-            3,
-            "{profile:?}: {err}"
-        );
+        // Trusted: Landlock refuses. Restricted: the state directory lies under /tmp here,
+        // and the restricted principal's /tmp is its own, where none of this exists.
+        let refused = match profile {
+            SandboxProfile::Trusted => err.matches("Permission denied").count(),
+            _ => err.matches("No such file").count() + err.matches("nonexistent").count(),
+        };
+        assert_eq!(refused, 3, "{profile:?}: {err}");
         assert!(!d.state.join("planted").exists());
     }
 }

@@ -1,0 +1,720 @@
+//! The restricted principal's world: what makes a restricted run a *different principal* rather
+//! than a filtered copy of the creator. Prepared in the parent for every restricted run, entered
+//! by the child as root before any other restriction (mounts are impossible after Landlock and
+//! seccomp).
+//!
+//! ```text
+//!  parent (agent, root)                          child (root until step 8 of child.rs)
+//!  ─────────────────────                         ─────────────────────────────────────
+//!  ensure <restricted_root>/{tmp,var-tmp}        unshare(NEWNS | NEWIPC)
+//!         and the identity's home               [setns(net): the codespace's restricted netns]
+//!  workspace owner ≠ run uid, else refuse        mount --make-rslave /
+//!  detached clones of <root>/tmp, <root>/var-tmp  move_mount them → /tmp, /var/tmp
+//!  and of the workspace, idmapped            ──► move_mount(clone → workspace)
+//!   (on-disk creator ⇄ restricted identity)
+//!  .git/{config,hooks,info} (+ modules/*)        bind each .git path onto itself, remount ro
+//!                                                tmpfs (mode 000, ro) over the state directory
+//! ```
+//!
+//! | threat (tried as a hostile repository) | what stops it here |
+//! |---|---|
+//! | the creator's tmux or ssh-agent socket in `/tmp` | private `/tmp`, and another uid (the creator's `0700` socket directories) |
+//! | SysV shared memory, semaphores, message queues of the creator | a new IPC namespace per run |
+//! | `.git/config` (`core.fsmonitor`), `.git/hooks/*`, `.git/info/*` that the creator's `git` later runs | read-only bind mounts over them (objects and refs stay writable for `git fetch`) |
+//! | the agent's state directory, the env file, the broker's socket | an empty `mode=000` tmpfs over the state directory (Landlock denies it too) |
+//! | the creator's home, ptys, other users' files | the restricted identity is another uid: plain file permissions |
+//!
+//! **The workspace stays usable by both.** A restricted run writes the workspace through an
+//! *idmapped* bind mount (Linux ≥ 5.12; ext4, xfs, btrfs, and tmpfs from 6.3): files the creator
+//! owns on disk appear as the restricted identity's, and what the run creates lands on disk owned
+//! by the creator. Nothing on disk changes owner or mode, no tree walk, no ACL mask surprises, and
+//! afterwards the creator edits and deletes everything as before. Chosen over ACLs (a tree walk
+//! that races with a hostile dev server renaming directories under it, and default ACLs that a
+//! `0644` create mode masks away) and over a shared group (every existing file would need
+//! `g+w`). The clone is `nosuid,nodev`: a set-uid file created through it would be owned by the
+//! creator on disk. Root's files stay root's (mapped to themselves) and other users' appear as
+//! `nobody`; both are reached through their "other" permission bits only. A workspace the kernel cannot idmap (an old
+//! tmpfs, or a workspace owned by root, which is never mapped) is a refusal by default, or under
+//! `restricted_fallback: "degrade"` the workspace as file permissions allow, reported.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{ResolvedUser, SandboxError};
+
+/// `OPEN_TREE_CLONE` (linux/mount.h).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// `MOVE_MOUNT_F_EMPTY_PATH` (linux/mount.h).
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+/// `MOUNT_ATTR_NOSUID` (linux/mount.h).
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// `MOUNT_ATTR_NODEV` (linux/mount.h).
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// `MOUNT_ATTR_IDMAP` (linux/mount.h).
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` (linux/mount.h, `MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Paths under `.git` whose contents the creator's `git` executes or obeys later: read-only to
+/// restricted runs. `objects/`, `refs/`, `HEAD`, `index`, `FETCH_HEAD` stay writable, so
+/// `git fetch`, `git checkout` and `git submodule update` keep working.
+pub const GIT_PROTECTED: &[(&str, &str)] = &[
+    (
+        "config",
+        "core.fsmonitor, core.hooksPath, core.pager, alias.*, filter.*: programs git runs",
+    ),
+    ("hooks", "hooks git runs on commit, checkout, merge, push"),
+    (
+        "info",
+        "info/attributes selects filters; info/exclude hides planted files from git status",
+    ),
+];
+
+/// What to do when a layer of the restricted world is not available on this machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// Refuse the restricted run (the default: a weaker sandbox is not silently accepted).
+    #[default]
+    Refuse,
+    /// Run without the missing layer, and say so in the run's report.
+    Degrade,
+}
+
+/// Where the restricted principal's world lives and how strict it is (from the `sandbox`
+/// config section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldConfig {
+    /// Root-owned directory holding the restricted identity's per-codespace `tmp` and
+    /// `var-tmp` (bound over `/tmp` and `/var/tmp` in every restricted run).
+    pub root: PathBuf,
+    /// When a layer is missing.
+    pub fallback: Fallback,
+    /// `RLIMIT_NOFILE` of restricted runs, at most (140 processes × 65,536 descriptors would
+    /// exhaust the system-wide file table).
+    pub nofile: u64,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from(super::config::DEFAULT_RESTRICTED_ROOT),
+            fallback: Fallback::Refuse,
+            nofile: super::config::DEFAULT_RESTRICTED_NOFILE,
+        }
+    }
+}
+
+/// How the workspace appears to a restricted run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum WorkspaceView {
+    /// An idmapped clone: the creator's files are the run's own, new files land as the
+    /// creator's.
+    Idmapped {
+        /// The on-disk owner mapped to the restricted identity.
+        creator_uid: u32,
+    },
+    /// As file permissions allow (degraded), with the reason.
+    AsPermitted {
+        /// Why no idmapped view.
+        reason: String,
+    },
+}
+
+/// What the restricted world gave a run (part of the run's `applied` report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorldReport {
+    /// `/tmp` of the restricted identity (per codespace).
+    pub private_tmp: PathBuf,
+    /// `/var/tmp` of the restricted identity (per codespace).
+    pub private_var_tmp: PathBuf,
+    /// A new IPC namespace.
+    pub ipc_namespace: bool,
+    /// A shared per-codespace network namespace (loopback of its own).
+    pub network_namespace: bool,
+    /// How the workspace appears.
+    pub workspace: WorkspaceView,
+    /// `.git` paths made read-only.
+    pub git_read_only: Vec<PathBuf>,
+    /// The state directory is covered by an empty tmpfs.
+    pub state_dir_hidden: bool,
+}
+
+/// One bind mount, prepared for the child.
+#[derive(Debug)]
+pub struct Bind {
+    source: CString,
+    target: CString,
+    read_only: bool,
+}
+
+/// Everything the child does to enter the restricted world (no allocation in the child).
+#[derive(Debug)]
+pub struct WorldPlan {
+    /// Detached clones and where they go, in order: the private `/tmp` and `/var/tmp`, then
+    /// the (idmapped) workspace, which may lie beneath them.
+    trees: Vec<(OwnedFd, CString)>,
+    /// The codespace's restricted network namespace, if configured.
+    netns: Option<std::sync::Arc<OwnedFd>>,
+    /// Read-only self-binds of the `.git` paths (resolved in the new namespace, through the
+    /// workspace's clone).
+    binds: Vec<Bind>,
+    hide: CString,
+}
+
+fn cstring(path: &Path) -> Result<CString, SandboxError> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SandboxError::InvalidProgram("NUL byte in a path"))
+}
+
+fn world_error(path: &Path, action: &'static str, source: io::Error) -> SandboxError {
+    SandboxError::World {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// Creates `dir` if missing and makes sure it is a real directory (not a symlink) owned by
+/// `uid:gid` with `mode`. The parents are root's (checked by the caller for the root).
+fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), SandboxError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_dir() => {}
+        Ok(_) => {
+            return Err(world_error(
+                dir,
+                "use",
+                io::Error::other("exists and is not a directory"),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir(dir).map_err(|e| world_error(dir, "create", e))?;
+        }
+        Err(e) => return Err(world_error(dir, "inspect", e)),
+    }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+        .map_err(|e| world_error(dir, "chown", e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| world_error(dir, "chmod", e))
+}
+
+/// The per-codespace directories of the restricted identity: `<root>` (root's, `0755`; created
+/// with its parents), `<root>/tmp` and `<root>/var-tmp` (the identity's, `1777` like the real
+/// ones) and, when it is missing and lies in `<root>`, the identity's home (`0700`). Returns
+/// `(tmp, var_tmp)`.
+pub fn ensure_dirs(
+    config: &WorldConfig,
+    user: &ResolvedUser,
+) -> Result<(PathBuf, PathBuf), SandboxError> {
+    let root = &config.root;
+    if !root.is_absolute() || root.parent().is_none() {
+        return Err(world_error(
+            root,
+            "use",
+            io::Error::other("not an absolute directory below /"),
+        ));
+    }
+    std::fs::create_dir_all(root).map_err(|e| world_error(root, "create", e))?;
+    // Every component must be root's and not writable by others (unless sticky, like /tmp, where
+    // others cannot rename root's entries): otherwise another local user could swap a directory
+    // for a symlink and choose what becomes the restricted `/tmp`.
+    let mut at = PathBuf::new();
+    for part in root.components() {
+        at.push(part);
+        let m = std::fs::symlink_metadata(&at).map_err(|e| world_error(&at, "inspect", e))?;
+        // `/` is skipped: some VMs give it odd owners, and nothing can swap it.
+        let sticky = m.mode() & 0o1000 != 0;
+        if at == Path::new("/") {
+            continue;
+        }
+        if !m.file_type().is_dir() || m.uid() != 0 || (m.mode() & 0o022 != 0 && !sticky) {
+            return Err(world_error(
+                &at,
+                "trust",
+                io::Error::other("must be a directory owned by root and writable only by root"),
+            ));
+        }
+    }
+    let tmp = root.join("tmp");
+    let var_tmp = root.join("var-tmp");
+    ensure_dir(&tmp, user.uid, user.gid, 0o1777)?;
+    ensure_dir(&var_tmp, user.uid, user.gid, 0o1777)?;
+    // The home is created when it is missing and belongs in the restricted root (the package's
+    // layout). An existing home is never changed: a passwd entry may name `/` or a system
+    // directory as a home, and chown-ing that would hand it to the restricted principal.
+    if user.home.starts_with(root)
+        && user.home != *root
+        && std::fs::symlink_metadata(&user.home).is_err()
+    {
+        let home = &user.home;
+        if let Some(parent) = home.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| world_error(parent, "create", e))?;
+        }
+        std::fs::create_dir(home).map_err(|e| world_error(home, "create", e))?;
+        std::os::unix::fs::lchown(home, Some(user.uid), Some(user.gid))
+            .map_err(|e| world_error(home, "chown", e))?;
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| world_error(home, "chmod", e))?;
+    }
+    Ok((tmp, var_tmp))
+}
+
+/// The `.git` paths of `workspace` to make read-only: [`GIT_PROTECTED`] of `.git` and of every
+/// submodule's git directory under `.git/modules` (nested too). A missing `hooks` or `info`
+/// directory is created (owned like `.git`) so that a restricted run cannot create it.
+pub fn git_paths(workspace: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let git = workspace.join(".git");
+    let Ok(meta) = std::fs::symlink_metadata(&git) else {
+        return out;
+    };
+    if !meta.file_type().is_dir() {
+        return out; // a gitfile (worktree, submodule checkout): its git dir is elsewhere
+    }
+    let mut dirs = vec![git];
+    while let Some(dir) = dirs.pop() {
+        let Ok(owner) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        for (name, _why) in GIT_PROTECTED {
+            let path = dir.join(name);
+            if std::fs::symlink_metadata(&path).is_err()
+                && *name != "config"
+                && std::fs::create_dir(&path).is_ok()
+            {
+                let _ = std::os::unix::fs::lchown(&path, Some(owner.uid()), Some(owner.gid()));
+            }
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
+                out.push(path);
+            }
+        }
+        // Submodules' git directories: `.git/modules/<name>[/modules/<name>…]`.
+        if let Ok(entries) = std::fs::read_dir(dir.join("modules")) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A user namespace mapping `inside ⇄ outside` (and root to itself) for the uid and the gid:
+/// the idmapping an idmapped mount takes. Made by a child that unshares its user namespace and
+/// waits while the parent writes its maps and opens the namespace.
+fn idmap_userns(inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> {
+    let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (hold_r, hold_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let (ready_r_fd, ready_w_fd) = (ready_r.as_raw_fd(), ready_w.as_raw_fd());
+    let (hold_r_fd, hold_w_fd) = (hold_r.as_raw_fd(), hold_w.as_raw_fd());
+    // SAFETY: clone with only CLONE_NEWUSER | SIGCHLD is a fork into a new user namespace. The
+    // child runs only async-signal-safe raw syscalls on integers and a stack byte, then
+    // `_exit`s: no allocation, no locks, nothing of the other threads' state is touched.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: see above; the child exits without returning.
+        unsafe {
+            libc::close(ready_r_fd);
+            libc::close(hold_w_fd);
+            let byte = 1u8;
+            libc::write(ready_w_fd, (&byte as *const u8).cast(), 1);
+            let mut sink = 0u8;
+            libc::read(hold_r_fd, (&mut sink as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    let pid = pid as libc::pid_t;
+    drop(ready_w);
+    drop(hold_r);
+    let result = (|| {
+        let mut byte = [0u8; 1];
+        if rustix::io::read(&ready_r, &mut byte)? != 1 {
+            return Err(io::Error::other("the user-namespace child died"));
+        }
+        // Root stays root: root's files in the workspace (a `sudo npm install -g` of a trusted
+        // run) are still reached through their "other" bits, as everyone else's would be.
+        // Without a mapping, the kernel refuses to execute them at all.
+        std::fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("0 0 1\n{} {} 1\n", inside.0, outside.0),
+        )?;
+        std::fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("0 0 1\n{} {} 1\n", inside.1, outside.1),
+        )?;
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+        Ok(OwnedFd::from(ns))
+    })();
+    drop(hold_w); // the child reads EOF and exits
+    let mut status = 0;
+    // SAFETY: waits for the child this function forked; `status` is a local.
+    unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    result
+}
+
+/// A detached clone of `workspace`, `nosuid,nodev`; with `idmap = Some((creator, user))` its
+/// files owned by `creator` appear owned by `user`, and what `user` creates lands as
+/// `creator`'s.
+fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::Result<OwnedFd> {
+    let userns = idmap
+        .map(|(creator, user)| idmap_userns(creator, user))
+        .transpose()?;
+    let path = CString::new(workspace.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_tree(AT_FDCWD, path, flags) reads the NUL-terminated `path`.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if userns.is_some() {
+                MOUNT_ATTR_IDMAP
+            } else {
+                0
+            },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_ref().map_or(0, |u| u.as_raw_fd() as u64),
+    };
+    // SAFETY: mount_setattr(tree, "", AT_EMPTY_PATH, &attr, size) reads `attr` and the empty
+    // string.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if set < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
+}
+
+/// Prepares the restricted world of one run of `user` in `workspace`, hiding `state_dir`.
+/// `netns` is the codespace's restricted network namespace, if the agent made one.
+pub fn prepare(
+    config: &WorldConfig,
+    user: &ResolvedUser,
+    workspace: &Path,
+    state_dir: &Path,
+    netns: Option<std::sync::Arc<OwnedFd>>,
+) -> Result<(WorldPlan, WorldReport), SandboxError> {
+    let (tmp, var_tmp) = ensure_dirs(config, user)?;
+    let meta = std::fs::metadata(workspace).map_err(|e| world_error(workspace, "inspect", e))?;
+    let creator = (meta.uid(), meta.gid());
+    if creator.0 == user.uid {
+        return Err(SandboxError::SharedIdentity {
+            name: user.name.clone(),
+            uid: user.uid,
+        });
+    }
+    let view = if creator.0 == 0 {
+        WorkspaceView::AsPermitted {
+            reason: "the workspace is owned by root, which is never mapped".into(),
+        }
+    } else {
+        WorkspaceView::Idmapped {
+            creator_uid: creator.0,
+        }
+    };
+    let idmap = matches!(view, WorkspaceView::Idmapped { .. });
+    let (tree, view) = match clone_tree(workspace, idmap.then_some((creator, (user.uid, user.gid))))
+    {
+        Ok(tree) => (tree, view),
+        Err(e) if idmap => (
+            clone_tree(workspace, None).map_err(|e| world_error(workspace, "clone", e))?,
+            WorkspaceView::AsPermitted {
+                reason: format!("this kernel or file system cannot idmap the workspace: {e}"),
+            },
+        ),
+        Err(e) => return Err(world_error(workspace, "clone", e)),
+    };
+    if let (WorkspaceView::AsPermitted { reason }, Fallback::Refuse) = (&view, config.fallback) {
+        return Err(SandboxError::Unisolated {
+            layer: "workspace",
+            reason: reason.clone(),
+        });
+    }
+    // A workspace under /tmp or /var/tmp would be covered by the private ones: its mount point
+    // is made inside the private directory (root's, so the run cannot remove it).
+    for (real, private) in [("/tmp", &tmp), ("/var/tmp", &var_tmp)] {
+        if let Ok(rel) = workspace.strip_prefix(real) {
+            let point = private.join(rel);
+            std::fs::create_dir_all(&point).map_err(|e| world_error(&point, "create", e))?;
+        }
+    }
+    let git = git_paths(workspace);
+    let binds = git
+        .iter()
+        .map(|path| {
+            let c = cstring(path)?;
+            Ok(Bind {
+                source: c.clone(),
+                target: c,
+                read_only: true,
+            })
+        })
+        .collect::<Result<Vec<_>, SandboxError>>()?;
+    // Detached clones made here, moved in the child: the child resolves no source path after
+    // it has replaced /tmp (a restricted root under /tmp would be gone by then).
+    let clone = |dir: &Path| clone_tree(dir, None).map_err(|e| world_error(dir, "clone", e));
+    let trees = vec![
+        (clone(&tmp)?, c"/tmp".to_owned()),
+        (clone(&var_tmp)?, c"/var/tmp".to_owned()),
+        (tree, cstring(workspace)?),
+    ];
+    let report = WorldReport {
+        private_tmp: tmp,
+        private_var_tmp: var_tmp,
+        ipc_namespace: true,
+        network_namespace: netns.is_some(),
+        workspace: view,
+        git_read_only: git,
+        state_dir_hidden: true,
+    };
+    Ok((
+        WorldPlan {
+            trees,
+            netns,
+            binds,
+            hide: cstring(state_dir)?,
+        },
+        report,
+    ))
+}
+
+fn check(ret: libc::c_long) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn mount(
+    source: *const libc::c_char,
+    target: *const libc::c_char,
+    fstype: *const libc::c_char,
+    flags: libc::c_ulong,
+    data: *const libc::c_char,
+) -> io::Result<()> {
+    // SAFETY: mount(2) reads NUL-terminated strings (or NULL) owned by the caller's plan.
+    check(unsafe { libc::syscall(libc::SYS_mount, source, target, fstype, flags, data) })
+}
+
+impl WorldPlan {
+    /// Enters the world (in the child, as root, before Landlock and seccomp). Async-signal-safe:
+    /// raw syscalls on data prepared in the parent.
+    pub fn enter(&self) -> io::Result<()> {
+        // SAFETY: unshare/setns take integers.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_unshare,
+                (libc::CLONE_NEWNS | libc::CLONE_NEWIPC) as libc::c_ulong,
+            )
+        })?;
+        if let Some(net) = &self.netns {
+            // SAFETY: as above.
+            check(unsafe { libc::syscall(libc::SYS_setns, net.as_raw_fd(), libc::CLONE_NEWNET) })?;
+        }
+        let null = std::ptr::null();
+        // Nothing mounted here propagates back to the agent's namespace; mounts made outside
+        // later (a USB disk, a new workspace mount) still show up here.
+        mount(
+            null,
+            c"/".as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_SLAVE,
+            null,
+        )?;
+        for (tree, target) in &self.trees {
+            // SAFETY: move_mount(tree, "", AT_FDCWD, target, F_EMPTY_PATH) reads two strings.
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_move_mount,
+                    tree.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                )
+            })?;
+        }
+        for bind in &self.binds {
+            bind.apply()?;
+        }
+        let hidden = mount(
+            c"tmpfs".as_ptr(),
+            self.hide.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+            c"size=4k,mode=000".as_ptr(),
+        );
+        match hidden {
+            // A state directory under /tmp or /var/tmp (tests, development) is not in this
+            // namespace at all: the private directories replaced them.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Bind {
+    fn apply(&self) -> io::Result<()> {
+        let null = std::ptr::null();
+        mount(
+            self.source.as_ptr(),
+            self.target.as_ptr(),
+            null,
+            libc::MS_BIND,
+            null,
+        )?;
+        if self.read_only {
+            mount(
+                null,
+                self.target.as_ptr(),
+                null,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV,
+                null,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_home_is_never_changed_and_root_is_never_the_root() {
+        if !rustix::process::geteuid().is_root() {
+            return; // chown needs root; the root tests in CI run this
+        }
+        let base = std::env::temp_dir().join(format!("world-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir(&base).unwrap();
+        let system = base.join("system-home");
+        std::fs::create_dir(&system).unwrap();
+        std::fs::set_permissions(&system, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let user = |home: PathBuf| ResolvedUser {
+            uid: 64_998,
+            gid: 64_998,
+            name: "r".into(),
+            home,
+            shell: "/bin/sh".into(),
+        };
+        let config = WorldConfig {
+            root: base.join("restricted"),
+            ..WorldConfig::default()
+        };
+        // A passwd home of `/` or a system directory stays as it is.
+        for home in [PathBuf::from("/"), system.clone()] {
+            let before = std::fs::metadata(&home).unwrap();
+            ensure_dirs(&config, &user(home.clone())).unwrap();
+            let after = std::fs::metadata(&home).unwrap();
+            assert_eq!(
+                (before.uid(), before.mode()),
+                (after.uid(), after.mode()),
+                "{}",
+                home.display()
+            );
+        }
+        // A missing home in the restricted root is made, the principal's and private.
+        let own = base.join("restricted/home");
+        ensure_dirs(&config, &user(own.clone())).unwrap();
+        let m = std::fs::metadata(&own).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (64_998, 0o700));
+        let tmp = std::fs::metadata(base.join("restricted/tmp")).unwrap();
+        assert_eq!((tmp.uid(), tmp.mode() & 0o7777), (64_998, 0o1777));
+        let slash = WorldConfig {
+            root: PathBuf::from("/"),
+            ..WorldConfig::default()
+        };
+        assert!(ensure_dirs(&slash, &user(own)).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn git_paths_cover_config_hooks_info_and_submodules() {
+        let dir = std::env::temp_dir().join(format!("world-git-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(".git/modules/lib/modules/inner")).unwrap();
+        std::fs::write(dir.join(".git/config"), "").unwrap();
+        std::fs::write(dir.join(".git/modules/lib/config"), "").unwrap();
+        let mut got = git_paths(&dir);
+        got.sort();
+        let rel: Vec<String> = got
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                ".git/config",
+                ".git/hooks",
+                ".git/info",
+                ".git/modules/lib/config",
+                ".git/modules/lib/hooks",
+                ".git/modules/lib/info",
+                ".git/modules/lib/modules/inner/hooks",
+                ".git/modules/lib/modules/inner/info",
+            ]
+        );
+        // No .git, or a gitfile: nothing to protect here.
+        std::fs::remove_dir_all(dir.join(".git")).unwrap();
+        assert!(git_paths(&dir).is_empty());
+        std::fs::write(dir.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert!(git_paths(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
