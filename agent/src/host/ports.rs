@@ -49,30 +49,45 @@ pub async fn list_page(
 /// Every port, walking the pages in order (`timeout` is for each page): the last page's
 /// answer with the ports of all pages in `ports`.
 pub async fn list_all(control: &Client, timeout: Duration) -> Result<Value, ClientError> {
-    let mut ports = Vec::new();
-    let mut after = None;
+    let mut walk = Walk::default();
     loop {
-        let mut page = list_page(control, after, None, timeout).await?;
+        let page = list_page(control, walk.after, None, timeout).await?;
+        if let Some(all) = walk.take(page)? {
+            return Ok(all);
+        }
+    }
+}
+
+/// A walk through the pages, without I/O: the ports so far and the next cursor.
+#[derive(Debug, Default)]
+struct Walk {
+    ports: Vec<Value>,
+    after: Option<u16>,
+}
+
+impl Walk {
+    /// Takes in the next page; the joined answer once it was the last.
+    fn take(&mut self, mut page: Value) -> Result<Option<Value>, ClientError> {
         match page.get_mut("ports").map(Value::take) {
-            Some(Value::Array(more)) => ports.extend(more),
+            Some(Value::Array(more)) => self.ports.extend(more),
             _ => return Err(unexpected("a page without a `ports` list".into())),
         }
         if page.get("more") != Some(&Value::Bool(true)) {
-            page["ports"] = Value::Array(ports);
-            return Ok(page);
+            page["ports"] = Value::Array(std::mem::take(&mut self.ports));
+            return Ok(Some(page));
         }
         let next = page
             .get("next_after")
             .and_then(Value::as_u64)
             .and_then(|n| u16::try_from(n).ok())
             .ok_or_else(|| unexpected("`more` without a port number in `next_after`".into()))?;
-        if after.is_some_and(|a| next <= a) {
+        if let Some(before) = self.after.filter(|a| next <= *a) {
             return Err(unexpected(format!(
-                "the cursor went from {} back to {next}",
-                after.unwrap_or_default()
+                "the cursor went from {before} back to {next}"
             )));
         }
-        after = Some(next);
+        self.after = Some(next);
+        Ok(None)
     }
 }
 
@@ -91,4 +106,60 @@ pub async fn port_entry(
             .find(|p| p["port"].as_u64() == Some(u64::from(port)))
             .cloned()
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_walk_joins_the_pages_and_ends_with_the_last() {
+        let mut w = Walk::default();
+        let first = json!({"ports": [{"port": 1}, {"port": 5}], "more": true, "next_after": 5, "grant_key": false});
+        assert!(w.take(first).unwrap().is_none());
+        assert_eq!(w.after, Some(5));
+        let last =
+            json!({"ports": [{"port": 9}], "more": false, "next_after": null, "grant_key": true});
+        assert_eq!(
+            w.take(last).unwrap().unwrap(),
+            json!({"ports": [{"port": 1}, {"port": 5}, {"port": 9}], "more": false,
+                   "next_after": null, "grant_key": true})
+        );
+    }
+
+    #[test]
+    fn an_agent_older_than_pages_answers_in_one() {
+        let old = json!({"ports": [{"port": 3000}], "grant_key": true});
+        assert_eq!(Walk::default().take(old.clone()).unwrap(), Some(old));
+    }
+
+    #[test]
+    fn a_confused_agent_cannot_keep_a_walk_going() {
+        let mut w = Walk::default();
+        w.take(json!({"ports": [], "more": true, "next_after": 10}))
+            .unwrap();
+        for bad in [
+            json!({"ports": [], "more": true, "next_after": 10}),
+            json!({"ports": [], "more": true, "next_after": 3}),
+            json!({"ports": [], "more": true}),
+            json!({"ports": [], "more": true, "next_after": 70000}),
+            json!({"more": false}),
+            json!({"ports": {}, "more": false}),
+        ] {
+            let e = w.take(bad.clone()).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ClientError::UnexpectedAnswer {
+                        request: "ports_list",
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+    }
 }
