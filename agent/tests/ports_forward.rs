@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codespace_agent::host::forward::{mint, open, put_grant_key, ForwardError, ForwardStream};
+use codespace_agent::host::ports::{list_all, port_entry};
 use codespace_agent::host::Client;
 use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
 use serde_json::{json, Map, Value};
@@ -49,26 +50,21 @@ async fn control(agent: &Agent) -> Client {
 }
 
 async fn list(c: &Client) -> Value {
-    c.request("ports_list", Map::new(), Duration::from_secs(5))
-        .await
-        .unwrap()
+    list_all(c, Duration::from_secs(5)).await.unwrap()
 }
 
 /// The port's entry in `ports_list`, waiting (bounded) until `pred` holds for it.
 async fn wait_port(c: &Client, port: u16, pred: impl Fn(Option<&Value>) -> bool) -> Option<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let l = list(c).await;
-        let entry = l["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["port"] == port)
-            .cloned();
+        let entry = port_entry(c, port, Duration::from_secs(5)).await.unwrap();
         if pred(entry.as_ref()) {
             return entry;
         }
-        assert!(Instant::now() < deadline, "port {port} never matched: {l}");
+        assert!(
+            Instant::now() < deadline,
+            "port {port} never matched: {entry:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -83,6 +83,15 @@ pub enum ClientError {
     /// The connection is gone.
     #[error("connection to the agent closed")]
     Disconnected,
+    /// The agent's answer does not say what the request needs (a page of `ports_list`
+    /// without its list, a paging cursor that goes backwards).
+    #[error("unexpected answer to {request}: {reason}")]
+    UnexpectedAnswer {
+        /// The request.
+        request: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
     /// Retries exhausted.
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp {
@@ -103,9 +112,11 @@ impl ClientError {
                 HybridError::Closed { .. } | HybridError::Timeout { .. } | HybridError::Io(_)
             ),
             Self::Frame(e) => matches!(e, FrameIoError::Truncated | FrameIoError::Io(_)),
-            Self::Handshake { .. } | Self::Remote(_) | Self::Timeout(_) | Self::GaveUp { .. } => {
-                false
-            }
+            Self::Handshake { .. }
+            | Self::Remote(_)
+            | Self::UnexpectedAnswer { .. }
+            | Self::Timeout(_)
+            | Self::GaveUp { .. } => false,
         }
     }
 }

@@ -66,17 +66,8 @@ pub async fn port_epoch(
     port: u16,
     timeout: Duration,
 ) -> Result<Option<u64>, ClientError> {
-    let list = control
-        .request("ports_list", serde_json::Map::new(), timeout)
-        .await?;
-    Ok(list["ports"]
-        .as_array()
-        .and_then(|ports| {
-            ports
-                .iter()
-                .find(|p| p["port"].as_u64() == Some(u64::from(port)))
-        })
-        .and_then(|p| p["epoch"].as_u64()))
+    let entry = super::ports::port_entry(control, port, timeout).await?;
+    Ok(entry.and_then(|p| p["epoch"].as_u64()))
 }
 
 /// Signs a grant for `port` at `epoch`, valid from `now` (seconds since the Unix epoch) for

@@ -3,6 +3,7 @@
 //! - [`dial`]: addresses (`vsock:`, `hybrid:`, `unix:`), the hybrid-vsock preamble, backoff;
 //! - [`client`]: the authenticated control connection with concurrent requests and events;
 //! - [`forward`]: grants and `forward` connections (port forwarding);
+//! - [`ports`]: `ports_list`, one page or all of them;
 //! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections.
 //!
 //! ```no_run
@@ -18,6 +19,7 @@
 pub mod client;
 pub mod dial;
 pub mod forward;
+pub mod ports;
 pub mod tickets;
 
 pub use client::{Client, ClientError, ConnectOptions, Reconnecting};

@@ -149,8 +149,8 @@ pub enum SessionEventArg {
 pub(crate) enum Failure {
     /// Bad arguments or input files (nothing was sent): exit 2.
     Usage(anyhow::Error),
-    /// The agent answered with an error (exit 1), or could not be reached or the handshake
-    /// failed (exit 3): see [`client_failure`].
+    /// The agent answered with an error or with an answer that makes no sense (exit 1), or
+    /// could not be reached or the handshake failed (exit 3): see [`client_failure`].
     Agent(ClientError),
     /// A failure on this side after the agent was reached: exit 1.
     Local(anyhow::Error),
@@ -202,11 +202,16 @@ pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Exi
 /// with an error, 3 when the connection itself failed.
 pub(crate) fn client_failure(e: &ClientError) -> ExitCode {
     eprintln!("codespace-agentctl: {e}");
-    ExitCode::from(if matches!(e, ClientError::Remote(_)) {
-        1
-    } else {
-        3
-    })
+    ExitCode::from(
+        if matches!(
+            e,
+            ClientError::Remote(_) | ClientError::UnexpectedAnswer { .. }
+        ) {
+            1
+        } else {
+            3
+        },
+    )
 }
 
 /// Connection options from the global arguments.

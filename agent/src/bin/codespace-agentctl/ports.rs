@@ -25,6 +25,7 @@ use anyhow::{anyhow, bail, Context as _};
 use codespace_agent::host::forward::{
     mint, port_epoch, put_grant_key, ForwardStream, MAX_GRANT_TTL,
 };
+use codespace_agent::host::ports::{list_all, list_page};
 use codespace_agent::host::tickets::{open_ticketed, TicketPool};
 use codespace_agent::host::{Client, ConnectOptions};
 use codespace_agent::relay::{relay, reregister, RelayEnd};
@@ -40,7 +41,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, clap::Subcommand)]
 pub enum PortsCommand {
     /// Print the detected ports with their visibility, epoch and listeners (JSON).
-    List,
+    ///
+    /// Prints every port: the agent answers in pages (in port order) and all are fetched. With
+    /// --limit or --after, prints one page as the agent sent it: when its `more` is true, the
+    /// rest starts with `--after` set to its `next_after`.
+    List(ListArgs),
     /// Set a port's visibility (checked against the organization policy).
     Visibility {
         /// The port.
@@ -51,6 +56,17 @@ pub enum PortsCommand {
     },
     /// Forward a local TCP listener to a port in the codespace, through the agent.
     Forward(ForwardArgs),
+}
+
+/// `ports list` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print one page of at most N ports (a larger N is served as the agent's largest page).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Print one page of the ports above PORT (the previous page's `next_after`).
+    #[arg(long, value_name = "PORT")]
+    pub after: Option<u16>,
 }
 
 /// Visibilities.
@@ -99,12 +115,14 @@ pub fn run(args: &ConnectArgs, command: PortsCommand) -> ExitCode {
 async fn execute(args: &ConnectArgs, command: PortsCommand) -> Result<(), Failure> {
     let opts = options(args).map_err(Failure::Usage)?;
     match command {
-        PortsCommand::List => {
+        PortsCommand::List(ListArgs { limit, after }) => {
             let client = Client::connect(&opts).await.map_err(Failure::Agent)?;
-            let v = client
-                .request("ports_list", Map::new(), REQUEST_TIMEOUT)
-                .await
-                .map_err(Failure::Agent)?;
+            let v = if limit.is_none() && after.is_none() {
+                list_all(&client, REQUEST_TIMEOUT).await
+            } else {
+                list_page(&client, after, limit, REQUEST_TIMEOUT).await
+            }
+            .map_err(Failure::Agent)?;
             print_json(&v);
             Ok(())
         }

@@ -407,7 +407,7 @@ mod tests {
         authenticated_at: i64,
         expires_at: i64,
     ) -> ForwardRequest {
-        let epoch = s.list(&CodespaceIdentity::default())["ports"][0]["epoch"]
+        let epoch = s.list(&CodespaceIdentity::default(), Default::default())["ports"][0]["epoch"]
             .as_u64()
             .unwrap();
         let grant = GrantKey::new(&[5; 32]).unwrap().sign(GrantClaims {
@@ -467,7 +467,10 @@ mod tests {
         let mut buf = [0u8; 5];
         conn.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hello");
-        assert_eq!(s.list(&CodespaceIdentity::default())["connections"], 1);
+        assert_eq!(
+            s.list(&CodespaceIdentity::default(), Default::default())["connections"],
+            1
+        );
     }
 
     #[tokio::test]
@@ -503,7 +506,10 @@ mod tests {
         );
         let mut rest = Vec::new();
         assert_eq!(host.read_to_end(&mut rest).await.unwrap(), 0);
-        assert_eq!(s.list(&CodespaceIdentity::default())["connections"], 0);
+        assert_eq!(
+            s.list(&CodespaceIdentity::default(), Default::default())["connections"],
+            0
+        );
     }
 
     #[tokio::test]

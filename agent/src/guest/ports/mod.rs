@@ -22,13 +22,18 @@
 //!   state no longer admits; a principal's connection also ends when its authentication
 //!   expires (3 hours after it was made), when the policy would no longer admit it either.
 //!
+//! - `ports_list` answers in pages by port number, bounded so that no number of listeners makes
+//!   an answer outgrow a frame ([`page`]).
+//!
 //! Modules: [`config`] (the `ports` config section), [`service`] (registry, grant key, admission,
-//! revocation), [`forward`] (the connection role), [`refusal`] (named refusal reasons),
-//! [`tickets`] (single-use forward tickets for one-round-trip forward connections).
+//! revocation), [`page`] (the bounded pages of `ports_list`), [`forward`] (the connection role),
+//! [`refusal`] (named refusal reasons), [`tickets`] (single-use forward tickets for
+//! one-round-trip forward connections).
 
 pub mod config;
 pub mod forward;
 mod live;
+pub mod page;
 pub mod refusal;
 pub mod service;
 pub mod tickets;

@@ -6,6 +6,7 @@
 //! (listeners, grants, the codespace's identity, the clock) and acts on their answers.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use codespace_policy::ports::{
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::PortsConfig;
 use super::live::LiveTable;
+use super::page::{listener_fits, page_answer, port_entry, PageRequest, PortFacts, ServiceFacts};
 use super::refusal::ForwardRefusal;
 use super::tickets::{TicketError, TicketStore};
 use crate::guest::config::CodespaceIdentity;
@@ -157,11 +159,18 @@ impl PortsService {
     }
 
     /// A listening socket appeared on `port` (`key` tells sockets of one port apart, e.g. the
-    /// IPv4 and IPv6 ones). The first one adds the port to the registry, private.
+    /// IPv4 and IPv6 ones). The first one adds the port to the registry, private. Details over
+    /// [`super::page::MAX_LISTENER_BYTES`] serialized (none that detection reports) are
+    /// recorded as `{"details_omitted": true}`, so that a page of `ports_list` stays bounded.
     pub fn listener_opened(&self, port: u16, key: u64, details: Value) {
         if port == 0 {
             return;
         }
+        let details = if listener_fits(&details) {
+            details
+        } else {
+            json!({"details_omitted": true})
+        };
         let mut st = self.lock();
         let first = !st.listeners.contains_key(&port);
         st.listeners.entry(port).or_default().insert(key, details);
@@ -277,7 +286,7 @@ impl PortsService {
         codespace: &CodespaceIdentity,
     ) -> Result<Value, ServiceError> {
         match kind {
-            "ports_list" => Ok(self.list(codespace)),
+            "ports_list" => Ok(self.list(codespace, PageRequest::from_fields(&fields)?)),
             "ports_visibility" => {
                 let req: VisibilityRequest = serde_json::from_value(Value::Object(fields))
                     .map_err(|e| ServiceError::InvalidArgument(format!("ports_visibility: {e}")))?;
@@ -296,39 +305,44 @@ impl PortsService {
         }
     }
 
-    /// `ports_list`: every detected port with its visibility, epoch and listeners.
-    pub fn list(&self, codespace: &CodespaceIdentity) -> Value {
+    /// `ports_list`: one page of the detected ports, in port order, each with its visibility,
+    /// epoch and listeners, and the facts about the whole service (see [`super::page`]).
+    pub fn list(&self, codespace: &CodespaceIdentity, page: PageRequest) -> Value {
         let identity = policy_identity(codespace);
         let st = self.lock();
         let allowed = st.registry.allowed();
-        let ports: Vec<Value> = st
+        let start = page.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut listed = st
             .listeners
-            .iter()
-            .filter_map(|(port, sockets)| {
-                let state = st.registry.get(*port)?;
-                Some(json!({
-                    "port": port,
-                    "visibility": state.visibility,
-                    "effective_visibility": effective_visibility(&identity, state.visibility, allowed),
-                    "epoch": state.epoch,
-                    "owner_only": self.config.owner_only.contains(port),
-                    "connections": st.live.on_port(*port),
-                    "listeners": sockets.values().collect::<Vec<_>>(),
-                }))
-            })
-            .collect();
-        let allowed: Vec<&str> = Visibility::ALL
-            .into_iter()
-            .filter(|v| allowed.allows(*v))
-            .map(Visibility::as_str)
-            .collect();
-        json!({
-            "ports": ports,
-            "allowed_visibilities": allowed,
-            "grant_key": self.grant_key().is_some(),
-            "connections": st.live.total(),
-            "forward_tickets": self.tickets.outstanding(),
-        })
+            .range((start, Bound::Unbounded))
+            .filter_map(|(port, sockets)| Some((*port, sockets, st.registry.get(*port)?)));
+        let mut ports = Vec::new();
+        let mut last = None;
+        for (port, sockets, state) in listed.by_ref().take(page.limit) {
+            let listeners: Vec<&Value> = sockets.values().collect();
+            ports.push(port_entry(&PortFacts {
+                port,
+                visibility: state.visibility,
+                effective_visibility: effective_visibility(&identity, state.visibility, allowed),
+                epoch: state.epoch,
+                owner_only: self.config.owner_only.contains(&port),
+                connections: st.live.on_port(port),
+                listeners: &listeners,
+            }));
+            last = Some(port);
+        }
+        let next_after = if listed.next().is_some() { last } else { None };
+        let facts = ServiceFacts {
+            allowed_visibilities: Visibility::ALL
+                .into_iter()
+                .filter(|v| allowed.allows(*v))
+                .map(Visibility::as_str)
+                .collect(),
+            grant_key: self.grant_key().is_some(),
+            connections: st.live.total(),
+            forward_tickets: self.tickets.outstanding(),
+        };
+        page_answer(ports, next_after, &facts)
     }
 
     /// The `ports` section of `status`: how many ports and live forwarded connections, whether

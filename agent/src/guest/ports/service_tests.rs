@@ -1,7 +1,9 @@
-//! Unit tests of the port service: visibility, epochs, every admission refusal, revocation.
+//! Unit tests of the port service: visibility, epochs, every admission refusal, revocation,
+//! the pages of `ports_list`.
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::guest::ports::page::{MAX_LISTENERS_PER_PORT, MAX_PAGE_PORTS};
 use crate::wire::grant::{GrantClaims, GrantPrincipal};
 use base64::Engine as _;
 
@@ -63,6 +65,11 @@ fn refusal(s: &Arc<PortsService>, h: ForwardHello) -> &'static str {
     s.admit(Some(&h), &codespace(), now()).unwrap_err().reason()
 }
 
+/// The first page of `ports_list`.
+fn list(s: &PortsService) -> Value {
+    s.list(&codespace(), PageRequest::default())
+}
+
 fn set(s: &PortsService, port: u16, v: Visibility) -> Result<Value, ServiceError> {
     s.set_visibility(i64::from(port), v, &codespace(), now())
 }
@@ -71,15 +78,15 @@ fn set(s: &PortsService, port: u16, v: Visibility) -> Result<Value, ServiceError
 fn new_ports_are_private_and_every_change_bumps_the_epoch() {
     let s = service();
     s.port_opened(3000);
-    let l = s.list(&codespace());
+    let l = list(&s);
     assert_eq!(l["ports"][0]["visibility"], "private");
     let e1 = l["ports"][0]["epoch"].as_u64().unwrap();
     let r = set(&s, 3000, Visibility::Public).unwrap();
     assert!(r["epoch"].as_u64().unwrap() > e1);
     s.port_closed(3000);
-    assert_eq!(s.list(&codespace())["ports"], json!([]));
+    assert_eq!(list(&s)["ports"], json!([]));
     s.port_opened(3000);
-    let l = s.list(&codespace());
+    let l = list(&s);
     assert_eq!(l["ports"][0]["visibility"], "private", "removal forgets");
     assert!(l["ports"][0]["epoch"].as_u64().unwrap() > r["epoch"].as_u64().unwrap());
     assert_eq!(
@@ -102,16 +109,13 @@ fn a_port_stays_until_its_last_listener_closes() {
     s.listener_opened(3000, 1, json!({"address": "127.0.0.1"}));
     s.listener_opened(3000, 2, json!({"address": "::1"}));
     assert_eq!(
-        s.list(&codespace())["ports"][0]["listeners"]
-            .as_array()
-            .unwrap()
-            .len(),
+        list(&s)["ports"][0]["listeners"].as_array().unwrap().len(),
         2
     );
     s.listener_closed(3000, 1);
-    assert_eq!(s.list(&codespace())["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(list(&s)["ports"].as_array().unwrap().len(), 1);
     s.listener_closed(3000, 2);
-    assert_eq!(s.list(&codespace())["ports"], json!([]));
+    assert_eq!(list(&s)["ports"], json!([]));
 }
 
 #[test]
@@ -125,10 +129,7 @@ fn the_organization_policy_limits_choices() {
     let e = set(&s, 3000, Visibility::Public).unwrap_err();
     assert!(e.to_string().starts_with("visibility-not-allowed"), "{e}");
     set(&s, 3000, Visibility::Org).unwrap();
-    assert_eq!(
-        s.list(&codespace())["allowed_visibilities"],
-        json!(["private", "org"])
-    );
+    assert_eq!(list(&s)["allowed_visibilities"], json!(["private", "org"]));
 }
 
 #[test]
@@ -332,7 +333,7 @@ fn grant_key_put_refuses_bad_keys_without_echoing_them() {
     let mut f = Map::new();
     f.insert("key".into(), json!(5));
     assert!(s.put_grant_key(f).is_err());
-    assert_eq!(s.list(&codespace())["grant_key"], false);
+    assert_eq!(list(&s)["grant_key"], false);
 }
 
 #[test]
@@ -365,6 +366,116 @@ fn forward_tickets_are_issued_in_bounded_batches_and_redeemed_once() {
         assert!(
             matches!(err, ServiceError::InvalidArgument(_)),
             "{bad}: {err}"
+        );
+    }
+}
+
+/// The `ports_list` answer to `fields`, through the request handler.
+fn list_request(s: &PortsService, fields: Value) -> Result<Value, ServiceError> {
+    s.handle(
+        "ports_list",
+        fields.as_object().cloned().unwrap(),
+        &codespace(),
+    )
+}
+
+fn ports_of(page: &Value) -> Vec<u64> {
+    page["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn ports_list_walks_every_port_once_in_bounded_pages() {
+    let s = service();
+    let all: Vec<u16> = (1..=u16::try_from(2 * MAX_PAGE_PORTS + 3).unwrap())
+        .map(|i| i * 7)
+        .collect();
+    for &p in &all {
+        s.port_opened(p);
+    }
+    // An old host sends no cursor: the first page, told there is more.
+    let first = list_request(&s, json!({})).unwrap();
+    assert_eq!(ports_of(&first).len(), MAX_PAGE_PORTS);
+    assert_eq!(first["more"], true);
+    assert_eq!(first["next_after"], u64::from(all[MAX_PAGE_PORTS - 1]));
+    assert_eq!(
+        first["grant_key"], true,
+        "every page carries the service's facts"
+    );
+
+    let mut seen = Vec::new();
+    let mut after = json!(null);
+    let mut pages = 0;
+    loop {
+        let page = list_request(&s, json!({"after": after, "limit": 100})).unwrap();
+        pages += 1;
+        let ports = ports_of(&page);
+        assert!(ports.len() <= 100);
+        seen.extend(ports);
+        if page["more"] == false {
+            assert_eq!(page["next_after"], Value::Null);
+            break;
+        }
+        after = page["next_after"].clone();
+        assert!(pages < 100, "the walk does not end");
+    }
+    let want: Vec<u64> = all.iter().copied().map(u64::from).collect();
+    assert_eq!(seen, want, "every port once, in order");
+    assert_eq!(pages, want.len().div_ceil(100));
+
+    // A cursor between ports, past the last one, and at the end of the range.
+    assert_eq!(
+        ports_of(&list_request(&s, json!({"after": 8, "limit": 2})).unwrap()),
+        [14, 21]
+    );
+    let last = list_request(&s, json!({"after": all[all.len() - 1]})).unwrap();
+    assert_eq!(
+        (ports_of(&last).len(), last["more"].clone()),
+        (0, json!(false))
+    );
+    assert!(ports_of(&list_request(&s, json!({"after": 65535})).unwrap()).is_empty());
+}
+
+#[test]
+fn ports_list_bounds_the_listeners_of_one_port() {
+    let s = service();
+    for inode in 0..100 {
+        s.listener_opened(3000, inode, json!({"inode": inode}));
+    }
+    s.listener_opened(4000, 1, json!({"process": "x".repeat(10_000)}));
+    let page = list(&s);
+    let p = &page["ports"][0];
+    assert_eq!(
+        p["listeners"].as_array().unwrap().len(),
+        MAX_LISTENERS_PER_PORT
+    );
+    assert_eq!(p["listeners_omitted"], 100 - MAX_LISTENERS_PER_PORT);
+    assert_eq!(
+        page["ports"][1]["listeners"],
+        json!([{"details_omitted": true}])
+    );
+    assert_eq!(page["ports"][1]["listeners_omitted"], 0);
+}
+
+#[test]
+fn ports_list_refuses_a_bad_cursor_or_limit_by_name() {
+    let s = service();
+    s.port_opened(3000);
+    for (fields, name) in [
+        (json!({"after": "3000"}), "`after`"),
+        (json!({"after": 70000}), "`after`"),
+        (json!({"limit": 0}), "`limit`"),
+        (json!({"limit": true}), "`limit`"),
+        (json!({"page": 2}), "`page`"),
+    ] {
+        let e = list_request(&s, fields.clone()).unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::InvalidArgument(m) if m.contains(name)),
+            "{fields}: {e}"
         );
     }
 }
