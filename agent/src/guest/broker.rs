@@ -28,7 +28,8 @@
 //! a few hundred idle connections kept the codespace user's `git credential get` waiting until
 //! its helper gave up. Now a refused peer costs no slot and no wait, and an allowed uid that
 //! holds connections only uses up its own share ([`admission`]). A connection over its uid's
-//! share is closed rather than queued, so nobody's backlog entry waits behind anybody else's.
+//! share is closed rather than queued, so the accept loop never waits and the listen backlog
+//! drains at the speed of `accept`.
 //! Refusals are reported as [`Outcome`]s at a bounded rate; the rest are counted
 //! ([`Outcome::Unreported`]).
 //!
@@ -53,7 +54,7 @@ use codespace_policy::Authorized;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
@@ -61,7 +62,7 @@ use crate::guest::vault::{LiveToken, Vault};
 
 pub mod admission;
 
-use admission::{RefusalReports, Report, Slot, Slots};
+use admission::{admit, RefusalReports, Report, Slots};
 
 /// File name of the socket in the state directory.
 pub const SOCKET_NAME: &str = "git-credential.sock";
@@ -531,31 +532,6 @@ impl Broker {
             }
         }
     }
-}
-
-/// Decides at accept, from the kernel's credentials only, whether `stream` is served, and takes
-/// its slot. Reads nothing from the peer and never waits (the cgroup read is procfs, in memory).
-fn admit(
-    stream: &UnixStream,
-    config: &BrokerConfig,
-    slots: &Slots,
-) -> Result<(u32, Slot), Outcome> {
-    let (uid, pid) = match stream.peer_cred() {
-        Ok(cred) => (cred.uid(), cred.pid()),
-        Err(_) => {
-            return Err(Outcome::Silent {
-                uid: None,
-                reason: Silence::UnknownPeer,
-            })
-        }
-    };
-    let refused = |reason| Outcome::Silent {
-        uid: Some(uid),
-        reason,
-    };
-    check_peer(uid, pid, config).map_err(refused)?;
-    let slot = slots.take(uid).map_err(refused)?;
-    Ok((uid, slot))
 }
 
 /// Serves one request from an already checked peer over any stream (unit tests use a duplex).

@@ -10,19 +10,23 @@
 //! Every refusal is decided from the kernel's credentials alone, before the broker reads a byte,
 //! so a refused peer costs one `accept`, one `getsockopt` and (for an allowed uid) one read of
 //! `/proc/<pid>/cgroup`, and never a slot or a wait. Slots exist only for allowed uids, and each
-//! allowed uid has its own bounded share ([`Slots`]), so the only peers that can keep a uid
-//! waiting are that uid's own.
+//! allowed uid has its own bounded share ([`Slots`]): an allowed uid is turned away only when it
+//! is over its own share, or when the allowed uids together hold every global slot (with the
+//! defaults, that takes four of them at their full share). Nobody queues: a connection that
+//! gets no slot is closed at once, so the accept loop is never held by anyone.
 //!
-//! Invariants: nothing here blocks or waits (`try_acquire` only); memory is bounded by the
-//! allow list (one semaphore per allowed uid) and by constants ([`RefusalReports`]).
+//! Invariants: nothing here waits on a peer or a lock (`try_acquire` only; the cgroup read is
+//! procfs, answered from kernel memory); memory is bounded by the allow list (one semaphore per
+//! allowed uid) and by constants ([`RefusalReports`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{BrokerConfig, Silence};
+use super::{check_peer, BrokerConfig, Outcome, Silence};
 
 /// Refusals reported one by one per [`REFUSAL_WINDOW`]; more are only counted.
 pub const REFUSALS_REPORTED_PER_WINDOW: u32 = 8;
@@ -75,6 +79,31 @@ impl Slots {
             _global: global,
         })
     }
+}
+
+/// Decides at accept, from the kernel's credentials only, whether `stream` is served, and takes
+/// its slot. Reads nothing from the peer and never waits (the cgroup read is procfs, in memory).
+pub(crate) fn admit(
+    stream: &UnixStream,
+    config: &BrokerConfig,
+    slots: &Slots,
+) -> Result<(u32, Slot), Outcome> {
+    let (uid, pid) = match stream.peer_cred() {
+        Ok(cred) => (cred.uid(), cred.pid()),
+        Err(_) => {
+            return Err(Outcome::Silent {
+                uid: None,
+                reason: Silence::UnknownPeer,
+            })
+        }
+    };
+    let refused = |reason| Outcome::Silent {
+        uid: Some(uid),
+        reason,
+    };
+    check_peer(uid, pid, config).map_err(refused)?;
+    let slot = slots.take(uid).map_err(refused)?;
+    Ok((uid, slot))
 }
 
 /// What to do with one refusal, as [`RefusalReports::admit`] decides.
