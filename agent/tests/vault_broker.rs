@@ -186,6 +186,44 @@ async fn a_uid_outside_the_allow_list_gets_nothing() {
 }
 
 #[tokio::test]
+async fn a_uid_over_its_share_is_closed_at_once_not_queued() {
+    let setup = setup();
+    let mut config = BrokerConfig::new(&setup.state, vec![own_uid()]);
+    config.max_connections_per_uid = 2;
+    // Long enough that a queued request would outlast the helper's own timeout and fail it.
+    config.io_timeout = std::time::Duration::from_secs(60);
+    let socket = config.socket_path.clone();
+    let mut running = start(&setup, config, Arc::new(|| NOW));
+    // Two idle connections take the uid's whole share (accepted first: the backlog is FIFO).
+    let held = [
+        tokio::net::UnixStream::connect(&socket).await.unwrap(),
+        tokio::net::UnixStream::connect(&socket).await.unwrap(),
+    ];
+    assert_eq!(ask(&setup.state, IN_SCOPE).await, "");
+    assert_eq!(
+        running.outcomes.recv().await.unwrap(),
+        Outcome::Silent {
+            uid: Some(own_uid()),
+            reason: Silence::UidBusy
+        }
+    );
+    // Once the idle ones leave (their outcomes say their slots are free), the uid is served.
+    drop(held);
+    for _ in 0..2 {
+        assert!(matches!(
+            running.outcomes.recv().await.unwrap(),
+            Outcome::Silent {
+                reason: Silence::MalformedRequest,
+                ..
+            }
+        ));
+    }
+    assert!(ask(&setup.state, IN_SCOPE).await.contains("password="));
+    running.stop.send(()).unwrap();
+    running.task.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_caller_in_the_restricted_sandbox_gets_nothing() {
     let setup = setup();
     // A fake /proc where this process's cgroup is the restricted sandbox.
