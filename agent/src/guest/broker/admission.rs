@@ -10,14 +10,14 @@
 //! Every refusal is decided from the kernel's credentials alone, before the broker reads a byte,
 //! so a refused peer costs one `accept`, one `getsockopt` and (for an allowed uid) one read of
 //! `/proc/<pid>/cgroup`, and never a slot or a wait. Slots exist only for allowed uids, and each
-//! allowed uid has its own bounded share ([`Slots`]): an allowed uid is turned away only when it
+//! allowed uid has its own bounded share (`Slots`): an allowed uid is turned away only when it
 //! is over its own share, or when the allowed uids together hold every global slot (with the
 //! defaults, that takes four of them at their full share). Nobody queues: a connection that
 //! gets no slot is closed at once, so the accept loop is never held by anyone.
 //!
 //! Invariants: nothing here waits on a peer or a lock (`try_acquire` only; the cgroup read is
 //! procfs, answered from kernel memory); memory is bounded by the allow list (one semaphore per
-//! allowed uid) and by constants ([`RefusalReports`]).
+//! allowed uid) and by constants (`RefusalReports`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
