@@ -11,6 +11,11 @@
 //! of helpers. The answer is checked to be `key=value` lines before it is printed, so a broken
 //! broker cannot inject anything else into git. Everything is bounded: request and answer sizes
 //! and the time spent on the socket.
+//!
+//! The broker refuses a caller by closing the connection at once, without reading its request
+//! (so a refusal costs it nothing). Depending on timing the helper then sees a broken pipe while
+//! sending or a reset while receiving; both mean "no answer" and are told to git as an empty
+//! answer, exactly like the broker's silence.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -95,15 +100,21 @@ pub fn run(
     let mut message = Zeroizing::new(Vec::with_capacity(request.len() + 4));
     message.extend_from_slice(b"get\n");
     message.extend_from_slice(&request);
-    stream.write_all(&message).map_err(broker("send"))?;
-    stream
-        .shutdown(std::net::Shutdown::Write)
-        .map_err(broker("send"))?;
+    let sent = stream
+        .write_all(&message)
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
+    match sent {
+        Err(e) if closed_by_broker(&e) => return Ok(()),
+        sent => sent.map_err(broker("send"))?,
+    }
     let mut answer = Zeroizing::new(Vec::new());
-    (&mut stream)
+    let received = (&mut stream)
         .take(MAX_ANSWER_BYTES as u64 + 1)
-        .read_to_end(&mut answer)
-        .map_err(broker("receive"))?;
+        .read_to_end(&mut answer);
+    match received {
+        Err(e) if closed_by_broker(&e) => return Ok(()),
+        received => received.map_err(broker("receive"))?,
+    };
     if answer.len() > MAX_ANSWER_BYTES || !is_valid_answer(&answer) {
         return Err(HelperError::InvalidAnswer { path: shown });
     }
@@ -114,6 +125,16 @@ pub fn run(
             action: "write the answer",
             source,
         })
+}
+
+/// Whether `error` is the broker closing the connection without an answer: its way of refusing
+/// a caller at once (see the module docs). A partial answer cannot end this way, since the
+/// broker writes an answer only after reading the whole request.
+fn closed_by_broker(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Reads git's request: until EOF or the blank line that ends it, at most the broker's limit.
@@ -199,6 +220,30 @@ mod tests {
             .unwrap();
         }
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_broker_that_closes_at_once_is_an_empty_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join(SOCKET_NAME)).unwrap();
+        // Refuse like the broker: accept, close without reading (before or after the request
+        // arrives, whichever the scheduler picks; both must read as "no answer").
+        let refuser = std::thread::spawn(move || {
+            for _ in 0..2 {
+                drop(listener.accept().unwrap());
+            }
+        });
+        // A request big enough that it is still being sent when the broker closes.
+        let mut big = b"protocol=https\nhost=github.com\nx=".to_vec();
+        big.resize(MAX_REQUEST_BYTES - 64, b'a');
+        big.extend_from_slice(b"\n\n");
+        for request in [&b"protocol=https\nhost=github.com\n\n"[..], &big] {
+            let mut out = Vec::new();
+            run(dir.path(), "get", request, &mut out).unwrap();
+            assert!(out.is_empty());
+        }
+        refuser.join().unwrap();
     }
 
     #[test]

@@ -5,17 +5,33 @@
 //! git ─► codespace-agent git-credential get ─► <state-dir>/git-credential.sock ─► broker
 //!        (stdin: protocol=https, host=…, path=…)      "get\n" + git's lines, EOF
 //!                                                                                  │
+//!  at accept, before a byte is read and before any slot is taken (never waits):   │
 //!  1. peer: SO_PEERCRED uid ∈ allowed_uids, and /proc/<pid>/cgroup without the
-//!     restricted-sandbox marker                          ── else close, answer nothing
-//!  2. request: action get, protocol https, host = token host, path (if any) in scope
+//!     restricted-sandbox marker                          ── else close at once
+//!  2. slot: one of the uid's max_connections_per_uid (16), then one of the
+//!     max_connections (64) shared by all allowed uids    ── else close at once
+//!  ─ spawned, holding the slot at most 2 × io_timeout ─────────────────────────────
+//!  3. request: action get, protocol https, host = token host, path (if any) in scope
 //!     and free of `.`/`..`/empty segments and `%`     ── else answer nothing
-//!  3. answer: username=x-access-token / password=<token> / password_expiry_utc=<unix>
+//!  4. answer: username=x-access-token / password=<token> / password_expiry_utc=<unix>
 //! ```
 //!
 //! "Nothing" is an empty reply: git then tries its next helper or prompts, which is how a
-//! credential helper says "not mine". `store` and `erase` are read and ignored, since the token
-//! is managed by the host. The token is read from the vault at every request, so git always
-//! gets the current one and never one that expired.
+//! credential helper says "not mine". A connection closed at once means the same: the helper
+//! reads the close (or the reset, when its request was still unread) as an empty answer.
+//! `store` and `erase` are read and ignored, since the token is managed by the host. The token
+//! is read from the vault at every request, so git always gets the current one and never one
+//! that expired.
+//!
+//! Why steps 1 and 2 happen at accept: slots used to be taken before the peer was known and
+//! kept while a refused peer's request was drained (up to `io_timeout`), so any local uid holding
+//! a few hundred idle connections kept the codespace user's `git credential get` waiting until
+//! its helper gave up. Now a refused peer costs no slot and no wait, and an allowed uid that
+//! holds connections only uses up its own share ([`admission`]). A connection over its uid's
+//! share is closed rather than queued, so the accept loop never waits and the listen backlog
+//! drains at the speed of `accept`.
+//! Refusals are reported as [`Outcome`]s at a bounded rate; the rest are counted
+//! ([`Outcome::Unreported`]).
 //!
 //! The restricted lifecycle sandbox runs its processes in a cgroup whose path contains
 //! [`DEFAULT_RESTRICTED_CGROUP_MARKER`] (configurable); since children inherit the cgroup, a
@@ -38,11 +54,15 @@ use codespace_policy::Authorized;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::guest::vault::{LiveToken, Vault};
+
+pub mod admission;
+
+use admission::{admit, RefusalReports, Report, Slots};
 
 /// File name of the socket in the state directory.
 pub const SOCKET_NAME: &str = "git-credential.sock";
@@ -69,10 +89,17 @@ pub struct BrokerConfig {
     pub proc_root: PathBuf,
     /// Refuse requests without a `path` (enforces scope even if `useHttpPath` is off).
     pub require_path: bool,
-    /// Time allowed to read a request and to write an answer.
+    /// Time allowed to read a request, and again to write an answer: an allowed peer holds its
+    /// slot for at most twice this.
     pub io_timeout: Duration,
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once, all allowed uids together. A connection beyond it is closed
+    /// at once ([`Silence::Busy`]), never queued: queueing would let the uids holding slots
+    /// delay everyone else. With the defaults, four allowed uids each get their whole share.
     pub max_connections: usize,
+    /// Connections served at once for one uid. A uid's connection beyond it is closed at once
+    /// ([`Silence::UidBusy`]), so a uid that holds connections (idle, slow, or many) delays only
+    /// itself. Git asks once per operation, so even parallel fetches stay far below 16.
+    pub max_connections_per_uid: usize,
 }
 
 impl BrokerConfig {
@@ -86,6 +113,7 @@ impl BrokerConfig {
             require_path: false,
             io_timeout: Duration::from_secs(5),
             max_connections: 64,
+            max_connections_per_uid: 16,
         }
     }
 }
@@ -167,6 +195,10 @@ pub enum Silence {
     UnknownPeer,
     /// The request did not arrive in time.
     Timeout,
+    /// The caller's uid already has [`BrokerConfig::max_connections_per_uid`] connections.
+    UidBusy,
+    /// All [`BrokerConfig::max_connections`] slots are taken.
+    Busy,
 }
 
 impl Silence {
@@ -185,6 +217,8 @@ impl Silence {
             Silence::RestrictedSandbox => "restricted-sandbox",
             Silence::UnknownPeer => "unknown-peer",
             Silence::Timeout => "timeout",
+            Silence::UidBusy => "uid-busy",
+            Silence::Busy => "busy",
         }
     }
 }
@@ -206,6 +240,13 @@ pub enum Outcome {
         uid: Option<u32>,
         /// Why.
         reason: Silence,
+    },
+    /// Connections refused at accept that were counted instead of reported one by one (more
+    /// than [`admission::REFUSALS_REPORTED_PER_WINDOW`] in an [`admission::REFUSAL_WINDOW`]).
+    /// Sent just before the next refusal that is reported.
+    Unreported {
+        /// How many.
+        refusals: u64,
     },
 }
 
@@ -419,8 +460,9 @@ impl Broker {
         self
     }
 
-    /// Reports every connection's [`Outcome`] on `sender` (dropped when the channel is full, so
-    /// a slow reader never stalls git).
+    /// Reports connections' [`Outcome`]s on `sender`: every served connection's, and refusals at
+    /// accept at a bounded rate (the rest as a count, [`Outcome::Unreported`]). Outcomes are
+    /// dropped when the channel is full, so a slow reader never stalls git.
     pub fn with_outcomes(mut self, sender: mpsc::Sender<Outcome>) -> Self {
         self.outcomes = Some(sender);
         self
@@ -431,18 +473,14 @@ impl Broker {
         &self.config.socket_path
     }
 
-    /// Serves until `shutdown` completes; then removes the socket.
+    /// Serves until `shutdown` completes; then removes the socket. The loop never waits for a
+    /// slot or for a peer: each accepted connection is admitted or closed at once (see the
+    /// module docs).
     pub async fn serve<S: Future<Output = ()>>(self, shutdown: S) -> Result<(), BrokerError> {
         tokio::pin!(shutdown);
-        let limit = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        let slots = Slots::new(&self.config);
+        let mut refusals = RefusalReports::default();
         loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&limit).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
             let stream = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -451,50 +489,49 @@ impl Broker {
                     Err(_) => continue,
                 },
             };
+            let (uid, slot) = match admit(&stream, &self.config, &slots) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    // Closed before reading anything: see the module docs for why.
+                    drop(stream);
+                    self.report_refusal(&mut refusals, refusal);
+                    continue;
+                }
+            };
             let config = Arc::clone(&self.config);
             let vault = self.vault.clone();
             let clock = Arc::clone(&self.clock);
             let outcomes = self.outcomes.clone();
             tokio::spawn(async move {
-                let outcome = serve_unix(stream, &config, &vault, &clock).await;
+                let outcome = handle_connection(stream, uid, &config, &vault, &clock).await;
+                // The slot is free before the report: a full channel never holds it.
+                drop(slot);
                 if let Some(sender) = outcomes {
                     let _ = sender.try_send(outcome);
                 }
-                drop(permit);
             });
         }
         let _ = std::fs::remove_file(&self.config.socket_path);
         Ok(())
     }
-}
 
-async fn serve_unix(
-    stream: UnixStream,
-    config: &BrokerConfig,
-    vault: &Vault,
-    clock: &Clock,
-) -> Outcome {
-    let (uid, pid) = match stream.peer_cred() {
-        Ok(cred) => (cred.uid(), cred.pid()),
-        Err(_) => {
-            return Outcome::Silent {
-                uid: None,
-                reason: Silence::UnknownPeer,
+    /// Reports a refusal at accept within [`RefusalReports`]' rate.
+    fn report_refusal(&self, refusals: &mut RefusalReports, refusal: Outcome) {
+        let Some(sender) = &self.outcomes else {
+            return;
+        };
+        match refusals.admit(std::time::Instant::now()) {
+            Report::Count => {}
+            Report::Send { unreported } => {
+                if unreported > 0 {
+                    let _ = sender.try_send(Outcome::Unreported {
+                        refusals: unreported,
+                    });
+                }
+                let _ = sender.try_send(refusal);
             }
         }
-    };
-    if let Err(reason) = check_peer(uid, pid, config) {
-        // Drain the (bounded) request before closing: closing with unread data resets the
-        // connection, and a refused caller should see the same empty answer as any other.
-        let mut stream = stream;
-        let _ = tokio::time::timeout(config.io_timeout, read_request(&mut stream)).await;
-        let _ = stream.shutdown().await;
-        return Outcome::Silent {
-            uid: Some(uid),
-            reason,
-        };
     }
-    handle_connection(stream, uid, config, vault, clock).await
 }
 
 /// Serves one request from an already checked peer over any stream (unit tests use a duplex).
