@@ -5,8 +5,8 @@
 #
 # Installs exactly the .deb's file set (read from [package.metadata.deb] in agent/Cargo.toml),
 # enables the unit the way `systemctl enable` would (the WantedBy= symlink under ROOT), and adds
-# the git credential helper block to ROOT/etc/gitconfig. It starts nothing and touches nothing
-# outside ROOT. Idempotent: running it twice gives the same result.
+# the git credential helper block to ROOT/etc/gitconfig, and creates the restricted principal
+# (codespace-restricted) in ROOT's passwd. It starts nothing and touches nothing outside ROOT. Idempotent: running it twice gives the same result.
 set -eu
 
 usage() {
@@ -36,6 +36,7 @@ root=$(cd "$root" && pwd)
 
 . "$here/assets.sh"
 . "$here/gitconfig.sh"
+. "$here/users.sh"
 
 assets=$(codespace_assets "$repo/agent/Cargo.toml")
 # Check every source first, so a missing binary never leaves a half-installed image.
@@ -70,4 +71,5 @@ for target in $wanted; do
 done
 
 codespace_gitconfig_add "$root/etc/gitconfig"
+codespace_restricted_user_add "$root" "$here/sysusers.d/codespace-agent.conf"
 echo "installed codespace-agent into ${root:-/} (unit enabled for: $wanted)"

@@ -112,6 +112,8 @@ for b in codespace-agent codespace-agentctl; do
         bad "/usr/bin/$b does not run in the clean root or is dynamically linked: $v"
     fi
 done
+grep -q '^codespace-restricted:x:[0-9]*:[0-9]*:[^:]*:/var/lib/codespace-agent/restricted/home:/bin/sh$' "$R/etc/passwd" \
+    && ok "postinst created the restricted principal (codespace-restricted)" || bad "no codespace-restricted in passwd"
 grep -qxF $'\thelper = !/usr/bin/codespace-agent git-credential' "$R/etc/gitconfig" \
     && grep -qxF $'\tuseHttpPath = true' "$R/etc/gitconfig" \
     && ok "git credential helper with useHttpPath in /etc/gitconfig" || bad "gitconfig block missing"
@@ -129,7 +131,7 @@ I="$T/image"; mkdir "$I"
 packaging/install.sh --root "$I" > /dev/null
 find "$R" -xdev \( -type f -o -type l \) -printf '%P\n' | sort > "$T/after.list"
 comm -13 "$T/before.list" "$T/after.list" \
-    | grep -v -e '^started.log$' -e '^var/lib/dpkg/' -e '^var/lib/systemd/deb-systemd-helper' -e '^var/cache/' -e '^var/log/' \
+    | grep -v -e '^started.log$' -e '^var/lib/dpkg/' -e '^etc/\(passwd\|group\|shadow\|gshadow\|subuid\|subgid\)-\?$' -e '^var/lib/systemd/deb-systemd-helper' -e '^var/cache/' -e '^var/log/' \
         -e '^usr/share/doc/codespace-agent/copyright$' > "$T/deb.paths" || true
 (cd "$I" && find . \( -type f -o -type l \) -printf '%P\n' | sort) > "$T/install.paths"
 describe() { # ROOT PATHS_FILE -> "path type mode"

@@ -485,3 +485,97 @@ fn merge(into: &mut Value, from: Value) {
         a.extend(b);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::guest::lifecycle::launcher::PlainLauncher;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        codespace:x:1000:1000::/home/codespace:/bin/bash\n\
+        victim:x:1001:1001::/home/victim:/bin/bash\n\
+        postgres:x:110:118::/var/lib/postgresql:/bin/bash\n\
+        node:x:1002:1002::/home/node:/bin/bash\n\
+        codespace-restricted:x:998:998::/var/lib/codespace-agent/restricted/home:/bin/sh\n";
+
+    fn service(dir: &Path) -> LifecycleService {
+        let (events, _) = tokio::sync::broadcast::channel(8);
+        let mut s = LifecycleService::new(
+            LifecycleConfig::default(),
+            Runner::new(Arc::new(PlainLauncher), events.clone()),
+            events,
+            dir.join("state"),
+            Principals {
+                configured: Some("codespace".into()),
+                trusted: vec!["node".into()],
+                restricted: "codespace-restricted".into(),
+            },
+            None,
+            None,
+        );
+        s.passwd = dir.join("passwd");
+        std::fs::write(&s.passwd, PASSWD).unwrap();
+        s
+    }
+
+    fn model(json: &str) -> DevContainer {
+        codespace_devcontainer::parse_devcontainer(json)
+            .model
+            .unwrap()
+    }
+
+    #[test]
+    fn a_repository_never_picks_the_uid_of_a_restricted_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        for (json, named) in [
+            (r#"{}"#, None),
+            (r#"{"remoteUser": "victim"}"#, Some("victim")),
+            (r#"{"containerUser": "postgres"}"#, Some("postgres")),
+            (r#"{"remoteUser": "root"}"#, Some("root")),
+            (r#"{"remoteUser": "codespace"}"#, Some("codespace")),
+        ] {
+            let (user, ignored) = s.run_as(&model(json), Strength::Restricted).unwrap();
+            assert_eq!(
+                (user.name.as_str(), user.uid),
+                ("codespace-restricted", 998)
+            );
+            assert_eq!(ignored.as_ref().map(|i| i.name.as_str()), named, "{json}");
+        }
+    }
+
+    #[test]
+    fn trusted_runs_honour_only_the_configured_and_allowed_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        for (json, runs_as, ignored) in [
+            (r#"{}"#, "codespace", None),
+            (r#"{"remoteUser": "codespace"}"#, "codespace", None),
+            (r#"{"remoteUser": "node"}"#, "node", None),
+            (r#"{"remoteUser": "victim"}"#, "codespace", Some("victim")),
+            (
+                r#"{"containerUser": "postgres"}"#,
+                "codespace",
+                Some("postgres"),
+            ),
+            (r#"{"remoteUser": "root"}"#, "codespace", Some("root")),
+        ] {
+            let (user, got) = s.run_as(&model(json), Strength::Trusted).unwrap();
+            assert_eq!(user.name, runs_as, "{json}");
+            assert_eq!(got.as_ref().map(|i| i.name.as_str()), ignored, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_missing_restricted_identity_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = service(dir.path());
+        s.principals.restricted = "nope".into();
+        let err = s
+            .run_as(&model("{}"), Strength::Restricted)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sandbox.restricted_user"), "{err}");
+    }
+}
