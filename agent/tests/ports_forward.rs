@@ -612,3 +612,89 @@ async fn a_listener_on_ipv6_loopback_only_is_reached_there() {
     assert_eq!(accepted.target, format!("[::1]:{port}"));
     assert_eq!(round_trip(s, b"six").await, b"six");
 }
+
+/// Root-only: a dev server that a restricted run's `postStartCommand` leaves running listens in
+/// the restricted principal's own network namespace, where nothing of the VM's loopback is. It
+/// is still detected (tagged `restricted`) and its owner reaches it through the forwarder, which
+/// connects from inside that namespace.
+#[tokio::test]
+async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
+    if !support::root::root() {
+        return;
+    }
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    // The creator's workspace (a uid of its own), with a dev server in postStartCommand: an
+    // echo server on 127.0.0.1 in its own network.
+    let ws_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(ws_dir.path(), Some(64_999), Some(64_999)).unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let server = format!(
+        "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('127.0.0.1',{port}))\ns.listen(8)\nwhile True:\n c,_=s.accept()\n \
+         c.sendall(c.recv(100))\n c.close()\n"
+    );
+    std::fs::write(ws_dir.path().join("server.py"), server).unwrap();
+    std::fs::write(
+        ws_dir.path().join(".devcontainer.json"),
+        r#"{"postStartCommand": "(/usr/bin/python3 server.py >/dev/null 2>&1 &); sleep 0.5"}"#,
+    )
+    .unwrap();
+    json_out(&agent.ctl(&["session", "create", "--repository", "octo/app"]));
+    let out = agent.ctl(&[
+        "lifecycle",
+        "run",
+        "--devcontainer",
+        ".devcontainer.json",
+        "--workspace",
+        ws_dir.path().to_str().unwrap(),
+        "--phase",
+        "start",
+        "--creator-access",
+        "read",
+        "--json",
+    ]);
+    let r: Value = serde_json::from_str(&support::stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stderr(&out), agent.log()));
+    assert_eq!(r["profile"], "restricted", "{r}");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    // The VM's own loopback does not have it...
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    // ...but the agent sees it, in the restricted network.
+    let entry = wait_port(&c, port, |p| p.is_some()).await.unwrap();
+    let listener = &entry["listeners"][0];
+    assert_eq!(listener["network"], "restricted", "{entry}");
+    // What the agent made for the restricted network goes with the dev server: the nft table,
+    // the veth pair, and IPv4 forwarding when it was off.
+    struct Cleanup(Option<u64>, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", "codespace_agent_restricted"])
+                .stderr(Stdio::null())
+                .status();
+            let _ = Command::new("ip")
+                .args(["link", "del", "csr-host"])
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", &self.1);
+        }
+    }
+    let _cleanup = Cleanup(listener["pid"].as_u64(), forwarding);
+    // The owner forwards it like any port.
+    let epoch = entry["epoch"].as_u64().unwrap();
+    let mut s = forward(&agent, port, epoch, who("mona", &["octo"]))
+        .await
+        .unwrap();
+    s.write_all(b"through the forwarder").await.unwrap();
+    let mut back = vec![0; 21];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, b"through the forwarder");
+}

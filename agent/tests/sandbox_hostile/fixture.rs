@@ -106,6 +106,9 @@ impl Drop for Fixture {
         }
         // Pooled cgroups and queued removals go before the next test (or the process) starts.
         codespace_agent::guest::sandbox::shutdown();
+        // The restricted network (veth, nft table) too; every restricted process is dead by
+        // now (their users are removed next).
+        codespace_agent::guest::sandbox::netns::teardown();
     }
 }
 

@@ -328,3 +328,165 @@ async fn restricted_runs_get_few_descriptors_whatever_the_limits_say() {
         }
     }
 }
+
+#[tokio::test]
+async fn loopback_services_of_other_principals_are_unreachable() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    // The creator's (or any other principal's) service on the VM's loopback.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port().to_string();
+    assert_eq!(fx.unsandboxed(&["connect-tcp", &port]), "ok");
+    assert_eq!(
+        fx.probe(RESTRICTED, &["connect-tcp", &port]).await.0,
+        "ECONNREFUSED",
+        "a restricted run reached a loopback service of another principal"
+    );
+    // Trusted runs are the creator: they reach it.
+    assert_eq!(fx.probe(TRUSTED, &["connect-tcp", &port]).await.0, "ok");
+    // Its own loopback servers work (a test suite's server and client).
+    let (out, report) = fx.probe(RESTRICTED, &["serve-tcp"]).await;
+    assert_eq!(out, "ok", "{report:?}");
+}
+
+#[tokio::test]
+async fn owner_only_ports_cannot_be_taken_over() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    // A restricted dev server binds the SSH port before sshd does...
+    let (_, err, report, child) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            Program::Shell(format!(
+                "({} serve-tcp-port 2222 >/dev/null 2>&1 &); sleep 0.3",
+                fx.probe.display()
+            )),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(report.success(), "{err}");
+    // ...in its own network: the VM's 127.0.0.1:2222 is still free for the owner's sshd.
+    let sshd = std::net::TcpListener::bind("127.0.0.1:2222");
+    assert!(sshd.is_ok(), "port 2222 was taken: {sshd:?}");
+    let world = serde_json::to_value(child.applied()).unwrap()["world"].clone();
+    assert!(world["network"]["inode"].as_u64().is_some(), "{world}");
+    child.kill_all();
+}
+
+/// A test "internet": a network namespace of the test's own with a host at 203.0.113.1
+/// (TEST-NET-3) and one at 10.254.0.1 (an internal range), each answering "hello" on port 8080,
+/// routed from the agent's namespace through a veth pair. Removed on drop.
+struct Internet {
+    name: String,
+    servers: Vec<CreatorProcess>,
+}
+
+impl Internet {
+    fn new(fx: &Fixture) -> Self {
+        let name = format!("csinet{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", "csinet-h"])
+            .output();
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", "csinet-h", "type", "veth", "peer", "name", "csinet-n", "netns", &name,
+        ]);
+        ip(&["addr", "add", "203.0.113.254/24", "dev", "csinet-h"]);
+        ip(&["link", "set", "csinet-h", "up"]);
+        ip(&["route", "add", "10.254.0.0/24", "dev", "csinet-h"]);
+        for args in [
+            vec!["addr", "add", "203.0.113.1/24", "dev", "csinet-n"],
+            vec!["addr", "add", "10.254.0.1/24", "dev", "csinet-n"],
+            vec!["link", "set", "csinet-n", "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "dev", "csinet-n"],
+        ] {
+            let mut all = vec!["netns", "exec", &name, "ip"];
+            all.extend(args);
+            ip(&all);
+        }
+        let mut servers = Vec::new();
+        for addr in ["203.0.113.1", "10.254.0.1"] {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &name])
+                .arg(&fx.probe)
+                .args(["serve-ip", addr, "8080", "hello"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line.trim(), "listening");
+            servers.push(CreatorProcess(child));
+        }
+        Self { name, servers }
+    }
+}
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        self.servers.clear();
+        let _ = Command::new("ip")
+            .args(["link", "del", "csinet-h"])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn restricted_runs_reach_the_internet_but_not_the_vm_nor_internal_ranges() {
+    if !root() {
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        panic!("nft (package nftables) is needed for the restricted network's NAT");
+    }
+    let fx = fixture().await;
+    let internet = Internet::new(&fx);
+    // Control: from the VM itself both answer.
+    assert_eq!(
+        fx.unsandboxed(&["connect-ip", "203.0.113.1", "8080"]),
+        "ok hello"
+    );
+    assert_eq!(
+        fx.unsandboxed(&["connect-ip", "10.254.0.1", "8080"]),
+        "ok hello"
+    );
+    let (out, report) = fx
+        .probe(RESTRICTED, &["connect-ip", "203.0.113.1", "8080"])
+        .await;
+    assert_eq!(out, "ok hello", "the internet through NAT: {report:?}");
+    assert_eq!(
+        fx.probe(RESTRICTED, &["connect-ip", "10.254.0.1", "8080"])
+            .await
+            .0,
+        "ETIMEDOUT",
+        "an internal range"
+    );
+    // The VM itself, through the gateway address: a service of another principal listening on
+    // every interface.
+    let service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = service.local_addr().unwrap().port().to_string();
+    assert_eq!(
+        fx.probe(RESTRICTED, &["connect-ip", "169.254.117.1", &port])
+            .await
+            .0,
+        "ETIMEDOUT",
+        "the VM's own services through the veth"
+    );
+    drop(internet);
+}

@@ -22,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/shm.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -57,6 +58,9 @@ static int report(long ret) {
     case ECONNREFUSED: puts("ECONNREFUSED"); break;
     case ENETUNREACH: puts("ENETUNREACH"); break;
     case EADDRINUSE: puts("EADDRINUSE"); break;
+    case ETIMEDOUT: puts("ETIMEDOUT"); break;
+    case EINPROGRESS: puts("ETIMEDOUT"); break; /* SO_SNDTIMEO ran out */
+    case EHOSTUNREACH: puts("EHOSTUNREACH"); break;
     default: printf("errno %d\n", errno); break;
     }
     return 1;
@@ -109,6 +113,23 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (!strcmp(mode, "serve-ip") && argc > 4) {
+        /* for the test internet: answer argv[4] on ADDR:PORT */
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 8) < 0)
+            return report(-1);
+        puts("listening");
+        fflush(stdout);
+        for (;;) {
+            int c = accept(l, NULL, NULL);
+            if (c >= 0) {
+                (void)!write(c, argv[4], strlen(argv[4]));
+                close(c);
+            }
+        }
+    }
     if (!strcmp(mode, "open-ro") && argc > 2) {
         return report(open(argv[2], O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     }
@@ -118,6 +139,22 @@ int main(int argc, char **argv) {
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         return report(connect(fd, (struct sockaddr *)&a, sizeof a));
+    }
+    if (!strcmp(mode, "connect-ip") && argc > 3) {
+        /* the internet (or what must not be reached): connect within 2 s, read a line */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct timeval tv = {.tv_sec = 2};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1)
+            return 2;
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+            return report(-1);
+        char buf[64] = {0};
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        printf("ok %s\n", n > 0 ? buf : "");
+        return 0;
     }
     if (!strcmp(mode, "serve-tcp")) {
         /* its own loopback server and client: listen, connect, accept */
@@ -132,6 +169,23 @@ int main(int argc, char **argv) {
         if (connect(c, (struct sockaddr *)&a, sizeof a) < 0)
             return report(-1);
         return report(accept(l, NULL, NULL));
+    }
+    if (!strcmp(mode, "serve-tcp-port") && argc > 2) {
+        /* a dev server on 127.0.0.1:PORT that answers "dev" to every client */
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 8) < 0)
+            return report(-1);
+        for (;;) {
+            int c = accept(l, NULL, NULL);
+            if (c >= 0) {
+                (void)!write(c, "dev", 3);
+                close(c);
+            }
+        }
     }
     if (!strcmp(mode, "bind-tcp") && argc > 2) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -61,13 +61,14 @@ impl Agent {
             ","
         };
         // Restricted runs need an identity of their own (the package creates
-        // `codespace-restricted`, a test machine has `nobody`) and their world stays in the
-        // test's directory.
+        // `codespace-restricted`, a test machine has `nobody`), their world stays in the test's
+        // directory, and they get no NAT to the outside (the hostile suite tests that, and
+        // cleans it up).
         let sandbox = if extra_config.contains("\"sandbox\"") {
             String::new()
         } else {
             format!(
-                "\"sandbox\": {{\"restricted_user\": \"nobody\", \"restricted_root\": \"{}\"}},",
+                "\"sandbox\": {{\"restricted_user\": \"nobody\", \"restricted_root\": \"{}\", \"restricted_outbound\": false}},",
                 dir.path().join("restricted").display()
             )
         };

@@ -25,8 +25,9 @@
 //! - owners are resolved only for listeners that are new in this poll (a `/proc` fd scan is the
 //!   expensive part), and never re-resolved;
 //! - sockets of the agent itself (`ignore_pid`) and `ignore_ports` are never reported;
-//! - the scan sees only the agent's network namespace (listeners inside containers with their own
-//!   netns are invisible, as for every netns-unaware tool).
+//! - the scan sees the agent's network namespace and the codespace's restricted one (a
+//!   restricted run's dev server, tagged [`Network::Restricted`]); listeners inside containers
+//!   with their own netns are invisible, as for every netns-unaware tool.
 
 mod options;
 pub mod owner;
@@ -115,6 +116,20 @@ pub struct ListeningSocket {
     pub pid: Option<u32>,
     /// The owning process's command name (`/proc/PID/comm`).
     pub process: Option<String>,
+    /// Which network namespace it listens in: the agent's, or the restricted principal's
+    /// ([`crate::guest::sandbox::netns`]), where the forwarder must connect from.
+    pub network: Network,
+}
+
+/// The network namespace a listener lives in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// The agent's (the VM's) namespace.
+    #[default]
+    Agent,
+    /// The codespace's restricted namespace (a restricted run's dev server).
+    Restricted,
 }
 
 impl ListeningSocket {
@@ -128,6 +143,7 @@ impl ListeningSocket {
             inode: raw.inode,
             pid: owner.map(|o| o.pid),
             process: owner.map(|o| o.process.clone()),
+            network: Network::Agent,
         }
     }
 
@@ -140,6 +156,7 @@ impl ListeningSocket {
             "pid": self.pid,
             "process": self.process,
             "uid": self.uid,
+            "network": self.network,
         })
     }
 }
@@ -307,7 +324,7 @@ mod tests {
         assert_eq!(
             serde_json::Value::Object(e.fields),
             serde_json::json!({"port": 8080, "address": "0.0.0.0", "scope": "all",
-                               "pid": 7, "process": "node", "uid": 1000})
+                               "pid": 7, "process": "node", "uid": 1000, "network": "agent"})
         );
         let closed = PortChange::Closed(ListeningSocket::new(raw, None)).to_event();
         assert_eq!(closed.name, "port_closed");

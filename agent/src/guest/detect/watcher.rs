@@ -65,6 +65,11 @@ struct Shared {
 /// Everything a poll needs; moved into the blocking pool and back each tick.
 struct Engine {
     source: Option<Source>,
+    /// A `sock_diag` socket made inside the codespace's restricted network namespace, with the
+    /// namespace's inode (a new namespace after a trust change gets a new socket).
+    restricted: Option<(u64, super::sock_diag::SockDiag)>,
+    /// Inodes of the listeners that the restricted dump found.
+    restricted_inodes: std::collections::HashSet<u64>,
     tracker: Tracker,
     resolver: OwnerResolver,
     opts: DetectOptions,
@@ -79,13 +84,66 @@ impl Engine {
             Some(s) => s,
             None => self.source.insert(Source::open(&self.opts)?),
         };
-        let raw = source.listeners()?;
+        let mut raw = source.listeners()?;
+        raw.extend(self.restricted_listeners());
         if raw == self.last {
             return Ok(Vec::new());
         }
         self.last.clone_from(&raw);
         let resolver = &mut self.resolver;
-        Ok(self.tracker.update(raw, |want| resolver.resolve(want)))
+        let mut changes = self.tracker.update(raw, |want| resolver.resolve(want));
+        for change in &mut changes {
+            let (socket, closed) = match change {
+                PortChange::Opened(s) => (s, false),
+                PortChange::Closed(s) => (s, true),
+            };
+            // A closed socket's inode is forgotten once reported, so the set stays as large
+            // as the restricted listeners are many.
+            let restricted = if closed {
+                self.restricted_inodes.remove(&socket.inode)
+            } else {
+                self.restricted_inodes.contains(&socket.inode)
+            };
+            if restricted {
+                socket.network = super::Network::Restricted;
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The listeners of the restricted network namespace, when the agent has one. Failing to
+    /// dump it is logged once per namespace and leaves the agent's own listeners reported.
+    fn restricted_listeners(&mut self) -> Vec<RawListener> {
+        let Some(net) = crate::guest::sandbox::netns::current() else {
+            return Vec::new();
+        };
+        if self.restricted.as_ref().map(|(ino, _)| *ino) != Some(net.report.inode) {
+            match crate::guest::sandbox::netns::within(&net.fd, || {
+                super::sock_diag::SockDiag::open().map_err(std::io::Error::other)
+            }) {
+                Ok(diag) => self.restricted = Some((net.report.inode, diag)),
+                Err(e) => {
+                    if self.restricted.is_some() || self.restricted_inodes.is_empty() {
+                        tracing::warn!(error = %e, "cannot watch the restricted network");
+                    }
+                    self.restricted = None;
+                    return Vec::new();
+                }
+            }
+        }
+        let Some((_, diag)) = &mut self.restricted else {
+            return Vec::new();
+        };
+        match diag.dump() {
+            Ok(found) => {
+                self.restricted_inodes.extend(found.iter().map(|l| l.inode));
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "restricted network scan failed");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -106,6 +164,8 @@ impl PortWatcher {
         let stop = Arc::new(AtomicBool::new(false));
         let engine = Engine {
             source: None,
+            restricted: None,
+            restricted_inodes: std::collections::HashSet::new(),
             tracker: Tracker::new(opts),
             resolver: OwnerResolver::new(&opts.proc_root),
             opts: opts.clone(),

@@ -10,6 +10,8 @@
 //!                                              admit: grant MAC, port, expiry, epoch,
 //!                                                     owner-only, policy access, limits
 //!                                              connect 127.0.0.1:PORT, else [::1]:PORT
+//!                                              (in the restricted network namespace when the
+//!                                              port's listeners all live there)
 //!                                              early bytes ─▶ the listener
 //!            ◀─ ok  +  {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
 //!               (the handshake's `ok` is held back and sent in the same write as the answer)
@@ -47,6 +49,8 @@ use time::OffsetDateTime;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
+
+use crate::guest::detect::Network;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -167,7 +171,9 @@ async fn admit_and_connect(
         &codespace,
         OffsetDateTime::now_utc(),
     )?;
-    let (mut target, addr) = connect(&admission.grant, ports.config().connect_timeout).await?;
+    let network = ports.network_of(admission.grant.port);
+    let (mut target, addr) =
+        connect(&admission.grant, ports.config().connect_timeout, network).await?;
     if !request.early.is_empty() {
         // A fresh connection's send buffer takes the few KiB of early data at once.
         let port = admission.grant.port;
@@ -182,18 +188,19 @@ async fn admit_and_connect(
     Ok((admission, target, addr))
 }
 
-/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6. Returns
-/// the stream and the address it reached.
+/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6, in the
+/// network namespace the listener lives in. Returns the stream and the address it reached.
 async fn connect(
     grant: &Authorized<ForwardGrant>,
     timeout: Duration,
+    network: Network,
 ) -> Result<(TcpStream, SocketAddr), ForwardRefusal> {
     let port = grant.port;
     for addr in [
         SocketAddr::from(([127, 0, 0, 1], port)),
         SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
     ] {
-        match connect_one(addr, timeout).await {
+        match connect_one(addr, timeout, network).await {
             Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);
@@ -209,19 +216,39 @@ async fn connect(
 /// refusal) inside `connect(2)`, so the outcome is usually known when it returns: then no trip
 /// through the reactor (registration, wakeup, a timer) is needed. Otherwise wait for it, at
 /// most `timeout`.
-async fn connect_one(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+async fn connect_one(
+    addr: SocketAddr,
+    timeout: Duration,
+    network: Network,
+) -> io::Result<TcpStream> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let family = if addr.is_ipv4() {
         AddressFamily::INET
     } else {
         AddressFamily::INET6
     };
-    let fd = rustix::net::socket_with(
-        family,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let socket = move || -> io::Result<std::os::fd::OwnedFd> {
+        Ok(rustix::net::socket_with(
+            family,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?)
+    };
+    let fd = match network {
+        Network::Agent => socket()?,
+        // A socket belongs to the namespace it was made in: made there (on a thread of its
+        // own, off the runtime), it connects to that namespace's loopback.
+        Network::Restricted => {
+            let net = crate::guest::sandbox::netns::current()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            tokio::task::spawn_blocking(move || {
+                crate::guest::sandbox::netns::within(&net.fd, socket)
+            })
+            .await
+            .map_err(io::Error::other)??
+        }
+    };
     match rustix::net::connect(&fd, &addr) {
         Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
         Err(e) => return Err(e.into()),

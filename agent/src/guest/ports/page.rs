@@ -35,9 +35,9 @@ use crate::wire::DEFAULT_MAX_FRAME;
 /// The most listeners listed for one port; the rest are counted in `listeners_omitted`.
 pub const MAX_LISTENERS_PER_PORT: usize = 8;
 /// The most bytes one listener's details take serialized. A detected socket's details
-/// (`ListeningSocket`: an IPv6 address, ids, a command name of at most 15 bytes) take at most
-/// ~250; details over this are replaced when the listener is recorded.
-pub const MAX_LISTENER_BYTES: usize = 256;
+/// (`ListeningSocket`: an IPv6 address, ids, a command name of at most 15 bytes, its network)
+/// take at most ~280; details over this are replaced when the listener is recorded.
+pub const MAX_LISTENER_BYTES: usize = 320;
 /// The most bytes a port's entry takes besides its listeners (every number at its maximum).
 pub const MAX_PORT_FIELDS_BYTES: usize = 256;
 /// The most bytes a page takes besides its ports, the response envelope (`id`, `ok`) included.
@@ -49,7 +49,7 @@ pub const PAGE_BUDGET: usize = DEFAULT_MAX_FRAME / 2;
 pub const MAX_PORT_ENTRY_BYTES: usize =
     MAX_PORT_FIELDS_BYTES + MAX_LISTENERS_PER_PORT * (MAX_LISTENER_BYTES + 1) + 1;
 /// The most ports on one page, and the default: as many worst-case entries as fit in
-/// [`PAGE_BUDGET`] (226 with a 1 MiB frame).
+/// [`PAGE_BUDGET`] (185 with a 1 MiB frame).
 pub const MAX_PAGE_PORTS: usize = (PAGE_BUDGET - MAX_PAGE_FIELDS_BYTES) / MAX_PORT_ENTRY_BYTES;
 
 // A page too small would make a host walk thousands of them.
@@ -199,6 +199,7 @@ mod tests {
             inode: u64::MAX,
             pid: Some(u32::MAX),
             process: Some("\u{1}".repeat(15)),
+            network: crate::guest::detect::Network::Restricted,
         })
         .unwrap()
     }

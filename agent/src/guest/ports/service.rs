@@ -180,6 +180,23 @@ impl PortsService {
         }
     }
 
+    /// The network namespace the forwarder connects in for `port`: the agent's when any of its
+    /// listeners is there, else the restricted principal's when one of its listeners is (a
+    /// restricted run's dev server).
+    pub fn network_of(&self, port: u16) -> crate::guest::detect::Network {
+        use crate::guest::detect::Network;
+        let st = self.lock();
+        let Some(sockets) = st.listeners.get(&port) else {
+            return Network::Agent;
+        };
+        let restricted = |d: &Value| d.get("network").and_then(Value::as_str) == Some("restricted");
+        if !sockets.is_empty() && sockets.values().all(restricted) {
+            Network::Restricted
+        } else {
+            Network::Agent
+        }
+    }
+
     /// A listening socket went away; when it was the port's last one, the port is removed
     /// (forgetting its visibility) and its live connections are cut. Returns how many were.
     pub fn listener_closed(&self, port: u16, key: u64) -> usize {

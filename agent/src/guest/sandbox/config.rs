@@ -18,7 +18,8 @@
 //!                                       // besides the configured user
 //!   "restricted_root": "/var/lib/codespace-agent/restricted", // its per-codespace /tmp and /var/tmp
 //!   "restricted_fallback": "refuse",    // "degrade": run without a layer this machine lacks, reported
-//!   "restricted_nofile": 4096           // RLIMIT_NOFILE of restricted runs (at most `nofile`)
+//!   "restricted_nofile": 4096,          // RLIMIT_NOFILE of restricted runs (at most `nofile`)
+//!   "restricted_outbound": true         // internet from the restricted network namespace (NAT)
 //! }
 //! ```
 
@@ -56,6 +57,7 @@ pub struct RawSandboxConfig {
     pub restricted_root: Option<PathBuf>,
     pub restricted_fallback: Option<Fallback>,
     pub restricted_nofile: Option<u64>,
+    pub restricted_outbound: Option<bool>,
 }
 
 /// The typed section.
@@ -168,6 +170,7 @@ impl SandboxConfig {
                     raw.restricted_nofile,
                     d.world.nofile,
                 )?,
+                outbound: raw.restricted_outbound.unwrap_or(d.world.outbound),
             },
             default_user: raw.default_user,
             limits: Limits {

@@ -63,6 +63,7 @@ pub mod config;
 pub mod env;
 pub mod landlock;
 pub mod landlock_cache;
+pub mod netns;
 pub mod process;
 pub mod rules;
 pub mod seccomp;
@@ -405,12 +406,28 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "NUL byte in cwd")?;
     let filters = seccomp_filters()?;
     let (world, world_report) = if restricted {
+        let net = match netns::get_or_create(
+            spec.user.uid,
+            spec.restricted.outbound,
+            &spec.restricted.root,
+        ) {
+            Ok(net) => Some(net),
+            Err(e) => match spec.restricted.fallback {
+                world::Fallback::Refuse => {
+                    return Err(SandboxError::Unisolated {
+                        layer: "network",
+                        reason: format!("no network namespace of its own: {e}"),
+                    })
+                }
+                world::Fallback::Degrade => None,
+            },
+        };
         let (plan, report) = world::prepare(
             &spec.restricted,
             &spec.user,
             &spec.workspace,
             &spec.state_dir,
-            None,
+            net.as_ref(),
         )?;
         (Some(plan), Some(report))
     } else {

@@ -108,6 +108,8 @@ pub struct WorldConfig {
     /// `RLIMIT_NOFILE` of restricted runs, at most (140 processes × 65,536 descriptors would
     /// exhaust the system-wide file table).
     pub nofile: u64,
+    /// Internet access from the restricted network namespace ([`super::netns`]).
+    pub outbound: bool,
 }
 
 impl Default for WorldConfig {
@@ -116,6 +118,7 @@ impl Default for WorldConfig {
             root: PathBuf::from(super::config::DEFAULT_RESTRICTED_ROOT),
             fallback: Fallback::Refuse,
             nofile: super::config::DEFAULT_RESTRICTED_NOFILE,
+            outbound: true,
         }
     }
 }
@@ -146,8 +149,9 @@ pub struct WorldReport {
     pub private_var_tmp: PathBuf,
     /// A new IPC namespace.
     pub ipc_namespace: bool,
-    /// A shared per-codespace network namespace (loopback of its own).
-    pub network_namespace: bool,
+    /// The shared per-codespace network namespace (a loopback of its own), or `None` when this
+    /// run degraded to the agent's network (`restricted_fallback: "degrade"`).
+    pub network: Option<super::netns::NetReport>,
     /// How the workspace appears.
     pub workspace: WorkspaceView,
     /// `.git` paths made read-only.
@@ -435,13 +439,13 @@ fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::
 }
 
 /// Prepares the restricted world of one run of `user` in `workspace`, hiding `state_dir`.
-/// `netns` is the codespace's restricted network namespace, if the agent made one.
+/// `net` is the codespace's restricted network namespace.
 pub fn prepare(
     config: &WorldConfig,
     user: &ResolvedUser,
     workspace: &Path,
     state_dir: &Path,
-    netns: Option<std::sync::Arc<OwnedFd>>,
+    net: Option<&super::netns::RestrictedNet>,
 ) -> Result<(WorldPlan, WorldReport), SandboxError> {
     let (tmp, var_tmp) = ensure_dirs(config, user)?;
     let meta = std::fs::metadata(workspace).map_err(|e| world_error(workspace, "inspect", e))?;
@@ -502,16 +506,19 @@ pub fn prepare(
     // Detached clones made here, moved in the child: the child resolves no source path after
     // it has replaced /tmp (a restricted root under /tmp would be gone by then).
     let clone = |dir: &Path| clone_tree(dir, None).map_err(|e| world_error(dir, "clone", e));
-    let trees = vec![
+    let mut trees = vec![
         (clone(&tmp)?, c"/tmp".to_owned()),
         (clone(&var_tmp)?, c"/var/tmp".to_owned()),
         (tree, cstring(workspace)?),
     ];
+    if let Some(resolv) = net.and_then(|n| n.report.resolv_conf.as_deref()) {
+        trees.push((clone(resolv)?, c"/etc/resolv.conf".to_owned()));
+    }
     let report = WorldReport {
         private_tmp: tmp,
         private_var_tmp: var_tmp,
         ipc_namespace: true,
-        network_namespace: netns.is_some(),
+        network: net.map(|n| n.report.clone()),
         workspace: view,
         git_read_only: git,
         state_dir_hidden: true,
@@ -519,7 +526,7 @@ pub fn prepare(
     Ok((
         WorldPlan {
             trees,
-            netns,
+            netns: net.map(|n| n.fd.clone()),
             binds,
             hide: cstring(state_dir)?,
         },

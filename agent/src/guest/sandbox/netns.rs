@@ -1,0 +1,448 @@
+//! The restricted principal's network: one network namespace per codespace, shared by every
+//! restricted run (a dev server that `postStartCommand` starts and the test suite a later run
+//! starts see each other), with a loopback of its own.
+//!
+//! ```text
+//!   agent's namespace (the creator, sshd, the editor,    restricted namespace
+//!   other users' loopback services, ports 2222, …)       lo: the restricted runs' own servers
+//!        ▲  forwarder: a socket made in the restricted        ▲
+//!        │  namespace connects to its 127.0.0.1 / [::1]       │ setns in every restricted child
+//!   csr-host 169.254.117.1/30 ◄──── veth ────► csr-ns 169.254.117.2/30, default route
+//!        │  masquerade out; nothing of the VM itself (input dropped), no internal ranges
+//! ```
+//!
+//! What it gives, by construction rather than by rules: loopback services of every other
+//! principal are unreachable (another loopback), the owner-only ports (SSH, the editor) cannot be
+//! squatted (binding 2222 there binds nothing the agent's side uses), and abstract Unix sockets
+//! (per network namespace) of the creator's X server, D-Bus or tmux are out of reach on every
+//! kernel, without Landlock ABI 6. Port detection dumps both namespaces and the forwarder
+//! connects into the one the listener lives in, so a restricted dev server is forwardable like
+//! any port.
+//!
+//! Outbound internet (`sandbox.restricted_outbound`, default on, as in Codespaces) goes through a
+//! veth pair and a masquerade rule (`ip` and `nft`, like the firewall); DNS servers are the
+//! upstream ones (the VM's `127.0.0.53` stub is on the other loopback): the restricted world gets
+//! its own `resolv.conf`. IPv4 only outbound; loopback works for both families.
+//!
+//! The namespace is found again after an agent restart through any live process of the
+//! restricted principal (its `/proc/PID/ns/net`), so a dev server keeps being forwarded.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+
+/// The host side of the veth pair.
+pub const HOST_IF: &str = "csr-host";
+/// The namespace side of the veth pair.
+pub const NS_IF: &str = "csr-ns";
+/// The host side's address (the namespace's gateway).
+pub const HOST_ADDR: &str = "169.254.117.1";
+/// The namespace side's address.
+pub const NS_ADDR: &str = "169.254.117.2";
+/// The nft table (`ip` family) that masquerades the namespace and fences it off the VM.
+pub const NFT_TABLE: &str = "codespace_agent_restricted";
+/// Internal ranges the namespace never reaches (as the firewall's defaults: other VMs, the
+/// provider's network, the cloud metadata service).
+pub const BLOCKED_OUTBOUND: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+];
+
+/// What the restricted network is made of (for the run's report and `status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetReport {
+    /// The namespace's inode (as in `/proc/PID/ns/net`), to match processes to it.
+    pub inode: u64,
+    /// Outbound internet: `nat` (through the veth), `off` (configured), or why it failed.
+    pub outbound: String,
+    /// The restricted world's `resolv.conf` (bound over `/etc/resolv.conf` in its runs), if one
+    /// was written.
+    pub resolv_conf: Option<PathBuf>,
+}
+
+/// The codespace's restricted network namespace.
+#[derive(Debug, Clone)]
+pub struct RestrictedNet {
+    /// The namespace.
+    pub fd: Arc<OwnedFd>,
+    /// What it is made of.
+    pub report: NetReport,
+}
+
+fn holder() -> &'static Mutex<Option<RestrictedNet>> {
+    static NET: OnceLock<Mutex<Option<RestrictedNet>>> = OnceLock::new();
+    NET.get_or_init(|| Mutex::new(None))
+}
+
+/// The namespace if the agent has one (no side effects): for port detection and forwarding.
+pub fn current() -> Option<RestrictedNet> {
+    holder().lock().ok().and_then(|n| n.clone())
+}
+
+/// The codespace's namespace: the one held, else the one a live process of `uid` is in (an
+/// agent restarted under a running dev server), else a new one. `outbound` asks for internet
+/// access; `world_root` is where the restricted world's `resolv.conf` goes.
+pub fn get_or_create(uid: u32, outbound: bool, world_root: &Path) -> io::Result<RestrictedNet> {
+    let mut held = holder()
+        .lock()
+        .map_err(|_| io::Error::other("restricted network lock poisoned"))?;
+    if let Some(net) = held.as_ref() {
+        return Ok(net.clone());
+    }
+    let fd = match adopt(uid) {
+        Some(fd) => fd,
+        None => create()?,
+    };
+    let inode = inode_of(&fd)?;
+    let (outbound, resolv_conf) = if outbound {
+        let resolvers = resolvers();
+        match connect_outbound(&fd, &resolvers) {
+            Ok(()) => (
+                "nat".to_owned(),
+                write_resolv_conf(world_root, &resolvers).ok(),
+            ),
+            Err(e) => (format!("unavailable: {e}"), None),
+        }
+    } else {
+        ("off".to_owned(), None)
+    };
+    let net = RestrictedNet {
+        fd: Arc::new(fd),
+        report: NetReport {
+            inode,
+            outbound,
+            resolv_conf,
+        },
+    };
+    *held = Some(net.clone());
+    Ok(net)
+}
+
+/// Forgets the held namespace (it lives on while processes are in it). For tests and for a
+/// codespace whose trust changed after its restricted processes were killed.
+pub fn forget() {
+    if let Ok(mut held) = holder().lock() {
+        *held = None;
+    }
+}
+
+fn inode_of(fd: &OwnedFd) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd).map_err(io::Error::from)?.st_ino)
+}
+
+/// The network namespace of a live process of `uid` that is not the agent's own.
+fn adopt(uid: u32) -> Option<OwnedFd> {
+    let own = std::fs::metadata("/proc/self/ns/net").ok()?;
+    use std::os::unix::fs::MetadataExt as _;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if entry.metadata().map(|m| m.uid()).ok() != Some(uid) {
+            continue;
+        }
+        let path = format!("/proc/{pid}/ns/net");
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if file.metadata().map(|m| m.ino()).ok() != Some(own.ino()) {
+            return Some(OwnedFd::from(file));
+        }
+    }
+    None
+}
+
+/// Runs `f` on a short-lived thread inside the namespace `ns` (a thread may switch its network
+/// namespace alone; the rest of the agent stays where it is).
+pub fn within<T: Send + 'static>(
+    ns: &Arc<OwnedFd>,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let ns = ns.clone();
+    std::thread::spawn(move || {
+        // SAFETY: setns(fd, CLONE_NEWNET) on a descriptor the Arc keeps open.
+        let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
+/// A new namespace with its loopback up, made on a thread that then exits.
+fn create() -> io::Result<OwnedFd> {
+    std::thread::spawn(|| {
+        // SAFETY: unshare(CLONE_NEWNET) moves only this thread to a new namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loopback_up()?;
+        Ok(OwnedFd::from(std::fs::File::open(
+            "/proc/thread-self/ns/net",
+        )?))
+    })
+    .join()
+    .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
+/// `ip link set lo up`, by ioctl (no `ip` needed for the isolated namespace).
+fn loopback_up() -> io::Result<()> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, which lives across both calls.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `ip ARGS`, inside `ns` when given.
+fn ip(args: &[&str], ns: Option<&OwnedFd>) -> io::Result<()> {
+    let mut cmd = Command::new("ip");
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+    if let Some(ns) = ns {
+        let raw = ns.as_raw_fd();
+        // SAFETY: setns is async-signal-safe; `raw` stays open until the child has exec'd
+        // (`ns` outlives `output()`).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(raw, libc::CLONE_NEWNET) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("ip {}: {e}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The nft ruleset of [`NFT_TABLE`]: masquerade what leaves the namespace, drop what it sends
+/// to the VM itself (sshd, the editor, every local service) and to internal ranges, except DNS
+/// to the VM's upstream `resolvers` (often inside those ranges: a cloud's VPC resolver); let
+/// nothing but replies into it. Replies come in on the VM's own interfaces, so forwarding must
+/// be on for them; when the VM forwarded nothing before (`was_router` false), everything that
+/// neither comes from nor goes to the namespace is still not forwarded.
+pub fn nft_ruleset(resolvers: &[String], was_router: bool) -> String {
+    let not_a_router = if was_router {
+        String::new()
+    } else {
+        format!("\t\tiifname != \"{HOST_IF}\" oifname != \"{HOST_IF}\" drop\n")
+    };
+    let blocked = BLOCKED_OUTBOUND.join(", ");
+    let v4: Vec<&str> = resolvers
+        .iter()
+        .filter(|r| r.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(String::as_str)
+        .collect();
+    let dns = if v4.is_empty() {
+        String::new()
+    } else {
+        let set = v4.join(", ");
+        format!(
+            "\t\tiifname \"{HOST_IF}\" ip daddr {{ {set} }} udp dport 53 accept\n\
+             \t\tiifname \"{HOST_IF}\" ip daddr {{ {set} }} tcp dport 53 accept\n"
+        )
+    };
+    format!(
+        "table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\n\
+         table ip {NFT_TABLE} {{\n\
+         \tchain input {{ type filter hook input priority 0; policy accept;\n\
+         \t\tiifname \"{HOST_IF}\" ct state established,related accept\n\
+         \t\tiifname \"{HOST_IF}\" drop\n\t}}\n\
+         \tchain forward {{ type filter hook forward priority 0; policy accept;\n\
+         {dns}\t\tiifname \"{HOST_IF}\" ip daddr {{ {blocked} }} drop\n\
+         \t\toifname \"{HOST_IF}\" ct state established,related accept\n\
+         \t\toifname \"{HOST_IF}\" drop\n\
+         {not_a_router}\t}}\n\
+         \tchain postrouting {{ type nat hook postrouting priority 100; policy accept;\n\
+         \t\tip saddr {NS_ADDR} oifname != \"{HOST_IF}\" masquerade\n\t}}\n}}\n"
+    )
+}
+
+/// The veth pair, addresses, default route, forwarding on the host side and the nft table.
+fn connect_outbound(ns: &OwnedFd, resolvers: &[String]) -> io::Result<()> {
+    // The agent's descriptor, by the agent's pid (it is close-on-exec, so not `ip`'s own).
+    let ns_path = format!("/proc/{}/fd/{}", std::process::id(), ns.as_raw_fd());
+    // A pair left by an earlier agent goes first (its namespace may be gone or be this one).
+    let _ = ip(&["link", "del", HOST_IF], None);
+    ip(
+        &[
+            "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF, "netns", &ns_path,
+        ],
+        None,
+    )?;
+    ip(
+        &["addr", "add", &format!("{HOST_ADDR}/30"), "dev", HOST_IF],
+        None,
+    )?;
+    ip(&["link", "set", HOST_IF, "up"], None)?;
+    ip(
+        &["addr", "add", &format!("{NS_ADDR}/30"), "dev", NS_IF],
+        Some(ns),
+    )?;
+    ip(&["link", "set", NS_IF, "up"], Some(ns))?;
+    ip(&["route", "add", "default", "via", HOST_ADDR], Some(ns))?;
+    // IPv4 decides forwarding by the input interface, and the namespace's replies come in on
+    // the VM's uplinks: forwarding goes on everywhere, and the ruleset keeps the VM from
+    // routing anything else it did not route before.
+    let was_router =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
+    std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1\n")?;
+    if !was_router {
+        FORWARDING_WAS_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut nft = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("nft: {e}")))?;
+    if let Some(mut stdin) = nft.stdin.take() {
+        use std::io::Write as _;
+        stdin.write_all(nft_ruleset(resolvers, was_router).as_bytes())?;
+    }
+    let out = nft.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Nameservers of `text` (resolv.conf syntax) that are not loopback addresses.
+pub fn upstream_nameservers(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .filter(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The VM's upstream nameservers: those of `/etc/resolv.conf` that are not loopback, else
+/// systemd-resolved's upstream list.
+fn resolvers() -> Vec<String> {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|t| upstream_nameservers(&t))
+            .unwrap_or_default()
+    };
+    let servers = read("/etc/resolv.conf");
+    if servers.is_empty() {
+        read("/run/systemd/resolve/resolv.conf")
+    } else {
+        servers
+    }
+}
+
+/// Writes `<world_root>/resolv.conf` naming `servers`.
+fn write_resolv_conf(world_root: &Path, servers: &[String]) -> io::Result<PathBuf> {
+    if servers.is_empty() {
+        return Err(io::Error::other("no upstream nameserver known"));
+    }
+    let text: String = std::iter::once(
+        "# codespace-agent: the restricted world's resolvers (the VM's loopback stub is on \
+         another loopback)\n"
+            .to_owned(),
+    )
+    .chain(servers.iter().map(|s| format!("nameserver {s}\n")))
+    .collect();
+    std::fs::create_dir_all(world_root)?;
+    let path = world_root.join("resolv.conf");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Set when the agent turned IPv4 forwarding on, so [`teardown`] turns it off again.
+static FORWARDING_WAS_OFF: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Removes the veth pair and the nft table and turns forwarding off again if the agent turned it
+/// on (agent shutdown with no restricted process left, and tests).
+pub fn teardown() {
+    if FORWARDING_WAS_OFF.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "0\n");
+    }
+    let _ = ip(&["link", "del", HOST_IF], None);
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", NFT_TABLE])
+        .stderr(Stdio::null())
+        .status();
+    forget();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_nameservers_skip_the_loopback_stub() {
+        let text = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n\
+                    nameserver ::1\nnameserver 2001:db8::53\noptions edns0\n";
+        assert_eq!(upstream_nameservers(text), ["10.0.0.2", "2001:db8::53"]);
+    }
+
+    #[test]
+    fn the_ruleset_fences_the_namespace_off_the_vm() {
+        let r = nft_ruleset(&["10.0.0.2".into(), "2001:db8::53".into()], false);
+        assert!(r.contains(&format!("iifname \"{HOST_IF}\" drop")));
+        assert!(
+            r.contains("ip daddr { 10.0.0.2 } udp dport 53 accept"),
+            "{r}"
+        );
+        assert!(r.contains("169.254.0.0/16"));
+        assert!(r.contains("masquerade"));
+        assert!(r.contains(&format!("oifname \"{HOST_IF}\" drop")));
+        assert!(r.contains(&format!(
+            "iifname != \"{HOST_IF}\" oifname != \"{HOST_IF}\" drop"
+        )));
+        assert!(!nft_ruleset(&[], true).contains("iifname !="));
+    }
+}
