@@ -34,15 +34,19 @@ fn chown_to(path: &Path, fx: &Fixture, mode: u32) {
 
 /// Starts the probe's tmux-like server as the creator on `socket`, telling clients `secret`.
 fn serve_unix(fx: &Fixture, socket: &Path, secret: &str) -> CreatorProcess {
-    let mut child = Command::new(&fx.probe)
-        .arg("serve-unix")
-        .arg(socket)
-        .arg(secret)
-        .uid(fx.user.user.uid)
-        .gid(fx.user.user.gid)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    listening(
+        Command::new(&fx.probe)
+            .arg("serve-unix")
+            .arg(socket)
+            .arg(secret)
+            .uid(fx.user.user.uid)
+            .gid(fx.user.user.gid),
+    )
+}
+
+/// Starts a probe server and waits for its "listening" line.
+fn listening(command: &mut Command) -> CreatorProcess {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -417,19 +421,12 @@ impl Internet {
         }
         let mut servers = Vec::new();
         for addr in ["203.0.113.1", "10.254.0.1"] {
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &name])
-                .arg(&fx.probe)
-                .args(["serve-ip", addr, "8080", "hello"])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert_eq!(line.trim(), "listening");
-            servers.push(CreatorProcess(child));
+            servers.push(listening(
+                Command::new("ip")
+                    .args(["netns", "exec", &name])
+                    .arg(&fx.probe)
+                    .args(["serve-ip", addr, "8080", "hello"]),
+            ));
         }
         Self { name, servers }
     }
