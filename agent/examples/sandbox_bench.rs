@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         limits: Limits::default(),
         restricted: sandbox::world::WorldConfig {
             root: base.join("restricted"),
+            outbound: false,
             ..Default::default()
         },
     };

@@ -645,7 +645,7 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
     )
     .unwrap();
     json_out(&agent.ctl(&["session", "create", "--repository", "octo/app"]));
-    let out = agent.ctl(&[
+    let run_args = [
         "lifecycle",
         "run",
         "--devcontainer",
@@ -657,7 +657,8 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
         "--creator-access",
         "read",
         "--json",
-    ]);
+    ];
+    let out = agent.ctl(&run_args);
     let r: Value = serde_json::from_str(&support::stdout(&out))
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stderr(&out), agent.log()));
     assert_eq!(r["profile"], "restricted", "{r}");
@@ -697,4 +698,32 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
     let mut back = vec![0; 21];
     s.read_exact(&mut back).await.unwrap();
     assert_eq!(back, b"through the forwarder");
+    drop(s);
+    // On request, everything restricted runs left behind goes (the dev server too)...
+    let killed: Value = serde_json::from_str(&support::stdout(
+        &agent.ctl(&["lifecycle", "kill-restricted"]),
+    ))
+    .unwrap();
+    assert!(killed["killed"].as_u64() >= Some(1), "{killed}");
+    wait_port(&c, port, |p| p.is_none()).await;
+    // ...and when the trust facts change: the creator gets write access.
+    let out = agent.ctl(&run_args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}\n{}",
+        support::stdout(&out),
+        stderr(&out),
+        agent.log()
+    );
+    wait_port(&c, port, |p| p.is_some()).await;
+    json_out(&agent.ctl(&[
+        "session",
+        "create",
+        "--repository",
+        "octo/app",
+        "--creator-access",
+        "write",
+    ]));
+    wait_port(&c, port, |p| p.is_none()).await;
 }

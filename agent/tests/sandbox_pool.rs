@@ -58,6 +58,7 @@ impl Layout {
             limits,
             restricted: WorldConfig {
                 root: PathBuf::from("/tmp/codespace-agent-pool-tests/restricted"),
+                outbound: false,
                 ..WorldConfig::default()
             },
         }
@@ -74,8 +75,12 @@ impl Drop for Layout {
 fn all_removed(names: &[String]) {
     for name in names {
         for p in &cgroup::layout(None).parents {
-            let dir = p.dir.join(name);
-            assert!(!dir.exists(), "{} left behind", dir.display());
+            for dir in [
+                p.dir.join(name),
+                p.dir.join(cgroup::RESTRICTED_GROUP).join(name),
+            ] {
+                assert!(!dir.exists(), "{} left behind", dir.display());
+            }
         }
     }
 }
@@ -124,7 +129,9 @@ async fn pooled_cgroups_carry_the_limits_become_the_runs_and_are_removed_at_shut
             "{name}"
         );
         if let Some(p) = pids {
-            let max = std::fs::read_to_string(p.dir.join(name).join("pids.max")).unwrap();
+            // Restricted runs live in the restricted principal's group.
+            let dir = p.dir.join(cgroup::RESTRICTED_GROUP).join(name);
+            let max = std::fs::read_to_string(dir.join("pids.max")).unwrap();
             assert_eq!(max.trim(), "77", "{name}");
         }
     }
@@ -140,6 +147,7 @@ async fn pooled_cgroups_carry_the_limits_become_the_runs_and_are_removed_at_shut
             cgroup::Kind::V2 => l.starts_with("0::"),
             cgroup::Kind::V1Memory => l.split(':').nth(1) == Some("memory"),
             cgroup::Kind::V1Pids => l.split(':').nth(1) == Some("pids"),
+            cgroup::Kind::V1Cpu => l.split(':').nth(1) == Some("cpu"),
             cgroup::Kind::V1Freezer => false,
         });
         if let Some(line) = line {

@@ -107,6 +107,16 @@ pub struct CodespaceIdentity {
 }
 
 impl CodespaceIdentity {
+    /// The lifecycle trust facts (creator access, fork pull request, prebuild): when they
+    /// change, what restricted runs left behind is killed.
+    pub fn trust_facts(&self) -> (Option<String>, Option<bool>, Option<bool>) {
+        (
+            self.creator_access.clone(),
+            self.pull_request_from_fork,
+            self.prebuild,
+        )
+    }
+
     /// Fields set in `other` replace ours.
     pub fn merge(&mut self, other: &CodespaceIdentity) {
         if other.owner.is_some() {

@@ -9,7 +9,7 @@
 //! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository}` | report |
 //! | `ports_list`, `ports_visibility`, `grant_key_put`, `forward_tickets` | see [`super::ports`] | see [`super::ports::service`] |
 //!
-//! | `lifecycle_run`, `extensions_install`, `config_watch` | see [`super::lifecycle`] | long-running [`Job`]s |
+//! | `lifecycle_run`, `extensions_install`, `config_watch`, `restricted_kill` | see [`super::lifecycle`] | long-running [`Job`]s |
 //!
 //! Anything else is answered `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open.
@@ -271,7 +271,19 @@ impl Dispatcher {
         }
         let mut report = service.session(kind)?;
         if let Some(identity) = identity {
-            self.lock_codespace().merge(&identity);
+            let mut codespace = self.lock_codespace();
+            let before = codespace.trust_facts();
+            codespace.merge(&identity);
+            // What a restricted run left behind was started under the old facts: a codespace
+            // that is now trusted (or untrusted differently) starts without it.
+            if codespace.trust_facts() != before {
+                if let Some(lifecycle) = &self.lifecycle {
+                    let lifecycle = lifecycle.clone();
+                    tokio::spawn(async move {
+                        lifecycle.kill_restricted("trust facts changed").await;
+                    });
+                }
+            }
         }
         if let Value::Object(m) = &mut report {
             m.insert("codespace".into(), json!(*self.lock_codespace()));

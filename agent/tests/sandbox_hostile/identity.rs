@@ -487,3 +487,68 @@ async fn restricted_runs_reach_the_internet_but_not_the_vm_nor_internal_ranges()
     );
     drop(internet);
 }
+
+/// CPU seconds `pid` has used (utime + stime of `/proc/PID/stat`), if it still runs (a zombie
+/// waiting for its reaper does not).
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(") ").next()?.split(' ').collect();
+    if matches!(fields.first(), Some(&("Z" | "X"))) {
+        return None;
+    }
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+#[tokio::test]
+async fn leftovers_share_one_cpu_and_die_when_the_trust_changes() {
+    if !root() {
+        return;
+    }
+    let fx = fixture().await;
+    // A successful run that leaves two busy loops behind (a miner that looks like a dev server).
+    let (_, err, report, child) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            Program::Shell(
+                "(sh -c 'while :; do :; done' >/dev/null 2>&1 &); \
+                 (sh -c 'while :; do :; done' >/dev/null 2>&1 &); sleep 0.2"
+                    .into(),
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(report.success(), "{err}");
+    let group = serde_json::to_value(child.applied()).unwrap()["restricted_group"].clone();
+    let v2 = child
+        .applied()
+        .cgroup_paths
+        .first()
+        .cloned()
+        .expect("a cgroup");
+    let loops: Vec<i32> = std::fs::read_to_string(v2.join("cgroup.procs"))
+        .unwrap()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(loops.len(), 2, "{loops:?}");
+    if group["cpu"] == true {
+        let before: f64 = loops.iter().filter_map(|p| cpu_seconds(*p)).sum();
+        let started = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let used: f64 = loops.iter().filter_map(|p| cpu_seconds(*p)).sum::<f64>() - before;
+        let share = used / started.elapsed().as_secs_f64();
+        // Two busy loops would take both CPUs of this machine; together they get one.
+        assert!(share <= 1.2, "the leftovers used {share:.2} CPUs");
+        eprintln!("two leftover busy loops used {share:.2} CPUs together");
+    } else {
+        eprintln!("no CPU controller here: {group}");
+    }
+    // A change of trust (or the host's request) kills everything restricted left behind.
+    let killed = codespace_agent::guest::sandbox::kill_restricted();
+    assert!(killed >= 2, "{killed}");
+    for pid in loops {
+        assert!(cpu_seconds(pid).is_none(), "{pid} survived");
+    }
+}

@@ -33,6 +33,10 @@ pub enum LifecycleCommand {
     Run(RunArgs),
     /// Install the devcontainer.json's extensions that the policy allows.
     Extensions(ExtensionsArgs),
+    /// Kill everything restricted lifecycle runs left behind in this codespace (their dev
+    /// servers too); prints `{"killed": N}`. The agent does this itself when `session create`
+    /// changes the trust facts.
+    KillRestricted,
     /// Watch the workspace's devcontainer configuration; print config_changed events.
     Watch {
         /// The workspace folder (in the VM).
@@ -172,6 +176,7 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
             m.insert("workspace".into(), workspace.clone().into());
             ("config_watch", m, true)
         }
+        LifecycleCommand::KillRestricted => ("restricted_kill", Map::new(), true),
     };
     let client = match Client::connect(&opts).await {
         Ok(c) => c,
@@ -179,6 +184,15 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
     };
     if kind == "config_watch" {
         return watch(&client, fields).await;
+    }
+    if kind == "restricted_kill" {
+        return match client.request(kind, fields, WAIT).await {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => crate::connect::client_failure(&e),
+        };
     }
     let request = client.request(kind, fields, WAIT);
     tokio::pin!(request);

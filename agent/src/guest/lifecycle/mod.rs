@@ -65,7 +65,12 @@ use crate::guest::config::CodespaceIdentity;
 use crate::guest::dispatch::Job;
 
 /// Request types served here.
-pub const CAPABILITIES: &[&str] = &["lifecycle_run", "extensions_install", "config_watch"];
+pub const CAPABILITIES: &[&str] = &[
+    "lifecycle_run",
+    "extensions_install",
+    "config_watch",
+    "restricted_kill",
+];
 
 /// How long the watch waits for quiet before it parses again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -157,6 +162,10 @@ impl LifecycleService {
                     }
                 },
             ),
+            "restricted_kill" => Some(Job::new(quick, async move {
+                let killed = svc.kill_restricted("requested").await;
+                Ok(json!({"killed": killed}))
+            })),
             "config_watch" => Some(Job::new(quick, async move {
                 svc.config_watch(fields).map_err(|e| e.wire())
             })),

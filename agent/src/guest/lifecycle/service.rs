@@ -470,6 +470,22 @@ impl LifecycleService {
         Ok(result)
     }
 
+    /// Kills everything restricted runs left behind in this codespace (on the blocking pool:
+    /// it waits for the processes to die), then pushes `restricted_killed` with `reason` and how
+    /// many processes there were. For a change of the trust facts and the host's
+    /// `restricted_kill`.
+    pub async fn kill_restricted(&self, reason: &'static str) -> usize {
+        let killed = tokio::task::spawn_blocking(crate::guest::sandbox::kill_restricted)
+            .await
+            .unwrap_or(0);
+        tracing::info!(reason, processes = killed, "restricted leftovers killed");
+        let _ = self.events.send(Event::new(
+            "restricted_killed",
+            json!({"reason": reason, "processes": killed}),
+        ));
+        killed
+    }
+
     /// Pushes `lifecycle_finished`: after every output event of the run, so a host that reads
     /// events until it sees this one has all the output.
     pub(crate) fn finished(&self, run: &str, status: &str) {

@@ -38,6 +38,152 @@ use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
 /// Prefix of every run cgroup's name.
 pub const RUN_PREFIX: &str = "codespace-lifecycle-";
 
+/// The restricted principal's cgroup, one per hierarchy, for the codespace's life: every
+/// restricted run's cgroup is created inside it, so whatever restricted runs leave behind (a
+/// dev server, a miner that forked away) shares one CPU ceiling, one memory and one pids limit,
+/// and is killed as a whole when the trust facts change.
+pub const RESTRICTED_GROUP: &str = "codespace-restricted";
+
+/// The limits of [`RESTRICTED_GROUP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GroupLimits {
+    /// CPU ceiling in thousandths of a CPU (1000: one CPU).
+    pub cpu_millis: u64,
+    /// Memory of everything restricted together.
+    pub memory_max_bytes: u64,
+    /// Processes of everything restricted together.
+    pub pids_max: u64,
+}
+
+/// Which of [`GroupLimits`] the kernel enforces here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupReport {
+    /// The limits asked for.
+    pub limits: Option<GroupLimits>,
+    /// `cpu.max` (v2) or `cpu.cfs_quota_us` (v1) was written.
+    pub cpu: bool,
+    /// A memory limit was written.
+    pub memory: bool,
+    /// A pids limit was written.
+    pub pids: bool,
+}
+
+/// The scheduler period the CPU ceiling is expressed in (µs).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Creates [`RESTRICTED_GROUP`] in every hierarchy of `layout` (if missing) and writes its
+/// `limits` (every time: a later config wins). A limit the machine cannot enforce is reported,
+/// not an error; a group that cannot be created is.
+pub fn ensure_restricted_group(
+    layout: &Layout,
+    limits: &GroupLimits,
+) -> Result<GroupReport, SandboxError> {
+    let mut report = GroupReport {
+        limits: Some(*limits),
+        ..GroupReport::default()
+    };
+    let quota = (limits.cpu_millis * CPU_PERIOD_US / 1000).max(1000);
+    for parent in &layout.parents {
+        let dir = parent.dir.join(RESTRICTED_GROUP);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(SandboxError::Cgroup {
+                    path: dir,
+                    action: "create",
+                    source,
+                })
+            }
+        }
+        let set = |file: &str, value: String| write(&dir.join(file), &value).is_ok();
+        match parent.kind {
+            Kind::V2 => {
+                // The runs inside need the parent's controllers; cpu is best effort (a parent
+                // with processes of its own cannot hand it down).
+                let mut wanted = Vec::new();
+                if parent.memory {
+                    wanted.push("+memory");
+                    report.memory |= set("memory.max", limits.memory_max_bytes.to_string());
+                }
+                if parent.pids {
+                    wanted.push("+pids");
+                    report.pids |= set("pids.max", limits.pids_max.to_string());
+                }
+                if !wanted.is_empty() {
+                    let _ = set("cgroup.subtree_control", wanted.join(" "));
+                }
+                if !dir.join("cpu.max").exists() {
+                    let _ = write(&parent.dir.join("cgroup.subtree_control"), "+cpu");
+                }
+                report.cpu |= set("cpu.max", format!("{quota} {CPU_PERIOD_US}"));
+            }
+            Kind::V1Memory => {
+                report.memory |= set("memory.limit_in_bytes", limits.memory_max_bytes.to_string());
+            }
+            Kind::V1Pids => report.pids |= set("pids.max", limits.pids_max.to_string()),
+            Kind::V1Cpu => {
+                report.cpu |= set("cpu.cfs_period_us", CPU_PERIOD_US.to_string())
+                    && set("cpu.cfs_quota_us", quota.to_string());
+            }
+            Kind::V1Freezer => {}
+        }
+    }
+    Ok(report)
+}
+
+/// Kills everything in [`RESTRICTED_GROUP`] (`cgroup.kill` of the v2 group, else every member
+/// of every hierarchy's group, a few rounds) and waits, at most two seconds, for it to empty.
+/// Returns how many processes were seen in it.
+pub fn kill_restricted_group(layout: &Layout) -> usize {
+    let groups: Vec<PathBuf> = layout
+        .parents
+        .iter()
+        .map(|p| p.dir.join(RESTRICTED_GROUP))
+        .filter(|d| d.exists())
+        .collect();
+    let members = |dir: &Path| -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for file in ["cgroup.procs", "tasks"] {
+                if let Ok(t) = std::fs::read_to_string(d.join(file)) {
+                    out.extend(t.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+                }
+            }
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    };
+    let seen = groups.iter().map(|g| members(g).len()).max().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left: Vec<i32> = groups.iter().flat_map(|g| members(g)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for g in &groups {
+            let _ = write(&g.join("cgroup.kill"), "1");
+        }
+        for pid in left {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
 fn live() -> &'static Mutex<HashSet<String>> {
     static LIVE: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     LIVE.get_or_init(|| Mutex::new(HashSet::new()))
@@ -111,7 +257,17 @@ impl RunCgroup {
             if parent.kind == Kind::V1Freezer && killable {
                 continue; // cgroup.kill makes the freezer fallback unnecessary
             }
-            let dir = parent.dir.join(&run.name);
+            let base = match profile {
+                SandboxProfile::Restricted => {
+                    // Made with its limits by `ensure_restricted_group`; a pooled run may come
+                    // first, and gets the limits when its spawn writes them.
+                    let group = parent.dir.join(RESTRICTED_GROUP);
+                    let _ = std::fs::create_dir(&group);
+                    group
+                }
+                SandboxProfile::Trusted => parent.dir.clone(),
+            };
+            let dir = base.join(&run.name);
             std::fs::create_dir(&dir).map_err(|source| SandboxError::Cgroup {
                 path: dir.clone(),
                 action: "create",
@@ -136,7 +292,7 @@ impl RunCgroup {
                     files.push(("memory.memsw.limit_in_bytes", bytes, false));
                 }
                 Kind::V1Pids => files.push(("pids.max", limits.pids_max.to_string(), true)),
-                Kind::V1Freezer => {}
+                Kind::V1Cpu | Kind::V1Freezer => {}
             }
             for (file, value, required) in files {
                 let path = dir.join(file);
@@ -217,7 +373,7 @@ impl RunCgroup {
             .map(|(kind, dir)| {
                 let path = dir.join(match kind {
                     Kind::V2 => "cgroup.procs",
-                    Kind::V1Memory | Kind::V1Pids | Kind::V1Freezer => "tasks",
+                    Kind::V1Memory | Kind::V1Pids | Kind::V1Cpu | Kind::V1Freezer => "tasks",
                 });
                 OpenOptions::new()
                     .write(true)
@@ -324,7 +480,7 @@ impl RunCgroup {
                 Kind::V1Pids => {
                     events.pids_max_hits += counter(&dir.join("pids.events"), "max");
                 }
-                Kind::V1Freezer => {}
+                Kind::V1Cpu | Kind::V1Freezer => {}
             }
         }
         events
@@ -375,8 +531,12 @@ impl Drop for RunCgroup {
 pub fn sweep(layout: &Layout) {
     let own = std::process::id();
     let live: HashSet<String> = live().lock().map(|s| s.clone()).unwrap_or_default();
-    for parent in &layout.parents {
-        let Ok(entries) = std::fs::read_dir(&parent.dir) else {
+    let dirs = layout
+        .parents
+        .iter()
+        .flat_map(|p| [p.dir.clone(), p.dir.join(RESTRICTED_GROUP)]);
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {

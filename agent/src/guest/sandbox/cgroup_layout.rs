@@ -33,6 +33,8 @@ pub enum Kind {
     V1Memory,
     /// v1 `pids`.
     V1Pids,
+    /// v1 `cpu`: the CPU ceiling of the restricted principal's group (pure v2 has it in `V2`).
+    V1Cpu,
     /// v1 `freezer` (kill fallback without `cgroup.kill`).
     V1Freezer,
 }
@@ -228,6 +230,14 @@ pub fn detect_from(mountinfo: &str, proc_cgroup: &str, configured_parent: Option
                 pids: false,
             });
         }
+    }
+    if let Some(dir) = v1("cpu") {
+        parents.push(Parent {
+            kind: Kind::V1Cpu,
+            dir,
+            memory: false,
+            pids: false,
+        });
     }
     // Used only by runs whose v2 cgroup has no `cgroup.kill` (see `RunCgroup::create`).
     if let Some(dir) = v1("freezer") {

@@ -19,7 +19,10 @@
 //!   "restricted_root": "/var/lib/codespace-agent/restricted", // its per-codespace /tmp and /var/tmp
 //!   "restricted_fallback": "refuse",    // "degrade": run without a layer this machine lacks, reported
 //!   "restricted_nofile": 4096,          // RLIMIT_NOFILE of restricted runs (at most `nofile`)
-//!   "restricted_outbound": true         // internet from the restricted network namespace (NAT)
+//!   "restricted_outbound": true,        // internet from the restricted network namespace (NAT)
+//!   "restricted_cpus": 1,               // CPU ceiling of everything restricted, together
+//!   "restricted_memory_max_bytes": 4294967296, // ... its memory
+//!   "restricted_pids_max": 4096         // ... its processes
 //! }
 //! ```
 
@@ -28,7 +31,20 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::cgroup::GroupLimits;
 use super::world::{Fallback, WorldConfig};
+
+/// `sandbox.restricted_cpus` (CPUs, fractions allowed) in thousandths of a CPU.
+fn cpu_millis(cpus: Option<f64>, default: u64) -> Result<u64, ConfigError> {
+    match cpus {
+        None => Ok(default),
+        Some(c) if c.is_finite() && (0.01..=1024.0).contains(&c) => Ok((c * 1000.0).round() as u64),
+        Some(_) => Err(ConfigError::Invalid {
+            key: "sandbox.restricted_cpus",
+            message: "must be a number of CPUs between 0.01 and 1024".into(),
+        }),
+    }
+}
 use super::Limits;
 use crate::guest::config::{positive, ConfigError};
 
@@ -58,6 +74,9 @@ pub struct RawSandboxConfig {
     pub restricted_fallback: Option<Fallback>,
     pub restricted_nofile: Option<u64>,
     pub restricted_outbound: Option<bool>,
+    pub restricted_cpus: Option<f64>,
+    pub restricted_memory_max_bytes: Option<u64>,
+    pub restricted_pids_max: Option<u64>,
 }
 
 /// The typed section.
@@ -171,6 +190,19 @@ impl SandboxConfig {
                     d.world.nofile,
                 )?,
                 outbound: raw.restricted_outbound.unwrap_or(d.world.outbound),
+                group: GroupLimits {
+                    cpu_millis: cpu_millis(raw.restricted_cpus, d.world.group.cpu_millis)?,
+                    memory_max_bytes: positive(
+                        "sandbox.restricted_memory_max_bytes",
+                        raw.restricted_memory_max_bytes,
+                        d.world.group.memory_max_bytes,
+                    )?,
+                    pids_max: positive(
+                        "sandbox.restricted_pids_max",
+                        raw.restricted_pids_max,
+                        d.world.group.pids_max,
+                    )?,
+                },
             },
             default_user: raw.default_user,
             limits: Limits {
@@ -222,6 +254,11 @@ mod tests {
             (r#"{"restricted_user": "root"}"#, "sandbox.restricted_user"),
             (r#"{"restricted_root": "/"}"#, "sandbox.restricted_root"),
             (r#"{"restricted_nofile": 0}"#, "sandbox.restricted_nofile"),
+            (r#"{"restricted_cpus": 0}"#, "sandbox.restricted_cpus"),
+            (
+                r#"{"restricted_pids_max": 0}"#,
+                "sandbox.restricted_pids_max",
+            ),
         ] {
             let raw: RawSandboxConfig = serde_json::from_str(text).unwrap();
             let err = SandboxConfig::build(Some(raw)).unwrap_err().to_string();

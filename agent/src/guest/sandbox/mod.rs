@@ -295,6 +295,9 @@ pub struct AppliedReport {
     pub rlimits: AppliedRlimits,
     /// Restricted only: the world of the restricted principal ([`world`]).
     pub world: Option<world::WorldReport>,
+    /// Restricted only: the codespace-wide cgroup every restricted run lives in, and which of
+    /// its limits this machine enforces ([`cgroup::RESTRICTED_GROUP`]).
+    pub restricted_group: Option<cgroup::GroupReport>,
 }
 
 /// The rlimits a run got.
@@ -449,6 +452,14 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
     )?;
     let layout = cgroup::layout(cgroup_parent.as_deref());
     cgroup::sweep_now_and_then(layout);
+    let restricted_group = if restricted && !layout.parents.is_empty() {
+        Some(cgroup::ensure_restricted_group(
+            layout,
+            &spec.restricted.group,
+        )?)
+    } else {
+        None
+    };
     let run_cgroup = if layout.parents.is_empty() {
         None
     } else {
@@ -489,6 +500,7 @@ pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, Sa
         limits: spec.limits,
         rlimits,
         world: world_report,
+        restricted_group,
     };
     let plan = child::ChildPlan {
         cgroup_procs,
@@ -537,6 +549,23 @@ pub fn shutdown() {
 pub fn sweep_stale_cgroups() {
     let parent = settings().read().ok().and_then(|s| s.cgroup_parent.clone());
     cgroup::sweep(cgroup::layout(parent.as_deref()));
+}
+
+/// Kills everything restricted runs left behind in this codespace (the restricted principal's
+/// cgroup, [`cgroup::RESTRICTED_GROUP`]) and forgets its network namespace, which dies with its
+/// last process (a later restricted run gets a new one). For a change of the trust facts and on
+/// request. Returns how many processes were killed.
+pub fn kill_restricted() -> usize {
+    let parent = settings().read().ok().and_then(|s| s.cgroup_parent.clone());
+    let killed = cgroup::kill_restricted_group(cgroup::layout(parent.as_deref()));
+    // Pooled cgroups made before the kill go too: the kernel kills a child born into one of
+    // them with CLONE_INTO_CGROUP (measured on 6.18: the cgroup's kill sequence moved on, the
+    // forking agent's did not), so the next restricted run would die at once.
+    cgroup_pool::drain();
+    if netns::current().is_some() {
+        netns::teardown();
+    }
+    killed
 }
 
 /// Whether process `pid` runs inside a restricted run's cgroup (any hierarchy's path carries

@@ -20,6 +20,8 @@ pub(super) const CREATOR: u32 = 64_999;
 pub(super) fn test_world() -> super::world::WorldConfig {
     super::world::WorldConfig {
         root: std::path::PathBuf::from("/tmp/codespace-agent-unit-tests/restricted"),
+        // No NAT to the outside from unit tests (the hostile suite tests it and cleans up).
+        outbound: false,
         ..Default::default()
     }
 }

@@ -110,6 +110,9 @@ pub struct WorldConfig {
     pub nofile: u64,
     /// Internet access from the restricted network namespace ([`super::netns`]).
     pub outbound: bool,
+    /// The limits of everything restricted runs leave behind, together
+    /// ([`super::cgroup::RESTRICTED_GROUP`]).
+    pub group: super::cgroup::GroupLimits,
 }
 
 impl Default for WorldConfig {
@@ -119,6 +122,11 @@ impl Default for WorldConfig {
             fallback: Fallback::Refuse,
             nofile: super::config::DEFAULT_RESTRICTED_NOFILE,
             outbound: true,
+            group: super::cgroup::GroupLimits {
+                cpu_millis: 1000,
+                memory_max_bytes: 4 << 30,
+                pids_max: 4096,
+            },
         }
     }
 }
