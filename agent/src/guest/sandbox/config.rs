@@ -114,7 +114,7 @@ pub struct SandboxConfig {
 pub const DEFAULT_RESTRICTED_USER: &str = "codespace-restricted";
 /// Default [`WorldConfig::root`].
 pub const DEFAULT_RESTRICTED_ROOT: &str = "/var/lib/codespace-agent/restricted";
-/// Default [`SandboxConfig::restricted_nofile`].
+/// Default [`WorldConfig::nofile`].
 pub const DEFAULT_RESTRICTED_NOFILE: u64 = 4096;
 
 /// Default [`SandboxConfig::cgroup_pool`]: one for the next command and one for a parallel one.

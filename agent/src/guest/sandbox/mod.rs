@@ -20,12 +20,13 @@
 //!
 //! | layer | trusted | restricted |
 //! |---|---|---|
-//! | user | the resolved user (may be root) | the resolved user, never root (error) |
+//! | user | the configured user (the creator; may be root) | the restricted principal (`sandbox.restricted_user`): never root, never the workspace's owner (errors) |
+//! | world | the creator's | [`world`]: mount + IPC namespaces, private `/tmp` and `/var/tmp`, idmapped workspace, read-only `.git` config/hooks/info, state directory covered; [`netns`]: the codespace's restricted network |
 //! | environment | cleared + base + caller's (secrets, token if the caller passes them) | same; the caller passes neither |
 //! | `no_new_privs` | no (sudo works) | yes |
-//! | Landlock | everything except the state directory | read/exec except the state directory; writes only workspace, home, tmp dirs, devices; no signals/abstract sockets outside |
-//! | seccomp | [`rules::DENIED_SYSCALLS`], AF_VSOCK, other ABIs | same |
-//! | rlimits, cgroup | [`Limits`] | [`Limits`] |
+//! | Landlock | everything except the state directory | read/exec except the state directory; writes only workspace, home, its tmp dirs, devices; no signals/abstract sockets outside (ABI 6) |
+//! | seccomp | [`rules::DENIED_SYSCALLS`], AF_VSOCK, other ABIs | same, and user namespaces |
+//! | rlimits, cgroup | [`Limits`] | [`Limits`], `RLIMIT_NOFILE` at most `restricted_nofile`, inside [`cgroup::RESTRICTED_GROUP`] (one CPU, memory, pids for everything restricted together) |
 //!
 //! Every rule is data in [`rules`]. What actually applied on this kernel is in
 //! [`SandboxedChild::applied`] (e.g. Landlock ABI 7, cgroup mode `hybrid`).
@@ -39,18 +40,17 @@
 //!
 //! Known limits, each covered by another layer:
 //! - before Landlock ABI 9 (Linux 7.1), `connect` to a pathname Unix socket is not a Landlock
-//!   right, so the broker's socket in the state directory is reachable; the broker refuses
-//!   restricted runs by their cgroup ([`is_restricted_pid`]) and checks uids;
-//! - user namespaces are not blocked (`clone3` takes its flags in memory, out of seccomp's
-//!   reach); mount and the other namespace-powered calls are denied regardless. Distributions
-//!   can set `user.max_user_namespaces=0`;
+//!   right, so a trusted run reaches the broker's socket in the state directory (it is the
+//!   creator, whom the broker answers anyway); restricted runs do not see the state directory
+//!   at all ([`world`]), and the broker also refuses them by uid and cgroup
+//!   ([`is_restricted_pid`]);
+//! - restricted runs cannot make or enter user namespaces: `clone`/`unshare`/`setns` are gated
+//!   on their flags and `clone3` answers `ENOSYS` (its flags are out of seccomp's reach), so the C
+//!   library falls back to `clone`;
 //! - 32-bit (i386) programs cannot run at all in the sandbox: the arch check kills them;
-//! - **persistence outside the sandbox is not prevented**: the restricted profile may write the
-//!   workspace and the home (as the issue asks), so it can plant `~/.bashrc`, `~/.gitconfig`,
-//!   `~/.local/bin/*` or `.git/hooks/*`, which run later in the creator's unsandboxed shells,
-//!   where the token is. Options: a scratch `HOME` for restricted runs, or a home decomposed
-//!   around a deny-list of startup files (Landlock cannot deny beneath a grant), and a check of
-//!   `.git/hooks` and `.git/config` after restricted runs.
+//! - what a restricted run changes in the workspace (a `Makefile`, a test) runs later wherever
+//!   the creator runs it; the startup files and `.git` configuration and hooks are out of its
+//!   reach ([`world`]).
 
 pub mod account;
 pub mod cgroup;
