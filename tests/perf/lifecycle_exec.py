@@ -139,7 +139,10 @@ def main():
             f.write(key)
         ws = tempfile.mkdtemp(dir=d)
         os.chmod(d, 0o755)
-        os.chmod(ws, 0o777)  # the restricted run user must be able to enter it
+        os.chmod(ws, 0o777)
+        # The creator's workspace (a uid of its own): the restricted principal sees it through
+        # its idmapped view; the trusted run is the agent's user (root) here.
+        os.chown(ws, 64999, 64999)
         with open(os.path.join(ws, ".devcontainer.json"), "w") as f:
             f.write('{"postAttachCommand": ["/bin/true"]}')
         procs = []
@@ -148,7 +151,13 @@ def main():
             for launcher in ("plain", "sandbox"):
                 conf = os.path.join(d, f"{launcher}.json")
                 with open(conf, "w") as f:
-                    json.dump({"lifecycle": {"launcher": launcher}}, f)
+                    # Restricted runs as `nobody` (the package's codespace-restricted is not on
+                    # this machine), their world in the scratch directory, no NAT to set up (a
+                    # one-time cost per codespace, not per command).
+                    json.dump({"lifecycle": {"launcher": launcher},
+                               "sandbox": {"restricted_user": "nobody",
+                                           "restricted_root": os.path.join(d, f"restricted-{launcher}"),
+                                           "restricted_outbound": False}}, f)
                 sock = os.path.join(d, f"{launcher}.sock")
                 procs.append(start([args.agent, "run", "--config", conf, "--listen", f"unix:{sock}",
                                     "--key-file", key_file, "--state-dir",

@@ -186,7 +186,7 @@ install -m 0600 "$W/key" "$IR/etc/codespace-agent/host.key"
 # The package's default config, plus the shared key (the HMAC handshake over vsock), a 2 s
 # heartbeat (the suspend/resume check watches an idle connection come back to life) and the
 # remote user an image builder would set (resolved from /etc/passwd by the static binary).
-sed -e 's|^{$|{\n  "key_file": "/etc/codespace-agent/host.key",|' \
+sed -e 's|^{$|{\n  "key_file": "/etc/codespace-agent/host.key",\n  "sandbox": { "restricted_fallback": "degrade", "restricted_outbound": false },|' \
     -e 's|"heartbeat_interval_s": 30,|"heartbeat_interval_s": 2,|' \
     -e 's|"user": null,|"user": "codespace",|' \
     -e 's|^  "listen": |  "codespace": { "owner": "octocat", "organization": "octo" },\n  "listen": |' \
@@ -195,6 +195,7 @@ grep -q '"key_file"' "$IR/etc/codespace-agent/config.jsonc" \
     && grep -q '"heartbeat_interval_s": 2,' "$IR/etc/codespace-agent/config.jsonc" \
     && grep -q '"user": "codespace",' "$IR/etc/codespace-agent/config.jsonc" \
     && grep -q '"owner": "octocat"' "$IR/etc/codespace-agent/config.jsonc" \
+    && grep -q '"restricted_fallback": "degrade"' "$IR/etc/codespace-agent/config.jsonc" \
     || die "could not adapt the package's config (key_file, heartbeat_interval_s, user, codespace)"
 # A second instance that accepts only CID 1000: the host's connection (CID 2) must be refused.
 cat > "$IR/etc/codespace-agent/reject.jsonc" <<'EOF'
@@ -209,11 +210,17 @@ cat > "$IR/workspaces/app/.devcontainer/devcontainer.json" <<'EOF'
   // remote user, and a failing command whose exit status must reach the host.
   "image": "mcr.microsoft.com/devcontainers/base:debian",
   "postCreateCommand": "echo \"npm=$NPM_TOKEN\"; id -u > /workspaces/app/created-by && echo created",
-  "postStartCommand": "echo starting; exit 7"
+  "postStartCommand": "echo starting; exit 7",
+  // Run restricted (--creator-access read): what a hostile repository tries. Each line says
+  // LEAK when the attack works.
+  "postAttachCommand": "id -u; cat /run/codespace-agent/env/environment >/dev/null 2>&1 && echo LEAK-env || echo ok-env; (echo '[core] fsmonitor = x' >> .git/config) 2>/dev/null && echo LEAK-gitconfig || echo ok-gitconfig; (touch .git/hooks/post-checkout) 2>/dev/null && echo LEAK-hook || echo ok-hook; ls /tmp/creator-tmux >/dev/null 2>&1 && echo LEAK-tmp || echo ok-tmp; nc -w 2 127.0.0.1 8123 </dev/null >/dev/null 2>&1 && echo LEAK-loopback || echo ok-loopback; echo hostile-done"
 }
 EOF
-printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\n' > "$IR/etc/passwd"
-printf 'root:x:0:\ncodespace:x:1000:\n' > "$IR/etc/group"
+mkdir -p "$IR/workspaces/app/.git/hooks"
+printf '[core]\n\tbare = false\n' > "$IR/workspaces/app/.git/config"
+# The restricted principal as the package's sysusers.d entry creates it.
+printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\ncodespace-restricted:x:998:998::/var/lib/codespace-agent/restricted/home:/bin/sh\n' > "$IR/etc/passwd"
+printf 'root:x:0:\ncodespace:x:1000:\ncodespace-restricted:x:998:\n' > "$IR/etc/group"
 # Like Debian's /etc/profile: login shells source /etc/profile.d/*.sh.
 cat > "$IR/etc/profile" <<'EOF'
 for f in /etc/profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
@@ -228,8 +235,10 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-# The remote user owns its home and the cloned repository, as in a real codespace.
+# The remote user owns its home and the cloned repository, as in a real codespace, and has a
+# tmux-like directory in /tmp that restricted runs must not see.
 chown -R 1000:1000 /home/codespace /workspaces/app
+mkdir -m 0700 /tmp/creator-tmux && echo secret > /tmp/creator-tmux/default && chown -R 1000:1000 /tmp/creator-tmux
 # cgroup v2 where systemd mounts it: the lifecycle sandbox gives every run a cgroup.
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 # Loopback up, as on any booted system: the agent's forwarder dials the dev server on 127.0.0.1.
@@ -543,6 +552,23 @@ lifecycle_fails() {
     grep -qx starting "$W/lc.out"
 }
 check "lifecycle run --phase start: a failing command's exit status (7) reaches the host" lifecycle_fails
+lifecycle_restricted_hostile() {
+    local rc=0
+    ctl lifecycle run --devcontainer .devcontainer/devcontainer.json --workspace /workspaces/app \
+        --phase attach --repository octo/app --creator-access read > "$W/lc.out" 2> "$W/lc.err" || rc=$?
+    sed 's/^/stdout: /' "$W/lc.out"; sed 's/^/stderr: /' "$W/lc.err"
+    [ "$rc" = 0 ] || { echo "exit $rc, expected 0"; return 1; }
+    grep -qx 998 "$W/lc.out" || { echo "not the restricted principal (uid 998)"; return 1; }
+    for ok in ok-env ok-gitconfig ok-hook ok-tmp ok-loopback hostile-done; do
+        grep -qx "$ok" "$W/lc.out" || { echo "missing $ok"; return 1; }
+    done
+    ! grep -q LEAK "$W/lc.out" || { echo "an attack worked"; return 1; }
+    ctl lifecycle run --devcontainer .devcontainer/devcontainer.json --workspace /workspaces/app \
+        --phase attach --repository octo/app --creator-access read --json > "$W/lc.json" 2> /dev/null || true
+    json "$W/lc.json" '(d["profile"], d["user"]["uid"], d["commands"][0]["sandbox"]["world"]["ipc_namespace"]) == ("restricted", 998, True) or sys.exit(1)' \
+        || { cat "$W/lc.json"; return 1; }
+}
+check "a restricted run (read access) is uid 998 and reaches neither the env file, .git config and hooks, the creator's /tmp nor its loopback dev server" lifecycle_restricted_hostile
 LC_MS=$(( ($(date +%s%N) - T_LC) / 1000000 ))
 log "lifecycle checks took ${LC_MS} ms"
 

@@ -22,7 +22,8 @@
 //!   "restricted_outbound": true,        // internet from the restricted network namespace (NAT)
 //!   "restricted_cpus": 1,               // CPU ceiling of everything restricted, together
 //!   "restricted_memory_max_bytes": 4294967296, // ... its memory
-//!   "restricted_pids_max": 4096         // ... its processes
+//!   "restricted_pids_max": null         // ... its processes (default: half the file table
+//!                                       // over restricted_nofile, 256..4096)
 //! }
 //! ```
 
@@ -164,6 +165,11 @@ impl SandboxConfig {
                 });
             }
         }
+        let restricted_nofile = positive(
+            "sandbox.restricted_nofile",
+            raw.restricted_nofile,
+            d.world.nofile,
+        )?;
         let restricted_user = raw.restricted_user.unwrap_or(d.restricted_user);
         if restricted_user.is_empty() || restricted_user == "root" || restricted_user == "0" {
             return Err(ConfigError::Invalid {
@@ -184,11 +190,7 @@ impl SandboxConfig {
             world: WorldConfig {
                 root,
                 fallback: raw.restricted_fallback.unwrap_or_default(),
-                nofile: positive(
-                    "sandbox.restricted_nofile",
-                    raw.restricted_nofile,
-                    d.world.nofile,
-                )?,
+                nofile: restricted_nofile,
                 outbound: raw.restricted_outbound.unwrap_or(d.world.outbound),
                 group: GroupLimits {
                     cpu_millis: cpu_millis(raw.restricted_cpus, d.world.group.cpu_millis)?,
@@ -200,7 +202,7 @@ impl SandboxConfig {
                     pids_max: positive(
                         "sandbox.restricted_pids_max",
                         raw.restricted_pids_max,
-                        d.world.group.pids_max,
+                        super::world::default_group_pids(restricted_nofile),
                     )?,
                 },
             },
@@ -243,6 +245,27 @@ mod tests {
         assert_eq!(c.limits.pids_max, 64);
         assert_eq!(c.kill_grace, Duration::from_millis(10));
         assert_eq!(c.lang, "en_US.UTF-8");
+    }
+
+    #[test]
+    fn the_restricted_group_cannot_fill_the_file_table_by_default() {
+        let c = SandboxConfig::build(None).unwrap();
+        let pids = c.world.group.pids_max;
+        assert!((256..=4096).contains(&pids), "{pids}");
+        if let Some(file_max) = std::fs::read_to_string("/proc/sys/fs/file-max")
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        {
+            assert!(pids * c.world.nofile <= file_max / 2 || pids == 256);
+        }
+        let raw: RawSandboxConfig =
+            serde_json::from_str(r#"{"restricted_pids_max": 9000, "restricted_cpus": 0.5}"#)
+                .unwrap();
+        let c = SandboxConfig::build(Some(raw)).unwrap();
+        assert_eq!(
+            (c.world.group.pids_max, c.world.group.cpu_millis),
+            (9000, 500)
+        );
     }
 
     #[test]
