@@ -67,9 +67,11 @@ struct Engine {
     source: Option<Source>,
     /// A `sock_diag` socket made inside the codespace's restricted network namespace, with the
     /// namespace's inode (a new namespace after a trust change gets a new socket).
-    restricted: Option<(u64, super::sock_diag::SockDiag)>,
+    restricted: Option<(u64, Option<super::sock_diag::SockDiag>)>,
     /// Inodes of the listeners that the restricted dump found.
     restricted_inodes: std::collections::HashSet<u64>,
+    /// A failed restricted scan was logged (once per namespace).
+    restricted_warned: bool,
     tracker: Tracker,
     resolver: OwnerResolver,
     opts: DetectOptions,
@@ -111,36 +113,46 @@ impl Engine {
         Ok(changes)
     }
 
-    /// The listeners of the restricted network namespace, when the agent has one. Failing to
-    /// dump it is logged once per namespace and leaves the agent's own listeners reported.
+    /// The listeners of the restricted network namespace, when the agent has one: a
+    /// `sock_diag` socket made inside it, or, on kernels without `sock_diag`, its
+    /// `/proc/thread-self/net/tcp{,6}` read by a thread inside it. Failing to dump it is logged
+    /// and leaves the agent's own listeners reported.
     fn restricted_listeners(&mut self) -> Vec<RawListener> {
         let Some(net) = crate::guest::sandbox::netns::current() else {
             return Vec::new();
         };
         if self.restricted.as_ref().map(|(ino, _)| *ino) != Some(net.report.inode) {
-            match crate::guest::sandbox::netns::within(&net.fd, || {
-                super::sock_diag::SockDiag::open().map_err(std::io::Error::other)
-            }) {
-                Ok(diag) => self.restricted = Some((net.report.inode, diag)),
-                Err(e) => {
-                    if self.restricted.is_some() || self.restricted_inodes.is_empty() {
-                        tracing::warn!(error = %e, "cannot watch the restricted network");
-                    }
-                    self.restricted = None;
-                    return Vec::new();
-                }
-            }
+            let opened = crate::guest::sandbox::netns::within(&net.fd, || {
+                let mut diag = super::sock_diag::SockDiag::open().map_err(std::io::Error::other)?;
+                diag.dump().map_err(std::io::Error::other)?;
+                Ok(diag)
+            });
+            self.restricted = Some((net.report.inode, opened.ok()));
+            self.restricted_warned = false;
         }
-        let Some((_, diag)) = &mut self.restricted else {
-            return Vec::new();
+        let found = match &mut self.restricted {
+            Some((_, Some(diag))) => diag.dump(),
+            _ => crate::guest::sandbox::netns::within(&net.fd, || {
+                super::procnet::ProcNet::new(std::path::Path::new("/proc/thread-self"))
+                    .read()
+                    .map_err(std::io::Error::other)
+            })
+            .map_err(|e| DetectError::ProcNet {
+                path: "/proc/thread-self/net/tcp (restricted network)".into(),
+                source: e,
+            }),
         };
-        match diag.dump() {
+        match found {
             Ok(found) => {
                 self.restricted_inodes.extend(found.iter().map(|l| l.inode));
                 found
             }
             Err(e) => {
-                tracing::warn!(error = %e, "restricted network scan failed");
+                // Once per namespace: a kernel that cannot do it fails every poll the same way.
+                if !self.restricted_warned {
+                    self.restricted_warned = true;
+                    tracing::warn!(error = %e, "restricted network scan failed");
+                }
                 Vec::new()
             }
         }
@@ -166,6 +178,7 @@ impl PortWatcher {
             source: None,
             restricted: None,
             restricted_inodes: std::collections::HashSet::new(),
+            restricted_warned: false,
             tracker: Tracker::new(opts),
             resolver: OwnerResolver::new(&opts.proc_root),
             opts: opts.clone(),

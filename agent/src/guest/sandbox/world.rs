@@ -526,13 +526,19 @@ pub fn prepare(
     // Detached clones made here, moved in the child: the child resolves no source path after
     // it has replaced /tmp (a restricted root under /tmp would be gone by then).
     let clone = |dir: &Path| clone_tree(dir, None).map_err(|e| world_error(dir, "clone", e));
-    let mut trees = vec![
-        (clone(&tmp)?, c"/tmp".to_owned()),
-        (clone(&var_tmp)?, c"/var/tmp".to_owned()),
-        (tree, cstring(workspace)?),
-    ];
+    // A target the image lacks (a minimal root without /var/tmp or /etc/resolv.conf) is not
+    // covered: there is nothing there for the run to reach, and nothing it could create.
+    let mut trees = Vec::new();
+    for (source, target) in [(&tmp, "/tmp"), (&var_tmp, "/var/tmp")] {
+        if Path::new(target).is_dir() {
+            trees.push((clone(source)?, cstring(Path::new(target))?));
+        }
+    }
+    trees.push((tree, cstring(workspace)?));
     if let Some(resolv) = net.and_then(|n| n.report.resolv_conf.as_deref()) {
-        trees.push((clone(resolv)?, c"/etc/resolv.conf".to_owned()));
+        if Path::new("/etc/resolv.conf").exists() {
+            trees.push((clone(resolv)?, c"/etc/resolv.conf".to_owned()));
+        }
     }
     let report = WorldReport {
         private_tmp: tmp,
