@@ -199,6 +199,120 @@ mod tests {
         }
     }
 
+    /// Issue 16: names a shell treats specially (arithmetic on assignment runs `$(..)`,
+    /// read-only or numeric ones abort the sourced file) and names that make common tools run a
+    /// program or load code. Each was accepted before; each must be `dangerous-name`.
+    #[test]
+    fn shell_special_and_tool_hijacking_names_are_refused() {
+        let refused = [
+            // Shells: arithmetic on assignment, read-only, numeric, or special on assignment.
+            "RANDOM",
+            "SRANDOM",
+            "SECONDS",
+            "LINENO",
+            "OPTIND",
+            "OPTARG",
+            "HISTCMD",
+            "HISTSIZE",
+            "HISTFILE",
+            "HISTFILESIZE",
+            "COLUMNS",
+            "LINES",
+            "SHLVL",
+            "UID",
+            "EUID",
+            "GID",
+            "EGID",
+            "PPID",
+            "PWD",
+            "OLDPWD",
+            "TMOUT",
+            "MAIL",
+            "MAILCHECK",
+            "MAILPATH",
+            "FPATH",
+            "BASHPID",
+            "BASH_XTRACEFD",
+            "SHELLOPTS",
+            "KSHUID",
+            "FUNCNEST",
+            "KEYTIMEOUT",
+            "SAVEHIST",
+            "NULLCMD",
+            "ZSH_VERSION",
+            "dis_aliases",
+            "_",
+            // zsh's lowercase parameters (names are case-insensitive: `path` is `PATH`).
+            "argv",
+            "status",
+            "pipestatus",
+            "path",
+            "cdpath",
+            "fpath",
+            "options",
+            "functions",
+            "fish_function_path",
+            // Tools that run a program or load code.
+            "EDITOR",
+            "VISUAL",
+            "PAGER",
+            "GIT_PAGER",
+            "LESSOPEN",
+            "LESSCLOSE",
+            "BROWSER",
+            "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME",
+            "HOME",
+            "RUBYOPT",
+            "RUBYLIB",
+            "PERL5LIB",
+            "_JAVA_OPTIONS",
+            "JDK_JAVA_OPTIONS",
+            "DOTNET_STARTUP_HOOKS",
+            "GCONV_PATH",
+            "RUSTC_WRAPPER",
+            "RUSTC",
+            "GOFLAGS",
+            "npm_config_script_shell",
+            "NPM_CONFIG_PREFIX",
+            "PYTHONSTARTUP",
+            // Traffic interception.
+            "HTTPS_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "CURL_CA_BUNDLE",
+            "REQUESTS_CA_BUNDLE",
+            "NODE_EXTRA_CA_CERTS",
+        ];
+        for name in refused {
+            assert_eq!(
+                check_name(name, &[]),
+                Err(SecretNameRejection::DangerousName),
+                "{name}"
+            );
+        }
+        // Near misses stay allowed: the rules are exact names, and prefixes only where a whole
+        // family is dangerous.
+        for name in [
+            "RANDOM_SEED",
+            "MAILGUN_API_KEY",
+            "HOMEBREW_GITHUB_API_TOKEN",
+            "EDITOR_THEME",
+            "PAGERDUTY_TOKEN",
+            "CARGO_REGISTRY_TOKEN",
+            "NPM_TOKEN",
+            "STATUS_PAGE_KEY",
+            "HISTORY_API",
+            "GOOGLE_API_KEY",
+            "LINEAR_API_KEY",
+            "PROXY_PASSWORD",
+        ] {
+            assert_eq!(check_name(name, &[]), Ok(()), "{name}");
+        }
+    }
+
     #[test]
     fn every_dangerous_entry_is_live_and_unique() {
         let mut seen = std::collections::HashSet::new();

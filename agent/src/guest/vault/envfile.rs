@@ -320,7 +320,8 @@ pub fn remove(path: &Path) -> Result<(), EnvFileError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+// A test says on stderr which shell it skipped, so a missing one is visible, not silent.
+#[allow(clippy::unwrap_used, clippy::print_stderr)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -438,6 +439,111 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         remove(&file).unwrap();
         remove(&file).unwrap();
+    }
+
+    /// The shells that load the file (`set -a; . file`, as the profile.d hook does), by path,
+    /// with the arguments that start them. A shell that is not installed is reported and skipped
+    /// (`.ci/run` installs them all).
+    fn installed_shells() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
+        let wanted: [(&str, &str, &[&str]); 6] = [
+            ("sh", "/bin/sh", &[]),
+            ("bash", "/bin/bash", &[]),
+            ("zsh", "/usr/bin/zsh", &[]),
+            // Debian's zprofile sources /etc/profile (and so the hook) under `emulate sh`.
+            ("zsh --emulate sh", "/usr/bin/zsh", &["--emulate", "sh"]),
+            ("ksh", "/usr/bin/ksh", &[]),
+            ("mksh", "/usr/bin/mksh", &[]),
+        ];
+        let mut found = Vec::new();
+        for (label, path, args) in wanted {
+            if Path::new(path).exists() {
+                found.push((label, path, args));
+            } else {
+                eprintln!("{label} ({path}) is not installed: skipping that shell");
+            }
+        }
+        // fish cannot source `NAME='value'` lines at all (it has no bare assignments), so there
+        // is nothing to try; no fish loader exists.
+        found
+    }
+
+    /// Issue 16: the *name* is the attack. Assigning `RANDOM`, `OPTIND`, `HISTCMD` and similar
+    /// evaluates the value arithmetically in some shell, which runs `$(..)` inside an array
+    /// subscript; read-only or numeric ones (`EUID` in zsh, `OPTIND` in dash) abort the file, so
+    /// every later entry (the token among them) silently goes missing. Written through the real
+    /// writer and sourced by every installed shell, such a file must run nothing and still
+    /// export the ordinary entries before and after it.
+    #[test]
+    fn hostile_names_run_nothing_and_lose_nothing_in_any_shell() {
+        let hostile = [
+            "RANDOM",
+            "SRANDOM",
+            "HISTCMD",
+            "OPTIND",
+            "SECONDS",
+            "LINENO",
+            "EUID",
+            "UID",
+            "GID",
+            "EGID",
+            "PPID",
+            "SHLVL",
+            "COLUMNS",
+            "LINES",
+            "TMOUT",
+            "HISTSIZE",
+            "SAVEHIST",
+            "MAILCHECK",
+            "FUNCNEST",
+            "KEYTIMEOUT",
+            "BASHPID",
+            "KSHUID",
+            "status",
+            "argv",
+            "options",
+            "functions",
+            "dis_aliases",
+        ];
+        let shells = installed_shells();
+        let mut failures = Vec::new();
+        for name in hostile {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("environment");
+            let marker = dir.path().join("ran");
+            let payload = format!("path[$(touch {})]", marker.display());
+            let entries: [(&str, &[u8]); 3] = [
+                ("EARLY", b"1"),
+                (name, payload.as_bytes()),
+                ("LATER", b"ok"),
+            ];
+            write_atomic(&file, &render(entries), Owner::current()).unwrap();
+            for (label, program, args) in &shells {
+                let out = Command::new(program)
+                    .args(*args)
+                    .arg("-c")
+                    .arg("set -a; . \"$1\"; set +a; env")
+                    .arg("sh")
+                    .arg(&file)
+                    .env_clear()
+                    .env("PATH", "/usr/bin:/bin")
+                    .current_dir(dir.path())
+                    .output()
+                    .unwrap();
+                let env = String::from_utf8_lossy(&out.stdout);
+                let exported = |line: &str| env.lines().any(|l| l == line);
+                if marker.exists() {
+                    failures.push(format!("{label}: {name} ran the payload"));
+                    fs::remove_file(&marker).unwrap();
+                }
+                if !exported("EARLY=1") || !exported("LATER=ok") {
+                    failures.push(format!(
+                        "{label}: {name} lost entries: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     fn value_strategy() -> impl Strategy<Value = Vec<u8>> {
