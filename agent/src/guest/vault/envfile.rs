@@ -14,7 +14,15 @@
 //! only byte a value may not hold is NUL, which no environment variable can carry.
 //!
 //! The lines assign shell variables without `export`; a login-shell snippet sources the file
-//! between `set -a` and `set +a` so that the variables are exported.
+//! between `set -a` and `set +a` so that the variables are exported. Sourcing evaluates nothing
+//! in any POSIX shell, bash, zsh, ksh or mksh as long as two things hold: every value is
+//! single-quoted, and no name is one the shell treats specially. The second is the policy's
+//! deny list ([`codespace_policy::secrets::DANGEROUS_NAMES`]): assigning `RANDOM`, `OPTIND`,
+//! `EUID` and their kind evaluates the value arithmetically (running a `$(..)` inside it) or
+//! aborts the file, losing every later line. The vault refuses such names on delivery and
+//! [`render`] skips them again. fish cannot source this file at all (it has no bare
+//! assignments); a fish loader would need its own `conf.d` snippet that reads the file
+//! without evaluating it, which does not exist yet.
 //!
 //! Writing is atomic: the new content goes to a fresh temporary file in the same directory
 //! (created exclusively, mode 0600, handed to the owner with `fchown` on the open descriptor),
@@ -27,6 +35,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use codespace_policy::secrets::dangerous_reason;
 use zeroize::Zeroizing;
 
 use crate::seal::SecretValue;
@@ -100,14 +109,19 @@ pub fn quote_into(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'\'');
 }
 
-/// Renders the whole file. Callers pass only valid names and NUL-free values (the vault checks
-/// both before anything is stored); an entry that breaks either rule is skipped rather than
-/// written in a form a shell would misread.
+/// Renders the whole file. Callers pass only valid names, NUL-free values and names off the
+/// policy's deny list (the vault checks all three before anything is stored); an entry that
+/// breaks a rule is skipped rather than written in a form a shell would misread or act on.
+///
+/// The deny-list check is repeated here because quoting protects the value, not the name: a
+/// line `RANDOM='x[$(id)]'` is perfectly quoted, yet bash evaluates it arithmetically and runs
+/// `id`, and `OPTIND='x'` makes dash abandon the rest of the file (issue 16). This writer is
+/// the last place that can keep such a line out of every login shell.
 pub fn render<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(4096));
     out.extend_from_slice(HEADER.as_bytes());
     for (name, value) in entries {
-        if !is_valid_name(name) || value.contains(&0) {
+        if !is_valid_name(name) || value.contains(&0) || dangerous_reason(name).is_some() {
             continue;
         }
         out.extend_from_slice(name.as_bytes());
@@ -387,10 +401,18 @@ mod tests {
 
     #[test]
     fn render_skips_what_cannot_be_written_safely() {
-        let out = render([("OK", &b"1"[..]), ("BAD-NAME", b"2"), ("NUL", b"a\0b")]);
+        let out = render([
+            ("OK", &b"1"[..]),
+            ("BAD-NAME", b"2"),
+            ("NUL", b"a\0b"),
+            ("RANDOM", b"x[$(id)]"),
+            ("optind", b"1"),
+            ("GITHUB_TOKEN", b"ghu_x"),
+        ]);
         let parsed = parse("<memory>", &out).unwrap();
-        assert_eq!(parsed.len(), 1);
-        assert_eq!(parsed[0].0, "OK");
+        let names: Vec<_> = parsed.iter().map(|(n, _)| n.as_str()).collect();
+        // The token's name is reserved for secrets, not dangerous: the vault writes it.
+        assert_eq!(names, ["OK", "GITHUB_TOKEN"]);
     }
 
     #[test]
