@@ -17,6 +17,20 @@
 //! - Names that hijack execution are refused (`dangerous-name`): the list in [`DANGEROUS_NAMES`],
 //!   from DESIGN.md §2 and workspace-agents.md §4/§5.8 (Gitpod CLC-1591), plus the organization
 //!   policy's `secrets.deny_names`. Names are case-insensitive (§2.4), so every comparison is.
+//!   The list holds three kinds of name (issue 16), each entry with its reason:
+//!   1. variables a shell treats specially. Quoting protects a value, never a name: sourcing
+//!      `RANDOM='x[$(id)]'` runs `id` in bash, zsh and mksh, because assigning a numeric
+//!      variable evaluates the value arithmetically; `OPTIND='x'` in dash or `EUID=..` in zsh
+//!      aborts the sourced file, so every later secret and the token silently go missing.
+//!      The list covers the variables bash, dash, zsh, ksh93, mksh and fish set, protect or act
+//!      on (zsh's lower-case `path`, `status`, `argv`, ... are the same names in any case);
+//!   2. variables that make everyday tools run a program or load code (`EDITOR`, `PAGER`,
+//!      `LESSOPEN`, `HOME`, `XDG_*`, `RUBYOPT`, `_JAVA_OPTIONS`, `DOTNET_STARTUP_HOOKS`,
+//!      `GCONV_PATH`, `RUSTC_WRAPPER`, `GOFLAGS`, `NPM_CONFIG_*`, ...);
+//!   3. variables that intercept traffic (`HTTPS_PROXY`, `SSL_CERT_FILE`, `CURL_CA_BUNDLE`, ...).
+//!
+//!   [`dangerous_reason`] tells which entry refused a name, for messages; the agent's
+//!   environment-file writer asks it again for every line it writes.
 //! - Names are unique per level, case-insensitively (`duplicate-name`): every member of a group
 //!   of names that differ only in case is refused, chosen restrictively because no rule says
 //!   which spelling is meant.
@@ -32,7 +46,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::ReasonCode;
 
+mod dangerous;
 mod select;
+
+pub use dangerous::DANGEROUS_NAMES;
 
 pub use select::{
     select, InjectionFacts, RejectedSecret, SecretLevel, SecretMeta, SecretRejection,
@@ -71,46 +88,6 @@ impl ReasonCode for SecretNameRejection {
     }
 }
 
-/// A name pattern of the deny list: exact, or a prefix when it ends in `*`.
-///
-/// Each entry says why it is dangerous; a test checks every entry is live and unique.
-pub const DANGEROUS_NAMES: &[(&str, &str)] = &[
-    (
-        "LD_*",
-        "dynamic loader variables (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT) inject code",
-    ),
-    ("BASH_ENV", "sourced by every non-interactive bash"),
-    ("ENV", "sourced by interactive POSIX shells"),
-    ("PROMPT_COMMAND", "run by bash before every prompt"),
-    ("PS0", "prompt strings expand command substitutions"),
-    ("PS1", "prompt strings expand command substitutions"),
-    ("PS2", "prompt strings expand command substitutions"),
-    ("PS3", "prompt strings expand command substitutions"),
-    ("PS4", "prompt strings expand command substitutions"),
-    (
-        "ZDOTDIR",
-        "moves zsh's startup files to an attacker's directory",
-    ),
-    ("PATH", "decides which program runs"),
-    ("CDPATH", "redirects cd in scripts"),
-    ("SHELL", "decides which shell tools spawn"),
-    ("IFS", "changes word splitting of every shell script"),
-    (
-        "NODE_OPTIONS",
-        "--require preloads code into every node process",
-    ),
-    (
-        "PYTHON*",
-        "PYTHONPATH, PYTHONSTARTUP, PYTHONHOME load code into python",
-    ),
-    ("PERL*", "PERL5OPT, PERL5LIB load code into perl"),
-    ("JAVA_TOOL_OPTIONS", "-javaagent loads code into every JVM"),
-    (
-        "GIT_*",
-        "GIT_SSH_COMMAND, GIT_EXEC_PATH, GIT_CONFIG_* run code and redirect credentials",
-    ),
-];
-
 fn pattern_matches(pattern: &str, upper_name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => upper_name.starts_with(&prefix.to_ascii_uppercase()),
@@ -134,15 +111,27 @@ pub fn check_name(name: &str, extra_deny: &[String]) -> Result<(), SecretNameRej
     if upper.starts_with("GITHUB_") {
         return Err(SecretNameRejection::ReservedPrefix);
     }
-    let fixed = DANGEROUS_NAMES.iter().map(|(pattern, _)| *pattern);
-    let extra = extra_deny.iter().map(String::as_str);
-    if fixed
-        .chain(extra)
-        .any(|pattern| pattern_matches(pattern, &upper))
+    if dangerous_reason(name).is_some()
+        || extra_deny
+            .iter()
+            .any(|pattern| pattern_matches(pattern, &upper))
     {
         return Err(SecretNameRejection::DangerousName);
     }
     Ok(())
+}
+
+/// Why `name` is on the fixed deny list ([`DANGEROUS_NAMES`]): the reason of the first entry
+/// that matches, case-insensitively; `None` when no entry does.
+///
+/// This looks at the name only, without the other rules of [`check_name`], so the environment
+/// file's writer can ask it about every name it writes, `GITHUB_TOKEN` included.
+pub fn dangerous_reason(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    DANGEROUS_NAMES
+        .iter()
+        .find(|(pattern, _)| pattern_matches(pattern, &upper))
+        .map(|(_, why)| *why)
 }
 
 #[cfg(test)]
@@ -199,18 +188,162 @@ mod tests {
         }
     }
 
+    /// Issue 16: names a shell treats specially (arithmetic on assignment runs `$(..)`,
+    /// read-only or numeric ones abort the sourced file) and names that make common tools run a
+    /// program or load code. Each was accepted before; each must be `dangerous-name`.
     #[test]
-    fn every_dangerous_entry_is_live_and_unique() {
+    fn shell_special_and_tool_hijacking_names_are_refused() {
+        let refused = [
+            // Shells: arithmetic on assignment, read-only, numeric, or special on assignment.
+            "RANDOM",
+            "SRANDOM",
+            "SECONDS",
+            "LINENO",
+            "OPTIND",
+            "OPTARG",
+            "HISTCMD",
+            "HISTSIZE",
+            "HISTFILE",
+            "HISTFILESIZE",
+            "COLUMNS",
+            "LINES",
+            "SHLVL",
+            "UID",
+            "EUID",
+            "GID",
+            "EGID",
+            "PPID",
+            "PWD",
+            "OLDPWD",
+            "TMOUT",
+            "MAIL",
+            "MAILCHECK",
+            "MAILPATH",
+            "FPATH",
+            "BASHPID",
+            "BASH_XTRACEFD",
+            "SHELLOPTS",
+            "KSHUID",
+            "FUNCNEST",
+            "KEYTIMEOUT",
+            "SAVEHIST",
+            "NULLCMD",
+            "ZSH_VERSION",
+            "dis_aliases",
+            "_",
+            // zsh's lowercase parameters (names are case-insensitive: `path` is `PATH`).
+            "argv",
+            "status",
+            "pipestatus",
+            "path",
+            "cdpath",
+            "fpath",
+            "options",
+            "functions",
+            "fish_function_path",
+            // Tools that run a program or load code.
+            "EDITOR",
+            "VISUAL",
+            "PAGER",
+            "GIT_PAGER",
+            "LESSOPEN",
+            "LESSCLOSE",
+            "BROWSER",
+            "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME",
+            "HOME",
+            "RUBYOPT",
+            "RUBYLIB",
+            "PERL5LIB",
+            "_JAVA_OPTIONS",
+            "JDK_JAVA_OPTIONS",
+            "DOTNET_STARTUP_HOOKS",
+            "GCONV_PATH",
+            "RUSTC_WRAPPER",
+            "RUSTC",
+            "GOFLAGS",
+            "npm_config_script_shell",
+            "NPM_CONFIG_PREFIX",
+            "PYTHONSTARTUP",
+            // Traffic interception.
+            "HTTPS_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "CURL_CA_BUNDLE",
+            "REQUESTS_CA_BUNDLE",
+            "NODE_EXTRA_CA_CERTS",
+        ];
+        for name in refused {
+            assert_eq!(
+                check_name(name, &[]),
+                Err(SecretNameRejection::DangerousName),
+                "{name}"
+            );
+        }
+        // Near misses stay allowed: the rules are exact names, and prefixes only where a whole
+        // family is dangerous.
+        for name in [
+            "RANDOM_SEED",
+            "MAILGUN_API_KEY",
+            "HOMEBREW_GITHUB_API_TOKEN",
+            "EDITOR_THEME",
+            "PAGERDUTY_TOKEN",
+            "CARGO_REGISTRY_TOKEN",
+            "NPM_TOKEN",
+            "STATUS_PAGE_KEY",
+            "HISTORY_API",
+            "GOOGLE_API_KEY",
+            "LINEAR_API_KEY",
+            "PROXY_PASSWORD",
+        ] {
+            assert_eq!(check_name(name, &[]), Ok(()), "{name}");
+        }
+    }
+
+    /// Every entry is upper case (the agent's sandbox compares upper-cased names with the
+    /// patterns as written), has a reason, is live (its example is refused for it), unique,
+    /// and not shadowed: no other entry matches it, so removing it would change something and
+    /// its reason is the one reported.
+    #[test]
+    fn every_dangerous_entry_is_upper_case_live_unique_and_unshadowed() {
         let mut seen = std::collections::HashSet::new();
         for (pattern, why) in DANGEROUS_NAMES {
             assert!(seen.insert(*pattern), "duplicate {pattern}");
-            assert!(!why.is_empty());
+            assert!(!why.is_empty(), "{pattern} has no reason");
+            assert_eq!(
+                *pattern,
+                pattern.to_ascii_uppercase(),
+                "{pattern} not upper case"
+            );
             let example = pattern.replace('*', "X");
             assert_eq!(
                 check_name(&example, &[]),
                 Err(SecretNameRejection::DangerousName),
                 "{pattern}"
             );
+            assert_eq!(dangerous_reason(&example), Some(*why), "{pattern}");
+            for (other, _) in DANGEROUS_NAMES.iter().filter(|(o, _)| o != pattern) {
+                assert!(
+                    !pattern_matches(other, &example),
+                    "{pattern} is shadowed by {other}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn dangerous_reason_names_the_entry_and_ignores_the_other_rules() {
+        assert_eq!(
+            dangerous_reason("random"),
+            DANGEROUS_NAMES
+                .iter()
+                .find(|(p, _)| *p == "RANDOM")
+                .map(|(_, why)| *why)
+        );
+        assert!(dangerous_reason("npm_config_script_shell").is_some());
+        assert_eq!(dangerous_reason("GITHUB_TOKEN"), None);
+        assert_eq!(dangerous_reason("API_KEY"), None);
     }
 }

@@ -14,7 +14,15 @@
 //! only byte a value may not hold is NUL, which no environment variable can carry.
 //!
 //! The lines assign shell variables without `export`; a login-shell snippet sources the file
-//! between `set -a` and `set +a` so that the variables are exported.
+//! between `set -a` and `set +a` so that the variables are exported. Sourcing evaluates nothing
+//! in any POSIX shell, bash, zsh, ksh or mksh as long as two things hold: every value is
+//! single-quoted, and no name is one the shell treats specially. The second is the policy's
+//! deny list ([`codespace_policy::secrets::DANGEROUS_NAMES`]): assigning `RANDOM`, `OPTIND`,
+//! `EUID` and their kind evaluates the value arithmetically (running a `$(..)` inside it) or
+//! aborts the file, losing every later line. The vault refuses such names on delivery and
+//! [`render`] skips them again. fish cannot source this file at all (it has no bare
+//! assignments); a fish loader would need its own `conf.d` snippet that reads the file
+//! without evaluating it, which does not exist yet.
 //!
 //! Writing is atomic: the new content goes to a fresh temporary file in the same directory
 //! (created exclusively, mode 0600, handed to the owner with `fchown` on the open descriptor),
@@ -27,6 +35,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use codespace_policy::secrets::dangerous_reason;
 use zeroize::Zeroizing;
 
 use crate::seal::SecretValue;
@@ -100,14 +109,19 @@ pub fn quote_into(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'\'');
 }
 
-/// Renders the whole file. Callers pass only valid names and NUL-free values (the vault checks
-/// both before anything is stored); an entry that breaks either rule is skipped rather than
-/// written in a form a shell would misread.
+/// Renders the whole file. Callers pass only valid names, NUL-free values and names off the
+/// policy's deny list (the vault checks all three before anything is stored); an entry that
+/// breaks a rule is skipped rather than written in a form a shell would misread or act on.
+///
+/// The deny-list check is repeated here because quoting protects the value, not the name: a
+/// line `RANDOM='x[$(id)]'` is perfectly quoted, yet bash evaluates it arithmetically and runs
+/// `id`, and `OPTIND='x'` makes dash abandon the rest of the file (issue 16). This writer is
+/// the last place that can keep such a line out of every login shell.
 pub fn render<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(4096));
     out.extend_from_slice(HEADER.as_bytes());
     for (name, value) in entries {
-        if !is_valid_name(name) || value.contains(&0) {
+        if !is_valid_name(name) || value.contains(&0) || dangerous_reason(name).is_some() {
             continue;
         }
         out.extend_from_slice(name.as_bytes());
@@ -320,7 +334,8 @@ pub fn remove(path: &Path) -> Result<(), EnvFileError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+// A test says on stderr which shell it skipped, so a missing one is visible, not silent.
+#[allow(clippy::unwrap_used, clippy::print_stderr)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -386,10 +401,18 @@ mod tests {
 
     #[test]
     fn render_skips_what_cannot_be_written_safely() {
-        let out = render([("OK", &b"1"[..]), ("BAD-NAME", b"2"), ("NUL", b"a\0b")]);
+        let out = render([
+            ("OK", &b"1"[..]),
+            ("BAD-NAME", b"2"),
+            ("NUL", b"a\0b"),
+            ("RANDOM", b"x[$(id)]"),
+            ("optind", b"1"),
+            ("GITHUB_TOKEN", b"ghu_x"),
+        ]);
         let parsed = parse("<memory>", &out).unwrap();
-        assert_eq!(parsed.len(), 1);
-        assert_eq!(parsed[0].0, "OK");
+        let names: Vec<_> = parsed.iter().map(|(n, _)| n.as_str()).collect();
+        // The token's name is reserved for secrets, not dangerous: the vault writes it.
+        assert_eq!(names, ["OK", "GITHUB_TOKEN"]);
     }
 
     #[test]
@@ -438,6 +461,111 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         remove(&file).unwrap();
         remove(&file).unwrap();
+    }
+
+    /// The shells that load the file (`set -a; . file`, as the profile.d hook does), by path,
+    /// with the arguments that start them. A shell that is not installed is reported and skipped
+    /// (`.ci/run` installs them all).
+    fn installed_shells() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
+        let wanted: [(&str, &str, &[&str]); 6] = [
+            ("sh", "/bin/sh", &[]),
+            ("bash", "/bin/bash", &[]),
+            ("zsh", "/usr/bin/zsh", &[]),
+            // Debian's zprofile sources /etc/profile (and so the hook) under `emulate sh`.
+            ("zsh --emulate sh", "/usr/bin/zsh", &["--emulate", "sh"]),
+            ("ksh", "/usr/bin/ksh", &[]),
+            ("mksh", "/usr/bin/mksh", &[]),
+        ];
+        let mut found = Vec::new();
+        for (label, path, args) in wanted {
+            if Path::new(path).exists() {
+                found.push((label, path, args));
+            } else {
+                eprintln!("{label} ({path}) is not installed: skipping that shell");
+            }
+        }
+        // fish cannot source `NAME='value'` lines at all (it has no bare assignments), so there
+        // is nothing to try; no fish loader exists.
+        found
+    }
+
+    /// Issue 16: the *name* is the attack. Assigning `RANDOM`, `OPTIND`, `HISTCMD` and similar
+    /// evaluates the value arithmetically in some shell, which runs `$(..)` inside an array
+    /// subscript; read-only or numeric ones (`EUID` in zsh, `OPTIND` in dash) abort the file, so
+    /// every later entry (the token among them) silently goes missing. Written through the real
+    /// writer and sourced by every installed shell, such a file must run nothing and still
+    /// export the ordinary entries before and after it.
+    #[test]
+    fn hostile_names_run_nothing_and_lose_nothing_in_any_shell() {
+        let hostile = [
+            "RANDOM",
+            "SRANDOM",
+            "HISTCMD",
+            "OPTIND",
+            "SECONDS",
+            "LINENO",
+            "EUID",
+            "UID",
+            "GID",
+            "EGID",
+            "PPID",
+            "SHLVL",
+            "COLUMNS",
+            "LINES",
+            "TMOUT",
+            "HISTSIZE",
+            "SAVEHIST",
+            "MAILCHECK",
+            "FUNCNEST",
+            "KEYTIMEOUT",
+            "BASHPID",
+            "KSHUID",
+            "status",
+            "argv",
+            "options",
+            "functions",
+            "dis_aliases",
+        ];
+        let shells = installed_shells();
+        let mut failures = Vec::new();
+        for name in hostile {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("environment");
+            let marker = dir.path().join("ran");
+            let payload = format!("path[$(touch {})]", marker.display());
+            let entries: [(&str, &[u8]); 3] = [
+                ("EARLY", b"1"),
+                (name, payload.as_bytes()),
+                ("LATER", b"ok"),
+            ];
+            write_atomic(&file, &render(entries), Owner::current()).unwrap();
+            for (label, program, args) in &shells {
+                let out = Command::new(program)
+                    .args(*args)
+                    .arg("-c")
+                    .arg("set -a; . \"$1\"; set +a; env")
+                    .arg("sh")
+                    .arg(&file)
+                    .env_clear()
+                    .env("PATH", "/usr/bin:/bin")
+                    .current_dir(dir.path())
+                    .output()
+                    .unwrap();
+                let env = String::from_utf8_lossy(&out.stdout);
+                let exported = |line: &str| env.lines().any(|l| l == line);
+                if marker.exists() {
+                    failures.push(format!("{label}: {name} ran the payload"));
+                    fs::remove_file(&marker).unwrap();
+                }
+                if !exported("EARLY=1") || !exported("LATER=ok") {
+                    failures.push(format!(
+                        "{label}: {name} lost entries: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     fn value_strategy() -> impl Strategy<Value = Vec<u8>> {

@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use codespace_policy::secrets::{check_name, MAX_SECRETS_PER_LEVEL, MAX_SECRET_BYTES};
+use codespace_policy::secrets::{
+    check_name, dangerous_reason, SecretNameRejection, MAX_SECRETS_PER_LEVEL, MAX_SECRET_BYTES,
+};
 use codespace_policy::ReasonCode as _;
 use serde::Serialize;
 
@@ -67,6 +69,24 @@ fn reject(name: &str, reason: &str, message: String) -> SecretRejection {
     }
 }
 
+/// The message for a refused name: the name (the field), the code and why. For a
+/// `dangerous-name` the why is the deny-list entry's own reason (issue 16: a name like `RANDOM`
+/// is refused because a shell evaluates its value, and the sender should be told so).
+fn name_message(name: &str, rejection: SecretNameRejection) -> String {
+    let code = rejection.code();
+    let why = match rejection {
+        SecretNameRejection::DangerousName => {
+            dangerous_reason(name).unwrap_or("in the organization's secrets.deny_names")
+        }
+        SecretNameRejection::ReservedPrefix => "names starting with GITHUB_ are reserved",
+        SecretNameRejection::StartsWithDigit => "a variable name cannot start with a digit",
+        SecretNameRejection::InvalidName => "only ASCII letters, digits and _ are allowed",
+        // The enum is non-exhaustive: a rule added later still gets its code.
+        _ => "see the secrets rules of the policy",
+    };
+    format!("secret name {name:?} refused by policy: {code}: {why}")
+}
+
 /// Judges each sealed secret of `delivery`; returns the accepted set and the report. Accepted
 /// generations are recorded in `replay`; every authentic ephemeral key is recorded too.
 pub fn open_delivery(
@@ -101,11 +121,10 @@ pub fn open_delivery(
             continue;
         }
         if let Err(rejection) = check_name(name, extra_deny) {
-            let code = rejection.code();
             report.rejected.push(reject(
                 name,
-                code,
-                format!("secret name {name:?} refused by policy: {code}"),
+                rejection.code(),
+                name_message(name, rejection),
             ));
             continue;
         }

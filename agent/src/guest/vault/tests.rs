@@ -314,3 +314,63 @@ async fn driver_emits_events_on_a_test_clock() {
     stop_tx.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// Issue 16 end to end: the secrets that ran code or emptied the environment before are
+/// refused on delivery, each with its name and the deny list's reason (never the value), and
+/// the file the vault writes is sourced by bash the way the profile.d hook does without running
+/// anything, the ordinary secret still exported.
+#[test]
+fn shell_special_and_tool_hijacking_secret_names_are_refused_on_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault(dir.path());
+    let pk = vault.public_key();
+    let marker = dir.path().join("ran");
+    let payload = format!("path[$(id -un > {})]", marker.display());
+    let hostile = [
+        "RANDOM",
+        "OPTIND",
+        "EUID",
+        "XDG_CONFIG_HOME",
+        "HOME",
+        "PAGER",
+        "LESSOPEN",
+        "npm_config_script_shell",
+    ];
+    let mut delivery: Vec<_> = hostile
+        .iter()
+        .map(|name| seal(&pk, name, 1, payload.as_bytes()).unwrap())
+        .collect();
+    delivery.push(seal(&pk, "API_KEY", 1, b"kept").unwrap());
+    let report = vault.put_secrets(delivery);
+    assert_eq!(report.accepted, ["API_KEY"]);
+    let refused: Vec<_> = report.rejected.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(refused, hostile);
+    for rejection in &report.rejected {
+        assert_eq!(rejection.reason, "dangerous-name");
+        let why = codespace_policy::secrets::dangerous_reason(&rejection.name).unwrap();
+        assert!(
+            rejection.message.contains(&format!("{:?}", rejection.name))
+                && rejection.message.contains(why),
+            "{}",
+            rejection.message
+        );
+        assert!(
+            !rejection.message.contains("id -un"),
+            "{}",
+            rejection.message
+        );
+    }
+
+    vault.session(SessionEvent::Create, NOW).unwrap();
+    assert_eq!(env(&vault), [entry("API_KEY", "kept")]);
+    let out = std::process::Command::new("/bin/bash")
+        .arg("-c")
+        .arg("set -a; . \"$1\"; set +a; printf %s \"$API_KEY\"")
+        .arg("bash")
+        .arg(vault.environment_path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"kept");
+    assert!(!marker.exists());
+}
