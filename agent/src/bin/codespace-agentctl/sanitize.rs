@@ -1,0 +1,168 @@
+//! Agent-provided text made safe to print on the operator's terminal (or a file they `cat`).
+//!
+//! A lifecycle command is the repository's code, and its output reaches the operator's terminal
+//! through the agent. Printed raw, `ESC ] 52` writes the operator's clipboard, `ESC [ 2J` clears
+//! the screen, cursor moves repaint earlier lines, and a line `==> postCreateCommand: succeeded`
+//! is indistinguishable from this CLI's own progress. So every piece of agent-provided text goes
+//! through this module before it is printed:
+//!
+//! ```text
+//!  lifecycle_output data ──► Output::push (per command and stream) ──► stdout / stderr
+//!       controls escaped; a line starting "==>" gets "| " in front
+//!  command names, reasons, ids in progress lines ──► field() ──► "==> {field}: …"
+//!       controls escaped, newlines and tabs too (a field is one line)
+//! ```
+//!
+//! Escaped: C0 controls (U+0000..U+001F) except newline and tab in output, DEL (U+007F) and C1
+//! controls (U+0080..U+009F, which some terminals take as `ESC`-sequences). ESC shows as `\e`,
+//! carriage return, newline and tab as `\r`, `\n`, `\t`, the others as `\xNN` with the code point in hex. A backslash is left
+//! as it is: text that reads `\e` is only text. `--json` output does not come here: serde escapes
+//! control characters in JSON strings.
+
+use std::fmt::Write as _;
+
+/// How the CLI's own progress lines start.
+pub(crate) const STATUS: &str = "==>";
+/// Put in front of a line of command output that starts like a progress line.
+pub(crate) const MARK: &str = "| ";
+
+/// Appends `c`, escaped if it is a control character (newline and tab kept if `layout`).
+fn push_char(out: &mut String, c: char, layout: bool) {
+    match c {
+        '\n' | '\t' if layout => out.push(c),
+        '\u{1b}' => out.push_str("\\e"),
+        '\r' => out.push_str("\\r"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\0'..='\u{1f}' | '\u{7f}'..='\u{9f}' => {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        }
+        _ => out.push(c),
+    }
+}
+
+/// One line's worth of agent-provided text (a command name, a reason): every control escaped.
+pub(crate) fn field(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_char(&mut out, c, false);
+    }
+    out
+}
+
+/// One output stream of one command, printed as it arrives in arbitrary pieces.
+///
+/// Whether a line starts with [`STATUS`] is known only after up to three characters, which may
+/// come in different events; until then they wait in `pending` (at most `STATUS.len()` bytes).
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// The start of the current line, a proper prefix of [`STATUS`].
+    pending: String,
+    /// Whether the current line is decided (printed as is from here to its newline).
+    mid_line: bool,
+}
+
+impl Output {
+    /// The printable form of the next piece of output.
+    pub(crate) fn push(&mut self, data: &str) -> String {
+        let mut out = String::with_capacity(data.len() + MARK.len());
+        for c in data.chars() {
+            if self.mid_line {
+                push_char(&mut out, c, true);
+                self.mid_line = c != '\n';
+                continue;
+            }
+            self.pending.push(c);
+            if self.pending == STATUS {
+                out.push_str(MARK);
+                out.push_str(STATUS);
+                self.pending.clear();
+                self.mid_line = true;
+            } else if !STATUS.starts_with(self.pending.as_str()) {
+                for p in std::mem::take(&mut self.pending).chars() {
+                    push_char(&mut out, p, true);
+                }
+                self.mid_line = c != '\n';
+            }
+        }
+        out
+    }
+
+    /// The end of the stream: what was held back, as it is (it is not a status line).
+    pub(crate) fn finish(&mut self) -> String {
+        self.mid_line = false;
+        field(&std::mem::take(&mut self.pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_and_output_lines() {
+        // (input, as a field, as one piece of output)
+        let table: &[(&str, &str, &str)] = &[
+            ("plain text", "plain text", "plain text"),
+            ("a\tb\nc", "a\\tb\\nc", "a\tb\nc"),
+            (
+                "\u{1b}]52;c;ZXZpbA==\u{7}",
+                "\\e]52;c;ZXZpbA==\\x07",
+                "\\e]52;c;ZXZpbA==\\x07",
+            ),
+            ("\u{1b}[2J\u{1b}[H", "\\e[2J\\e[H", "\\e[2J\\e[H"),
+            (
+                "\r==> fake succeeded\n",
+                "\\r==> fake succeeded\\n",
+                "\\r==> fake succeeded\n",
+            ),
+            (
+                "==> x: succeeded\n",
+                "==> x: succeeded\\n",
+                "| ==> x: succeeded\n",
+            ),
+            (
+                "ok\n==> forged\n==>\n",
+                "ok\\n==> forged\\n==>\\n",
+                "ok\n| ==> forged\n| ==>\n",
+            ),
+            (
+                "=== heading ==>\n",
+                "=== heading ==>\\n",
+                "=== heading ==>\n",
+            ),
+            (" ==> indented\n", " ==> indented\\n", " ==> indented\n"),
+            ("\0\u{8}\u{7f}", "\\x00\\x08\\x7f", "\\x00\\x08\\x7f"),
+            ("\u{9b}31m C1 CSI", "\\x9b31m C1 CSI", "\\x9b31m C1 CSI"),
+            ("ünïcödé ✓ \\e", "ünïcödé ✓ \\e", "ünïcödé ✓ \\e"),
+        ];
+        for (input, as_field, as_output) in table {
+            assert_eq!(field(input), *as_field, "field {input:?}");
+            let mut o = Output::default();
+            let printed = o.push(input) + &o.finish();
+            assert_eq!(printed, *as_output, "output {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_forged_status_line_split_across_pieces_is_marked() {
+        let text = "done\n==> postCreateCommand: succeeded\n=\n==";
+        let want = "done\n| ==> postCreateCommand: succeeded\n=\n==";
+        for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            for j in (i..=text.len()).filter(|&j| text.is_char_boundary(j)) {
+                let mut o = Output::default();
+                let printed = o.push(&text[..i]) + &o.push(&text[i..j]) + &o.push(&text[j..]);
+                assert_eq!(printed + &o.finish(), want, "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn held_back_is_at_most_the_status_prefix() {
+        let mut o = Output::default();
+        assert_eq!(o.push("=="), "");
+        assert_eq!(o.pending.len(), 2);
+        assert_eq!(o.push("x"), "==x");
+        assert_eq!(o.push("\n\u{1b}"), "\n\\e");
+    }
+}
