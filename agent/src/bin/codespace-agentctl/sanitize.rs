@@ -10,6 +10,7 @@
 //!  lifecycle_output data ──► Output::push (per command and stream) ──► stdout / stderr
 //!       controls escaped; a line starting "==>" gets "| " in front
 //!  command names, reasons, ids in progress lines ──► field() ──► "==> {field}: …"
+//!  agent error messages ──► field() ──► "codespace-agentctl: agent error …"
 //!       controls escaped, newlines and tabs too (a field is one line)
 //! ```
 //!
