@@ -13,7 +13,6 @@
 //! Everything the agent sends (command output, names, reasons) is printed through
 //! [`crate::sanitize`]: control characters escaped, forged `==>` lines marked.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,7 +21,7 @@ use codespace_agent::host::{Client, ClientError};
 use serde_json::{json, Map, Value};
 
 use crate::connect::{options, ConnectArgs, TrustFactArgs};
-use crate::sanitize::{field, Output};
+use crate::sanitize::{field, Output, Stream};
 
 /// How long the CLI waits for an answer: the agent enforces the real deadline.
 const WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -247,17 +246,9 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
     exit_code(&result)
 }
 
-/// Where a piece of text goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// The output state of every (command, stream) of a run: commands run in parallel, so their
-/// output events interleave.
+/// Command output and progress of a run, on stdout and stderr.
 #[derive(Debug, Default)]
-struct Streams(HashMap<(String, Stream), Output>);
+struct Streams(Output);
 
 impl Streams {
     /// What one event prints, and where.
@@ -271,21 +262,21 @@ impl Streams {
                 } else {
                     Stream::Stdout
                 };
-                let out = self.0.entry((command.to_owned(), stream)).or_default();
-                Some((stream, out.push(data)))
+                Some((stream, self.0.push(stream, data)))
             }
-            "lifecycle_command" => match f.get("state").and_then(Value::as_str) {
-                Some("started") => Some((Stream::Stderr, format!("==> {}\n", field(command)))),
-                Some("not_started") => Some((
-                    Stream::Stderr,
-                    format!(
+            "lifecycle_command" => {
+                let line = match f.get("state").and_then(Value::as_str) {
+                    Some("started") => format!("==> {}\n", field(command)),
+                    Some("not_started") => format!(
                         "==> {}: not started: {}\n",
                         field(command),
                         field(f.get("reason").and_then(Value::as_str).unwrap_or(""))
                     ),
-                )),
-                _ => None,
-            },
+                    _ => return None,
+                };
+                self.0.own_line(Stream::Stderr);
+                Some((Stream::Stderr, line))
+            }
             _ => None,
         }
     }
@@ -299,8 +290,8 @@ impl Streams {
 
     /// Prints what the streams still hold back.
     fn finish(&mut self) {
-        for ((_, stream), mut out) in self.0.drain() {
-            print_to(stream, &out.finish());
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            print_to(stream, &self.0.finish(stream));
         }
     }
 }
@@ -439,17 +430,13 @@ mod tests {
             event(json!({"command": command, "stream": stream, "data": data}))
         };
         let mut render = |name: &str, f: Map<String, Value>| s.render(name, &f);
-        // Two commands interleave; each one's line start is its own.
+        // Two commands interleave on one stdout: the line start is the stream's.
         assert_eq!(
             render("lifecycle_output", out("a", "stdout", "x\n==")),
             Some((Stream::Stdout, "x\n".into()))
         );
         assert_eq!(
-            render("lifecycle_output", out("b", "stdout", "=> b\n")),
-            Some((Stream::Stdout, "=> b\n".into()))
-        );
-        assert_eq!(
-            render("lifecycle_output", out("a", "stdout", "> fake\n")),
+            render("lifecycle_output", out("b", "stdout", "> fake\n")),
             Some((Stream::Stdout, "| ==> fake\n".into()))
         );
         assert_eq!(

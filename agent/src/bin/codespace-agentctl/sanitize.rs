@@ -7,8 +7,9 @@
 //! through this module before it is printed:
 //!
 //! ```text
-//!  lifecycle_output data ──► Output::push (per command and stream) ──► stdout / stderr
-//!       controls escaped; a line starting "==>" gets "| " in front
+//!  lifecycle_output data ──► Output::push (stdout or stderr) ──► stdout / stderr
+//!       controls escaped; a line starting "==>" (at column 0 of its stream or of the
+//!       terminal both share) gets "| " in front
 //!  command names, reasons, ids in progress lines ──► field() ──► "==> {field}: …"
 //!  agent error messages ──► field() ──► "codespace-agentctl: agent error …"
 //!       controls escaped, newlines and tabs too (a field is one line)
@@ -51,48 +52,92 @@ pub(crate) fn field(text: &str) -> String {
     out
 }
 
-/// One output stream of one command, printed as it arrives in arbitrary pieces.
-///
-/// Whether a line starts with [`STATUS`] is known only after up to three characters, which may
-/// come in different events; until then they wait in `pending` (at most `STATUS.len()` bytes).
+/// Where printed text goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One destination's line.
 #[derive(Debug, Default)]
-pub(crate) struct Output {
+struct Line {
     /// The start of the current line, a proper prefix of [`STATUS`].
     pending: String,
-    /// Whether the current line is decided (printed as is from here to its newline).
+    /// Whether the current line already has text (or has been decided).
+    mid_line: bool,
+}
+
+/// Command output on stdout and stderr, printed as it arrives in arbitrary pieces from commands
+/// running in parallel.
+///
+/// A forged progress line is one that *looks* like it starts at column 0: of its own stream
+/// (stdout or stderr redirected alone) or of the terminal both share (one command can end a line
+/// on stderr while another is in the middle of one on stdout). So a line is checked if it starts
+/// in either view. Whether it starts with [`STATUS`] is known only after up to three characters,
+/// which may come in different pieces; until then they wait in `pending` (at most
+/// `STATUS.len() - 1` bytes per stream).
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    stdout: Line,
+    stderr: Line,
+    /// Whether the shared terminal's current line already has text.
     mid_line: bool,
 }
 
 impl Output {
-    /// The printable form of the next piece of output.
-    pub(crate) fn push(&mut self, data: &str) -> String {
+    fn line(&mut self, stream: Stream) -> (&mut Line, &mut bool) {
+        match stream {
+            Stream::Stdout => (&mut self.stdout, &mut self.mid_line),
+            Stream::Stderr => (&mut self.stderr, &mut self.mid_line),
+        }
+    }
+
+    /// The printable form of the next piece of output on `stream`.
+    pub(crate) fn push(&mut self, stream: Stream, data: &str) -> String {
+        let (line, shared) = self.line(stream);
         let mut out = String::with_capacity(data.len() + MARK.len());
         for c in data.chars() {
-            if self.mid_line {
+            if line.pending.is_empty() && line.mid_line && *shared {
                 push_char(&mut out, c, true);
-                self.mid_line = c != '\n';
+                line.mid_line = c != '\n';
+                *shared = line.mid_line;
                 continue;
             }
-            self.pending.push(c);
-            if self.pending == STATUS {
+            line.pending.push(c);
+            if line.pending == STATUS {
                 out.push_str(MARK);
                 out.push_str(STATUS);
-                self.pending.clear();
-                self.mid_line = true;
-            } else if !STATUS.starts_with(self.pending.as_str()) {
-                for p in std::mem::take(&mut self.pending).chars() {
+                line.pending.clear();
+                line.mid_line = true;
+                *shared = true;
+            } else if !STATUS.starts_with(line.pending.as_str()) {
+                for p in std::mem::take(&mut line.pending).chars() {
                     push_char(&mut out, p, true);
                 }
-                self.mid_line = c != '\n';
+                line.mid_line = c != '\n';
+                *shared = line.mid_line;
             }
         }
         out
     }
 
-    /// The end of the stream: what was held back, as it is (it is not a status line).
-    pub(crate) fn finish(&mut self) -> String {
-        self.mid_line = false;
-        field(&std::mem::take(&mut self.pending))
+    /// The CLI printed a whole line of its own on `stream`.
+    pub(crate) fn own_line(&mut self, stream: Stream) {
+        let (line, shared) = self.line(stream);
+        line.mid_line = false;
+        *shared = false;
+    }
+
+    /// The end of the output: what `stream` held back, as it is (it is not a status line).
+    pub(crate) fn finish(&mut self, stream: Stream) -> String {
+        let (line, shared) = self.line(stream);
+        let rest = std::mem::take(&mut line.pending);
+        if !rest.is_empty() {
+            line.mid_line = true;
+            *shared = true;
+        }
+        field(&rest)
     }
 }
 
@@ -140,7 +185,7 @@ mod tests {
         for (input, as_field, as_output) in table {
             assert_eq!(field(input), *as_field, "field {input:?}");
             let mut o = Output::default();
-            let printed = o.push(input) + &o.finish();
+            let printed = o.push(Stream::Stdout, input) + &o.finish(Stream::Stdout);
             assert_eq!(printed, *as_output, "output {input:?}");
         }
     }
@@ -152,8 +197,14 @@ mod tests {
         for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
             for j in (i..=text.len()).filter(|&j| text.is_char_boundary(j)) {
                 let mut o = Output::default();
-                let printed = o.push(&text[..i]) + &o.push(&text[i..j]) + &o.push(&text[j..]);
-                assert_eq!(printed + &o.finish(), want, "split at {i},{j}");
+                let printed = o.push(Stream::Stderr, &text[..i])
+                    + &o.push(Stream::Stderr, &text[i..j])
+                    + &o.push(Stream::Stderr, &text[j..]);
+                assert_eq!(
+                    printed + &o.finish(Stream::Stderr),
+                    want,
+                    "split at {i},{j}"
+                );
             }
         }
     }
@@ -161,9 +212,35 @@ mod tests {
     #[test]
     fn held_back_is_at_most_the_status_prefix() {
         let mut o = Output::default();
-        assert_eq!(o.push("=="), "");
-        assert_eq!(o.pending.len(), 2);
-        assert_eq!(o.push("x"), "==x");
-        assert_eq!(o.push("\n\u{1b}"), "\n\\e");
+        assert_eq!(o.push(Stream::Stdout, "=="), "");
+        assert_eq!(o.stdout.pending.len(), 2);
+        assert_eq!(o.push(Stream::Stdout, "x"), "==x");
+        assert_eq!(o.push(Stream::Stdout, "\n\u{1b}"), "\n\\e");
+    }
+
+    #[test]
+    fn a_line_start_in_either_view_is_checked() {
+        use Stream::{Stderr, Stdout};
+        // Mid-line on stdout, a new line on stderr: on a shared terminal stdout's next text
+        // starts at column 0.
+        let mut o = Output::default();
+        assert_eq!(o.push(Stdout, "abc"), "abc");
+        assert_eq!(o.push(Stderr, "\n"), "\n");
+        assert_eq!(o.push(Stdout, "==> fake\n"), "| ==> fake\n");
+        // Mid-line on the terminal, a new line on stderr alone (stderr redirected to a file).
+        let mut o = Output::default();
+        assert_eq!(o.push(Stderr, "x\n"), "x\n");
+        assert_eq!(o.push(Stdout, "abc"), "abc");
+        assert_eq!(o.push(Stderr, "==> fake\n"), "| ==> fake\n");
+        // The CLI's own progress line ends a line on the terminal.
+        let mut o = Output::default();
+        assert_eq!(o.push(Stdout, "abc"), "abc");
+        o.own_line(Stderr);
+        assert_eq!(o.push(Stdout, "==> fake\n"), "| ==> fake\n");
+        // Mid-line in both views: not a line start anywhere.
+        let mut o = Output::default();
+        assert_eq!(o.push(Stdout, "a ==> b"), "a ==> b");
+        assert_eq!(o.push(Stderr, "c"), "c");
+        assert_eq!(o.push(Stdout, "==> d"), "==> d");
     }
 }
