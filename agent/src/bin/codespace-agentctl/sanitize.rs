@@ -16,10 +16,10 @@
 //! ```
 //!
 //! Escaped: C0 controls (U+0000..U+001F) except newline and tab in output, DEL (U+007F) and C1
-//! controls (U+0080..U+009F, which some terminals take as `ESC`-sequences). ESC shows as `\e`,
-//! carriage return, newline and tab as `\r`, `\n`, `\t`, the others as `\xNN` with the code point in hex. A backslash is left
-//! as it is: text that reads `\e` is only text. `--json` output does not come here: serde escapes
-//! control characters in JSON strings.
+//! controls (U+0080..U+009F, which some terminals take as `ESC`-sequences). ESC shows as `\e`;
+//! carriage return, newline and tab as `\r`, `\n`, `\t`; the others as `\xNN`, the code point
+//! in hex. A backslash is left as it is: text that reads `\e` is only text. `--json` output does
+//! not come here: serde escapes control characters in JSON strings.
 
 use std::fmt::Write as _;
 
