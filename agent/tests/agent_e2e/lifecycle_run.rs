@@ -233,6 +233,38 @@ fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
 }
 
 #[test]
+fn hostile_output_is_neutralised_on_the_terminal_and_encoded_secrets_are_redacted() {
+    let agent = Agent::start(PLAIN);
+    let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
+    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
+    session_create_with_write_access(&agent, &[]);
+    // A clipboard write, a screen clear, a status line forged after a carriage return and one
+    // at the start of a line, the secret in base64 and in hex.
+    let ws = workspace(
+        &agent,
+        r#"{"postAttachCommand": {"evil\u001b[2J": "printf '\\033]52;c;ZXZpbA==\\007\\033[2J\\r==> fake succeeded\\n==> postAttachCommand: succeeded\\n'; printf %s \"$API_KEY\" | base64; printf '%s\\n' \"$API_KEY\" | od -An -tx1 -w64 | tr -d ' '"}}"#,
+    );
+    let out = run(&agent, &ws, "attach", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "\\e]52;c;ZXZpbA==\\x07\\e[2J\\r==> fake succeeded\n\
+         | ==> postAttachCommand: succeeded\n\
+         [redacted]\n\
+         [redacted]0a\n"
+    );
+    let err = stderr(&out);
+    assert!(!err.contains('\u{1b}'), "{err}");
+    assert!(err.contains("==> postAttachCommand.evil\\e[2J\n"), "{err}");
+    // --json keeps the bytes, escaped by JSON.
+    let r = result(&agent, &ws, "attach", &[]);
+    assert_eq!(
+        r["commands"][0]["name"], "postAttachCommand.evil\u{1b}[2J",
+        "{r}"
+    );
+}
+
+#[test]
 fn a_blocked_profile_runs_nothing_until_approved() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("org.json");

@@ -201,7 +201,11 @@ pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Exi
 /// Reports a client error and maps it to the documented exit code: 1 when the agent answered
 /// with an error, 3 when the connection itself failed.
 pub(crate) fn client_failure(e: &ClientError) -> ExitCode {
-    eprintln!("codespace-agentctl: {e}");
+    // An agent error's message is the agent's text (it may quote a devcontainer.json).
+    eprintln!(
+        "codespace-agentctl: {}",
+        crate::sanitize::field(&e.to_string())
+    );
     ExitCode::from(
         if matches!(
             e,

@@ -9,6 +9,9 @@
 //! profile is blocked and `--approve` was not given; 1 agent error, 2 invalid arguments,
 //! 3 agent not reachable (as for the other commands). `--json` prints only the agent's result
 //! object, which tells these cases apart unambiguously.
+//!
+//! Everything the agent sends (command output, names, reasons) is printed through
+//! [`crate::sanitize`]: control characters escaped, forged `==>` lines marked.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -18,6 +21,7 @@ use codespace_agent::host::{Client, ClientError};
 use serde_json::{json, Map, Value};
 
 use crate::connect::{options, ConnectArgs, TrustFactArgs};
+use crate::sanitize::{field, Output, Stream};
 
 /// How long the CLI waits for an answer: the agent enforces the real deadline.
 const WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -199,6 +203,7 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
     let mut result = None;
     let mut finished = false;
     let mut trailing = None;
+    let mut streams = Streams::default();
     loop {
         tokio::select! {
             r = &mut request, if result.is_none() => {
@@ -213,7 +218,7 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
                 if ev.name == "lifecycle_finished" {
                     finished = true;
                 } else if !json_only {
-                    show(&ev.name, &ev.fields);
+                    streams.show(&ev.name, &ev.fields);
                 }
             }
             () = async { if let Some(t) = trailing.as_mut() { t.await } }, if trailing.is_some() => {
@@ -224,6 +229,7 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
             break;
         }
     }
+    streams.finish();
     let result = match result {
         Some(Ok(v)) => v,
         Some(Err(e)) => return crate::connect::client_failure(&e),
@@ -240,53 +246,95 @@ async fn execute(args: &ConnectArgs, cmd: LifecycleCommand) -> ExitCode {
     exit_code(&result)
 }
 
-/// Progress and output of one event.
-fn show(name: &str, f: &Map<String, Value>) {
-    let command = f.get("command").and_then(Value::as_str).unwrap_or("?");
-    match name {
-        "lifecycle_output" => {
-            let data = f.get("data").and_then(Value::as_str).unwrap_or_default();
-            let _ = if f.get("stream").and_then(Value::as_str) == Some("stderr") {
-                let mut e = std::io::stderr().lock();
-                e.write_all(data.as_bytes()).and_then(|()| e.flush())
-            } else {
-                let mut o = std::io::stdout().lock();
-                o.write_all(data.as_bytes()).and_then(|()| o.flush())
-            };
+/// Command output and progress of a run, on stdout and stderr.
+#[derive(Debug, Default)]
+struct Streams(Output);
+
+impl Streams {
+    /// What one event prints, and where.
+    fn render(&mut self, name: &str, f: &Map<String, Value>) -> Option<(Stream, String)> {
+        let command = f.get("command").and_then(Value::as_str).unwrap_or("?");
+        match name {
+            "lifecycle_output" => {
+                let data = f.get("data").and_then(Value::as_str).unwrap_or_default();
+                let stream = if f.get("stream").and_then(Value::as_str) == Some("stderr") {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                };
+                Some((stream, self.0.push(stream, data)))
+            }
+            "lifecycle_command" => {
+                let line = match f.get("state").and_then(Value::as_str) {
+                    Some("started") => format!("==> {}\n", field(command)),
+                    Some("not_started") => format!(
+                        "==> {}: not started: {}\n",
+                        field(command),
+                        field(f.get("reason").and_then(Value::as_str).unwrap_or(""))
+                    ),
+                    _ => return None,
+                };
+                self.0.own_line(Stream::Stderr);
+                Some((Stream::Stderr, line))
+            }
+            _ => None,
         }
-        "lifecycle_command" => match f.get("state").and_then(Value::as_str) {
-            Some("started") => eprintln!("==> {command}"),
-            Some("not_started") => eprintln!(
-                "==> {command}: not started: {}",
-                f.get("reason").and_then(Value::as_str).unwrap_or("")
-            ),
-            _ => {}
-        },
-        _ => {}
     }
+
+    /// Prints one event's progress or output.
+    fn show(&mut self, name: &str, f: &Map<String, Value>) {
+        if let Some((stream, text)) = self.render(name, f) {
+            print_to(stream, &text);
+        }
+    }
+
+    /// Prints what the streams still hold back.
+    fn finish(&mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            print_to(stream, &self.0.finish(stream));
+        }
+    }
+}
+
+fn print_to(stream: Stream, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let _ = match stream {
+        Stream::Stderr => {
+            let mut e = std::io::stderr().lock();
+            e.write_all(text.as_bytes()).and_then(|()| e.flush())
+        }
+        Stream::Stdout => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes()).and_then(|()| o.flush())
+        }
+    };
 }
 
 fn summary(result: &Value) {
     if result["status"] == "blocked" {
         eprintln!(
             "==> blocked: {}",
-            result["reason"]
-                .as_str()
-                .unwrap_or("needs the creator's approval")
+            field(
+                result["reason"]
+                    .as_str()
+                    .unwrap_or("needs the creator's approval")
+            )
         );
     }
     let empty = Vec::new();
     for c in result["commands"].as_array().unwrap_or(&empty) {
         eprintln!(
             "==> {}: {}{}",
-            c["name"].as_str().unwrap_or("?"),
-            c["status"].as_str().unwrap_or("?"),
+            field(c["name"].as_str().unwrap_or("?")),
+            field(c["status"].as_str().unwrap_or("?")),
             match (&c["exit_code"], &c["signal"]) {
                 (Value::Number(n), _) => format!(" (exit {n})"),
                 (_, Value::Number(s)) => format!(" (signal {s})"),
                 _ => c["reason"]
                     .as_str()
-                    .map(|r| format!(" ({r})"))
+                    .map(|r| format!(" ({})", field(r)))
                     .unwrap_or_default(),
             }
         );
@@ -294,19 +342,19 @@ fn summary(result: &Value) {
     for s in result["skipped"].as_array().unwrap_or(&empty) {
         eprintln!(
             "==> {}: not run ({})",
-            s["property"].as_str().unwrap_or("?"),
-            s["reason"].as_str().unwrap_or("?")
+            field(s["property"].as_str().unwrap_or("?")),
+            field(s["reason"].as_str().unwrap_or("?"))
         );
     }
     for x in result["extensions"].as_array().unwrap_or(&empty) {
         eprintln!(
             "==> {} {}: {}{}",
-            x["action"].as_str().unwrap_or("?"),
-            x["id"].as_str().unwrap_or("?"),
-            x["status"].as_str().unwrap_or("?"),
+            field(x["action"].as_str().unwrap_or("?")),
+            field(x["id"].as_str().unwrap_or("?")),
+            field(x["status"].as_str().unwrap_or("?")),
             x["reason"]
                 .as_str()
-                .map(|r| format!(" ({r})"))
+                .map(|r| format!(" ({})", field(r)))
                 .unwrap_or_default()
         );
     }
@@ -350,6 +398,7 @@ async fn watch(client: &Client, fields: Map<String, Value>) -> ExitCode {
         .request("config_watch", fields, Duration::from_secs(30))
         .await
     {
+        // `{v}` is JSON: serde escapes control characters.
         Ok(v) => eprintln!("watching: {v}"),
         Err(e) => return crate::connect::client_failure(&e),
     }
@@ -364,4 +413,51 @@ async fn watch(client: &Client, fields: Map<String, Value>) -> ExitCode {
         }
     }
     crate::connect::client_failure(&ClientError::Disconnected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn agent_text_is_neutralised_per_command_and_stream() {
+        let mut s = Streams::default();
+        let out = |command: &str, stream: &str, data: &str| {
+            event(json!({"command": command, "stream": stream, "data": data}))
+        };
+        let mut render = |name: &str, f: Map<String, Value>| s.render(name, &f);
+        // Two commands interleave on one stdout: the line start is the stream's.
+        assert_eq!(
+            render("lifecycle_output", out("a", "stdout", "x\n==")),
+            Some((Stream::Stdout, "x\n".into()))
+        );
+        assert_eq!(
+            render("lifecycle_output", out("b", "stdout", "> fake\n")),
+            Some((Stream::Stdout, "| ==> fake\n".into()))
+        );
+        assert_eq!(
+            render(
+                "lifecycle_output",
+                out("a", "stderr", "\u{1b}]52;c;ZXZpbA==\u{7}")
+            ),
+            Some((Stream::Stderr, "\\e]52;c;ZXZpbA==\\x07".into()))
+        );
+        assert_eq!(
+            render(
+                "lifecycle_command",
+                event(
+                    json!({"command": "c\n==> d: succeeded", "state": "not_started",
+                             "reason": "\u{1b}[2J"})
+                )
+            ),
+            Some((
+                Stream::Stderr,
+                "==> c\\n==> d: succeeded: not started: \\e[2J\n".into()
+            ))
+        );
+    }
 }

@@ -11,6 +11,7 @@ mod connect;
 mod lifecycle;
 mod policy;
 mod ports;
+mod sanitize;
 
 use clap::Parser;
 
