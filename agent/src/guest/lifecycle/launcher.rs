@@ -184,6 +184,9 @@ pub struct Launched {
     pub exit: ExitFuture,
     /// What the sandbox applied (user, Landlock ABI, seccomp, cgroup...), if sandboxed.
     pub applied: Option<serde_json::Value>,
+    /// Layers of the sandbox this machine could not give the command, each with its reason
+    /// (`restricted_fallback: "degrade"`); the runner reports them as `sandbox_degraded`.
+    pub degraded: Vec<String>,
 }
 
 impl std::fmt::Debug for Launched {
@@ -254,6 +257,7 @@ impl Launcher for PlainLauncher {
             stderr,
             exit,
             applied: None,
+            degraded: Vec::new(),
         })
     }
 

@@ -316,6 +316,13 @@ impl Runner {
                    "form": c.program.form()}),
         );
         let applied = launched.applied;
+        if !launched.degraded.is_empty() {
+            tracing::warn!(command = %c.name, layers = ?launched.degraded, "sandbox degraded");
+            ctx.event(
+                "sandbox_degraded",
+                json!({"run": &*ctx.run_id, "command": c.name, "layers": launched.degraded}),
+            );
+        }
         let mut pumps = Vec::new();
         for (pipe, stream) in [(launched.stdout, "stdout"), (launched.stderr, "stderr")] {
             if let Some(pipe) = pipe {

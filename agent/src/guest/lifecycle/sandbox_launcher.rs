@@ -76,6 +76,12 @@ impl Launcher for SandboxLauncher {
             other => LaunchError::Sandbox(other.to_string()),
         })?;
         let applied = serde_json::to_value(child.applied()).unwrap_or(Value::Null);
+        let degraded = child
+            .applied()
+            .world
+            .as_ref()
+            .map(sandbox::world::WorldReport::degraded)
+            .unwrap_or_default();
         let stdout = child.take_stdout().map(|p| Box::pin(p) as OutputPipe);
         let stderr = child.take_stderr().map(|p| Box::pin(p) as OutputPipe);
         let limits = spec.limits;
@@ -103,6 +109,7 @@ impl Launcher for SandboxLauncher {
             stderr,
             exit,
             applied: Some(applied),
+            degraded,
         })
     }
 

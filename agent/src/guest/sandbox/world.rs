@@ -180,6 +180,26 @@ pub struct WorldReport {
     pub state_dir_hidden: bool,
 }
 
+impl WorldReport {
+    /// The layers this run went without, each with why (empty when the world is complete):
+    /// what `restricted_fallback: "degrade"` let through, and an outbound network that could
+    /// not be set up.
+    pub fn degraded(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let WorkspaceView::AsPermitted { reason } = &self.workspace {
+            out.push(format!("workspace: {reason}"));
+        }
+        match &self.network {
+            None => out.push("network: the agent's own (no restricted namespace)".into()),
+            Some(n) if n.outbound.starts_with("unavailable") => {
+                out.push(format!("outbound: {}", n.outbound));
+            }
+            Some(_) => {}
+        }
+        out
+    }
+}
+
 /// One bind mount, prepared for the child.
 #[derive(Debug)]
 pub struct Bind {
@@ -715,6 +735,40 @@ mod tests {
         };
         assert!(ensure_dirs(&slash, &user(own)).is_err());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_degraded_world_says_which_layers_are_missing() {
+        let net = |outbound: &str| super::super::netns::NetReport {
+            inode: 1,
+            outbound: outbound.into(),
+            resolv_conf: None,
+        };
+        let mut r = WorldReport {
+            private_tmp: "/x/tmp".into(),
+            private_var_tmp: "/x/var-tmp".into(),
+            ipc_namespace: true,
+            network: Some(net("nat")),
+            workspace: WorkspaceView::Idmapped { creator_uid: 1000 },
+            git_read_only: Vec::new(),
+            state_dir_hidden: true,
+        };
+        assert!(r.degraded().is_empty());
+        r.network = Some(net("off"));
+        assert!(
+            r.degraded().is_empty(),
+            "outbound off is configured, not degraded"
+        );
+        r.workspace = WorkspaceView::AsPermitted {
+            reason: "tmpfs".into(),
+        };
+        r.network = Some(net("unavailable: nft: not found"));
+        assert_eq!(
+            r.degraded(),
+            ["workspace: tmpfs", "outbound: unavailable: nft: not found"]
+        );
+        r.network = None;
+        assert!(r.degraded()[1].starts_with("network:"));
     }
 
     #[test]
