@@ -629,10 +629,9 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
     // echo server on 127.0.0.1 in its own network.
     let ws_dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(ws_dir.path(), Some(64_999), Some(64_999)).unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // Below the ephemeral range: the other tests of this binary bind port 0 at the same time,
+    // and one of them must not get this number on the VM's loopback.
+    let port = 20_000 + (std::process::id() % 10_000) as u16;
     let server = format!(
         "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
          s.bind(('127.0.0.1',{port}))\ns.listen(8)\nwhile True:\n c,_=s.accept()\n \
@@ -658,25 +657,13 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
         "read",
         "--json",
     ];
-    let out = agent.ctl(&run_args);
-    let r: Value = serde_json::from_str(&support::stdout(&out))
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stderr(&out), agent.log()));
-    assert_eq!(r["profile"], "restricted", "{r}");
-    assert_eq!(r["status"], "succeeded", "{r}");
-    // The VM's own loopback does not have it...
-    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
-    // ...but the agent sees it, in the restricted network.
-    let entry = wait_port(&c, port, |p| p.is_some()).await.unwrap();
-    let listener = &entry["listeners"][0];
-    assert_eq!(listener["network"], "restricted", "{entry}");
-    // What the agent made for the restricted network goes with the dev server: the nft table,
-    // the veth pair, and IPv4 forwarding when it was off.
-    struct Cleanup(Option<u64>, String);
-    impl Drop for Cleanup {
+    // Whatever happens below, the dev server goes (through the agent, which knows its cgroup),
+    // and so does what the agent made for the restricted network: the nft table, the veth pair
+    // and IPv4 forwarding when it was off. Dropped before the agent.
+    struct Cleanup<'a>(&'a Agent, String);
+    impl Drop for Cleanup<'_> {
         fn drop(&mut self) {
-            if let Some(pid) = self.0 {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-            }
+            let _ = self.0.ctl(&["lifecycle", "kill-restricted"]);
             let _ = Command::new("nft")
                 .args(["delete", "table", "ip", "codespace_agent_restricted"])
                 .stderr(Stdio::null())
@@ -688,7 +675,19 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
             let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", &self.1);
         }
     }
-    let _cleanup = Cleanup(listener["pid"].as_u64(), forwarding);
+    let _cleanup = Cleanup(&agent, forwarding);
+    let out = agent.ctl(&run_args);
+    let r: Value = serde_json::from_str(&support::stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stderr(&out), agent.log()));
+    assert_eq!(r["profile"], "restricted", "{r}");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    // The VM's own loopback does not have it...
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    // ...but the agent sees it, in the restricted network.
+    let entry = wait_port(&c, port, |p| p.is_some()).await.unwrap();
+    let listener = &entry["listeners"][0];
+    assert_eq!(listener["network"], "restricted", "{entry}");
+
     // The owner forwards it like any port.
     let epoch = entry["epoch"].as_u64().unwrap();
     let mut s = forward(&agent, port, epoch, who("mona", &["octo"]))
