@@ -361,22 +361,31 @@ async fn owner_only_ports_cannot_be_taken_over() {
         return;
     }
     let fx = fixture().await;
-    // A restricted dev server binds the SSH port before sshd does...
+    // The SSH port, unless this machine runs something there: then any free port stands in.
+    let port = match std::net::TcpListener::bind("127.0.0.1:2222") {
+        Ok(_) => 2222,
+        Err(_) => std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    };
+    // A restricted dev server binds the owner-only port before sshd does...
     let (_, err, report, child) = fx
         .run(
             RESTRICTED,
             small_limits(),
             Program::Shell(format!(
-                "({} serve-tcp-port 2222 >/dev/null 2>&1 &); sleep 0.3",
+                "({} serve-tcp-port {port} >/dev/null 2>&1 &); sleep 0.3",
                 fx.probe.display()
             )),
             Duration::from_secs(10),
         )
         .await;
     assert!(report.success(), "{err}");
-    // ...in its own network: the VM's 127.0.0.1:2222 is still free for the owner's sshd.
-    let sshd = std::net::TcpListener::bind("127.0.0.1:2222");
-    assert!(sshd.is_ok(), "port 2222 was taken: {sshd:?}");
+    // ...in its own network: the VM's port is still free for the owner's sshd.
+    let sshd = std::net::TcpListener::bind(("127.0.0.1", port));
+    assert!(sshd.is_ok(), "port {port} was taken: {sshd:?}");
     let world = serde_json::to_value(child.applied()).unwrap()["world"].clone();
     assert!(world["network"]["inode"].as_u64().is_some(), "{world}");
     child.kill_all();
