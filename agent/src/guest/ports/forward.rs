@@ -55,7 +55,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::refusal::ForwardRefusal;
-use super::service::{Admission, PortsService};
+use super::service::{Admission, ForwardTarget, PortsService};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::transport::Peer;
 use crate::relay::{relay, relay_streams, reregister, RelayEnd};
@@ -171,12 +171,13 @@ async fn admit_and_connect(
         &codespace,
         OffsetDateTime::now_utc(),
     )?;
-    let network = ports.network_of(admission.grant.port);
-    let (mut target, addr) =
-        connect(&admission.grant, ports.config().connect_timeout, network).await?;
+    let port = admission.grant.port;
+    let to = ports
+        .target_of(port)
+        .ok_or(ForwardRefusal::PortUnreachable(port))?;
+    let (mut target, addr) = connect(&admission.grant, ports.config().connect_timeout, &to).await?;
     if !request.early.is_empty() {
         // A fresh connection's send buffer takes the few KiB of early data at once.
-        let port = admission.grant.port;
         tokio::time::timeout(
             ports.config().connect_timeout,
             target.write_all(&request.early),
@@ -188,19 +189,19 @@ async fn admit_and_connect(
     Ok((admission, target, addr))
 }
 
-/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6, in the
-/// network namespace the listener lives in. Returns the stream and the address it reached.
+/// Connects to a listener of the owner of an authorized port, at the loopback addresses the
+/// owner's listeners are bound to (IPv4 first), in the owner's network namespace. Never to
+/// another uid's listener: with none of the owner's left, the port is unreachable. Returns
+/// the stream and the address it reached.
 async fn connect(
     grant: &Authorized<ForwardGrant>,
     timeout: Duration,
-    network: Network,
+    to: &ForwardTarget,
 ) -> Result<(TcpStream, SocketAddr), ForwardRefusal> {
     let port = grant.port;
-    for addr in [
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
-    ] {
-        match connect_one(addr, timeout, network).await {
+    for ip in &to.addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match connect_one(addr, timeout, to.network).await {
             Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);
