@@ -9,9 +9,11 @@
 //!                                              ticket (if any): redeem, else ticket-unknown
 //!                                              admit: grant MAC, port, expiry, epoch,
 //!                                                     owner-only, policy access, limits
-//!                                              connect 127.0.0.1:PORT, else [::1]:PORT
-//!                                              (in the restricted network namespace when the
-//!                                              port's listeners all live there)
+//!                                              connect to the port owner's listeners only,
+//!                                              at their loopback addresses, IPv4 first
+//!                                              (127.0.0.1 / ::1, or the loopback address
+//!                                              bound), in the owner's network namespace;
+//!                                              none left: port-unreachable
 //!                                              early bytes ─▶ the listener
 //!            ◀─ ok  +  {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
 //!               (the handshake's `ok` is held back and sent in the same write as the answer)
@@ -34,6 +36,12 @@
 //! principal's authentication expires (three hours after it was made, as the policy counts;
 //! not the grant's own expiry, which only bounds when the connection may be opened) or when
 //! the agent shuts down.
+//!
+//! Whose listener: another uid may bind the same port on another loopback address (the owner's
+//! dev server on `[::1]:P` only, someone else's on `127.0.0.1:P`). Connecting to "whatever
+//! answers on 127.0.0.1, else ::1" would hand the owner's grant and a public port's visitors
+//! to that server, so the target is the port owner's own listeners
+//! ([`super::service::PortsService::target_of`]), never the first address that answers.
 
 use std::any::Any;
 use std::io;

@@ -4,6 +4,24 @@
 //! Every decision is the `policy` crate's: [`PortRegistry`] for visibilities and epochs,
 //! [`authorize_forward`] / [`port_access`] for who may connect. This file only feeds them facts
 //! (listeners, grants, the codespace's identity, the clock) and acts on their answers.
+//!
+//! A port's identity is its set of listeners with their owners ([`ListenerOwner`]: the uid
+//! that made the socket, the network it listens in). The first listener's owner is the port's
+//! owner until its last listener goes:
+//!
+//! ```text
+//!   first listener (owner O) ──▶ registry.add: private, new epoch; port owner := O
+//!   listener of O, or of an owner already listening ──▶ one more socket, nothing changes
+//!                                                      (IPv4 + IPv6 of one server are one port)
+//!   listener of an owner none of the port's sockets has ──▶ registry.remove + add: private,
+//!                 new epoch (outstanding grants stale), every live connection cut,
+//!                 `port_identity_changed`
+//!   last listener closed ──▶ registry.remove: visibility and owner forgotten, connections cut
+//! ```
+//!
+//! Invariant: the forwarder reaches only listeners of the port's owner ([`ForwardTarget`]);
+//! a visibility the owner set never carries over to another uid's server, whether it binds
+//! next to the owner's or stays after the owner's has gone.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
