@@ -726,3 +726,123 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
     ]));
     wait_port(&c, port, |p| p.is_none()).await;
 }
+
+/// An intruder's server run as `nobody` (uid 65534): listens on `127.0.0.1:port` and answers
+/// every connection with "intruder". Killed by PID on drop.
+struct Intruder(std::process::Child);
+
+impl Intruder {
+    fn start(port: u16) -> Self {
+        use std::os::unix::process::CommandExt;
+        let server = format!(
+            "import socket,sys\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen(8)\n\
+             print('ready',flush=True)\nwhile True:\n c,_=s.accept()\n c.sendall(b'intruder')\n \
+             c.close()\n"
+        );
+        let mut child = Command::new("/usr/bin/python3")
+            .args(["-c", &server])
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the intruder could not listen");
+        Self(child)
+    }
+}
+
+impl Drop for Intruder {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Root-only (issue 16, part 2): the owner's dev server listens on `[::1]:P` only (Node ≥ 17
+/// binds `localhost` there) and P is public; another uid binds `127.0.0.1:P`. That is a new
+/// port identity: a new epoch, private again, old grants stale, and the forwarder reaches only
+/// the owner's listener, never the other uid's, even after the owner's is gone.
+#[tokio::test]
+async fn another_uids_listener_on_a_public_port_resets_it_and_is_never_forwarded_to() {
+    if !support::root::root() {
+        return;
+    }
+    let Ok(l) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    let owner = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if s.read_to_end(&mut buf).await.is_ok() {
+                    let _ = s.write_all(&buf).await;
+                }
+            });
+        }
+    });
+    let agent = Agent::start(CODESPACE);
+    let c = control(&agent).await;
+    epoch(&c, port).await;
+    let e = set_visibility(&c, port, "public").await["epoch"]
+        .as_u64()
+        .unwrap();
+    let s = forward(&agent, port, e, None).await.unwrap();
+    assert_eq!(round_trip(s, b"owner").await, b"owner");
+    let key = GrantKey::new(&GRANT_KEY).unwrap();
+    let ttl = Duration::from_secs(600);
+
+    let intruder = Intruder::start(port);
+    // (a) A new epoch, private again, once the intruder's listener is detected.
+    let entry = wait_port(&c, port, |p| {
+        p.is_some_and(|p| p["listeners"].as_array().is_some_and(|l| l.len() == 2))
+    })
+    .await
+    .unwrap();
+    assert_eq!(entry["visibility"], "private", "{entry}");
+    let e2 = entry["epoch"].as_u64().unwrap();
+    assert!(e2 > e, "{entry}");
+    // (b) The old grants are stale, the owner's and the anonymous visitor's.
+    let old = mint(&key, port, e, who("mona", &[]), now(), ttl);
+    assert_eq!(refused(&agent, port, &old).await, "stale-epoch");
+    let old = mint(&key, port, e, None, now(), ttl);
+    assert_eq!(refused(&agent, port, &old).await, "stale-epoch");
+    // (c) A new grant reaches the owner's listener, never the intruder's.
+    for _ in 0..5 {
+        let s = forward(&agent, port, e2, who("mona", &[])).await.unwrap();
+        assert_eq!(round_trip(s, b"mine").await, b"mine");
+    }
+    let anonymous = mint(&key, port, e2, None, now(), ttl);
+    assert_eq!(
+        refused(&agent, port, &anonymous).await,
+        "authentication-required"
+    );
+    // (d) The owner's listener closes, the intruder's stays: nothing is public, and even the
+    // owner's own grant does not reach the intruder.
+    owner.abort();
+    let _ = owner.await;
+    let entry = wait_port(&c, port, |p| {
+        p.is_some_and(|p| p["listeners"].as_array().is_some_and(|l| l.len() == 1))
+    })
+    .await
+    .unwrap();
+    assert_eq!(entry["visibility"], "private", "{entry}");
+    let e3 = entry["epoch"].as_u64().unwrap();
+    let g = mint(&key, port, e3, None, now(), ttl);
+    assert_eq!(refused(&agent, port, &g).await, "authentication-required");
+    let g = mint(&key, port, e3, who("mona", &[]), now(), ttl);
+    assert_eq!(refused(&agent, port, &g).await, "port-unreachable");
+    // Made public again by the owner, the port still forwards nobody to the intruder.
+    let e4 = set_visibility(&c, port, "public").await["epoch"]
+        .as_u64()
+        .unwrap();
+    let g = mint(&key, port, e4, None, now(), ttl);
+    assert_eq!(refused(&agent, port, &g).await, "port-unreachable");
+    drop(intruder);
+}

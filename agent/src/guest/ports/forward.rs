@@ -9,9 +9,11 @@
 //!                                              ticket (if any): redeem, else ticket-unknown
 //!                                              admit: grant MAC, port, expiry, epoch,
 //!                                                     owner-only, policy access, limits
-//!                                              connect 127.0.0.1:PORT, else [::1]:PORT
-//!                                              (in the restricted network namespace when the
-//!                                              port's listeners all live there)
+//!                                              connect to the port owner's listeners only,
+//!                                              at their loopback addresses, IPv4 first
+//!                                              (127.0.0.1 / ::1, or the loopback address
+//!                                              bound), in the owner's network namespace;
+//!                                              none left: port-unreachable
 //!                                              early bytes ─▶ the listener
 //!            ◀─ ok  +  {"type":"forward_ok","port":P,"target":"127.0.0.1:P","visibility":..,"epoch":..}
 //!               (the handshake's `ok` is held back and sent in the same write as the answer)
@@ -34,6 +36,12 @@
 //! principal's authentication expires (three hours after it was made, as the policy counts;
 //! not the grant's own expiry, which only bounds when the connection may be opened) or when
 //! the agent shuts down.
+//!
+//! Whose listener: another uid may bind the same port on another loopback address (the owner's
+//! dev server on `[::1]:P` only, someone else's on `127.0.0.1:P`). Connecting to "whatever
+//! answers on 127.0.0.1, else ::1" would hand the owner's grant and a public port's visitors
+//! to that server, so the target is the port owner's own listeners
+//! ([`super::service::PortsService::target_of`]), never the first address that answers.
 
 use std::any::Any;
 use std::io;
@@ -55,7 +63,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::refusal::ForwardRefusal;
-use super::service::{Admission, PortsService};
+use super::service::{Admission, ForwardTarget, PortsService};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::transport::Peer;
 use crate::relay::{relay, relay_streams, reregister, RelayEnd};
@@ -171,12 +179,13 @@ async fn admit_and_connect(
         &codespace,
         OffsetDateTime::now_utc(),
     )?;
-    let network = ports.network_of(admission.grant.port);
-    let (mut target, addr) =
-        connect(&admission.grant, ports.config().connect_timeout, network).await?;
+    let port = admission.grant.port;
+    let to = ports
+        .target_of(port)
+        .ok_or(ForwardRefusal::PortUnreachable(port))?;
+    let (mut target, addr) = connect(&admission.grant, ports.config().connect_timeout, &to).await?;
     if !request.early.is_empty() {
         // A fresh connection's send buffer takes the few KiB of early data at once.
-        let port = admission.grant.port;
         tokio::time::timeout(
             ports.config().connect_timeout,
             target.write_all(&request.early),
@@ -188,19 +197,19 @@ async fn admit_and_connect(
     Ok((admission, target, addr))
 }
 
-/// Connects to the listener of an authorized port: IPv4 loopback first, then IPv6, in the
-/// network namespace the listener lives in. Returns the stream and the address it reached.
+/// Connects to a listener of the owner of an authorized port, at the loopback addresses the
+/// owner's listeners are bound to (IPv4 first), in the owner's network namespace. Never to
+/// another uid's listener: with none of the owner's left, the port is unreachable. Returns
+/// the stream and the address it reached.
 async fn connect(
     grant: &Authorized<ForwardGrant>,
     timeout: Duration,
-    network: Network,
+    to: &ForwardTarget,
 ) -> Result<(TcpStream, SocketAddr), ForwardRefusal> {
     let port = grant.port;
-    for addr in [
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
-    ] {
-        match connect_one(addr, timeout, network).await {
+    for ip in &to.addrs {
+        let addr = SocketAddr::new(*ip, port);
+        match connect_one(addr, timeout, to.network).await {
             Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);

@@ -4,8 +4,27 @@
 //! Every decision is the `policy` crate's: [`PortRegistry`] for visibilities and epochs,
 //! [`authorize_forward`] / [`port_access`] for who may connect. This file only feeds them facts
 //! (listeners, grants, the codespace's identity, the clock) and acts on their answers.
+//!
+//! A port's identity is its set of listeners with their owners ([`ListenerOwner`]: the uid
+//! that made the socket, the network it listens in). The first listener's owner is the port's
+//! owner until its last listener goes:
+//!
+//! ```text
+//!   first listener (owner O) ──▶ registry.add: private, new epoch; port owner := O
+//!   listener of O, or of an owner already listening ──▶ one more socket, nothing changes
+//!                                                      (IPv4 + IPv6 of one server are one port)
+//!   listener of an owner none of the port's sockets has ──▶ registry.remove + add: private,
+//!                 new epoch (outstanding grants stale), every live connection cut,
+//!                 `port_identity_changed`
+//!   last listener closed ──▶ registry.remove: visibility and owner forgotten, connections cut
+//! ```
+//!
+//! Invariant: the forwarder reaches only listeners of the port's owner ([`ForwardTarget`]);
+//! a visibility the owner set never carries over to another uid's server, whether it binds
+//! next to the owner's or stays after the owner's has gone.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -27,7 +46,7 @@ use super::page::{listener_fits, page_answer, port_entry, PageRequest, PortFacts
 use super::refusal::ForwardRefusal;
 use super::tickets::{TicketError, TicketStore};
 use crate::guest::config::CodespaceIdentity;
-use crate::guest::detect::PortChange;
+use crate::guest::detect::{BindScope, ListeningSocket, Network, PortChange};
 use crate::guest::service::{EventSink, ServiceError};
 use crate::wire::grant::{parse_grant, GrantKey};
 use crate::wire::message::ForwardHello;
@@ -43,9 +62,86 @@ pub const REQUESTS: &[&str] = &[
 
 struct State {
     registry: PortRegistry,
-    /// Detected listening sockets per port, keyed by socket (inode; 0 for the internal API).
-    listeners: BTreeMap<u16, BTreeMap<u64, Value>>,
+    /// Detected ports, each with its owner and listening sockets.
+    listeners: BTreeMap<u16, Port>,
     live: LiveTable,
+}
+
+/// Who a listening socket belongs to: the uid that made it (`None` for the internal API,
+/// which knows no socket) and the network namespace it listens in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerOwner {
+    /// The socket's uid.
+    pub uid: Option<u32>,
+    /// Where it listens.
+    pub network: Network,
+}
+
+/// One listening socket of a port, as the service keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// Its owner.
+    pub owner: ListenerOwner,
+    /// Its bound address (`None` for the internal API: loopback, either family).
+    pub addr: Option<IpAddr>,
+}
+
+impl Listener {
+    /// A listener of the internal API: no socket, no uid, in the agent's network.
+    pub const UNKNOWN: Self = Self {
+        owner: ListenerOwner {
+            uid: None,
+            network: Network::Agent,
+        },
+        addr: None,
+    };
+
+    /// What detection reported.
+    pub fn of(s: &ListeningSocket) -> Self {
+        Self {
+            owner: ListenerOwner {
+                uid: Some(s.uid),
+                network: s.network,
+            },
+            addr: Some(s.addr),
+        }
+    }
+
+    /// The loopback address the forwarder connects to for this listener: its own when bound
+    /// to a loopback address, the family's loopback when bound to every interface, none when
+    /// bound to one other address (the forwarder only ever connects on loopback).
+    fn loopback_target(self) -> Vec<IpAddr> {
+        let Some(addr) = self.addr else {
+            return vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+        };
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        match (BindScope::of(addr), addr) {
+            (BindScope::Loopback, a) => vec![a],
+            (BindScope::AllInterfaces, IpAddr::V4(_)) => vec![Ipv4Addr::LOCALHOST.into()],
+            (BindScope::AllInterfaces, IpAddr::V6(_)) => vec![Ipv6Addr::LOCALHOST.into()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A detected port: the owner its first listener gave it, and its listening sockets keyed by
+/// socket (inode; 0 for the internal API).
+struct Port {
+    owner: ListenerOwner,
+    sockets: BTreeMap<u64, (Listener, Value)>,
+}
+
+/// Where the forwarder connects for a port: the owner's listeners' loopback addresses, in the
+/// owner's network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// The namespace to connect in.
+    pub network: Network,
+    /// The addresses to try, in order (IPv4 first); empty when the owner listens no more.
+    pub addrs: Vec<IpAddr>,
 }
 
 /// The port service (one per agent).
@@ -159,12 +255,29 @@ impl PortsService {
     }
 
     /// A listening socket appeared on `port` (`key` tells sockets of one port apart, e.g. the
-    /// IPv4 and IPv6 ones). The first one adds the port to the registry, private. Details over
-    /// [`super::page::MAX_LISTENER_BYTES`] serialized (none that detection reports) are
-    /// recorded as `{"details_omitted": true}`, so that a page of `ports_list` stays bounded.
+    /// IPv4 and IPv6 ones), of unknown owner (the internal API and unit tests); see
+    /// [`PortsService::socket_opened`].
     pub fn listener_opened(&self, port: u16, key: u64, details: Value) {
+        self.opened(port, key, Listener::UNKNOWN, details);
+    }
+
+    /// A listening socket detection reported. Returns how many live connections a new port
+    /// identity cut.
+    pub fn socket_opened(&self, s: &ListeningSocket) -> usize {
+        let details = serde_json::to_value(s).unwrap_or(Value::Null);
+        self.opened(s.port, s.inode, Listener::of(s), details)
+    }
+
+    /// The first socket of a port adds it to the registry, private, and makes its owner the
+    /// port's. A socket of an owner (uid, network) none of the port's sockets has is a new
+    /// identity for the port: it is removed and added again (a new epoch, private, outstanding
+    /// grants stale) and its live connections are cut, so that nothing the owner made public
+    /// carries over to another uid's server. Details over [`super::page::MAX_LISTENER_BYTES`]
+    /// serialized (none that detection reports) are recorded as `{"details_omitted": true}`,
+    /// so that a page of `ports_list` stays bounded.
+    fn opened(&self, port: u16, key: u64, listener: Listener, details: Value) -> usize {
         if port == 0 {
-            return;
+            return 0;
         }
         let details = if listener_fits(&details) {
             details
@@ -172,40 +285,84 @@ impl PortsService {
             json!({"details_omitted": true})
         };
         let mut st = self.lock();
-        let first = !st.listeners.contains_key(&port);
-        st.listeners.entry(port).or_default().insert(key, details);
-        if first {
+        let Some(known) = st.listeners.get_mut(&port) else {
+            let sockets = BTreeMap::from([(key, (listener, details))]);
+            st.listeners.insert(
+                port,
+                Port {
+                    owner: listener.owner,
+                    sockets,
+                },
+            );
             // A port can only be rejected for being 0, excluded above.
             let _ = st.registry.add(port);
+            return 0;
+        };
+        let stranger = !known
+            .sockets
+            .values()
+            .any(|(l, _)| l.owner == listener.owner);
+        known.sockets.insert(key, (listener, details));
+        if !stranger {
+            return 0;
         }
+        let _ = st.registry.remove(port);
+        let _ = st.registry.add(port);
+        let revoked = st.live.revoke(port, |_| false);
+        let epoch = st.registry.get(port).map_or(0, |s| s.epoch);
+        drop(st);
+        tracing::warn!(
+            port,
+            uid = listener.owner.uid,
+            epoch,
+            revoked,
+            "another owner listens on the port: private again, under a new epoch"
+        );
+        self.emit(
+            "port_identity_changed",
+            json!({
+                "port": port,
+                "uid": listener.owner.uid,
+                "network": listener.owner.network,
+                "visibility": Visibility::Private,
+                "epoch": epoch,
+                "revoked": revoked,
+            }),
+        );
+        revoked
     }
 
-    /// The network namespace the forwarder connects in for `port`: the agent's when any of its
-    /// listeners is there, else the restricted principal's when one of its listeners is (a
-    /// restricted run's dev server).
-    pub fn network_of(&self, port: u16) -> crate::guest::detect::Network {
-        use crate::guest::detect::Network;
+    /// Where the forwarder connects for `port`: only to the listeners of the port's owner (the
+    /// uid and network of its first listener), at their own loopback addresses, never to
+    /// another uid's. `None` for an unknown port.
+    pub fn target_of(&self, port: u16) -> Option<ForwardTarget> {
         let st = self.lock();
-        let Some(sockets) = st.listeners.get(&port) else {
-            return Network::Agent;
-        };
-        let restricted = |d: &Value| d.get("network").and_then(Value::as_str) == Some("restricted");
-        if !sockets.is_empty() && sockets.values().all(restricted) {
-            Network::Restricted
-        } else {
-            Network::Agent
+        let p = st.listeners.get(&port)?;
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for (l, _) in p.sockets.values().filter(|(l, _)| l.owner == p.owner) {
+            for a in l.loopback_target() {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
         }
+        addrs.sort_by_key(IpAddr::is_ipv6);
+        Some(ForwardTarget {
+            network: p.owner.network,
+            addrs,
+        })
     }
 
     /// A listening socket went away; when it was the port's last one, the port is removed
-    /// (forgetting its visibility) and its live connections are cut. Returns how many were.
+    /// (forgetting its visibility and owner) and its live connections are cut. Returns how
+    /// many were.
     pub fn listener_closed(&self, port: u16, key: u64) -> usize {
         let mut st = self.lock();
-        let Some(sockets) = st.listeners.get_mut(&port) else {
+        let Some(p) = st.listeners.get_mut(&port) else {
             return 0;
         };
-        sockets.remove(&key);
-        if !sockets.is_empty() {
+        p.sockets.remove(&key);
+        if !p.sockets.is_empty() {
             return 0;
         }
         st.listeners.remove(&port);
@@ -332,11 +489,11 @@ impl PortsService {
         let mut listed = st
             .listeners
             .range((start, Bound::Unbounded))
-            .filter_map(|(port, sockets)| Some((*port, sockets, st.registry.get(*port)?)));
+            .filter_map(|(port, p)| Some((*port, p, st.registry.get(*port)?)));
         let mut ports = Vec::new();
         let mut last = None;
-        for (port, sockets, state) in listed.by_ref().take(page.limit) {
-            let listeners: Vec<&Value> = sockets.values().collect();
+        for (port, p, state) in listed.by_ref().take(page.limit) {
+            let listeners: Vec<&Value> = p.sockets.values().map(|(_, d)| d).collect();
             ports.push(port_entry(&PortFacts {
                 port,
                 visibility: state.visibility,
@@ -526,8 +683,7 @@ pub async fn follow(ports: Arc<PortsService>, mut changes: mpsc::Receiver<PortCh
     while let Some(change) = changes.recv().await {
         match change {
             PortChange::Opened(s) => {
-                let details = serde_json::to_value(&s).unwrap_or(Value::Null);
-                ports.listener_opened(s.port, s.inode, details);
+                ports.socket_opened(&s);
             }
             PortChange::Closed(s) => {
                 ports.listener_closed(s.port, s.inode);

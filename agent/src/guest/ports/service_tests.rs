@@ -479,3 +479,91 @@ fn ports_list_refuses_a_bad_cursor_or_limit_by_name() {
         );
     }
 }
+
+fn socket(port: u16, addr: &str, uid: u32, inode: u64, network: Network) -> ListeningSocket {
+    let addr: IpAddr = addr.parse().unwrap();
+    ListeningSocket {
+        port,
+        addr,
+        scope: BindScope::of(addr),
+        uid,
+        inode,
+        pid: None,
+        process: None,
+        network,
+    }
+}
+
+fn target(s: &PortsService, port: u16) -> (Network, Vec<String>) {
+    let t = s.target_of(port).unwrap();
+    (t.network, t.addrs.iter().map(IpAddr::to_string).collect())
+}
+
+#[test]
+fn one_owners_ipv4_and_ipv6_sockets_are_one_port_at_their_own_addresses() {
+    let s = service();
+    s.socket_opened(&socket(3000, "::1", 1000, 1, Network::Agent));
+    let e = set(&s, 3000, Visibility::Public).unwrap()["epoch"].clone();
+    assert_eq!(
+        s.socket_opened(&socket(3000, "0.0.0.0", 1000, 2, Network::Agent)),
+        0
+    );
+    let p = &list(&s)["ports"][0];
+    assert_eq!(p["visibility"], "public", "{p}");
+    assert_eq!(p["epoch"], e, "{p}");
+    assert_eq!(
+        target(&s, 3000),
+        (Network::Agent, vec!["127.0.0.1".into(), "::1".into()])
+    );
+    // Bound to one other address: not on loopback, nothing to connect to.
+    s.socket_opened(&socket(4000, "10.0.0.5", 1000, 3, Network::Agent));
+    assert_eq!(target(&s, 4000), (Network::Agent, vec![]));
+    assert_eq!(s.target_of(5000), None);
+}
+
+#[test]
+fn another_uids_socket_is_a_new_identity_and_never_a_target() {
+    let s = service();
+    s.socket_opened(&socket(3000, "::1", 1000, 1, Network::Agent));
+    set(&s, 3000, Visibility::Public).unwrap();
+    let public_epoch = list(&s)["ports"][0]["epoch"].as_u64().unwrap();
+    let k = key();
+    let mut visitor = s
+        .admit(
+            Some(&hello(3000, claims(&s, 3000, None), &k)),
+            &codespace(),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(
+        s.socket_opened(&socket(3000, "127.0.0.1", 65534, 2, Network::Agent)),
+        1
+    );
+    assert!(visitor.revoked.try_recv().is_ok());
+    let p = &list(&s)["ports"][0];
+    assert_eq!(p["visibility"], "private", "{p}");
+    assert!(p["epoch"].as_u64().unwrap() > public_epoch, "{p}");
+    assert_eq!(target(&s, 3000), (Network::Agent, vec!["::1".into()]));
+    // The same uid in the restricted network is another server too.
+    set(&s, 3000, Visibility::Public).unwrap();
+    s.socket_opened(&socket(3000, "127.0.0.2", 1000, 3, Network::Restricted));
+    assert_eq!(list(&s)["ports"][0]["visibility"], "private");
+    // The owner's listener goes: the port stays, with nothing to connect to.
+    s.listener_closed(3000, 1);
+    assert_eq!(target(&s, 3000), (Network::Agent, vec![]));
+    // All gone: forgotten with its owner; the next first listener owns it.
+    s.listener_closed(3000, 2);
+    s.listener_closed(3000, 3);
+    s.socket_opened(&socket(3000, "127.0.0.1", 65534, 4, Network::Agent));
+    assert_eq!(target(&s, 3000), (Network::Agent, vec!["127.0.0.1".into()]));
+}
+
+#[test]
+fn a_restricted_owners_port_is_reached_in_the_restricted_network() {
+    let s = service();
+    s.socket_opened(&socket(3000, "127.0.0.1", 64999, 1, Network::Restricted));
+    assert_eq!(
+        target(&s, 3000),
+        (Network::Restricted, vec!["127.0.0.1".into()])
+    );
+}
