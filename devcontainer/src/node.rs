@@ -157,6 +157,29 @@ impl Node {
         }
     }
 
+    /// The value as JavaScript's `String(value)` gives it, which is what the reference CLI writes
+    /// when it interpolates a value into a string (feature options in `devcontainer-features.env`):
+    /// arrays are their elements joined with `,` (`null` as empty), objects `[object Object]`.
+    /// Recursion is bounded by the parser's depth limit.
+    #[must_use]
+    pub fn js_string(&self) -> String {
+        match &self.value {
+            NodeValue::Null => "null".to_owned(),
+            NodeValue::Bool(b) => b.to_string(),
+            NodeValue::Number(text) => text.clone(),
+            NodeValue::String(s) => s.clone(),
+            NodeValue::Array(items) => items
+                .iter()
+                .map(|i| match i.value {
+                    NodeValue::Null => String::new(),
+                    _ => i.js_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            NodeValue::Object(_) => "[object Object]".to_owned(),
+        }
+    }
+
     /// The boolean, if this is a boolean.
     #[must_use]
     pub fn as_bool(&self) -> Option<bool> {

@@ -15,7 +15,8 @@
 //! root, hex numbers, `NaN`) is a hard error here, because recovery there means a value a
 //! reviewer sees in the file is not the value the tool uses.
 //!
-//! A syntax error is fatal: jsonc-parser stops at the first one, so there is exactly one.
+//! A syntax error is fatal: jsonc-parser stops at the first one, so there is exactly one. The
+//! audit still looks at what parsed ([`recover_tree`]), but no model is built from it.
 
 use jsonc_parser::ast::{ObjectPropName, Value};
 use jsonc_parser::common::Ranged;
@@ -191,6 +192,153 @@ fn parse_tree_impl(text: &str, index: &LineIndex, fast: bool) -> Result<Node, Sy
         ));
     }
     Ok(node)
+}
+
+/// What the reference CLI's lenient parser recovers from: missing commas, single quotes, bare
+/// keys, hex numbers. Used only to recover a tree for the audit after a syntax error.
+const LENIENT_OPTIONS: ParseOptions = ParseOptions {
+    allow_comments: true,
+    allow_trailing_commas: true,
+    allow_loose_object_property_names: true,
+    allow_missing_commas: true,
+    allow_single_quoted_strings: true,
+    allow_hexadecimal_numbers: true,
+    allow_unary_plus_numbers: true,
+    allow_bare_decimal_point_numbers: true,
+    allow_non_finite_numbers: true,
+    allow_extended_string_escapes: true,
+};
+
+/// How many cut points before the error are tried when recovering a truncated document.
+const MAX_RECOVERY_ATTEMPTS: usize = 16;
+
+/// Best-effort tree of a document that has a syntax error, for the audit only (a tool must never
+/// act on it): the parts that parsed, so a `privileged: true` before a missing comma or garbage
+/// after the root is still reported. Tries the lenient dialect on the whole text, then the text
+/// up to the error, then up to each of the last separators before it, with the open arrays and
+/// objects closed. Spans point into the original text. `None` when nothing object-like parsed.
+pub(crate) fn recover_tree(text: &str, error: &SyntaxError) -> Option<Node> {
+    if matches!(
+        error.kind,
+        SyntaxErrorKind::TooLarge { .. } | SyntaxErrorKind::TooDeep { .. }
+    ) {
+        return None;
+    }
+    let (body, offset) = match text.strip_prefix(BOM) {
+        Some(rest) => (rest, BOM.len()),
+        None => (text, 0),
+    };
+    // Like the CLI's scanner, skip what it cannot read (`#`, a stray word): blank the offending
+    // token (same length, so spans stay right) and parse again.
+    let mut blanked = body.to_owned();
+    for _ in 0..MAX_RECOVERY_ATTEMPTS {
+        match jsonc_parser::parse_to_ast(&blanked, &CollectOptions::default(), &LENIENT_OPTIONS) {
+            Ok(_) => return lenient_object(&blanked, offset),
+            Err(e) => {
+                let r = e.range();
+                let ok = r.start < r.end
+                    && r.end <= blanked.len()
+                    && blanked.is_char_boundary(r.start)
+                    && blanked.is_char_boundary(r.end);
+                if !ok {
+                    break;
+                }
+                blanked.replace_range(r.start..r.end, &" ".repeat(r.end - r.start));
+            }
+        }
+    }
+    let end = error
+        .span
+        .map_or(body.len(), |s| s.start.saturating_sub(offset))
+        .min(body.len());
+    let end = (0..=end).rev().find(|i| body.is_char_boundary(*i))?;
+    let prefix = &body[..end];
+    cut_points(prefix)
+        .iter()
+        .rev()
+        .take(MAX_RECOVERY_ATTEMPTS)
+        .find_map(|cut| {
+            let mut candidate = body[..cut.keep].to_owned();
+            candidate.extend(
+                cut.open
+                    .chars()
+                    .rev()
+                    .map(|c| if c == '{' { '}' } else { ']' }),
+            );
+            lenient_object(&candidate, offset)
+        })
+}
+
+fn lenient_object(body: &str, offset: usize) -> Option<Node> {
+    let result =
+        jsonc_parser::parse_to_ast(body, &CollectOptions::default(), &LENIENT_OPTIONS).ok()?;
+    let node = Converter { offset }
+        .convert(&result.value?, String::new(), 1)
+        .ok()?;
+    matches!(node.value, NodeValue::Object(_)).then_some(node)
+}
+
+/// A place where the text can be cut and closed: after a `{`/`[`, or before a `,`.
+struct Cut {
+    /// Bytes of the text to keep.
+    keep: usize,
+    /// The arrays and objects open there, outermost first.
+    open: String,
+}
+
+/// Scans `text` outside strings and comments for cut points, the end of the text last. Old
+/// ones are dropped as it goes (only the last [`MAX_RECOVERY_ATTEMPTS`] are tried).
+fn cut_points(text: &str) -> Vec<Cut> {
+    let mut cuts: Vec<Cut> = Vec::new();
+    let mut open = String::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let push = |cuts: &mut Vec<Cut>, keep: usize, open: &str| {
+        if cuts.len() > MAX_RECOVERY_ATTEMPTS * 4 {
+            cuts.drain(..MAX_RECOVERY_ATTEMPTS * 3);
+        }
+        cuts.push(Cut {
+            keep,
+            open: open.to_owned(),
+        });
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'{' | b'[' => {
+                open.push(char::from(bytes[i]));
+                push(&mut cuts, i + 1, &open);
+            }
+            b'}' | b']' => {
+                open.pop();
+                push(&mut cuts, i + 1, &open);
+            }
+            b',' => push(&mut cuts, i, &open),
+            _ => {}
+        }
+        i += 1;
+    }
+    // The state at the very end, so the whole prefix can be closed too.
+    push(&mut cuts, text.len(), &open);
+    cuts
 }
 
 fn map_kind(kind: &ParseErrorKind) -> SyntaxErrorKind {

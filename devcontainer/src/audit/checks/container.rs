@@ -18,6 +18,14 @@ pub(super) fn isolation(root: &Node, out: &mut Emitter<'_>) {
                 node,
                 "`privileged: true` runs the container privileged: all capabilities, all host devices, no seccomp/AppArmor".into(),
             );
+        } else if let Some(s) = node.as_str().filter(|s| !s.is_empty()) {
+            // The CLI tests the value for truth: every non-empty string, "false" included.
+            out.node(
+                RuleId::Privileged,
+                Severity::Critical,
+                node,
+                format!("`privileged` is {}, a non-empty string, which the devcontainer CLI treats as true: the container runs privileged (all capabilities, all host devices, no seccomp/AppArmor)", quoted(s)),
+            );
         }
     }
     if let Some(node) = root.get("capAdd") {

@@ -233,14 +233,20 @@ fn same_local(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// Feature options: a bare string is `{"version": ..}`; object values are strings or booleans.
+/// Feature options: a bare string is `{"version": ..}`; object values are strings or booleans,
+/// or anything else the CLI turns into its string form.
 fn options(key: &str, node: &Node, out: &mut Emitter<'_>) {
     match &node.value {
         NodeValue::String(s) => option_value(key, "version", node, s, out),
         NodeValue::Object(_) => {
             for m in node.effective_members() {
-                if let Some(s) = m.value.as_str() {
-                    option_value(key, &m.key, &m.value, s, out);
+                match &m.value.value {
+                    NodeValue::String(s) => option_value(key, &m.key, &m.value, s, out),
+                    // The CLI writes other values as their string form: audit that.
+                    NodeValue::Array(_) | NodeValue::Object(_) | NodeValue::Number(_) => {
+                        option_value(key, &m.key, &m.value, &m.value.js_string(), out);
+                    }
+                    _ => {}
                 }
             }
         }

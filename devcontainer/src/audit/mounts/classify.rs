@@ -57,6 +57,11 @@ const HOME_PREFIXES: &[&str] = &[
     "~",
 ];
 
+/// How many levels above `${localWorkspaceFolder}` reach the host root on the usual layouts
+/// (`/workspaces/p` is 2 deep, `/home/u/src/p` and `/Users/u/code/p` 4): from there on a source
+/// is treated as a host path, so `${localWorkspaceFolder}/../../../..` is `/`.
+const WORKSPACE_DEPTH: usize = 4;
+
 /// Normalises a mount source. Backslashes count as separators (Windows hosts).
 pub fn normalise(source: &str) -> NormalPath {
     let s = source.trim();
@@ -72,14 +77,22 @@ pub fn normalise(source: &str) -> NormalPath {
     } else {
         (Root::Relative, s)
     };
+    let mut root = root;
     let mut components: Vec<String> = Vec::new();
     let mut escaped = false;
+    let mut levels_above = 0;
     for part in rest.split(['/', '\\']) {
         match part {
             "" | "." => {}
             ".." => {
                 if components.pop().is_none() && root != Root::Host {
                     escaped = true;
+                    levels_above += 1;
+                    if root == Root::Workspace && levels_above >= WORKSPACE_DEPTH {
+                        // Above every usual workspace folder: from here on, the host root.
+                        root = Root::Host;
+                        escaped = false;
+                    }
                 }
             }
             p => components.push(p.trim_end_matches(':').to_string()),
@@ -97,7 +110,17 @@ pub fn normalise(source: &str) -> NormalPath {
     }
 }
 
+/// Strips every home prefix at the start: `${env:HOME}${env:USERPROFILE}` is the home on every
+/// host (one of the two is empty), whichever of the variable forms is used.
 fn strip_home(s: &str) -> Option<&str> {
+    let mut rest = strip_one_home(s)?;
+    while let Some(next) = strip_one_home(rest).filter(|n| n.len() < rest.len()) {
+        rest = next;
+    }
+    Some(rest)
+}
+
+fn strip_one_home(s: &str) -> Option<&str> {
     HOME_PREFIXES.iter().find_map(|p| {
         // `${localEnv:HOME:/default}` counts too.
         if let Some(rest) = s.strip_prefix(p) {
