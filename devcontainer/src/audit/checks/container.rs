@@ -147,7 +147,14 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
                 format!("GPUs ({}) passed to the container", quoted(&spec)),
             ),
             RunFlag::EnvFile(path) => {
-                let outside = path.contains("..") || path.starts_with('/') || path.starts_with('~');
+                // A host variable (`${localEnv:HOME}/.env`) names a host path too; only the
+                // workspace folder is inside.
+                let outside = path.contains("..")
+                    || path.starts_with('/')
+                    || path.starts_with('~')
+                    || path.starts_with('\\')
+                    || path.as_bytes().get(1) == Some(&b':')
+                    || (path.contains('$') && !path.starts_with("${localWorkspaceFolder}"));
                 let severity = if outside {
                     Severity::Medium
                 } else {
@@ -163,10 +170,26 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
                     ),
                 );
             }
-            RunFlag::Env(assignment) => {
-                let (name, value) = assignment.split_once('=').unwrap_or((&assignment, ""));
-                env_entry(item, name, Some(value), "runArgs", Severity::High, out);
-            }
+            RunFlag::Env(assignment) => match assignment.split_once('=') {
+                Some((name, value)) => {
+                    env_entry(item, name, Some(value), "runArgs", Severity::High, out);
+                }
+                // `-e NAME`: Docker copies the host's value of NAME.
+                None => {
+                    env_entry(item, &assignment, None, "runArgs", Severity::High, out);
+                    if secret_name(&assignment) {
+                        out.node(
+                            RuleId::HostSecretForwarding,
+                            Severity::High,
+                            item,
+                            format!(
+                                "runArgs `-e` {} without a value copies the host's value of it into the container",
+                                quoted(&assignment)
+                            ),
+                        );
+                    }
+                }
+            },
             RunFlag::User(user) => {
                 if is_root(&user) {
                     out.node(
