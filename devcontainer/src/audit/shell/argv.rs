@@ -85,6 +85,10 @@ pub(super) fn is_downloader(word: &str) -> bool {
 
 /// `python3.11` and `python3` are python; `node18` is not a real binary name but costs nothing.
 pub(super) fn interpreter_name(word: &str) -> Option<String> {
+    // The user's shell, whichever it is.
+    if matches!(word, "$SHELL" | "${SHELL}" | "$BASH" | "${BASH}") {
+        return Some(word.to_owned());
+    }
     let name = base(word);
     if listed(INTERPRETERS, name) {
         return Some(name.to_ascii_lowercase());

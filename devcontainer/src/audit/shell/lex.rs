@@ -57,7 +57,8 @@ pub(super) enum Token {
 
 /// Splits a script into words and control operators. Quotes are removed (their content kept in
 /// the word), `$(..)`/`<(..)`/backticks are kept whole inside a word, comments are dropped,
-/// redirections are dropped with their target.
+/// redirections are dropped with their target, except an output file (kept as the word `>f`)
+/// and a here-string's word (kept as a word).
 pub(super) fn lex(script: &str) -> Vec<Token> {
     let chars: Vec<char> = script.chars().collect();
     let mut tokens = Vec::new();
@@ -171,8 +172,40 @@ pub(super) fn lex(script: &str) -> Vec<Token> {
                 word.push('`');
                 i += 1;
             }
+            // A here-string feeds its word to the command's stdin: keep the word (it is lexed
+            // as usual, so `sh <<< "$(curl ..)"` keeps its substitution).
+            '<' if chars.get(i + 1) == Some(&'<') && chars.get(i + 2) == Some(&'<') => {
+                flush(&mut word, &mut in_word, &mut tokens);
+                i += 3;
+            }
+            // Output to a file (`> f`, `>> f`, `>| f`): kept as the word `>f`, so a download
+            // saved this way (`curl URL > f && sh f`) is known.
+            '>' if !matches!(chars.get(i + 1), Some('&' | '('))
+                && (!in_word || word.chars().all(|c| c.is_ascii_digit())) =>
+            {
+                let fd = std::mem::take(&mut word);
+                in_word = false;
+                i += 1;
+                while i < chars.len() && matches!(chars[i], '>' | '|') {
+                    i += 1;
+                }
+                while i < chars.len() && chars[i] == ' ' {
+                    i += 1;
+                }
+                if fd.is_empty() || fd == "1" {
+                    word.push('>');
+                    in_word = true;
+                } else {
+                    // `2> log`: not the command's output; drop the target as before.
+                    while i < chars.len()
+                        && !matches!(chars[i], ' ' | '\t' | '\n' | ';' | '|' | '&')
+                    {
+                        i += 1;
+                    }
+                }
+            }
             '<' | '>' => {
-                // Redirection: drop the operator and its target (`> /dev/null`, `2>&1`, `<<EOF`).
+                // Redirection: drop the operator and its target (`< in`, `2>&1`, `<<EOF`).
                 if in_word && word.chars().all(|c| c.is_ascii_digit()) {
                     word.clear();
                     in_word = false;

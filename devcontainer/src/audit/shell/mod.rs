@@ -48,6 +48,14 @@ pub enum DownloadExecKind {
     },
     /// PowerShell `iex (iwr URL)`, `Invoke-Expression`, `.DownloadString(..)`.
     PowerShell,
+    /// `echo PAYLOAD | base64 -d | sh`: encoded code decoded straight into an interpreter, so
+    /// what runs cannot be read in the file.
+    Decoded {
+        /// The decoding program (`base64`, `xxd`, `openssl`, ...).
+        decoder: String,
+        /// The interpreter at the end of the pipe.
+        interpreter: String,
+    },
     /// Inline interpreter code (`python -c`, `node -e`, ...) that fetches and evaluates code.
     InlineCode {
         /// The interpreter.
@@ -71,6 +79,10 @@ impl DownloadExecKind {
             DownloadExecKind::SavedThenRun { downloader, file } => {
                 format!("`{downloader}` saves `{file}`, which is then executed")
             }
+            DownloadExecKind::Decoded {
+                decoder,
+                interpreter,
+            } => format!("`{decoder}` decodes hidden code piped into `{interpreter}`"),
             DownloadExecKind::PowerShell => {
                 "PowerShell Invoke-Expression runs downloaded content".to_string()
             }
@@ -245,7 +257,46 @@ fn analyse_script_depth(script: &str, depth: usize) -> Option<DownloadExecKind> 
     None
 }
 
+/// `echo PAYLOAD | base64 -d | sh`: a decoder's output piped into an interpreter hides the code
+/// that runs from the reader.
+fn decoded_pipe(pipeline: &[&Vec<String>]) -> Option<DownloadExecKind> {
+    let first = pipeline.iter().position(|words| {
+        let s = effective_start(words);
+        let Some(program) = words.get(s) else {
+            return false;
+        };
+        let args = &words[s + 1..];
+        let decode = args.iter().any(|a| {
+            matches!(
+                a.as_str(),
+                "-d" | "-D" | "--decode" | "-r" | "-a" | "enc" | "base64"
+            )
+        });
+        match basename(program).as_str() {
+            "base64" | "base32" | "basenc" | "openssl" | "xxd" | "uudecode" | "gunzip" | "zcat" => {
+                decode || matches!(basename(program).as_str(), "uudecode" | "gunzip" | "zcat")
+            }
+            _ => false,
+        }
+    })?;
+    let decoder = {
+        let words = pipeline[first];
+        basename(words.get(effective_start(words))?)
+    };
+    pipeline[first + 1..].iter().find_map(|words| {
+        let s = effective_start(words);
+        let interpreter = interpreter_name(words.get(s)?)?;
+        Some(DownloadExecKind::Decoded {
+            decoder: decoder.clone(),
+            interpreter,
+        })
+    })
+}
+
 fn pipe_pattern(pipeline: &[&Vec<String>]) -> Option<DownloadExecKind> {
+    if let Some(found) = decoded_pipe(pipeline) {
+        return Some(found);
+    }
     let first = pipeline.iter().position(|words| {
         let s = effective_start(words);
         words.get(s).is_some_and(|w| is_downloader(w))
@@ -296,7 +347,10 @@ fn download_target(program: &str, args: &[String]) -> Option<String> {
     let mut remote_name = name == "wget";
     for (i, a) in args.iter().enumerate() {
         let next = || args.get(i + 1).cloned();
-        let explicit = if a.eq_ignore_ascii_case("-outfile") {
+        let explicit = if let Some(file) = a.strip_prefix('>') {
+            // `curl URL > file` (the lexer keeps an output redirection as `>file`).
+            (!file.is_empty()).then(|| file.to_string())
+        } else if a.eq_ignore_ascii_case("-outfile") {
             next()
         } else if let Some(file) = a
             .strip_prefix("--output=")
