@@ -43,6 +43,10 @@ pub enum RunFlag {
     User(String),
     /// `-p/--publish SPEC`.
     Publish(String),
+    /// `-P/--publish-all` (or `=true`): every exposed port on a random port of every interface.
+    PublishAll,
+    /// `--device-cgroup-rule RULE`: lets the container use devices it creates with `mknod`.
+    DeviceCgroupRule(String),
 }
 
 /// One parsed flag and the index of the `runArgs` element it starts at.
@@ -190,6 +194,11 @@ fn classify(name: &str, value: &str) -> Option<RunFlag> {
         "env" => Some(RunFlag::Env(value.to_string())),
         "user" => Some(RunFlag::User(value.to_string())),
         "publish" => Some(RunFlag::Publish(value.to_string())),
+        "publish-all" => {
+            let v = value.trim().to_ascii_lowercase();
+            (v.is_empty() || v == "true" || v == "1").then_some(RunFlag::PublishAll)
+        }
+        "device-cgroup-rule" => Some(RunFlag::DeviceCgroupRule(value.to_string())),
         _ => None,
     }
 }
@@ -230,6 +239,9 @@ pub fn parse_run_args(args: &[String]) -> Vec<ParsedFlag> {
             push(classify(&name, &value));
         } else if let Some(bundle) = arg.strip_prefix('-').filter(|b| !b.is_empty()) {
             for (pos, c) in bundle.char_indices() {
+                if c == 'P' {
+                    push(Some(RunFlag::PublishAll));
+                }
                 if SHORT_WITH_VALUE.contains(&c) {
                     let rest = bundle[pos + c.len_utf8()..].trim_start_matches('=');
                     let value = if rest.is_empty() {

@@ -711,6 +711,38 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Medium,
         "/runArgs/0",
     ),
+    // issue 15: a device cgroup rule opens devices without naming them; `-P` publishes every
+    // exposed port on every interface
+    (
+        r#"{"runArgs": ["--device-cgroup-rule=a *:* rwm"]}"#,
+        RuleId::HostDevice,
+        Severity::High,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--device-cgroup-rule", "c 189:* rmw"]}"#,
+        RuleId::HostDevice,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--init", "-P"]}"#,
+        RuleId::AppPortAllInterfaces,
+        Severity::Medium,
+        "/runArgs/1",
+    ),
+    (
+        r#"{"runArgs": ["-itP"]}"#,
+        RuleId::AppPortAllInterfaces,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
+    (
+        r#"{"runArgs": ["--publish-all"]}"#,
+        RuleId::AppPortAllInterfaces,
+        Severity::Medium,
+        "/runArgs/0",
+    ),
     (
         r#"{"runArgs": ["--gpus", "all"]}"#,
         RuleId::HostDevice,

@@ -201,6 +201,34 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
                 }
             }
             RunFlag::Publish(spec) => publish(item, &spec, "runArgs `-p`", out),
+            RunFlag::PublishAll => out.node(
+                RuleId::AppPortAllInterfaces,
+                Severity::Medium,
+                item,
+                "runArgs `-P`/`--publish-all` publishes every exposed port on all host interfaces"
+                    .into(),
+            ),
+            RunFlag::DeviceCgroupRule(rule) => {
+                // `TYPE MAJOR:MINOR ACCESS`: type `a` or a `*` major is every device of a kind.
+                let mut parts = rule.split_whitespace();
+                let kind = parts.next().unwrap_or_default();
+                let numbers = parts.next().unwrap_or_default();
+                let every = kind == "a" || numbers.starts_with('*') || numbers.is_empty();
+                out.node(
+                    RuleId::HostDevice,
+                    if every {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    },
+                    item,
+                    format!(
+                        "runArgs `--device-cgroup-rule` {} lets the container use host devices it creates with mknod{}",
+                        quoted(&rule),
+                        if every { " (every device of the kind)" } else { "" }
+                    ),
+                );
+            }
         }
     }
 }
