@@ -384,6 +384,97 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::Critical,
         "/features/ghcr.io~1devcontainers~1features~1node:1/version",
     ),
+    // issue 15: sockets and host paths that were not on the lists
+    (
+        r#"{"mounts": ["source=/run/dbus/system_bus_socket,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/var/run/dbus,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/run/systemd/private,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/var/run/libvirt,target=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/var/run/libvirt/libvirt-sock,target=/x,type=bind"]}"#,
+        RuleId::ContainerSocketMount,
+        Severity::Critical,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/lib/modules,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/usr/lib/modules,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/dev/bus/usb,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/mnt/c/Users/bob/.ssh,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=/mnt/d/Users/bob/.aws,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=~/.config/gh,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localEnv:HOME}/.claude,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=${localEnv:HOME}/.claude.json,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=~/.codex,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
+    (
+        r#"{"mounts": ["source=~/.gemini,target=/x,type=bind"]}"#,
+        RuleId::HostPathMount,
+        Severity::High,
+        "/mounts/0",
+    ),
     // root-user
     (
         r#"{"remoteUser": "root"}"#,
@@ -819,6 +910,7 @@ fn harmless_documents_have_no_findings_above_info() {
         r#"{"image": "x", "customizations": {"vscode": {"extensions": ["ms-python.python@2024.1.0"], "settings": {}}}}"#,
         r#"{"image": "x", "capAdd": [], "securityOpt": ["no-new-privileges"]}"#,
         r#"{"image": "x", "runArgs": ["-e", "DISPLAY"]}"#,
+        r#"{"image": "x", "mounts": ["source=/mnt/c/src/app,target=/app,type=bind", "source=/run/dbus-ish,target=/d,type=bind"]}"#,
         r#"{"image": "x", "postCreateCommand": "echo ${localEnv:USER} ${containerEnv:GITHUB_TOKEN}"}"#,
         r#"{"image": "x", "postCreateCommand": ""}"#,
     ] {

@@ -169,6 +169,14 @@ const SOCKETS: &[(&str, &str)] = &[
     ("buildkitd.sock", "the BuildKit socket"),
     ("dockershim.sock", "the dockershim socket"),
     ("k3s.sock", "the k3s containerd socket"),
+    (
+        "libvirt-sock",
+        "the libvirt socket (virtual machines and host devices, as root)",
+    ),
+    (
+        "virtqemud-sock",
+        "the libvirt QEMU socket (virtual machines, as root)",
+    ),
 ];
 
 /// Host directories that contain engine sockets (after normalisation; `/run/user/<uid>` is
@@ -191,6 +199,8 @@ const SOCKET_DIRS: &[&str] = &[
     "/run/k3s",
     "/var/run/k3s",
     "/run/k3s/containerd",
+    "/run/libvirt",
+    "/var/run/libvirt",
     "~/.docker/run",
     "~/.colima",
     "~/.colima/default",
@@ -228,14 +238,57 @@ const HOST_DIRS: &[(&str, &str)] = &[
     ("/c", "the host's system drive"),
     ("/c/users", "every user's home directory"),
     ("/c/windows", "the host's Windows directory"),
+    (
+        "/run/dbus",
+        "the D-Bus system bus (asks systemd and other root services to act)",
+    ),
+    (
+        "/var/run/dbus",
+        "the D-Bus system bus (asks systemd and other root services to act)",
+    ),
+    (
+        "/run/systemd",
+        "systemd's control sockets (starts anything as root on the host)",
+    ),
+    (
+        "/var/run/systemd",
+        "systemd's control sockets (starts anything as root on the host)",
+    ),
+    ("/lib/modules", "the host kernel's modules"),
+    ("/usr/lib/modules", "the host kernel's modules"),
+    ("/dev/bus", "host USB devices"),
+    ("/dev/bus/usb", "host USB devices"),
 ];
 
 /// Paths below these are themselves sensitive (`/etc/shadow`, `/proc/1/root`).
-const HOST_TREES: &[&str] = &["/etc", "/root", "/proc", "/sys", "/boot", "/var/lib/docker"];
+const HOST_TREES: &[&str] = &[
+    "/etc",
+    "/root",
+    "/proc",
+    "/sys",
+    "/boot",
+    "/var/lib/docker",
+    "/run/dbus",
+    "/var/run/dbus",
+    "/run/systemd",
+    "/var/run/systemd",
+    "/lib/modules",
+    "/usr/lib/modules",
+    "/dev/bus",
+];
 
 /// Credential and shell-startup files in a home directory (relative to `~`).
 const HOME_SECRETS: &[(&str, &str)] = &[
     (".ssh", "SSH keys"),
+    (".config/gh", "GitHub CLI tokens"),
+    (".config/gcloud", "Google Cloud credentials"),
+    (".config/github-copilot", "GitHub Copilot tokens"),
+    (".claude", "Claude Code credentials and settings"),
+    (".claude.json", "Claude Code credentials and settings"),
+    (".codex", "OpenAI Codex CLI credentials"),
+    (".gemini", "Gemini CLI credentials"),
+    (".cache/huggingface", "a Hugging Face token"),
+    (".huggingface", "a Hugging Face token"),
     (".aws", "AWS credentials"),
     (".azure", "Azure credentials"),
     (".kube", "Kubernetes credentials"),
@@ -358,9 +411,25 @@ pub fn classify(path: &NormalPath) -> Option<Exposure> {
                 .iter()
                 .map(|s| s.to_ascii_lowercase())
                 .collect();
+            // WSL mounts Windows drives at /mnt/<letter>: `/mnt/c/Users/x` is `C:\Users\x`.
+            let drive = |at: usize| c.get(at).is_some_and(|d| d.len() == 1);
+            let users = |at: usize| c.get(at).map(String::as_str) == Some("users");
             let home_len = match c.first().map(String::as_str) {
                 Some("home") | Some("users") => 2,
-                Some("c") if c.get(1).map(String::as_str) == Some("users") => 3,
+                Some(_) if drive(0) && users(1) => 3,
+                Some("mnt") if drive(1) && users(2) => 4,
+                Some("mnt") if drive(1) && (c.len() == 2 || c.len() == 3 && users(2)) => {
+                    let what = if c.len() == 3 {
+                        "every user's home directory"
+                    } else {
+                        "a whole Windows host drive"
+                    };
+                    return Some(Exposure::HostPath {
+                        path: shown,
+                        what,
+                        root: false,
+                    });
+                }
                 _ => 0,
             };
             if home_len > 0 && c.len() >= home_len {
