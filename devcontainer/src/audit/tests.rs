@@ -1167,3 +1167,25 @@ fn accepted_by_the_cli_is_never_an_error() {
         }
     }
 }
+
+/// Recovery after a syntax error must never panic, wherever the text is cut (multi-byte
+/// characters, escapes, comments and unterminated strings included).
+#[test]
+fn every_truncation_is_audited_without_panic() {
+    let doc = "\u{feff}{\n  // é \"x\"\n  \"image\": \"ü\\\"\\u00e9\", /* } */\n  \"privileged\": true,\n  'runArgs': [\"--pid=host\", 0x1F, \"€\"],\n  \"mounts\": [{\"source\": \"/var/run/docker.sock\"}]\n}garbage";
+    let mut recovered = 0;
+    for end in (0..=doc.len()).filter(|i| doc.is_char_boundary(*i)) {
+        let parsed = parse_devcontainer(&doc[..end]);
+        recovered += usize::from(parsed.recovered.is_some());
+        let _ = audit(&parsed, &AuditContext::default());
+    }
+    assert!(recovered > 0);
+    let whole = run(doc);
+    for rule in [
+        RuleId::Privileged,
+        RuleId::HostNamespace,
+        RuleId::ContainerSocketMount,
+    ] {
+        assert!(whole.iter().any(|f| f.rule == rule), "{rule}: {whole:#?}");
+    }
+}
