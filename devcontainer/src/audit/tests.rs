@@ -1133,7 +1133,7 @@ const ACCEPTED_BY_THE_CLI: &[(&str, Expected)] = &[
         r#"{"image": "x", "features": {"ghcr.io/devcontainers/features/node:1": {"version": 20, "x": null, "y": {"a": 1}}}}"#,
         None,
     ),
-    // the CLI types forwardPorts as number | string (e.g. vercel/next.js-style "3000")
+    // the CLI types forwardPorts as number | string (shape from issue 15; source repository not recorded)
     (r#"{"image": "x", "forwardPorts": ["3000", 8080]}"#, None),
     // any non-empty string is true to the CLI: "false" runs privileged
     (
