@@ -191,6 +191,7 @@ impl Agent {
         let settings = ServerSettings {
             max_frame_bytes: c.max_frame_bytes,
             max_connections: c.max_connections,
+            max_handshakes: c.max_handshakes,
             max_requests_per_connection: c.max_requests_per_connection,
             handshake_timeout: c.handshake_timeout,
             request_timeout: c.request_timeout,
