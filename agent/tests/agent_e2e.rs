@@ -24,3 +24,6 @@ mod credentials;
 
 #[path = "agent_e2e/lifecycle_run.rs"]
 mod lifecycle_run;
+
+#[path = "agent_e2e/floods.rs"]
+mod floods;

@@ -15,7 +15,8 @@
 //!   "agent_id": null,                  // default: /etc/machine-id
 //!   "workspace_dir": "/workspaces",    // disk metrics are for the file system holding it
 //!   "max_frame_bytes": 1048576,
-//!   "max_connections": 64,
+//!   "max_connections": 64,            // past the handshake; beyond: `busy` at once
+//!   "max_handshakes": 16,             // still in the handshake; the oldest is evicted (`busy`)
 //!   "max_requests_per_connection": 32,
 //!   "handshake_timeout_ms": 5000,
 //!   "request_timeout_ms": 30000,       // default and upper bound of a request's timeout_ms
@@ -60,6 +61,7 @@ pub struct RawConfig {
     pub workspace_dir: Option<PathBuf>,
     pub max_frame_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
     pub max_requests_per_connection: Option<usize>,
     pub handshake_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
@@ -164,6 +166,7 @@ pub struct AgentConfig {
     pub workspace_dir: PathBuf,
     pub max_frame_bytes: usize,
     pub max_connections: usize,
+    pub max_handshakes: usize,
     pub max_requests_per_connection: usize,
     pub handshake_timeout: Duration,
     pub request_timeout: Duration,
@@ -328,6 +331,8 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
         workspace_dir: raw.workspace_dir.unwrap_or_else(|| "/workspaces".into()),
         max_frame_bytes: max_frame_bytes as usize,
         max_connections: positive("max_connections", raw.max_connections.map(|v| v as u64), 64)?
+            as usize,
+        max_handshakes: positive("max_handshakes", raw.max_handshakes.map(|v| v as u64), 16)?
             as usize,
         max_requests_per_connection: positive(
             "max_requests_per_connection",

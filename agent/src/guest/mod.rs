@@ -191,6 +191,7 @@ impl Agent {
         let settings = ServerSettings {
             max_frame_bytes: c.max_frame_bytes,
             max_connections: c.max_connections,
+            max_handshakes: c.max_handshakes,
             max_requests_per_connection: c.max_requests_per_connection,
             handshake_timeout: c.handshake_timeout,
             request_timeout: c.request_timeout,
@@ -236,6 +237,9 @@ async fn heartbeat(events: EventSink, health: Arc<HealthSampler>, interval: std:
     tick.tick().await; // the first tick is immediate; the first heartbeat comes one interval in
     loop {
         tick.tick().await;
+        // Memory freed since the last tick (after a flood of requests, say) goes back to the
+        // kernel even while nobody is connected.
+        let _ = tokio::task::spawn_blocking(system::release_free_memory).await;
         if events.receiver_count() == 0 {
             continue;
         }

@@ -1,8 +1,11 @@
 //! The daemon's connection handling: accept, check the peer, handshake, then serve requests.
 //!
 //! ```text
-//! accept loop ── Semaphore(max_connections) ── check_peer ── spawn per connection
-//!   connection: handshake (timeout) ─▶ control loop
+//! accept loop (never waits) ── check_peer ── admission ── spawn per connection
+//!   admission: all slots taken ─▶ `busy` at once; handshake budget full ─▶ evict the oldest
+//!              handshake (≥ 250 ms old, it hears `busy`), else the newcomer hears `busy`
+//!   connection: handshake (timeout, evictable) ─▶ a slot of Semaphore(max_connections)
+//!               (none free ─▶ `busy`) ─▶ control loop
 //!               role forward ─▶ guest::ports::forward (grant check, then a byte relay)
 //!               forward hello with a ticket: its `auth` follows at once (wire::ticket)
 //!     reader: frame → Request → permit(max_requests_per_connection) → spawn handler (timeout)
@@ -18,15 +21,32 @@
 //! handshake timeout; a malformed frame closes only that connection. Events are offered to each
 //! connection with `try_send`, so a slow consumer loses events (and is told how many) instead of
 //! slowing the others.
+//!
+//! Admission (issue 16, part 4): an unauthenticated peer must not keep the host out. A
+//! connection in the handshake holds no connection slot; it holds a place in a separate, small
+//! budget (`max_handshakes`, 16), oldest first. A newcomer to a full budget evicts the oldest
+//! handshake if that one has had `HANDSHAKE_GRACE` (a host's handshake takes milliseconds), so
+//! a flood of idle connections is cycled out while the host's newest connection gets through;
+//! within the grace the newcomer is refused, so a burst of the host's own connections retries
+//! instead of evicting itself. Only a completed handshake takes one of `max_connections` slots.
+//! Every refusal is the `busy` error frame (the handshake's error frame, read by the host in place
+//! of `welcome`), written only if the socket takes it at once: the accept loop never waits, so
+//! the listen backlog never fills behind a stuck peer.
+//!
+//! Threads and memory: non-inline requests run on tokio's blocking pool, which the binary bounds
+//! (8 threads); beyond `max_requests_per_connection` in flight a request gets `busy`, and each
+//! connection's answers queue holds at most `OUT_QUEUE` frames, so a pipelined flood costs queued
+//! work, not threads, and nothing grows without bound.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -47,14 +67,22 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const OUT_QUEUE: usize = 256;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 8 * 1024;
+/// How long a refused peer gets to take its `busy` frame.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a connection in the handshake is safe from eviction by newer ones: enough for a
+/// host's handshake (a few milliseconds over vsock), so a burst of the host's own connections
+/// is refused (and retried) rather than evicting itself.
+const HANDSHAKE_GRACE: Duration = Duration::from_millis(250);
 
 /// Limits and timeouts of the server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// Maximum frame payload.
     pub max_frame_bytes: usize,
-    /// Concurrent connections.
+    /// Concurrent connections past the handshake (control and forward).
     pub max_connections: usize,
+    /// Concurrent connections still in the handshake (unauthenticated).
+    pub max_handshakes: usize,
     /// Requests in flight per connection.
     pub max_requests_per_connection: usize,
     /// Deadline of the whole handshake.
@@ -153,17 +181,18 @@ impl Server {
 
     /// Accepts connections until `shutdown` resolves, then drains: in-flight requests get up to
     /// `shutdown_grace` to answer, then every connection is closed.
+    ///
+    /// The loop never waits for a slot: a connection the agent cannot take hears `busy` at once
+    /// (see the module doc, "Admission").
     pub async fn run(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
-        let limit = Arc::new(Semaphore::new(self.shared.settings.max_connections));
+        let settings = &self.shared.settings;
+        let slots = Arc::new(Semaphore::new(settings.max_connections));
+        let mut handshakes = Handshakes::new(settings.max_handshakes);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             while conns.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = &mut shutdown => break,
-            };
             let accepted = tokio::select! {
                 r = listener.accept() => r,
                 () = &mut shutdown => break,
@@ -177,20 +206,39 @@ impl Server {
                     continue;
                 }
             };
-            if let PeerDecision::Refuse(reason) =
-                check_peer(&peer, &self.shared.settings.allowed_cids)
-            {
+            if let PeerDecision::Refuse(reason) = check_peer(&peer, &settings.allowed_cids) {
                 warn!(%peer, %reason, "connection refused");
                 continue;
             }
+            let admitted = if slots.available_permits() == 0 {
+                Err("all connection slots are taken")
+            } else {
+                handshakes
+                    .admit(Instant::now())
+                    .ok_or("too many connections in the handshake")
+            };
+            let evicted = match admitted {
+                Ok(evicted) => evicted,
+                Err(why) => {
+                    debug!(%peer, why, "connection refused: busy");
+                    match conn {
+                        Conn::Unix(mut s) => refuse_now(&mut s, &self.shared.codec, why).await,
+                        Conn::Vsock(mut s) => refuse_now(&mut s, &self.shared.codec, why).await,
+                    }
+                    continue;
+                }
+            };
+            let admission = Admission {
+                evicted,
+                slots: slots.clone(),
+            };
             let server = self.clone();
             let stop = stop_rx.clone();
             conns.spawn(async move {
                 match conn {
-                    Conn::Unix(s) => server.serve_connection(s, peer, stop).await,
-                    Conn::Vsock(s) => server.serve_connection(s, peer, stop).await,
+                    Conn::Unix(s) => server.serve_admitted(s, peer, stop, admission).await,
+                    Conn::Vsock(s) => server.serve_admitted(s, peer, stop, admission).await,
                 }
-                drop(permit);
             });
         }
         info!(
@@ -214,12 +262,33 @@ impl Server {
         }
     }
 
-    /// Serves one connection (any byte stream) until it closes or `stop` turns true.
-    pub async fn serve_connection<S>(&self, stream: S, peer: Peer, mut stop: watch::Receiver<bool>)
+    /// Serves one connection (any byte stream) until it closes or `stop` turns true. Outside
+    /// [`Server::run`]'s admission: never evicted, a slot of its own.
+    pub async fn serve_connection<S>(&self, stream: S, peer: Peer, stop: watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let (_never, evicted) = oneshot::channel();
+        let admission = Admission {
+            evicted,
+            slots: Arc::new(Semaphore::new(1)),
+        };
+        self.serve_admitted(stream, peer, stop, admission).await;
+    }
+
+    /// Serves one admitted connection: the handshake (unless evicted), then a connection slot
+    /// (or `busy`), then the role's loop.
+    async fn serve_admitted<S>(
+        &self,
+        stream: S,
+        peer: Peer,
+        mut stop: watch::Receiver<bool>,
+        admission: Admission,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let sh = &self.shared;
+        let Admission { mut evicted, slots } = admission;
         let (rd, mut wr) = tokio::io::split(stream);
         // Buffered: a frame's header and payload usually arrive in one read system call.
         let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
@@ -227,7 +296,24 @@ impl Server {
             sh.settings.handshake_timeout,
             self.handshake(&mut rd, &mut wr),
         );
-        let (agreed, forward) = match handshake.await {
+        let outcome = tokio::select! {
+            r = handshake => Some(r),
+            // A dropped sender (no eviction possible) disables this branch.
+            Ok(()) = &mut evicted => None,
+        };
+        let Some(outcome) = outcome else {
+            debug!(%peer, "handshake evicted by a newer connection");
+            refuse_busy(
+                &mut wr,
+                &sh.codec,
+                "evicted: too many connections in the handshake",
+            )
+            .await;
+            return;
+        };
+        // The handshake is over: its place in the handshake budget is free again.
+        drop(evicted);
+        let (agreed, forward) = match outcome {
             Ok(Ok(a)) => a,
             Ok(Err(HandshakeEnd::Refuse(e))) => {
                 warn!(%peer, code = %e.code, reason = %e.message, "handshake refused");
@@ -261,6 +347,11 @@ impl Server {
                 .await;
                 return;
             }
+        };
+        let Ok(_slot) = slots.try_acquire_owned() else {
+            warn!(%peer, "connection refused after its handshake: all slots are taken");
+            refuse_busy(&mut wr, &sh.codec, "all connection slots are taken").await;
+            return;
         };
         if let Some(start) = forward {
             // The connection now belongs to the forwarder (guest::ports::forward). Bytes the
@@ -559,7 +650,74 @@ impl Server {
     }
 }
 
-/// Copies broadcast events into one connection's queue without ever waiting on it.
+/// What the accept loop hands to a connection: how it learns that it was evicted from the
+/// handshake budget, and the slots it takes one of once the handshake is done.
+struct Admission {
+    evicted: oneshot::Receiver<()>,
+    slots: Arc<Semaphore>,
+}
+
+/// Connections still in the handshake, oldest first: at most `max`. A new connection takes the
+/// place of the oldest one that has had `HANDSHAKE_GRACE`; if none has, the new one is
+/// refused. Pure bookkeeping (time is passed in); only the accept loop touches it.
+struct Handshakes {
+    max: usize,
+    queue: VecDeque<(Instant, oneshot::Sender<()>)>,
+}
+
+impl Handshakes {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Admits a connection arriving at `now`: its eviction notice, or `None` (refuse it).
+    fn admit(&mut self, now: Instant) -> Option<oneshot::Receiver<()>> {
+        // A connection drops its receiver when its handshake ends.
+        self.queue.retain(|(_, tx)| !tx.is_closed());
+        if self.queue.len() >= self.max {
+            let oldest = self.queue.front().map(|(since, _)| *since)?;
+            if now.saturating_duration_since(oldest) < HANDSHAKE_GRACE {
+                return None;
+            }
+            if let Some((_, tx)) = self.queue.pop_front() {
+                let _ = tx.send(());
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.queue.push_back((now, tx));
+        Some(rx)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// The `busy` error frame that refuses a connection before (or instead of) its handshake.
+fn busy_frame(why: &str) -> Map<String, Value> {
+    to_object(&ErrorFrame::new(WireError::new(ErrorCode::Busy, why)))
+}
+
+/// Tells a refused peer `busy` (bounded wait), then the caller closes.
+async fn refuse_busy<W: AsyncWrite + Unpin>(wr: &mut W, codec: &FrameCodec, why: &str) {
+    let _ = tokio::time::timeout(
+        REFUSAL_WRITE_TIMEOUT,
+        write_object(wr, codec, &busy_frame(why)),
+    )
+    .await;
+}
+
+/// Tells a refused peer `busy` only if its socket takes the frame right away: the accept loop
+/// never waits on a peer (a fresh socket's empty send buffer always takes it).
+async fn refuse_now<W: AsyncWrite + Unpin>(wr: &mut W, codec: &FrameCodec, why: &str) {
+    // `timeout` polls the write once before it looks at the (already expired) deadline.
+    let _ = tokio::time::timeout(Duration::ZERO, write_object(wr, codec, &busy_frame(why))).await;
+}
+
 /// The answer to a request over the connection's bound of requests in flight.
 fn busy(id: RequestId) -> Map<String, Value> {
     Response {
@@ -572,6 +730,7 @@ fn busy(id: RequestId) -> Map<String, Value> {
     .to_object()
 }
 
+/// Copies broadcast events into one connection's queue without ever waiting on it.
 async fn forward_events(mut rx: broadcast::Receiver<Event>, tx: mpsc::Sender<Map<String, Value>>) {
     let mut lost: u64 = 0;
     loop {

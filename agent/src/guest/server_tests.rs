@@ -16,6 +16,7 @@ fn server(key: Option<SharedKey>) -> (Server, EventSink) {
     let settings = ServerSettings {
         max_frame_bytes: 4096,
         max_connections: 4,
+        max_handshakes: 4,
         max_requests_per_connection: 2,
         handshake_timeout: Duration::from_millis(300),
         request_timeout: Duration::from_secs(5),
@@ -161,4 +162,65 @@ async fn stop_ends_the_connection() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[test]
+fn the_handshake_budget_evicts_the_oldest_after_its_grace() {
+    let t0 = Instant::now();
+    let mut hs = Handshakes::new(2);
+    let mut first = hs.admit(t0).unwrap();
+    let _second = hs.admit(t0).unwrap();
+    // Full, and nobody has had the grace: the newcomer is refused.
+    assert!(hs.admit(t0 + HANDSHAKE_GRACE / 2).is_none());
+    // Later the oldest is evicted in favour of the newcomer.
+    let _third = hs.admit(t0 + HANDSHAKE_GRACE).unwrap();
+    assert_eq!(first.try_recv(), Ok(()));
+    assert_eq!(hs.len(), 2);
+}
+
+#[test]
+fn a_finished_handshake_frees_its_place() {
+    let t0 = Instant::now();
+    let mut hs = Handshakes::new(1);
+    let done = hs.admit(t0).unwrap();
+    drop(done);
+    let mut next = hs.admit(t0).unwrap();
+    assert_eq!(hs.len(), 1);
+    assert!(next.try_recv().is_err(), "not evicted");
+}
+
+#[tokio::test]
+async fn a_full_server_answers_busy_before_the_hello() {
+    let (s, _events) = server(Some(
+        SharedKey::new(b"0123456789abcdef0123456789abcdef").unwrap(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let listener =
+        Listener::bind(&crate::guest::transport::ListenAddr::Unix(path.clone())).unwrap();
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        s.run(listener, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    // Four idle connections fill the handshake budget (4); the fifth, within the grace, hears
+    // `busy` at once.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::UnixStream::connect(&path).await.unwrap());
+    }
+    let mut fifth = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let f = tokio::time::timeout(
+        Duration::from_secs(2),
+        read_frame(&mut fifth, &FrameCodec::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert_eq!(f.object["error"]["code"], "busy");
+    let _ = stop_tx.send(true);
+    server.await.unwrap();
 }

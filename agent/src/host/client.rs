@@ -107,13 +107,14 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::HandshakeTimeout { .. } | Self::Disconnected => true,
+            // The agent's connection slots are full: one may free up.
+            Self::Handshake { source, .. } => source.code == ErrorCode::Busy,
             Self::Hybrid { source, .. } => matches!(
                 source,
                 HybridError::Closed { .. } | HybridError::Timeout { .. } | HybridError::Io(_)
             ),
             Self::Frame(e) => matches!(e, FrameIoError::Truncated | FrameIoError::Io(_)),
-            Self::Handshake { .. }
-            | Self::Remote(_)
+            Self::Remote(_)
             | Self::UnexpectedAnswer { .. }
             | Self::Timeout(_)
             | Self::GaveUp { .. } => false,
@@ -442,6 +443,7 @@ mod tests {
         let settings = ServerSettings {
             max_frame_bytes: DEFAULT_MAX_FRAME,
             max_connections: 4,
+            max_handshakes: 4,
             max_requests_per_connection: 64,
             handshake_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),

@@ -225,7 +225,8 @@ pub(crate) async fn dial(
 }
 
 /// Opens a forward connection to `port` with `grant` (one attempt, bounded by
-/// `opts.attempt_timeout`): the full handshake, no early data.
+/// `opts.attempt_timeout`, repeated with `opts.backoff` only while the agent answers `busy`):
+/// the full handshake, no early data.
 pub async fn open(
     opts: &ConnectOptions,
     port: u16,
@@ -244,7 +245,38 @@ pub async fn open(
 /// stream is not used, and the call fails, if the proof is wrong). A ticket refused as
 /// `ticket-unknown` (the agent restarted, or forgot it) is reported as such; retrying with
 /// the full handshake is the caller's choice ([`super::tickets::open_ticketed`] does it).
+///
+/// An agent at capacity answers `busy` before it reads anything (guest::server, "Admission"):
+/// nothing was redeemed or forwarded, so the attempt is repeated after `opts.backoff`'s delay,
+/// within its deadline.
 pub async fn open_with(
+    opts: &ConnectOptions,
+    port: u16,
+    grant: &SignedGrant,
+    ticket: Option<&ForwardTicket>,
+    early_data: &[u8],
+) -> Result<(ForwardStream, Accepted), ForwardError> {
+    let start = std::time::Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match open_once(opts, port, grant, ticket, early_data).await {
+            Err(ForwardError::Client(ClientError::Handshake { source, .. }))
+                if source.code == ErrorCode::Busy
+                    && opts
+                        .backoff
+                        .deadline
+                        .is_none_or(|d| start.elapsed() + opts.backoff.delay(attempts) <= d) =>
+            {
+                tokio::time::sleep(opts.backoff.delay(attempts)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// One attempt of [`open_with`].
+async fn open_once(
     opts: &ConnectOptions,
     port: u16,
     grant: &SignedGrant,
@@ -343,8 +375,14 @@ async fn handshake(
 ) -> Result<Accepted, ForwardError> {
     // Everything the host says before it hears back goes out in one write: one wakeup of the
     // agent, and a frame is never split from its header.
-    send(stream, flight).await.map_err(frame_error)?;
-    let welcome = next_payload(stream, codec).await?;
+    let flight_sent = send(stream, flight).await;
+    let welcome = match (flight_sent, next_payload(stream, codec).await) {
+        (Ok(()), welcome) => welcome?,
+        // A refused connection (`busy`) is closed at once, perhaps before the flight arrived;
+        // the agent's answer is still there to read, and says why.
+        (Err(_), Ok(answer)) => answer,
+        (Err(e), Err(_)) => return Err(frame_error(e)),
+    };
     let state: AwaitOk = match sent {
         Sent::Ticket(state) => state
             .handle(&welcome)

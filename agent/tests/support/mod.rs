@@ -105,9 +105,11 @@ impl Agent {
         agent
     }
 
+    /// Waits until the socket takes connections: the file appears at `bind`, a moment before
+    /// `listen`, and a connection in between is refused (seen on a loaded machine).
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.socket().exists() {
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "agent did not listen; log:\n{}",

@@ -20,6 +20,11 @@ use codespace_agent::guest::vault_service::{forward_expiry, VaultService};
 use codespace_agent::guest::{user, Agent};
 use codespace_agent::seal::AgentKeyPair;
 
+/// Threads of the blocking pool (tokio's default is 512): see `main`.
+const MAX_BLOCKING_THREADS: usize = 8;
+/// How long an idle blocking thread stays (tokio's default is 10 s).
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Guest agent for codespace VMs.
 #[derive(Debug, Parser)]
 #[command(name = "codespace-agent", version, about)]
@@ -148,9 +153,14 @@ fn run(args: RunArgs) -> ExitCode {
         None => Owner::current(),
     };
     // One thread is plenty for a control channel and keeps the idle footprint small; blocking
-    // work (file writes, /proc reads) goes to tokio's blocking pool.
+    // work (file writes, /proc reads, `status`) goes to tokio's blocking pool. That pool is
+    // bounded well below tokio's default of 512 threads: a flood of pipelined requests queues
+    // for a few threads instead of starting hundreds (each with its stack and malloc arena),
+    // and idle threads leave soon, giving their memory back.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()
     {
         Ok(r) => r,
