@@ -17,14 +17,16 @@
 //! | form | needles |
 //! |---|---|
 //! | base64, standard and URL-safe | the whole encoding with and without `=` padding; and for the value starting at byte offset 0, 1 and 2 of a longer base64 stream, the characters that depend on the value's bytes only (the first one or two characters of an unaligned start and the last partial character mix in neighbouring bytes, so they are left out) |
-//! | hex | lower and upper case |
+//! | hex | lower and upper case; also wrapped at 60 columns (`xxd -p`) |
 //! | URL encoding | `%XX` (upper and lower case) for every byte outside RFC 3986's unreserved set, and the same with `/` or with `!'()*` also left alone (Python's `quote`, JavaScript's `encodeURIComponent`) |
 //!
 //! Shorter values are redacted literally only: the hex of a 5-byte value is 10 hex digits,
 //! which a commit hash or a checksum contains by chance often enough to make output unreadable.
-//! Encodings that wrap lines (`base64` at 76 columns, `xxd -p` at 60) are not matched across the
-//! line break; nor are compression, encryption, or a command that prints a value in pieces: the
-//! sandbox, not this filter, is what keeps a hostile command from the values.
+//! Encodings that wrap lines are matched as the common encoders wrap a value that starts their
+//! output: `xxd -p` at 60 columns, `base64` at 76, `openssl base64` at 64 (a value that starts
+//! mid-line wraps elsewhere and is not matched across the break). Compression, encryption, or a
+//! command that prints a value in pieces are not recognised either: the sandbox, not this
+//! filter, is what keeps a hostile command from the values.
 //!
 //! Invariants (property-tested against a one-shot reference):
 //! - feeding the stream in any chunking gives exactly the output of redacting the whole stream
@@ -102,6 +104,12 @@ fn hex(v: &[u8], digits: &[u8; 16]) -> Vec<u8> {
         .collect()
 }
 
+/// `enc` with a line break after every `width` characters, as `xxd -p` (60), `base64` (76) and
+/// `openssl base64` (64) print it when the value starts a line; `None` when it fits on one.
+fn wrapped(enc: &[u8], width: usize) -> Option<Vec<u8>> {
+    (enc.len() > width).then(|| enc.chunks(width).collect::<Vec<_>>().join(&b'\n'))
+}
+
 /// Every form `v` is redacted in (see the module doc's table); may contain duplicates.
 fn forms(v: &[u8]) -> Vec<Vec<u8>> {
     const LOWER: &[u8; 16] = b"0123456789abcdef";
@@ -110,12 +118,18 @@ fn forms(v: &[u8]) -> Vec<Vec<u8>> {
     if v.len() < MIN_ENCODED_LEN {
         return out;
     }
-    out.extend([hex(v, LOWER), hex(v, UPPER)]);
+    for digits in [LOWER, UPPER] {
+        let h = hex(v, digits);
+        out.extend(wrapped(&h, 60));
+        out.push(h);
+    }
     for extra in [&b""[..], b"/", b"!'()*"] {
         out.extend([url_encoded(v, extra, UPPER), url_encoded(v, extra, LOWER)]);
     }
     for (padded, bare) in [(STANDARD, STANDARD_NO_PAD), (URL_SAFE, URL_SAFE_NO_PAD)] {
-        out.push(padded.encode(v).into_bytes());
+        let whole = padded.encode(v).into_bytes();
+        out.extend([76, 64].into_iter().filter_map(|w| wrapped(&whole, w)));
+        out.push(whole);
         out.push(bare.encode(v).into_bytes());
         let mut framed = Vec::with_capacity(v.len() + 2);
         for offset in 0..3 {
@@ -127,6 +141,14 @@ fn forms(v: &[u8]) -> Vec<Vec<u8>> {
             // `stable` on bits of the bytes after it.
             let skip = (8 * offset).div_ceil(6);
             let stable = 8 * framed.len() / 6;
+            if offset == 0 {
+                // A value that starts the encoder's output (`echo $TOKEN | base64`), wrapped.
+                out.extend(
+                    [76, 64]
+                        .into_iter()
+                        .filter_map(|w| wrapped(&enc[..stable], w)),
+                );
+            }
             out.push(enc[skip..stable].to_vec());
             enc.zeroize();
         }
@@ -445,6 +467,29 @@ mod tests {
             })
             .collect();
         hidden(&token, url.as_bytes());
+    }
+
+    #[test]
+    fn line_wrapped_encodings_are_redacted() {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        // A GitHub token: `echo $GITHUB_TOKEN | xxd -p` is 82 hex digits, wrapped at 60.
+        let token = b"ghu_16C7e42F292c6912E7710c838347Ae178B4a".to_vec();
+        let mut line = token.clone();
+        line.push(b'\n');
+        let xxd = wrapped(&hex(&line, b"0123456789abcdef"), 60).unwrap();
+        leaks_through(&token, &xxd, &xxd[..60]);
+        leaks_through(&token, &xxd, &xxd[61..80]);
+        // A 70-byte secret: `echo $S | base64` (76 columns) and `openssl base64` (64).
+        let secret =
+            b"-----BEGIN KEY----- 0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMN".to_vec();
+        let mut line = secret.clone();
+        line.push(b'\n');
+        for width in [76, 64] {
+            let enc = wrapped(STANDARD.encode(&line).as_bytes(), width).unwrap();
+            leaks_through(&secret, &enc, &enc[..width]);
+            leaks_through(&secret, &enc, &enc[width + 1..enc.len() - 4]);
+        }
     }
 
     #[test]
