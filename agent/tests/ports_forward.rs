@@ -89,11 +89,13 @@ async fn set_visibility(c: &Client, port: u16, v: &str) -> Value {
 async fn echo_server() -> (u16, tokio::task::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let h = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
+    (port, serve_echo(l))
+}
+
+/// Echoes every connection of `l` back once its client has half-closed.
+fn serve_echo(l: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 if s.read_to_end(&mut buf).await.is_ok() {
@@ -102,8 +104,7 @@ async fn echo_server() -> (u16, tokio::task::JoinHandle<()>) {
                 }
             });
         }
-    });
-    (port, h)
+    })
 }
 
 async fn forward(
@@ -587,16 +588,7 @@ async fn a_listener_on_ipv6_loopback_only_is_reached_there() {
         return;
     };
     let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if s.read_to_end(&mut buf).await.is_ok() {
-                    let _ = s.write_all(&buf).await;
-                }
-            });
-        }
-    });
+    serve_echo(l);
     let agent = Agent::start(CODESPACE);
     let c = control(&agent).await;
     let e = epoch(&c, port).await;
@@ -622,7 +614,6 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
     if !support::root::root() {
         return;
     }
-    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let agent = Agent::start(CODESPACE);
     let c = control(&agent).await;
     // The creator's workspace (a uid of its own), with a dev server in postStartCommand: an
@@ -657,25 +648,16 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
         "read",
         "--json",
     ];
-    // Whatever happens below, the dev server goes (through the agent, which knows its cgroup),
-    // and so does what the agent made for the restricted network: the nft table, the veth pair
-    // and IPv4 forwarding when it was off. Dropped before the agent.
-    struct Cleanup<'a>(&'a Agent, String);
+    // Whatever happens below, the dev server goes, through the agent, which knows its cgroup
+    // (the test agent sets up no NAT: nothing else of the restricted network outlives it).
+    // Dropped before the agent.
+    struct Cleanup<'a>(&'a Agent);
     impl Drop for Cleanup<'_> {
         fn drop(&mut self) {
             let _ = self.0.ctl(&["lifecycle", "kill-restricted"]);
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", "codespace_agent_restricted"])
-                .stderr(Stdio::null())
-                .status();
-            let _ = Command::new("ip")
-                .args(["link", "del", "csr-host"])
-                .stderr(Stdio::null())
-                .status();
-            let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", &self.1);
         }
     }
-    let _cleanup = Cleanup(&agent, forwarding);
+    let _cleanup = Cleanup(&agent);
     let out = agent.ctl(&run_args);
     let r: Value = serde_json::from_str(&support::stdout(&out))
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stderr(&out), agent.log()));
@@ -716,14 +698,7 @@ async fn a_restricted_runs_dev_server_is_detected_and_forwarded() {
         agent.log()
     );
     wait_port(&c, port, |p| p.is_some()).await;
-    json_out(&agent.ctl(&[
-        "session",
-        "create",
-        "--repository",
-        "octo/app",
-        "--creator-access",
-        "write",
-    ]));
+    agent.session_create_with_write_access(&[]);
     wait_port(&c, port, |p| p.is_none()).await;
 }
 
@@ -777,16 +752,7 @@ async fn another_uids_listener_on_a_public_port_resets_it_and_is_never_forwarded
         return;
     };
     let port = l.local_addr().unwrap().port();
-    let owner = tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if s.read_to_end(&mut buf).await.is_ok() {
-                    let _ = s.write_all(&buf).await;
-                }
-            });
-        }
-    });
+    let owner = serve_echo(l);
     let agent = Agent::start(CODESPACE);
     let c = control(&agent).await;
     epoch(&c, port).await;

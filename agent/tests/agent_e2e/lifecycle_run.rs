@@ -173,26 +173,18 @@ fn timeouts_kill_and_long_runs_outlive_the_request_timeout() {
     json_out(&agent.ctl(&["ping"]));
 }
 
-/// `session create` for `octo/app` by a creator with write access, plus `extra` flags.
-fn session_create_with_write_access(agent: &Agent, extra: &[&str]) {
-    let mut args = vec![
-        "session",
-        "create",
-        "--repository",
-        "octo/app",
-        "--creator-access",
-        "write",
-    ];
-    args.extend_from_slice(extra);
-    json_out(&agent.ctl(&args));
+/// A plain-launcher agent with the secret `API_KEY` and a session whose creator can write.
+fn agent_with_api_key() -> Agent {
+    let agent = Agent::start(PLAIN);
+    let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
+    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
+    agent.session_create_with_write_access(&[]);
+    agent
 }
 
 #[test]
 fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
-    let agent = Agent::start(PLAIN);
-    let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
-    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
-    session_create_with_write_access(&agent, &[]);
+    let agent = agent_with_api_key();
     // The secret is printed in two writes with a pause between them, so it crosses reads.
     let ws = workspace(
         &agent,
@@ -226,7 +218,7 @@ fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
     assert_eq!(r["profile"], "restricted", "{r}");
     assert_eq!(r["decision"]["reason"], "fork-pull-request");
     assert_eq!(r["secrets_injected"], false);
-    session_create_with_write_access(&agent, &["--fork-pull-request"]);
+    agent.session_create_with_write_access(&["--fork-pull-request"]);
     let r = result(&agent, &ws, "attach", &[]);
     assert_eq!(r["decision"]["reason"], "fork-pull-request", "{r}");
     assert_eq!(r["secrets_injected"], false);
@@ -234,10 +226,7 @@ fn secrets_reach_trusted_runs_only_and_are_redacted_across_chunks() {
 
 #[test]
 fn hostile_output_is_neutralised_on_the_terminal_and_encoded_secrets_are_redacted() {
-    let agent = Agent::start(PLAIN);
-    let secrets = agent.write("s.json", r#"{"API_KEY": "sup3r-s3cret-value-42"}"#);
-    json_out(&agent.ctl(&["secrets", "put", "--file", secrets.to_str().unwrap()]));
-    session_create_with_write_access(&agent, &[]);
+    let agent = agent_with_api_key();
     // A clipboard write, a screen clear, a status line forged after a carriage return and one
     // at the start of a line, the secret in base64 and in hex.
     let ws = workspace(

@@ -66,6 +66,19 @@ static int report(long ret) {
     return 1;
 }
 
+/* A server for the controls: says "listening", then tells every client `msg` and hangs up. */
+static _Noreturn int serve(int fd, const char *msg) {
+    puts("listening");
+    fflush(stdout);
+    for (;;) {
+        int c = accept(fd, NULL, NULL);
+        if (c >= 0) {
+            (void)!write(c, msg, strlen(msg));
+            close(c);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs("usage: probe MODE [ARG]\n", stderr);
@@ -103,15 +116,7 @@ int main(int argc, char **argv) {
         strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
         if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 8) < 0)
             return report(-1);
-        puts("listening");
-        fflush(stdout);
-        for (;;) {
-            int c = accept(fd, NULL, NULL);
-            if (c >= 0) {
-                (void)!write(c, argv[3], strlen(argv[3]));
-                close(c);
-            }
-        }
+        return serve(fd, argv[3]);
     }
     if (!strcmp(mode, "serve-ip") && argc > 4) {
         /* for the test internet: answer argv[4] on ADDR:PORT */
@@ -120,15 +125,7 @@ int main(int argc, char **argv) {
         inet_pton(AF_INET, argv[2], &a.sin_addr);
         if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 8) < 0)
             return report(-1);
-        puts("listening");
-        fflush(stdout);
-        for (;;) {
-            int c = accept(l, NULL, NULL);
-            if (c >= 0) {
-                (void)!write(c, argv[4], strlen(argv[4]));
-                close(c);
-            }
-        }
+        return serve(l, argv[4]);
     }
     if (!strcmp(mode, "open-ro") && argc > 2) {
         return report(open(argv[2], O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
@@ -179,13 +176,7 @@ int main(int argc, char **argv) {
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 8) < 0)
             return report(-1);
-        for (;;) {
-            int c = accept(l, NULL, NULL);
-            if (c >= 0) {
-                (void)!write(c, "dev", 3);
-                close(c);
-            }
-        }
+        return serve(l, "dev");
     }
     if (!strcmp(mode, "bind-tcp") && argc > 2) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);

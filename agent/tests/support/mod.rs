@@ -163,6 +163,20 @@ impl Agent {
     }
 
     /// Runs `codespace-agentctl --connect ADDR --key-file KEY ARGS`.
+    /// `session create` for `octo/app` by a creator with write access, plus `extra` flags.
+    pub fn session_create_with_write_access(&self, extra: &[&str]) {
+        let mut args = vec![
+            "session",
+            "create",
+            "--repository",
+            "octo/app",
+            "--creator-access",
+            "write",
+        ];
+        args.extend_from_slice(extra);
+        json_out(&self.ctl(&args));
+    }
+
     pub fn ctl(&self, args: &[&str]) -> Output {
         self.ctl_with_key(&self.key_file(), args)
     }

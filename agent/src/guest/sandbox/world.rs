@@ -306,15 +306,10 @@ pub fn ensure_dirs(
         && user.home != *root
         && std::fs::symlink_metadata(&user.home).is_err()
     {
-        let home = &user.home;
-        if let Some(parent) = home.parent() {
+        if let Some(parent) = user.home.parent() {
             std::fs::create_dir_all(parent).map_err(|e| world_error(parent, "create", e))?;
         }
-        std::fs::create_dir(home).map_err(|e| world_error(home, "create", e))?;
-        std::os::unix::fs::lchown(home, Some(user.uid), Some(user.gid))
-            .map_err(|e| world_error(home, "chown", e))?;
-        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| world_error(home, "chmod", e))?;
+        ensure_dir(&user.home, user.uid, user.gid, 0o700)?;
     }
     Ok((tmp, var_tmp))
 }
