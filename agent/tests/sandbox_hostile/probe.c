@@ -66,6 +66,13 @@ static int report(long ret) {
     return 1;
 }
 
+/* 127.0.0.1:port (0: any port). */
+static struct sockaddr_in loopback(const char *port) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port ? atoi(port) : 0)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
 /* A server for the controls: says "listening", then tells every client `msg` and hangs up. */
 static _Noreturn int serve(int fd, const char *msg) {
     puts("listening");
@@ -133,8 +140,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "connect-tcp") && argc > 2) {
         /* a loopback service of another principal */
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        struct sockaddr_in a = loopback(argv[2]);
         return report(connect(fd, (struct sockaddr *)&a, sizeof a));
     }
     if (!strcmp(mode, "connect-ip") && argc > 3) {
@@ -156,8 +162,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "serve-tcp")) {
         /* its own loopback server and client: listen, connect, accept */
         int l = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        struct sockaddr_in a = loopback(NULL);
         socklen_t len = sizeof a;
         if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 1) < 0 ||
             getsockname(l, (struct sockaddr *)&a, &len) < 0)
@@ -172,16 +177,14 @@ int main(int argc, char **argv) {
         int l = socket(AF_INET, SOCK_STREAM, 0);
         int one = 1;
         setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        struct sockaddr_in a = loopback(argv[2]);
         if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 8) < 0)
             return report(-1);
         return serve(l, "dev");
     }
     if (!strcmp(mode, "bind-tcp") && argc > 2) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        struct sockaddr_in a = loopback(argv[2]);
         return report(bind(fd, (struct sockaddr *)&a, sizeof a));
     }
     if (!strcmp(mode, "shm-attach") && argc > 2) {
