@@ -250,12 +250,13 @@ async fn firewall_in_network_namespaces() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("key"), support::KEY).unwrap();
     let config = format!(
-        r#"{{ "workspace_dir": "{}",
+        r#"{{ {} "workspace_dir": "{}",
              "codespace": {{ "owner": "mona", "organization": "octo" }},
              "detect": {{ "poll_interval_ms": 50 }},
              "firewall": {{ "enabled": true, "table": "{table}",
                             "blocked_ranges": ["10.231.0.3/32", "fd31::3/128"],
                             "allow_resolvers": false }} }}"#,
+        support::NETWORK_USER_CONFIG,
         dir.path().display()
     );
     std::fs::write(dir.path().join("config.jsonc"), config).unwrap();

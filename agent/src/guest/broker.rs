@@ -106,7 +106,7 @@ impl BrokerConfig {
     /// The defaults for `state_dir`, allowing `allowed_uids`.
     pub fn new(state_dir: &Path, allowed_uids: Vec<u32>) -> Self {
         Self {
-            socket_path: state_dir.join(SOCKET_NAME),
+            socket_path: socket_path(state_dir),
             allowed_uids,
             restricted_cgroup_marker: DEFAULT_RESTRICTED_CGROUP_MARKER.to_owned(),
             proc_root: PathBuf::from("/proc"),
@@ -399,6 +399,40 @@ pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(
     }
 }
 
+/// Where the broker listens in `state_dir`.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+/// Binds the broker's socket at `path` (replacing a stale socket, never another kind of file)
+/// with mode 0666: access is decided per connection by `SO_PEERCRED`, not by file permissions.
+pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, BrokerError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let io = |action| {
+        move |source| BrokerError::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(io("remove stale socket"))?;
+        }
+        Ok(_) => {
+            return Err(BrokerError::PathInUse {
+                path: path.display().to_string(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("inspect")(e)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io("bind"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(io("set permissions of"))?;
+    Ok(listener)
+}
+
 /// A clock for the broker (real time in the daemon, a test clock in tests).
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
@@ -420,31 +454,27 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Binds the socket (replacing a stale socket, never another kind of file) with mode 0666:
-    /// access is decided per connection by `SO_PEERCRED`, not by file permissions. Must be called
-    /// inside a tokio runtime.
+    /// Binds the socket ([`bind_socket`]) and returns the broker. Must be called inside a tokio
+    /// runtime.
     pub fn bind(config: BrokerConfig, vault: Vault) -> Result<Self, BrokerError> {
-        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-        let path = &config.socket_path;
-        let shown = || path.display().to_string();
-        let io = |action| {
-            move |source| BrokerError::Io {
-                action,
-                path: path.display().to_string(),
-                source,
-            }
+        let listener = bind_socket(&config.socket_path)?;
+        Self::from_listener(config, vault, listener)
+    }
+
+    /// The broker on a socket bound elsewhere (by the privileged side of the agent, which owns
+    /// the state directory). Must be called inside a tokio runtime.
+    pub fn from_listener(
+        config: BrokerConfig,
+        vault: Vault,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<Self, BrokerError> {
+        let io = |source| BrokerError::Io {
+            action: "listen on",
+            path: config.socket_path.display().to_string(),
+            source,
         };
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => {
-                std::fs::remove_file(path).map_err(io("remove stale socket"))?;
-            }
-            Ok(_) => return Err(BrokerError::PathInUse { path: shown() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("inspect")(e)),
-        }
-        let listener = UnixListener::bind(path).map_err(io("bind"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-            .map_err(io("set permissions of"))?;
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = UnixListener::from_std(listener).map_err(io)?;
         Ok(Self {
             listener,
             config: Arc::new(config),

@@ -12,6 +12,7 @@
 //!   "state_dir": "/run/codespace-agent",
 //!   "key_file": null,                  // shared key (>= 32 bytes) for the HMAC handshake
 //!   "user": null,                      // the codespace's remote user (owns the env file)
+//!   "network_user": "codespace-agent", // identity of the network-facing process (see guest::privsep)
 //!   "agent_id": null,                  // default: /etc/machine-id
 //!   "workspace_dir": "/workspaces",    // disk metrics are for the file system holding it
 //!   "max_frame_bytes": 1048576,
@@ -44,6 +45,8 @@ use crate::wire::DEFAULT_MAX_FRAME;
 
 /// Default state directory (tmpfs).
 pub const DEFAULT_STATE_DIR: &str = "/run/codespace-agent";
+/// Default identity of the network-facing process (created by the package: sysusers.d).
+pub const DEFAULT_NETWORK_USER: &str = "codespace-agent";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "vsock:any:1023";
 
@@ -57,6 +60,7 @@ pub struct RawConfig {
     pub state_dir: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub user: Option<String>,
+    pub network_user: Option<String>,
     pub agent_id: Option<String>,
     pub workspace_dir: Option<PathBuf>,
     pub max_frame_bytes: Option<usize>,
@@ -162,6 +166,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub key_file: Option<PathBuf>,
     pub user: Option<String>,
+    /// The network-facing process's user (name, UID or UID:GID); `None` when privilege
+    /// separation is off (`"network_user": "none"`, development only).
+    pub network_user: Option<String>,
     pub agent_id: Option<String>,
     pub workspace_dir: PathBuf,
     pub max_frame_bytes: usize,
@@ -327,6 +334,17 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
             .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
         key_file,
         user: o.user.clone().or(raw.user),
+        network_user: match raw.network_user.as_deref() {
+            None => Some(DEFAULT_NETWORK_USER.to_owned()),
+            Some("none") => None,
+            Some("") => {
+                return Err(ConfigError::Invalid {
+                    key: "network_user",
+                    message: "empty; give a user name, UID:GID, or \"none\"".into(),
+                })
+            }
+            Some(u) => Some(u.to_owned()),
+        },
         agent_id: raw.agent_id,
         workspace_dir: raw.workspace_dir.unwrap_or_else(|| "/workspaces".into()),
         max_frame_bytes: max_frame_bytes as usize,

@@ -19,6 +19,7 @@ pub mod firewall;
 pub mod health;
 pub mod lifecycle;
 pub mod ports;
+pub mod privsep;
 pub mod sandbox;
 pub mod server;
 pub mod service;
@@ -98,6 +99,21 @@ pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
     })
 }
 
+/// Creates the state directory (mode 0700; the vault then opens it to 0711 so the remote user
+/// can reach its own files).
+pub fn prepare_state_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|source| StartError::StateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
 /// The assembled daemon.
 pub struct Agent {
     config: AgentConfig,
@@ -110,18 +126,11 @@ impl Agent {
     /// Prepares the agent: creates the state directory (mode 0700; the vault then opens it to
     /// 0711 so the remote user can reach its own files) and the event stream.
     pub fn new(config: AgentConfig) -> Result<Self, StartError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        sandbox::configure(&config.sandbox);
-        let dir = &config.state_dir;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|source| StartError::StateDir {
-                path: dir.clone(),
-                source,
-            })?;
+        // Separated, the privileged side made the state directory and runs the sandbox.
+        if privsep::client().is_none() {
+            sandbox::configure(&config.sandbox);
+            prepare_state_dir(&config.state_dir)?;
+        }
         let (events, _) = broadcast::channel(256);
         Ok(Self {
             config,
@@ -155,8 +164,35 @@ impl Agent {
     ) -> Result<(), StartError> {
         let c = &self.config;
         let key = c.key_file.as_deref().map(read_key_file).transpose()?;
-        // Before anything listens. Dropped (table deleted) on every return path below.
-        let mut firewall = firewall::Firewall::apply(&c.firewall);
+        let monitor = privsep::client().cloned();
+        let listen_error = |source| StartError::Listen {
+            addr: c.listen.to_string(),
+            source,
+        };
+        // The firewall goes on before anything listens; separated, the privileged side applies
+        // it and binds the listener (and sends READY=1: it is the unit's main process).
+        // Single, the table is dropped (deleted) on every return path below.
+        let (listener, mut firewall, firewall_status) = match &monitor {
+            Some(m) => {
+                let (fd, status) = m
+                    .listen()
+                    .map_err(|e| listen_error(std::io::Error::other(e)))?;
+                (
+                    Listener::from_fd(&c.listen, fd).map_err(listen_error)?,
+                    None,
+                    status,
+                )
+            }
+            None => {
+                let firewall = firewall::Firewall::apply(&c.firewall);
+                let status = firewall.status();
+                (
+                    Listener::bind(&c.listen).map_err(listen_error)?,
+                    Some(firewall),
+                    status,
+                )
+            }
+        };
         let (watcher, port_changes) = detect::PortWatcher::spawn(&c.detect, self.events.clone());
         let watcher = Arc::new(watcher);
         let health = Arc::new(HealthSampler::new(&c.workspace_dir));
@@ -170,7 +206,13 @@ impl Agent {
         let ports = ports::PortsService::new(c.ports.clone(), Some(self.events.clone()));
         ports::forward::raise_fd_limit();
         let follow = tokio::spawn(ports::service::follow(ports.clone(), port_changes));
-        let lifecycle = lifecycle::build(c, self.events.clone(), self.secrets.clone())
+        let launcher = monitor.map(|m| {
+            Arc::new(privsep::MonitorLauncher::new(
+                m,
+                lifecycle::launcher(c).name(),
+            )) as Arc<dyn lifecycle::Launcher>
+        });
+        let lifecycle = lifecycle::build(c, self.events.clone(), self.secrets.clone(), launcher)
             .map_err(StartError::Lifecycle)?;
         let dispatcher = Arc::new(
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
@@ -179,8 +221,7 @@ impl Agent {
         );
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
-        let fw = firewall.status();
-        dispatcher.add_status_section("firewall", Arc::new(move || json!(fw)));
+        dispatcher.add_status_section("firewall", Arc::new(move || json!(firewall_status)));
         dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
@@ -199,23 +240,22 @@ impl Agent {
             allowed_cids: c.allowed_cids.clone(),
         };
         let server = Server::new(settings, identity, key, dispatcher, self.events.clone());
-        let listener = Listener::bind(&c.listen).map_err(|source| StartError::Listen {
-            addr: c.listen.to_string(),
-            source,
-        })?;
         info!(listen = %c.listen, agent_id = %facts.agent_id, "listening");
-        match system::sd_notify("READY=1\nSTATUS=listening") {
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "sd_notify failed"),
+        if firewall.is_some() {
+            if let Err(e) = system::sd_notify("READY=1\nSTATUS=listening") {
+                warn!(error = %e, "sd_notify failed");
+            }
         }
         let heartbeat = tokio::spawn(heartbeat(self.events.clone(), health, c.heartbeat_interval));
         server.run(listener, shutdown).await;
         heartbeat.abort();
         watcher.stop();
         follow.abort();
-        firewall.remove();
-        sandbox::shutdown();
-        let _ = system::sd_notify("STOPPING=1");
+        if let Some(mut firewall) = firewall.take() {
+            firewall.remove();
+            sandbox::shutdown();
+            let _ = system::sd_notify("STOPPING=1");
+        }
         info!("stopped");
         Ok(())
     }

@@ -142,8 +142,9 @@ pub enum Conn {
 pub enum Listener {
     /// AF_VSOCK.
     Vsock(tokio_vsock::VsockListener),
-    /// Unix socket, with the path to remove on drop.
-    Unix(UnixListener, PathBuf),
+    /// Unix socket, with the path to remove on drop (none when the socket is another
+    /// process's: the privileged side's, handed over).
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 impl Listener {
@@ -172,7 +173,20 @@ impl Listener {
                 // Only the owner (root in production) may even attempt the handshake.
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-                Ok(Self::Unix(l, path.clone()))
+                Ok(Self::Unix(l, Some(path.clone())))
+            }
+        }
+    }
+
+    /// The listener for `addr` on a descriptor bound elsewhere (by the privileged side). Must
+    /// be called inside a tokio runtime.
+    pub fn from_fd(addr: &ListenAddr, fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
+        match addr {
+            ListenAddr::Vsock { .. } => Ok(Self::Vsock(tokio_vsock::VsockListener::from(fd))),
+            ListenAddr::Unix(_) => {
+                let l = std::os::unix::net::UnixListener::from(fd);
+                l.set_nonblocking(true)?;
+                Ok(Self::Unix(UnixListener::from_std(l)?, None))
             }
         }
     }
@@ -200,7 +214,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Self::Unix(_, path) = self {
+        if let Self::Unix(_, Some(path)) = self {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -397,7 +397,18 @@ async fn handshake(
             };
             second.extend_from_slice(early_data);
             if !second.is_empty() {
-                send(stream, &second).await.map_err(frame_error)?;
+                if let Err(e) = send(stream, &second).await {
+                    // Evicted from the handshake (`busy`, a newer connection needed the slot)
+                    // while the proof was on its way: the agent's answer is there to read, and
+                    // a `busy` one is retried like any other.
+                    let answer = next_payload(stream, codec)
+                        .await
+                        .map_err(|_| frame_error(e))?;
+                    state
+                        .handle(&answer)
+                        .map_err(|e| handshake_error(name, e))?;
+                    return Err(ForwardError::UnexpectedAnswer);
+                }
             }
             state
         }

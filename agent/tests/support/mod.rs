@@ -40,6 +40,10 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
 pub const KEY: &[u8] = b"integration-test-shared-key-0123456789";
 pub const SCOPE: &str = r#"{"repositories":{"octo/app":{"contents":"write","metadata":"read"}},"fork_on_push":false,"denied":[]}"#;
 
+/// The network side's identity in tests (a uid that owns nothing; the package creates
+/// `codespace-agent`), as a config member.
+pub const NETWORK_USER_CONFIG: &str = r#""network_user": "64990:64990","#;
+
 /// A running agent; killed (by PID) on drop.
 pub struct Agent {
     pub dir: tempfile::TempDir,
@@ -72,8 +76,15 @@ impl Agent {
                 dir.path().join("restricted").display()
             )
         };
+        // Started as root (CI), the agent separates its network side; it runs as a uid of its
+        // own that owns nothing (the package creates `codespace-agent`).
+        let network_user = if extra_config.contains("\"network_user\"") {
+            ""
+        } else {
+            NETWORK_USER_CONFIG
+        };
         let config = format!(
-            "{{ // integration test\n {sandbox} \"workspace_dir\": \"{}\"{sep} {extra_config} }}",
+            "{{ // integration test\n {sandbox} {network_user} \"workspace_dir\": \"{}\"{sep} {extra_config} }}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.jsonc"), config).unwrap();

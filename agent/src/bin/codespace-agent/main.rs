@@ -14,10 +14,11 @@ use std::sync::Arc;
 use clap::Parser;
 use codespace_agent::guest::broker::{Broker, BrokerConfig};
 use codespace_agent::guest::config::{self, Overrides};
+use codespace_agent::guest::privsep::{self, Monitor, Role};
 use codespace_agent::guest::service::SecretsService;
 use codespace_agent::guest::vault::{Owner, Vault, VaultConfig};
 use codespace_agent::guest::vault_service::{forward_expiry, VaultService};
-use codespace_agent::guest::{user, Agent};
+use codespace_agent::guest::{lifecycle, sandbox, user, Agent};
 use codespace_agent::seal::AgentKeyPair;
 
 /// Threads of the blocking pool (tokio's default is 512): see `main`.
@@ -152,17 +153,25 @@ fn run(args: RunArgs) -> ExitCode {
         },
         None => Owner::current(),
     };
+    // Before any thread exists: started as root, the privileged side forks the network side.
+    match privsep::split(config.network_user.as_deref()) {
+        Ok(Role::Privileged {
+            network,
+            network_user,
+            sock,
+        }) => return privileged(config, owner, network, network_user, sock),
+        Ok(Role::Network(_) | Role::Single) => {}
+        Err(e) => {
+            eprintln!("codespace-agent: {e}");
+            return ExitCode::from(2);
+        }
+    }
     // One thread is plenty for a control channel and keeps the idle footprint small; blocking
     // work (file writes, /proc reads, `status`) goes to tokio's blocking pool. That pool is
     // bounded well below tokio's default of 512 threads: a flood of pipelined requests queues
     // for a few threads instead of starting hundreds (each with its stack and malloc arena),
     // and idle threads leave soon, giving their memory back.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
-        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-        .build()
-    {
+    let runtime = match build_runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("codespace-agent: cannot start the runtime: {e}");
@@ -177,6 +186,67 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The runtime of either side: one thread, and a small blocking pool (see `run`).
+fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .build()
+}
+
+/// The privileged side: prepares the state directory, serves the network side's requests on a
+/// thread of its own, forwards termination signals, and exits with the network side's status
+/// once it is gone and the firewall is removed.
+fn privileged(
+    config: config::AgentConfig,
+    owner: Owner,
+    network: rustix::process::Pid,
+    network_user: Owner,
+    sock: std::os::unix::net::UnixStream,
+) -> ExitCode {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!("{what}: {e}");
+        eprintln!("codespace-agent: {what}: {e}");
+        let _ = rustix::process::kill_process(network, rustix::process::Signal::KILL);
+        ExitCode::from(1)
+    };
+    let runtime = match build_runtime() {
+        Ok(r) => r,
+        Err(e) => return fail("cannot start the runtime", &e),
+    };
+    if let Err(e) = privsep::prepare_state(&config.state_dir, network_user) {
+        return fail("state directory", &e);
+    }
+    let org_policy = match lifecycle::read_org_policy(&config) {
+        Ok(p) => p,
+        Err(e) => return fail("lifecycle", &e),
+    };
+    sandbox::configure(&config.sandbox);
+    let launcher = lifecycle::launcher(&config);
+    let mut monitor = Monitor::new(
+        config,
+        owner,
+        launcher,
+        org_policy,
+        runtime.handle().clone(),
+    );
+    let server = std::thread::spawn(move || {
+        if let Err(e) = monitor.serve(&sock) {
+            tracing::warn!(error = %e, "privsep channel failed");
+        }
+        // Dropped here, on this thread: the firewall table goes with it.
+        drop(monitor);
+    });
+    let status = runtime.block_on(privsep::monitor::supervise(network));
+    // The network side is gone, so its end of the channel is closed and the server returns.
+    let _ = server.join();
+    sandbox::shutdown();
+    let _ = codespace_agent::guest::system::sd_notify("STOPPING=1");
+    tracing::info!(status, "stopped");
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
 }
 
 async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> {
@@ -197,7 +267,11 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
     } else {
         c.credential_uids.clone()
     };
-    let broker = Broker::bind(BrokerConfig::new(&c.state_dir, uids), vault.clone())?;
+    let broker_config = BrokerConfig::new(&c.state_dir, uids);
+    let broker = match privsep::client() {
+        Some(m) => Broker::from_listener(broker_config, vault.clone(), m.broker_socket()?)?,
+        None => Broker::bind(broker_config, vault.clone())?,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

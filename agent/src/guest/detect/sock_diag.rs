@@ -218,6 +218,18 @@ impl SockDiag {
             Some(netlink::SOCK_DIAG),
         )
         .map_err(io("socket"))?;
+        Self::from_fd(fd)
+    }
+
+    /// Uses a `NETLINK_SOCK_DIAG` socket made elsewhere (inside another network namespace: a
+    /// socket dumps the namespace it was made in).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self, DetectError> {
+        let io = |op| {
+            move |e: rustix::io::Errno| DetectError::SockDiagIo {
+                op,
+                source: e.into(),
+            }
+        };
         rustix::net::sockopt::set_socket_timeout(
             &fd,
             rustix::net::sockopt::Timeout::Recv,

@@ -113,32 +113,34 @@ impl Engine {
         Ok(changes)
     }
 
-    /// The listeners of the restricted network namespace, when the agent has one: a
-    /// `sock_diag` socket made inside it, or, on kernels without `sock_diag`, its
-    /// `/proc/thread-self/net/tcp{,6}` read by a thread inside it. Failing to dump it is logged
-    /// and leaves the agent's own listeners reported.
+    /// The listeners of the restricted network namespace, when the codespace has one: a
+    /// `sock_diag` socket made inside it (by the privileged side when the agent is separated),
+    /// asked for again only when the namespace changed. Failing to dump it is logged and leaves
+    /// the agent's own listeners reported.
     fn restricted_listeners(&mut self) -> Vec<RawListener> {
-        let Some(net) = crate::guest::sandbox::netns::current() else {
-            return Vec::new();
-        };
-        if self.restricted.as_ref().map(|(ino, _)| *ino) != Some(net.report.inode) {
-            let opened = crate::guest::sandbox::netns::within(&net.fd, || {
-                let mut diag = super::sock_diag::SockDiag::open().map_err(std::io::Error::other)?;
-                diag.dump().map_err(std::io::Error::other)?;
-                Ok(diag)
-            });
-            self.restricted = Some((net.report.inode, opened.ok()));
-            self.restricted_warned = false;
-        }
-        let found = match &mut self.restricted {
-            Some((_, Some(diag))) => diag.dump(),
-            _ => crate::guest::sandbox::netns::within(&net.fd, || {
-                super::procnet::ProcNet::new(std::path::Path::new("/proc/thread-self"))
-                    .read()
-                    .map_err(std::io::Error::other)
-            })
-            .map_err(|e| DetectError::ProcNet {
-                path: "/proc/thread-self/net/tcp (restricted network)".into(),
+        use crate::guest::privsep::proto::SocketKind;
+        use crate::guest::sandbox::netns::NetSocket;
+        let have = self.restricted.as_ref().map(|(inode, _)| *inode);
+        let found = match crate::guest::privsep::restricted_socket(SocketKind::SockDiag, have) {
+            Ok(None) => {
+                self.restricted = None;
+                return Vec::new();
+            }
+            Ok(Some(NetSocket::Unchanged(_))) => match &mut self.restricted {
+                Some((_, Some(diag))) => diag.dump(),
+                _ => return Vec::new(),
+            },
+            Ok(Some(NetSocket::New(fd, inode))) => {
+                self.restricted_warned = false;
+                let diag = super::sock_diag::SockDiag::from_fd(fd);
+                let diag = self.restricted.insert((inode, diag.ok()));
+                match &mut diag.1 {
+                    Some(diag) => diag.dump(),
+                    None => return Vec::new(),
+                }
+            }
+            Err(e) => Err(DetectError::SockDiagIo {
+                op: "socket in the restricted network",
                 source: e,
             }),
         };

@@ -229,7 +229,7 @@ pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
 }
 
 /// The `firewall` section of `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FirewallStatus {
     /// Configured on.
     pub enabled: bool,

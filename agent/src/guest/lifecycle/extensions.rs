@@ -179,7 +179,7 @@ impl LifecycleService {
         let needles = Needles::new(values.all_values());
         drop(values);
         let env = env::base_env(&user, &self.config.path, &self.config.lang);
-        let spec = self.launch_spec(strength, user, env, &req.workspace, req.timeout);
+        let spec = self.launch_spec(strength, user, env, &req.workspace, req.timeout, &req.facts);
         let log = self.open_log(&req.run_id);
         let outcome = self
             .runner

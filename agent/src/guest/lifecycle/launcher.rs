@@ -49,7 +49,7 @@ impl Program {
 }
 
 /// The sandbox strength (never "blocked": a blocked run never reaches a launcher).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strength {
     /// The user's normal abilities minus the agent's state, vsock and kernel attack surface.
@@ -109,6 +109,9 @@ pub struct LaunchSpec {
     pub state_dir: PathBuf,
     /// Limits.
     pub limits: LaunchLimits,
+    /// The trust facts the run's profile was decided from (the privileged side decides again
+    /// before it starts a trusted command: [`crate::guest::privsep::monitor`]).
+    pub facts: Option<codespace_policy::lifecycle::LifecycleFacts>,
 }
 
 impl std::fmt::Debug for LaunchSpec {
@@ -314,6 +317,7 @@ mod tests {
                 timeout,
                 grace: Duration::from_millis(200),
             },
+            facts: None,
         }
     }
 

@@ -90,24 +90,32 @@ pub fn launcher(c: &crate::guest::config::AgentConfig) -> Arc<dyn Launcher> {
     }
 }
 
+/// Reads the organization policy file the configuration names, if any.
+pub fn read_org_policy(
+    c: &crate::guest::config::AgentConfig,
+) -> Result<Option<codespace_policy::OrgPolicy>, String> {
+    let Some(p) = &c.lifecycle.org_policy_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| format!("cannot read org_policy_file {}: {e}", p.display()))?;
+    codespace_policy::OrgPolicy::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("org_policy_file {}: {e}", p.display()))
+}
+
 /// Builds the service from the agent's configuration (reads the organization policy file).
+/// Commands start through `launcher` (the privileged side's, when the agent is separated), or
+/// the one the configuration asks for.
 pub fn build(
     c: &crate::guest::config::AgentConfig,
     events: crate::guest::service::EventSink,
     secrets: Option<Arc<dyn SecretSource>>,
+    launcher: Option<Arc<dyn Launcher>>,
 ) -> Result<Arc<LifecycleService>, String> {
-    let org_policy = match &c.lifecycle.org_policy_file {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read org_policy_file {}: {e}", p.display()))?;
-            Some(
-                codespace_policy::OrgPolicy::parse(&text)
-                    .map_err(|e| format!("org_policy_file {}: {e}", p.display()))?,
-            )
-        }
-    };
-    let runner = runner::Runner::new(launcher(c), events.clone());
+    let org_policy = read_org_policy(c)?;
+    let launcher = launcher.unwrap_or_else(|| self::launcher(c));
+    let runner = runner::Runner::new(launcher, events.clone());
     Ok(Arc::new(LifecycleService::new(
         c.lifecycle.clone(),
         runner,

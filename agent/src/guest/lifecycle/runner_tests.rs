@@ -25,6 +25,7 @@ fn spec(dir: &Path, timeout: Duration) -> LaunchSpec {
             timeout,
             grace: Duration::from_millis(100),
         },
+        facts: None,
     }
 }
 

@@ -240,7 +240,7 @@ impl LifecycleService {
         let configured = || match &self.principals.configured {
             Some(who) => resolve(who),
             None => {
-                let uid = rustix::process::geteuid().as_raw();
+                let uid = crate::guest::privsep::agent_uid();
                 Ok(env::lookup_user(&passwd, &uid.to_string())
                     .unwrap_or_else(|| env::numeric_user(uid)))
             }
@@ -312,6 +312,7 @@ impl LifecycleService {
         env: Vec<(String, String)>,
         workspace: &Path,
         timeout: Option<Duration>,
+        facts: &super::request::TrustFacts,
     ) -> LaunchSpec {
         LaunchSpec {
             strength,
@@ -324,6 +325,7 @@ impl LifecycleService {
                 timeout: timeout.unwrap_or(self.config.command_timeout),
                 grace: self.config.kill_grace,
             },
+            facts: Some(facts.policy_facts()),
         }
     }
 
@@ -429,6 +431,7 @@ impl LifecycleService {
             environment,
             &req.workspace,
             req.timeout,
+            &req.facts,
         );
         let outcome: RunOutcome = self
             .runner
@@ -475,7 +478,7 @@ impl LifecycleService {
     /// many processes there were. For a change of the trust facts and the host's
     /// `restricted_kill`.
     pub async fn kill_restricted(&self, reason: &'static str) -> usize {
-        let killed = tokio::task::spawn_blocking(crate::guest::sandbox::kill_restricted)
+        let killed = tokio::task::spawn_blocking(crate::guest::privsep::kill_restricted)
             .await
             .unwrap_or(0);
         tracing::info!(reason, processes = killed, "restricted leftovers killed");

@@ -231,7 +231,8 @@ async fn connect_one(
     network: Network,
 ) -> io::Result<TcpStream> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
-    let family = if addr.is_ipv4() {
+    let v4 = addr.is_ipv4();
+    let family = if v4 {
         AddressFamily::INET
     } else {
         AddressFamily::INET6
@@ -248,14 +249,24 @@ async fn connect_one(
         Network::Agent => socket()?,
         // A socket belongs to the namespace it was made in: made there (on a thread of its
         // own, off the runtime), it connects to that namespace's loopback.
+        // (by the privileged side when the agent is separated).
         Network::Restricted => {
-            let net = crate::guest::sandbox::netns::current()
-                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-            tokio::task::spawn_blocking(move || {
-                crate::guest::sandbox::netns::within(&net.fd, socket)
+            use crate::guest::privsep::proto::SocketKind;
+            use crate::guest::sandbox::netns::NetSocket;
+            let kind = if v4 {
+                SocketKind::Tcp4
+            } else {
+                SocketKind::Tcp6
+            };
+            match tokio::task::spawn_blocking(move || {
+                crate::guest::privsep::restricted_socket(kind, None)
             })
             .await
             .map_err(io::Error::other)??
+            {
+                Some(NetSocket::New(fd, _)) => fd,
+                _ => return Err(io::Error::from(io::ErrorKind::NotFound)),
+            }
         }
     };
     match rustix::net::connect(&fd, &addr) {

@@ -166,6 +166,62 @@ fn adopt(uid: u32) -> Option<OwnedFd> {
     None
 }
 
+/// What [`socket_in`] hands out.
+#[derive(Debug)]
+pub enum NetSocket {
+    /// The caller's namespace (its inode) is still the codespace's: no new socket.
+    Unchanged(u64),
+    /// A socket made inside the namespace, and the namespace's inode.
+    New(OwnedFd, u64),
+}
+
+/// A socket of `kind` made inside the codespace's restricted namespace (`None` when there is
+/// none yet), or [`NetSocket::Unchanged`] when `have` is the namespace's inode. TCP sockets are
+/// non-blocking (the forwarder connects them); the `sock_diag` socket is blocking (its dump
+/// reads with a timeout).
+pub fn socket_in(
+    kind: crate::guest::privsep::proto::SocketKind,
+    have: Option<u64>,
+) -> io::Result<Option<NetSocket>> {
+    use crate::guest::privsep::proto::SocketKind;
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let Some(net) = current() else {
+        return Ok(None);
+    };
+    if have == Some(net.report.inode) {
+        return Ok(Some(NetSocket::Unchanged(net.report.inode)));
+    }
+    let (family, socket_type, protocol, flags) = match kind {
+        SocketKind::Tcp4 => (
+            AddressFamily::INET,
+            SocketType::STREAM,
+            None,
+            SocketFlags::NONBLOCK,
+        ),
+        SocketKind::Tcp6 => (
+            AddressFamily::INET6,
+            SocketType::STREAM,
+            None,
+            SocketFlags::NONBLOCK,
+        ),
+        SocketKind::SockDiag => (
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            Some(rustix::net::netlink::SOCK_DIAG),
+            SocketFlags::empty(),
+        ),
+    };
+    let fd = within(&net.fd, move || {
+        Ok(rustix::net::socket_with(
+            family,
+            socket_type,
+            flags | SocketFlags::CLOEXEC,
+            protocol,
+        )?)
+    })?;
+    Ok(Some(NetSocket::New(fd, net.report.inode)))
+}
+
 /// Runs `f` on a short-lived thread inside the namespace `ns` (a thread may switch its network
 /// namespace alone; the rest of the agent stays where it is).
 pub fn within<T: Send + 'static>(

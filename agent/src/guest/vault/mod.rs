@@ -225,15 +225,18 @@ impl Vault {
     /// Prepares the directories, writes an empty environment file and returns the vault. The key
     /// pair moves in: its private half is used only to open secrets.
     pub fn new(config: VaultConfig, keys: AgentKeyPair) -> Result<Self, VaultError> {
-        let euid = rustix::process::geteuid();
-        if !euid.is_root() && config.owner.uid != euid.as_raw() {
-            return Err(VaultError::OwnerMismatch {
-                owner: config.owner.uid,
-                agent: euid.as_raw(),
-            });
+        // Separated, the privileged side owns the directories and writes the file.
+        if crate::guest::privsep::client().is_none() {
+            let euid = rustix::process::geteuid();
+            if !euid.is_root() && config.owner.uid != euid.as_raw() {
+                return Err(VaultError::OwnerMismatch {
+                    owner: config.owner.uid,
+                    agent: euid.as_raw(),
+                });
+            }
+            envfile::ensure_private_dir(&config.state_dir, 0o711)?;
+            envfile::ensure_private_dir(&config.state_dir.join("env"), 0o711)?;
         }
-        envfile::ensure_private_dir(&config.state_dir, 0o711)?;
-        envfile::ensure_private_dir(&config.state_dir.join("env"), 0o711)?;
         let vault = Self {
             inner: Arc::new(Inner {
                 config,
@@ -250,7 +253,7 @@ impl Vault {
             }),
         };
         let path = vault.environment_path();
-        envfile::write_atomic(&path, &envfile::render([]), vault.inner.config.owner)?;
+        store(&path, Some(&envfile::render([])), vault.inner.config.owner)?;
         Ok(vault)
     }
 
@@ -471,18 +474,36 @@ impl Vault {
             .chain(token.map(|t| (TOKEN_VARIABLE, t.expose().as_bytes())));
         let contents = envfile::render(entries);
         let path = self.environment_path();
-        match envfile::write_atomic(&path, &contents, config.owner) {
+        match store(&path, Some(&contents), config.owner) {
             Ok(()) => {
                 state.retry_at = None;
                 Ok(())
             }
             Err(err) => {
-                let _ = envfile::remove(&path);
+                let _ = store(&path, None, config.owner);
                 state.retry_at = Some(now + RETRY_AFTER);
                 self.inner.changed.notify_one();
                 Err(err)
             }
         }
+    }
+}
+
+/// Writes (`Some`) or removes (`None`) the environment file: through the privileged side when
+/// the agent is separated (it owns the directory and hands the file to `owner`), here otherwise.
+fn store(path: &Path, contents: Option<&[u8]>, owner: Owner) -> Result<(), EnvFileError> {
+    match (crate::guest::privsep::client(), contents) {
+        (Some(c), _) => c.env_file(contents).map_err(|e| EnvFileError::Io {
+            action: if contents.is_some() {
+                "write"
+            } else {
+                "remove"
+            },
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        }),
+        (None, Some(contents)) => envfile::write_atomic(path, contents, owner),
+        (None, None) => envfile::remove(path),
     }
 }
 

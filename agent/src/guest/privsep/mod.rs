@@ -1,0 +1,195 @@
+//! Privilege separation: the process that parses host frames holds no dangerous privilege.
+//!
+//! Started as root (systemd or not), `codespace-agent run` forks before it starts a thread:
+//!
+//! ```text
+//!  codespace-agent (root, the unit's main process: privileged side, monitor.rs)
+//!   │  never reads a host frame; serves typed requests (proto.rs) on a socketpair, checks each
+//!   │  against its own configuration and the policy library, then: binds the vsock listener and
+//!   │  the broker socket, applies the firewall, starts lifecycle commands and extension
+//!   │  installs (sandbox: cgroups, namespaces, Landlock, seccomp, the user switch), kills the
+//!   │  restricted principal, writes the env file for its owner, makes sockets in the restricted
+//!   │  network, attributes listening sockets to processes (/proc/PID/fd)
+//!   │
+//!   └─ csa-network (network_user, e.g. codespace-agent; confine.rs)
+//!        transports, handshake, framing, JSON, every wire service, the vault (secrets in
+//!        memory), the credential broker, port detection and forwarding. Capabilities: only
+//!        CAP_DAC_READ_SEARCH; no_new_privs; seccomp (no exec, no fork, no identity change, no
+//!        mount/namespace/ptrace, sockets of the families it uses); not dumpable.
+//! ```
+//!
+//! Why this shape (the OpenSSH monitor's): the privileged side stays small and never parses
+//! what the host sends, and lifecycle commands are its children, so they inherit nothing of the
+//! network side's confinement: a trusted repository's `sudo` works wherever the image's
+//! sudoers allows it. The trusted profile keeps its own limits (the sandbox: state directory
+//! hidden, AF_VSOCK refused, timeout and cgroup kill).
+//!
+//! Not root (development, the unprivileged tests) or `"network_user": "none"`: one process, as
+//! before; there is nothing to separate.
+//!
+//! The network side dies with the privileged side (`PR_SET_PDEATHSIG`); the privileged side
+//! forwards `SIGTERM`/`SIGINT` to it, waits for it, cleans up (the firewall table) and exits
+//! with its status.
+
+pub mod channel;
+pub mod client;
+pub mod confine;
+pub mod monitor;
+pub mod proto;
+
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, OnceLock};
+
+use crate::guest::sandbox::netns::NetSocket;
+use crate::guest::vault::envfile::{self, Owner};
+
+pub use client::{CallError, MonitorClient, MonitorLauncher};
+pub use monitor::Monitor;
+
+/// What this process is after [`split`].
+#[derive(Debug)]
+pub enum Role {
+    /// One process: not root, or separation is off.
+    Single,
+    /// The privileged side: `network` is the network side's pid, `sock` its end of the channel.
+    Privileged {
+        /// The network side.
+        network: rustix::process::Pid,
+        /// Its identity.
+        network_user: Owner,
+        /// The channel.
+        sock: UnixStream,
+    },
+    /// The network side (confined): its client of the privileged side.
+    Network(Arc<MonitorClient>),
+}
+
+/// Why the processes could not be separated.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    /// The network user does not exist.
+    #[error("network_user: {0}")]
+    User(#[from] crate::guest::user::UserError),
+    /// The network user is root.
+    #[error("network_user {0:?} is root: the network side must not be")]
+    Root(String),
+    /// socketpair or fork failed.
+    #[error("cannot start the network side: {0}")]
+    Fork(std::io::Error),
+}
+
+/// The privileged side's uid, as the network side knows it (or this process's own when not
+/// separated): who "the agent's own user" is when no user is configured.
+pub fn agent_uid() -> u32 {
+    match SEPARATED.get() {
+        Some(s) => s.privileged_uid,
+        None => rustix::process::geteuid().as_raw(),
+    }
+}
+
+struct Separated {
+    client: Arc<MonitorClient>,
+    privileged_uid: u32,
+}
+
+static SEPARATED: OnceLock<Separated> = OnceLock::new();
+
+/// The client of the privileged side, in the network side.
+pub fn client() -> Option<&'static Arc<MonitorClient>> {
+    SEPARATED.get().map(|s| &s.client)
+}
+
+/// A socket inside the restricted network namespace: asked from the privileged side when
+/// separated, made here otherwise.
+pub fn restricted_socket(
+    kind: proto::SocketKind,
+    have: Option<u64>,
+) -> std::io::Result<Option<NetSocket>> {
+    match client() {
+        Some(c) => c
+            .restricted_socket(kind, have)
+            .map_err(std::io::Error::other),
+        None => crate::guest::sandbox::netns::socket_in(kind, have),
+    }
+}
+
+/// The privileged side's part of the state directory: the directory and `env/` (0711, root's:
+/// the env file is written here for its owner), and `lifecycle/` for the run logs, which the
+/// network side writes (its own, 0700).
+pub fn prepare_state(state_dir: &std::path::Path, network_user: Owner) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let private = |dir: &std::path::Path, mode| {
+        envfile::ensure_private_dir(dir, mode).map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    private(state_dir, 0o711)?;
+    private(&state_dir.join("env"), 0o711)?;
+    let logs = state_dir.join("lifecycle");
+    match std::fs::create_dir(&logs) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    // lchown: never follow a link someone left where the directory should be.
+    std::os::unix::fs::lchown(&logs, Some(network_user.uid), Some(network_user.gid))?;
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Kills the restricted principal's processes (through the privileged side when separated);
+/// how many.
+pub fn kill_restricted() -> usize {
+    match client() {
+        Some(c) => c.kill_restricted().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "restricted processes not killed");
+            0
+        }),
+        None => crate::guest::sandbox::kill_restricted(),
+    }
+}
+
+/// Forks into the two sides when running as root with a `network_user`; must be called before
+/// any thread exists (the child of a multi-threaded fork may only call async-signal-safe
+/// functions, and this one goes on to run the whole network side).
+pub fn split(network_user: Option<&str>) -> Result<Role, SplitError> {
+    let Some(name) = network_user else {
+        return Ok(Role::Single);
+    };
+    if !rustix::process::geteuid().is_root() {
+        return Ok(Role::Single);
+    }
+    let user = crate::guest::user::resolve(name, std::path::Path::new("/etc/passwd"))?;
+    if user.uid == 0 {
+        return Err(SplitError::Root(name.to_owned()));
+    }
+    let (privileged, network) = UnixStream::pair().map_err(SplitError::Fork)?;
+    let parent = rustix::process::getpid();
+    #[allow(unsafe_code)]
+    // SAFETY: the caller guarantees a single-threaded process (see the doc comment), so the
+    // child may run ordinary code.
+    match unsafe { libc::fork() } {
+        -1 => Err(SplitError::Fork(std::io::Error::last_os_error())),
+        0 => {
+            drop(privileged);
+            if let Err(e) = confine::confine(user, parent) {
+                // Never run the network side unconfined.
+                tracing::error!("{e}");
+                std::process::exit(1);
+            }
+            let client = Arc::new(MonitorClient::new(network));
+            let _ = SEPARATED.set(Separated {
+                client: client.clone(),
+                privileged_uid: 0,
+            });
+            Ok(Role::Network(client))
+        }
+        pid => {
+            drop(network);
+            let network = rustix::process::Pid::from_raw(pid).ok_or_else(|| {
+                SplitError::Fork(std::io::Error::other("fork returned an invalid pid"))
+            })?;
+            Ok(Role::Privileged {
+                network,
+                network_user: user,
+                sock: privileged,
+            })
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The messages between the network-facing process and the privileged one.
+//!
+//! Every request names one privileged effect; the privileged side decides everything else from
+//! its own configuration (the address it binds, the broker's path, the environment file's path
+//! and owner, the restricted principal, the organization policy). Unknown operations and unknown
+//! fields are refused by `serde`, so a newer or a compromised network side cannot smuggle an
+//! option in.
+//!
+//! | request | effect (privileged side) | answer (+ descriptors) |
+//! |---|---|---|
+//! | `listen` | applies the firewall once, binds the configured control address | `listening {firewall}` + listener |
+//! | `broker_socket` | binds `STATE_DIR/git-credential.sock`, mode 0666 | `done` + listener |
+//! | `launch` | checks the run against the policy and the principals, starts it | `launched {applied, degraded}` + exit, stdout, stderr pipes |
+//! | `kill_restricted` | kills every restricted process of the codespace | `killed {count}` |
+//! | `env_file` | checks every name, writes the env file (blob) for its owner, or removes it | `done` |
+//! | `restricted_socket {kind, have}` | a socket made inside the restricted network namespace | `socket {netns}` + socket |
+//! | `socket_owners {sockets}` | which process holds each listening socket (`/proc/PID/fd`) | `owners {owners}` |
+//!
+//! Any request may be answered `refused {reason}` (the policy or a principal rule says no) or
+//! `failed {error}` (the effect failed).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::guest::firewall::FirewallStatus;
+use crate::guest::lifecycle::launcher::Strength;
+
+/// What the network side asks for.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The control listener (and the firewall before it).
+    Listen {},
+    /// The credential broker's listening socket.
+    BrokerSocket {},
+    /// Start one lifecycle command or extension install.
+    Launch(Box<Launch>),
+    /// Kill every process of the restricted principal.
+    KillRestricted {},
+    /// Write the environment file (the frame's blob is its contents), or remove it.
+    EnvFile {
+        /// Remove instead of writing.
+        remove: bool,
+    },
+    /// A socket inside the restricted network namespace.
+    RestrictedSocket {
+        /// Which kind.
+        kind: SocketKind,
+        /// The namespace inode the caller already has a socket for: answered without a new
+        /// socket while it is still the codespace's namespace.
+        have: Option<u64>,
+    },
+    /// Owners of listening sockets.
+    SocketOwners {
+        /// The sockets (at most [`MAX_OWNER_QUERIES`]).
+        sockets: Vec<SocketRef>,
+    },
+}
+
+impl Request {
+    /// The operation's name, for logs and errors.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Listen {} => "listen",
+            Self::BrokerSocket {} => "broker_socket",
+            Self::Launch(_) => "launch",
+            Self::KillRestricted {} => "kill_restricted",
+            Self::EnvFile { .. } => "env_file",
+            Self::RestrictedSocket { .. } => "restricted_socket",
+            Self::SocketOwners { .. } => "socket_owners",
+        }
+    }
+}
+
+/// Most sockets one `socket_owners` request may ask about.
+pub const MAX_OWNER_QUERIES: usize = 4096;
+
+/// One command to start.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Launch {
+    /// Trusted or restricted.
+    pub strength: Strength,
+    /// The account it runs as (checked against the principals, then resolved again from
+    /// `/etc/passwd` by the privileged side: uid, gid, home and shell are never taken from here).
+    pub user: String,
+    /// The command's environment (may hold secrets: no `Debug`).
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// The workspace folder.
+    pub workspace: PathBuf,
+    /// Timeout of the command.
+    pub timeout_ms: u64,
+    /// Time between `SIGTERM` and `SIGKILL` at the timeout.
+    pub grace_ms: u64,
+    /// The command.
+    pub program: ProgramWire,
+    /// The policy's inputs; a trusted launch without them is refused.
+    pub facts: Option<FactsWire>,
+}
+
+/// A command as sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "form", content = "argv", rename_all = "snake_case")]
+pub enum ProgramWire {
+    /// `/bin/sh -c TEXT`.
+    Shell(String),
+    /// This argv.
+    Exec(Vec<String>),
+}
+
+/// The trust facts a lifecycle decision is made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactsWire {
+    /// `none` … `admin`.
+    pub creator_access: codespace_policy::repo::AccessLevel,
+    /// A pull request from a fork.
+    pub pull_request_from_fork: bool,
+    /// A prebuild.
+    pub prebuild: bool,
+    /// `owner/name`.
+    pub repository: String,
+}
+
+/// Kinds of socket the restricted network namespace hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketKind {
+    /// TCP over IPv4, non-blocking (the forwarder connects it).
+    Tcp4,
+    /// TCP over IPv6, non-blocking.
+    Tcp6,
+    /// `NETLINK_SOCK_DIAG` (port detection dumps it).
+    SockDiag,
+}
+
+/// A listening socket to attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketRef {
+    /// Its inode.
+    pub inode: u64,
+    /// Its uid (processes of that uid are searched first).
+    pub uid: u32,
+}
+
+/// A socket's process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerWire {
+    /// The socket's inode.
+    pub inode: u64,
+    /// The process.
+    pub pid: u32,
+    /// Its command name.
+    pub process: String,
+}
+
+/// How a command ended, as written to its exit pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitWire {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Terminating signal, if killed.
+    pub signal: Option<i32>,
+    /// Whether the timeout fired.
+    pub timed_out: bool,
+    /// From start to exit.
+    pub duration_us: u64,
+}
+
+/// What the privileged side answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// Done (descriptors as the request says).
+    Done,
+    /// The control listener is attached; the firewall's state for `status`.
+    Listening {
+        /// The firewall.
+        firewall: FirewallStatus,
+    },
+    /// Started: exit pipe, stdout and stderr are attached, in that order.
+    Launched {
+        /// What the sandbox applied.
+        applied: Option<serde_json::Value>,
+        /// Layers the machine could not give.
+        degraded: Vec<String>,
+    },
+    /// How many processes were killed.
+    Killed {
+        /// Count.
+        count: usize,
+    },
+    /// The socket is attached, unless the request's `have` is still the namespace. (No
+    /// namespace at all is answered `done`.)
+    Socket {
+        /// The namespace's inode (it changes when the namespace is made anew).
+        netns: u64,
+    },
+    /// Owners found (sockets without one are left out).
+    Owners {
+        /// The owners.
+        owners: Vec<OwnerWire>,
+    },
+    /// Not allowed (a rule of the privileged side; the reason is for the host).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// The effect failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Launch")
+            .field("strength", &self.strength)
+            .field("user", &self.user)
+            .field("env_names", &names)
+            .field("cwd", &self.cwd)
+            .field("program", &self.program)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Launch(l) => l.fmt(f),
+            other => f.write_str(other.op()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_operations_and_fields_are_refused() {
+        for text in [
+            r#"{"op":"become_root"}"#,
+            r#"{"op":"listen","address":"vsock:any:1"}"#,
+            r#"{"op":"env_file","remove":false,"path":"/etc/shadow"}"#,
+            r#"{"op":"restricted_socket","kind":"raw"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Request>(text).is_err(),
+                "accepted {text}"
+            );
+        }
+        let ok: Request = serde_json::from_str(r#"{"op":"kill_restricted"}"#).unwrap();
+        assert_eq!(ok.op(), "kill_restricted");
+    }
+
+    #[test]
+    fn a_launch_does_not_show_its_environment_values() {
+        let l = Launch {
+            strength: Strength::Trusted,
+            user: "codespace".into(),
+            env: vec![("GITHUB_TOKEN".into(), "ghu_secretvalue".into())],
+            cwd: "/w".into(),
+            workspace: "/w".into(),
+            timeout_ms: 1,
+            grace_ms: 1,
+            program: ProgramWire::Shell("true".into()),
+            facts: None,
+        };
+        let shown = format!("{:?}", Request::Launch(Box::new(l)));
+        assert!(shown.contains("GITHUB_TOKEN"), "{shown}");
+        assert!(!shown.contains("ghu_secretvalue"), "{shown}");
+    }
+}
