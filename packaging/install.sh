@@ -5,8 +5,8 @@
 #
 # Installs exactly the .deb's file set (read from [package.metadata.deb] in agent/Cargo.toml),
 # enables the unit the way `systemctl enable` would (the WantedBy= symlink under ROOT), and adds
-# the git credential helper block to ROOT/etc/gitconfig, and creates the restricted principal
-# (codespace-restricted) in ROOT's passwd. It starts nothing and touches nothing outside ROOT. Idempotent: running it twice gives the same result.
+# the git credential helper block to ROOT/etc/gitconfig, and creates the package's users
+# (codespace-agent, codespace-restricted) in ROOT's passwd. It starts nothing and touches nothing outside ROOT. Idempotent: running it twice gives the same result.
 set -eu
 
 usage() {
@@ -71,5 +71,5 @@ for target in $wanted; do
 done
 
 codespace_gitconfig_add "$root/etc/gitconfig"
-codespace_restricted_user_add "$root" "$here/sysusers.d/codespace-agent.conf"
+codespace_users_add "$root" "$here/sysusers.d/codespace-agent.conf"
 echo "installed codespace-agent into ${root:-/} (unit enabled for: $wanted)"

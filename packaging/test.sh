@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # packaging/test.sh — checks the packaging end to end (needs root: dpkg --root, chroot).
 #
-#  1. `systemd-analyze verify` is clean on the unit, in a temporary root that holds the unit, the
-#     built binary at its ExecStart= path and the host's systemd units (targets it orders against);
-#     a deliberately broken copy must be reported, so the check can fail.
+#  1. `systemd-analyze verify` is clean on both units, in a temporary root that holds the units,
+#     the built binary at their ExecStart= path and the host's systemd units (targets they order
+#     against); a deliberately broken copy must be reported, so the check can fail. The network
+#     side's unit scores at most 2.5 in `systemd-analyze security` (the privileged side's score is
+#     printed: lifecycle commands inherit that unit, see packaging/README.md).
 #  2. The .deb builds (packaging/build-deb.sh: cargo-deb when installed, else dpkg-deb from the
 #     same metadata); with cargo-deb installed, the dpkg-deb fallback must build the same payload.
 #  3. The .deb installs into a clean Debian root (debootstrap --variant=minbase, cached under
@@ -37,24 +39,40 @@ PASS=0; FAIL=0
 ok() { PASS=$((PASS + 1)); echo "PASS $*"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL $*"; }
 UNIT=codespace-agent.service
+PRIVILEGED_UNIT=codespace-agent-privileged.service
 WANTS=etc/systemd/system/multi-user.target.wants/$UNIT
 
 BIN_DIR=$(packaging/build.sh | tail -1)   # the static builds the package ships
 
 # ---- 1. systemd-analyze verify
-verify() { # UNIT_FILE -> output of verify in a temp root (empty output and rc 0 = clean)
+verify_root() { # UNIT_FILE -> a temp root with both units (UNIT_FILE as the network unit)
     local r="$T/verify-root"
     rm -rf "$r"; mkdir -p "$r/usr/bin" "$r/usr/lib/systemd"
     cp -a /usr/lib/systemd/system "$r/usr/lib/systemd/"
     cp "$BIN_DIR/codespace-agent" "$r/usr/bin/codespace-agent"
     cp "$1" "$r/usr/lib/systemd/system/$UNIT"
-    systemd-analyze verify --root="$r" "$UNIT" 2>&1 || echo "(exit status $?)"
+    cp "packaging/systemd/$PRIVILEGED_UNIT" "$r/usr/lib/systemd/system/$PRIVILEGED_UNIT"
+    echo "$r"
+}
+verify() { # UNIT_FILE -> output of verify (empty output and rc 0 = clean)
+    local r; r=$(verify_root "$1")
+    systemd-analyze verify --root="$r" "$UNIT" "$PRIVILEGED_UNIT" 2>&1 || echo "(exit status $?)"
 }
 out=$(verify packaging/systemd/$UNIT)
-if [ -z "$out" ]; then ok "systemd-analyze verify is clean"; else bad "systemd-analyze verify: $out"; fi
+if [ -z "$out" ]; then ok "systemd-analyze verify is clean (both units)"; else bad "systemd-analyze verify: $out"; fi
 sed 's/^Restart=always/Restart=allways\nBogusDirective=1/' packaging/systemd/$UNIT > "$T/broken.service"
 out=$(verify "$T/broken.service")
 if [ -n "$out" ]; then ok "systemd-analyze verify reports a broken unit"; else bad "a broken unit passed verify"; fi
+score() { # UNIT -> the exposure number systemd-analyze security gives it
+    systemd-analyze security --offline=yes --root="$(verify_root packaging/systemd/$UNIT)" "$1" 2>/dev/null \
+        | sed -n 's/^→ Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'
+}
+net=$(score "$UNIT"); priv=$(score "$PRIVILEGED_UNIT")
+if [ -n "$net" ] && awk -v s="$net" 'BEGIN { exit !(s <= 2.5) }'; then
+    ok "systemd-analyze security: $UNIT (network side) $net <= 2.5; $PRIVILEGED_UNIT $priv"
+else
+    bad "systemd-analyze security: $UNIT scores '${net:-?}' (target <= 2.5)"
+fi
 
 # ---- 2. build the .deb
 deb=$(packaging/build-deb.sh --no-build --out "$T/deb" | tail -1)
@@ -114,6 +132,8 @@ for b in codespace-agent codespace-agentctl; do
 done
 grep -q '^codespace-restricted:x:[0-9]*:[0-9]*:[^:]*:/var/lib/codespace-agent/restricted/home:/bin/sh$' "$R/etc/passwd" \
     && ok "postinst created the restricted principal (codespace-restricted)" || bad "no codespace-restricted in passwd"
+grep -q '^codespace-agent:x:[1-9][0-9]*:[0-9]*:[^:]*:/nonexistent:/usr/sbin/nologin$' "$R/etc/passwd" \
+    && ok "postinst created the network side's user (codespace-agent)" || bad "no codespace-agent in passwd"
 grep -qxF $'\thelper = !/usr/bin/codespace-agent git-credential' "$R/etc/gitconfig" \
     && grep -qxF $'\tuseHttpPath = true' "$R/etc/gitconfig" \
     && ok "git credential helper with useHttpPath in /etc/gitconfig" || bad "gitconfig block missing"
@@ -148,7 +168,7 @@ else
 fi
 cmp -s "$R/etc/gitconfig" "$I/etc/gitconfig" && ok "same /etc/gitconfig" || bad "/etc/gitconfig differs"
 [ -L "$I/$WANTS" ] && [ -f "$I/$(readlink "$I/$WANTS")" ] && ok "unit enabled by install.sh" || bad "install.sh did not enable the unit"
-for f in usr/bin/codespace-agent usr/lib/systemd/system/$UNIT etc/codespace-agent/config.jsonc; do
+for f in usr/bin/codespace-agent usr/lib/systemd/system/$UNIT usr/lib/systemd/system/$PRIVILEGED_UNIT etc/codespace-agent/config.jsonc; do
     cmp -s "$R/$f" "$I/$f" || bad "$f differs between the .deb and install.sh"
 done
 

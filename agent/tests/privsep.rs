@@ -78,9 +78,12 @@ fn the_network_side_holds_no_dangerous_privilege() {
         return;
     }
     let agent = Agent::start("");
-    // It answers: the separated agent works.
-    json_out(&agent.ctl(&["status"]));
+    // It answers, and says how it is split.
+    let status = json_out(&agent.ctl(&["status"]));
     let pid = network_pid(&agent);
+    assert_eq!(status["privsep"]["mode"], "forked", "{status}");
+    assert_eq!(status["privsep"]["network_pid"], pid, "{status}");
+    assert_eq!(status["privsep"]["no_new_privs"], true, "{status}");
     let st = status_of(pid);
     for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"] {
         let mask = cap_mask(&st, set);
@@ -238,4 +241,101 @@ fn trusted_runs_use_sudo_and_restricted_runs_cannot() {
         marker.display()
     );
     assert!(!Path::new(&marker).exists());
+}
+
+/// The two-unit install (`codespace-agent-privileged.service` + `codespace-agent.service`),
+/// without systemd: the privileged side listens on its socket, the network side is started as
+/// its own user and connects. A peer that is not the network user is closed unanswered; the
+/// network side restarted gets the same control listener; the privileged side stopped removes
+/// its socket.
+#[test]
+fn a_split_install_serves_through_the_privileged_socket_and_survives_a_network_restart() {
+    use std::os::unix::process::CommandExt as _;
+    if !support::root::root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    // The network side reads the config and the key as its own user here (the unit gives it
+    // CAP_DAC_READ_SEARCH for a 0600 key; a test cannot hand out ambient capabilities).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::write(dir.path().join("key"), support::KEY).unwrap();
+    std::os::unix::fs::chown(dir.path().join("key"), Some(64990), Some(64990)).unwrap();
+    std::fs::write(
+        dir.path().join("config.jsonc"),
+        format!(
+            r#"{{ {} "sandbox": {{"restricted_user": "nobody", "restricted_outbound": false,
+                  "restricted_root": "{}"}}, "workspace_dir": "{}" }}"#,
+            support::NETWORK_USER_CONFIG,
+            dir.path().join("restricted").display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("state/privileged.sock");
+    let side = |sub: &str, log: &str| {
+        let mut c = support::agent_command(dir.path(), sub, log);
+        c.arg("--privileged-socket").arg(&socket);
+        c
+    };
+    let mut privileged = side("privileged", "privileged.log").spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "no privileged socket");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Root is not the network user: its connection is closed before anything is read.
+    {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        let _ = s.write_all(&[0u8; 8]);
+        let mut buf = [0u8; 1];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "a root peer was answered");
+    }
+    for round in 0..2 {
+        let network = side("run", &format!("network{round}.log"))
+            .uid(64990)
+            .gid(64990)
+            .spawn()
+            .unwrap();
+        let agent = Agent {
+            dir: tempfile::TempDir::new_in(dir.path()).unwrap(),
+            child: Some(network),
+        };
+        // The control socket is the privileged side's, in `dir`, not the helper's own dir.
+        let ctl = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_codespace-agentctl"))
+                .arg("--connect")
+                .arg(format!("unix:{}", dir.path().join("agent.sock").display()))
+                .arg("--key-file")
+                .arg(dir.path().join("key"))
+                .arg("--connect-timeout")
+                .arg("10")
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = ctl(&["status"]);
+        let log = || {
+            std::fs::read_to_string(dir.path().join(format!("network{round}.log")))
+                .unwrap_or_default()
+        };
+        assert!(out.status.success(), "{}\n{}", stderr(&out), log());
+        let pid = agent.child.as_ref().unwrap().id();
+        let st = status_of(pid);
+        assert_eq!(field(&st, "NoNewPrivs"), "1", "{st}");
+        assert_eq!(field(&st, "Seccomp"), "2", "{st}");
+        assert_eq!(cap_mask(&st, "CapEff"), 0, "{st}");
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim(), "csa-network");
+        drop(agent); // SIGKILL: the privileged side must take the next one
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(privileged.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = privileged.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the privileged socket was left behind");
 }

@@ -8,8 +8,9 @@
 #
 # The guest is a Debian cloud kernel + busybox initramfs. The agent is installed into the
 # initramfs by packaging/install.sh (the same files as the .deb), its state directory is made
-# from the package's tmpfiles.d line on a tmpfs /run, and it is started with the unit's ExecStart=
-# and Environment= (no systemd in the initramfs). A guest-side checker (tests/vm/guest/main.rs,
+# from the package's tmpfiles.d line on a tmpfs /run, and it is started as a system without
+# systemd starts it: `codespace-agent run --config ...` as root, with the unit's Environment=; it
+# forks its network side (`csa-network`, the codespace-agent user) itself. A guest-side checker (tests/vm/guest/main.rs,
 # built as the `vmtest-guest` example) answers the host's questions about the guest.
 #
 # Checks: handshake + status + ping; token and sealed secrets delivered and present (by SHA-256)
@@ -219,8 +220,8 @@ EOF
 mkdir -p "$IR/workspaces/app/.git/hooks"
 printf '[core]\n\tbare = false\n' > "$IR/workspaces/app/.git/config"
 # The restricted principal as the package's sysusers.d entry creates it.
-printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\ncodespace-restricted:x:998:998::/var/lib/codespace-agent/restricted/home:/bin/sh\n' > "$IR/etc/passwd"
-printf 'root:x:0:\ncodespace:x:1000:\ncodespace-restricted:x:998:\n' > "$IR/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\ncodespace:x:1000:1000:codespace:/home/codespace:/bin/sh\ncodespace-restricted:x:998:998::/var/lib/codespace-agent/restricted/home:/bin/sh\ncodespace-agent:x:997:997::/nonexistent:/usr/sbin/nologin\n' > "$IR/etc/passwd"
+printf 'root:x:0:\ncodespace:x:1000:\ncodespace-restricted:x:998:\ncodespace-agent:x:997:\n' > "$IR/etc/group"
 # Like Debian's /etc/profile: login shells source /etc/profile.d/*.sh.
 cat > "$IR/etc/profile" <<'EOF'
 for f in /etc/profile.d/*.sh; do [ -r "$f" ] && . "$f"; done
@@ -250,10 +251,12 @@ done
 grep -v '^#' /usr/lib/tmpfiles.d/codespace-agent.conf | while read -r t p m u g a; do
     [ "\$t" = d ] && mkdir -p "\$p" && chmod "\$m" "\$p" && chown "\$u:\$g" "\$p"
 done
-# Start the agent as the unit does: its Environment= and ExecStart= lines.
-unit=/usr/lib/systemd/system/codespace-agent.service
+# Start the agent as a system without systemd does (an init script, a container entrypoint): as
+# root, with the units' Environment= and config; it forks its network side. (Under systemd the
+# two units start the two sides: tests/vm/run.sh --systemd.)
+unit=/usr/lib/systemd/system/codespace-agent-privileged.service
 envs=\$(sed -n 's/^Environment=//p' \$unit)
-cmd=\$(sed -n 's/^ExecStart=//p' \$unit)
+cmd="/usr/bin/codespace-agent run --config /etc/codespace-agent/config.jsonc"
 echo "VMTEST: starting: \$cmd"
 env \$envs \$cmd > /run/agent.log 2>&1 &
 /usr/bin/codespace-agent run --config /etc/codespace-agent/reject.jsonc > /run/agent-reject.log 2>&1 &

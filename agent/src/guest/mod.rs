@@ -222,6 +222,7 @@ impl Agent {
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
         dispatcher.add_status_section("firewall", Arc::new(move || json!(firewall_status)));
+        dispatcher.add_status_section("privsep", Arc::new(privsep::status));
         dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
@@ -241,7 +242,7 @@ impl Agent {
         };
         let server = Server::new(settings, identity, key, dispatcher, self.events.clone());
         info!(listen = %c.listen, agent_id = %facts.agent_id, "listening");
-        if firewall.is_some() {
+        if privsep::notifies_itself() {
             if let Err(e) = system::sd_notify("READY=1\nSTATUS=listening") {
                 warn!(error = %e, "sd_notify failed");
             }

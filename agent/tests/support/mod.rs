@@ -44,6 +44,27 @@ pub const SCOPE: &str = r#"{"repositories":{"octo/app":{"contents":"write","meta
 /// `codespace-agent`), as a config member.
 pub const NETWORK_USER_CONFIG: &str = r#""network_user": "64990:64990","#;
 
+/// `codespace-agent SUB` with the files of a test directory `dir`: `config.jsonc`, `key`, the
+/// control socket `agent.sock`, the state directory `state`; debug logs to `dir/LOG`.
+pub fn agent_command(dir: &Path, sub: &str, log: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codespace-agent"));
+    cmd.arg(sub)
+        .arg("--config")
+        .arg(dir.join("config.jsonc"))
+        .arg("--listen")
+        .arg(format!("unix:{}", dir.join("agent.sock").display()))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--key-file")
+        .arg(dir.join("key"))
+        .env("CODESPACE_AGENT_LOG", "debug")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(log)).unwrap());
+    cmd
+}
+
 /// A running agent; killed (by PID) on drop.
 pub struct Agent {
     pub dir: tempfile::TempDir,
@@ -88,22 +109,7 @@ impl Agent {
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.jsonc"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_codespace-agent"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(dir.path().join("config.jsonc"))
-            .arg("--listen")
-            .arg(format!("unix:{}", dir.path().join("agent.sock").display()))
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("--key-file")
-            .arg(dir.path().join("key"))
-            .env("CODESPACE_AGENT_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let mut cmd = agent_command(dir.path(), "run", "agent.log");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -36,8 +36,13 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Run the daemon: listen for the host, serve requests, push events.
+    /// Run the daemon: listen for the host, serve requests, push events. Started as root, it
+    /// forks its privileged side; with --privileged-socket it is the network side of a split
+    /// install and connects to the privileged unit.
     Run(RunArgs),
+    /// The privileged side as a service of its own (the codespace-agent-privileged unit):
+    /// serves the network side that connects to --privileged-socket.
+    Privileged(RunArgs),
     /// git credential helper: asks the agent's broker for the current token.
     GitCredential {
         /// State directory of the running agent.
@@ -74,7 +79,14 @@ struct RunArgs {
     /// The codespace's remote user, owner of the environment file (name, UID or UID:GID).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// The privileged side's socket: `run` connects to it (and must not be root), `privileged`
+    /// listens on it (default STATE_DIR/privileged.sock).
+    #[arg(long, value_name = "PATH")]
+    privileged_socket: Option<PathBuf>,
 }
+
+/// How long `run --privileged-socket` waits for the privileged side's socket.
+const PRIVILEGED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Logs go to stderr (the journal under systemd). `CODESPACE_AGENT_LOG` sets the level:
 /// error, warn, info (default), debug or trace. A plain level filter, not a directive parser:
@@ -101,6 +113,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Privileged(args) => privileged_service(args),
         Command::GitCredential { state_dir, action } => {
             match codespace_agent::credential_helper::run(
                 &state_dir,
@@ -124,37 +137,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
+/// Logging, memory protection, the configuration and the env file's owner: what both sides
+/// do first. `Err` is the exit code (2: invalid configuration).
+fn start(args: &RunArgs) -> Result<(config::AgentConfig, Owner), ExitCode> {
     init_logging();
     // Before any secret is read or received.
     for (what, e) in codespace_agent::guest::system::protect_memory() {
         tracing::warn!(error = %e, "cannot set {what}: a crash could leave a core dump");
     }
     let overrides = Overrides {
-        listen: args.listen,
-        state_dir: args.state_dir,
-        key_file: args.key_file,
-        user: args.user,
+        listen: args.listen.clone(),
+        state_dir: args.state_dir.clone(),
+        key_file: args.key_file.clone(),
+        user: args.user.clone(),
     };
-    let config = match config::load(args.config.as_deref(), &overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("codespace-agent: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let config = config::load(args.config.as_deref(), &overrides).map_err(|e| {
+        eprintln!("codespace-agent: {e}");
+        ExitCode::from(2)
+    })?;
     let owner = match config.user.as_deref() {
-        Some(name) => match user::resolve(name, std::path::Path::new("/etc/passwd")) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("codespace-agent: --user: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        Some(name) => user::resolve(name, std::path::Path::new("/etc/passwd")).map_err(|e| {
+            eprintln!("codespace-agent: --user: {e}");
+            ExitCode::from(2)
+        })?,
         None => Owner::current(),
     };
-    // Before any thread exists: started as root, the privileged side forks the network side.
-    match privsep::split(config.network_user.as_deref()) {
+    Ok((config, owner))
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let (config, owner) = match start(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Before any thread exists: started as root, the privileged side forks the network side;
+    // started by a unit of its own, the network side connects to the privileged one.
+    let role = match &args.privileged_socket {
+        Some(path) => privsep::connect(path, PRIVILEGED_WAIT),
+        None => privsep::split(config.network_user.as_deref()),
+    };
+    match role {
         Ok(Role::Privileged {
             network,
             network_user,
@@ -197,9 +219,39 @@ fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The privileged side: prepares the state directory, serves the network side's requests on a
-/// thread of its own, forwards termination signals, and exits with the network side's status
-/// once it is gone and the firewall is removed.
+/// What both forms of the privileged side set up: the runtime (for waiting on commands and
+/// relaying their output), the state directory, the organization policy, the sandbox, and the
+/// monitor that serves the network side.
+fn privileged_setup(
+    config: config::AgentConfig,
+    owner: Owner,
+    network_user: Owner,
+) -> Result<(tokio::runtime::Runtime, Monitor), (&'static str, String)> {
+    let runtime = build_runtime().map_err(|e| ("cannot start the runtime", e.to_string()))?;
+    privsep::prepare_state(&config.state_dir, network_user)
+        .map_err(|e| ("state directory", e.to_string()))?;
+    let org_policy = lifecycle::read_org_policy(&config).map_err(|e| ("lifecycle", e))?;
+    sandbox::configure(&config.sandbox);
+    let launcher = lifecycle::launcher(&config);
+    let monitor = Monitor::new(
+        config,
+        owner,
+        launcher,
+        org_policy,
+        runtime.handle().clone(),
+    );
+    Ok((runtime, monitor))
+}
+
+fn failed(what: &str, e: &dyn std::fmt::Display) -> ExitCode {
+    tracing::error!("{what}: {e}");
+    eprintln!("codespace-agent: {what}: {e}");
+    ExitCode::from(1)
+}
+
+/// The privileged side of a forked agent: serves the network side's requests on a thread of
+/// its own, forwards termination signals, and exits with the network side's status once it is
+/// gone and the firewall is removed.
 fn privileged(
     config: config::AgentConfig,
     owner: Owner,
@@ -207,32 +259,13 @@ fn privileged(
     network_user: Owner,
     sock: std::os::unix::net::UnixStream,
 ) -> ExitCode {
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        tracing::error!("{what}: {e}");
-        eprintln!("codespace-agent: {what}: {e}");
-        let _ = rustix::process::kill_process(network, rustix::process::Signal::KILL);
-        ExitCode::from(1)
-    };
-    let runtime = match build_runtime() {
+    let (runtime, mut monitor) = match privileged_setup(config, owner, network_user) {
         Ok(r) => r,
-        Err(e) => return fail("cannot start the runtime", &e),
+        Err((what, e)) => {
+            let _ = rustix::process::kill_process(network, rustix::process::Signal::KILL);
+            return failed(what, &e);
+        }
     };
-    if let Err(e) = privsep::prepare_state(&config.state_dir, network_user) {
-        return fail("state directory", &e);
-    }
-    let org_policy = match lifecycle::read_org_policy(&config) {
-        Ok(p) => p,
-        Err(e) => return fail("lifecycle", &e),
-    };
-    sandbox::configure(&config.sandbox);
-    let launcher = lifecycle::launcher(&config);
-    let mut monitor = Monitor::new(
-        config,
-        owner,
-        launcher,
-        org_policy,
-        runtime.handle().clone(),
-    );
     let server = std::thread::spawn(move || {
         if let Err(e) = monitor.serve(&sock) {
             tracing::warn!(error = %e, "privsep channel failed");
@@ -247,6 +280,62 @@ fn privileged(
     let _ = codespace_agent::guest::system::sd_notify("STOPPING=1");
     tracing::info!(status, "stopped");
     ExitCode::from(u8::try_from(status).unwrap_or(1))
+}
+
+/// `codespace-agent privileged`: the privileged side as a unit of its own. Listens on the
+/// privileged socket (owned by the network user, mode 0600; peers checked by `SO_PEERCRED`),
+/// serves one network side at a time (a restarted network unit reconnects and gets the same
+/// listener), and on `SIGTERM` removes the firewall and exits 0.
+fn privileged_service(args: RunArgs) -> ExitCode {
+    let (config, owner) = match start(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("codespace-agent privileged: must run as root");
+        return ExitCode::from(2);
+    }
+    let network_user = match config.network_user.as_deref().map(privsep::network_owner) {
+        Some(Ok(u)) => u,
+        Some(Err(e)) => {
+            eprintln!("codespace-agent: {e}");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprintln!("codespace-agent privileged: network_user is \"none\": nothing to separate");
+            return ExitCode::from(2);
+        }
+    };
+    let path = args
+        .privileged_socket
+        .clone()
+        .unwrap_or_else(|| privsep::default_socket(&config.state_dir));
+    let (runtime, monitor) = match privileged_setup(config, owner, network_user) {
+        Ok(r) => r,
+        Err((what, e)) => return failed(what, &e),
+    };
+    let listener = match privsep::bind_privileged_socket(&path, network_user) {
+        Ok(l) => l,
+        Err(e) => return failed("privileged socket", &e),
+    };
+    let shared = Arc::new(std::sync::Mutex::new(Some(monitor)));
+    let served = shared.clone();
+    std::thread::spawn(move || {
+        privsep::monitor::accept_network_sides(&served, &listener, network_user.uid);
+    });
+    tracing::info!(socket = %path.display(), "privileged side ready");
+    let _ =
+        codespace_agent::guest::system::sd_notify("READY=1\nSTATUS=waiting for the network side");
+    runtime.block_on(wait_for_signal());
+    tracing::info!("termination signal received");
+    // Taken under the lock, between two requests; dropping it removes the firewall.
+    let monitor = shared.lock().ok().and_then(|mut m| m.take());
+    drop(monitor);
+    sandbox::shutdown();
+    let _ = std::fs::remove_file(&path);
+    let _ = codespace_agent::guest::system::sd_notify("STOPPING=1");
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> {

@@ -18,8 +18,11 @@
 //!    `AF_VSOCK` sockets) and the network side's own ([`network_filter`]): no `execve`, no new
 //!    process (threads only), no identity or capability change, no mount or namespace calls,
 //!    no ptrace, and sockets only of the families it uses (IPv4, IPv6, netlink).
-//! 6. **Name** `csa-network` (what `ps`, the VM test and an operator look for) and the parent's
-//!    death as `SIGTERM` (set last: a credential change clears it).
+//! 6. **Name** `csa-network` (what `ps`, the VM test and an operator look for); forked by the
+//!    privileged side, the parent's death as `SIGTERM` (set last: a credential change clears it).
+//!
+//! A network side that a unit started unprivileged (`User=`, an empty bounding set) does steps
+//! 3 to 6 only ([`confine_started_unprivileged`]).
 
 use std::collections::BTreeMap;
 
@@ -48,9 +51,64 @@ fn step(step: &'static str) -> impl FnOnce(rustix::io::Errno) -> ConfineError {
     }
 }
 
-/// Confines the calling process (single-threaded, still root) to `user`; `parent` is the
-/// privileged side's pid.
+/// Confines the calling process (single-threaded, still root, just forked by the privileged
+/// side, whose pid is `parent`) to `user`.
 pub fn confine(user: Owner, parent: rustix::process::Pid) -> Result<(), ConfineError> {
+    assume_identity(user)?;
+    restrict()?;
+    // Last: a credential change clears it.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+        .map_err(step("PR_SET_PDEATHSIG"))?;
+    if rustix::process::getppid() != Some(parent) {
+        return Err(ConfineError {
+            step: "parent check",
+            source: std::io::Error::other("the privileged side exited during start"),
+        });
+    }
+    Ok(())
+}
+
+/// Confines a network side that was started unprivileged (by a unit with `User=`, which also
+/// emptied the bounding set): of its capabilities at most `CAP_DAC_READ_SEARCH` stays, then
+/// steps 4 to 6. Refuses to run as root.
+pub fn confine_started_unprivileged() -> Result<(), ConfineError> {
+    use rustix::thread as t;
+    if rustix::process::geteuid().is_root() {
+        return Err(ConfineError {
+            step: "identity",
+            source: std::io::Error::other(
+                "started as root: the network side must run as its own user (User= in the unit)",
+            ),
+        });
+    }
+    let have = t::capabilities(None).map_err(step("capget"))?;
+    let kept = have.permitted & CapabilitySet::DAC_READ_SEARCH;
+    // The unit's filter refuses capset (@privileged); it is needed only to drop something.
+    if have.permitted != kept || have.effective != kept || !have.inheritable.is_empty() {
+        set_only(kept)?;
+    } else {
+        t::clear_ambient_capability_set().map_err(step("clear the ambient set"))?;
+    }
+    restrict()
+}
+
+/// Permitted and effective = `kept`; inheritable and ambient empty.
+fn set_only(kept: CapabilitySet) -> Result<(), ConfineError> {
+    use rustix::thread as t;
+    t::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: kept,
+            permitted: kept,
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(step("capset"))?;
+    t::clear_ambient_capability_set().map_err(step("clear the ambient set"))
+}
+
+/// Steps 1 to 3 (root only).
+fn assume_identity(user: Owner) -> Result<(), ConfineError> {
     use rustix::process::{Gid, Uid};
     use rustix::thread as t;
     // 1. Every capability except DAC_READ_SEARCH leaves the bounding set (one this kernel does
@@ -72,17 +130,12 @@ pub fn confine(user: Owner, parent: rustix::process::Pid) -> Result<(), ConfineE
     t::set_thread_res_uid(uid, uid, uid).map_err(step("setresuid"))?;
     t::set_keep_capabilities(false).map_err(step("PR_SET_KEEPCAPS"))?;
     // 3. Capabilities.
-    let kept = CapabilitySet::DAC_READ_SEARCH;
-    t::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: kept,
-            permitted: kept,
-            inheritable: CapabilitySet::empty(),
-        },
-    )
-    .map_err(step("capset"))?;
-    t::clear_ambient_capability_set().map_err(step("clear the ambient set"))?;
+    set_only(CapabilitySet::DAC_READ_SEARCH)
+}
+
+/// Steps 4 to 6: no dumps, no new privileges, the filters, the name.
+fn restrict() -> Result<(), ConfineError> {
+    use rustix::thread as t;
     // 4. No dumps, no new privileges.
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(step("PR_SET_DUMPABLE"))?;
@@ -112,18 +165,9 @@ pub fn confine(user: Owner, parent: rustix::process::Pid) -> Result<(), ConfineE
             source: std::io::Error::other(e.to_string()),
         })?;
     }
-    // 6. Name, and the parent's death.
+    // 6. Name.
     let name = std::ffi::CString::new(NETWORK_NAME).unwrap_or_default();
-    t::set_name(&name).map_err(step("PR_SET_NAME"))?;
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
-        .map_err(step("PR_SET_PDEATHSIG"))?;
-    if rustix::process::getppid() != Some(parent) {
-        return Err(ConfineError {
-            step: "parent check",
-            source: std::io::Error::other("the privileged side exited during start"),
-        });
-    }
-    Ok(())
+    t::set_name(&name).map_err(step("PR_SET_NAME"))
 }
 
 /// Calls the network side never makes, answered `EPERM`.

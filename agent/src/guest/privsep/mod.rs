@@ -76,6 +76,17 @@ pub enum SplitError {
     /// socketpair or fork failed.
     #[error("cannot start the network side: {0}")]
     Fork(std::io::Error),
+    /// The privileged side's socket did not answer.
+    #[error("cannot reach the privileged side at {path}: {source}")]
+    Connect {
+        /// The socket.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The network side could not confine itself.
+    #[error("{0}")]
+    Confine(confine::ConfineError),
 }
 
 /// The privileged side's uid, as the network side knows it (or this process's own when not
@@ -90,9 +101,59 @@ pub fn agent_uid() -> u32 {
 struct Separated {
     client: Arc<MonitorClient>,
     privileged_uid: u32,
+    /// Forked by the privileged side (which then speaks to systemd), rather than started by a
+    /// unit of its own.
+    forked: bool,
 }
 
 static SEPARATED: OnceLock<Separated> = OnceLock::new();
+
+/// Whether this process tells systemd it is ready: yes unless it is a network side forked by
+/// the privileged side (which is then the unit's main process and notifies).
+pub fn notifies_itself() -> bool {
+    !SEPARATED.get().is_some_and(|s| s.forked)
+}
+
+/// The network side started by a unit of its own (`User=`): connects to the privileged side's
+/// socket at `path` (waiting up to `wait` for it to appear), then confines itself.
+pub fn connect(path: &std::path::Path, wait: std::time::Duration) -> Result<Role, SplitError> {
+    let deadline = std::time::Instant::now() + wait;
+    let sock = loop {
+        match UnixStream::connect(path) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(SplitError::Connect {
+                    path: path.to_owned(),
+                    source: e,
+                })
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    confine::confine_started_unprivileged().map_err(SplitError::Confine)?;
+    let client = Arc::new(MonitorClient::new(sock));
+    let _ = SEPARATED.set(Separated {
+        client: client.clone(),
+        privileged_uid: 0,
+        forked: false,
+    });
+    Ok(Role::Network(client))
+}
+
+/// The `privsep` section of `status`: how this agent is split, and who answers.
+pub fn status() -> serde_json::Value {
+    let mode = match SEPARATED.get() {
+        Some(s) if s.forked => "forked",
+        Some(_) => "units",
+        None => "single",
+    };
+    serde_json::json!({
+        "mode": mode,
+        "network_pid": std::process::id(),
+        "network_uid": rustix::process::geteuid().as_raw(),
+        "no_new_privs": rustix::thread::no_new_privs().unwrap_or(false),
+    })
+}
 
 /// The client of the privileged side, in the network side.
 pub fn client() -> Option<&'static Arc<MonitorClient>> {
@@ -133,6 +194,43 @@ pub fn prepare_state(state_dir: &std::path::Path, network_user: Owner) -> std::i
     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700))
 }
 
+/// The network user's uid and gid (never root).
+pub fn network_owner(name: &str) -> Result<Owner, SplitError> {
+    let user = crate::guest::user::resolve(name, std::path::Path::new("/etc/passwd"))?;
+    if user.uid == 0 {
+        return Err(SplitError::Root(name.to_owned()));
+    }
+    Ok(user)
+}
+
+/// Where the privileged unit listens for its network side by default.
+pub fn default_socket(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("privileged.sock")
+}
+
+/// Binds the privileged unit's socket at `path` (a stale socket is replaced, nothing else):
+/// owned by the network user, mode 0600, so only it (and root) can even connect; the peer is
+/// checked again by `SO_PEERCRED` at accept.
+pub fn bind_privileged_socket(
+    path: &std::path::Path,
+    network_user: Owner,
+) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::os::unix::fs::lchown(path, Some(network_user.uid), Some(network_user.gid))?;
+    Ok(l)
+}
+
 /// Kills the restricted principal's processes (through the privileged side when separated);
 /// how many.
 pub fn kill_restricted() -> usize {
@@ -155,10 +253,7 @@ pub fn split(network_user: Option<&str>) -> Result<Role, SplitError> {
     if !rustix::process::geteuid().is_root() {
         return Ok(Role::Single);
     }
-    let user = crate::guest::user::resolve(name, std::path::Path::new("/etc/passwd"))?;
-    if user.uid == 0 {
-        return Err(SplitError::Root(name.to_owned()));
-    }
+    let user = network_owner(name)?;
     let (privileged, network) = UnixStream::pair().map_err(SplitError::Fork)?;
     let parent = rustix::process::getpid();
     #[allow(unsafe_code)]
@@ -177,6 +272,7 @@ pub fn split(network_user: Option<&str>) -> Result<Role, SplitError> {
             let _ = SEPARATED.set(Separated {
                 client: client.clone(),
                 privileged_uid: 0,
+                forked: true,
             });
             Ok(Role::Network(client))
         }

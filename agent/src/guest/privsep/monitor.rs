@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use codespace_policy::ReasonCode as _;
@@ -97,31 +97,20 @@ impl Monitor {
     /// Serves requests on `sock` until the other side closes it. A request that cannot be
     /// parsed is answered `refused` and serving goes on; a broken channel ends it.
     pub fn serve(&mut self, sock: &UnixStream) -> std::io::Result<()> {
-        while let Some(frame) = channel::recv(sock)? {
-            let (reply, fds) = match serde_json::from_slice::<Request>(&frame.json) {
-                Ok(req) => {
-                    let op = req.op();
-                    let (reply, fds) = self.handle(req, &frame.blob);
-                    if let Reply::Refused { reason } = &reply {
-                        tracing::warn!(op, reason = %reason, "privileged side refused a request");
-                    }
-                    (reply, fds)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "privileged side got a malformed request");
-                    (
-                        Reply::Refused {
-                            reason: format!("malformed request: {e}"),
-                        },
-                        Vec::new(),
-                    )
-                }
-            };
-            let json = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
-            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-            channel::send(sock, &json, &[], &borrowed)?;
-        }
-        Ok(())
+        serve_with(sock, |req, blob| self.handle(req, blob))
+    }
+
+    /// [`Monitor::serve`] for a monitor that the main thread may take away to stop (and drop,
+    /// which removes the firewall): the lock is held for one request at a time, and serving
+    /// ends when the monitor is gone.
+    pub fn serve_shared(shared: &Mutex<Option<Monitor>>, sock: &UnixStream) -> std::io::Result<()> {
+        serve_with(sock, |req, blob| match shared.lock() {
+            Ok(mut held) => match held.as_mut() {
+                Some(m) => m.handle(req, blob),
+                None => (failed("the privileged side is stopping"), Vec::new()),
+            },
+            Err(_) => (failed("the privileged side's lock is poisoned"), Vec::new()),
+        })
     }
 
     /// Handles one request (public for the tests of the rules).
@@ -411,6 +400,76 @@ fn relay(from: Option<OutputPipe>, to: OwnedFd) {
         let _ = tokio::io::copy(&mut from, &mut sender).await;
         let _ = sender.shutdown().await;
     });
+}
+
+/// The serving loop: one frame in, one answer out.
+fn serve_with(
+    sock: &UnixStream,
+    mut handle: impl FnMut(Request, &[u8]) -> (Reply, Vec<OwnedFd>),
+) -> std::io::Result<()> {
+    while let Some(frame) = channel::recv(sock)? {
+        let (reply, fds) = match serde_json::from_slice::<Request>(&frame.json) {
+            Ok(req) => {
+                let op = req.op();
+                let (reply, fds) = handle(req, &frame.blob);
+                if let Reply::Refused { reason } = &reply {
+                    tracing::warn!(op, reason = %reason, "privileged side refused a request");
+                }
+                (reply, fds)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "privileged side got a malformed request");
+                (
+                    Reply::Refused {
+                        reason: format!("malformed request: {e}"),
+                    },
+                    Vec::new(),
+                )
+            }
+        };
+        let json = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        channel::send(sock, &json, &[], &borrowed)?;
+    }
+    Ok(())
+}
+
+/// Accepts network sides on `listener` (the privileged unit's socket) one after the other:
+/// a connection whose peer is not `network_uid` (`SO_PEERCRED`) is closed unanswered; an
+/// accepted one is served until it closes (the network unit restarting), then the next is
+/// accepted. Returns when the monitor is gone.
+pub fn accept_network_sides(
+    shared: &Mutex<Option<Monitor>>,
+    listener: &std::os::unix::net::UnixListener,
+    network_uid: u32,
+) {
+    loop {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept on the privileged socket failed");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let peer = rustix::net::sockopt::socket_peercred(&stream).map(|c| c.uid.as_raw());
+        if peer != Ok(network_uid) {
+            tracing::warn!(
+                ?peer,
+                network_uid,
+                "refused a privileged-socket peer that is not the network side"
+            );
+            continue;
+        }
+        tracing::info!("network side connected");
+        if let Err(e) = Monitor::serve_shared(shared, &stream) {
+            tracing::warn!(error = %e, "privsep channel failed");
+        }
+        tracing::info!("network side disconnected");
+        if shared.lock().map(|m| m.is_none()).unwrap_or(true) {
+            return;
+        }
+    }
 }
 
 /// Waits for the network side (`child`) and forwards `SIGTERM`/`SIGINT` to it; returns its exit

@@ -11,10 +11,10 @@
 //! **Pure v2 parent.** The no-internal-processes rule forbids enabling controllers for children
 //! of a cgroup that has processes. The parent is, in order: the configured
 //! `sandbox.cgroup_parent`; the agent's own cgroup when `memory` and `pids` are already enabled in
-//! its `cgroup.subtree_control` (systemd `Delegate=yes` plus a prepared leaf); for an agent in
-//! the root cgroup, `/codespace-agent`; when the agent is alone in its cgroup, the agent moves
-//! itself into a `daemon` leaf and enables the controllers for its cgroup; otherwise
-//! `/codespace-agent` under the root. If none works, runs get a kill-only v2 cgroup and
+//! its `cgroup.subtree_control` (systemd `Delegate=yes` plus a prepared leaf); otherwise
+//! `/codespace-agent` under the root. The agent's own cgroup is left a leaf otherwise: making it
+//! a parent (moving the agent into a leaf below it) breaks the unit's next start while a run it
+//! started lives on (found by the systemd-booted VM test: 219/CGROUP). If none works, runs get a kill-only v2 cgroup and
 //! [`Layout::note`] says the limits are missing. (This VM is hybrid; the pure-v2 path is
 //! exercised only on systemd machines.)
 
@@ -305,21 +305,10 @@ fn prepare_v2_parent(
         if own != mount && ready(own) {
             return Ok(own.to_owned());
         }
-        let alone = std::fs::read_to_string(own.join("cgroup.procs"))
-            .map(|t| {
-                t.split_whitespace()
-                    .eq([std::process::id().to_string().as_str()])
-            })
-            .unwrap_or(false);
-        let available = words(&own.join("cgroup.controllers"));
-        if own != mount && alone && has(&available, "memory") && has(&available, "pids") {
-            let leaf = own.join("daemon");
-            make(&leaf)?;
-            write(&leaf.join("cgroup.procs"), &std::process::id().to_string())
-                .map_err(|e| format!("cannot move the agent into {}: {e}", leaf.display()))?;
-            enable(own)?;
-            return Ok(own.to_owned());
-        }
+        // The agent's own (undelegated) cgroup is never made a parent: under systemd it is the
+        // unit's, and a unit cgroup with controllers enabled and a child still alive (a dev
+        // server that outlived the agent) refuses the next main process: the restart fails
+        // with 219/CGROUP for as long as that child lives.
     }
     // The root cgroup is exempt from the no-internal-processes rule.
     if !ready(mount) {
@@ -446,6 +435,46 @@ mod tests {
         assert_eq!((parent.memory, parent.pids), (false, false));
         assert_eq!(parent.dir, t.path().join("cg/user.slice"));
         assert!(layout.note.unwrap().contains("cannot enable"));
+    }
+
+    #[test]
+    fn pure_v2_under_a_unit_without_delegation_keeps_the_unit_cgroup_a_leaf() {
+        // Alone in the unit's cgroup, controllers available: runs still go under the root, so
+        // a run that outlives the agent never sits below the unit (its restart would fail).
+        let unit = "cg/system.slice/codespace-agent-privileged.service";
+        let t = tree(&[
+            (
+                "cg/cgroup.controllers",
+                "memory pids
+",
+            ),
+            ("cg/cgroup.subtree_control", ""),
+            (
+                &format!("{unit}/cgroup.controllers"),
+                "memory pids
+",
+            ),
+            (&format!("{unit}/cgroup.subtree_control"), ""),
+            (
+                &format!("{unit}/cgroup.procs"),
+                &format!("{}\n", std::process::id()),
+            ),
+        ]);
+        let mountinfo = format!(
+            "30 25 0:27 / {}/cg rw - cgroup2 cgroup2 rw\n",
+            t.path().display()
+        );
+        let layout = detect_from(
+            &mountinfo,
+            "0::/system.slice/codespace-agent-privileged.service\n",
+            None,
+        );
+        assert_eq!(layout.parents[0].dir, t.path().join("cg/codespace-agent"));
+        assert!(!t.path().join(unit).join("daemon").exists());
+        assert_eq!(
+            std::fs::read_to_string(t.path().join(unit).join("cgroup.subtree_control")).unwrap(),
+            ""
+        );
     }
 
     #[test]
