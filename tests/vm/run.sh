@@ -31,6 +31,9 @@
 # --no-default-features (no backend_vsock; refused if its --help mentions forward-cid), and
 # vmtest-guest refuses to run unless /proc/cmdline has codespace.vmtest=1 (checked below).
 #
+# `tests/vm/run.sh --systemd` runs the other kind of guest instead: a Debian image booted by
+# systemd with the .deb installed (tests/vm/systemd.sh).
+#
 # Env knobs:
 #   VMTEST_CACHE=target/vmtest  kernel, vhost-device-vsock, work dirs (kept between runs)
 #   BOOT_TIMEOUT=120            seconds for the agent to answer after QEMU starts
@@ -42,6 +45,13 @@
 #   KEEP=1                      keep the work directory (always kept on failure)
 # Exit: 0 all checks passed; 1 a check failed or the guest did not come up.
 set -euo pipefail
+
+# The second kind of guest (issue 14): a debootstrap image booted by systemd, the .deb installed.
+if [ "${1:-}" = --systemd ]; then
+    shift
+    exec "$(dirname "$0")/systemd.sh" "$@"
+fi
+[ $# = 0 ] || { echo "usage: $0 [--systemd]" >&2; exit 2; }
 
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
