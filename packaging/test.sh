@@ -9,7 +9,8 @@
 #  2. The .deb builds (packaging/build-deb.sh: cargo-deb when installed, else dpkg-deb from the
 #     same metadata); with cargo-deb installed, the dpkg-deb fallback must build the same payload.
 #  3. The .deb installs into a clean Debian root (debootstrap --variant=minbase, cached under
-#     target/pkgtest/minbase; set PKGTEST_ROOT to use another clean root): the unit is enabled,
+#     target/pkgtest/minbase by tests/debootstrap-root.sh; set PKGTEST_ROOT to use another clean
+#     root): the unit is enabled,
 #     the git credential block is in /etc/gitconfig, the agent is NOT started even though the root
 #     has /run/systemd/system (a chroot must never start it), a login shell loads the env file.
 #  4. `packaging/install.sh --root` into an empty directory produces the same paths, types and
@@ -92,13 +93,8 @@ fi
 
 # ---- 3. install into a clean root
 base=${PKGTEST_ROOT:-$REPO/target/pkgtest/minbase}
-if [ ! -x "$base/bin/sh" ]; then
-    command -v debootstrap >/dev/null || { bad "no clean root at $base and debootstrap is not installed"; exit 1; }
-    echo "creating a clean root with debootstrap --variant=minbase (cached in $base)"
-    rm -rf "$base.tmp"
-    debootstrap --variant=minbase bookworm "$base.tmp" http://deb.debian.org/debian > "$T/debootstrap.log" 2>&1 \
-        || { tail -5 "$T/debootstrap.log"; bad "debootstrap failed"; exit 1; }
-    mv "$base.tmp" "$base"
+if [ -z "${PKGTEST_ROOT:-}" ]; then
+    tests/debootstrap-root.sh "$base" > /dev/null || { bad "debootstrap failed"; exit 1; }
 fi
 R="$T/root"
 cp -a "$base" "$R"

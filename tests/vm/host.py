@@ -18,6 +18,12 @@ opens AF_VSOCK.
                                     end of stream; otherwise read SIZE bytes, then close
   host.py event FILE NAME PORT      print the first event NAME for PORT in FILE (the JSON lines of
                                     `codespace-agentctl events`); exit 1 if there is none
+  host.py run UDS PORT SECS [hash]  run the shell script on stdin in the guest as root (the
+                                    checker's RUN, killed after SECS); print its output (stdout
+                                    and stderr) and exit with its status. With hash (RUN_HASH):
+                                    print only the SHA-256 of its stdout, its stderr to stderr
+  host.py wait UDS PORT SECS        retry until the checker on PORT answers (it may start after
+                                    the agent), at most SECS seconds
 """
 import hashlib
 import os
@@ -179,6 +185,43 @@ def event(path, name, port):
     return 1
 
 
+def run(uds, port, secs, hashed):
+    import base64
+    import json
+
+    script = base64.b64encode(sys.stdin.buffer.read()).decode()
+    s = hybrid(uds, int(port))
+    s.settimeout(secs + TIMEOUT)
+    s.sendall(("%s %d %s\n" % ("RUN_HASH" if hashed else "RUN", secs, script)).encode())
+    line = read_line(s)
+    s.close()
+    if not line.startswith("OK "):
+        raise RuntimeError("the checker answered %r" % line[:200])
+    if hashed:
+        _, rc, digest, err = line.split(" ", 3)
+        print(digest)
+        sys.stderr.write(json.loads(err))
+    else:
+        _, rc, out = line.split(" ", 2)
+        sys.stdout.write(json.loads(out))
+    return int(rc)
+
+
+def wait(uds, port, secs):
+    deadline = time.monotonic() + secs
+    while True:
+        try:
+            s = hybrid(uds, int(port))
+            s.sendall(b"MODULES\n")
+            read_line(s)
+            s.close()
+            return 0
+        except (OSError, EOFError, RuntimeError) as e:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no answer from the checker on port %s within %d s: %s" % (port, secs, e))
+            time.sleep(0.5)
+
+
 def main(argv):
     if len(argv) >= 4 and argv[1] == "ask":
         ask(argv[2], argv[3], argv[4:])
@@ -192,6 +235,10 @@ def main(argv):
         echo(argv[2], int(argv[3]), half_close=len(argv) == 5)
     elif len(argv) == 5 and argv[1] == "event":
         return event(argv[2], argv[3], int(argv[4]))
+    elif len(argv) in (5, 6) and argv[1] == "run" and argv[5:] in ([], ["hash"]):
+        return run(argv[2], argv[3], int(argv[4]), hashed=len(argv) == 6)
+    elif len(argv) == 5 and argv[1] == "wait":
+        return wait(argv[2], argv[3], int(argv[4]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -32,6 +32,9 @@
 # --no-default-features (no backend_vsock; refused if its --help mentions forward-cid), and
 # vmtest-guest refuses to run unless /proc/cmdline has codespace.vmtest=1 (checked below).
 #
+# `tests/vm/run.sh --systemd` runs the other kind of guest instead: a Debian image booted by
+# systemd with the .deb installed (tests/vm/systemd.sh).
+#
 # Env knobs:
 #   VMTEST_CACHE=target/vmtest  kernel, vhost-device-vsock, work dirs (kept between runs)
 #   BOOT_TIMEOUT=120            seconds for the agent to answer after QEMU starts
@@ -44,113 +47,27 @@
 # Exit: 0 all checks passed; 1 a check failed or the guest did not come up.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE=${VMTEST_CACHE:-$REPO/target/vmtest}
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-120}
-QEMU_TIMEOUT=${QEMU_TIMEOUT:-600}
+# The second kind of guest (issue 14): a debootstrap image booted by systemd, the .deb installed.
+if [ "${1:-}" = --systemd ]; then
+    shift
+    exec "$(dirname "$0")/systemd.sh" "$@"
+fi
+[ $# = 0 ] || { echo "usage: $0 [--systemd]" >&2; exit 2; }
+
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 VM_LONG=${VM_LONG:-0}
 PINGS=${PINGS:-2000}
 FWD_MIB=${FWD_MIB:-64}
 FWD_RUNS=${FWD_RUNS:-3}
-VDV_VERSION=0.3.0
-GUEST_CID=3
-MARKER=codespace.vmtest=1
 
-T_START=$(date +%s%N)
-elapsed() { echo $(( ($(date +%s%N) - T_START) / 1000000 ))ms; }
-log() { echo "[vm $(date +%T)] $*" >&2; }
-die() { log "FAIL: $*"; exit 1; }
-
-for tool in qemu-system-x86_64 cpio gzip python3 readelf; do
-    command -v "$tool" >/dev/null || die "$tool not found (install qemu-system-x86 cpio python3 binutils; .ci/run does)"
-done
-[ -x /bin/busybox ] && ! readelf -l /bin/busybox | grep -q INTERP \
-    || die "/bin/busybox must be the static busybox (apt-get install busybox-static)"
-mkdir -p "$CACHE"/{kernel,tools,third_party}
-
-# ------------------------------------------------------------------ guest kernel (Debian cloud)
-if [ -n "${VM_KERNEL:-}" ]; then
-    vmlinuz=$VM_KERNEL
-    kmoddir=""
-else
-    vmlinuz=$(ls "$CACHE"/kernel/root/boot/vmlinuz-*-cloud-amd64 2>/dev/null | head -1 || true)
-    if [ -z "$vmlinuz" ]; then
-        apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -qq
-        kpkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2}')
-        [ -n "$kpkg" ] || die "cannot resolve linux-image-cloud-amd64"
-        log "downloading $kpkg"
-        rm -rf "$CACHE/kernel/root"
-        (cd "$CACHE/kernel" && apt-get download -qq "$kpkg" 2>/dev/null \
-            && dpkg-deb -x "${kpkg}"_*.deb root && rm -f "${kpkg}"_*.deb)
-        vmlinuz=$(ls "$CACHE"/kernel/root/boot/vmlinuz-*-cloud-amd64 | head -1)
-        # keep only what the VM needs (~15 MB instead of ~106 MB)
-        kv=${vmlinuz##*/vmlinuz-}; km="$CACHE/kernel/root/lib/modules/$kv"
-        mkdir -p "$CACHE/kernel/keep"
-        mv "$km/kernel/drivers/virtio" "$km/kernel/net/vmw_vsock" "$CACHE/kernel/keep/"
-        rm -rf "$km/kernel"; mkdir -p "$km/kernel/drivers" "$km/kernel/net"
-        mv "$CACHE/kernel/keep/virtio" "$km/kernel/drivers/"
-        mv "$CACHE/kernel/keep/vmw_vsock" "$km/kernel/net/"
-        rmdir "$CACHE/kernel/keep"; rm -rf "$CACHE/kernel/root/usr"
-    fi
-    kver=${vmlinuz##*/vmlinuz-}
-    kmoddir="$CACHE/kernel/root/lib/modules/$kver/kernel"
-fi
-
-# ------------------------------------------------------------------ vhost-device-vsock (uds only)
-VDV="$CACHE/tools/bin/vhost-device-vsock"
-if [ ! -x "$VDV" ]; then
-    log "building vhost-device-vsock $VDV_VERSION from its crates.io tarball (--no-default-features)"
-    fetch="$CACHE/third_party/fetch-vdv"
-    mkdir -p "$fetch"
-    cat > "$fetch/Cargo.toml" <<EOF
-[package]
-name = "fetch-vdv"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[lib]
-path = "lib.rs"
-[dependencies]
-vhost-device-vsock = { version = "=$VDV_VERSION", default-features = false }
-[workspace]
-EOF
-    : > "$fetch/lib.rs"
-    (cd "$fetch" && cargo fetch -q)
-    crate=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/vhost-device-vsock-$VDV_VERSION.crate | head -1)
-    src="$CACHE/third_party/vhost-device-vsock-$VDV_VERSION"
-    rm -rf "$src"; tar -xzf "$crate" -C "$CACHE/third_party"
-    # 0.3.0 does not compile without backend_vsock: `path` is already a PathBuf there.
-    sed -i 's/BackendType::UnixDomainSocket(path.trim().to_string())/BackendType::UnixDomainSocket(path)/' "$src/src/main.rs"
-    # The cache lives under this repository's target/: keep the crate out of our workspace.
-    printf '\n[workspace]\n' >> "$src/Cargo.toml"
-    cargo install -q --locked --no-default-features --path "$src" --root "$CACHE/tools" \
-        --target-dir "$CACHE/third_party/vdv-target"
-    rm -rf "$CACHE/third_party/vdv-target"
-fi
-case "$("$VDV" --help 2>&1 || true)" in
-*forward-cid*) die "vhost-device-vsock was built with backend_vsock (AF_VSOCK forwarding); refusing" ;;
-esac
-
-# ------------------------------------------------------------------ builds
-log "building the shipped static agent and codespace-agentctl (packaging/build.sh) + vmtest-guest"
-BIN_DIR=$("$REPO/packaging/build.sh" --example vmtest-guest | tail -1)
-AGENT="$BIN_DIR/codespace-agent"
-GUEST="$BIN_DIR/examples/vmtest-guest"
-CTL="$BIN_DIR/codespace-agentctl"
-for b in "$AGENT" "$GUEST"; do
-    # static glibc: no program interpreter, so it runs in an initramfs without a libc
-    readelf -l "$b" | grep -q INTERP && die "$b is dynamically linked"
-done
-"$AGENT" --version >/dev/null || die "the static agent does not run"
-# The guard must hold on this machine (no marker on our /proc/cmdline): exit 2, no socket opened.
-grc=0; "$GUEST" 2>/dev/null || grc=$?
-[ "$grc" = 2 ] || die "vmtest-guest did not refuse to run outside the VM (exit $grc)"
+vm_tools cpio gzip
+vm_kernel
+vm_vdv
+vm_build
 
 # ------------------------------------------------------------------ initramfs
-mkdir -p "$CACHE/runs"
-# Failed runs keep their work directory for inspection; keep only the 5 newest of those.
-{ ls -1dt "$CACHE"/runs/*/ 2>/dev/null || true; } | tail -n +6 | xargs -r rm -rf
-W=$(mktemp -d "$CACHE/runs/XXXXXX")
+vm_workdir
 IR="$W/initramfs"
 mkdir -p "$IR"/{bin,dev,proc,sys,run,tmp,etc,lib/modules,root,home/codespace,workspaces}
 cp /bin/busybox "$IR/bin/busybox"
@@ -161,43 +78,18 @@ cp "$GUEST" "$IR/bin/vmtest-guest"
 MODS="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
 if [ -n "$kmoddir" ]; then
     for m in $MODS; do
-        f=$(find "$kmoddir" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -1)
-        [ -n "$f" ] || continue # built into the kernel
-        case "$f" in
-        *.xz) xz -dc "$f" > "$IR/lib/modules/$m.ko" ;;
-        *.zst) zstd -qdc "$f" > "$IR/lib/modules/$m.ko" ;;
-        *) cp "$f" "$IR/lib/modules/$m.ko" ;;
-        esac
+        vm_module "$m" "$IR/lib/modules/$m.ko" || true # built into the kernel
     done
-fi
-# vsock_loopback goes in, but not where /init loads modules from: the checker loads it late, to
-# show that even with a loopback transport the agent refuses non-host peer CIDs.
-if [ -n "$kmoddir" ]; then
-    f=$(find "$kmoddir" -name "vsock_loopback.ko*" | head -1)
-    [ -n "$f" ] || die "vsock_loopback module not found in the guest kernel"
-    mkdir -p "$IR/lib/modules/late"
-    case "$f" in
-    *.xz) xz -dc "$f" > "$IR/lib/modules/late/vsock_loopback.ko" ;;
-    *.zst) zstd -qdc "$f" > "$IR/lib/modules/late/vsock_loopback.ko" ;;
-    *) cp "$f" "$IR/lib/modules/late/vsock_loopback.ko" ;;
-    esac
+    # vsock_loopback goes in, but not where /init loads modules from: the checker loads it late,
+    # to show that even with a loopback transport the agent refuses non-host peer CIDs.
+    vm_module vsock_loopback "$IR/lib/modules/late/vsock_loopback.ko" \
+        || die "vsock_loopback module not found in the guest kernel"
 fi
 head -c 32 /dev/urandom > "$W/key"
 install -m 0600 "$W/key" "$IR/etc/codespace-agent/host.key"
-# The package's default config, plus the shared key (the HMAC handshake over vsock), a 2 s
-# heartbeat (the suspend/resume check watches an idle connection come back to life) and the
-# remote user an image builder would set (resolved from /etc/passwd by the static binary).
-sed -e 's|^{$|{\n  "key_file": "/etc/codespace-agent/host.key",\n  "sandbox": { "restricted_fallback": "degrade", "restricted_outbound": false },|' \
-    -e 's|"heartbeat_interval_s": 30,|"heartbeat_interval_s": 2,|' \
-    -e 's|"user": null,|"user": "codespace",|' \
-    -e 's|^  "listen": |  "codespace": { "owner": "octocat", "organization": "octo" },\n  "listen": |' \
-    "$REPO/packaging/etc/codespace-agent/config.jsonc" > "$IR/etc/codespace-agent/config.jsonc"
-grep -q '"key_file"' "$IR/etc/codespace-agent/config.jsonc" \
-    && grep -q '"heartbeat_interval_s": 2,' "$IR/etc/codespace-agent/config.jsonc" \
-    && grep -q '"user": "codespace",' "$IR/etc/codespace-agent/config.jsonc" \
-    && grep -q '"owner": "octocat"' "$IR/etc/codespace-agent/config.jsonc" \
-    && grep -q '"restricted_fallback": "degrade"' "$IR/etc/codespace-agent/config.jsonc" \
-    || die "could not adapt the package's config (key_file, heartbeat_interval_s, user, codespace)"
+# The package's config for a test guest; the 6.1 kernel's tmpfs (where the initramfs lives)
+# cannot be idmapped and busybox has no nft: restricted runs degrade, without outbound.
+vm_agent_config '"restricted_fallback": "degrade", "restricted_outbound": false' > "$IR/etc/codespace-agent/config.jsonc"
 # A second instance that accepts only CID 1000: the host's connection (CID 2) must be refused.
 cat > "$IR/etc/codespace-agent/reject.jsonc" <<'EOF'
 { "listen": "vsock:any:1022", "allowed_cids": [1000], "state_dir": "/run/codespace-agent-reject",
@@ -270,66 +162,9 @@ chmod 0755 "$IR/init"
 (cd "$IR" && find . | cpio -o -H newc --quiet | gzip -1 > "$W/initramfs.cpio.gz")
 
 # ------------------------------------------------------------------ boot
-VPID=; QPID=; EVPID=; BGPID=; FWPID=; FW2PID=
-cleanup() {
-    local rc=$?
-    for p in $FWPID $FW2PID $BGPID $EVPID $QPID $VPID; do kill "$p" 2>/dev/null || true; done
-    for p in $FWPID $FW2PID $BGPID $EVPID $QPID $VPID; do wait "$p" 2>/dev/null || true; done
-    rm -f "$W"/vhost.sock "$W"/vm.vsock "$W"/vm.vsock_* "$W"/mon.sock
-    if [ "$rc" != 0 ]; then
-        log "--- qemu.log"; cat "$W/qemu.log" >&2 2>/dev/null || true
-        log "--- console.log (tail)"; tail -40 "$W/console.log" >&2 2>/dev/null || true
-        log "--- vhost-device-vsock log (tail)"; tail -5 "$W/vdv.log" >&2 2>/dev/null || true
-        log "work directory kept: $W"
-    elif [ "${KEEP:-0}" != 1 ]; then
-        rm -rf "$W"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# uds-path mode only: vhost-device-vsock never opens AF_VSOCK here.
-"$VDV" --vm "guest-cid=$GUEST_CID,socket=$W/vhost.sock,uds-path=$W/vm.vsock" > "$W/vdv.log" 2>&1 &
-VPID=$!
-for _ in $(seq 200); do [ -S "$W/vhost.sock" ] && break; sleep 0.05; done
-[ -S "$W/vhost.sock" ] || die "vhost-device-vsock did not come up: $(cat "$W/vdv.log")"
-
-log "booting the VM (TCG, kernel $(basename "$vmlinuz"))"
-T_BOOT=$(date +%s%N)
-timeout "$QEMU_TIMEOUT" qemu-system-x86_64 \
-    -machine q35,accel=tcg -cpu max -smp 2 -m 512M \
-    -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
-    -chardev socket,id=vsk,path="$W/vhost.sock" -device vhost-user-vsock-pci,chardev=vsk \
-    -kernel "$vmlinuz" -initrd "$W/initramfs.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1 $MARKER" \
-    -monitor unix:"$W/mon.sock",server=on,wait=off \
-    -nodefaults -display none -serial file:"$W/console.log" -no-reboot \
-    < /dev/null > "$W/qemu.log" 2>&1 &
-QPID=$!
-
-# Background jobs run the command itself, not through `ctl`: `ctl ... &` would fork a subshell,
-# and the cleanup trap would kill that subshell by PID while its codespace-agentctl lived on.
-CTL_CMD=("$CTL" --connect "hybrid:$W/vm.vsock:1023" --key-file "$W/key")
-ctl() { "${CTL_CMD[@]}" "$@"; }
-ask() { python3 "$REPO/tests/vm/host.py" ask "$W/vm.vsock" 5000 "$@"; }
-hmp() { python3 "$REPO/tests/vm/host.py" hmp "$W/mon.sock" "$1"; }
-sha() { python3 "$REPO/tests/vm/host.py" sha256 "$1"; }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
-
-# Wait for the agent's first answer, but give up at once if QEMU is gone (bad kernel, panic).
-"${CTL_CMD[@]}" --connect-timeout "$BOOT_TIMEOUT" status > "$W/status0.json" 2> "$W/status0.err" &
-BGPID=$!
-while kill -0 "$BGPID" 2>/dev/null; do
-    if ! kill -0 "$QPID" 2>/dev/null; then
-        die "the guest did not come up: QEMU exited before the agent answered ($(tr '\n' ' ' < "$W/qemu.log"))"
-    fi
-    sleep 0.2
-done
-brc=0; wait "$BGPID" || brc=$?; BGPID=
-[ "$brc" = 0 ] || die "the guest did not come up: no answer from the agent within ${BOOT_TIMEOUT}s ($(cat "$W/status0.err"))"
-BOOT_MS=$(( ($(date +%s%N) - T_BOOT) / 1000000 ))
-log "agent answered ${BOOT_MS} ms after QEMU started"
+EVPID=; FWPID=; FW2PID=
+VM_PIDS=(FWPID FW2PID EVPID)
+vm_boot 512M -initrd "$W/initramfs.cpio.gz" -append "console=ttyS0 quiet panic=-1 $MARKER"
 
 PASS=0; FAIL=0
 check() { # NAME COMMAND...: runs COMMAND, records PASS/FAIL
@@ -348,16 +183,7 @@ check "status over real vsock: handshake, agent id, boot id" \
 check "ping" ctl ping
 
 # 2. token and sealed secrets into the guest's environment
-TOKEN=ghs_vmtestToken0123456789
-printf '%s' "$TOKEN" > "$W/token"
-printf '%s' '{"repositories":{"octo/app":{"contents":"write","metadata":"read"}},"fork_on_push":false,"denied":[]}' > "$W/scope.json"
-declare -A SECRETS=([NPM_TOKEN]=npm_vmtest_value [DB_PASSWORD]="it's \$(not) run")
-python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
-    NPM_TOKEN "${SECRETS[NPM_TOKEN]}" DB_PASSWORD "${SECRETS[DB_PASSWORD]}" > "$W/secrets.json"
-check "token put" ctl token put --token-file "$W/token" --scope-file "$W/scope.json" \
-    --expires-at "$(date -u -d '+8 hours' +%Y-%m-%dT%H:%M:%SZ)"
-check "secrets put (sealed on the host)" ctl secrets put --file "$W/secrets.json"
-check "session create" ctl session create --owner octocat --repository octo/app
+vm_deliver check
 ENV_FILE=/run/codespace-agent/env/environment
 env_has() { # the guest's env file has NAME with this value (compared by SHA-256)
     ask "ENV $ENV_FILE" > "$W/env.out" || return 1
@@ -484,17 +310,6 @@ PY
     has_owner "$W/listener.json"
 }
 check "ports list: $DEV_PORT private, its listener with pid and process" ports_listed
-head -c 48 /dev/urandom > "$W/grant.key"
-start_forward() { # PID_VAR ADDR_VAR NAME LOGIN: `ports forward` on 127.0.0.1:0 (not a subshell:
-    # the PID must reach the cleanup trap)
-    "${CTL_CMD[@]}" ports forward "$DEV_PORT" \
-        --listen 127.0.0.1:0 --as "$4" --orgs octo --grant-key-file "$W/grant.key" \
-        > "$W/$3.out" 2> "$W/$3.err" &
-    printf -v "$1" %s $!
-    for _ in $(seq 300); do [ -s "$W/$3.out" ] && break; sleep 0.1; done
-    local sf_addr; sf_addr=$(json "$W/$3.out" 'd["listening"]') || { cat "$W/$3.err"; return 1; }
-    printf -v "$2" %s "$sf_addr"
-}
 FWD_ADDR=
 forward_echo() {
     start_forward FWPID FWD_ADDR fwd octocat || return 1
@@ -592,12 +407,9 @@ fi
 kill "$FWPID" 2>/dev/null || true; wait "$FWPID" 2>/dev/null || true; FWPID=
 
 # 9. power off
-ask POWEROFF > /dev/null || true
-for _ in $(seq 300); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$QPID" 2>/dev/null; then
+if ! vm_poweroff; then
     FAIL=$((FAIL + 1)); echo "FAIL the VM did not power off by itself"
 else
-    wait "$QPID" 2>/dev/null || true; QPID=
     check "clean power-off" grep -q 'reboot: Power down' "$W/console.log"
 fi
 

@@ -17,11 +17,25 @@
 //! MODULES                  OK <loaded modules whose name contains "vsock">
 //! LISTEN <port>            OK <pid>: a TCP echo listener on 127.0.0.1:<port> in this process
 //!                          (a dev server; the host reaches it only through the agent's forwarder)
-//! POWEROFF                 OK bye, then exit 0 (the init script powers the VM off)
+//! RUN <secs> <base64>      OK <exit status> <JSON string>: the base64-encoded script run by
+//!                          /bin/sh as root, stdout and stderr together (at most 64 KiB, the
+//!                          rest cut); killed with its process group after <secs> (exit 124)
+//! RUN_HASH <secs> <base64> OK <exit status> <sha256 of stdout, trailing newlines removed>
+//!                          <JSON string: stderr>: for scripts whose output holds a secret
+//! POWEROFF                 OK bye, then exit 0 (the init script, or systemd's
+//!                          SuccessAction=poweroff, powers the VM off)
 //! ```
+//!
+//! `RUN` is what the systemd-booted guest's checks are written in (`tests/vm/systemd.sh`): the
+//! host sends shell scripts, so a check is readable next to the others; scripts that touch a
+//! secret print names or hashes only, or go through `RUN_HASH`. The checker answers only the
+//! host (peer CID 2): no other process in the VM gets a root shell from it.
 //!
 //! Besides, vsock port 5001 echoes every connection's bytes: the raw-vsock baseline the host
 //! compares the agent's forward throughput with (same path, no agent, no TCP).
+//!
+//! `vmtest-guest serve PORT` is a dev server instead: a TCP echo listener on 127.0.0.1:PORT until
+//! it is killed (a `postStartCommand` starts it in the systemd-booted guest).
 //!
 //! Safety: refuses to run unless the kernel command line carries `codespace.vmtest=1`, which only
 //! the test VM's has, so it can never open AF_VSOCK on a development or CI machine.
@@ -41,6 +55,10 @@ use tokio_vsock::{VsockAddr, VsockListener, VsockStream, VMADDR_CID_ANY};
 const PORT: u32 = 5000;
 /// The raw-vsock echo port (throughput baseline).
 const ECHO_PORT: u32 = 5001;
+/// The host's CID: the only peer the checker answers.
+const HOST_CID: u32 = 2;
+/// `RUN` output kept (the rest is cut).
+const RUN_OUTPUT_MAX: usize = 64 * 1024;
 /// The kernel command line word that marks the test VM.
 const MARKER: &str = "codespace.vmtest=1";
 
@@ -199,6 +217,96 @@ async fn listen_answer(port: &str) -> String {
     }
 }
 
+/// Runs a base64-encoded script with /bin/sh as root, in a process group of its own that is
+/// killed after `secs`. Returns (exit status, stdout, stderr), or an error line.
+async fn run_script(
+    secs: &str,
+    b64: &str,
+    merge_stderr: bool,
+) -> Result<(i32, Vec<u8>, Vec<u8>), String> {
+    use base64::Engine as _;
+    let secs: u64 = secs
+        .parse()
+        .map_err(|_| "ERR usage: RUN SECS BASE64".to_string())?;
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("ERR bad base64: {e}"))?;
+    let mut text =
+        String::from_utf8(script).map_err(|_| "ERR the script is not UTF-8".to_string())?;
+    if merge_stderr {
+        text.insert_str(0, "exec 2>&1\n");
+    }
+    let child = tokio::process::Command::new("/bin/sh")
+        .args(["-c", &text])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("ERR cannot run /bin/sh: {e}"))?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    match tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output()).await {
+        Ok(Ok(o)) => Ok((o.status.code().unwrap_or(128), o.stdout, o.stderr)),
+        Ok(Err(e)) => Err(format!("ERR {e}")),
+        Err(_) => {
+            // The whole process group the script leads (process_group(0) above), through the
+            // shell's kill builtin (no unsafe code here).
+            if let Some(pgid) = pgid {
+                let _ = std::process::Command::new("/bin/sh")
+                    .args(["-c", &format!("kill -KILL -- -{pgid}")])
+                    .status();
+            }
+            Ok((
+                124,
+                Vec::new(),
+                format!("timed out after {secs} s").into_bytes(),
+            ))
+        }
+    }
+}
+
+fn json_string(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(RUN_OUTPUT_MAX)];
+    serde_json::Value::String(String::from_utf8_lossy(cut).into_owned()).to_string()
+}
+
+async fn run_answer(secs: &str, b64: &str) -> String {
+    match run_script(secs, b64, true).await {
+        Ok((rc, out, _)) => format!("OK {rc} {}", json_string(&out)),
+        Err(line) => line,
+    }
+}
+
+async fn run_hash_answer(secs: &str, b64: &str) -> String {
+    match run_script(secs, b64, false).await {
+        Ok((rc, out, err)) => {
+            let end = out.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1);
+            format!("OK {rc} {} {}", sha256_hex(&out[..end]), json_string(&err))
+        }
+        Err(line) => line,
+    }
+}
+
+/// `vmtest-guest serve PORT`: a dev server (TCP echo on 127.0.0.1:PORT) until killed.
+async fn serve_dev(port: &str) -> io::Result<()> {
+    let port: u16 = port.parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "usage: vmtest-guest serve PORT",
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!(
+        "vmtest-guest: dev server on 127.0.0.1:{port}, pid {}",
+        std::process::id()
+    );
+    loop {
+        let (s, _) = listener.accept().await?;
+        tokio::spawn(echo(s));
+    }
+}
+
 /// Serves one host connection; returns true when the host asked to power off.
 async fn serve(stream: VsockStream) -> io::Result<bool> {
     let (rd, mut wr) = tokio::io::split(stream);
@@ -215,6 +323,8 @@ async fn serve(stream: VsockStream) -> io::Result<bool> {
             ["GREP", file, text @ ..] if !text.is_empty() => grep_answer(file, &text.join(" ")),
             ["MODULES"] => modules_answer(),
             ["LISTEN", port] => listen_answer(port).await,
+            ["RUN", secs, b64] => run_answer(secs, b64).await,
+            ["RUN_HASH", secs, b64] => run_hash_answer(secs, b64).await,
             ["POWEROFF"] => {
                 wr.write_all(b"OK bye\n").await?;
                 wr.flush().await?;
@@ -236,6 +346,12 @@ async fn main() -> io::Result<()> {
         eprintln!("vmtest-guest: refusing to run: not inside the test VM ({MARKER} is not on /proc/cmdline)");
         std::process::exit(2);
     }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [serve, port] = args.as_slice() {
+        if serve == "serve" {
+            return serve_dev(port).await;
+        }
+    }
     let listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, PORT))?;
     let echo_listener = VsockListener::bind(VsockAddr::new(VMADDR_CID_ANY, ECHO_PORT))?;
     tokio::spawn(async move {
@@ -246,6 +362,10 @@ async fn main() -> io::Result<()> {
     eprintln!("vmtest-guest: listening on vsock ports {PORT} and {ECHO_PORT} (echo)");
     loop {
         let (stream, peer) = listener.accept().await?;
+        if peer.cid() != HOST_CID {
+            eprintln!("vmtest-guest: refused a connection from {peer:?} (not the host)");
+            continue;
+        }
         eprintln!("vmtest-guest: connection from {peer:?}");
         match serve(stream).await {
             Ok(true) => return Ok(()),
