@@ -9,6 +9,7 @@
 //!                                         ├─ features:  source, pinning, option injection,
 //!                                         │             well-known and local feature metadata
 //!                                         ├─ values:    environment names, host secrets, credentials
+//!  AuditContext::compose (Compose files) ─┼─ compose:   audit_compose: one report per Compose file
 //!                                         └─ document:  duplicate keys, unknown properties,
 //!                                                       extensions, repository permissions
 //!                                              ▼
@@ -32,6 +33,7 @@
 
 mod ascii;
 mod checks;
+mod compose;
 pub mod credentials;
 pub mod docker_args;
 pub mod environment;
@@ -43,6 +45,7 @@ pub mod suggest;
 
 use serde::Serialize;
 
+use crate::compose::ComposeInput;
 use crate::error::ErrorSink;
 use crate::feature::FeatureMetadata;
 use crate::model::DevContainer;
@@ -51,6 +54,7 @@ use crate::parsed::Parsed;
 use crate::span::{LineIndex, Span};
 use crate::substitute::{substitute_tree, SubstitutionContext};
 
+pub use compose::audit_compose;
 pub use render::{FileReport, ReportError};
 pub use rules::{Rule, RuleId, Severity, RULES};
 
@@ -88,6 +92,9 @@ pub struct AuditContext {
     /// Host environment and folders: when given, the substituted document is audited too and
     /// what only shows after substitution is reported (`${localEnv:X}` that is `/`, ...).
     pub substitution: Option<SubstitutionContext>,
+    /// The Compose files `dockerComposeFile` names, as the caller read them: [`audit_compose`]
+    /// audits them, and [`audit`] no longer reports `compose-not-audited`.
+    pub compose: Option<ComposeInput>,
 }
 
 /// Rules worth re-checking after substitution. Credentials and secret forwarding are not: the
