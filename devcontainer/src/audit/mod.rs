@@ -49,7 +49,7 @@ use crate::compose::ComposeInput;
 use crate::error::ErrorSink;
 use crate::feature::FeatureMetadata;
 use crate::model::DevContainer;
-use crate::node::Node;
+use crate::node::{Member, Node, NodeValue};
 use crate::parsed::Parsed;
 use crate::span::{LineIndex, Span};
 use crate::substitute::{substitute_tree, SubstitutionContext};
@@ -139,14 +139,48 @@ pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> 
     };
     let mut out = Emitter::new(Some(&parsed.lines));
     checks::devcontainer(tree, unknown, &duplicates, ctx, &mut out);
+    // Substitution only changes strings with `${` (decoded: `"\u0024{…}"` counts), and every
+    // rule reads one top-level property at a time: the properties without one would give the
+    // same findings again, which the merge drops. Only the others are substituted and audited.
+    let members = tree.members().unwrap_or_default();
+    let substitutable: Vec<&Member> = members.iter().filter(|m| has_variable(&m.value)).collect();
+    if substitutable.is_empty() {
+        return out.finish();
+    }
     for (sctx, suffix) in substitution_contexts(ctx) {
         let mut ignored = ErrorSink::new();
-        let sub_tree = substitute_tree(tree, &sctx, &mut ignored);
+        let substituted = substitutable
+            .iter()
+            .map(|m| Member {
+                key: m.key.clone(),
+                key_span: m.key_span,
+                value: substitute_tree(&m.value, &sctx, &mut ignored),
+            })
+            .collect();
+        let sub_tree = Node::new(
+            NodeValue::Object(substituted),
+            tree.pointer.clone(),
+            tree.span,
+        );
         let mut extra = Emitter::new(Some(&parsed.lines));
         checks::devcontainer(&sub_tree, &[], &sub_tree.duplicate_keys(), ctx, &mut extra);
         merge_substituted(&mut out.findings, extra.finish(), suffix);
     }
     out.finish()
+}
+
+/// Whether a string in the subtree contains `${` (iterative: trees may be 128 levels deep).
+fn has_variable(node: &Node) -> bool {
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match &n.value {
+            NodeValue::String(s) if s.contains("${") => return true,
+            NodeValue::Array(items) => stack.extend(items),
+            NodeValue::Object(members) => stack.extend(members.iter().map(|m| &m.value)),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The substitutions every document is audited after: the host variables unset (keeping the

@@ -372,6 +372,14 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::High,
         "/runArgs/0",
     ),
+    // only the properties holding `${` are substituted again: a decoded `\u0024{` counts, and
+    // a property without one next to it changes nothing
+    (
+        r#"{"image": "x", "runArgs": ["--cap-add=\u0024{localEnv:X:SYS_ADMIN}"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/runArgs/0",
+    ),
     (
         r#"{"mounts": ["source=${localEnv:DIR:/var/run},target=/r,type=bind"]}"#,
         RuleId::ContainerSocketMount,
