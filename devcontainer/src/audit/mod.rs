@@ -75,10 +75,14 @@ pub struct Finding {
     pub message: String,
 }
 
-/// A local feature (`"./x"` in `features`) whose `devcontainer-feature.json` the caller read.
+/// A feature whose `devcontainer-feature.json` the caller read: a local one (`"./x"` in
+/// `features`), or any other whose metadata it fetched (a third-party feature's own
+/// `privileged: true` is then reported at its key). What the metadata adds, and the
+/// well-known features its `dependsOn` installs, are reported under the feature's key.
 #[derive(Debug, Clone)]
 pub struct LocalFeature {
-    /// The key exactly as written in `features` (e.g. `./my-feature`).
+    /// The key exactly as written in `features` (e.g. `./my-feature`,
+    /// `ghcr.io/acme/features/tool:1`).
     pub key: String,
     /// The parsed `devcontainer-feature.json` (its raw tree).
     pub metadata: Node,
@@ -87,7 +91,8 @@ pub struct LocalFeature {
 /// What the audit knows beyond the file itself.
 #[derive(Debug, Clone, Default)]
 pub struct AuditContext {
-    /// Parsed metadata of local features; what they add is reported under their key.
+    /// Parsed metadata of local features (and of other features the caller fetched); what
+    /// they add is reported under their key.
     pub local_features: Vec<LocalFeature>,
     /// Host environment and folders: when given, the substituted document is audited too and
     /// what only shows after substitution is reported (`${localEnv:X}` that is `/`, ...).
