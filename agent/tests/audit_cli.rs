@@ -296,3 +296,53 @@ fn readme_documents_every_rule() {
         assert!(section.contains(&row), "README lacks the row {row}");
     }
 }
+
+#[test]
+fn compose_files_are_audited_at_their_own_lines() {
+    let (exit, doc) = json(&["compose"]);
+    assert_eq!(exit, 1, "{doc:#}");
+    let files = doc["files"].as_array().unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "compose/.devcontainer/devcontainer.json",
+            "compose/.devcontainer/docker-compose.yml",
+            "compose/.devcontainer/docker-compose.override.yml",
+        ]
+    );
+    // the devcontainer.json no longer says the Compose files were not audited
+    assert!(rules_of(&files[0]).is_empty(), "{:#}", files[0]);
+    let socket = &files[1]["findings"][0];
+    assert_eq!(socket["rule"], "container-socket-mount");
+    assert_eq!(
+        (socket["line"].as_u64(), socket["column"].as_u64()),
+        (Some(14), Some(9))
+    );
+    assert_eq!(socket["pointer"], "/services/app/volumes/0");
+    assert_eq!(rules_of(&files[2]), ["capability"]);
+    let text = stdout(&run(&["compose"]));
+    assert!(
+        text.contains(
+            "compose/.devcontainer/docker-compose.yml:14:9 critical container-socket-mount"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_compose_file_is_an_error_naming_it() {
+    let (exit, doc) = json(&["compose-missing"]);
+    assert_eq!(exit, 2, "{doc:#}");
+    let report = &doc["files"][1];
+    assert_eq!(
+        report["path"],
+        "compose-missing/.devcontainer/docker-compose.yml"
+    );
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message
+            .contains("cannot read Compose file compose-missing/.devcontainer/docker-compose.yml"),
+        "{message}"
+    );
+}

@@ -22,6 +22,7 @@
 //! The crate does no I/O: every entry point takes `&str` or typed values and returns values.
 
 pub mod audit;
+pub mod compose;
 pub mod error;
 pub mod extensions;
 pub mod feature;

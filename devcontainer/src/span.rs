@@ -31,13 +31,23 @@ pub struct LineCol {
     pub column: u32,
 }
 
-/// Maps byte offsets of one text to [`LineCol`]s. Built once per document in O(n).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Maps byte offsets of one text to [`LineCol`]s. The line starts are found (in O(n)) the first
+/// time a position is asked for: a document without findings or errors never needs them.
+#[derive(Debug, Clone)]
 pub struct LineIndex {
     text: String,
-    /// Byte offset of the first byte of each line.
-    line_starts: Vec<usize>,
+    /// Byte offset of the first byte of each line, once asked for.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
+
+impl PartialEq for LineIndex {
+    /// Two indexes are equal when they index the same text (whether built yet or not).
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for LineIndex {}
 
 impl LineIndex {
     /// Index `text`. A line ends after `\n` (so CRLF counts as one line break).
@@ -45,7 +55,7 @@ impl LineIndex {
     pub fn new(text: &str) -> Self {
         Self {
             text: text.to_owned(),
-            line_starts: line_starts(text.as_bytes()),
+            line_starts: std::sync::OnceLock::new(),
         }
     }
 
@@ -57,11 +67,14 @@ impl LineIndex {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = match self.line_starts.binary_search(&offset) {
+        let starts = self
+            .line_starts
+            .get_or_init(|| line_starts(self.text.as_bytes()));
+        let line = match starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i - 1,
         };
-        let start = self.line_starts[line];
+        let start = starts[line];
         let column = self.text[start..offset].chars().count() + 1;
         LineCol {
             line: u32::try_from(line + 1).unwrap_or(u32::MAX),
@@ -162,6 +175,9 @@ mod tests {
         // inside 'ü' clamps back to its start.
         assert_eq!(idx.locate(5), LineCol { line: 2, column: 1 });
         assert_eq!(idx.locate(1000), LineCol { line: 3, column: 1 });
+        // built or not, an index of the same text is the same index
+        assert_eq!(idx, LineIndex::new("ab\r\nü{x\n"));
+        assert_ne!(idx, LineIndex::new("ab"));
     }
 
     #[test]

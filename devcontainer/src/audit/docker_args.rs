@@ -313,6 +313,41 @@ pub const DANGEROUS_CAPABILITIES: &[(&str, &str)] = &[
     ("SYSLOG", "reads kernel addresses from the kernel log"),
 ];
 
+/// Whether a `--device-cgroup-rule` (`TYPE MAJOR:MINOR ACCESS`) covers every device of a kind:
+/// type `a`, a `*` major, or no numbers at all.
+pub fn device_rule_covers_every(rule: &str) -> bool {
+    let mut parts = rule.split_whitespace();
+    let kind = parts.next().unwrap_or_default();
+    let numbers = parts.next().unwrap_or_default();
+    kind == "a" || numbers.starts_with('*') || numbers.is_empty()
+}
+
+/// How a published port (`-p`, `appPort`, Compose `ports`) reaches beyond the host's loopback,
+/// or `None` when it is bound to a loopback address. Forms: `HOST_IP:HOST_PORT:CONTAINER_PORT`,
+/// `HOST_PORT:CONTAINER_PORT`, `CONTAINER_PORT` (a random host port on all interfaces),
+/// `[IPv6]:HOST:CONTAINER`.
+pub fn publish_exposure(spec: &str) -> Option<&'static str> {
+    let spec = spec.trim();
+    let (host_ip, has_host_part) = if let Some(rest) = spec.strip_prefix('[') {
+        (rest.split(']').next().unwrap_or_default(), true)
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.len() {
+            0 | 1 => ("", false),
+            2 => ("", true),
+            _ => (parts[0], true),
+        }
+    };
+    let local = matches!(host_ip, "127.0.0.1" | "::1" | "localhost") || host_ip.starts_with("127.");
+    if local {
+        None
+    } else if has_host_part {
+        Some("listens on all host interfaces")
+    } else {
+        Some("is published on a random host port on all interfaces")
+    }
+}
+
 /// The reason a capability is dangerous, or `None` for the ordinary ones.
 pub fn dangerous_capability(normalised: &str) -> Option<&'static str> {
     DANGEROUS_CAPABILITIES

@@ -171,6 +171,24 @@ pub fn secret_name(name: &str) -> bool {
         || SECRET_SUBSTRINGS.iter().any(|s| upper.contains(s))
 }
 
+/// A host variable whose value is public (`HOME`, `PATH`, ...): copying it into a variable with
+/// a secret-looking name (`"API_TOKEN": "${localEnv:HOME}"`) forwards nothing secret.
+pub(crate) fn public_variable(var: &str) -> bool {
+    matches!(
+        var.to_ascii_uppercase().as_str(),
+        "HOME"
+            | "USER"
+            | "USERNAME"
+            | "USERPROFILE"
+            | "PATH"
+            | "SHELL"
+            | "LANG"
+            | "TZ"
+            | "DISPLAY"
+            | "TERM"
+    )
+}
+
 /// The variable names read by `${localEnv:NAME[:default]}` / `${env:NAME}` in a value, in order.
 pub fn local_env_references(value: &str) -> Vec<&str> {
     let mut out = Vec::new();

@@ -9,6 +9,7 @@
 //!                                         ├─ features:  source, pinning, option injection,
 //!                                         │             well-known and local feature metadata
 //!                                         ├─ values:    environment names, host secrets, credentials
+//!  AuditContext::compose (Compose files) ─┼─ compose:   audit_compose: one report per Compose file
 //!                                         └─ document:  duplicate keys, unknown properties,
 //!                                                       extensions, repository permissions
 //!                                              ▼
@@ -32,6 +33,7 @@
 
 mod ascii;
 mod checks;
+mod compose;
 pub mod credentials;
 pub mod docker_args;
 pub mod environment;
@@ -43,14 +45,16 @@ pub mod suggest;
 
 use serde::Serialize;
 
+use crate::compose::ComposeInput;
 use crate::error::ErrorSink;
 use crate::feature::FeatureMetadata;
 use crate::model::DevContainer;
-use crate::node::Node;
+use crate::node::{Member, Node, NodeValue};
 use crate::parsed::Parsed;
 use crate::span::{LineIndex, Span};
 use crate::substitute::{substitute_tree, SubstitutionContext};
 
+pub use compose::audit_compose;
 pub use render::{FileReport, ReportError};
 pub use rules::{Rule, RuleId, Severity, RULES};
 
@@ -71,10 +75,14 @@ pub struct Finding {
     pub message: String,
 }
 
-/// A local feature (`"./x"` in `features`) whose `devcontainer-feature.json` the caller read.
+/// A feature whose `devcontainer-feature.json` the caller read: a local one (`"./x"` in
+/// `features`), or any other whose metadata it fetched (a third-party feature's own
+/// `privileged: true` is then reported at its key). What the metadata adds, and the
+/// well-known features its `dependsOn` installs, are reported under the feature's key.
 #[derive(Debug, Clone)]
 pub struct LocalFeature {
-    /// The key exactly as written in `features` (e.g. `./my-feature`).
+    /// The key exactly as written in `features` (e.g. `./my-feature`,
+    /// `ghcr.io/acme/features/tool:1`).
     pub key: String,
     /// The parsed `devcontainer-feature.json` (its raw tree).
     pub metadata: Node,
@@ -83,11 +91,15 @@ pub struct LocalFeature {
 /// What the audit knows beyond the file itself.
 #[derive(Debug, Clone, Default)]
 pub struct AuditContext {
-    /// Parsed metadata of local features; what they add is reported under their key.
+    /// Parsed metadata of local features (and of other features the caller fetched); what
+    /// they add is reported under their key.
     pub local_features: Vec<LocalFeature>,
     /// Host environment and folders: when given, the substituted document is audited too and
     /// what only shows after substitution is reported (`${localEnv:X}` that is `/`, ...).
     pub substitution: Option<SubstitutionContext>,
+    /// The Compose files `dockerComposeFile` names, as the caller read them: [`audit_compose`]
+    /// audits them, and [`audit`] no longer reports `compose-not-audited`.
+    pub compose: Option<ComposeInput>,
 }
 
 /// Rules worth re-checking after substitution. Credentials and secret forwarding are not: the
@@ -132,14 +144,48 @@ pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> 
     };
     let mut out = Emitter::new(Some(&parsed.lines));
     checks::devcontainer(tree, unknown, &duplicates, ctx, &mut out);
+    // Substitution only changes strings with `${` (decoded: `"\u0024{…}"` counts), and every
+    // rule reads one top-level property at a time: the properties without one would give the
+    // same findings again, which the merge drops. Only the others are substituted and audited.
+    let members = tree.members().unwrap_or_default();
+    let substitutable: Vec<&Member> = members.iter().filter(|m| has_variable(&m.value)).collect();
+    if substitutable.is_empty() {
+        return out.finish();
+    }
     for (sctx, suffix) in substitution_contexts(ctx) {
         let mut ignored = ErrorSink::new();
-        let sub_tree = substitute_tree(tree, &sctx, &mut ignored);
+        let substituted = substitutable
+            .iter()
+            .map(|m| Member {
+                key: m.key.clone(),
+                key_span: m.key_span,
+                value: substitute_tree(&m.value, &sctx, &mut ignored),
+            })
+            .collect();
+        let sub_tree = Node::new(
+            NodeValue::Object(substituted),
+            tree.pointer.clone(),
+            tree.span,
+        );
         let mut extra = Emitter::new(Some(&parsed.lines));
         checks::devcontainer(&sub_tree, &[], &sub_tree.duplicate_keys(), ctx, &mut extra);
         merge_substituted(&mut out.findings, extra.finish(), suffix);
     }
     out.finish()
+}
+
+/// Whether a string in the subtree contains `${` (iterative: trees may be 128 levels deep).
+fn has_variable(node: &Node) -> bool {
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match &n.value {
+            NodeValue::String(s) if s.contains("${") => return true,
+            NodeValue::Array(items) => stack.extend(items),
+            NodeValue::Object(members) => stack.extend(members.iter().map(|m| &m.value)),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The substitutions every document is audited after: the host variables unset (keeping the

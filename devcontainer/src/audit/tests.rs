@@ -372,6 +372,14 @@ const CASES: &[(&str, RuleId, Severity, &str)] = &[
         Severity::High,
         "/runArgs/0",
     ),
+    // only the properties holding `${` are substituted again: a decoded `\u0024{` counts, and
+    // a property without one next to it changes nothing
+    (
+        r#"{"image": "x", "runArgs": ["--cap-add=\u0024{localEnv:X:SYS_ADMIN}"]}"#,
+        RuleId::Capability,
+        Severity::High,
+        "/runArgs/0",
+    ),
     (
         r#"{"mounts": ["source=${localEnv:DIR:/var/run},target=/r,type=bind"]}"#,
         RuleId::ContainerSocketMount,
@@ -1028,6 +1036,63 @@ fn local_features_report_what_they_add() {
     assert!(own
         .iter()
         .any(|f| f.rule == RuleId::LifecycleCommand && f.pointer == "/entrypoint"));
+}
+
+/// Issue 15: a feature's metadata gives it what it depends on (`dependsOn` docker-in-docker is
+/// privileged), and a third-party feature whose fetched metadata sets `privileged` says so.
+#[test]
+fn feature_metadata_depends_on_and_third_party_privileges() {
+    let cases: &[(&str, &str, &str, RuleId, Severity, &str)] = &[
+        (
+            "./dind-wrapper",
+            r#"{"id": "dind-wrapper", "dependsOn": {"ghcr.io/devcontainers/features/docker-in-docker:2": {}}}"#,
+            r#"{"image": "i", "features": {"./dind-wrapper": {}}}"#,
+            RuleId::FeatureImpliedPrivileges,
+            Severity::High,
+            "local feature `./dind-wrapper` depends on `ghcr.io/devcontainers/features/docker-in-docker:2`",
+        ),
+        (
+            "./socket",
+            r#"{"id": "socket", "dependsOn": {"ghcr.io/devcontainers/features/docker-outside-of-docker:1": {"moby": true}}}"#,
+            r#"{"image": "i", "features": {"./socket": {}}}"#,
+            RuleId::FeatureImpliedPrivileges,
+            Severity::Critical,
+            "depends on `ghcr.io/devcontainers/features/docker-outside-of-docker:1`",
+        ),
+        (
+            "ghcr.io/acme/features/tool:1.2.3",
+            r#"{"id": "tool", "privileged": true}"#,
+            r#"{"image": "i", "features": {"ghcr.io/acme/features/tool:1.2.3": {}}}"#,
+            RuleId::Privileged,
+            Severity::Critical,
+            "feature `ghcr.io/acme/features/tool:1.2.3` adds: `privileged: true`",
+        ),
+    ];
+    for (key, metadata, config, rule, severity, message) in cases {
+        let ctx = AuditContext {
+            local_features: vec![LocalFeature {
+                key: (*key).into(),
+                metadata: parse_feature(metadata).tree.unwrap(),
+            }],
+            ..AuditContext::default()
+        };
+        let findings = audit(&parse_devcontainer(config), &ctx);
+        assert!(
+            findings.iter().any(|f| f.rule == *rule
+                && f.severity == *severity
+                && f.pointer == format!("/features/{}", key.replace('/', "~1"))
+                && f.message.contains(message)),
+            "{key}: {findings:#?}"
+        );
+        // without the metadata, neither is known
+        let plain = audit(&parse_devcontainer(config), &AuditContext::default());
+        assert!(
+            !plain
+                .iter()
+                .any(|f| f.rule == *rule && f.severity == *severity),
+            "{key}"
+        );
+    }
 }
 
 #[test]

@@ -3,12 +3,14 @@
 //! ```text
 //! PATH (file or folder) ─discover─▶ files ─read─▶ parse (devcontainer or feature)
 //!   ─▶ resolve local features (./x → x/devcontainer-feature.json next to the file)
-//!   ─▶ audit ─▶ FileReport per file ─▶ text | json | sarif on stdout ─▶ exit code
+//!   ─▶ read the Compose files of `dockerComposeFile` (relative to the file)
+//!   ─▶ audit ─▶ FileReport per file (and one per Compose file after it)
+//!   ─▶ text | json | sarif on stdout ─▶ exit code
 //! ```
 //!
 //! Exit codes: 0 every file parsed and no finding at or above `--fail-on`; 1 some finding at or
 //! above it; 2 a file could not be read or is not a valid devcontainer.json (its errors are in
-//! the output too). 2 wins over 1. A local feature whose folder is missing is not an error (the
+//! the output too; so does a Compose file that cannot be read). 2 wins over 1. A local feature whose folder is missing is not an error (the
 //! `feature-source` finding says it was not audited); one that exists but is invalid is.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use std::process::ExitCode;
 
 use codespace_devcontainer::audit::render::{self, FileReport, ReportError};
 use codespace_devcontainer::audit::{self, AuditContext, LocalFeature, Severity};
+use codespace_devcontainer::compose::{ComposeInput, ComposeSource};
 use codespace_devcontainer::substitute::SubstitutionContext;
 use codespace_devcontainer::{parse_devcontainer, parse_feature, Diagnostic};
 
@@ -72,7 +75,7 @@ pub fn run(args: &AuditArgs) -> ExitCode {
     let mut reports = Vec::new();
     for path in &args.paths {
         match discover(path) {
-            Ok(files) => reports.extend(files.iter().map(|f| audit_file(f))),
+            Ok(files) => reports.extend(files.iter().flat_map(|f| audit_file(f))),
             Err(message) => reports.push(error_report(path, message)),
         }
     }
@@ -159,13 +162,11 @@ fn to_errors(diagnostics: Vec<Diagnostic>) -> Vec<ReportError> {
         .collect()
 }
 
-fn audit_file(path: &Path) -> FileReport {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => return error_report(path, format!("{} is not UTF-8 text", path.display())),
-        },
-        Err(e) => return error_report(path, format!("cannot read {}: {e}", path.display())),
+/// The report of one file, followed by one per Compose file it names.
+fn audit_file(path: &Path) -> Vec<FileReport> {
+    let text = match read_text(path) {
+        Ok(text) => text,
+        Err(message) => return vec![error_report(path, message)],
     };
     let shown = path.display().to_string();
     let is_feature = path
@@ -173,11 +174,11 @@ fn audit_file(path: &Path) -> FileReport {
         .is_some_and(|n| n.to_string_lossy().ends_with(FEATURE_FILE));
     if is_feature {
         let parsed = parse_feature(&text);
-        return FileReport {
+        return vec![FileReport {
             path: shown,
             findings: audit::audit_feature(&parsed),
             errors: to_errors(parsed.diagnostics()),
-        };
+        }];
     }
     let parsed = parse_devcontainer(&text);
     let mut errors = to_errors(parsed.diagnostics());
@@ -231,11 +232,61 @@ fn audit_file(path: &Path) -> FileReport {
             }
         }
     }
-    FileReport {
+    if let Some(model) = parsed
+        .model
+        .as_ref()
+        .filter(|m| !m.docker_compose_file.is_empty())
+    {
+        ctx.compose = Some(ComposeInput {
+            config_dir: config_dir_in_workspace(path),
+            files: model
+                .docker_compose_file
+                .iter()
+                .map(|name| {
+                    let file = dir.join(&name.value);
+                    ComposeSource {
+                        path: file.display().to_string(),
+                        name: name.value.clone(),
+                        text: std::fs::read(&file)
+                            .map_err(|e| e.to_string())
+                            .and_then(|bytes| {
+                                String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+                            }),
+                    }
+                })
+                .collect(),
+        });
+    }
+    let mut reports = vec![FileReport {
         path: shown,
         findings: audit::audit(&parsed, &ctx),
         errors,
+    }];
+    reports.extend(audit::audit_compose(&parsed, &ctx));
+    reports
+}
+
+/// A file's text, or a message naming it.
+fn read_text(path: &Path) -> Result<String, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// The configuration's folder relative to its workspace folder (`.devcontainer`, or empty).
+fn config_dir_in_workspace(config: &Path) -> String {
+    let (Some(workspace), Ok(absolute)) = (workspace_folder(config), std::path::absolute(config))
+    else {
+        return ".devcontainer".into();
+    };
+    absolute
+        .parent()
+        .and_then(|d| d.strip_prefix(&workspace).ok())
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
 }
 
 /// The folder a configuration belongs to: the parent of `.devcontainer/`, or the folder holding

@@ -2,9 +2,11 @@
 //! users, published ports, Compose.
 
 use super::super::docker_args::{self, RunFlag};
-use super::super::environment::{dangerous_name, local_env_references, secret_name};
-use super::super::mounts::{self, Exposure, MountSpec};
-use super::super::{Emitter, RuleId, Severity};
+use super::super::environment::{
+    dangerous_name, local_env_references, public_variable, secret_name,
+};
+use super::super::mounts::{self, MountSpec};
+use super::super::{AuditContext, Emitter, RuleId, Severity};
 use super::{quoted, strings};
 use crate::node::{Node, NodeValue};
 
@@ -209,11 +211,7 @@ pub(super) fn run_args(root: &Node, out: &mut Emitter<'_>) {
                     .into(),
             ),
             RunFlag::DeviceCgroupRule(rule) => {
-                // `TYPE MAJOR:MINOR ACCESS`: type `a` or a `*` major is every device of a kind.
-                let mut parts = rule.split_whitespace();
-                let kind = parts.next().unwrap_or_default();
-                let numbers = parts.next().unwrap_or_default();
-                let every = kind == "a" || numbers.starts_with('*') || numbers.is_empty();
+                let every = docker_args::device_rule_covers_every(&rule);
                 out.node(
                     RuleId::HostDevice,
                     if every {
@@ -280,7 +278,7 @@ pub(super) fn env_entry(
     }
     if let Some(value) = value {
         for var in local_env_references(value) {
-            if secret_name(var) || secret_name(name) && !var.is_empty() && is_secretish_var(var) {
+            if secret_name(var) || secret_name(name) && !var.is_empty() && !public_variable(var) {
                 out.node(
                     RuleId::HostSecretForwarding,
                     forwarding,
@@ -296,46 +294,9 @@ pub(super) fn env_entry(
     }
 }
 
-/// A host variable whose name alone is not secret-looking but whose destination is
-/// (`"API_TOKEN": "${localEnv:X}"`): anything but the obviously public ones.
-fn is_secretish_var(var: &str) -> bool {
-    !matches!(
-        var.to_ascii_uppercase().as_str(),
-        "HOME"
-            | "USER"
-            | "USERNAME"
-            | "USERPROFILE"
-            | "PATH"
-            | "SHELL"
-            | "LANG"
-            | "TZ"
-            | "DISPLAY"
-            | "TERM"
-    )
-}
-
 fn publish(node: &Node, spec: &str, place: &str, out: &mut Emitter<'_>) {
     let spec = spec.trim();
-    // HOST_IP:HOST_PORT:CONTAINER_PORT, HOST_PORT:CONTAINER_PORT, CONTAINER_PORT (random host port
-    // on all interfaces), [IPv6]:HOST:CONTAINER.
-    let (host_ip, has_host_part) = if let Some(rest) = spec.strip_prefix('[') {
-        (rest.split(']').next().unwrap_or_default().to_string(), true)
-    } else {
-        let parts: Vec<&str> = spec.split(':').collect();
-        match parts.len() {
-            0 | 1 => (String::new(), false),
-            2 => (String::new(), true),
-            _ => (parts[0].to_string(), true),
-        }
-    };
-    let local = matches!(host_ip.as_str(), "127.0.0.1" | "::1" | "localhost")
-        || host_ip.starts_with("127.");
-    if !local {
-        let what = if has_host_part {
-            "listens on all host interfaces"
-        } else {
-            "is published on a random host port on all interfaces"
-        };
+    if let Some(what) = docker_args::publish_exposure(spec) {
         out.node(
             RuleId::AppPortAllInterfaces,
             Severity::Medium,
@@ -415,39 +376,9 @@ fn mount_exposure(
             );
         }
     }
-    let Some(exposure) = mounts::classify_source(source) else {
-        return;
-    };
-    match exposure {
-        Exposure::ContainerSocket { path, what } => out.node(
-            RuleId::ContainerSocketMount,
-            Severity::Critical,
-            node,
-            format!("{place} exposes {what} ({})", quoted(&path)),
-        ),
-        Exposure::HostPath { path, what, root } => out.node(
-            RuleId::HostPathMount,
-            if root {
-                Severity::Critical
-            } else {
-                Severity::High
-            },
-            node,
-            format!("{place} exposes {what} ({})", quoted(&path)),
-        ),
-        Exposure::OutsideWorkspace { path } => out.node(
-            RuleId::HostPathMount,
-            if workspace {
-                Severity::High
-            } else {
-                Severity::Medium
-            },
-            node,
-            format!(
-                "{place} source {} is outside the workspace folder",
-                quoted(&path)
-            ),
-        ),
+    if let Some(exposure) = mounts::classify_source(source) {
+        let (rule, severity, what) = mounts::rate(&exposure, workspace);
+        out.node(rule, severity, node, format!("{place} {what}"));
     }
 }
 
@@ -501,14 +432,18 @@ pub(super) fn ports(root: &Node, out: &mut Emitter<'_>) {
     }
 }
 
-/// `dockerComposeFile`: the isolation settings live elsewhere.
-pub(super) fn compose(root: &Node, out: &mut Emitter<'_>) {
+/// `dockerComposeFile`: the isolation settings live elsewhere; said unless the caller passed the
+/// Compose files in (then `audit_compose` audits them).
+pub(super) fn compose(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
+    if ctx.compose.is_some() {
+        return;
+    }
     if let Some(node) = root.get("dockerComposeFile") {
         out.node(
             RuleId::ComposeNotAudited,
             Severity::Info,
             node,
-            "the container is defined by Docker Compose; privileged mode, mounts and host networking in the Compose files are not audited here".into(),
+            "the container is defined by Docker Compose and the Compose files were not read; privileged mode, mounts and host networking in them are not audited".into(),
         );
     }
 }

@@ -215,16 +215,19 @@ pub(super) fn features(root: &Node, ctx: &AuditContext, out: &mut Emitter<'_>) {
             );
         }
         options(key, node, out);
-        if source == Source::Local {
-            if let Some(local) = ctx.local_features.iter().find(|f| same_local(&f.key, key)) {
-                local_feature(
-                    key,
-                    member.key_span.or(node.span),
-                    node,
-                    &local.metadata,
-                    out,
-                );
-            }
+        // Metadata the caller read: a local feature's, or any other feature's it fetched.
+        let metadata = ctx.local_features.iter().find(|f| match source {
+            Source::Local => same_local(&f.key, key),
+            _ => f.key == key,
+        });
+        if let Some(metadata) = metadata {
+            let what = if source == Source::Local {
+                "local feature"
+            } else {
+                "feature"
+            };
+            let span = member.key_span.or(node.span);
+            feature_metadata(what, key, span, node, &metadata.metadata, out);
         }
     }
 }
@@ -330,8 +333,11 @@ const ADDED_BY_FEATURE: &[RuleId] = &[
     RuleId::EmbeddedCredential,
 ];
 
-/// Audits a local feature's metadata and reports what it adds at the feature's key.
-fn local_feature(
+/// Audits a feature's metadata and reports what it adds at the feature's key, including the
+/// well-known features its `dependsOn` installs (the CLI installs them too and merges their
+/// metadata, so a dependency on docker-in-docker makes the container privileged).
+fn feature_metadata(
+    what: &str,
     key: &str,
     span: Option<crate::span::Span>,
     node: &Node,
@@ -351,12 +357,31 @@ fn local_feature(
             &node.pointer,
             span,
             format!(
-                "local feature {} adds: {} (devcontainer-feature.json {})",
+                "{what} {} adds: {} (devcontainer-feature.json {})",
                 quoted(key),
                 finding.message,
                 quoted_pointer(&finding.pointer)
             ),
         );
+    }
+    let Some(deps) = metadata.get("dependsOn") else {
+        return;
+    };
+    for dep in deps.effective_members() {
+        let (_, _, id) = classify(&dep.key);
+        if let Some((_, severity, adds)) = WELL_KNOWN.iter().find(|(name, _, _)| *name == id) {
+            out.at(
+                RuleId::FeatureImpliedPrivileges,
+                *severity,
+                &node.pointer,
+                span,
+                format!(
+                    "{what} {} depends on {} (devcontainer-feature.json `dependsOn`), which {adds}",
+                    quoted(key),
+                    quoted(&dep.key)
+                ),
+            );
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) fn devcontainer(
     container::workspace_mount(root, out);
     container::users(root, out);
     container::ports(root, out);
-    container::compose(root, out);
+    container::compose(root, ctx, out);
     commands::lifecycle(root, true, out);
     features::features(root, ctx, out);
     values::environment(root, out);
@@ -95,7 +95,7 @@ fn all_members(root: &Node) -> Vec<&Member> {
 
 /// Quotes a user-controlled name for a message, cut to a readable length. A text holding a
 /// credential is replaced by its redaction, so no message can carry a secret.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     const MAX: usize = 80;
     if let Some(hit) = super::credentials::find_credentials(text)
         .into_iter()

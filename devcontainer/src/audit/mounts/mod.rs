@@ -21,6 +21,41 @@ mod classify;
 
 pub use classify::{classify, classify_source, normalise, Exposure, NormalPath, Root};
 
+/// The rule, severity and description (`exposes … (path)`) of what a mount source exposes.
+/// `workspace`: the mount is the workspace mount, whose source must stay inside the workspace.
+pub(crate) fn rate(
+    exposure: &Exposure,
+    workspace: bool,
+) -> (crate::audit::RuleId, crate::audit::Severity, String) {
+    use crate::audit::checks::quoted;
+    use crate::audit::{RuleId, Severity};
+    match exposure {
+        Exposure::ContainerSocket { path, what } => (
+            RuleId::ContainerSocketMount,
+            Severity::Critical,
+            format!("exposes {what} ({})", quoted(path)),
+        ),
+        Exposure::HostPath { path, what, root } => (
+            RuleId::HostPathMount,
+            if *root {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            format!("exposes {what} ({})", quoted(path)),
+        ),
+        Exposure::OutsideWorkspace { path } => (
+            RuleId::HostPathMount,
+            if workspace {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            format!("source {} is outside the workspace folder", quoted(path)),
+        ),
+    }
+}
+
 /// A mount's parts, as far as the audit cares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountSpec {

@@ -3,7 +3,7 @@
 //! (`sh -c CODE`, `python -c CODE`, `pwsh -Command CODE`).
 
 /// Programs that fetch content from the network.
-const DOWNLOADERS: &[&str] = &[
+pub(super) const DOWNLOADERS: &[&str] = &[
     "curl",
     "wget",
     "wget2",

