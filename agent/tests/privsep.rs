@@ -292,12 +292,27 @@ fn a_split_install_serves_through_the_privileged_socket_and_survives_a_network_r
         let mut buf = [0u8; 1];
         assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "a root peer was answered");
     }
+    // The network side is its unit's main process: it tells systemd it is ready itself, after
+    // it confined itself (its filter refuses new Unix sockets).
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    std::os::unix::fs::chown(&notify_path, Some(64990), Some(64990)).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     for round in 0..2 {
         let network = side("run", &format!("network{round}.log"))
+            .env("NOTIFY_SOCKET", &notify_path)
             .uid(64990)
             .gid(64990)
             .spawn()
             .unwrap();
+        let mut buf = [0u8; 256];
+        let n = notify
+            .recv(&mut buf)
+            .expect("no READY=1 from the network side");
+        let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(said.contains("READY=1"), "{said}");
         let agent = Agent {
             dir: tempfile::TempDir::new_in(dir.path()).unwrap(),
             child: Some(network),

@@ -14,7 +14,7 @@
 # Checks (one line each, `PASS <name>: …` or `FAIL <name>: …`; the evidence of a failure follows
 # on stderr, indented): unit-active, host-connect, daemon-hardened, trusted-sudo,
 # restricted-contained, login-shell-env, git-credential, journal-clean,
-# restart-keeps-dev-server, stop-drains. Guest-side commands are shell scripts the host sends to
+# restart-keeps-dev-server, restart-privileged-keeps-dev-server, stop-drains. Guest-side commands are shell scripts the host sends to
 # the checker (RUN, tests/vm/guest/main.rs); scripts that touch a secret print only names, or
 # only a hash (RUN_HASH).
 #
@@ -282,6 +282,30 @@ EOF
     echo "systemctl restart: agent PID $(kv "$W/restart.txt" old) -> $(kv "$W/restart.txt" new), ready (active (running)); the host reconnected; the dev server (PID $DEV_PID) kept running, listed by the new agent and echoing through a ports forward"
 }
 check restart-keeps-dev-server restart_keeps_dev_server
+
+# What a package upgrade does (postinst restarts the privileged unit, which restarts the network
+# side with it): the privileged side's cgroup must stay startable while the dev server it
+# started lives on (a run cgroup below the unit's made the next start fail with 219/CGROUP).
+restart_privileged_keeps_dev_server() {
+    [ -n "${DEV_PID:-}" ] || { echo "no dev server from the previous check"; return 1; }
+    gsh 90 > "$W/restart2.txt" <<EOF
+echo "old=\$(systemctl show -p MainPID --value codespace-agent-privileged)"
+systemctl restart codespace-agent-privileged; echo "restart=\$?"
+for i in \$(seq 30); do systemctl is-active -q codespace-agent && break; sleep 1; done
+echo "new=\$(systemctl show -p MainPID --value codespace-agent-privileged)"
+echo "network=\$(systemctl is-active codespace-agent)"
+kill -0 $DEV_PID && echo dev=alive
+EOF
+    cat "$W/restart2.txt"
+    [ "$(kv "$W/restart2.txt" restart)" = 0 ] || { echo "systemctl restart codespace-agent-privileged failed"; return 1; }
+    [ "$(kv "$W/restart2.txt" network)" = active ] || { echo "the network side did not come back"; return 1; }
+    [ "$(kv "$W/restart2.txt" old)" != "$(kv "$W/restart2.txt" new)" ] || { echo "the privileged side did not restart"; return 1; }
+    [ "$(kv "$W/restart2.txt" dev)" = alive ] || { echo "the dev server (pid $DEV_PID) died with the restart"; return 1; }
+    ctl --connect-timeout 60 status > "$W/status2.json" || { echo "the host could not reconnect"; return 1; }
+    wait_port_pid "$DEV_PID" || return 1
+    echo "systemctl restart codespace-agent-privileged: privileged PID $(kv "$W/restart2.txt" old) -> $(kv "$W/restart2.txt" new), the network side back, the host reconnected, the dev server (PID $DEV_PID) kept running and listed"
+}
+check restart-privileged-keeps-dev-server restart_privileged_keeps_dev_server
 
 stop_drains() {
     local limit ms

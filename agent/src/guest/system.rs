@@ -87,10 +87,29 @@ pub fn sd_notify(state: &str) -> std::io::Result<Notified> {
     Ok(Notified::Sent)
 }
 
+/// The datagram socket notifications leave from, made before the network side confines itself
+/// (its filter refuses new Unix sockets): see [`prepare_notify`].
+static NOTIFY: std::sync::OnceLock<std::os::unix::net::UnixDatagram> = std::sync::OnceLock::new();
+
+/// Makes the notification socket now, while this process may still create Unix sockets.
+pub fn prepare_notify() -> std::io::Result<()> {
+    if NOTIFY.get().is_none() {
+        let _ = NOTIFY.set(std::os::unix::net::UnixDatagram::unbound()?);
+    }
+    Ok(())
+}
+
 /// Sends one notification datagram to `target`.
 pub fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
     use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let sock = UnixDatagram::unbound()?;
+    let made;
+    let sock = match NOTIFY.get() {
+        Some(s) => s,
+        None => {
+            made = UnixDatagram::unbound()?;
+            &made
+        }
+    };
     if let Some(name) = target.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
         let addr = SocketAddr::from_abstract_name(name.as_bytes())?;

@@ -83,8 +83,10 @@ pub fn confine_started_unprivileged() -> Result<(), ConfineError> {
     }
     let have = t::capabilities(None).map_err(step("capget"))?;
     let kept = have.permitted & CapabilitySet::DAC_READ_SEARCH;
-    // The unit's filter refuses capset (@privileged); it is needed only to drop something.
-    if have.permitted != kept || have.effective != kept || !have.inheritable.is_empty() {
+    // The unit's filter refuses capset (@privileged); it is needed only to drop something. (An
+    // inheritable bit, which AmbientCapabilities= sets, gives nothing once the ambient set is
+    // empty: this process cannot exec.)
+    if have.permitted != kept || have.effective != kept {
         set_only(kept)?;
     } else {
         t::clear_ambient_capability_set().map_err(step("clear the ambient set"))?;

@@ -130,6 +130,13 @@ pub fn connect(path: &std::path::Path, wait: std::time::Duration) -> Result<Role
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
         }
     };
+    // READY=1 is this process's to send (it is the unit's main process), after confinement.
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        crate::guest::system::prepare_notify().map_err(|e| SplitError::Connect {
+            path: path.to_owned(),
+            source: e,
+        })?;
+    }
     confine::confine_started_unprivileged().map_err(SplitError::Confine)?;
     let client = Arc::new(MonitorClient::new(sock));
     let _ = SEPARATED.set(Separated {
