@@ -19,8 +19,11 @@ cleanup() {
 trap cleanup EXIT
 
 head -c 32 /dev/urandom > "$DIR/key"
-"$BIN/codespace-agent" run --listen "unix:$DIR/agent.sock" --state-dir "$DIR/state" --key-file "$DIR/key" \
-    2> "$DIR/agent.log" &
+# As root the agent forks its network side, which runs as `network_user` (the package creates
+# `codespace-agent`; here a uid of its own that owns nothing, as the tests use).
+printf '{ "network_user": "64990:64990" }\n' > "$DIR/config.jsonc"
+"$BIN/codespace-agent" run --config "$DIR/config.jsonc" --listen "unix:$DIR/agent.sock" \
+    --state-dir "$DIR/state" --key-file "$DIR/key" 2> "$DIR/agent.log" &
 AGENT_PID=$!
 ctl() { "$BIN/codespace-agentctl" --connect "unix:$DIR/agent.sock" --key-file "$DIR/key" "$@"; }
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
