@@ -14,7 +14,8 @@
 # Checks (one line each, `PASS <name>: …` or `FAIL <name>: …`; the evidence of a failure follows
 # on stderr, indented): unit-active, host-connect, daemon-hardened, trusted-sudo,
 # restricted-contained, login-shell-env, git-credential, journal-clean,
-# restart-keeps-dev-server, restart-privileged-keeps-dev-server, stop-drains. Guest-side commands are shell scripts the host sends to
+# restart-keeps-dev-server, restart-privileged-keeps-dev-server, privileged-crash-recovers,
+# stop-drains. Guest-side commands are shell scripts the host sends to
 # the checker (RUN, tests/vm/guest/main.rs); scripts that touch a secret print only names, or
 # only a hash (RUN_HASH).
 #
@@ -306,6 +307,30 @@ EOF
     echo "systemctl restart codespace-agent-privileged: privileged PID $(kv "$W/restart2.txt" old) -> $(kv "$W/restart2.txt" new), the network side back, the host reconnected, the dev server (PID $DEV_PID) kept running and listed"
 }
 check restart-privileged-keeps-dev-server restart_privileged_keeps_dev_server
+
+# A crash of the privileged side (SIGKILL): systemd restarts it, the network side, stopped with it
+# (BindsTo=), comes back with it (Wants=), and the host reconnects.
+privileged_crash_recovers() {
+    gsh 90 > "$W/crash.txt" <<EOF
+old=\$(systemctl show -p MainPID --value codespace-agent-privileged)
+echo "old=\$old"
+kill -KILL "\$old"
+sleep 2
+for i in \$(seq 40); do
+    new=\$(systemctl show -p MainPID --value codespace-agent-privileged)
+    [ "\$new" != 0 ] && [ "\$new" != "\$old" ] && systemctl is-active -q codespace-agent && break
+    sleep 1
+done
+echo "new=\$(systemctl show -p MainPID --value codespace-agent-privileged)"
+echo "network=\$(systemctl is-active codespace-agent)"
+EOF
+    cat "$W/crash.txt"
+    [ "$(kv "$W/crash.txt" network)" = active ] || { echo "the network side did not come back after the crash"; return 1; }
+    [ "$(kv "$W/crash.txt" old)" != "$(kv "$W/crash.txt" new)" ] || { echo "the privileged side was not restarted"; return 1; }
+    ctl --connect-timeout 60 status > "$W/status3.json" || { echo "the host could not reconnect"; return 1; }
+    echo "SIGKILL to the privileged side (PID $(kv "$W/crash.txt" old)): restarted as PID $(kv "$W/crash.txt" new), the network side back, the host reconnected"
+}
+check privileged-crash-recovers privileged_crash_recovers
 
 stop_drains() {
     local limit ms
