@@ -116,11 +116,10 @@ pub struct LaunchSpec {
 
 impl std::fmt::Debug for LaunchSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("LaunchSpec")
             .field("strength", &self.strength)
             .field("user", &self.user)
-            .field("env_names", &names)
+            .field("env", &crate::guest::sandbox::env::EnvNames(&self.env))
             .field("cwd", &self.cwd)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -319,6 +318,15 @@ mod tests {
             },
             facts: None,
         }
+    }
+
+    #[test]
+    fn a_spec_debugs_names_never_values() {
+        let mut spec = spec(std::path::Path::new("/w"), Duration::from_secs(1));
+        spec.env.push(("API_KEY".into(), "s3cr3t-value".into()));
+        let text = format!("{spec:?} {spec:#?}");
+        assert!(text.contains("API_KEY"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 
     #[tokio::test]

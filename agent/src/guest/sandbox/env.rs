@@ -24,6 +24,18 @@ pub fn is_dangerous(name: &str) -> bool {
         })
 }
 
+/// An environment shown by its names only: the `Debug` of every type that holds variables
+/// (which may be secrets or the token) goes through this, so `{:?}` never prints a value.
+pub struct EnvNames<'a>(pub &'a [(String, String)]);
+
+impl std::fmt::Debug for EnvNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
 /// Builds the final environment, in order, without duplicates.
 pub fn build(
     user: &ResolvedUser,
@@ -134,5 +146,28 @@ mod tests {
         ));
         // GITHUB_TOKEN is the token's own name, not a hijack: allowed when the caller passes it.
         assert!(build(&user(), "/bin", "C", &pairs(&[("GITHUB_TOKEN", "t")])).is_ok());
+    }
+
+    #[test]
+    fn a_spec_debugs_names_never_values() {
+        let spec = super::super::SandboxSpec {
+            profile: super::super::SandboxProfile::Trusted,
+            user: user(),
+            env: pairs(&[("API_KEY", "s3cr3t-value"), ("GITHUB_TOKEN", "ghu_tok3n")]),
+            cwd: "/w".into(),
+            workspace: "/w".into(),
+            state_dir: "/run/agent".into(),
+            limits: super::super::Limits::default(),
+            restricted: super::super::world::WorldConfig::default(),
+        };
+        let text = format!("{spec:?} {spec:#?}");
+        assert!(
+            text.contains("API_KEY") && text.contains("GITHUB_TOKEN"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("tok3n"),
+            "{text}"
+        );
     }
 }

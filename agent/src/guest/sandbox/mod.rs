@@ -152,8 +152,9 @@ impl Default for Limits {
     }
 }
 
-/// Everything a run needs.
-#[derive(Debug, Clone)]
+/// Everything a run needs. Its `Debug` shows the environment's names only (values may be
+/// secrets).
+#[derive(Clone)]
 pub struct SandboxSpec {
     /// Trusted or restricted.
     pub profile: SandboxProfile,
@@ -172,6 +173,21 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// Restricted runs: where the restricted principal's world lives and how strict it is.
     pub restricted: world::WorldConfig,
+}
+
+impl std::fmt::Debug for SandboxSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxSpec")
+            .field("profile", &self.profile)
+            .field("user", &self.user)
+            .field("env", &env::EnvNames(&self.env))
+            .field("cwd", &self.cwd)
+            .field("workspace", &self.workspace)
+            .field("state_dir", &self.state_dir)
+            .field("limits", &self.limits)
+            .field("restricted", &self.restricted)
+            .finish()
+    }
 }
 
 /// Why a command could not be started. Never contains an environment value.
