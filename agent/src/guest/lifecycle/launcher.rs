@@ -48,25 +48,9 @@ impl Program {
     }
 }
 
-/// The sandbox strength (never "blocked": a blocked run never reaches a launcher).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strength {
-    /// The user's normal abilities minus the agent's state, vsock and kernel attack surface.
-    Trusted,
-    /// The strict sandbox.
-    Restricted,
-}
-
-impl Strength {
-    /// The strength a policy-authorized profile runs at (anything but trusted: restricted).
-    pub fn of(profile: &codespace_policy::lifecycle::RunProfile) -> Self {
-        match profile.profile {
-            codespace_policy::lifecycle::Profile::Trusted => Self::Trusted,
-            _ => Self::Restricted,
-        }
-    }
-}
+/// The sandbox strength: the policy's trust (never "blocked": a blocked run never reaches a
+/// launcher).
+pub use codespace_policy::lifecycle::Trust;
 
 /// Who the command runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +80,7 @@ pub struct LaunchLimits {
 #[derive(Clone)]
 pub struct LaunchSpec {
     /// Sandbox strength.
-    pub strength: Strength,
+    pub strength: Trust,
     /// User.
     pub user: RunAs,
     /// The complete environment (may hold secrets: no `Debug`).
@@ -297,7 +281,7 @@ mod tests {
 
     fn spec(dir: &std::path::Path, timeout: Duration) -> LaunchSpec {
         LaunchSpec {
-            strength: Strength::Restricted,
+            strength: Trust::Restricted,
             user: RunAs {
                 name: "me".into(),
                 uid: rustix::process::geteuid().as_raw(),

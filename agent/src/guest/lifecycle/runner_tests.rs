@@ -2,14 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::guest::lifecycle::launcher::{LaunchLimits, PlainLauncher, RunAs, Strength};
+use crate::guest::lifecycle::launcher::{LaunchLimits, PlainLauncher, RunAs, Trust};
 use crate::guest::lifecycle::plan::{plan, RunPhase};
 use std::path::Path;
 use tokio::sync::broadcast;
 
 fn spec(dir: &Path, timeout: Duration) -> LaunchSpec {
     LaunchSpec {
-        strength: Strength::Restricted,
+        strength: Trust::Restricted,
         user: RunAs {
             name: "me".into(),
             uid: 0,

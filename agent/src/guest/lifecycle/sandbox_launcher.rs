@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::env::base_env;
 use super::launcher::{
-    ExitReport, LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program, Strength,
+    ExitReport, LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program,
 };
 use crate::guest::sandbox::world::WorldConfig;
-use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxProfile, SandboxSpec};
+use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxSpec};
 
 /// Spawns through the sandbox.
 #[derive(Debug, Clone)]
@@ -47,10 +47,7 @@ impl Launcher for SandboxLauncher {
             .cloned()
             .collect();
         let sspec = SandboxSpec {
-            profile: match spec.strength {
-                Strength::Trusted => SandboxProfile::Trusted,
-                Strength::Restricted => SandboxProfile::Restricted,
-            },
+            profile: spec.strength,
             user: ResolvedUser {
                 uid: spec.user.uid,
                 gid: spec.user.gid,

@@ -35,7 +35,7 @@ use crate::guest::detect::owner::OwnerResolver;
 use crate::guest::detect::RawListener;
 use crate::guest::firewall::Firewall;
 use crate::guest::lifecycle::launcher::{
-    LaunchLimits, LaunchSpec, Launcher, OutputPipe, Program, RunAs, Strength,
+    LaunchLimits, LaunchSpec, Launcher, OutputPipe, Program, RunAs, Trust,
 };
 use crate::guest::sandbox::netns::NetSocket;
 use crate::guest::transport::Listener;
@@ -294,8 +294,8 @@ impl Monitor {
         let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
         let sandbox = &self.config.sandbox;
         let allowed = match l.strength {
-            Strength::Restricted => l.user == sandbox.restricted_user,
-            Strength::Trusted => {
+            Trust::Restricted => l.user == sandbox.restricted_user,
+            Trust::Trusted => {
                 let configured = sandbox.default_user.as_ref().or(self.config.user.as_ref());
                 match configured {
                     Some(c) => &l.user == c || sandbox.trusted_users.contains(&l.user),
@@ -315,7 +315,7 @@ impl Monitor {
                 l.user
             )));
         }
-        if l.strength == Strength::Trusted {
+        if l.strength == Trust::Trusted {
             let facts = l
                 .facts
                 .as_ref()
@@ -363,10 +363,10 @@ impl Monitor {
     }
 }
 
-fn strength_name(s: Strength) -> &'static str {
+fn strength_name(s: Trust) -> &'static str {
     match s {
-        Strength::Trusted => "trusted",
-        Strength::Restricted => "restricted",
+        Trust::Trusted => "trusted",
+        Trust::Restricted => "restricted",
     }
 }
 
@@ -572,7 +572,7 @@ mod tests {
         Setup { dir, monitor }
     }
 
-    fn launch(strength: Strength, user: &str, access: Option<&str>) -> Request {
+    fn launch(strength: Trust, user: &str, access: Option<&str>) -> Request {
         Request::Launch(Box::new(Launch {
             strength,
             user: user.into(),
@@ -605,14 +605,14 @@ mod tests {
         // The network side asks for trusted with facts that make the run restricted.
         let (r, fds) = s
             .monitor
-            .handle(launch(Strength::Trusted, "me", Some("read")), &[]);
+            .handle(launch(Trust::Trusted, "me", Some("read")), &[]);
         assert!(refused(&r).contains("no-write-access"), "{r:?}");
         assert!(fds.is_empty());
         // ... or with no facts at all.
-        let (r, _) = s.monitor.handle(launch(Strength::Trusted, "me", None), &[]);
+        let (r, _) = s.monitor.handle(launch(Trust::Trusted, "me", None), &[]);
         assert!(refused(&r).contains("without trust facts"), "{r:?}");
         // A fork's pull request is not trusted either, even with write access.
-        let mut l = launch(Strength::Trusted, "me", Some("admin"));
+        let mut l = launch(Trust::Trusted, "me", Some("admin"));
         if let Request::Launch(l) = &mut l {
             if let Some(f) = l.facts.as_mut() {
                 f.pull_request_from_fork = true;
@@ -627,11 +627,11 @@ mod tests {
         let mut s = setup(r#""user": "codespace""#);
         for (strength, user) in [
             // Restricted runs are the restricted principal's, never root or the creator's.
-            (Strength::Restricted, "root"),
-            (Strength::Restricted, "codespace"),
+            (Trust::Restricted, "root"),
+            (Trust::Restricted, "codespace"),
             // Trusted runs are the configured user's (or a listed trusted user's).
-            (Strength::Trusted, "root"),
-            (Strength::Trusted, "codespace-restricted"),
+            (Trust::Trusted, "root"),
+            (Trust::Trusted, "codespace-restricted"),
         ] {
             let (r, _) = s.monitor.handle(launch(strength, user, Some("write")), &[]);
             assert!(
@@ -647,7 +647,7 @@ mod tests {
         let mut s = setup("");
         let (r, fds) = s
             .monitor
-            .handle(launch(Strength::Trusted, "me", Some("write")), &[]);
+            .handle(launch(Trust::Trusted, "me", Some("write")), &[]);
         assert!(matches!(r, Reply::Launched { .. }), "{r:?}");
         let mut fds = fds.into_iter();
         let (exit, out) = (fds.next().unwrap(), fds.next().unwrap());

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::guest::firewall::FirewallStatus;
-use crate::guest::lifecycle::launcher::Strength;
+use crate::guest::lifecycle::launcher::Trust;
 
 /// What the network side asks for.
 #[derive(Serialize, Deserialize)]
@@ -81,7 +81,7 @@ pub const MAX_OWNER_QUERIES: usize = 4096;
 #[serde(deny_unknown_fields)]
 pub struct Launch {
     /// Trusted or restricted.
-    pub strength: Strength,
+    pub strength: Trust,
     /// The account it runs as (checked against the principals, then resolved again from
     /// `/etc/passwd` by the privileged side: uid, gid, home and shell are never taken from here).
     pub user: String,
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn a_launch_does_not_show_its_environment_values() {
         let l = Launch {
-            strength: Strength::Trusted,
+            strength: Trust::Trusted,
             user: "codespace".into(),
             env: vec![("GITHUB_TOKEN".into(), "ghu_secretvalue".into())],
             cwd: "/w".into(),

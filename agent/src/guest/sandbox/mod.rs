@@ -16,7 +16,7 @@
 //!   timeout ─► TERM process group ─ grace ─ KILL process group ─ kill cgroup ─ reap
 //! ```
 //!
-//! Profiles ([`SandboxProfile`], from the policy's [`RunProfile`]):
+//! Profiles ([`SandboxProfile`]: the policy's `Trust`):
 //!
 //! | layer | trusted | restricted |
 //! |---|---|---|
@@ -75,7 +75,6 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 
-use codespace_policy::lifecycle::{Profile, RunProfile};
 use serde::Serialize;
 
 pub use self::account::ResolvedUser;
@@ -96,37 +95,9 @@ pub enum Program {
     Exec(Vec<String>),
 }
 
-/// The sandbox strength.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxProfile {
-    /// The user's normal abilities, minus the state directory and the kernel-attack surface.
-    Trusted,
-    /// The strict sandbox for untrusted repositories.
-    Restricted,
-}
-
-impl SandboxProfile {
-    /// The profile for a policy decision (`Blocked` never reaches a run: `None`).
-    pub fn from_policy(profile: Profile) -> Option<Self> {
-        match profile {
-            Profile::Trusted => Some(Self::Trusted),
-            Profile::Restricted => Some(Self::Restricted),
-            Profile::Blocked => None,
-        }
-    }
-}
-
-impl From<&RunProfile> for SandboxProfile {
-    /// A [`RunProfile`] is never blocked (the policy's `authorize` guarantees it); anything but
-    /// trusted maps to restricted, the safe side.
-    fn from(run: &RunProfile) -> Self {
-        match run.profile {
-            Profile::Trusted => Self::Trusted,
-            _ => Self::Restricted,
-        }
-    }
-}
+/// The sandbox strength: the policy's [`Trust`](codespace_policy::lifecycle::Trust) under the
+/// sandbox's name (`Blocked` never reaches a run).
+pub use codespace_policy::lifecycle::Trust as SandboxProfile;
 
 /// Resource limits of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
