@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::AsyncRead;
 
+use crate::guest::user::Account;
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,21 +54,6 @@ impl Program {
 /// launcher).
 pub use codespace_policy::lifecycle::Trust;
 
-/// Who the command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunAs {
-    /// User name (for `USER`).
-    pub name: String,
-    /// Uid.
-    pub uid: u32,
-    /// Primary gid.
-    pub gid: u32,
-    /// Home directory.
-    pub home: PathBuf,
-    /// Login shell.
-    pub shell: PathBuf,
-}
-
 /// Resource limits handed to the launcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaunchLimits {
@@ -82,7 +69,7 @@ pub struct LaunchSpec {
     /// Sandbox strength.
     pub strength: Trust,
     /// User.
-    pub user: RunAs,
+    pub user: Account,
     /// The complete environment (may hold secrets: no `Debug`).
     pub env: Vec<(String, String)>,
     /// Working directory.
@@ -282,7 +269,7 @@ mod tests {
     fn spec(dir: &std::path::Path, timeout: Duration) -> LaunchSpec {
         LaunchSpec {
             strength: Trust::Restricted,
-            user: RunAs {
+            user: Account {
                 name: "me".into(),
                 uid: rustix::process::geteuid().as_raw(),
                 gid: rustix::process::getegid().as_raw(),

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::env::{self, SecretSource, SecretValues};
-use super::launcher::{LaunchLimits, LaunchSpec, RunAs, Trust};
+use super::launcher::{LaunchLimits, LaunchSpec, Trust};
 use super::output::BoundedLog;
 use super::plan::{plan, RunPhase};
 use super::redact::Needles;
@@ -33,6 +33,7 @@ use super::runlogs::RunLogs;
 use super::runner::{CommandResult, RunInput, RunOutcome, Runner};
 use super::settings::LifecycleConfig;
 use crate::guest::service::EventSink;
+use crate::guest::user::{self, Account};
 use crate::guest::vault::TOKEN_VARIABLE;
 use crate::wire::Event;
 
@@ -222,7 +223,7 @@ impl LifecycleService {
         &self,
         model: &DevContainer,
         strength: Trust,
-    ) -> Result<(RunAs, Option<IgnoredUser>), LifecycleError> {
+    ) -> Result<(Account, Option<IgnoredUser>), LifecycleError> {
         let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
         let named = model
             .remote_user
@@ -230,7 +231,7 @@ impl LifecycleService {
             .or(model.container_user.as_ref())
             .map(|l| l.value.clone());
         let resolve = |who: &str| {
-            env::lookup_user(&passwd, who).ok_or_else(|| {
+            user::find(&passwd, who).ok_or_else(|| {
                 LifecycleError::InvalidArgument(format!(
                     "user {who:?} does not exist in {}",
                     self.passwd.display()
@@ -241,8 +242,8 @@ impl LifecycleService {
             Some(who) => resolve(who),
             None => {
                 let uid = crate::guest::privsep::agent_uid();
-                Ok(env::lookup_user(&passwd, &uid.to_string())
-                    .unwrap_or_else(|| env::numeric_user(uid)))
+                Ok(user::find(&passwd, &uid.to_string())
+                    .unwrap_or_else(|| Account::unnamed(uid, uid)))
             }
         };
         let ignored = |reason: &'static str| {
@@ -308,7 +309,7 @@ impl LifecycleService {
     pub(crate) fn launch_spec(
         &self,
         strength: Trust,
-        user: RunAs,
+        user: Account,
         env: Vec<(String, String)>,
         workspace: &Path,
         timeout: Option<Duration>,

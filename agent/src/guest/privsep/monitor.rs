@@ -35,10 +35,11 @@ use crate::guest::detect::owner::OwnerResolver;
 use crate::guest::detect::RawListener;
 use crate::guest::firewall::Firewall;
 use crate::guest::lifecycle::launcher::{
-    LaunchLimits, LaunchSpec, Launcher, OutputPipe, Program, RunAs, Trust,
+    LaunchLimits, LaunchSpec, Launcher, OutputPipe, Program, Trust,
 };
 use crate::guest::sandbox::netns::NetSocket;
 use crate::guest::transport::Listener;
+use crate::guest::user::{self, Account};
 use crate::guest::vault::envfile::{self, Owner};
 
 /// The privileged side's state.
@@ -289,7 +290,7 @@ impl Monitor {
     }
 
     /// The principal and policy rules of a launch; the account to run as.
-    fn check_launch(&self, l: &Launch) -> Result<RunAs, Reply> {
+    fn check_launch(&self, l: &Launch) -> Result<Account, Reply> {
         let refuse = |reason: String| Reply::Refused { reason };
         let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
         let sandbox = &self.config.sandbox;
@@ -301,7 +302,7 @@ impl Monitor {
                     Some(c) => &l.user == c || sandbox.trusted_users.contains(&l.user),
                     // No configured user: the agent's own account (and the trusted list).
                     None => {
-                        crate::guest::lifecycle::env::lookup_user(&passwd, &l.user)
+                        user::find(&passwd, &l.user)
                             .is_some_and(|u| u.uid == rustix::process::geteuid().as_raw())
                             || sandbox.trusted_users.contains(&l.user)
                     }
@@ -322,16 +323,9 @@ impl Monitor {
                 .ok_or_else(|| refuse("a trusted run without trust facts".into()))?;
             self.check_trusted(facts).map_err(refuse)?;
         }
-        crate::guest::lifecycle::env::lookup_user(&passwd, &l.user)
-            .or_else(|| {
-                // A numeric principal (UID or UID:GID) without a passwd entry.
-                crate::guest::user::resolve(&l.user, &self.passwd)
-                    .ok()
-                    .map(|o| RunAs {
-                        gid: o.gid,
-                        ..crate::guest::lifecycle::env::numeric_user(o.uid)
-                    })
-            })
+        user::find(&passwd, &l.user)
+            // A numeric principal (UID or UID:GID) without a passwd entry.
+            .or_else(|| Account::numeric(&l.user))
             .ok_or_else(|| {
                 refuse(format!(
                     "user {:?} does not exist in {}",

@@ -10,7 +10,8 @@
 use codespace_policy::secrets::DANGEROUS_NAMES;
 
 use super::rules::BASE_ENVIRONMENT;
-use super::{ResolvedUser, SandboxError};
+use super::SandboxError;
+use crate::guest::user::Account;
 
 /// Whether `name` matches one of the policy's dangerous-name patterns (case-insensitive; a
 /// pattern ending in `*` is a prefix).
@@ -38,7 +39,7 @@ impl std::fmt::Debug for EnvNames<'_> {
 
 /// Builds the final environment, in order, without duplicates.
 pub fn build(
-    user: &ResolvedUser,
+    user: &Account,
     path: &str,
     lang: &str,
     extra: &[(String, String)],
@@ -77,8 +78,8 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn user() -> ResolvedUser {
-        ResolvedUser {
+    fn user() -> Account {
+        Account {
             uid: 1000,
             gid: 1000,
             name: "vscode".into(),

@@ -52,7 +52,6 @@
 //!   the creator runs it; the startup files and `.git` configuration and hooks are out of its
 //!   reach ([`world`]).
 
-pub mod account;
 pub mod cgroup;
 pub mod cgroup_janitor;
 pub mod cgroup_layout;
@@ -77,13 +76,14 @@ use std::sync::{OnceLock, RwLock};
 
 use serde::Serialize;
 
-pub use self::account::ResolvedUser;
 pub use self::cgroup::LimitEvents;
 pub use self::config::{RawSandboxConfig, SandboxConfig};
 pub use self::landlock::LandlockApplied;
 pub use self::process::{ExitReport, SandboxedChild};
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
-use crate::guest::user::UserError;
+/// The run user: the agent's one account type, under the sandbox's name.
+pub use crate::guest::user::Account as ResolvedUser;
+use crate::guest::user::Account;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub struct SandboxSpec {
     /// Trusted or restricted.
     pub profile: SandboxProfile,
     /// The user the command runs as (root is refused for restricted).
-    pub user: ResolvedUser,
+    pub user: Account,
     /// Caller variables after the base ones (remoteEnv after substitution; secrets and the
     /// token only when the profile allows). Dangerous names are refused.
     pub env: Vec<(String, String)>,
@@ -171,9 +171,6 @@ pub enum SandboxError {
         /// The user name.
         name: String,
     },
-    /// The run user could not be resolved.
-    #[error("run user: {0}")]
-    User(#[from] UserError),
     /// A caller variable hijacks execution.
     #[error("environment variable {name:?} is refused: it can hijack execution (LD_*, BASH_ENV, PATH, GIT_*, ...)")]
     DangerousEnvName {
