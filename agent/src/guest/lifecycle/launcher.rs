@@ -17,38 +17,12 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::io::AsyncRead;
 
 use crate::guest::user::Account;
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Program {
-    /// Run through `/bin/sh -c`.
-    Shell(String),
-    /// Exec this argv directly (no shell).
-    Exec(Vec<String>),
-}
-
-impl Program {
-    /// The argv that is exec'd.
-    pub fn argv(&self) -> Vec<String> {
-        match self {
-            Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-            Self::Exec(a) => a.clone(),
-        }
-    }
-
-    /// `shell` or `exec`, as reported.
-    pub fn form(&self) -> &'static str {
-        match self {
-            Self::Shell(_) => "shell",
-            Self::Exec(_) => "exec",
-        }
-    }
-}
+/// What to run, and how it ended: the sandbox's types, which every launcher shares.
+pub use crate::guest::sandbox::{ExitReport, Program};
 
 /// The sandbox strength: the policy's trust (never "blocked": a blocked run never reaches a
 /// launcher).
@@ -94,31 +68,6 @@ impl std::fmt::Debug for LaunchSpec {
             .field("cwd", &self.cwd)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
-    }
-}
-
-/// How a command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ExitReport {
-    /// Exit code, if it exited.
-    pub code: Option<i32>,
-    /// Terminating signal, if killed.
-    pub signal: Option<i32>,
-    /// Whether the timeout fired.
-    pub timed_out: bool,
-    /// From start to exit.
-    #[serde(serialize_with = "millis")]
-    pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
-}
-
-impl ExitReport {
-    /// Exited 0 and did not time out.
-    pub fn success(&self) -> bool {
-        self.code == Some(0) && !self.timed_out
     }
 }
 

@@ -27,16 +27,12 @@ use codespace_policy::ReasonCode as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::channel;
-use super::proto::{
-    ExitWire, FactsWire, Launch, OwnerWire, ProgramWire, Reply, Request, MAX_OWNER_QUERIES,
-};
+use super::proto::{ExitWire, FactsWire, Launch, OwnerWire, Reply, Request, MAX_OWNER_QUERIES};
 use crate::guest::config::AgentConfig;
 use crate::guest::detect::owner::OwnerResolver;
 use crate::guest::detect::RawListener;
 use crate::guest::firewall::Firewall;
-use crate::guest::lifecycle::launcher::{
-    LaunchLimits, LaunchSpec, Launcher, OutputPipe, Program, Trust,
-};
+use crate::guest::lifecycle::launcher::{LaunchLimits, LaunchSpec, Launcher, OutputPipe, Trust};
 use crate::guest::sandbox::netns::NetSocket;
 use crate::guest::transport::Listener;
 use crate::guest::user::{self, Account};
@@ -252,10 +248,7 @@ impl Monitor {
             },
             facts: None,
         };
-        let program = match l.program {
-            ProgramWire::Shell(s) => Program::Shell(s),
-            ProgramWire::Exec(a) => Program::Exec(a),
-        };
+        let program = l.program;
         let _rt = self.runtime.enter();
         let launched = self
             .launcher
@@ -521,7 +514,7 @@ pub fn owners_by_inode(owners: Vec<OwnerWire>) -> HashMap<u64, crate::guest::det
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::guest::lifecycle::launcher::PlainLauncher;
+    use crate::guest::lifecycle::launcher::{PlainLauncher, Program};
     use crate::guest::privsep::proto::{SocketRef, MAX_OWNER_QUERIES};
 
     struct Setup {
@@ -575,7 +568,7 @@ mod tests {
             workspace: "/".into(),
             timeout_ms: 10_000,
             grace_ms: 100,
-            program: ProgramWire::Shell("echo launched; exit 3".into()),
+            program: Program::Shell("echo launched; exit 3".into()),
             facts: access.map(|a| FactsWire {
                 creator_access: codespace_policy::repo::AccessLevel::parse(a).unwrap(),
                 pull_request_from_fork: false,

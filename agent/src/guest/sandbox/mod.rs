@@ -85,14 +85,34 @@ use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
 pub use crate::guest::user::Account as ResolvedUser;
 use crate::guest::user::Account;
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to run: the one command type of the runner, the launchers, the privileged side's wire
+/// (`{"form": "shell"|"exec", "argv": ..}`) and the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "form", content = "argv", rename_all = "snake_case")]
 pub enum Program {
     /// A devcontainer string command: `/bin/sh -c STRING`.
     Shell(String),
     /// A devcontainer array command: executed directly, no shell (`argv[0]` is looked up in the
     /// sandbox's `PATH` when it has no `/`).
     Exec(Vec<String>),
+}
+
+impl Program {
+    /// The argv that is exec'd.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Self::Exec(a) => a.clone(),
+        }
+    }
+
+    /// `shell` or `exec`, as reported.
+    pub fn form(&self) -> &'static str {
+        match self {
+            Self::Shell(_) => "shell",
+            Self::Exec(_) => "exec",
+        }
+    }
 }
 
 /// The sandbox strength: the policy's [`Trust`](codespace_policy::lifecycle::Trust) under the
