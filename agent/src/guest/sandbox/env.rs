@@ -3,27 +3,16 @@
 //! allows them; the caller decides which, this module decides how).
 //!
 //! A caller variable whose name hijacks execution (`LD_PRELOAD`, `BASH_ENV`, `PATH`, `GIT_*`,
-//! ... — the policy's [`DANGEROUS_NAMES`]) is refused with an error naming it, never dropped
-//! silently; so is a name that cannot be a variable (empty, `=` or NUL). A later caller
+//! ... — the shared list, [`codespace_policy::secrets::DANGEROUS_NAMES`]) is refused with an
+//! error naming it, never dropped silently; so is a name that cannot be a variable (empty, `=`
+//! or NUL). A later caller
 //! variable replaces an earlier one and the base `LANG`; values are never in errors.
 
-use codespace_policy::secrets::DANGEROUS_NAMES;
+use codespace_policy::secrets::dangerous_reason;
 
 use super::rules::BASE_ENVIRONMENT;
 use super::SandboxError;
 use crate::guest::user::Account;
-
-/// Whether `name` matches one of the policy's dangerous-name patterns (case-insensitive; a
-/// pattern ending in `*` is a prefix).
-pub fn is_dangerous(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    DANGEROUS_NAMES
-        .iter()
-        .any(|(pattern, _)| match pattern.strip_suffix('*') {
-            Some(prefix) => upper.starts_with(prefix),
-            None => upper == *pattern,
-        })
-}
 
 /// An environment shown by its names only: the `Debug` of every type that holds variables
 /// (which may be secrets or the token) goes through this, so `{:?}` never prints a value.
@@ -62,7 +51,7 @@ pub fn build(
         if value.contains('\0') {
             return Err(SandboxError::InvalidEnvValue { name: name.clone() });
         }
-        if is_dangerous(name) {
+        if dangerous_reason(name).is_some() {
             return Err(SandboxError::DangerousEnvName { name: name.clone() });
         }
         match env.iter_mut().find(|(n, _)| n == name) {
