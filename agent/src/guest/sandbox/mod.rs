@@ -81,6 +81,7 @@ pub use self::config::{RawSandboxConfig, SandboxConfig};
 pub use self::landlock::LandlockApplied;
 pub use self::process::{ExitReport, SandboxedChild};
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
+
 /// The run user: the agent's one account type, under the sandbox's name.
 pub use crate::guest::user::Account as ResolvedUser;
 use crate::guest::user::Account;
