@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod compose;
+pub mod env_names;
 pub mod error;
 pub mod extensions;
 pub mod feature;

@@ -18,12 +18,13 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::document::OrgPolicy;
-use crate::extensions::{self, Trust};
+use crate::extensions;
 use crate::grant::{self, PullRequest, RequestTarget, RequestedEntry, TokenRequest};
 use crate::input::{
     self, array, boolean, child_index, child_key, integer, nullable, one_of, string, Field,
     FieldError, InputErrors, Obj,
 };
+use crate::lifecycle::Trust;
 use crate::lifecycle::{self, LifecycleFacts};
 use crate::ports::{self, CodespaceIdentity, PortDenyReason, Principal, Visibility};
 use crate::registry::{self, PortEvent, PortEventRejection};

@@ -22,6 +22,7 @@ use codespace_devcontainer::{ExtensionRef, ExtensionVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Authorized, ReasonCode};
+use crate::lifecycle::Trust;
 
 /// Why a pattern of the organization policy is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,16 +101,6 @@ pub struct ExtensionPolicy {
     pub deny: Vec<ExtensionPattern>,
     /// Whether `.vsix` files may be installed.
     pub allow_vsix: bool,
-}
-
-/// The repository's trust, as decided elsewhere (the lifecycle profile or the host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trust {
-    /// Trusted repository.
-    Trusted,
-    /// Restricted (fork, untrusted, no write access...).
-    Restricted,
 }
 
 /// Why a requested extension is refused (stable kebab-case codes).

@@ -23,7 +23,19 @@ use crate::decision::{Authorized, ReasonCode};
 use crate::document::{LifecycleSetting, OrgPolicy};
 use crate::repo::{AccessLevel, RepoName};
 
-/// The profile lifecycle commands get.
+/// How far the repository is trusted: the strength of the sandbox its commands run in (the
+/// lifecycle decision's profile when it is not blocked). The agent's launcher, sandbox and
+/// extension policy all speak this one type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trust {
+    /// The user's normal abilities, with secrets and the token.
+    Trusted,
+    /// The strict sandbox, without secrets or token (fork, untrusted, no write access, ...).
+    Restricted,
+}
+
+/// The profile lifecycle commands get: a [`Trust`], or blocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
@@ -100,11 +112,11 @@ pub enum TokenAccess {
     Full,
 }
 
-/// What the runner may do: the profile to run under (never blocked).
+/// What the runner may do: the trust to run under (never blocked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunProfile {
     /// Trusted or restricted.
-    pub profile: Profile,
+    pub trust: Trust,
     /// Inject secrets.
     pub secrets: bool,
     /// Token access.
@@ -148,29 +160,35 @@ pub fn decide(facts: &LifecycleFacts, policy: Option<&OrgPolicy>) -> LifecycleDe
 }
 
 impl LifecycleDecision {
-    fn run_profile(&self) -> RunProfile {
-        RunProfile {
-            profile: self.profile,
-            secrets: self.secrets,
-            token: self.token,
+    /// The trust of the profile; `None` when blocked.
+    pub fn trust(&self) -> Option<Trust> {
+        match self.profile {
+            Profile::Trusted => Some(Trust::Trusted),
+            Profile::Restricted => Some(Trust::Restricted),
+            Profile::Blocked => None,
         }
     }
 
     /// The profile the runner may use now; `None` when blocked.
     pub fn authorize(&self) -> Option<Authorized<RunProfile>> {
-        (self.profile != Profile::Blocked).then(|| Authorized::new(self.run_profile()))
+        self.trust().map(|trust| {
+            Authorized::new(RunProfile {
+                trust,
+                secrets: self.secrets,
+                token: self.token,
+            })
+        })
     }
 
     /// The profile after the creator approved a blocked run: restricted, never trusted.
     pub fn approved_by_creator(&self) -> Authorized<RunProfile> {
-        match self.profile {
-            Profile::Blocked => Authorized::new(RunProfile {
-                profile: Profile::Restricted,
+        self.authorize().unwrap_or_else(|| {
+            Authorized::new(RunProfile {
+                trust: Trust::Restricted,
                 secrets: false,
                 token: TokenAccess::None,
-            }),
-            _ => Authorized::new(self.run_profile()),
-        }
+            })
+        })
     }
 }
 
@@ -279,7 +297,14 @@ mod tests {
                 }
             );
             assert_eq!(d.authorize().is_none(), profile == Profile::Blocked);
-            assert_ne!(d.approved_by_creator().profile, Profile::Blocked);
+            assert_eq!(
+                d.approved_by_creator().trust,
+                if trusted {
+                    Trust::Trusted
+                } else {
+                    Trust::Restricted
+                }
+            );
             if profile != Profile::Trusted {
                 assert!(!d.approved_by_creator().secrets);
             }

@@ -46,10 +46,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::ReasonCode;
 
-mod dangerous;
 mod select;
 
-pub use dangerous::DANGEROUS_NAMES;
+pub use codespace_devcontainer::env_names::{dangerous_reason, DANGEROUS_NAMES};
 
 pub use select::{
     select, InjectionFacts, RejectedSecret, SecretLevel, SecretMeta, SecretRejection,
@@ -119,19 +118,6 @@ pub fn check_name(name: &str, extra_deny: &[String]) -> Result<(), SecretNameRej
         return Err(SecretNameRejection::DangerousName);
     }
     Ok(())
-}
-
-/// Why `name` is on the fixed deny list ([`DANGEROUS_NAMES`]): the reason of the first entry
-/// that matches, case-insensitively; `None` when no entry does.
-///
-/// This looks at the name only, without the other rules of [`check_name`], so the environment
-/// file's writer can ask it about every name it writes, `GITHUB_TOKEN` included.
-pub fn dangerous_reason(name: &str) -> Option<&'static str> {
-    let upper = name.to_ascii_uppercase();
-    DANGEROUS_NAMES
-        .iter()
-        .find(|(pattern, _)| pattern_matches(pattern, &upper))
-        .map(|(_, why)| *why)
 }
 
 #[cfg(test)]
@@ -302,34 +288,30 @@ mod tests {
         }
     }
 
-    /// Every entry is upper case (the agent's sandbox compares upper-cased names with the
-    /// patterns as written), has a reason, is live (its example is refused for it), unique,
-    /// and not shadowed: no other entry matches it, so removing it would change something and
-    /// its reason is the one reported.
+    /// Every entry of the shared list is refused as a secret name, the audit's too (the list
+    /// itself is checked where it lives, `codespace_devcontainer::env_names`).
     #[test]
-    fn every_dangerous_entry_is_upper_case_live_unique_and_unshadowed() {
-        let mut seen = std::collections::HashSet::new();
-        for (pattern, why) in DANGEROUS_NAMES {
-            assert!(seen.insert(*pattern), "duplicate {pattern}");
-            assert!(!why.is_empty(), "{pattern} has no reason");
-            assert_eq!(
-                *pattern,
-                pattern.to_ascii_uppercase(),
-                "{pattern} not upper case"
-            );
+    fn every_dangerous_entry_is_refused() {
+        for (_, pattern, _) in DANGEROUS_NAMES {
             let example = pattern.replace('*', "X");
             assert_eq!(
                 check_name(&example, &[]),
                 Err(SecretNameRejection::DangerousName),
                 "{pattern}"
             );
-            assert_eq!(dangerous_reason(&example), Some(*why), "{pattern}");
-            for (other, _) in DANGEROUS_NAMES.iter().filter(|(o, _)| o != pattern) {
-                assert!(
-                    !pattern_matches(other, &example),
-                    "{pattern} is shadowed by {other}"
-                );
-            }
+        }
+        // Names the audit flagged and this policy once let through.
+        for name in [
+            "BASH_FUNC_X",
+            "DYLD_INSERT_LIBRARIES",
+            "HOSTALIASES",
+            "RUBYOPT",
+        ] {
+            assert_eq!(
+                check_name(name, &[]),
+                Err(SecretNameRejection::DangerousName),
+                "{name}"
+            );
         }
     }
 
@@ -339,8 +321,8 @@ mod tests {
             dangerous_reason("random"),
             DANGEROUS_NAMES
                 .iter()
-                .find(|(p, _)| *p == "RANDOM")
-                .map(|(_, why)| *why)
+                .find(|(_, p, _)| *p == "RANDOM")
+                .map(|(_, _, why)| *why)
         );
         assert!(dangerous_reason("npm_config_script_shell").is_some());
         assert_eq!(dangerous_reason("GITHUB_TOKEN"), None);

@@ -11,23 +11,24 @@
 //!
 //! | `lifecycle_run`, `extensions_install`, `config_watch`, `restricted_kill` | see [`super::lifecycle`] | long-running [`Job`]s |
 //!
-//! Anything else is answered `unsupported`. Every failure is a [`HandlerError`], turned into a
+//! Requests arrive parsed ([`Request`], [`super::request`]). Anything else is answered
+//! `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
 use super::config::CodespaceIdentity;
 use super::health::HealthSampler;
+use super::job::Job;
 use super::lifecycle::LifecycleService;
 use super::ports::forward::ForwardContext;
 use super::ports::PortsService;
+use super::request::{LifecycleRequest, Named, PortsRequest, Request, ServiceRequest};
 use super::service::{SecretsService, ServiceError, SessionKind};
-use crate::wire::{ErrorCode, Request, WireError};
+use crate::wire::{ErrorCode, WireError};
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,49 +71,16 @@ pub struct AgentFacts {
     pub started: Instant,
 }
 
-/// Request types served without the secrets service.
-const BASE_CAPABILITIES: &[&str] = &["ping", "status", "events", "heartbeat"];
-/// Request types the secrets service adds.
-const SERVICE_CAPABILITIES: &[&str] = &["token_put", "secrets_put", "session", "sealed_secrets_v1"];
+/// What every agent announces besides its requests: the event stream and its heartbeat.
+const BASE_FEATURES: &[&str] = &["events", "heartbeat"];
+/// What the secrets service announces besides its requests: the sealed-secrets format.
+const SERVICE_FEATURES: &[&str] = &["sealed_secrets_v1"];
+/// What the port service announces besides its requests: `forward` connections.
+const PORTS_FEATURES: &[&str] = &["forward"];
 
 /// A section of `status` supplied by another part of the agent (port detection, firewall):
 /// called on every `status` request, on the blocking pool, so it may take a lock.
 pub type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
-/// A long-running request: its own deadline (not the agent's `request_timeout`) and the work,
-/// polled on the connection's task so the connection keeps serving other requests.
-pub struct Job {
-    /// How long the work may take.
-    pub deadline: Duration,
-    /// The work.
-    pub work: Pin<Box<dyn Future<Output = Result<Value, WireError>> + Send>>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("deadline", &self.deadline)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Job {
-    /// A job with a deadline.
-    pub fn new(
-        deadline: Duration,
-        work: impl Future<Output = Result<Value, WireError>> + Send + 'static,
-    ) -> Self {
-        Self {
-            deadline,
-            work: Box::pin(work),
-        }
-    }
-
-    /// A job whose result is already known (a field error).
-    pub fn ready(result: Result<Value, WireError>) -> Self {
-        Self::new(Duration::from_secs(1), std::future::ready(result))
-    }
-}
-
 /// Routes requests to their handlers.
 pub struct Dispatcher {
     facts: AgentFacts,
@@ -177,68 +145,58 @@ impl Dispatcher {
 
     /// A long-running request becomes a [`Job`]; any other is handed back for [`Self::handle`].
     pub fn start_job(&self, req: Request) -> Result<Job, Request> {
-        let Some(lifecycle) = &self.lifecycle else {
-            return Err(req);
-        };
-        if !super::lifecycle::CAPABILITIES.contains(&req.kind.as_str()) {
-            return Err(req);
+        match (req, &self.lifecycle) {
+            (Request::Lifecycle(kind, fields), Some(lifecycle)) => {
+                let identity = self.lock_codespace().clone();
+                Ok(lifecycle.job(kind, fields, &identity))
+            }
+            (req, _) => Err(req),
         }
-        let identity = self.lock_codespace().clone();
-        let kind = req.kind;
-        Ok(lifecycle
-            .job(&kind, req.fields, &identity)
-            .unwrap_or_else(|| Job::ready(Err(HandlerError::Unsupported(kind.clone()).wire()))))
     }
 
     /// The capability list announced in `welcome` and `status`.
     pub fn capabilities(&self) -> Vec<String> {
-        let mut caps: Vec<String> = BASE_CAPABILITIES.iter().map(|s| (*s).to_owned()).collect();
+        fn names<R: Named>() -> impl Iterator<Item = &'static str> {
+            R::ALL.iter().map(|r| r.name())
+        }
+        let mut caps: Vec<&str> = vec![Request::Ping.name(), Request::Status.name()];
+        caps.extend(BASE_FEATURES);
         if self.service.is_some() {
-            caps.extend(SERVICE_CAPABILITIES.iter().map(|s| (*s).to_owned()));
+            caps.extend(names::<ServiceRequest>().chain(SERVICE_FEATURES.iter().copied()));
         }
         if self.ports.is_some() {
-            caps.extend(
-                super::ports::service::REQUESTS
-                    .iter()
-                    .map(|s| (*s).to_owned()),
-            );
-            caps.push("forward".to_owned());
+            caps.extend(names::<PortsRequest>().chain(PORTS_FEATURES.iter().copied()));
         }
         if self.lifecycle.is_some() {
-            caps.extend(
-                super::lifecycle::CAPABILITIES
-                    .iter()
-                    .map(|s| (*s).to_owned()),
-            );
+            caps.extend(names::<LifecycleRequest>());
         }
-        caps
-    }
-
-    /// Whether a request type is answered inline on the connection's task: it must be cheap and
-    /// never block (no file or `/proc` I/O). Everything else runs on the blocking pool.
-    pub fn is_inline(kind: &str) -> bool {
-        // `forward_tickets`: random bytes and a set insert; a host refills its tickets between
-        // forward connections, so a blocking-pool hop would be latency for nothing.
-        kind == "ping" || kind == "forward_tickets"
+        caps.into_iter().map(str::to_owned).collect()
     }
 
     /// Handles one request.
     pub fn handle(&self, req: Request) -> Result<Value, HandlerError> {
-        match req.kind.as_str() {
-            "ping" => Ok(json!({"pong": true})),
-            "status" => Ok(self.status()),
-            "token_put" => Ok(self.service(&req.kind)?.put_token(req.fields)?),
-            "secrets_put" => Ok(self.service(&req.kind)?.put_secrets(req.fields)?),
-            "session" => self.session(req.fields),
-            "ports_list" | "ports_visibility" | "grant_key_put" | "forward_tickets" => {
+        match req {
+            Request::Ping => Ok(json!({"pong": true})),
+            Request::Status => Ok(self.status()),
+            Request::Service(kind, fields) => {
+                let service = self.service(kind.name())?;
+                match kind {
+                    ServiceRequest::TokenPut => Ok(service.put_token(fields)?),
+                    ServiceRequest::SecretsPut => Ok(service.put_secrets(fields)?),
+                    ServiceRequest::Session => self.session(service, fields),
+                }
+            }
+            Request::Ports(kind, fields) => {
                 let ports = self
                     .ports
                     .as_ref()
-                    .ok_or_else(|| HandlerError::Unsupported(req.kind.clone()))?;
+                    .ok_or_else(|| HandlerError::Unsupported(kind.name().to_owned()))?;
                 let codespace = self.lock_codespace().clone();
-                Ok(ports.handle(&req.kind, req.fields, &codespace)?)
+                Ok(ports.handle(kind, fields, &codespace)?)
             }
-            other => Err(HandlerError::Unsupported(other.to_owned())),
+            // Without the lifecycle service (with it, they are jobs and never arrive here).
+            Request::Lifecycle(kind, _) => Err(HandlerError::Unsupported(kind.name().to_owned())),
+            Request::Unknown(name) => Err(HandlerError::Unsupported(name)),
         }
     }
 
@@ -248,8 +206,11 @@ impl Dispatcher {
             .ok_or_else(|| HandlerError::NoService(kind.to_owned()))
     }
 
-    fn session(&self, mut fields: Map<String, Value>) -> Result<Value, HandlerError> {
-        let service = self.service("session")?;
+    fn session(
+        &self,
+        service: &Arc<dyn SecretsService>,
+        mut fields: Map<String, Value>,
+    ) -> Result<Value, HandlerError> {
         let kind = fields
             .get("event")
             .and_then(Value::as_str)
@@ -361,12 +322,7 @@ mod tests {
     }
 
     fn req(kind: &str, fields: Value) -> Request {
-        Request {
-            id: 1,
-            kind: kind.into(),
-            timeout_ms: None,
-            fields: fields.as_object().cloned().unwrap_or_default(),
-        }
+        Request::from_frame(kind.into(), fields.as_object().cloned().unwrap_or_default())
     }
 
     /// A service that records what reached it, to check the dispatcher's routing.
@@ -397,6 +353,42 @@ mod tests {
             .handle(req("reboot", json!({})))
             .unwrap_err();
         assert_eq!(e.wire().code, ErrorCode::Unsupported);
+    }
+
+    #[test]
+    fn capabilities_are_announced_in_their_documented_order() {
+        assert_eq!(
+            dispatcher(None).capabilities(),
+            ["ping", "status", "events", "heartbeat"]
+        );
+        let rec: Arc<dyn SecretsService> = Arc::new(Recorder(Mutex::new(vec![])));
+        assert_eq!(
+            dispatcher(Some(rec)).capabilities(),
+            [
+                "ping",
+                "status",
+                "events",
+                "heartbeat",
+                "token_put",
+                "secrets_put",
+                "session",
+                "sealed_secrets_v1"
+            ]
+        );
+    }
+
+    #[test]
+    fn requests_without_their_service_are_unsupported_by_name() {
+        let d = dispatcher(None);
+        for kind in [
+            "ports_list",
+            "forward_tickets",
+            "lifecycle_run",
+            "config_watch",
+        ] {
+            let e = d.handle(req(kind, json!({}))).unwrap_err();
+            assert_eq!(e, HandlerError::Unsupported(kind.into()));
+        }
     }
 
     #[test]

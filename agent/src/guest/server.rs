@@ -53,13 +53,14 @@ use tracing::{debug, info, warn};
 use super::dispatch::Dispatcher;
 use super::ports::forward::{self, ForwardRequest};
 use super::ports::ForwardRefusal;
+use super::request::Request;
 use super::service::EventSink;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
 use crate::wire::io::{read_frame, read_payload, write_object, write_payload, FrameIoError};
 use crate::wire::message::{to_object, ErrorFrame, ForwardHello, RequestId};
 use crate::wire::ticket::ForwardTicket;
-use crate::wire::{ErrorCode, Event, FrameCodec, Request, Response, Role, SharedKey, WireError};
+use crate::wire::{self, ErrorCode, Event, FrameCodec, Response, Role, SharedKey, WireError};
 
 /// How long one frame write may take before the client is considered stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -433,7 +434,7 @@ impl Server {
                 }
             };
             let id = object.get("id").and_then(Value::as_u64);
-            let req = match Request::parse(object) {
+            let envelope = match wire::Request::parse(object) {
                 Ok(r) => r,
                 Err(e) => {
                     let resp = Response {
@@ -446,7 +447,8 @@ impl Server {
                     continue;
                 }
             };
-            let req_id = req.id;
+            let (req_id, timeout_ms) = (envelope.id, envelope.timeout_ms);
+            let req = Request::from_frame(envelope.kind, envelope.fields);
             let req = match sh.dispatcher.start_job(req) {
                 Err(req) => req,
                 Ok(job) => {
@@ -492,9 +494,9 @@ impl Server {
                     continue;
                 }
             };
-            if Dispatcher::is_inline(&req.kind) {
+            if req.is_inline() {
                 // Cheap and non-blocking: answered right here, no task, no thread hop.
-                let id = req.id;
+                let id = req_id;
                 let result = sh.dispatcher.handle(req).map_err(|e| e.wire());
                 if out_tx
                     .send(
@@ -512,20 +514,18 @@ impl Server {
                 continue;
             }
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                if out_tx.send(busy(req.id)).await.is_err() {
+                if out_tx.send(busy(req_id)).await.is_err() {
                     break;
                 }
                 continue;
             };
             let limit = sh.settings.request_timeout;
-            let deadline = req
-                .timeout_ms
-                .map_or(limit, |ms| Duration::from_millis(ms).min(limit));
+            let deadline = timeout_ms.map_or(limit, |ms| Duration::from_millis(ms).min(limit));
             let dispatcher = sh.dispatcher.clone();
             let tx = out_tx.clone();
             requests.spawn(async move {
-                let id = req.id;
-                debug!(id, kind = %req.kind, "request");
+                let id = req_id;
+                debug!(id, kind = %req.name(), "request");
                 let work = tokio::task::spawn_blocking(move || dispatcher.handle(req));
                 let result = match tokio::time::timeout(deadline, work).await {
                     Ok(Ok(r)) => r.map_err(|e| e.wire()),

@@ -1,115 +1,19 @@
 //! Environment variable names: which ones hijack execution, and which ones hold secrets.
 //!
-//! Two tables, each entry with its reason. `dangerous_name` answers "does setting this variable
-//! make unrelated programs run attacker-chosen code?" (the dynamic loader, shell startup hooks,
-//! interpreter start-up options, git's command hooks). `secret_name` answers "does this host
+//! `dangerous_name` answers "does setting this variable make unrelated programs run
+//! attacker-chosen code?" (the dynamic loader, shell startup hooks, interpreter start-up
+//! options, git's command hooks) from the shared list in [`crate::env_names`], each entry with
+//! its reason. `secret_name` answers "does this host
 //! variable probably hold a credential?", used when `${localEnv:NAME}` copies it somewhere.
 //!
 //! Names are compared case-insensitively: Windows hosts lower-case them and Linux programs are
 //! case-sensitive, so the safe reading of `ld_preload` is "maybe".
 
-/// Exact names, upper case, with the reason.
-const DANGEROUS_EXACT: &[(&str, &str)] = &[
-    (
-        "BASH_ENV",
-        "bash sources this file before every non-interactive script",
-    ),
-    ("ENV", "sh and dash source this file when they start"),
-    ("PROMPT_COMMAND", "bash runs it before every prompt"),
-    ("PS0", "prompt strings run command substitutions"),
-    ("PS1", "prompt strings run command substitutions"),
-    ("PS2", "prompt strings run command substitutions"),
-    ("PS3", "prompt strings run command substitutions"),
-    (
-        "PS4",
-        "prompt strings run command substitutions (and are expanded by set -x)",
-    ),
-    ("ZDOTDIR", "zsh reads its startup files from this directory"),
-    ("SHELLOPTS", "changes shell behaviour of every bash"),
-    ("BASHOPTS", "changes shell behaviour of every bash"),
-    ("IFS", "changes word splitting in every shell script"),
-    (
-        "NODE_OPTIONS",
-        "node loads the modules it names (--require) at start-up",
-    ),
-    (
-        "NODE_PATH",
-        "node resolves modules from these directories first",
-    ),
-    (
-        "NODE_TLS_REJECT_UNAUTHORIZED",
-        "switches off TLS certificate checks in node",
-    ),
-    (
-        "PYTHONSTARTUP",
-        "python runs this file when it starts interactively",
-    ),
-    (
-        "PYTHONPATH",
-        "python imports modules from these directories first",
-    ),
-    ("PYTHONHOME", "python loads its standard library from here"),
-    (
-        "PYTHONINSPECT",
-        "python enters interactive mode after scripts",
-    ),
-    ("PYTHONUSERBASE", "python imports site packages from here"),
-    (
-        "PYTHONWARNINGS",
-        "python imports the warning categories it names",
-    ),
-    (
-        "PYTHONBREAKPOINT",
-        "python imports and calls this on breakpoint()",
-    ),
-    (
-        "PYTHONHTTPSVERIFY",
-        "switches off TLS certificate checks in python",
-    ),
-    (
-        "PERL5OPT",
-        "perl applies these command-line options (e.g. -M modules) to every run",
-    ),
-    ("PERL5LIB", "perl loads modules from here first"),
-    ("PERLLIB", "perl loads modules from here first"),
-    ("PERL5DB", "perl runs this debugger code"),
-    (
-        "RUBYOPT",
-        "ruby applies these options (e.g. -r) to every run",
-    ),
-    ("RUBYLIB", "ruby loads libraries from here first"),
-    ("JAVA_TOOL_OPTIONS", "every JVM loads the agents it names"),
-    ("_JAVA_OPTIONS", "every JVM applies these options"),
-    (
-        "JDK_JAVA_OPTIONS",
-        "the java launcher applies these options",
-    ),
-    ("LESSOPEN", "less runs this preprocessor for every file"),
-    ("GCONV_PATH", "glibc loads character-set modules from here"),
-    ("SSH_ASKPASS", "ssh runs this program to ask for passwords"),
-    ("HOSTALIASES", "redirects host name lookups"),
-];
-
-/// Name prefixes, upper case, with the reason.
-const DANGEROUS_PREFIXES: &[(&str, &str)] = &[
-    ("LD_", "the dynamic loader loads or audits libraries it names (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT)"),
-    ("DYLD_", "the macOS dynamic loader loads libraries it names"),
-    ("BASH_FUNC_", "bash imports exported functions from these variables"),
-    ("GIT_", "git runs programs named by its variables (GIT_SSH_COMMAND, GIT_ASKPASS, GIT_EXEC_PATH, GIT_CONFIG_*)"),
-];
-
-/// Why setting this variable hijacks execution, or `None` for an ordinary variable.
+/// Why setting this variable hijacks execution, or `None` for an ordinary variable: the
+/// [`Danger::Hijack`](crate::env_names::Danger::Hijack) entries of the one list of dangerous
+/// names ([`crate::env_names`]), which the secrets policy refuses as names too.
 pub fn dangerous_name(name: &str) -> Option<&'static str> {
-    let upper = name.trim().to_ascii_uppercase();
-    DANGEROUS_EXACT
-        .iter()
-        .find(|(n, _)| *n == upper)
-        .or_else(|| {
-            DANGEROUS_PREFIXES
-                .iter()
-                .find(|(p, _)| upper.starts_with(p))
-        })
-        .map(|(_, reason)| *reason)
+    crate::env_names::hijack_reason(name.trim())
 }
 
 /// Well-known credential variables that the word rule below would miss.
@@ -252,20 +156,6 @@ mod tests {
             "LANG",
         ] {
             assert!(dangerous_name(name).is_none(), "{name}");
-        }
-    }
-
-    #[test]
-    fn tables_have_no_duplicates() {
-        let mut names: Vec<_> = DANGEROUS_EXACT.iter().map(|(n, _)| *n).collect();
-        names.extend(DANGEROUS_PREFIXES.iter().map(|(n, _)| *n));
-        let len = names.len();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), len);
-        // Every exact entry is reachable (not shadowed by a prefix, which would make it dead).
-        for (n, reason) in DANGEROUS_EXACT {
-            assert_eq!(dangerous_name(n), Some(*reason), "{n} shadowed");
         }
     }
 

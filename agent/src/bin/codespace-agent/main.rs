@@ -156,10 +156,12 @@ fn start(args: &RunArgs) -> Result<(config::AgentConfig, Owner), ExitCode> {
         ExitCode::from(2)
     })?;
     let owner = match config.user.as_deref() {
-        Some(name) => user::resolve(name, std::path::Path::new("/etc/passwd")).map_err(|e| {
-            eprintln!("codespace-agent: --user: {e}");
-            ExitCode::from(2)
-        })?,
+        Some(name) => user::Account::lookup(name)
+            .map(|a| a.owner())
+            .map_err(|e| {
+                eprintln!("codespace-agent: --user: {e}");
+                ExitCode::from(2)
+            })?,
         None => Owner::current(),
     };
     Ok((config, owner))

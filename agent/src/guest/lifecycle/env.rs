@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  remoteUser ▸ containerUser ▸ the agent's configured user ▸ the agent's own uid
-//!      └─ /etc/passwd ─► RunAs {name, uid, gid, home, shell}
+//!      └─ /etc/passwd (crate::guest::user) ─► Account {name, uid, gid, home, shell}
 //!         restricted + uid 0 ─► downgraded to the configured non-root user, else `nobody`
 //!
 //!  environment (built from nothing, the process's own is never inherited):
@@ -17,12 +17,10 @@
 //! refused with the policy's reason code; secrets win over remoteEnv for the same name, since
 //! the repository must not shadow what the host delivered.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::launcher::RunAs;
+use crate::guest::user::Account;
 
 /// Secret values and the token, as the vault holds them now. No `Debug`: values.
 #[derive(Default)]
@@ -59,42 +57,8 @@ pub struct Refused {
     pub reason: String,
 }
 
-/// Looks `who` (a name or a numeric uid) up in passwd text.
-pub fn lookup_user(passwd: &str, who: &str) -> Option<RunAs> {
-    let by_uid = who.parse::<u32>().ok();
-    passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() < 7 {
-            return None;
-        }
-        let uid: u32 = f[2].parse().ok()?;
-        let matches = match by_uid {
-            Some(u) => u == uid,
-            None => f[0] == who,
-        };
-        matches.then(|| RunAs {
-            name: f[0].to_owned(),
-            uid,
-            gid: f[3].parse().unwrap_or(uid),
-            home: PathBuf::from(if f[5].is_empty() { "/" } else { f[5] }),
-            shell: PathBuf::from(if f[6].is_empty() { "/bin/sh" } else { f[6] }),
-        })
-    })
-}
-
-/// A user that passwd does not know but is given as a number.
-pub fn numeric_user(uid: u32) -> RunAs {
-    RunAs {
-        name: uid.to_string(),
-        uid,
-        gid: uid,
-        home: PathBuf::from("/"),
-        shell: PathBuf::from("/bin/sh"),
-    }
-}
-
 /// `PATH`, `HOME`, `USER`, `SHELL`, `LANG`.
-pub fn base_env(user: &RunAs, path: &str, lang: &str) -> Vec<(String, String)> {
+pub fn base_env(user: &Account, path: &str, lang: &str) -> Vec<(String, String)> {
     vec![
         ("PATH".into(), path.into()),
         ("HOME".into(), user.home.display().to_string()),
@@ -167,22 +131,15 @@ pub fn apply_secrets(
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
-                          vscode:x:1000:1001::/home/vscode:/bin/zsh\n\
-                          nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-
-    #[test]
-    fn users_by_name_and_uid() {
-        let u = lookup_user(PASSWD, "vscode").unwrap();
-        assert_eq!((u.uid, u.gid), (1000, 1001));
-        assert_eq!(u.home, PathBuf::from("/home/vscode"));
-        assert_eq!(lookup_user(PASSWD, "65534").unwrap().name, "nobody");
-        assert!(lookup_user(PASSWD, "ghost").is_none());
-    }
-
     #[test]
     fn remote_env_is_checked_and_null_unsets() {
-        let u = lookup_user(PASSWD, "vscode").unwrap();
+        let u = Account {
+            name: "vscode".into(),
+            uid: 1000,
+            gid: 1001,
+            home: "/home/vscode".into(),
+            shell: "/bin/zsh".into(),
+        };
         let mut env = base_env(&u, "/bin", "C.UTF-8");
         let refused = apply_remote_env(
             &mut env,

@@ -11,12 +11,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use codespace_policy::extensions::{plan as extension_plan, Trust};
-use codespace_policy::lifecycle::Profile;
+use codespace_policy::extensions::plan as extension_plan;
 use serde_json::{json, Map, Value};
 
 use super::env;
-use super::launcher::{Program, Strength};
+use super::launcher::{Program, Trust};
 use super::plan::{Plan, PlannedCommand, Step};
 use super::redact::Needles;
 use super::request::{devcontainer_path, run_id, workspace, Fields, LifecycleError, TrustFacts};
@@ -124,17 +123,14 @@ impl LifecycleService {
             &req.facts.policy_facts(),
             self.org_policy.as_ref(),
         );
-        let trust = match decision.profile {
-            Profile::Trusted => Trust::Trusted,
-            _ => Trust::Restricted,
-        };
+        let trust = decision.trust().unwrap_or(Trust::Restricted);
         // A blocked lifecycle profile blocks repository commands; the installer is the agent's
         // own configured tool and the extension policy above already chose, as for a
         // restricted repository, what it may install. It runs restricted.
         let profile = decision
             .authorize()
             .unwrap_or_else(|| decision.approved_by_creator());
-        let strength = Strength::of(profile.get());
+        let strength = profile.get().trust;
         let policy = self.org_policy.as_ref().and_then(|p| p.extensions.as_ref());
         let decided = extension_plan(policy, trust, &requested);
         let installs = decided.authorize();

@@ -17,71 +17,16 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::io::AsyncRead;
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Program {
-    /// Run through `/bin/sh -c`.
-    Shell(String),
-    /// Exec this argv directly (no shell).
-    Exec(Vec<String>),
-}
+use crate::guest::user::Account;
 
-impl Program {
-    /// The argv that is exec'd.
-    pub fn argv(&self) -> Vec<String> {
-        match self {
-            Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-            Self::Exec(a) => a.clone(),
-        }
-    }
+/// What to run, and how it ended: the sandbox's types, which every launcher shares.
+pub use crate::guest::sandbox::{ExitReport, Program};
 
-    /// `shell` or `exec`, as reported.
-    pub fn form(&self) -> &'static str {
-        match self {
-            Self::Shell(_) => "shell",
-            Self::Exec(_) => "exec",
-        }
-    }
-}
-
-/// The sandbox strength (never "blocked": a blocked run never reaches a launcher).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strength {
-    /// The user's normal abilities minus the agent's state, vsock and kernel attack surface.
-    Trusted,
-    /// The strict sandbox.
-    Restricted,
-}
-
-impl Strength {
-    /// The strength a policy-authorized profile runs at (anything but trusted: restricted).
-    pub fn of(profile: &codespace_policy::lifecycle::RunProfile) -> Self {
-        match profile.profile {
-            codespace_policy::lifecycle::Profile::Trusted => Self::Trusted,
-            _ => Self::Restricted,
-        }
-    }
-}
-
-/// Who the command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunAs {
-    /// User name (for `USER`).
-    pub name: String,
-    /// Uid.
-    pub uid: u32,
-    /// Primary gid.
-    pub gid: u32,
-    /// Home directory.
-    pub home: PathBuf,
-    /// Login shell.
-    pub shell: PathBuf,
-}
+/// The sandbox strength: the policy's trust (never "blocked": a blocked run never reaches a
+/// launcher).
+pub use codespace_policy::lifecycle::Trust;
 
 /// Resource limits handed to the launcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +41,9 @@ pub struct LaunchLimits {
 #[derive(Clone)]
 pub struct LaunchSpec {
     /// Sandbox strength.
-    pub strength: Strength,
+    pub strength: Trust,
     /// User.
-    pub user: RunAs,
+    pub user: Account,
     /// The complete environment (may hold secrets: no `Debug`).
     pub env: Vec<(String, String)>,
     /// Working directory.
@@ -116,39 +61,13 @@ pub struct LaunchSpec {
 
 impl std::fmt::Debug for LaunchSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("LaunchSpec")
             .field("strength", &self.strength)
             .field("user", &self.user)
-            .field("env_names", &names)
+            .field("env", &crate::guest::sandbox::env::EnvNames(&self.env))
             .field("cwd", &self.cwd)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
-    }
-}
-
-/// How a command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ExitReport {
-    /// Exit code, if it exited.
-    pub code: Option<i32>,
-    /// Terminating signal, if killed.
-    pub signal: Option<i32>,
-    /// Whether the timeout fired.
-    pub timed_out: bool,
-    /// From start to exit.
-    #[serde(serialize_with = "millis")]
-    pub duration: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
-}
-
-impl ExitReport {
-    /// Exited 0 and did not time out.
-    pub fn success(&self) -> bool {
-        self.code == Some(0) && !self.timed_out
     }
 }
 
@@ -298,8 +217,8 @@ mod tests {
 
     fn spec(dir: &std::path::Path, timeout: Duration) -> LaunchSpec {
         LaunchSpec {
-            strength: Strength::Restricted,
-            user: RunAs {
+            strength: Trust::Restricted,
+            user: Account {
                 name: "me".into(),
                 uid: rustix::process::geteuid().as_raw(),
                 gid: rustix::process::getegid().as_raw(),
@@ -319,6 +238,15 @@ mod tests {
             },
             facts: None,
         }
+    }
+
+    #[test]
+    fn a_spec_debugs_names_never_values() {
+        let mut spec = spec(std::path::Path::new("/w"), Duration::from_secs(1));
+        spec.env.push(("API_KEY".into(), "s3cr3t-value".into()));
+        let text = format!("{spec:?} {spec:#?}");
+        assert!(text.contains("API_KEY"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
     }
 
     #[tokio::test]

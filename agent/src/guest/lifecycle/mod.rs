@@ -62,15 +62,39 @@ pub use request::LifecycleError;
 pub use service::LifecycleService;
 
 use crate::guest::config::CodespaceIdentity;
-use crate::guest::dispatch::Job;
+use crate::guest::job::Job;
+use crate::guest::request::Named;
 
-/// Request types served here.
-pub const CAPABILITIES: &[&str] = &[
-    "lifecycle_run",
-    "extensions_install",
-    "config_watch",
-    "restricted_kill",
-];
+/// The requests served here (all long-running: [`Job`]s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleRequest {
+    /// `lifecycle_run`.
+    Run,
+    /// `extensions_install`.
+    ExtensionsInstall,
+    /// `config_watch`.
+    ConfigWatch,
+    /// `restricted_kill`.
+    RestrictedKill,
+}
+
+impl Named for LifecycleRequest {
+    const ALL: &'static [Self] = &[
+        Self::Run,
+        Self::ExtensionsInstall,
+        Self::ConfigWatch,
+        Self::RestrictedKill,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Run => "lifecycle_run",
+            Self::ExtensionsInstall => "extensions_install",
+            Self::ConfigWatch => "config_watch",
+            Self::RestrictedKill => "restricted_kill",
+        }
+    }
+}
 
 /// How long the watch waits for quiet before it parses again.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -139,25 +163,25 @@ impl SecretSource for crate::guest::vault::Vault {
 }
 
 impl LifecycleService {
-    /// Turns a request of one of [`CAPABILITIES`] into a job (`None` for other types). Field
-    /// errors answer at once; the work runs when the job is polled.
+    /// Turns a request into a job. Field errors answer at once; the work runs when the job is
+    /// polled.
     pub fn job(
         self: &Arc<Self>,
-        kind: &str,
+        request: LifecycleRequest,
         fields: Map<String, Value>,
         identity: &CodespaceIdentity,
-    ) -> Option<Job> {
+    ) -> Job {
         let svc = self.clone();
         let fresh = || self.fresh_id();
         let quick = Duration::from_secs(10);
-        match kind {
-            "lifecycle_run" => Some(match request::RunRequest::parse(fields, identity, fresh) {
+        match request {
+            LifecycleRequest::Run => match request::RunRequest::parse(fields, identity, fresh) {
                 Err(e) => Job::ready(Err(e.wire())),
                 Ok(req) => Job::new(self.deadline(req.phase, req.timeout), async move {
                     svc.run(req).await.map_err(|e| e.wire())
                 }),
-            }),
-            "extensions_install" => Some(
+            },
+            LifecycleRequest::ExtensionsInstall => {
                 match extensions::InstallRequest::parse(fields, identity, fresh) {
                     Err(e) => Job::ready(Err(e.wire())),
                     Ok(req) => {
@@ -168,16 +192,15 @@ impl LifecycleService {
                             svc.install_extensions(req).await.map_err(|e| e.wire())
                         })
                     }
-                },
-            ),
-            "restricted_kill" => Some(Job::new(quick, async move {
+                }
+            }
+            LifecycleRequest::RestrictedKill => Job::new(quick, async move {
                 let killed = svc.kill_restricted("requested").await;
                 Ok(json!({"killed": killed}))
-            })),
-            "config_watch" => Some(Job::new(quick, async move {
+            }),
+            LifecycleRequest::ConfigWatch => Job::new(quick, async move {
                 svc.config_watch(fields).map_err(|e| e.wire())
-            })),
-            _ => None,
+            }),
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt as _;
 use codespace_policy::lifecycle::RunProfile;
 use codespace_policy::Authorized;
 
-use super::launcher::{ExitReport, LaunchSpec, Launcher, OutputPipe, Program, Strength};
+use super::launcher::{ExitReport, LaunchSpec, Launcher, OutputPipe, Program};
 use super::output::{BoundedLog, Utf8Carry};
 use super::plan::{Plan, PlannedCommand};
 use super::redact::{Needles, Redactor};
@@ -244,7 +244,7 @@ impl Runner {
             })),
         };
         let mut spec = input.spec;
-        spec.strength = Strength::of(input.profile.get());
+        spec.strength = input.profile.get().trust;
         let spec = Arc::new(spec);
         let mut commands = Vec::new();
         let mut first_failure: Option<String> = None;

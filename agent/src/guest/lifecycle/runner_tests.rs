@@ -2,15 +2,16 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::guest::lifecycle::launcher::{LaunchLimits, PlainLauncher, RunAs, Strength};
+use crate::guest::lifecycle::launcher::{LaunchLimits, PlainLauncher, Trust};
 use crate::guest::lifecycle::plan::{plan, RunPhase};
+use crate::guest::user::Account;
 use std::path::Path;
 use tokio::sync::broadcast;
 
 fn spec(dir: &Path, timeout: Duration) -> LaunchSpec {
     LaunchSpec {
-        strength: Strength::Restricted,
-        user: RunAs {
+        strength: Trust::Restricted,
+        user: Account {
             name: "me".into(),
             uid: 0,
             gid: 0,

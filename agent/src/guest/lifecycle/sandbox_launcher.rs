@@ -9,11 +9,9 @@
 use serde_json::Value;
 
 use super::env::base_env;
-use super::launcher::{
-    ExitReport, LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program, Strength,
-};
+use super::launcher::{LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program};
 use crate::guest::sandbox::world::WorldConfig;
-use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxProfile, SandboxSpec};
+use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxSpec};
 
 /// Spawns through the sandbox.
 #[derive(Debug, Clone)]
@@ -47,10 +45,7 @@ impl Launcher for SandboxLauncher {
             .cloned()
             .collect();
         let sspec = SandboxSpec {
-            profile: match spec.strength {
-                Strength::Trusted => SandboxProfile::Trusted,
-                Strength::Restricted => SandboxProfile::Restricted,
-            },
+            profile: spec.strength,
             user: ResolvedUser {
                 uid: spec.user.uid,
                 gid: spec.user.gid,
@@ -65,11 +60,7 @@ impl Launcher for SandboxLauncher {
             limits: self.limits,
             restricted: self.restricted.clone(),
         };
-        let sprogram = match program {
-            Program::Shell(s) => sandbox::Program::Shell(s.clone()),
-            Program::Exec(a) => sandbox::Program::Exec(a.clone()),
-        };
-        let mut child = sandbox::spawn(&sspec, &sprogram).map_err(|e| match e {
+        let mut child = sandbox::spawn(&sspec, program).map_err(|e| match e {
             sandbox::SandboxError::Spawn { program, source } => {
                 LaunchError::Spawn { program, source }
             }
@@ -97,12 +88,7 @@ impl Launcher for SandboxLauncher {
             } else {
                 tokio::task::spawn_blocking(move || drop(child));
             }
-            ExitReport {
-                code: r.code,
-                signal: r.signal,
-                timed_out: r.timed_out,
-                duration: r.duration,
-            }
+            r
         });
         Ok(Launched {
             stdout,

@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::env::{self, SecretSource, SecretValues};
-use super::launcher::{LaunchLimits, LaunchSpec, RunAs, Strength};
+use super::launcher::{LaunchLimits, LaunchSpec, Trust};
 use super::output::BoundedLog;
 use super::plan::{plan, RunPhase};
 use super::redact::Needles;
@@ -33,6 +33,7 @@ use super::runlogs::RunLogs;
 use super::runner::{CommandResult, RunInput, RunOutcome, Runner};
 use super::settings::LifecycleConfig;
 use crate::guest::service::EventSink;
+use crate::guest::user::{self, Account};
 use crate::guest::vault::TOKEN_VARIABLE;
 use crate::wire::Event;
 
@@ -221,8 +222,8 @@ impl LifecycleService {
     pub(crate) fn run_as(
         &self,
         model: &DevContainer,
-        strength: Strength,
-    ) -> Result<(RunAs, Option<IgnoredUser>), LifecycleError> {
+        strength: Trust,
+    ) -> Result<(Account, Option<IgnoredUser>), LifecycleError> {
         let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
         let named = model
             .remote_user
@@ -230,7 +231,7 @@ impl LifecycleService {
             .or(model.container_user.as_ref())
             .map(|l| l.value.clone());
         let resolve = |who: &str| {
-            env::lookup_user(&passwd, who).ok_or_else(|| {
+            user::find(&passwd, who).ok_or_else(|| {
                 LifecycleError::InvalidArgument(format!(
                     "user {who:?} does not exist in {}",
                     self.passwd.display()
@@ -241,8 +242,8 @@ impl LifecycleService {
             Some(who) => resolve(who),
             None => {
                 let uid = crate::guest::privsep::agent_uid();
-                Ok(env::lookup_user(&passwd, &uid.to_string())
-                    .unwrap_or_else(|| env::numeric_user(uid)))
+                Ok(user::find(&passwd, &uid.to_string())
+                    .unwrap_or_else(|| Account::unnamed(uid, uid)))
             }
         };
         let ignored = |reason: &'static str| {
@@ -252,7 +253,7 @@ impl LifecycleService {
             })
         };
         match strength {
-            Strength::Restricted => {
+            Trust::Restricted => {
                 let user = resolve(&self.principals.restricted).map_err(|_| {
                     LifecycleError::InvalidArgument(format!(
                         "the restricted identity {:?} (sandbox.restricted_user) does not exist \
@@ -266,7 +267,7 @@ impl LifecycleService {
                     ignored("restricted runs always run as the restricted identity"),
                 ))
             }
-            Strength::Trusted => {
+            Trust::Trusted => {
                 let Some(name) = &named else {
                     return Ok((configured()?, None));
                 };
@@ -307,8 +308,8 @@ impl LifecycleService {
     /// directory, with the request's timeout (the configured one by default) and kill grace.
     pub(crate) fn launch_spec(
         &self,
-        strength: Strength,
-        user: RunAs,
+        strength: Trust,
+        user: Account,
         env: Vec<(String, String)>,
         workspace: &Path,
         timeout: Option<Duration>,
@@ -394,7 +395,7 @@ impl LifecycleService {
             self.finished(&req.run_id, "blocked");
             return Ok(result);
         };
-        let strength = Strength::of(profile.get());
+        let strength = profile.get().trust;
         let (user, ignored_user) = self.run_as(&raw_model, strength)?;
         if let Some(ignored) = &ignored_user {
             let _ = self.events.send(Event::new(
@@ -555,7 +556,7 @@ mod tests {
             (r#"{"remoteUser": "root"}"#, Some("root")),
             (r#"{"remoteUser": "codespace"}"#, Some("codespace")),
         ] {
-            let (user, ignored) = s.run_as(&model(json), Strength::Restricted).unwrap();
+            let (user, ignored) = s.run_as(&model(json), Trust::Restricted).unwrap();
             assert_eq!(
                 (user.name.as_str(), user.uid),
                 ("codespace-restricted", 998)
@@ -580,7 +581,7 @@ mod tests {
             ),
             (r#"{"remoteUser": "root"}"#, "codespace", Some("root")),
         ] {
-            let (user, got) = s.run_as(&model(json), Strength::Trusted).unwrap();
+            let (user, got) = s.run_as(&model(json), Trust::Trusted).unwrap();
             assert_eq!(user.name, runs_as, "{json}");
             assert_eq!(got.as_ref().map(|i| i.name.as_str()), ignored, "{json}");
         }
@@ -592,7 +593,7 @@ mod tests {
         let mut s = service(dir.path());
         s.principals.restricted = "nope".into();
         let err = s
-            .run_as(&model("{}"), Strength::Restricted)
+            .run_as(&model("{}"), Trust::Restricted)
             .unwrap_err()
             .to_string();
         assert!(err.contains("sandbox.restricted_user"), "{err}");

@@ -47,18 +47,42 @@ use super::refusal::ForwardRefusal;
 use super::tickets::{TicketError, TicketStore};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::detect::{BindScope, ListeningSocket, Network, PortChange};
+use crate::guest::request::Named;
 use crate::guest::service::{EventSink, ServiceError};
 use crate::wire::grant::{parse_grant, GrantKey};
 use crate::wire::message::ForwardHello;
 use crate::wire::Event;
 
-/// Request types this service answers.
-pub const REQUESTS: &[&str] = &[
-    "ports_list",
-    "ports_visibility",
-    "grant_key_put",
-    "forward_tickets",
-];
+/// The requests this service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortsRequest {
+    /// `ports_list`.
+    List,
+    /// `ports_visibility`.
+    Visibility,
+    /// `grant_key_put`.
+    GrantKeyPut,
+    /// `forward_tickets`.
+    ForwardTickets,
+}
+
+impl Named for PortsRequest {
+    const ALL: &'static [Self] = &[
+        Self::List,
+        Self::Visibility,
+        Self::GrantKeyPut,
+        Self::ForwardTickets,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::List => "ports_list",
+            Self::Visibility => "ports_visibility",
+            Self::GrantKeyPut => "grant_key_put",
+            Self::ForwardTickets => "forward_tickets",
+        }
+    }
+}
 
 struct State {
     registry: PortRegistry,
@@ -452,16 +476,16 @@ impl PortsService {
         }
     }
 
-    /// Answers one of [`REQUESTS`].
+    /// Answers one of its requests.
     pub fn handle(
         &self,
-        kind: &str,
+        request: PortsRequest,
         fields: Map<String, Value>,
         codespace: &CodespaceIdentity,
     ) -> Result<Value, ServiceError> {
-        match kind {
-            "ports_list" => Ok(self.list(codespace, PageRequest::from_fields(&fields)?)),
-            "ports_visibility" => {
+        match request {
+            PortsRequest::List => Ok(self.list(codespace, PageRequest::from_fields(&fields)?)),
+            PortsRequest::Visibility => {
                 let req: VisibilityRequest = serde_json::from_value(Value::Object(fields))
                     .map_err(|e| ServiceError::InvalidArgument(format!("ports_visibility: {e}")))?;
                 self.set_visibility(
@@ -471,11 +495,8 @@ impl PortsService {
                     OffsetDateTime::now_utc(),
                 )
             }
-            "grant_key_put" => self.put_grant_key(fields),
-            "forward_tickets" => self.issue_tickets(&fields),
-            other => Err(ServiceError::InvalidArgument(format!(
-                "unknown ports request `{other}`"
-            ))),
+            PortsRequest::GrantKeyPut => self.put_grant_key(fields),
+            PortsRequest::ForwardTickets => self.issue_tickets(&fields),
         }
     }
 

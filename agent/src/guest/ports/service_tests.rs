@@ -342,7 +342,11 @@ fn forward_tickets_are_issued_in_bounded_batches_and_redeemed_once() {
     let mut f = Map::new();
     f.insert("count".into(), json!(3));
     let answer = s
-        .handle("forward_tickets", f, &CodespaceIdentity::default())
+        .handle(
+            PortsRequest::ForwardTickets,
+            f,
+            &CodespaceIdentity::default(),
+        )
         .unwrap();
     let tickets = answer["tickets"].as_array().unwrap();
     assert_eq!(tickets.len(), 3);
@@ -358,7 +362,7 @@ fn forward_tickets_are_issued_in_bounded_batches_and_redeemed_once() {
     ] {
         let err = s
             .handle(
-                "forward_tickets",
+                PortsRequest::ForwardTickets,
                 bad.as_object().cloned().unwrap(),
                 &CodespaceIdentity::default(),
             )
@@ -373,7 +377,7 @@ fn forward_tickets_are_issued_in_bounded_batches_and_redeemed_once() {
 /// The `ports_list` answer to `fields`, through the request handler.
 fn list_request(s: &PortsService, fields: Value) -> Result<Value, ServiceError> {
     s.handle(
-        "ports_list",
+        PortsRequest::List,
         fields.as_object().cloned().unwrap(),
         &codespace(),
     )

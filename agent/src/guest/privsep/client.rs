@@ -16,8 +16,7 @@ use tokio::io::AsyncReadExt as _;
 
 use super::channel;
 use super::proto::{
-    ExitWire, FactsWire, Launch, ProgramWire, Reply, Request, SocketKind, SocketRef,
-    MAX_OWNER_QUERIES,
+    ExitWire, FactsWire, Launch, Reply, Request, SocketKind, SocketRef, MAX_OWNER_QUERIES,
 };
 use crate::guest::detect::owner::Owner as SocketOwner;
 use crate::guest::detect::RawListener;
@@ -187,10 +186,7 @@ impl Launcher for MonitorLauncher {
             workspace: spec.workspace.clone(),
             timeout_ms: millis(spec.limits.timeout),
             grace_ms: millis(spec.limits.grace),
-            program: match program {
-                Program::Shell(s) => ProgramWire::Shell(s.clone()),
-                Program::Exec(a) => ProgramWire::Exec(a.clone()),
-            },
+            program: program.clone(),
             facts: spec.facts.as_ref().map(|f| FactsWire {
                 creator_access: f.creator_access,
                 pull_request_from_fork: f.pull_request_from_fork,

@@ -203,11 +203,11 @@ pub fn prepare_state(state_dir: &std::path::Path, network_user: Owner) -> std::i
 
 /// The network user's uid and gid (never root).
 pub fn network_owner(name: &str) -> Result<Owner, SplitError> {
-    let user = crate::guest::user::resolve(name, std::path::Path::new("/etc/passwd"))?;
-    if user.uid == 0 {
+    let user = crate::guest::user::Account::lookup(name)?;
+    if user.is_root() {
         return Err(SplitError::Root(name.to_owned()));
     }
-    Ok(user)
+    Ok(user.owner())
 }
 
 /// Where the privileged unit listens for its network side by default.

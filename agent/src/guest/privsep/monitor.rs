@@ -27,18 +27,15 @@ use codespace_policy::ReasonCode as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::channel;
-use super::proto::{
-    ExitWire, FactsWire, Launch, OwnerWire, ProgramWire, Reply, Request, MAX_OWNER_QUERIES,
-};
+use super::proto::{ExitWire, FactsWire, Launch, OwnerWire, Reply, Request, MAX_OWNER_QUERIES};
 use crate::guest::config::AgentConfig;
 use crate::guest::detect::owner::OwnerResolver;
 use crate::guest::detect::RawListener;
 use crate::guest::firewall::Firewall;
-use crate::guest::lifecycle::launcher::{
-    LaunchLimits, LaunchSpec, Launcher, OutputPipe, Program, RunAs, Strength,
-};
+use crate::guest::lifecycle::launcher::{LaunchLimits, LaunchSpec, Launcher, OutputPipe, Trust};
 use crate::guest::sandbox::netns::NetSocket;
 use crate::guest::transport::Listener;
+use crate::guest::user::{self, Account};
 use crate::guest::vault::envfile::{self, Owner};
 
 /// The privileged side's state.
@@ -251,10 +248,7 @@ impl Monitor {
             },
             facts: None,
         };
-        let program = match l.program {
-            ProgramWire::Shell(s) => Program::Shell(s),
-            ProgramWire::Exec(a) => Program::Exec(a),
-        };
+        let program = l.program;
         let _rt = self.runtime.enter();
         let launched = self
             .launcher
@@ -289,19 +283,19 @@ impl Monitor {
     }
 
     /// The principal and policy rules of a launch; the account to run as.
-    fn check_launch(&self, l: &Launch) -> Result<RunAs, Reply> {
+    fn check_launch(&self, l: &Launch) -> Result<Account, Reply> {
         let refuse = |reason: String| Reply::Refused { reason };
         let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
         let sandbox = &self.config.sandbox;
         let allowed = match l.strength {
-            Strength::Restricted => l.user == sandbox.restricted_user,
-            Strength::Trusted => {
+            Trust::Restricted => l.user == sandbox.restricted_user,
+            Trust::Trusted => {
                 let configured = sandbox.default_user.as_ref().or(self.config.user.as_ref());
                 match configured {
                     Some(c) => &l.user == c || sandbox.trusted_users.contains(&l.user),
                     // No configured user: the agent's own account (and the trusted list).
                     None => {
-                        crate::guest::lifecycle::env::lookup_user(&passwd, &l.user)
+                        user::find(&passwd, &l.user)
                             .is_some_and(|u| u.uid == rustix::process::geteuid().as_raw())
                             || sandbox.trusted_users.contains(&l.user)
                     }
@@ -315,23 +309,16 @@ impl Monitor {
                 l.user
             )));
         }
-        if l.strength == Strength::Trusted {
+        if l.strength == Trust::Trusted {
             let facts = l
                 .facts
                 .as_ref()
                 .ok_or_else(|| refuse("a trusted run without trust facts".into()))?;
             self.check_trusted(facts).map_err(refuse)?;
         }
-        crate::guest::lifecycle::env::lookup_user(&passwd, &l.user)
-            .or_else(|| {
-                // A numeric principal (UID or UID:GID) without a passwd entry.
-                crate::guest::user::resolve(&l.user, &self.passwd)
-                    .ok()
-                    .map(|o| RunAs {
-                        gid: o.gid,
-                        ..crate::guest::lifecycle::env::numeric_user(o.uid)
-                    })
-            })
+        user::find(&passwd, &l.user)
+            // A numeric principal (UID or UID:GID) without a passwd entry.
+            .or_else(|| Account::numeric(&l.user))
             .ok_or_else(|| {
                 refuse(format!(
                     "user {:?} does not exist in {}",
@@ -363,10 +350,10 @@ impl Monitor {
     }
 }
 
-fn strength_name(s: Strength) -> &'static str {
+fn strength_name(s: Trust) -> &'static str {
     match s {
-        Strength::Trusted => "trusted",
-        Strength::Restricted => "restricted",
+        Trust::Trusted => "trusted",
+        Trust::Restricted => "restricted",
     }
 }
 
@@ -527,7 +514,7 @@ pub fn owners_by_inode(owners: Vec<OwnerWire>) -> HashMap<u64, crate::guest::det
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::guest::lifecycle::launcher::PlainLauncher;
+    use crate::guest::lifecycle::launcher::{PlainLauncher, Program};
     use crate::guest::privsep::proto::{SocketRef, MAX_OWNER_QUERIES};
 
     struct Setup {
@@ -572,7 +559,7 @@ mod tests {
         Setup { dir, monitor }
     }
 
-    fn launch(strength: Strength, user: &str, access: Option<&str>) -> Request {
+    fn launch(strength: Trust, user: &str, access: Option<&str>) -> Request {
         Request::Launch(Box::new(Launch {
             strength,
             user: user.into(),
@@ -581,7 +568,7 @@ mod tests {
             workspace: "/".into(),
             timeout_ms: 10_000,
             grace_ms: 100,
-            program: ProgramWire::Shell("echo launched; exit 3".into()),
+            program: Program::Shell("echo launched; exit 3".into()),
             facts: access.map(|a| FactsWire {
                 creator_access: codespace_policy::repo::AccessLevel::parse(a).unwrap(),
                 pull_request_from_fork: false,
@@ -605,14 +592,14 @@ mod tests {
         // The network side asks for trusted with facts that make the run restricted.
         let (r, fds) = s
             .monitor
-            .handle(launch(Strength::Trusted, "me", Some("read")), &[]);
+            .handle(launch(Trust::Trusted, "me", Some("read")), &[]);
         assert!(refused(&r).contains("no-write-access"), "{r:?}");
         assert!(fds.is_empty());
         // ... or with no facts at all.
-        let (r, _) = s.monitor.handle(launch(Strength::Trusted, "me", None), &[]);
+        let (r, _) = s.monitor.handle(launch(Trust::Trusted, "me", None), &[]);
         assert!(refused(&r).contains("without trust facts"), "{r:?}");
         // A fork's pull request is not trusted either, even with write access.
-        let mut l = launch(Strength::Trusted, "me", Some("admin"));
+        let mut l = launch(Trust::Trusted, "me", Some("admin"));
         if let Request::Launch(l) = &mut l {
             if let Some(f) = l.facts.as_mut() {
                 f.pull_request_from_fork = true;
@@ -627,11 +614,11 @@ mod tests {
         let mut s = setup(r#""user": "codespace""#);
         for (strength, user) in [
             // Restricted runs are the restricted principal's, never root or the creator's.
-            (Strength::Restricted, "root"),
-            (Strength::Restricted, "codespace"),
+            (Trust::Restricted, "root"),
+            (Trust::Restricted, "codespace"),
             // Trusted runs are the configured user's (or a listed trusted user's).
-            (Strength::Trusted, "root"),
-            (Strength::Trusted, "codespace-restricted"),
+            (Trust::Trusted, "root"),
+            (Trust::Trusted, "codespace-restricted"),
         ] {
             let (r, _) = s.monitor.handle(launch(strength, user, Some("write")), &[]);
             assert!(
@@ -647,7 +634,7 @@ mod tests {
         let mut s = setup("");
         let (r, fds) = s
             .monitor
-            .handle(launch(Strength::Trusted, "me", Some("write")), &[]);
+            .handle(launch(Trust::Trusted, "me", Some("write")), &[]);
         assert!(matches!(r, Reply::Launched { .. }), "{r:?}");
         let mut fds = fds.into_iter();
         let (exit, out) = (fds.next().unwrap(), fds.next().unwrap());

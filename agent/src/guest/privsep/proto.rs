@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::guest::firewall::FirewallStatus;
-use crate::guest::lifecycle::launcher::Strength;
+use crate::guest::lifecycle::launcher::{Program, Trust};
 
 /// What the network side asks for.
 #[derive(Serialize, Deserialize)]
@@ -81,7 +81,7 @@ pub const MAX_OWNER_QUERIES: usize = 4096;
 #[serde(deny_unknown_fields)]
 pub struct Launch {
     /// Trusted or restricted.
-    pub strength: Strength,
+    pub strength: Trust,
     /// The account it runs as (checked against the principals, then resolved again from
     /// `/etc/passwd` by the privileged side: uid, gid, home and shell are never taken from here).
     pub user: String,
@@ -96,19 +96,9 @@ pub struct Launch {
     /// Time between `SIGTERM` and `SIGKILL` at the timeout.
     pub grace_ms: u64,
     /// The command.
-    pub program: ProgramWire,
+    pub program: Program,
     /// The policy's inputs; a trusted launch without them is refused.
     pub facts: Option<FactsWire>,
-}
-
-/// A command as sent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "form", content = "argv", rename_all = "snake_case")]
-pub enum ProgramWire {
-    /// `/bin/sh -c TEXT`.
-    Shell(String),
-    /// This argv.
-    Exec(Vec<String>),
 }
 
 /// The trust facts a lifecycle decision is made from.
@@ -264,16 +254,33 @@ mod tests {
     }
 
     #[test]
+    fn programs_keep_their_wire_form() {
+        for (program, text) in [
+            (
+                Program::Shell("echo hi".into()),
+                r#"{"form":"shell","argv":"echo hi"}"#,
+            ),
+            (
+                Program::Exec(vec!["npm".into(), "ci".into()]),
+                r#"{"form":"exec","argv":["npm","ci"]}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&program).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Program>(text).unwrap(), program);
+        }
+    }
+
+    #[test]
     fn a_launch_does_not_show_its_environment_values() {
         let l = Launch {
-            strength: Strength::Trusted,
+            strength: Trust::Trusted,
             user: "codespace".into(),
             env: vec![("GITHUB_TOKEN".into(), "ghu_secretvalue".into())],
             cwd: "/w".into(),
             workspace: "/w".into(),
             timeout_ms: 1,
             grace_ms: 1,
-            program: ProgramWire::Shell("true".into()),
+            program: Program::Shell("true".into()),
             facts: None,
         };
         let shown = format!("{:?}", Request::Launch(Box::new(l)));

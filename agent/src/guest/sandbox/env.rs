@@ -3,30 +3,32 @@
 //! allows them; the caller decides which, this module decides how).
 //!
 //! A caller variable whose name hijacks execution (`LD_PRELOAD`, `BASH_ENV`, `PATH`, `GIT_*`,
-//! ... — the policy's [`DANGEROUS_NAMES`]) is refused with an error naming it, never dropped
-//! silently; so is a name that cannot be a variable (empty, `=` or NUL). A later caller
+//! ... — the shared list, [`codespace_policy::secrets::DANGEROUS_NAMES`]) is refused with an
+//! error naming it, never dropped silently; so is a name that cannot be a variable (empty, `=`
+//! or NUL). A later caller
 //! variable replaces an earlier one and the base `LANG`; values are never in errors.
 
-use codespace_policy::secrets::DANGEROUS_NAMES;
+use codespace_policy::secrets::dangerous_reason;
 
 use super::rules::BASE_ENVIRONMENT;
-use super::{ResolvedUser, SandboxError};
+use super::SandboxError;
+use crate::guest::user::Account;
 
-/// Whether `name` matches one of the policy's dangerous-name patterns (case-insensitive; a
-/// pattern ending in `*` is a prefix).
-pub fn is_dangerous(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    DANGEROUS_NAMES
-        .iter()
-        .any(|(pattern, _)| match pattern.strip_suffix('*') {
-            Some(prefix) => upper.starts_with(prefix),
-            None => upper == *pattern,
-        })
+/// An environment shown by its names only: the `Debug` of every type that holds variables
+/// (which may be secrets or the token) goes through this, so `{:?}` never prints a value.
+pub struct EnvNames<'a>(pub &'a [(String, String)]);
+
+impl std::fmt::Debug for EnvNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 /// Builds the final environment, in order, without duplicates.
 pub fn build(
-    user: &ResolvedUser,
+    user: &Account,
     path: &str,
     lang: &str,
     extra: &[(String, String)],
@@ -49,7 +51,7 @@ pub fn build(
         if value.contains('\0') {
             return Err(SandboxError::InvalidEnvValue { name: name.clone() });
         }
-        if is_dangerous(name) {
+        if dangerous_reason(name).is_some() {
             return Err(SandboxError::DangerousEnvName { name: name.clone() });
         }
         match env.iter_mut().find(|(n, _)| n == name) {
@@ -65,8 +67,8 @@ pub fn build(
 mod tests {
     use super::*;
 
-    fn user() -> ResolvedUser {
-        ResolvedUser {
+    fn user() -> Account {
+        Account {
             uid: 1000,
             gid: 1000,
             name: "vscode".into(),
@@ -134,5 +136,28 @@ mod tests {
         ));
         // GITHUB_TOKEN is the token's own name, not a hijack: allowed when the caller passes it.
         assert!(build(&user(), "/bin", "C", &pairs(&[("GITHUB_TOKEN", "t")])).is_ok());
+    }
+
+    #[test]
+    fn a_spec_debugs_names_never_values() {
+        let spec = super::super::SandboxSpec {
+            profile: super::super::SandboxProfile::Trusted,
+            user: user(),
+            env: pairs(&[("API_KEY", "s3cr3t-value"), ("GITHUB_TOKEN", "ghu_tok3n")]),
+            cwd: "/w".into(),
+            workspace: "/w".into(),
+            state_dir: "/run/agent".into(),
+            limits: super::super::Limits::default(),
+            restricted: super::super::world::WorldConfig::default(),
+        };
+        let text = format!("{spec:?} {spec:#?}");
+        assert!(
+            text.contains("API_KEY") && text.contains("GITHUB_TOKEN"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("tok3n"),
+            "{text}"
+        );
     }
 }

@@ -16,7 +16,7 @@
 //!   timeout ─► TERM process group ─ grace ─ KILL process group ─ kill cgroup ─ reap
 //! ```
 //!
-//! Profiles ([`SandboxProfile`], from the policy's [`RunProfile`]):
+//! Profiles ([`SandboxProfile`]: the policy's `Trust`):
 //!
 //! | layer | trusted | restricted |
 //! |---|---|---|
@@ -52,7 +52,6 @@
 //!   the creator runs it; the startup files and `.git` configuration and hooks are out of its
 //!   reach ([`world`]).
 
-pub mod account;
 pub mod cgroup;
 pub mod cgroup_janitor;
 pub mod cgroup_layout;
@@ -75,19 +74,22 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{OnceLock, RwLock};
 
-use codespace_policy::lifecycle::{Profile, RunProfile};
 use serde::Serialize;
 
-pub use self::account::ResolvedUser;
 pub use self::cgroup::LimitEvents;
 pub use self::config::{RawSandboxConfig, SandboxConfig};
 pub use self::landlock::LandlockApplied;
 pub use self::process::{ExitReport, SandboxedChild};
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
-use crate::guest::user::UserError;
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The run user: the agent's one account type, under the sandbox's name.
+pub use crate::guest::user::Account as ResolvedUser;
+use crate::guest::user::Account;
+
+/// What to run: the one command type of the runner, the launchers, the privileged side's wire
+/// (`{"form": "shell"|"exec", "argv": ..}`) and the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "form", content = "argv", rename_all = "snake_case")]
 pub enum Program {
     /// A devcontainer string command: `/bin/sh -c STRING`.
     Shell(String),
@@ -96,37 +98,27 @@ pub enum Program {
     Exec(Vec<String>),
 }
 
-/// The sandbox strength.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxProfile {
-    /// The user's normal abilities, minus the state directory and the kernel-attack surface.
-    Trusted,
-    /// The strict sandbox for untrusted repositories.
-    Restricted,
-}
+impl Program {
+    /// The argv that is exec'd.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Self::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Self::Exec(a) => a.clone(),
+        }
+    }
 
-impl SandboxProfile {
-    /// The profile for a policy decision (`Blocked` never reaches a run: `None`).
-    pub fn from_policy(profile: Profile) -> Option<Self> {
-        match profile {
-            Profile::Trusted => Some(Self::Trusted),
-            Profile::Restricted => Some(Self::Restricted),
-            Profile::Blocked => None,
+    /// `shell` or `exec`, as reported.
+    pub fn form(&self) -> &'static str {
+        match self {
+            Self::Shell(_) => "shell",
+            Self::Exec(_) => "exec",
         }
     }
 }
 
-impl From<&RunProfile> for SandboxProfile {
-    /// A [`RunProfile`] is never blocked (the policy's `authorize` guarantees it); anything but
-    /// trusted maps to restricted, the safe side.
-    fn from(run: &RunProfile) -> Self {
-        match run.profile {
-            Profile::Trusted => Self::Trusted,
-            _ => Self::Restricted,
-        }
-    }
-}
+/// The sandbox strength: the policy's [`Trust`](codespace_policy::lifecycle::Trust) under the
+/// sandbox's name (`Blocked` never reaches a run).
+pub use codespace_policy::lifecycle::Trust as SandboxProfile;
 
 /// Resource limits of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -152,13 +144,14 @@ impl Default for Limits {
     }
 }
 
-/// Everything a run needs.
-#[derive(Debug, Clone)]
+/// Everything a run needs. Its `Debug` shows the environment's names only (values may be
+/// secrets).
+#[derive(Clone)]
 pub struct SandboxSpec {
     /// Trusted or restricted.
     pub profile: SandboxProfile,
     /// The user the command runs as (root is refused for restricted).
-    pub user: ResolvedUser,
+    pub user: Account,
     /// Caller variables after the base ones (remoteEnv after substitution; secrets and the
     /// token only when the profile allows). Dangerous names are refused.
     pub env: Vec<(String, String)>,
@@ -174,6 +167,21 @@ pub struct SandboxSpec {
     pub restricted: world::WorldConfig,
 }
 
+impl std::fmt::Debug for SandboxSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxSpec")
+            .field("profile", &self.profile)
+            .field("user", &self.user)
+            .field("env", &env::EnvNames(&self.env))
+            .field("cwd", &self.cwd)
+            .field("workspace", &self.workspace)
+            .field("state_dir", &self.state_dir)
+            .field("limits", &self.limits)
+            .field("restricted", &self.restricted)
+            .finish()
+    }
+}
+
 /// Why a command could not be started. Never contains an environment value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -184,9 +192,6 @@ pub enum SandboxError {
         /// The user name.
         name: String,
     },
-    /// The run user could not be resolved.
-    #[error("run user: {0}")]
-    User(#[from] UserError),
     /// A caller variable hijacks execution.
     #[error("environment variable {name:?} is refused: it can hijack execution (LD_*, BASH_ENV, PATH, GIT_*, ...)")]
     DangerousEnvName {

@@ -48,7 +48,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{ResolvedUser, SandboxError};
+use super::SandboxError;
+use crate::guest::user::Account;
 
 /// `OPEN_TREE_CLONE` (linux/mount.h).
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -264,7 +265,7 @@ fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), SandboxEr
 /// `(tmp, var_tmp)`.
 pub fn ensure_dirs(
     config: &WorldConfig,
-    user: &ResolvedUser,
+    user: &Account,
 ) -> Result<(PathBuf, PathBuf), SandboxError> {
     let root = &config.root;
     if !root.is_absolute() || root.parent().is_none() {
@@ -477,7 +478,7 @@ fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::
 /// `net` is the codespace's restricted network namespace.
 pub fn prepare(
     config: &WorldConfig,
-    user: &ResolvedUser,
+    user: &Account,
     workspace: &Path,
     state_dir: &Path,
     net: Option<&super::netns::RestrictedNet>,
@@ -694,7 +695,7 @@ mod tests {
         let system = base.join("system-home");
         std::fs::create_dir(&system).unwrap();
         std::fs::set_permissions(&system, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let user = |home: PathBuf| ResolvedUser {
+        let user = |home: PathBuf| Account {
             uid: 64_998,
             gid: 64_998,
             name: "r".into(),
