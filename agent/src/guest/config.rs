@@ -22,6 +22,7 @@
 //!   "handshake_timeout_ms": 5000,
 //!   "request_timeout_ms": 30000,       // default and upper bound of a request's timeout_ms
 //!   "heartbeat_interval_s": 30,
+//!   "idle": { "timeout_s": 1800, "warn_s": 300, "terminals": "/dev/pts" }, // see guest::activity
 //!   "shutdown_grace_ms": 5000,
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
@@ -72,6 +73,7 @@ pub struct RawConfig {
     pub heartbeat_interval_s: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub token: Option<RawTokenConfig>,
+    pub idle: Option<RawIdleConfig>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
     pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
@@ -89,6 +91,28 @@ pub struct RawTokenConfig {
     pub expiry_lead_s: Option<u64>,
     pub export_github_token: Option<bool>,
     pub host: Option<String>,
+}
+
+/// The `idle` section as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawIdleConfig {
+    pub timeout_s: Option<u64>,
+    pub warn_s: Option<u64>,
+    pub terminals: Option<PathBuf>,
+}
+
+/// When the codespace counts as idle (guest::activity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleConfig {
+    /// No activity for this long is idle (default 30 minutes; an organization's
+    /// `idle_timeout_minutes` may shorten it).
+    pub timeout: Duration,
+    /// `idle_warning` comes this long before (default 5 minutes).
+    pub warn: Duration,
+    /// Where the terminals whose input and output count are (default `/dev/pts`).
+    pub terminals: PathBuf,
 }
 
 /// Who the codespace belongs to; reported by `status` under `codespace`.
@@ -180,6 +204,7 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     pub shutdown_grace: Duration,
     pub token: TokenConfig,
+    pub idle: IdleConfig,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
     pub lifecycle: super::lifecycle::settings::LifecycleConfig,
@@ -377,6 +402,14 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
             expiry_lead: Duration::from_secs(token.expiry_lead_s.unwrap_or(600)),
             export_github_token: token.export_github_token.unwrap_or(true),
             host,
+        },
+        idle: {
+            let idle = raw.idle.unwrap_or_default();
+            IdleConfig {
+                timeout: Duration::from_secs(positive("idle.timeout_s", idle.timeout_s, 1800)?),
+                warn: Duration::from_secs(idle.warn_s.unwrap_or(300)),
+                terminals: idle.terminals.unwrap_or_else(|| "/dev/pts".into()),
+            }
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),

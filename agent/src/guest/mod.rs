@@ -11,6 +11,7 @@
 //!
 //! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
 
+pub mod activity;
 pub mod broker;
 pub mod config;
 pub mod detect;
@@ -225,6 +226,17 @@ impl Agent {
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
         dispatcher.add_status_section("firewall", Arc::new(move || json!(firewall_status)));
         dispatcher.add_status_section("privsep", Arc::new(privsep::status));
+        // The organization's idle_timeout_minutes can only shorten the configured timeout.
+        let org_idle = lifecycle::read_org_policy(c)
+            .ok()
+            .flatten()
+            .and_then(|p| p.idle_timeout_minutes);
+        let activity = activity::Activity::new(
+            activity::IdleSettings::effective(c.idle.timeout, c.idle.warn, org_idle),
+            &c.idle.terminals,
+        );
+        let a = activity.clone();
+        dispatcher.add_status_section("activity", Arc::new(move || a.status()));
         dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
@@ -250,8 +262,10 @@ impl Agent {
             }
         }
         let heartbeat = tokio::spawn(heartbeat(self.events.clone(), health, c.heartbeat_interval));
+        let idle = tokio::spawn(activity::watch(activity, self.events.clone()));
         server.run(listener, shutdown).await;
         heartbeat.abort();
+        idle.abort();
         watcher.stop();
         follow.abort();
         if let Some(mut firewall) = firewall.take() {

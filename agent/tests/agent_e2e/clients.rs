@@ -103,6 +103,51 @@ async fn heartbeat_events_carry_metrics() {
     }
 }
 
+/// Issue 18: with nobody active, `idle_warning` then `idle` reach the host at their deadlines,
+/// and `status` says since when and why. (The terminals are an empty folder here: a developer
+/// typing on the test machine must not count.)
+#[tokio::test]
+async fn idle_reaches_the_host_at_its_deadline() {
+    let terminals = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&format!(
+        r#""idle": {{"timeout_s": 3, "warn_s": 1, "terminals": "{}"}}"#,
+        terminals.path().display()
+    ));
+    let c = agent.client().await;
+    let started = std::time::Instant::now();
+    let status = c
+        .request("status", serde_json::Map::new(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(status["activity"]["source"], "start", "{status}");
+    assert_eq!(status["activity"]["timeout_s"], 3, "{status}");
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ev = c.next_event().await.unwrap();
+            if ev.name == "idle_warning" || ev.name == "idle" {
+                seen.push((ev.name.clone(), started.elapsed(), ev.fields));
+                if ev.name == "idle" {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no idle event in 10 s: {seen:?}\n{}", agent.log()));
+    let names: Vec<&str> = seen.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["idle_warning", "idle"], "{seen:?}");
+    let (_, at, fields) = &seen[1];
+    // Within a second of the 3 s timeout (the agent started a moment before `started`).
+    assert!(*at < Duration::from_secs(4), "idle after {at:?}");
+    assert_eq!(fields["source"], "start", "{fields:?}");
+    let status = c
+        .request("status", serde_json::Map::new(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(status["activity"]["idle"], true, "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_handle_survives_an_agent_restart() {
     use codespace_agent::host::{ConnectAddr, Reconnecting};

@@ -133,6 +133,16 @@ impl MonitorClient {
         }
     }
 
+    /// The newest genuine terminal stamp the privileged side sees.
+    pub fn terminal_activity(&self) -> Result<Option<std::time::SystemTime>, CallError> {
+        match self.call(&Request::TerminalActivity {}, &[])? {
+            (Reply::Terminal { latest_us }, _) => {
+                Ok(latest_us.map(|us| std::time::UNIX_EPOCH + Duration::from_micros(us)))
+            }
+            _ => Err(CallError::Unexpected("terminal_activity")),
+        }
+    }
+
     /// The processes holding `want` (those found).
     pub fn socket_owners(&self, want: &[RawListener]) -> HashMap<u64, SocketOwner> {
         let mut found = HashMap::new();

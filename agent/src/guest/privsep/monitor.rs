@@ -135,6 +135,17 @@ impl Monitor {
                     ))),
                 }
             }
+            Request::TerminalActivity {} => Ok((
+                Reply::Terminal {
+                    latest_us: crate::guest::activity::latest_terminal_activity(
+                        &self.config.idle.terminals,
+                        std::time::SystemTime::now(),
+                    )
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_micros().min(u128::from(u64::MAX)) as u64),
+                },
+                Vec::new(),
+            )),
             Request::SocketOwners { sockets } => {
                 if sockets.len() > MAX_OWNER_QUERIES {
                     Err(Reply::Refused {

@@ -15,6 +15,7 @@
 //! | `env_file` | checks every name, writes the env file (blob) for its owner, or removes it | `done` |
 //! | `restricted_socket {kind, have}` | a socket made inside the restricted network namespace | `socket {netns}` + socket |
 //! | `socket_owners {sockets}` | which process holds each listening socket (`/proc/PID/fd`) | `owners {owners}` |
+//! | `terminal_activity` | the newest genuine stamp of `/dev/pts/N` (guest::activity) | `terminal {latest_us}` |
 //!
 //! Any request may be answered `refused {reason}` (the policy or a principal rule says no) or
 //! `failed {error}` (the effect failed).
@@ -51,6 +52,9 @@ pub enum Request {
         /// socket while it is still the codespace's namespace.
         have: Option<u64>,
     },
+    /// The newest input or output on the VM's terminals (guest::activity): the network side's
+    /// unit has a private `/dev` and cannot see them.
+    TerminalActivity {},
     /// Owners of listening sockets.
     SocketOwners {
         /// The sockets (at most [`MAX_OWNER_QUERIES`]).
@@ -69,6 +73,7 @@ impl Request {
             Self::EnvFile { .. } => "env_file",
             Self::RestrictedSocket { .. } => "restricted_socket",
             Self::SocketOwners { .. } => "socket_owners",
+            Self::TerminalActivity {} => "terminal_activity",
         }
     }
 }
@@ -191,6 +196,11 @@ pub enum Reply {
     Socket {
         /// The namespace's inode (it changes when the namespace is made anew).
         netns: u64,
+    },
+    /// The newest terminal stamp, microseconds since the epoch (none: no terminal shows any).
+    Terminal {
+        /// The stamp.
+        latest_us: Option<u64>,
     },
     /// Owners found (sockets without one are left out).
     Owners {
