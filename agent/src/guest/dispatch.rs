@@ -90,6 +90,7 @@ pub struct Dispatcher {
     ports: Option<Arc<PortsService>>,
     sections: Mutex<Vec<(&'static str, StatusSection)>>,
     lifecycle: Option<Arc<LifecycleService>>,
+    activity: Option<Arc<super::activity::Activity>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -116,6 +117,7 @@ impl Dispatcher {
             ports: None,
             sections: Mutex::new(Vec::new()),
             lifecycle: None,
+            activity: None,
         }
     }
 
@@ -140,6 +142,13 @@ impl Dispatcher {
     /// Adds the lifecycle service (lifecycle commands, extension installs, config watch).
     pub fn with_lifecycle(mut self, lifecycle: Arc<LifecycleService>) -> Self {
         self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// Adds the activity clock: `activity` requests count as activity (the host's), and a
+    /// session `create` or `resume` restarts the clock.
+    pub fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
+        self.activity = Some(activity);
         self
     }
 
@@ -170,6 +179,9 @@ impl Dispatcher {
         if self.lifecycle.is_some() {
             caps.extend(names::<LifecycleRequest>());
         }
+        if self.activity.is_some() {
+            caps.push(Request::Activity.name());
+        }
         caps.into_iter().map(str::to_owned).collect()
     }
 
@@ -178,6 +190,14 @@ impl Dispatcher {
         match req {
             Request::Ping => Ok(json!({"pong": true})),
             Request::Status => Ok(self.status()),
+            Request::Activity => {
+                let activity = self
+                    .activity
+                    .as_ref()
+                    .ok_or_else(|| HandlerError::Unsupported(Request::Activity.name().into()))?;
+                activity.note(super::activity::Source::Host);
+                Ok(activity.status())
+            }
             Request::Service(kind, fields) => {
                 let service = self.service(kind.name())?;
                 match kind {
@@ -231,6 +251,12 @@ impl Dispatcher {
             ));
         }
         let mut report = service.session(kind)?;
+        // After a resume (or at creation) the idle clock starts again.
+        if matches!(kind, SessionKind::Create | SessionKind::Resume) {
+            if let Some(activity) = &self.activity {
+                activity.note(super::activity::Source::Start);
+            }
+        }
         if let Some(identity) = identity {
             let mut codespace = self.lock_codespace();
             let before = codespace.trust_facts();

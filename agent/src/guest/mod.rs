@@ -217,15 +217,6 @@ impl Agent {
         });
         let lifecycle = lifecycle::build(c, self.events.clone(), self.secrets.clone(), launcher)
             .map_err(StartError::Lifecycle)?;
-        let dispatcher = Arc::new(
-            Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
-                .with_ports(ports.clone())
-                .with_lifecycle(lifecycle),
-        );
-        let w = watcher.clone();
-        dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
-        dispatcher.add_status_section("firewall", Arc::new(move || json!(firewall_status)));
-        dispatcher.add_status_section("privsep", Arc::new(privsep::status));
         // The organization's idle_timeout_minutes can only shorten the configured timeout.
         let org_idle = lifecycle::read_org_policy(c)
             .ok()
@@ -235,6 +226,16 @@ impl Agent {
             activity::IdleSettings::effective(c.idle.timeout, c.idle.warn, org_idle),
             &c.idle.terminals,
         );
+        let dispatcher = Arc::new(
+            Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
+                .with_ports(ports.clone())
+                .with_lifecycle(lifecycle)
+                .with_activity(activity.clone()),
+        );
+        let w = watcher.clone();
+        dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
+        dispatcher.add_status_section("firewall", Arc::new(move || json!(firewall_status)));
+        dispatcher.add_status_section("privsep", Arc::new(privsep::status));
         let a = activity.clone();
         dispatcher.add_status_section("activity", Arc::new(move || a.status()));
         dispatcher.add_status_section("ports", Arc::new(move || ports.status()));

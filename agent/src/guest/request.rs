@@ -65,6 +65,8 @@ pub enum Request {
     Ping,
     /// `status`.
     Status,
+    /// `activity`: the host says someone is using the codespace (the web editor).
+    Activity,
     /// A request of the secrets service.
     Service(ServiceRequest, Map<String, Value>),
     /// A request of the port service.
@@ -78,7 +80,7 @@ pub enum Request {
 impl Request {
     /// The request a frame's `type` and remaining fields make.
     pub fn from_frame(kind: String, fields: Map<String, Value>) -> Self {
-        if let Some(r) = [Self::Ping, Self::Status]
+        if let Some(r) = [Self::Ping, Self::Status, Self::Activity]
             .into_iter()
             .find(|r| r.name() == kind)
         {
@@ -101,6 +103,7 @@ impl Request {
         match self {
             Self::Ping => "ping",
             Self::Status => "status",
+            Self::Activity => "activity",
             Self::Service(r, _) => r.name(),
             Self::Ports(r, _) => r.name(),
             Self::Lifecycle(r, _) => r.name(),
@@ -125,7 +128,7 @@ mod tests {
     use super::*;
 
     fn every_name() -> Vec<&'static str> {
-        let mut names = vec!["ping", "status"];
+        let mut names = vec!["ping", "status", "activity"];
         names.extend(ServiceRequest::ALL.iter().map(|r| r.name()));
         names.extend(PortsRequest::ALL.iter().map(|r| r.name()));
         names.extend(LifecycleRequest::ALL.iter().map(|r| r.name()));

@@ -146,6 +146,27 @@ async fn idle_reaches_the_host_at_its_deadline() {
         .await
         .unwrap();
     assert_eq!(status["activity"]["idle"], true, "{status}");
+    // The host says the web editor is in use: the clock restarts, and idle is not reported
+    // again before its new deadline.
+    let out = agent.ctl(&["activity"]);
+    let state = crate::support::json_out(&out);
+    assert_eq!(state["source"], "host", "{state}");
+    assert_eq!(state["idle"], false, "{state}");
+    let again = std::time::Instant::now();
+    let warned = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ev = c.next_event().await.unwrap();
+            if ev.name == "idle_warning" {
+                return again.elapsed();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        warned >= Duration::from_millis(1500),
+        "warned {warned:?} after activity"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,7 +148,20 @@ pub fn audit(parsed: &Parsed<DevContainer>, ctx: &AuditContext) -> Vec<Finding> 
     // rule reads one top-level property at a time: the properties without one would give the
     // same findings again, which the merge drops. Only the others are substituted and audited.
     let members = tree.members().unwrap_or_default();
-    let substitutable: Vec<&Member> = members.iter().filter(|m| has_variable(&m.value)).collect();
+    // Only the occurrence of a key that tools use (the last): a shadowed duplicate with a `${`
+    // would otherwise be audited as if it were the value.
+    let last: std::collections::HashMap<&str, usize> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.key.as_str(), i))
+        .collect();
+    let substitutable: Vec<&Member> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| last.get(m.key.as_str()) == Some(i))
+        .map(|(_, m)| m)
+        .filter(|m| has_variable(&m.value))
+        .collect();
     if substitutable.is_empty() {
         return out.finish();
     }

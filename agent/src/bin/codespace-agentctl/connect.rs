@@ -37,6 +37,9 @@ pub enum AgentCommand {
     Status,
     /// Round trip a ping and print the latency.
     Ping,
+    /// Tell the agent someone is using the codespace (the web editor): the idle clock
+    /// restarts. Prints the activity state.
+    Activity,
     /// Deliver the repository token.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -252,6 +255,7 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
     let request = match &command {
         AgentCommand::Status => Some(("status", Map::new())),
         AgentCommand::Ping => Some(("ping", Map::new())),
+        AgentCommand::Activity => Some(("activity", Map::new())),
         AgentCommand::Token(TokenCommand::Put {
             token_file,
             expires_at,
