@@ -35,6 +35,10 @@ use super::owner::OwnerResolver;
 use super::{DetectError, DetectOptions, ListeningSocket, PortChange, Source, Tracker};
 use crate::guest::service::EventSink;
 
+/// How often the restricted network namespace is looked up again (it appears with the first
+/// restricted run, and changes only when a trust change kills that run).
+const RESTRICTED_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Room in the change channel: a burst (a dev server opening a dozen ports, or the first poll
 /// of a busy VM) fits without waiting for the consumer.
 const CHANNEL: usize = 1024;
@@ -72,6 +76,8 @@ struct Engine {
     restricted_inodes: std::collections::HashSet<u64>,
     /// A failed restricted scan was logged (once per namespace).
     restricted_warned: bool,
+    /// When the namespace was last asked about.
+    restricted_checked: Option<std::time::Instant>,
     tracker: Tracker,
     resolver: OwnerResolver,
     opts: DetectOptions,
@@ -121,7 +127,19 @@ impl Engine {
         use crate::guest::privsep::proto::SocketKind;
         use crate::guest::sandbox::netns::NetSocket;
         let have = self.restricted.as_ref().map(|(inode, _)| *inode);
-        let found = match crate::guest::privsep::restricted_socket(SocketKind::SockDiag, have) {
+        // Whether the namespace is there, or still the same, is asked at most once a second
+        // (from the privileged side, when separated: a round trip per poll was most of what an
+        // idle agent costs); in between, the socket at hand is dumped.
+        let fresh = self
+            .restricted_checked
+            .is_some_and(|at| at.elapsed() < RESTRICTED_RECHECK);
+        let asked = if fresh {
+            Ok(have.map(NetSocket::Unchanged))
+        } else {
+            self.restricted_checked = Some(std::time::Instant::now());
+            crate::guest::privsep::restricted_socket(SocketKind::SockDiag, have)
+        };
+        let found = match asked {
             Ok(None) => {
                 self.restricted = None;
                 return Vec::new();
@@ -181,6 +199,7 @@ impl PortWatcher {
             restricted: None,
             restricted_inodes: std::collections::HashSet::new(),
             restricted_warned: false,
+            restricted_checked: None,
             tracker: Tracker::new(opts),
             resolver: OwnerResolver::new(&opts.proc_root),
             opts: opts.clone(),
