@@ -220,6 +220,11 @@ impl Runner {
         Self { launcher, events }
     }
 
+    /// The launcher.
+    pub(crate) fn launcher(&self) -> Arc<dyn Launcher> {
+        self.launcher.clone()
+    }
+
     /// The launcher's name.
     pub fn launcher_name(&self) -> &'static str {
         self.launcher.name()

@@ -252,4 +252,11 @@ impl Launcher for MonitorLauncher {
     fn name(&self) -> &'static str {
         self.name
     }
+
+    fn kill_restricted(&self) -> usize {
+        self.client.kill_restricted().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "restricted processes not killed");
+            0
+        })
+    }
 }

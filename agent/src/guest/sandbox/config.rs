@@ -1,5 +1,5 @@
 //! The `sandbox` section of the agent's configuration: default limits, default user, the
-//! search path and locale sandboxed commands get, and the kill grace period.
+//! search path and locale sandboxed commands get, and the restricted principal's world.
 //!
 //! ```jsonc
 //! "sandbox": {
@@ -10,9 +10,7 @@
 //!   "pids_max": 2048,                   // cgroup pids.max: the real fork-bomb limit
 //!   "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 //!   "lang": "C.UTF-8",
-//!   "kill_grace_ms": 2000,              // TERM → KILL at a timeout
 //!   "cgroup_parent": null,              // pure cgroup v2: the delegated parent (default: auto)
-//!   "cgroup_pool": 2,                   // run cgroups kept ready per profile (0: none)
 //!   "restricted_user": "codespace-restricted", // the restricted principal (never the creator, never root)
 //!   "trusted_users": [],                // users a trusted repository's remoteUser/containerUser may name,
 //!                                       // besides the configured user
@@ -26,9 +24,11 @@
 //!                                       // over restricted_nofile, 256..4096)
 //! }
 //! ```
+//!
+//! Accepted and ignored, with a warning (older configurations): `kill_grace_ms` (the grace
+//! period is `lifecycle.kill_grace_ms`) and `cgroup_pool` (run cgroups are made per run).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -66,9 +66,11 @@ pub struct RawSandboxConfig {
     pub pids_max: Option<u64>,
     pub path: Option<String>,
     pub lang: Option<String>,
-    pub kill_grace_ms: Option<u64>,
+    /// Deprecated: never read (the grace period is `lifecycle.kill_grace_ms`).
+    pub kill_grace_ms: Option<serde_json::Value>,
     pub cgroup_parent: Option<PathBuf>,
-    pub cgroup_pool: Option<usize>,
+    /// Deprecated: there is no cgroup pool any more.
+    pub cgroup_pool: Option<serde_json::Value>,
     pub restricted_user: Option<String>,
     pub trusted_users: Option<Vec<String>>,
     pub restricted_root: Option<PathBuf>,
@@ -91,14 +93,9 @@ pub struct SandboxConfig {
     pub path: String,
     /// `LANG` of sandboxed commands.
     pub lang: String,
-    /// Time between TERM and KILL when a run times out.
-    pub kill_grace: Duration,
     /// Pure cgroup v2 only: the parent cgroup (absolute path under the cgroup2 mount) with
     /// `memory` and `pids` enabled in its `cgroup.subtree_control`; `None` chooses one.
     pub cgroup_parent: Option<PathBuf>,
-    /// Run cgroups created ahead of time per profile ([`super::cgroup_pool`]); 0 turns the
-    /// pool off.
-    pub cgroup_pool: usize,
     /// The restricted principal: the user every restricted run runs as, whatever the
     /// repository names. Never root, never the creator (the workspace's owner).
     pub restricted_user: String,
@@ -118,9 +115,6 @@ pub const DEFAULT_RESTRICTED_ROOT: &str = "/var/lib/codespace-agent/restricted";
 /// Default [`WorldConfig::nofile`].
 pub const DEFAULT_RESTRICTED_NOFILE: u64 = 4096;
 
-/// Default [`SandboxConfig::cgroup_pool`]: one for the next command and one for a parallel one.
-pub const DEFAULT_CGROUP_POOL: usize = 2;
-
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
@@ -128,9 +122,7 @@ impl Default for SandboxConfig {
             limits: Limits::default(),
             path: DEFAULT_PATH.to_owned(),
             lang: DEFAULT_LANG.to_owned(),
-            kill_grace: Duration::from_secs(2),
             cgroup_parent: None,
-            cgroup_pool: DEFAULT_CGROUP_POOL,
             restricted_user: DEFAULT_RESTRICTED_USER.to_owned(),
             trusted_users: Vec::new(),
             world: WorldConfig::default(),
@@ -143,6 +135,22 @@ impl SandboxConfig {
     pub fn build(raw: Option<RawSandboxConfig>) -> Result<Self, ConfigError> {
         let raw = raw.unwrap_or_default();
         let d = Self::default();
+        for (key, set, instead) in [
+            (
+                "sandbox.kill_grace_ms",
+                raw.kill_grace_ms.is_some(),
+                "set lifecycle.kill_grace_ms",
+            ),
+            (
+                "sandbox.cgroup_pool",
+                raw.cgroup_pool.is_some(),
+                "run cgroups are made per run",
+            ),
+        ] {
+            if set {
+                tracing::warn!("{key} is deprecated and ignored: {instead}");
+            }
+        }
         let path = raw.path.unwrap_or(d.path);
         if path.is_empty() || path.contains('\0') || !path.split(':').all(|p| p.starts_with('/')) {
             return Err(ConfigError::Invalid {
@@ -219,11 +227,7 @@ impl SandboxConfig {
             },
             path,
             lang,
-            kill_grace: raw
-                .kill_grace_ms
-                .map_or(d.kill_grace, Duration::from_millis),
             cgroup_parent: raw.cgroup_parent,
-            cgroup_pool: raw.cgroup_pool.unwrap_or(d.cgroup_pool).min(64),
         })
     }
 }
@@ -239,12 +243,21 @@ mod tests {
         assert_eq!(c, SandboxConfig::default());
         assert_eq!(c.limits.pids_max, 2048);
         let raw: RawSandboxConfig =
-            serde_json::from_str(r#"{"pids_max": 64, "kill_grace_ms": 10, "lang": "en_US.UTF-8"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"pids_max": 64, "lang": "en_US.UTF-8"}"#).unwrap();
         let c = SandboxConfig::build(Some(raw)).unwrap();
         assert_eq!(c.limits.pids_max, 64);
-        assert_eq!(c.kill_grace, Duration::from_millis(10));
         assert_eq!(c.lang, "en_US.UTF-8");
+    }
+
+    #[test]
+    fn removed_keys_are_still_accepted() {
+        // Configurations written for older agents keep loading (an unknown key is an error).
+        let raw: RawSandboxConfig =
+            serde_json::from_str(r#"{"kill_grace_ms": 10, "cgroup_pool": 2}"#).unwrap();
+        assert_eq!(
+            SandboxConfig::build(Some(raw)).unwrap(),
+            SandboxConfig::default()
+        );
     }
 
     #[test]

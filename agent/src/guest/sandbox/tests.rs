@@ -13,6 +13,11 @@ use super::*;
 
 use super::root_gate::root;
 
+/// Starts `program` in a sandbox with the default settings.
+fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, SandboxError> {
+    Sandbox::default().spawn(spec, program)
+}
+
 /// The uid owning test workspaces: the creator, never the run user.
 pub(super) const CREATOR: u32 = 64_999;
 
@@ -342,7 +347,6 @@ async fn a_system_home_does_not_become_writable() {
         other => panic!("landlock is expected on the test machines: {other:?}"),
     }
     assert!(!Path::new("/srv/codespace-sandbox-probe").exists());
-    sweep_stale_cgroups();
 }
 
 /// The kill fallbacks for kernels without `cgroup.kill`: the v1 freezer, and the kill loop.
