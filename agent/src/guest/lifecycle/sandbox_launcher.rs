@@ -29,10 +29,11 @@ pub struct SandboxLauncher {
 
 impl SandboxLauncher {
     /// A launcher over a sandbox made from `config` (its limits and restricted world too);
-    /// `path`/`lang` are the runner's base values (to recognise its base entries).
+    /// `path`/`lang` are the runner's base values (`lifecycle.path`/`lang`): the sandbox sets
+    /// them, and the launcher recognises the runner's base entries by them.
     pub fn new(config: &SandboxConfig, path: String, lang: String) -> Self {
         Self {
-            sandbox: Sandbox::new(config),
+            sandbox: Sandbox::new(config, &path, &lang),
             limits: config.limits,
             restricted: config.world.clone(),
             path,

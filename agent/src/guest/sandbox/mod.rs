@@ -315,8 +315,9 @@ fn rlimit_within_hard(resource: rustix::process::Resource, wanted: u64) -> u64 {
     }
 }
 
-/// The sandbox: the settings every run shares (the `sandbox` config section's `PATH`, `LANG`
-/// and cgroup parent) and the seccomp programs, compiled once when it is made.
+/// The sandbox: the settings every run shares (`PATH` and `LANG`, from the `lifecycle` section,
+/// and the `sandbox` section's cgroup parent) and the seccomp programs, compiled once when it
+/// is made.
 #[derive(Debug)]
 pub struct Sandbox {
     path: String,
@@ -326,8 +327,10 @@ pub struct Sandbox {
 }
 
 impl Default for Sandbox {
+    /// The default settings of both sections.
     fn default() -> Self {
-        Self::new(&SandboxConfig::default())
+        use crate::guest::lifecycle::settings::{DEFAULT_LANG, DEFAULT_PATH};
+        Self::new(&SandboxConfig::default(), DEFAULT_PATH, DEFAULT_LANG)
     }
 }
 
@@ -353,11 +356,12 @@ fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SandboxError> {
 }
 
 impl Sandbox {
-    /// The sandbox for the agent's `sandbox` config section.
-    pub fn new(config: &SandboxConfig) -> Self {
+    /// The sandbox for the agent's `sandbox` config section; `path` and `lang` are the
+    /// `PATH` and `LANG` of every command (`lifecycle.path`, `lifecycle.lang`).
+    pub fn new(config: &SandboxConfig, path: &str, lang: &str) -> Self {
         Self {
-            path: config.path.clone(),
-            lang: config.lang.clone(),
+            path: path.to_owned(),
+            lang: lang.to_owned(),
             cgroup_parent: config.cgroup_parent.clone(),
             filters: seccomp::compile(),
         }

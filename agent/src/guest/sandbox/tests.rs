@@ -124,7 +124,7 @@ async fn runs_as_the_user_with_exactly_the_built_environment() {
                 "GREETING=hi there",
                 "HOME=/nonexistent",
                 "LANG=C.UTF-8",
-                &format!("PATH={}", config::DEFAULT_PATH),
+                &format!("PATH={}", crate::guest::lifecycle::settings::DEFAULT_PATH),
                 "SHELL=/usr/sbin/nologin",
                 "USER=nobody",
             ]
