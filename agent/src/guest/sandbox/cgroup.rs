@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cgroup_layout::write;
-pub use super::cgroup_layout::{layout, Kind, Layout, Parent};
+pub use super::cgroup_layout::{detect, Kind, Layout, Parent};
 use super::{Limits, SandboxError, SandboxProfile};
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
 
@@ -510,24 +510,6 @@ pub fn sweep(layout: &Layout) {
                 let _ = std::fs::remove_dir(entry.path());
             }
         }
-    }
-}
-
-/// Sweeps at most once a second (a directory listing per hierarchy).
-pub fn sweep_now_and_then(layout: &Layout) {
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let due = match LAST.lock() {
-        Ok(mut last) => {
-            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        }
-        Err(_) => false,
-    };
-    if due {
-        sweep(layout);
     }
 }
 

@@ -323,6 +323,8 @@ pub struct Sandbox {
     path: String,
     lang: String,
     cgroup_parent: Option<PathBuf>,
+    /// The cgroup hierarchies runs use, detected at the first spawn.
+    layout: OnceLock<cgroup::Layout>,
     filters: Result<seccomp::Filters, seccomp::FilterError>,
 }
 
@@ -363,8 +365,14 @@ impl Sandbox {
             path: path.to_owned(),
             lang: lang.to_owned(),
             cgroup_parent: config.cgroup_parent.clone(),
+            layout: OnceLock::new(),
             filters: seccomp::compile(),
         }
+    }
+
+    fn layout(&self) -> &cgroup::Layout {
+        self.layout
+            .get_or_init(|| cgroup::detect(self.cgroup_parent.as_deref()))
     }
 
     /// Starts `program` in the sandbox described by `spec`. Must be called inside a tokio
@@ -379,7 +387,7 @@ impl Sandbox {
                 name: spec.user.name.clone(),
             });
         }
-        let (path, lang, cgroup_parent) = (&self.path, &self.lang, self.cgroup_parent.as_deref());
+        let (path, lang) = (&self.path, &self.lang);
         let restricted = spec.profile == SandboxProfile::Restricted;
         let environment = env::build(&spec.user, path, lang, &spec.env)?;
         let (program_name, args): (String, Vec<String>) = match program {
@@ -439,8 +447,10 @@ impl Sandbox {
                 var_tmp: &var_tmp,
             },
         )?;
-        let layout = cgroup::layout(cgroup_parent);
-        cgroup::sweep_now_and_then(layout);
+        let layout = self.layout();
+        // Empty run cgroups left behind (a dev server that has since exited, an agent that
+        // died): a directory listing per hierarchy.
+        cgroup::sweep(layout);
         let restricted_group = if restricted && !layout.parents.is_empty() {
             Some(cgroup::ensure_restricted_group(
                 layout,
@@ -522,7 +532,7 @@ impl Sandbox {
     /// of the trust facts and on request. Blocks until the processes are dead. Returns how many
     /// processes were killed.
     pub fn kill_restricted(&self) -> usize {
-        let killed = cgroup::kill_restricted_group(cgroup::layout(self.cgroup_parent.as_deref()));
+        let killed = cgroup::kill_restricted_group(self.layout());
         if netns::current().is_some() {
             netns::teardown();
         }

@@ -355,11 +355,11 @@ fn freezer_and_kill_loop_fallbacks_kill_a_forking_tree() {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
-    use super::cgroup::{layout, Kind, Layout, RunCgroup};
+    use super::cgroup::{detect, Kind, Layout, RunCgroup};
     if !root() {
         return;
     }
-    let all = layout(None);
+    let all = detect(None);
     let pick = |kinds: &[Kind]| -> Vec<_> {
         all.parents
             .iter()
