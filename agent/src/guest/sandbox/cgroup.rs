@@ -253,8 +253,8 @@ impl RunCgroup {
             }
             let base = match profile {
                 SandboxProfile::Restricted => {
-                    // Made with its limits by `ensure_restricted_group`; a pooled run may come
-                    // first, and gets the limits when its spawn writes them.
+                    // Made with its limits by `ensure_restricted_group` (the spawn calls it
+                    // first); made here too in case it was removed in between.
                     let group = parent.dir.join(RESTRICTED_GROUP);
                     let _ = std::fs::create_dir(&group);
                     group
