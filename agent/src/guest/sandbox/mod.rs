@@ -275,7 +275,7 @@ pub struct AppliedReport {
     pub no_new_privs: bool,
     /// Landlock.
     pub landlock: LandlockApplied,
-    /// Seccomp filters installed (one: see [`seccomp`]).
+    /// Seccomp programs installed (see [`seccomp`]).
     pub seccomp_filters: usize,
     /// cgroup mode (`v2`, `hybrid`, `v1`, `none`).
     pub cgroup_mode: &'static str,
@@ -485,7 +485,7 @@ impl Sandbox {
             nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
             core: 0,
         };
-        let seccomp_programs = vec![filters.for_profile(spec.profile).to_vec()];
+        let seccomp_programs = filters.for_profile(spec.profile).to_vec();
         let applied = AppliedReport {
             profile: spec.profile,
             uid: spec.user.uid,
