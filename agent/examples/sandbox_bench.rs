@@ -8,9 +8,9 @@
 //!
 //! Prints one JSON line per mode: `{"mode":..,"p50_us":..,"p90_us":..,"p99_us":..,"min_us":..,
 //! "n":..}`; "spawn" is the time `spawn` took (fork + the child's sandbox setup until `execve`),
-//! "total" spawn to reaped exit. The sandbox is configured as the agent configures it (default
-//! `sandbox` section: a cgroup pool), and each handle is dropped (its cgroup removed) after the
-//! clock stopped, as the agent drops it off the result path.
+//! "total" spawn to reaped exit. The sandbox has the default `sandbox` section, and each handle
+//! is dropped (its cgroup removed) after the clock stopped, as the agent drops it off the result
+//! path.
 
 // A benchmark tool reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     let program = Program::Exec(vec!["/bin/true".into()]);
-    sandbox::configure(&sandbox::SandboxConfig::default());
+    let sandbox = sandbox::Sandbox::default();
     let modes = ["unsandboxed", "trusted", "restricted"];
     let mut total: Vec<Vec<u128>> = (0..3).map(|_| Vec::with_capacity(runs)).collect();
     let mut spawn: Vec<Vec<u128>> = (0..3).map(|_| Vec::with_capacity(runs)).collect();
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
                         } else {
                             SandboxProfile::Restricted
                         };
-                        let mut child = sandbox::spawn(&spec(profile), &program)?;
+                        let mut child = sandbox.spawn(&spec(profile), &program)?;
                         spawned = start.elapsed();
                         let report = child
                             .wait(Duration::from_secs(10), Duration::from_millis(100))
@@ -117,7 +117,6 @@ async fn main() -> anyhow::Result<()> {
     }
     .await;
     drop(dropped);
-    sandbox::shutdown();
     let _ = std::fs::remove_dir_all(&base);
     let _ = std::fs::remove_dir_all(&state_dir);
     result?;

@@ -376,11 +376,13 @@ async fn a_double_forked_daemon_does_not_outlive_the_timeout() {
     let pid_file = fx.workspace.join("daemon.pid");
     let script =
         "(setsid sh -c 'echo $$ > daemon.pid; exec sleep 300' >/dev/null 2>&1 &); exec sleep 300";
-    let mut child = sandbox::spawn(
-        &fx.spec(RESTRICTED, small_limits()),
-        &Program::Shell(script.into()),
-    )
-    .unwrap();
+    let mut child = fx
+        .sandbox
+        .spawn(
+            &fx.spec(RESTRICTED, small_limits()),
+            &Program::Shell(script.into()),
+        )
+        .unwrap();
     let mut daemon = None;
     for _ in 0..500 {
         if let Some(pid) = std::fs::read_to_string(&pid_file)

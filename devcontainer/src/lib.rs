@@ -21,6 +21,8 @@
 //!
 //! The crate does no I/O: every entry point takes `&str` or typed values and returns values.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod compose;
 pub mod env_names;

@@ -20,6 +20,8 @@
 //! | [`input`] | strict JSON reading with JSON pointers | STYLE.md habits 2–3 |
 //! | [`decision`], [`repo`] | `Decision`, `Authorized`, repository names, access levels | STYLE.md habit 5 |
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod decision;
 pub mod document;

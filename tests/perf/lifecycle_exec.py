@@ -154,7 +154,9 @@ def main():
                     # Restricted runs as `nobody` (the package's codespace-restricted is not on
                     # this machine), their world in the scratch directory, no NAT to set up (a
                     # one-time cost per codespace, not per command).
-                    json.dump({"lifecycle": {"launcher": launcher},
+                    # As root the agent forks its privileged side; the network side runs as a
+                    # uid of its own (the package's codespace-agent is not on this machine).
+                    json.dump({"network_user": "64990:64990", "lifecycle": {"launcher": launcher},
                                "sandbox": {"restricted_user": "nobody",
                                            "restricted_root": os.path.join(d, f"restricted-{launcher}"),
                                            "restricted_outbound": False}}, f)

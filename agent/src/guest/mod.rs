@@ -129,9 +129,8 @@ impl Agent {
     /// Prepares the agent: creates the state directory (mode 0700; the vault then opens it to
     /// 0711 so the remote user can reach its own files) and the event stream.
     pub fn new(config: AgentConfig) -> Result<Self, StartError> {
-        // Separated, the privileged side made the state directory and runs the sandbox.
+        // Separated, the privileged side made the state directory.
         if privsep::client().is_none() {
-            sandbox::configure(&config.sandbox);
             prepare_state_dir(&config.state_dir)?;
         }
         let (events, _) = broadcast::channel(256);
@@ -271,7 +270,6 @@ impl Agent {
         follow.abort();
         if let Some(mut firewall) = firewall.take() {
             firewall.remove();
-            sandbox::shutdown();
             let _ = system::sd_notify("STOPPING=1");
         }
         info!("stopped");

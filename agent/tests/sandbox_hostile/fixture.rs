@@ -11,7 +11,7 @@ use std::time::Duration;
 use codespace_agent::guest::broker::{Broker, BrokerConfig, Outcome};
 use codespace_agent::guest::sandbox::world::WorldConfig;
 use codespace_agent::guest::sandbox::{
-    self, ExitReport, Limits, Program, ResolvedUser, SandboxProfile, SandboxSpec, SandboxedChild,
+    ExitReport, Limits, Program, ResolvedUser, Sandbox, SandboxProfile, SandboxSpec, SandboxedChild,
 };
 use codespace_agent::guest::vault::{environment_path, Owner, TokenPut, Vault, VaultConfig};
 use codespace_agent::seal::{AgentKeyPair, TokenValue};
@@ -95,6 +95,8 @@ pub struct Fixture {
     pub restricted: TestUser,
     /// The restricted principal's per-codespace world (`sandbox.restricted_root`).
     pub restricted_root: PathBuf,
+    /// The sandbox the runs start in, with the agent's default settings.
+    pub sandbox: Sandbox,
     _scratch: Dir,
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -104,8 +106,6 @@ impl Drop for Fixture {
         if let Some(stop) = self.broker_stop.take() {
             let _ = stop.send(());
         }
-        // Pooled cgroups and queued removals go before the next test (or the process) starts.
-        codespace_agent::guest::sandbox::shutdown();
         // The restricted network (veth, nft table) too; every restricted process is dead by
         // now (their users are removed next).
         codespace_agent::guest::sandbox::netns::teardown();
@@ -136,10 +136,6 @@ pub async fn fixture() -> Fixture {
         &scratch_path.join("restricted/home"),
     );
     let restricted_root = scratch_path.join("restricted");
-    // The sandbox as the agent configures it (cgroup pool and janitor on).
-    codespace_agent::guest::sandbox::configure(
-        &codespace_agent::guest::sandbox::SandboxConfig::default(),
-    );
     let workspace = scratch_path.join("workspace");
     let outside = scratch_path.join("outside");
     for dir in [&home, &workspace, &outside] {
@@ -215,6 +211,7 @@ pub async fn fixture() -> Fixture {
         user,
         restricted,
         restricted_root,
+        sandbox: Sandbox::default(),
         _scratch: scratch,
         _serial: serial,
     }
@@ -289,7 +286,10 @@ impl Fixture {
         program: Program,
         timeout: Duration,
     ) -> (String, String, ExitReport, SandboxedChild) {
-        let mut child = sandbox::spawn(&self.spec(profile, limits), &program).unwrap();
+        let mut child = self
+            .sandbox
+            .spawn(&self.spec(profile, limits), &program)
+            .unwrap();
         let mut out = child.take_stdout().unwrap();
         let mut err = child.take_stderr().unwrap();
         let reading = tokio::spawn(async move {

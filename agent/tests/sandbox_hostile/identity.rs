@@ -555,9 +555,20 @@ async fn leftovers_share_one_cpu_and_die_when_the_trust_changes() {
         eprintln!("no CPU controller here: {group}");
     }
     // A change of trust (or the host's request) kills everything restricted left behind.
-    let killed = codespace_agent::guest::sandbox::kill_restricted();
+    let killed = fx.sandbox.kill_restricted();
     assert!(killed >= 2, "{killed}");
     for pid in loops {
         assert!(cpu_seconds(pid).is_none(), "{pid} survived");
     }
+    // The next restricted run starts and finishes normally after the kill (a cgroup made
+    // before it must not take the new run down with it).
+    let (_, err, report, _) = fx
+        .run(
+            RESTRICTED,
+            small_limits(),
+            Program::Shell("echo alive".into()),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(report.success(), "{report:?} {err}");
 }

@@ -18,7 +18,7 @@ use codespace_agent::guest::privsep::{self, Monitor, Role};
 use codespace_agent::guest::service::SecretsService;
 use codespace_agent::guest::vault::{Owner, Vault, VaultConfig};
 use codespace_agent::guest::vault_service::{forward_expiry, VaultService};
-use codespace_agent::guest::{lifecycle, sandbox, user, Agent};
+use codespace_agent::guest::{lifecycle, user, Agent};
 use codespace_agent::seal::AgentKeyPair;
 
 /// Threads of the blocking pool (tokio's default is 512): see `main`.
@@ -233,7 +233,6 @@ fn privileged_setup(
     privsep::prepare_state(&config.state_dir, network_user)
         .map_err(|e| ("state directory", e.to_string()))?;
     let org_policy = lifecycle::read_org_policy(&config).map_err(|e| ("lifecycle", e))?;
-    sandbox::configure(&config.sandbox);
     let launcher = lifecycle::launcher(&config);
     let monitor = Monitor::new(
         config,
@@ -278,7 +277,6 @@ fn privileged(
     let status = runtime.block_on(privsep::monitor::supervise(network));
     // The network side is gone, so its end of the channel is closed and the server returns.
     let _ = server.join();
-    sandbox::shutdown();
     let _ = codespace_agent::guest::system::sd_notify("STOPPING=1");
     tracing::info!(status, "stopped");
     ExitCode::from(u8::try_from(status).unwrap_or(1))
@@ -333,7 +331,6 @@ fn privileged_service(args: RunArgs) -> ExitCode {
     // Taken under the lock, between two requests; dropping it removes the firewall.
     let monitor = shared.lock().ok().and_then(|mut m| m.take());
     drop(monitor);
-    sandbox::shutdown();
     let _ = std::fs::remove_file(&path);
     let _ = codespace_agent::guest::system::sd_notify("STOPPING=1");
     tracing::info!("stopped");

@@ -123,6 +123,12 @@ pub trait Launcher: Send + Sync + 'static {
     fn launch(&self, spec: &LaunchSpec, program: &Program) -> Result<Launched, LaunchError>;
     /// A short name for reports (`plain`, `sandbox`).
     fn name(&self) -> &'static str;
+    /// Kills everything restricted runs left behind in this codespace; how many processes.
+    /// Blocks until they are dead (call it off the runtime thread). A launcher that never
+    /// starts restricted runs has none to kill.
+    fn kill_restricted(&self) -> usize {
+        0
+    }
 }
 
 /// `tokio::process` with a process group and the timeout; no sandbox.

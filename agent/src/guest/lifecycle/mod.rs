@@ -104,10 +104,8 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 pub fn launcher(c: &crate::guest::config::AgentConfig) -> Arc<dyn Launcher> {
     match c.lifecycle.launcher {
         settings::LauncherKind::Plain => Arc::new(PlainLauncher),
-        // `Agent::new` has configured the sandbox (PATH, LANG, cgroup parent).
         settings::LauncherKind::Sandbox => Arc::new(sandbox_launcher::SandboxLauncher::new(
-            c.sandbox.limits,
-            c.sandbox.world.clone(),
+            &c.sandbox,
             c.lifecycle.path.clone(),
             c.lifecycle.lang.clone(),
         )),

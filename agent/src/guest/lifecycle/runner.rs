@@ -23,7 +23,9 @@ use tokio::io::AsyncReadExt as _;
 use codespace_policy::lifecycle::RunProfile;
 use codespace_policy::Authorized;
 
-use super::launcher::{ExitReport, LaunchSpec, Launcher, OutputPipe, Program};
+use super::launcher::{
+    ExitReport, LaunchError, LaunchSpec, Launcher, OutputPipe, Program,
+};
 use super::output::{BoundedLog, Utf8Carry};
 use super::plan::{Plan, PlannedCommand};
 use super::redact::{Needles, Redactor};
@@ -218,6 +220,11 @@ impl Runner {
         Self { launcher, events }
     }
 
+    /// The launcher.
+    pub(crate) fn launcher(&self) -> Arc<dyn Launcher> {
+        self.launcher.clone()
+    }
+
     /// The launcher's name.
     pub fn launcher_name(&self) -> &'static str {
         self.launcher.name()
@@ -295,7 +302,15 @@ impl Runner {
 
     async fn one(&self, ctx: &Ctx, spec: &LaunchSpec, c: &PlannedCommand) -> CommandResult {
         let t0 = std::time::Instant::now();
-        let launched = match self.launcher.launch(spec, &c.program) {
+        // Starting a command blocks its thread (the privileged side's answer, or the sandbox's
+        // set-up): never the runtime's, which serves pings and forwards meanwhile.
+        let (launcher, launch_spec, program) =
+            (self.launcher.clone(), spec.clone(), c.program.clone());
+        let started =
+            tokio::task::spawn_blocking(move || launcher.launch(&launch_spec, &program)).await;
+        let launched = match started
+            .unwrap_or_else(|e| Err(LaunchError::Sandbox(format!("the launch task failed: {e}"))))
+        {
             Ok(l) => l,
             Err(e) => {
                 let msg = e.to_string();

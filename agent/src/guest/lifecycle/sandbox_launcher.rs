@@ -11,11 +11,12 @@ use serde_json::Value;
 use super::env::base_env;
 use super::launcher::{LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program};
 use crate::guest::sandbox::world::WorldConfig;
-use crate::guest::sandbox::{self, Limits, ResolvedUser, SandboxSpec};
+use crate::guest::sandbox::{self, Limits, ResolvedUser, Sandbox, SandboxConfig, SandboxSpec};
 
-/// Spawns through the sandbox.
-#[derive(Debug, Clone)]
+/// Spawns through the sandbox, which it owns.
+#[derive(Debug)]
 pub struct SandboxLauncher {
+    sandbox: Sandbox,
     limits: Limits,
     restricted: WorldConfig,
     path: String,
@@ -23,12 +24,14 @@ pub struct SandboxLauncher {
 }
 
 impl SandboxLauncher {
-    /// A launcher with the sandbox's limits and restricted world; `path`/`lang` are the
-    /// runner's base values (to recognise its base entries).
-    pub fn new(limits: Limits, restricted: WorldConfig, path: String, lang: String) -> Self {
+    /// A launcher over a sandbox made from `config` (its limits and restricted world too);
+    /// `path`/`lang` are the runner's base values (`lifecycle.path`/`lang`): the sandbox sets
+    /// them, and the launcher recognises the runner's base entries by them.
+    pub fn new(config: &SandboxConfig, path: String, lang: String) -> Self {
         Self {
-            limits,
-            restricted,
+            sandbox: Sandbox::new(config, &path, &lang),
+            limits: config.limits,
+            restricted: config.world.clone(),
             path,
             lang,
         }
@@ -60,7 +63,7 @@ impl Launcher for SandboxLauncher {
             limits: self.limits,
             restricted: self.restricted.clone(),
         };
-        let mut child = sandbox::spawn(&sspec, program).map_err(|e| match e {
+        let mut child = self.sandbox.spawn(&sspec, program).map_err(|e| match e {
             sandbox::SandboxError::Spawn { program, source } => {
                 LaunchError::Spawn { program, source }
             }
@@ -80,14 +83,8 @@ impl Launcher for SandboxLauncher {
             let r = child.wait(limits.timeout, limits.grace).await;
             // The handle goes away only after the wait (a successful command's background
             // processes keep running in their cgroup). Dropping it removes the run's empty
-            // cgroups (rmdir in up to three hierarchies, ~0.15 ms): the agent's sandbox does
-            // that on its janitor thread; otherwise it is done on the blocking pool so the
-            // result does not wait for it.
-            if sandbox::cleanup_in_background() {
-                drop(child);
-            } else {
-                tokio::task::spawn_blocking(move || drop(child));
-            }
+            // cgroups (rmdir in up to three hierarchies): blocking work, off the runtime.
+            tokio::task::spawn_blocking(move || drop(child));
             r
         });
         Ok(Launched {
@@ -101,5 +98,9 @@ impl Launcher for SandboxLauncher {
 
     fn name(&self) -> &'static str {
         "sandbox"
+    }
+
+    fn kill_restricted(&self) -> usize {
+        self.sandbox.kill_restricted()
     }
 }

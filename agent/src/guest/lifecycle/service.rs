@@ -479,7 +479,8 @@ impl LifecycleService {
     /// many processes there were. For a change of the trust facts and the host's
     /// `restricted_kill`.
     pub async fn kill_restricted(&self, reason: &'static str) -> usize {
-        let killed = tokio::task::spawn_blocking(crate::guest::privsep::kill_restricted)
+        let launcher = self.runner.launcher();
+        let killed = tokio::task::spawn_blocking(move || launcher.kill_restricted())
             .await
             .unwrap_or(0);
         tracing::info!(reason, processes = killed, "restricted leftovers killed");

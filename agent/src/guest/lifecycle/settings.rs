@@ -21,6 +21,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Default `lifecycle.path` (Debian's root `PATH`, so `sbin` tools resolve).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Default `lifecycle.lang`.
+pub const DEFAULT_LANG: &str = "C.UTF-8";
+
 /// Which launcher runs commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +97,31 @@ fn template(key: &'static str, argv: Vec<String>) -> Result<Vec<String>, Setting
     Ok(argv)
 }
 
+/// `lifecycle.path`: the `PATH` of every command (plain and sandboxed), a non-empty list of
+/// absolute directories.
+fn search_path(path: Option<String>) -> Result<String, SettingsError> {
+    let path = path.unwrap_or_else(|| DEFAULT_PATH.to_owned());
+    if path.is_empty() || path.contains('\0') || !path.split(':').all(|p| p.starts_with('/')) {
+        return Err(SettingsError {
+            key: "path",
+            message: "must be a non-empty list of absolute directories separated by `:`".into(),
+        });
+    }
+    Ok(path)
+}
+
+/// `lifecycle.lang`: the `LANG` of every command.
+fn locale(lang: Option<String>) -> Result<String, SettingsError> {
+    let lang = lang.unwrap_or_else(|| DEFAULT_LANG.to_owned());
+    if lang.contains('\0') {
+        return Err(SettingsError {
+            key: "lang",
+            message: "contains a NUL byte".into(),
+        });
+    }
+    Ok(lang)
+}
+
 impl LifecycleConfig {
     /// Builds the typed section (defaults for what is not written).
     pub fn build(raw: RawLifecycleConfig) -> Result<Self, SettingsError> {
@@ -113,10 +143,8 @@ impl LifecycleConfig {
             log_head_bytes: raw.log_head_bytes.unwrap_or(256 << 10),
             log_tail_bytes: raw.log_tail_bytes.unwrap_or(256 << 10),
             logs_kept: raw.logs_kept.unwrap_or(20).max(1),
-            path: raw.path.unwrap_or_else(|| {
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-            }),
-            lang: raw.lang.unwrap_or_else(|| "C.UTF-8".into()),
+            path: search_path(raw.path)?,
+            lang: locale(raw.lang)?,
             org_policy_file: raw.org_policy_file,
             extension_installer: template(
                 "extension_installer",
@@ -156,5 +184,20 @@ mod tests {
         let raw: RawLifecycleConfig = serde_json::from_str(r#"{"command_timeout_s": 0}"#).unwrap();
         assert!(LifecycleConfig::build(raw).is_err());
         assert!(serde_json::from_str::<RawLifecycleConfig>(r#"{"launchr": "plain"}"#).is_err());
+    }
+
+    #[test]
+    fn the_search_path_and_locale_are_checked() {
+        assert_eq!(LifecycleConfig::default().path, DEFAULT_PATH);
+        assert_eq!(LifecycleConfig::default().lang, DEFAULT_LANG);
+        for (text, key) in [
+            (r#"{"path": "bin:/usr/bin"}"#, "lifecycle.path"),
+            (r#"{"path": ""}"#, "lifecycle.path"),
+            (r#"{"lang": "C\u0000"}"#, "lifecycle.lang"),
+        ] {
+            let raw: RawLifecycleConfig = serde_json::from_str(text).unwrap();
+            let e = LifecycleConfig::build(raw).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! [`MonitorClient::call`] holds a lock across a request and its reply, so answers can never be
 //! matched to the wrong caller; every answer is quick (the slowest, a launch, is the
-//! privileged side's spawn of ~3 ms). Long waits never go through the channel: a launched
+//! privileged side's spawn of a few ms, which the runner waits for on a blocking thread, never
+//! on the runtime's). Long waits never go through the channel: a launched
 //! command's output and exit status come back on pipes of their own.
 
 use std::collections::HashMap;
@@ -257,5 +258,12 @@ impl Launcher for MonitorLauncher {
 
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn kill_restricted(&self) -> usize {
+        self.client.kill_restricted().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "restricted processes not killed");
+            0
+        })
     }
 }

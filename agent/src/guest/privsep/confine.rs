@@ -147,21 +147,23 @@ fn restrict() -> Result<(), ConfineError> {
         step: "compile the seccomp filter",
         source: std::io::Error::other(e.to_string()),
     })?;
-    let program: Vec<seccompiler::sock_filter> = trusted
-        .program
-        .iter()
-        .map(|i| seccompiler::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    for (what, program) in [
-        ("the trusted filter", program),
+    let sandbox = trusted.trusted.iter().map(|program| {
+        let program: Vec<seccompiler::sock_filter> = program
+            .iter()
+            .map(|i| seccompiler::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        ("the trusted filter", program)
+    });
+    let own = [
         ("the network filter", network_filter()?),
         ("the thread filter", clone3_filter()?),
-    ] {
+    ];
+    for (what, program) in sandbox.chain(own) {
         seccompiler::apply_filter(&program).map_err(|e| ConfineError {
             step: what,
             source: std::io::Error::other(e.to_string()),

@@ -238,18 +238,6 @@ pub fn bind_privileged_socket(
     Ok(l)
 }
 
-/// Kills the restricted principal's processes (through the privileged side when separated);
-/// how many.
-pub fn kill_restricted() -> usize {
-    match client() {
-        Some(c) => c.kill_restricted().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "restricted processes not killed");
-            0
-        }),
-        None => crate::guest::sandbox::kill_restricted(),
-    }
-}
-
 /// Forks into the two sides when running as root with a `network_user`; must be called before
 /// any thread exists (the child of a multi-threaded fork may only call async-signal-safe
 /// functions, and this one goes on to run the whole network side).

@@ -118,7 +118,7 @@ impl Monitor {
             Request::Launch(l) => self.launch(*l),
             Request::KillRestricted {} => Ok((
                 Reply::Killed {
-                    count: crate::guest::sandbox::kill_restricted(),
+                    count: self.launcher.kill_restricted(),
                 },
                 Vec::new(),
             )),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cgroup_layout::write;
-pub use super::cgroup_layout::{layout, Kind, Layout, Parent};
+pub use super::cgroup_layout::{detect, Kind, Layout, Parent};
 use super::{Limits, SandboxError, SandboxProfile};
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
 
@@ -194,10 +194,6 @@ fn live() -> &'static Mutex<HashSet<String>> {
 pub struct RunCgroup {
     name: String,
     dirs: Vec<(Kind, PathBuf)>,
-    /// `cgroup.procs` descriptors opened ahead of time (a pooled cgroup), handed to the child.
-    procs: Option<Vec<OwnedFd>>,
-    /// The v2 directory opened ahead of time, for `CLONE_INTO_CGROUP`.
-    v2_fd: Option<OwnedFd>,
     /// The counters as they were when the directories were removed.
     final_events: Option<LimitEvents>,
 }
@@ -246,8 +242,6 @@ impl RunCgroup {
         let mut run = Self {
             name,
             dirs: Vec::with_capacity(layout.parents.len()),
-            procs: None,
-            v2_fd: None,
             final_events: None,
         };
         for parent in &layout.parents {
@@ -259,8 +253,8 @@ impl RunCgroup {
             }
             let base = match profile {
                 SandboxProfile::Restricted => {
-                    // Made with its limits by `ensure_restricted_group`; a pooled run may come
-                    // first, and gets the limits when its spawn writes them.
+                    // Made with its limits by `ensure_restricted_group` (the spawn calls it
+                    // first); made here too in case it was removed in between.
                     let group = parent.dir.join(RESTRICTED_GROUP);
                     let _ = std::fs::create_dir(&group);
                     group
@@ -322,51 +316,13 @@ impl RunCgroup {
         self.dirs.iter().map(|(_, d)| d.as_path())
     }
 
-    /// Opens the `cgroup.procs` descriptors and the v2 directory now, for a later
-    /// [`Self::take_procs_fds`] and [`Self::take_v2_dir`].
-    pub fn open_procs_fds(&mut self) -> Result<(), SandboxError> {
-        self.procs = Some(self.procs_fds()?);
-        self.v2_fd = self.open_v2_dir();
-        Ok(())
-    }
-
-    /// The v2 directory (`O_RDONLY | O_DIRECTORY | O_CLOEXEC`) when it is the first of the
-    /// run's hierarchies (its `cgroup.procs` first in [`Self::procs_fds`]), for a child born in
-    /// it (`CLONE_INTO_CGROUP`). `None` when there is none or it cannot be opened (the child
-    /// then joins by writing `cgroup.procs`).
-    pub fn take_v2_dir(&mut self) -> Option<OwnedFd> {
-        self.v2_fd.take().or_else(|| self.open_v2_dir())
-    }
-
-    fn open_v2_dir(&self) -> Option<OwnedFd> {
-        let (kind, dir) = self.dirs.first()?;
-        if *kind != Kind::V2 {
-            return None;
-        }
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(dir)
-            .ok()
-            .map(OwnedFd::from)
-    }
-
-    /// The descriptors opened by [`Self::open_procs_fds`], or newly opened ones.
-    pub fn take_procs_fds(&mut self) -> Result<Vec<OwnedFd>, SandboxError> {
-        match self.procs.take() {
-            Some(fds) => Ok(fds),
-            None => self.procs_fds(),
-        }
-    }
-
     /// Opens, for the child to join each hierarchy by writing `"0"` (`O_WRONLY | O_CLOEXEC`):
     /// v2's `cgroup.procs`, and v1's **`tasks`**. Both move the single-threaded child (the
     /// same thing for it), but a write to `cgroup.procs` takes the kernel's global
     /// threadgroup lock for writing, which waits for an RCU grace period whenever no such write
     /// happened in the last one (measured here: 6–23 ms, 10.6 ms median, for a command started
     /// 150 ms after the previous one), while moving the writing thread itself through `tasks`
-    /// skips that lock (44 µs). The v2 join is normally no write at all (`CLONE_INTO_CGROUP`,
-    /// [`super::vfork`]).
+    /// skips that lock (44 µs).
     pub fn procs_fds(&self) -> Result<Vec<OwnedFd>, SandboxError> {
         self.dirs
             .iter()
@@ -554,24 +510,6 @@ pub fn sweep(layout: &Layout) {
                 let _ = std::fs::remove_dir(entry.path());
             }
         }
-    }
-}
-
-/// Sweeps at most once a second (a directory listing per hierarchy).
-pub fn sweep_now_and_then(layout: &Layout) {
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let due = match LAST.lock() {
-        Ok(mut last) => {
-            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        }
-        Err(_) => false,
-    };
-    if due {
-        sweep(layout);
     }
 }
 

@@ -19,7 +19,6 @@
 //! exercised only on systemd machines.)
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use serde::Serialize;
 
@@ -320,12 +319,6 @@ fn prepare_v2_parent(
         enable(&dir)?;
     }
     Ok(dir)
-}
-
-/// The layout, detected once per process.
-pub fn layout(configured_parent: Option<&Path>) -> &'static Layout {
-    static LAYOUT: OnceLock<Layout> = OnceLock::new();
-    LAYOUT.get_or_init(|| detect(configured_parent))
 }
 
 #[cfg(test)]

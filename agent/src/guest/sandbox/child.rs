@@ -1,12 +1,11 @@
-//! The code that runs in the child between `clone` (or `fork`) and `execve`: raw syscalls on
-//! data prepared in the parent, nothing else.
+//! The code that runs in the child between `fork` and `execve` (std's `pre_exec` hook): raw
+//! syscalls on data prepared in the parent, nothing else.
 //!
-//! The child normally shares the agent's memory until `execve` ([`super::vfork`]), where other
-//! threads keep running; on the fork path only the forking thread exists; a lock another thread held stays locked forever
+//! Only the forking thread exists in the child; a lock another thread held stays locked forever
 //! and the allocator may be mid-update, so this module must not allocate, lock, log or touch
 //! `std::env` (measured: a `pre_exec` that took a logger mutex deadlocked 25 of 40 spawns,
-//! `sandbox-ports.md` "Tokio and fork"). Every step is one `libc::syscall` on fields of
-//! [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which the
+//! `sandbox-ports.md` "Tokio and fork"). Every step is one syscall (rustix's, or `libc::syscall`
+//! where rustix has none) on fields of [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which the
 //! parent gets as the spawn error, and the command is never executed.
 //!
 //! Order, and why:
@@ -41,7 +40,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::sync::Arc;
+
+use rustix::process::{Gid, Resource, Rlimit, Uid};
 
 /// `LANDLOCK_CREATE_RULESET_VERSION`.
 const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
@@ -58,7 +58,7 @@ pub struct ChildPlan {
     /// Set `no_new_privs`.
     pub no_new_privs: bool,
     /// The Landlock ruleset, if the kernel has Landlock.
-    pub landlock: Option<Arc<OwnedFd>>,
+    pub landlock: Option<OwnedFd>,
     /// Seccomp programs, installed in order.
     pub seccomp: Vec<Vec<libc::sock_filter>>,
     /// Run user.
@@ -79,46 +79,30 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-fn set_limit(resource: libc::c_int, value: u64) -> io::Result<()> {
-    let limit = libc::rlimit64 {
-        rlim_cur: value,
-        rlim_max: value,
+/// Soft and hard limit `value` (the command cannot raise it again).
+fn set_limit(resource: Resource, value: u64) -> io::Result<()> {
+    let limit = Rlimit {
+        current: Some(value),
+        maximum: Some(value),
     };
-    // SAFETY: prlimit64(0 = self, resource, &new, NULL) reads `limit` only.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0,
-            resource,
-            &limit as *const libc::rlimit64,
-            std::ptr::null_mut::<libc::rlimit64>(),
-        )
-    })?;
-    Ok(())
+    Ok(rustix::process::setrlimit(resource, limit)?)
 }
 
 impl ChildPlan {
-    /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks.
+    /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks (rustix
+    /// calls are raw syscalls; its errors convert to `io::Error` without allocating).
     pub fn apply(&self) -> io::Result<()> {
-        self.apply_joined(0)
-    }
-
-    /// [`Self::apply`] for a child already in the first `joined` cgroups of
-    /// [`Self::cgroup_procs`] (born there: `CLONE_INTO_CGROUP`).
-    pub fn apply_joined(&self, joined: usize) -> io::Result<()> {
-        // SAFETY (for every block below): raw syscalls whose pointer arguments point to data
-        // owned by `self` or the stack, valid for the duration of the call; no memory is
-        // allocated or freed and no lock is taken.
-        check(unsafe { libc::syscall(libc::SYS_setsid) })?;
-        for fd in self.cgroup_procs.iter().skip(joined) {
-            let written = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
-            if written != 1 {
-                return Err(io::Error::last_os_error());
+        rustix::process::setsid()?;
+        for fd in &self.cgroup_procs {
+            if rustix::io::write(fd, b"0")? != 1 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
             }
         }
-        set_limit(libc::RLIMIT_NOFILE as libc::c_int, self.nofile)?;
-        set_limit(libc::RLIMIT_CORE as libc::c_int, 0)?;
-        set_limit(libc::RLIMIT_NPROC as libc::c_int, self.nproc)?;
+        set_limit(Resource::Nofile, self.nofile)?;
+        set_limit(Resource::Core, 0)?;
+        set_limit(Resource::Nproc, self.nproc)?;
+        // SAFETY: close_range(3, ~0, CLOSE_RANGE_CLOEXEC) takes no pointers and only marks
+        // descriptors close-on-exec; it closes none, so no `OwnedFd` is invalidated.
         let closed = unsafe {
             libc::syscall(
                 libc::SYS_close_range,
@@ -134,18 +118,11 @@ impl ChildPlan {
             world.enter()?;
         }
         if self.no_new_privs {
-            check(unsafe {
-                libc::syscall(
-                    libc::SYS_prctl,
-                    libc::PR_SET_NO_NEW_PRIVS,
-                    1 as libc::c_ulong,
-                    0 as libc::c_ulong,
-                    0 as libc::c_ulong,
-                    0 as libc::c_ulong,
-                )
-            })?;
+            rustix::thread::set_no_new_privs(true)?;
         }
         if let Some(ruleset) = &self.landlock {
+            // SAFETY: landlock_restrict_self(fd, 0) takes a descriptor the plan owns (open for
+            // the duration of the call) and no pointers.
             check(unsafe {
                 libc::syscall(
                     libc::SYS_landlock_restrict_self,
@@ -159,6 +136,9 @@ impl ChildPlan {
                 len: program.len() as libc::c_ushort,
                 filter: program.as_ptr().cast_mut(),
             };
+            // SAFETY: seccomp(SET_MODE_FILTER, 0, &prog): `prog` points to `program`'s
+            // `len` instructions, owned by the plan and alive for the call; the kernel copies
+            // them and writes nothing.
             check(unsafe {
                 libc::syscall(
                     libc::SYS_seccomp,
@@ -168,22 +148,16 @@ impl ChildPlan {
                 )
             })?;
         }
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_setgroups,
-                0 as libc::size_t,
-                std::ptr::null::<libc::gid_t>(),
-            )
-        })?;
-        check(unsafe { libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) })?;
-        check(unsafe { libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) })?;
-        if self.uid != 0 {
-            let regained = unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) };
-            if regained == 0 {
-                return Err(io::Error::from_raw_os_error(libc::EPERM));
-            }
+        let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
+        rustix::thread::set_thread_groups(&[])?;
+        rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+        rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+        if !uid.is_root()
+            && rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).is_ok()
+        {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
-        check(unsafe { libc::syscall(libc::SYS_chdir, self.cwd.as_ptr()) })?;
+        rustix::process::chdir(self.cwd.as_c_str())?;
         Ok(())
     }
 }

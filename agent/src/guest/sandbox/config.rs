@@ -1,5 +1,6 @@
-//! The `sandbox` section of the agent's configuration: default limits, default user, the
-//! search path and locale sandboxed commands get, and the kill grace period.
+//! The `sandbox` section of the agent's configuration: default limits, default user, and the
+//! restricted principal's world. (The search path and locale of every command are
+//! `lifecycle.path` and `lifecycle.lang`.)
 //!
 //! ```jsonc
 //! "sandbox": {
@@ -8,11 +9,7 @@
 //!   "nofile": 65536,                    // RLIMIT_NOFILE
 //!   "memory_max_bytes": 4294967296,     // cgroup memory.max (v1 memory.limit_in_bytes)
 //!   "pids_max": 2048,                   // cgroup pids.max: the real fork-bomb limit
-//!   "path": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-//!   "lang": "C.UTF-8",
-//!   "kill_grace_ms": 2000,              // TERM → KILL at a timeout
 //!   "cgroup_parent": null,              // pure cgroup v2: the delegated parent (default: auto)
-//!   "cgroup_pool": 2,                   // run cgroups kept ready per profile (0: none)
 //!   "restricted_user": "codespace-restricted", // the restricted principal (never the creator, never root)
 //!   "trusted_users": [],                // users a trusted repository's remoteUser/containerUser may name,
 //!                                       // besides the configured user
@@ -26,9 +23,12 @@
 //!                                       // over restricted_nofile, 256..4096)
 //! }
 //! ```
+//!
+//! Accepted and ignored, with a warning (older configurations): `kill_grace_ms` (the grace
+//! period is `lifecycle.kill_grace_ms`), `path` and `lang` (`lifecycle.path`, `lifecycle.lang`)
+//! and `cgroup_pool` (run cgroups are made per run).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -49,11 +49,6 @@ fn cpu_millis(cpus: Option<f64>, default: u64) -> Result<u64, ConfigError> {
 use super::Limits;
 use crate::guest::config::{positive, ConfigError};
 
-/// Default search path of sandboxed commands (Debian's root `PATH`, so `sbin` tools resolve).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Default locale.
-pub const DEFAULT_LANG: &str = "C.UTF-8";
-
 /// The section as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,11 +59,15 @@ pub struct RawSandboxConfig {
     pub nofile: Option<u64>,
     pub memory_max_bytes: Option<u64>,
     pub pids_max: Option<u64>,
-    pub path: Option<String>,
-    pub lang: Option<String>,
-    pub kill_grace_ms: Option<u64>,
+    /// Deprecated: `lifecycle.path` is the one search path.
+    pub path: Option<serde_json::Value>,
+    /// Deprecated: `lifecycle.lang` is the one locale.
+    pub lang: Option<serde_json::Value>,
+    /// Deprecated: never read (the grace period is `lifecycle.kill_grace_ms`).
+    pub kill_grace_ms: Option<serde_json::Value>,
     pub cgroup_parent: Option<PathBuf>,
-    pub cgroup_pool: Option<usize>,
+    /// Deprecated: there is no cgroup pool any more.
+    pub cgroup_pool: Option<serde_json::Value>,
     pub restricted_user: Option<String>,
     pub trusted_users: Option<Vec<String>>,
     pub restricted_root: Option<PathBuf>,
@@ -87,18 +86,9 @@ pub struct SandboxConfig {
     pub default_user: Option<String>,
     /// Default limits of a run.
     pub limits: Limits,
-    /// `PATH` of sandboxed commands.
-    pub path: String,
-    /// `LANG` of sandboxed commands.
-    pub lang: String,
-    /// Time between TERM and KILL when a run times out.
-    pub kill_grace: Duration,
     /// Pure cgroup v2 only: the parent cgroup (absolute path under the cgroup2 mount) with
     /// `memory` and `pids` enabled in its `cgroup.subtree_control`; `None` chooses one.
     pub cgroup_parent: Option<PathBuf>,
-    /// Run cgroups created ahead of time per profile ([`super::cgroup_pool`]); 0 turns the
-    /// pool off.
-    pub cgroup_pool: usize,
     /// The restricted principal: the user every restricted run runs as, whatever the
     /// repository names. Never root, never the creator (the workspace's owner).
     pub restricted_user: String,
@@ -118,19 +108,12 @@ pub const DEFAULT_RESTRICTED_ROOT: &str = "/var/lib/codespace-agent/restricted";
 /// Default [`WorldConfig::nofile`].
 pub const DEFAULT_RESTRICTED_NOFILE: u64 = 4096;
 
-/// Default [`SandboxConfig::cgroup_pool`]: one for the next command and one for a parallel one.
-pub const DEFAULT_CGROUP_POOL: usize = 2;
-
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             default_user: None,
             limits: Limits::default(),
-            path: DEFAULT_PATH.to_owned(),
-            lang: DEFAULT_LANG.to_owned(),
-            kill_grace: Duration::from_secs(2),
             cgroup_parent: None,
-            cgroup_pool: DEFAULT_CGROUP_POOL,
             restricted_user: DEFAULT_RESTRICTED_USER.to_owned(),
             trusted_users: Vec::new(),
             world: WorldConfig::default(),
@@ -143,19 +126,23 @@ impl SandboxConfig {
     pub fn build(raw: Option<RawSandboxConfig>) -> Result<Self, ConfigError> {
         let raw = raw.unwrap_or_default();
         let d = Self::default();
-        let path = raw.path.unwrap_or(d.path);
-        if path.is_empty() || path.contains('\0') || !path.split(':').all(|p| p.starts_with('/')) {
-            return Err(ConfigError::Invalid {
-                key: "sandbox.path",
-                message: "must be a non-empty list of absolute directories separated by `:`".into(),
-            });
-        }
-        let lang = raw.lang.unwrap_or(d.lang);
-        if lang.contains('\0') {
-            return Err(ConfigError::Invalid {
-                key: "sandbox.lang",
-                message: "contains a NUL byte".into(),
-            });
+        for (key, set, instead) in [
+            (
+                "sandbox.kill_grace_ms",
+                raw.kill_grace_ms.is_some(),
+                "set lifecycle.kill_grace_ms",
+            ),
+            ("sandbox.path", raw.path.is_some(), "set lifecycle.path"),
+            ("sandbox.lang", raw.lang.is_some(), "set lifecycle.lang"),
+            (
+                "sandbox.cgroup_pool",
+                raw.cgroup_pool.is_some(),
+                "run cgroups are made per run",
+            ),
+        ] {
+            if set {
+                tracing::warn!("{key} is deprecated and ignored: {instead}");
+            }
         }
         if let Some(p) = &raw.cgroup_parent {
             if !p.is_absolute() {
@@ -217,13 +204,7 @@ impl SandboxConfig {
                 )?,
                 pids_max: positive("sandbox.pids_max", raw.pids_max, d.limits.pids_max)?,
             },
-            path,
-            lang,
-            kill_grace: raw
-                .kill_grace_ms
-                .map_or(d.kill_grace, Duration::from_millis),
             cgroup_parent: raw.cgroup_parent,
-            cgroup_pool: raw.cgroup_pool.unwrap_or(d.cgroup_pool).min(64),
         })
     }
 }
@@ -238,13 +219,22 @@ mod tests {
         let c = SandboxConfig::build(None).unwrap();
         assert_eq!(c, SandboxConfig::default());
         assert_eq!(c.limits.pids_max, 2048);
-        let raw: RawSandboxConfig =
-            serde_json::from_str(r#"{"pids_max": 64, "kill_grace_ms": 10, "lang": "en_US.UTF-8"}"#)
-                .unwrap();
+        let raw: RawSandboxConfig = serde_json::from_str(r#"{"pids_max": 64}"#).unwrap();
         let c = SandboxConfig::build(Some(raw)).unwrap();
         assert_eq!(c.limits.pids_max, 64);
-        assert_eq!(c.kill_grace, Duration::from_millis(10));
-        assert_eq!(c.lang, "en_US.UTF-8");
+    }
+
+    #[test]
+    fn removed_keys_are_still_accepted() {
+        // Configurations written for older agents keep loading (an unknown key is an error).
+        let raw: RawSandboxConfig = serde_json::from_str(
+            r#"{"kill_grace_ms": 10, "cgroup_pool": 2, "path": "/bin", "lang": "C"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            SandboxConfig::build(Some(raw)).unwrap(),
+            SandboxConfig::default()
+        );
     }
 
     #[test]
@@ -272,7 +262,6 @@ mod tests {
     fn bad_values_are_named() {
         for (text, key) in [
             (r#"{"pids_max": 0}"#, "sandbox.pids_max"),
-            (r#"{"path": "bin:/usr/bin"}"#, "sandbox.path"),
             (r#"{"cgroup_parent": "rel"}"#, "sandbox.cgroup_parent"),
             (r#"{"restricted_user": "root"}"#, "sandbox.restricted_user"),
             (r#"{"restricted_root": "/"}"#, "sandbox.restricted_root"),

@@ -42,7 +42,6 @@ use landlock::{
 };
 use serde::Serialize;
 
-use super::landlock_cache::Witness;
 use super::rules::{WritableRoot, NEVER_WRITABLE, RESTRICTED_DEVICES, RESTRICTED_WRITABLE};
 use super::{SandboxError, SandboxProfile};
 
@@ -84,9 +83,6 @@ pub struct Prepared {
     pub fd: Option<OwnedFd>,
     /// The report.
     pub applied: LandlockApplied,
-    /// What the ruleset was built from, to tell later whether it still describes the file
-    /// system ([`super::landlock_cache`]).
-    pub witness: Witness,
 }
 
 /// The places a run's ruleset depends on.
@@ -139,7 +135,6 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             return Ok(Prepared {
                 fd: None,
                 applied: LandlockApplied::Unsupported { reason },
-                witness: Witness::default(),
             });
         }
     };
@@ -152,8 +147,6 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
         ruleset = ruleset.scope(Scope::from_all(abi)).map_err(error)?;
     }
     let mut created = ruleset.create().map_err(error)?;
-    let mut witness = Witness::default();
-    witness.target(places.state_dir);
     let state_dir = absolute(places.state_dir);
     let mut missing = Vec::new();
     let mut refused = Vec::new();
@@ -167,7 +160,6 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
         excluded: &state_dir,
         abi,
         missing: &mut missing,
-        witness: &mut witness,
     };
     grant.except(Path::new("/"), read)?;
     if restricted {
@@ -182,7 +174,6 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             };
             let variable = matches!(w.root, WritableRoot::Workspace | WritableRoot::Home);
             if variable && never_writable(root) {
-                grant.witness.target(root);
                 refused.push(root.to_owned());
                 continue;
             }
@@ -211,7 +202,6 @@ pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, 
             },
         },
         fd,
-        witness,
     })
 }
 
@@ -241,21 +231,17 @@ fn absolute(path: &Path) -> PathBuf {
     })
 }
 
-/// The state of one ruleset build: where rules go, what is excluded, what was found missing,
-/// and the witness of every path the rules depend on.
+/// The state of one ruleset build: where rules go, what is excluded, what was found missing.
 struct Grant<'a> {
     ruleset: &'a mut RulesetCreated,
     excluded: &'a Path,
     abi: ABI,
     missing: &'a mut Vec<PathBuf>,
-    witness: &'a mut Witness,
 }
 
 impl Grant<'_> {
     /// Grants `access` beneath `root`, except beneath the excluded path (see the module docs).
     fn except(&mut self, root: &Path, access: BitFlags<AccessFs>) -> Result<(), SandboxError> {
-        // Whatever `root` resolves to now decides the rules below (or their absence).
-        self.witness.target(root);
         let Ok(root) = std::fs::canonicalize(root) else {
             self.missing.push(root.to_owned());
             return Ok(());
@@ -278,8 +264,6 @@ impl Grant<'_> {
                 break;
             };
             let next = dir.join(step);
-            // Stamped before listing: an entry added, removed or renamed later changes it.
-            self.witness.listed(&dir);
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) => return Err(error(format!("cannot list {}: {e}", dir.display()))),
@@ -293,8 +277,6 @@ impl Grant<'_> {
                     continue; // vanished
                 };
                 let is_dir = if kind.is_symlink() {
-                    // Its target can change without the listed directory changing.
-                    self.witness.target(&path);
                     // Follow it to where it leads; skip any that lead onto the excluded path
                     // (Debian's /var/run -> /run would otherwise grant all of /run).
                     let Ok(target) = std::fs::canonicalize(&path) else {

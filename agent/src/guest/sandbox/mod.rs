@@ -3,12 +3,11 @@
 //! seccomp, rlimits and a cgroup of its own, and kills the whole tree at a timeout.
 //!
 //! ```text
-//!  spawn(spec, program)
-//!   parent: check spec ─ env::build ─ landlock_cache::prepare (built once, reused while
-//!           its witness holds) ─ seccomp (compiled once) ─ cgroup_pool::take (a ready
-//!           RunCgroup with its limits; refilled in the background) ─ open cgroup.procs fds
-//!           ─ clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD)   (vfork.rs; std's fork on old kernels)
-//!   child:  reset signals ─ stdio ─ setsid ─ join cgroups ─ rlimits ─ close_range ─ [nnp] ─ landlock ─ seccomp
+//!  Sandbox::spawn(spec, program)          (blocks its thread: never call it on a runtime thread)
+//!   parent: check spec ─ env::build ─ landlock::prepare (built for this run) ─ seccomp
+//!           (compiled when the Sandbox was made) ─ RunCgroup::create (directories + limits)
+//!           ─ open cgroup.procs fds ─ std Command::spawn (fork; pre_exec hook)
+//!   child:  setsid ─ join cgroups ─ rlimits ─ close_range ─ [world] ─ [nnp] ─ landlock ─ seccomp
 //!           ─ setgroups/setresgid/setresuid ─ chdir ─ execve        (child.rs: raw syscalls)
 //!  SandboxedChild::wait(timeout, grace)
 //!   exit 0  ─► background processes stay (dev server), cgroup kept until empty
@@ -31,12 +30,13 @@
 //! Every rule is data in [`rules`]. What actually applied on this kernel is in
 //! [`SandboxedChild::applied`] (e.g. Landlock ABI 7, cgroup mode `hybrid`).
 //!
-//! The agent calls [`configure`] once with the `sandbox` config section; until then the
-//! defaults apply. Output: [`SandboxedChild::take_stdout`] / [`SandboxedChild::take_stderr`]
-//! (stdin is `/dev/null`). A background process inherits the pipes, so read them until the main
-//! process has exited and then only with a deadline. [`spawn`] blocks its thread from clone to
-//! exec (0.2–0.5 ms here); call it from a task, not a latency-critical loop. The agent calls
-//! [`shutdown`] when it stops (pooled cgroups removed).
+//! A [`Sandbox`] is a value made from the `sandbox` config section and owned by whoever starts
+//! commands (the lifecycle's sandbox launcher, on the privileged side when the agent is
+//! separated); nothing of it is process-wide. Output: [`SandboxedChild::take_stdout`] /
+//! [`SandboxedChild::take_stderr`] (stdin is `/dev/null`). A background process inherits the
+//! pipes, so read them until the main process has exited and then only with a deadline.
+//! [`Sandbox::spawn`] blocks its thread until the child has exec'd (the Landlock ruleset, the
+//! cgroup's directories, the fork): call it from a blocking thread.
 //!
 //! Known limits, each covered by another layer:
 //! - before Landlock ABI 9 (Linux 7.1), `connect` to a pathname Unix socket is not a Landlock
@@ -53,26 +53,21 @@
 //!   reach ([`world`]).
 
 pub mod cgroup;
-pub mod cgroup_janitor;
 pub mod cgroup_layout;
-pub mod cgroup_pool;
 pub mod child;
-pub mod clone3;
 pub mod config;
 pub mod env;
 pub mod landlock;
-pub mod landlock_cache;
 pub mod netns;
 pub mod process;
 pub mod rules;
 pub mod seccomp;
-pub mod vfork;
 pub mod world;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
@@ -285,7 +280,7 @@ pub struct AppliedReport {
     pub no_new_privs: bool,
     /// Landlock.
     pub landlock: LandlockApplied,
-    /// Seccomp filters installed (one: see [`seccomp`]).
+    /// Seccomp programs installed (see [`seccomp`]).
     pub seccomp_filters: usize,
     /// cgroup mode (`v2`, `hybrid`, `v1`, `none`).
     pub cgroup_mode: &'static str,
@@ -325,45 +320,25 @@ fn rlimit_within_hard(resource: rustix::process::Resource, wanted: u64) -> u64 {
     }
 }
 
-/// Agent-wide settings the spec does not carry.
-#[derive(Debug, Clone)]
-struct Settings {
+/// The sandbox: the settings every run shares (`PATH` and `LANG`, from the `lifecycle` section,
+/// and the `sandbox` section's cgroup parent) and the seccomp programs, compiled once when it
+/// is made.
+#[derive(Debug)]
+pub struct Sandbox {
     path: String,
     lang: String,
     cgroup_parent: Option<PathBuf>,
+    /// The cgroup hierarchies runs use, detected at the first spawn.
+    layout: OnceLock<cgroup::Layout>,
+    filters: Result<seccomp::Filters, seccomp::FilterError>,
 }
 
-impl From<&SandboxConfig> for Settings {
-    fn from(c: &SandboxConfig) -> Self {
-        Self {
-            path: c.path.clone(),
-            lang: c.lang.clone(),
-            cgroup_parent: c.cgroup_parent.clone(),
-        }
+impl Default for Sandbox {
+    /// The default settings of both sections.
+    fn default() -> Self {
+        use crate::guest::lifecycle::settings::{DEFAULT_LANG, DEFAULT_PATH};
+        Self::new(&SandboxConfig::default(), DEFAULT_PATH, DEFAULT_LANG)
     }
-}
-
-fn settings() -> &'static RwLock<Settings> {
-    static SETTINGS: OnceLock<RwLock<Settings>> = OnceLock::new();
-    SETTINGS.get_or_init(|| RwLock::new(Settings::from(&SandboxConfig::default())))
-}
-
-/// Applies the agent's `sandbox` config section (`PATH`, `LANG`, the v2 cgroup parent, the
-/// cgroup pool's size) to every later spawn. The cgroup parent is read at the first spawn only.
-/// Until this is called, spawns pool no cgroups.
-pub fn configure(config: &SandboxConfig) {
-    cgroup_pool::set_size(config.cgroup_pool);
-    if let Ok(mut s) = settings().write() {
-        *s = Settings::from(config);
-    }
-}
-
-fn seccomp_filters() -> Result<&'static seccomp::Filters, SandboxError> {
-    static FILTERS: OnceLock<Result<seccomp::Filters, seccomp::FilterError>> = OnceLock::new();
-    FILTERS
-        .get_or_init(seccomp::compile)
-        .as_ref()
-        .map_err(|e| SandboxError::Seccomp(e.clone()))
 }
 
 /// Capability number of `CAP_SYS_ADMIN` (linux/capability.h).
@@ -387,190 +362,187 @@ fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SandboxError> {
     CString::new(bytes).map_err(|_| SandboxError::InvalidProgram(what))
 }
 
-/// Starts `program` in the sandbox described by `spec`. Must be called inside a tokio runtime.
-pub fn spawn(spec: &SandboxSpec, program: &Program) -> Result<SandboxedChild, SandboxError> {
-    if spec.profile == SandboxProfile::Restricted && spec.user.is_root() {
-        return Err(SandboxError::RootNotAllowed {
-            name: spec.user.name.clone(),
-        });
+impl Sandbox {
+    /// The sandbox for the agent's `sandbox` config section; `path` and `lang` are the
+    /// `PATH` and `LANG` of every command (`lifecycle.path`, `lifecycle.lang`).
+    pub fn new(config: &SandboxConfig, path: &str, lang: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            lang: lang.to_owned(),
+            cgroup_parent: config.cgroup_parent.clone(),
+            layout: OnceLock::new(),
+            filters: seccomp::compile(),
+        }
     }
-    let settings = match settings().read() {
-        Ok(s) => s.clone(),
-        Err(_) => Settings::from(&SandboxConfig::default()),
-    };
-    let (path, lang, cgroup_parent) = (&settings.path, &settings.lang, settings.cgroup_parent);
-    let restricted = spec.profile == SandboxProfile::Restricted;
-    let environment = env::build(&spec.user, path, lang, &spec.env)?;
-    let (program_name, args): (String, Vec<String>) = match program {
-        Program::Shell(script) => ("/bin/sh".into(), vec!["-c".into(), script.clone()]),
-        Program::Exec(argv) => match argv.split_first() {
-            Some((first, rest)) if !first.is_empty() => (first.clone(), rest.to_vec()),
-            _ => return Err(SandboxError::InvalidProgram("empty argv")),
-        },
-    };
-    if program_name.contains('\0') || args.iter().any(|a| a.contains('\0')) {
-        return Err(SandboxError::InvalidProgram("NUL byte in an argument"));
+
+    fn layout(&self) -> &cgroup::Layout {
+        self.layout
+            .get_or_init(|| cgroup::detect(self.cgroup_parent.as_deref()))
     }
-    let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "NUL byte in cwd")?;
-    let filters = seccomp_filters()?;
-    let (world, world_report) = if restricted {
-        let net = match netns::get_or_create(
-            spec.user.uid,
-            spec.restricted.outbound,
-            &spec.restricted.root,
-        ) {
-            Ok(net) => Some(net),
-            Err(e) => match spec.restricted.fallback {
-                world::Fallback::Refuse => {
-                    return Err(SandboxError::Unisolated {
-                        layer: "network",
-                        reason: format!("no network namespace of its own: {e}"),
-                    })
-                }
-                world::Fallback::Degrade => None,
+
+    /// Starts `program` in the sandbox described by `spec`. Must be called inside a tokio
+    /// runtime; blocks its thread until the child has exec'd.
+    pub fn spawn(
+        &self,
+        spec: &SandboxSpec,
+        program: &Program,
+    ) -> Result<SandboxedChild, SandboxError> {
+        if spec.profile == SandboxProfile::Restricted && spec.user.is_root() {
+            return Err(SandboxError::RootNotAllowed {
+                name: spec.user.name.clone(),
+            });
+        }
+        let (path, lang) = (&self.path, &self.lang);
+        let restricted = spec.profile == SandboxProfile::Restricted;
+        let environment = env::build(&spec.user, path, lang, &spec.env)?;
+        let (program_name, args): (String, Vec<String>) = match program {
+            Program::Shell(script) => ("/bin/sh".into(), vec!["-c".into(), script.clone()]),
+            Program::Exec(argv) => match argv.split_first() {
+                Some((first, rest)) if !first.is_empty() => (first.clone(), rest.to_vec()),
+                _ => return Err(SandboxError::InvalidProgram("empty argv")),
             },
         };
-        let (plan, report) = world::prepare(
-            &spec.restricted,
-            &spec.user,
-            &spec.workspace,
-            &spec.state_dir,
-            net.as_ref(),
-        )?;
-        (Some(plan), Some(report))
-    } else {
-        (None, None)
-    };
-    let (tmp, var_tmp) = match &world_report {
-        Some(r) => (r.private_tmp.clone(), r.private_var_tmp.clone()),
-        None => (PathBuf::from("/tmp"), PathBuf::from("/var/tmp")),
-    };
-    let prepared = landlock_cache::prepare(
-        spec.profile,
-        landlock::Places {
-            state_dir: &spec.state_dir,
-            workspace: &spec.workspace,
-            home: &spec.user.home,
-            tmp: &tmp,
-            var_tmp: &var_tmp,
-        },
-    )?;
-    let layout = cgroup::layout(cgroup_parent.as_deref());
-    cgroup::sweep_now_and_then(layout);
-    let restricted_group = if restricted && !layout.parents.is_empty() {
-        Some(cgroup::ensure_restricted_group(
-            layout,
-            &spec.restricted.group,
-        )?)
-    } else {
-        None
-    };
-    let run_cgroup = if layout.parents.is_empty() {
-        None
-    } else {
-        Some(cgroup_pool::take(layout, spec.profile, &spec.limits)?)
-    };
-    let mut run_cgroup = run_cgroup;
-    let cgroup_procs = match &mut run_cgroup {
-        Some(c) => c.take_procs_fds()?,
-        None => Vec::new(),
-    };
-    // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
-    // former only when the agent has the latter.
-    let no_new_privs = restricted || !agent_has_cap_sys_admin();
-    let nofile = if restricted {
-        spec.limits.nofile.min(spec.restricted.nofile)
-    } else {
-        spec.limits.nofile
-    };
-    let rlimits = AppliedRlimits {
-        nofile: rlimit_within_hard(rustix::process::Resource::Nofile, nofile),
-        nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
-        core: 0,
-    };
-    let seccomp_programs = vec![filters.for_profile(spec.profile).to_vec()];
-    let applied = AppliedReport {
-        profile: spec.profile,
-        uid: spec.user.uid,
-        gid: spec.user.gid,
-        no_new_privs,
-        landlock: prepared.applied,
-        seccomp_filters: seccomp_programs.len(),
-        cgroup_mode: layout.mode,
-        cgroup_paths: run_cgroup
+        if program_name.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+            return Err(SandboxError::InvalidProgram("NUL byte in an argument"));
+        }
+        let cwd = cstring(spec.cwd.as_os_str().as_bytes(), "NUL byte in cwd")?;
+        let filters = self
+            .filters
             .as_ref()
-            .map(|c| c.dirs().map(Path::to_owned).collect())
-            .unwrap_or_default(),
-        cgroup_note: layout.note.clone(),
-        limits: spec.limits,
-        rlimits,
-        world: world_report,
-        restricted_group,
-    };
-    let plan = child::ChildPlan {
-        cgroup_procs,
-        nofile: rlimits.nofile,
-        nproc: rlimits.nproc,
-        no_new_privs,
-        landlock: prepared.fd,
-        seccomp: seccomp_programs,
-        uid: spec.user.uid,
-        gid: spec.user.gid,
-        cwd,
-        world,
-    };
-    let started = process::start(
-        &program_name,
-        &args,
-        &environment,
-        plan,
-        run_cgroup,
-        applied,
-    );
-    if !layout.parents.is_empty() {
-        cgroup_pool::refill(layout, spec.profile, &spec.limits);
+            .map_err(|e| SandboxError::Seccomp(e.clone()))?;
+        let (world, world_report) = if restricted {
+            let net = match netns::get_or_create(
+                spec.user.uid,
+                spec.restricted.outbound,
+                &spec.restricted.root,
+            ) {
+                Ok(net) => Some(net),
+                Err(e) => match spec.restricted.fallback {
+                    world::Fallback::Refuse => {
+                        return Err(SandboxError::Unisolated {
+                            layer: "network",
+                            reason: format!("no network namespace of its own: {e}"),
+                        })
+                    }
+                    world::Fallback::Degrade => None,
+                },
+            };
+            let (plan, report) = world::prepare(
+                &spec.restricted,
+                &spec.user,
+                &spec.workspace,
+                &spec.state_dir,
+                net.as_ref(),
+            )?;
+            (Some(plan), Some(report))
+        } else {
+            (None, None)
+        };
+        let (tmp, var_tmp) = match &world_report {
+            Some(r) => (r.private_tmp.clone(), r.private_var_tmp.clone()),
+            None => (PathBuf::from("/tmp"), PathBuf::from("/var/tmp")),
+        };
+        let prepared = landlock::prepare(
+            spec.profile,
+            landlock::Places {
+                state_dir: &spec.state_dir,
+                workspace: &spec.workspace,
+                home: &spec.user.home,
+                tmp: &tmp,
+                var_tmp: &var_tmp,
+            },
+        )?;
+        let layout = self.layout();
+        // Empty run cgroups left behind (a dev server that has since exited, an agent that
+        // died): a directory listing per hierarchy.
+        cgroup::sweep(layout);
+        let restricted_group = if restricted && !layout.parents.is_empty() {
+            Some(cgroup::ensure_restricted_group(
+                layout,
+                &spec.restricted.group,
+            )?)
+        } else {
+            None
+        };
+        let run_cgroup = if layout.parents.is_empty() {
+            None
+        } else {
+            Some(cgroup::RunCgroup::create(
+                layout,
+                spec.profile,
+                &spec.limits,
+            )?)
+        };
+        let cgroup_procs = match &run_cgroup {
+            Some(c) => c.procs_fds()?,
+            None => Vec::new(),
+        };
+        // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
+        // former only when the agent has the latter.
+        let no_new_privs = restricted || !agent_has_cap_sys_admin();
+        let nofile = if restricted {
+            spec.limits.nofile.min(spec.restricted.nofile)
+        } else {
+            spec.limits.nofile
+        };
+        let rlimits = AppliedRlimits {
+            nofile: rlimit_within_hard(rustix::process::Resource::Nofile, nofile),
+            nproc: rlimit_within_hard(rustix::process::Resource::Nproc, spec.limits.nproc),
+            core: 0,
+        };
+        let seccomp_programs = filters.for_profile(spec.profile).to_vec();
+        let applied = AppliedReport {
+            profile: spec.profile,
+            uid: spec.user.uid,
+            gid: spec.user.gid,
+            no_new_privs,
+            landlock: prepared.applied,
+            seccomp_filters: seccomp_programs.len(),
+            cgroup_mode: layout.mode,
+            cgroup_paths: run_cgroup
+                .as_ref()
+                .map(|c| c.dirs().map(Path::to_owned).collect())
+                .unwrap_or_default(),
+            cgroup_note: layout.note.clone(),
+            limits: spec.limits,
+            rlimits,
+            world: world_report,
+            restricted_group,
+        };
+        let plan = child::ChildPlan {
+            cgroup_procs,
+            nofile: rlimits.nofile,
+            nproc: rlimits.nproc,
+            no_new_privs,
+            landlock: prepared.fd,
+            seccomp: seccomp_programs,
+            uid: spec.user.uid,
+            gid: spec.user.gid,
+            cwd,
+            world,
+        };
+        process::start(
+            &program_name,
+            &args,
+            &environment,
+            plan,
+            run_cgroup,
+            applied,
+        )
     }
-    started
-}
 
-/// Whether a dropped [`SandboxedChild`] hands its cgroup's removal to a background thread
-/// (the agent's configuration): then dropping it is cheap, otherwise it removes up to three
-/// directories inline (~0.15 ms), which a caller may want off its result path.
-pub fn cleanup_in_background() -> bool {
-    cgroup_janitor::running()
-}
-
-/// Releases what the sandbox keeps between spawns: waits for queued cgroup removals, removes
-/// the pooled cgroups and turns the pool off. Runs still going keep their cgroups. Call at
-/// agent shutdown.
-pub fn shutdown() {
-    cgroup_pool::set_size(0);
-    landlock_cache::clear();
-}
-
-/// Removes empty run cgroups whose handles are gone (a dev server that has since exited) and
-/// those of agents that no longer run. Spawning sweeps too, at most once a second; call this
-/// from a periodic task to tidy up when nothing is spawned.
-pub fn sweep_stale_cgroups() {
-    let parent = settings().read().ok().and_then(|s| s.cgroup_parent.clone());
-    cgroup::sweep(cgroup::layout(parent.as_deref()));
-}
-
-/// Kills everything restricted runs left behind in this codespace (the restricted principal's
-/// cgroup, [`cgroup::RESTRICTED_GROUP`]) and forgets its network namespace, which dies with its
-/// last process (a later restricted run gets a new one). For a change of the trust facts and on
-/// request. Returns how many processes were killed.
-pub fn kill_restricted() -> usize {
-    let parent = settings().read().ok().and_then(|s| s.cgroup_parent.clone());
-    let killed = cgroup::kill_restricted_group(cgroup::layout(parent.as_deref()));
-    // Pooled cgroups made before the kill go too: the kernel kills a child born into one of
-    // them with CLONE_INTO_CGROUP (measured on 6.18: the cgroup's kill sequence moved on, the
-    // forking agent's did not), so the next restricted run would die at once.
-    cgroup_pool::drain();
-    if netns::current().is_some() {
-        netns::teardown();
+    /// Kills everything restricted runs left behind in this codespace (the restricted
+    /// principal's cgroup, [`cgroup::RESTRICTED_GROUP`]) and forgets its network namespace,
+    /// which dies with its last process (a later restricted run gets a new one). For a change
+    /// of the trust facts and on request. Blocks until the processes are dead. Returns how many
+    /// processes were killed.
+    pub fn kill_restricted(&self) -> usize {
+        let killed = cgroup::kill_restricted_group(self.layout());
+        if netns::current().is_some() {
+            netns::teardown();
+        }
+        killed
     }
-    killed
 }
 
 /// Whether process `pid` runs inside a restricted run's cgroup (any hierarchy's path carries
@@ -587,6 +559,3 @@ mod root_gate;
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod fast_path_tests;

@@ -30,7 +30,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -230,11 +230,10 @@ pub fn within<T: Send + 'static>(
 ) -> io::Result<T> {
     let ns = ns.clone();
     std::thread::spawn(move || {
-        // SAFETY: setns(fd, CLONE_NEWNET) on a descriptor the Arc keeps open.
-        let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
         f()
     })
     .join()

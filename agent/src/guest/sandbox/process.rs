@@ -7,7 +7,6 @@
 //! (measured: `kill(-pgid)` left 4 of them alive, `cgroup.kill` none). The process group is
 //! only signalled while the main process is unreaped, so its id cannot have been reused.
 
-use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +17,6 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use super::cgroup::{LimitEvents, RunCgroup};
 use super::child::{self, ChildPlan};
-use super::vfork::{self, ExecPlan, PidfdChild};
 use super::{AppliedReport, SandboxError};
 
 /// How long the main process may take to die after SIGKILL before the wait gives up on it.
@@ -46,29 +44,10 @@ impl ExitReport {
     }
 }
 
-/// The main process, by how it was started.
-#[derive(Debug)]
-enum Proc {
-    /// `clone(CLONE_VM | CLONE_VFORK)` ([`vfork`]): the usual way.
-    Pidfd(PidfdChild),
-    /// std's fork path (kernels without `CLONE_PIDFD`).
-    Forked(Child),
-}
-
-impl Proc {
-    /// Waits for the exit and reaps (cancel-safe).
-    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        match self {
-            Self::Pidfd(c) => c.wait().await,
-            Self::Forked(c) => c.wait().await,
-        }
-    }
-}
-
 /// A running (or finished) sandboxed command.
 #[derive(Debug)]
 pub struct SandboxedChild {
-    child: Proc,
+    child: Child,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     pid: u32,
@@ -80,50 +59,9 @@ pub struct SandboxedChild {
     report: Option<ExitReport>,
 }
 
-/// Starts `program` with `plan` applied in the child (see [`super::child`]): through
-/// [`vfork`], or std's fork path where the kernel lacks `CLONE_PIDFD`.
+/// Starts `program` with `plan` applied in the child between fork and exec (std's `pre_exec`
+/// hook: [`super::child`]). Blocks its thread until the child has exec'd (or failed to).
 pub(super) fn start(
-    program: &str,
-    args: &[String],
-    env: &[(String, String)],
-    plan: ChildPlan,
-    cgroup: Option<RunCgroup>,
-    applied: AppliedReport,
-) -> Result<SandboxedChild, SandboxError> {
-    let failed = |source: std::io::Error| SandboxError::Spawn {
-        program: program.to_owned(),
-        source,
-    };
-    let mut exec = ExecPlan::new(program, args, env).map_err(failed)?;
-    let mut cgroup = cgroup;
-    let into = cgroup.as_mut().and_then(RunCgroup::take_v2_dir);
-    let started = Instant::now();
-    let spawned = match vfork::spawn(&mut exec, &plan, into.as_ref().map(AsFd::as_fd)) {
-        Ok(result) => result.map_err(failed)?,
-        Err(vfork::Unsupported) => return start_forked(program, args, env, plan, cgroup, applied),
-    };
-    drop(plan); // closes the cgroup descriptors (the Landlock one may be cached)
-    let pid = spawned.pid.unsigned_abs();
-    let child = PidfdChild::new(spawned.pid, spawned.pidfd).map_err(failed)?;
-    let stdout =
-        ChildStdout::from_std(std::process::ChildStdout::from(spawned.stdout)).map_err(failed)?;
-    let stderr =
-        ChildStderr::from_std(std::process::ChildStderr::from(spawned.stderr)).map_err(failed)?;
-    Ok(SandboxedChild {
-        child: Proc::Pidfd(child),
-        stdout: Some(stdout),
-        stderr: Some(stderr),
-        pid,
-        cgroup,
-        applied,
-        started,
-        reaped: false,
-        report: None,
-    })
-}
-
-/// Forks and execs `program` with `plan` applied in std's `pre_exec` hook.
-fn start_forked(
     program: &str,
     args: &[String],
     env: &[(String, String)],
@@ -155,7 +93,7 @@ fn start_forked(
     Ok(SandboxedChild {
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
-        child: Proc::Forked(child),
+        child,
         pid,
         cgroup,
         applied,
@@ -283,8 +221,7 @@ impl SandboxedChild {
                 result
             }
         };
-        // The run's empty cgroup is removed when the handle is dropped (rmdir in up to three
-        // hierarchies, ~0.1–0.2 ms), not here: callers drop it off their result path.
+        // The run's empty cgroup is removed when the handle is dropped.
         result
     }
 }
@@ -296,9 +233,6 @@ impl Drop for SandboxedChild {
             // is reaped in the background (by tokio, or by `PidfdChild`'s drop).
             self.kill_all();
         }
-        // The (empty) cgroup is removed by the janitor when it runs, else right here.
-        if let Some(run) = self.cgroup.take() {
-            let _ = super::cgroup_janitor::submit(super::cgroup_janitor::Job::Remove(run));
-        }
+        // The run's cgroup goes with the handle (removed if empty: `RunCgroup`'s drop).
     }
 }

@@ -41,7 +41,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -51,10 +51,6 @@ use serde::Serialize;
 use super::SandboxError;
 use crate::guest::user::Account;
 
-/// `OPEN_TREE_CLONE` (linux/mount.h).
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-/// `MOVE_MOUNT_F_EMPTY_PATH` (linux/mount.h).
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 /// `MOUNT_ATTR_NOSUID` (linux/mount.h).
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 /// `MOUNT_ATTR_NODEV` (linux/mount.h).
@@ -415,9 +411,10 @@ fn idmap_userns(inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> 
         Ok(OwnedFd::from(ns))
     })();
     drop(hold_w); // the child reads EOF and exits
-    let mut status = 0;
-    // SAFETY: waits for the child this function forked; `status` is a local.
-    unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    if let Some(child) = rustix::process::Pid::from_raw(pid as i32) {
+        // Reaps the child this function forked (its exit signal is SIGCHLD).
+        let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
+    }
     result
 }
 
@@ -428,22 +425,12 @@ fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::
     let userns = idmap
         .map(|(creator, user)| idmap_userns(creator, user))
         .transpose()?;
-    let path = CString::new(workspace.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_tree(AT_FDCWD, path, flags) reads the NUL-terminated `path`.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open_tree returned a new descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    use rustix::mount::OpenTreeFlags;
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        workspace,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_NOSUID
             | MOUNT_ATTR_NODEV
@@ -599,7 +586,7 @@ impl WorldPlan {
     /// Enters the world (in the child, as root, before Landlock and seccomp). Async-signal-safe:
     /// raw syscalls on data prepared in the parent.
     pub fn enter(&self) -> io::Result<()> {
-        // SAFETY: unshare/setns take integers.
+        // SAFETY: unshare takes integers; this process has one thread (the forked child).
         check(unsafe {
             libc::syscall(
                 libc::SYS_unshare,
@@ -607,8 +594,10 @@ impl WorldPlan {
             )
         })?;
         if let Some(net) = &self.netns {
-            // SAFETY: as above.
-            check(unsafe { libc::syscall(libc::SYS_setns, net.as_raw_fd(), libc::CLONE_NEWNET) })?;
+            rustix::thread::move_into_link_name_space(
+                net.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
         }
         let null = std::ptr::null();
         // Nothing mounted here propagates back to the agent's namespace; mounts made outside
@@ -621,17 +610,13 @@ impl WorldPlan {
             null,
         )?;
         for (tree, target) in &self.trees {
-            // SAFETY: move_mount(tree, "", AT_FDCWD, target, F_EMPTY_PATH) reads two strings.
-            check(unsafe {
-                libc::syscall(
-                    libc::SYS_move_mount,
-                    tree.as_raw_fd(),
-                    c"".as_ptr(),
-                    libc::AT_FDCWD,
-                    target.as_ptr(),
-                    MOVE_MOUNT_F_EMPTY_PATH,
-                )
-            })?;
+            rustix::mount::move_mount(
+                tree,
+                c"",
+                rustix::fs::CWD,
+                target.as_c_str(),
+                rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )?;
         }
         for bind in &self.binds {
             bind.apply()?;
