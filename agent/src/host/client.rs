@@ -38,6 +38,10 @@ use crate::wire::{
     WireError, DEFAULT_MAX_FRAME,
 };
 
+/// The longest [`Client::handshake`] waits for the agent (a connection made by
+/// [`Client::connect`] is bounded by its `attempt_timeout` too).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A byte stream the client can run over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -270,8 +274,26 @@ impl Client {
             .map_err(|_| ClientError::HandshakeTimeout { addr: name.clone() })?
     }
 
-    /// Runs the handshake over an already-open stream (tests use in-memory pipes).
+    /// Runs the handshake over an already-open stream (tests use in-memory pipes), within
+    /// [`HANDSHAKE_TIMEOUT`]: an agent that stops answering (a frame announced and never
+    /// finished) is [`ClientError::HandshakeTimeout`], never a wait without end.
     pub async fn handshake(
+        stream: Box<dyn Io>,
+        key: Option<SharedKey>,
+        max_frame: usize,
+        name: &str,
+    ) -> Result<Self, ClientError> {
+        tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            Self::handshake_unbounded(stream, key, max_frame, name),
+        )
+        .await
+        .map_err(|_| ClientError::HandshakeTimeout {
+            addr: name.to_owned(),
+        })?
+    }
+
+    async fn handshake_unbounded(
         stream: Box<dyn Io>,
         key: Option<SharedKey>,
         max_frame: usize,
@@ -751,6 +773,23 @@ mod tests {
             assert_eq!(again.to_string(), err.to_string());
             assert!(!c.is_connected());
         }
+    }
+
+    /// Found by `fuzz/fuzz_targets/host.rs`: an agent that announces a frame, sends part of it
+    /// and then stays silent must not hold `Client::handshake` forever (the case the fuzz
+    /// target minimized: a 8704-byte frame of which 39 bytes came).
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_agent_cannot_hold_the_handshake() {
+        let (host, mut agent) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut agent, &[0, 0, 0x22, 0, b'{'])
+            .await
+            .unwrap();
+        let key = SharedKey::new(&[1; 32]).unwrap();
+        let err = Client::handshake(Box::new(host), Some(key), DEFAULT_MAX_FRAME, "silent")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::HandshakeTimeout { .. }), "{err}");
+        drop(agent);
     }
 
     /// An agent that goes away while a request waits is a disconnection (worth a retry), not
