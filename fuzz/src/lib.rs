@@ -12,7 +12,7 @@
 //! | `"@grant"` | a grant for port 3000, epoch 0, signed with the agent's grant key |
 //! | `@ws` | the workspace folder (it holds `.devcontainer/devcontainer.json`) |
 //! | `{"name", "generation", "plaintext"}` in `secrets_put` | that secret sealed to the agent's key |
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
