@@ -27,3 +27,6 @@ mod lifecycle_run;
 
 #[path = "agent_e2e/floods.rs"]
 mod floods;
+
+#[path = "agent_e2e/hostile_agent.rs"]
+mod hostile_agent;

@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let lines = text.split('\n').count();
-    let config = parse_devcontainer(r#"{"dockerComposeFile": ["a.yml", "b.yml"], "service": "app"}"#);
+    let config =
+        parse_devcontainer(r#"{"dockerComposeFile": ["a.yml", "b.yml"], "service": "app"}"#);
     let source = |name: &str| ComposeSource {
         path: name.to_owned(),
         name: name.to_owned(),

@@ -10,6 +10,12 @@
 //! connection breaks (the VM was suspended, the agent restarted) every pending request fails with
 //! [`ClientError::Disconnected`]; [`Reconnecting`] dials again on the next request, so a host
 //! supervisor keeps one handle per VM across suspend/resume.
+//!
+//! The agent is not trusted (a compromised guest holds the shared key): what the reader keeps
+//! is bounded ([`super::inbound`]: unread events by bytes, only awaited answers parsed in full),
+//! and a frame the protocol does not allow ends the connection with
+//! [`ClientError::ProtocolViolation`], which says what the agent did, for the waiting request
+//! and every later one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,19 +25,22 @@ use std::time::{Duration, Instant};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::dial::{Backoff, ConnectAddr, HybridError};
+use super::inbound::{classify, EventQueue, Inbound};
+use crate::wire::frame::parse_payload;
 use crate::wire::handshake::host_start;
-use crate::wire::io::{read_frame, write_object, write_payload, FrameIoError};
+use crate::wire::io::{read_payload, write_object, write_payload, FrameIoError};
 use crate::wire::message::ErrorFrame;
 use crate::wire::{
     AgentInfo, ErrorCode, Event, FrameCodec, HandshakeError, Request, Response, Role, SharedKey,
     WireError, DEFAULT_MAX_FRAME,
 };
 
-/// Events buffered for a client that does not read them.
-const EVENT_QUEUE: usize = 1024;
+/// The longest [`Client::handshake`] waits for the agent (a connection made by
+/// [`Client::connect`] is bounded by its `attempt_timeout` too).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A byte stream the client can run over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -83,6 +92,11 @@ pub enum ClientError {
     /// The connection is gone.
     #[error("connection to the agent closed")]
     Disconnected,
+    /// The agent sent what the protocol does not allow (a frame over the size limit, a
+    /// payload that is not a JSON object, a malformed error frame or answer); the connection
+    /// is closed. The guest may be compromised: this is not worth a retry.
+    #[error("protocol violation by the agent: {0}")]
+    ProtocolViolation(String),
     /// The agent's answer does not say what the request needs (a page of `ports_list`
     /// without its list, a paging cursor that goes backwards).
     #[error("unexpected answer to {request}: {reason}")]
@@ -116,6 +130,7 @@ impl ClientError {
             Self::Frame(e) => matches!(e, FrameIoError::Truncated | FrameIoError::Io(_)),
             Self::Remote(_)
             | Self::UnexpectedAnswer { .. }
+            | Self::ProtocolViolation(_)
             | Self::Timeout(_)
             | Self::GaveUp { .. } => false,
         }
@@ -150,9 +165,44 @@ impl ConnectOptions {
     }
 }
 
-/// Waiters by request id; `None` once the connection is closed.
-type PendingMap = Option<HashMap<u64, oneshot::Sender<Result<Value, WireError>>>>;
+/// Why a connection ended, as every request waiting on it (or issued later) is told.
+#[derive(Debug, Clone)]
+enum Ended {
+    /// The agent's fatal error frame.
+    Fatal(WireError),
+    /// The agent broke the protocol: what it did.
+    Violation(String),
+    /// The stream ended or failed.
+    Closed,
+}
+
+impl Ended {
+    fn error(&self) -> ClientError {
+        match self {
+            Self::Fatal(e) => ClientError::Remote(e.clone()),
+            Self::Violation(what) => ClientError::ProtocolViolation(what.clone()),
+            Self::Closed => ClientError::Disconnected,
+        }
+    }
+}
+
+/// Waiters by request id while the connection is up; why it ended once it is not.
+type PendingMap = Result<HashMap<u64, oneshot::Sender<Result<Value, ClientError>>>, Ended>;
 type Pending = Arc<Mutex<PendingMap>>;
+
+/// Reads one frame's payload from the agent: a frame the codec refuses is the agent's
+/// protocol violation, a stream that ends is [`ClientError::Disconnected`].
+pub(crate) async fn read_from_agent<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    codec: &FrameCodec,
+) -> Result<Vec<u8>, ClientError> {
+    match read_payload(reader, codec).await {
+        Ok(Some(payload)) => Ok(payload),
+        Ok(None) => Err(ClientError::Disconnected),
+        Err(FrameIoError::Frame(e)) => Err(ClientError::ProtocolViolation(e.to_string())),
+        Err(e) => Err(ClientError::Frame(e)),
+    }
+}
 
 /// An established control connection.
 pub struct Client {
@@ -161,7 +211,7 @@ pub struct Client {
     codec: FrameCodec,
     pending: Pending,
     next_id: AtomicU64,
-    events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    events: Arc<EventQueue>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -224,8 +274,26 @@ impl Client {
             .map_err(|_| ClientError::HandshakeTimeout { addr: name.clone() })?
     }
 
-    /// Runs the handshake over an already-open stream (tests use in-memory pipes).
+    /// Runs the handshake over an already-open stream (tests use in-memory pipes), within
+    /// [`HANDSHAKE_TIMEOUT`]: an agent that stops answering (a frame announced and never
+    /// finished) is [`ClientError::HandshakeTimeout`], never a wait without end.
     pub async fn handshake(
+        stream: Box<dyn Io>,
+        key: Option<SharedKey>,
+        max_frame: usize,
+        name: &str,
+    ) -> Result<Self, ClientError> {
+        tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            Self::handshake_unbounded(stream, key, max_frame, name),
+        )
+        .await
+        .map_err(|_| ClientError::HandshakeTimeout {
+            addr: name.to_owned(),
+        })?
+    }
+
+    async fn handshake_unbounded(
         stream: Box<dyn Io>,
         key: Option<SharedKey>,
         max_frame: usize,
@@ -249,28 +317,24 @@ impl Client {
         };
         let (state, hello) = host_start(Role::Control, key, nonce);
         write_payload(&mut wr, &codec, &hello).await?;
-        let welcome = read_frame(&mut rd, &codec)
-            .await?
-            .ok_or(ClientError::Disconnected)?;
-        let (state, auth) = state.handle(&welcome.payload).map_err(hs_err)?;
+        let welcome = read_from_agent(&mut rd, &codec).await?;
+        let (state, auth) = state.handle(&welcome).map_err(hs_err)?;
         if let Some(auth) = auth {
             write_payload(&mut wr, &codec, &auth).await?;
         }
-        let ok = read_frame(&mut rd, &codec)
-            .await?
-            .ok_or(ClientError::Disconnected)?;
-        let info = state.handle(&ok.payload).map_err(hs_err)?;
+        let ok = read_from_agent(&mut rd, &codec).await?;
+        let info = state.handle(&ok).map_err(hs_err)?;
 
-        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-        let reader = tokio::spawn(read_loop(rd, codec, pending.clone(), ev_tx));
+        let pending: Pending = Arc::new(Mutex::new(Ok(HashMap::new())));
+        let events = Arc::new(EventQueue::default());
+        let reader = tokio::spawn(read_loop(rd, codec, pending.clone(), events.clone()));
         Ok(Self {
             info,
             writer: tokio::sync::Mutex::new(wr),
             codec,
             pending,
             next_id: AtomicU64::new(1),
-            events: tokio::sync::Mutex::new(ev_rx),
+            events,
             reader,
         })
     }
@@ -291,10 +355,10 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         {
             let mut guard = lock(&self.pending);
-            let Some(map) = guard.as_mut() else {
-                return Err(ClientError::Disconnected);
+            match guard.as_mut() {
+                Ok(map) => map.insert(id, tx),
+                Err(ended) => return Err(ended.error()),
             };
-            map.insert(id, tx);
         }
         let req = Request {
             id,
@@ -313,7 +377,7 @@ impl Client {
         // A little slack so the agent's own `timeout` error wins over ours.
         match tokio::time::timeout(timeout + Duration::from_millis(500), rx).await {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(ClientError::Remote(e)),
+            Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(ClientError::Disconnected),
             Err(_) => {
                 forget(&self.pending, id);
@@ -322,14 +386,21 @@ impl Client {
         }
     }
 
-    /// The next event pushed by the agent; `None` once the connection is closed.
+    /// The next event pushed by the agent; `None` once the connection is closed and every
+    /// event received was read. Events nobody reads are kept up to a bound (4 MiB, 1024
+    /// events); the newest beyond it are dropped ([`Client::events_dropped`]).
     pub async fn next_event(&self) -> Option<Event> {
-        self.events.lock().await.recv().await
+        self.events.next().await
+    }
+
+    /// How many events were dropped because they were not read in time.
+    pub fn events_dropped(&self) -> u64 {
+        self.events.dropped()
     }
 
     /// Whether the connection is still up.
     pub fn is_connected(&self) -> bool {
-        lock(&self.pending).is_some()
+        lock(&self.pending).is_ok()
     }
 }
 
@@ -341,7 +412,7 @@ fn lock(p: &Pending) -> std::sync::MutexGuard<'_, PendingMap> {
 }
 
 fn forget(p: &Pending, id: u64) {
-    if let Some(m) = lock(p).as_mut() {
+    if let Ok(m) = lock(p).as_mut() {
         m.remove(&id);
     }
 }
@@ -350,40 +421,64 @@ async fn read_loop(
     mut rd: ReadHalf<Box<dyn Io>>,
     codec: FrameCodec,
     pending: Pending,
-    events: mpsc::Sender<Event>,
+    events: Arc<EventQueue>,
 ) {
-    let fatal = loop {
-        let frame = match read_frame(&mut rd, &codec).await {
-            Ok(Some(f)) => f,
-            Ok(None) => break None,
+    let ended = loop {
+        let payload = match read_from_agent(&mut rd, &codec).await {
+            Ok(p) => p,
+            Err(ClientError::ProtocolViolation(what)) => break Ended::Violation(what),
             Err(e) => {
                 tracing::debug!(error = %e, "agent connection ended");
-                break None;
+                break Ended::Closed;
             }
         };
-        if frame.object.get("type").and_then(Value::as_str) == Some("error") {
-            let e: Option<ErrorFrame> = serde_json::from_value(Value::Object(frame.object)).ok();
-            break e.map(|f| f.error);
-        }
-        if let Some(ev) = Event::from_object(&frame.object) {
-            // A host that does not read events loses the newest ones, never its responses.
-            let _ = events.try_send(ev);
-            continue;
-        }
-        if let Some(resp) = Response::from_object(&frame.object) {
-            let tx = resp
-                .id
-                .and_then(|id| lock(&pending).as_mut().and_then(|m| m.remove(&id)));
-            if let Some(tx) = tx {
-                let _ = tx.send(resp.result);
+        match route(&payload, &pending) {
+            // A host that does not read events loses the newest ones, never its answers.
+            Ok(true) => {
+                if !events.push(payload) {
+                    tracing::debug!("event dropped: the client does not read its events");
+                }
             }
+            Ok(false) => {}
+            Err(ended) => break ended,
         }
     };
-    let waiting = lock(&pending).take().unwrap_or_default();
-    for (_, tx) in waiting {
-        let _ = tx.send(Err(fatal.clone().unwrap_or_else(|| {
-            WireError::new(ErrorCode::Internal, "connection closed")
-        })));
+    if let Ended::Violation(what) = &ended {
+        tracing::warn!(violation = %what, "protocol violation by the agent; connection closed");
+    }
+    let waiting = std::mem::replace(&mut *lock(&pending), Err(ended.clone()));
+    for (_, tx) in waiting.unwrap_or_default() {
+        let _ = tx.send(Err(ended.error()));
+    }
+    events.close();
+}
+
+/// Acts on one frame from the agent: an answer goes to its waiter; `Ok(true)` says the frame
+/// is an event to queue; `Err` ends the connection.
+fn route(payload: &[u8], pending: &Pending) -> Result<bool, Ended> {
+    match classify(payload).map_err(Ended::Violation)? {
+        Inbound::Fatal => match serde_json::from_slice::<ErrorFrame>(payload) {
+            Ok(f) => Err(Ended::Fatal(f.error)),
+            Err(_) => Err(Ended::Violation("malformed error frame".into())),
+        },
+        Inbound::Event => Ok(true),
+        Inbound::Response(id) => {
+            // Parsed in full only when a request waits for it (it asked for the answer).
+            let Some(tx) = lock(pending).as_mut().ok().and_then(|m| m.remove(&id)) else {
+                tracing::debug!(id, "answer to no request in flight; dropped");
+                return Ok(false);
+            };
+            let resp = parse_payload(payload)
+                .ok()
+                .and_then(|o| Response::from_object(&o))
+                .ok_or_else(|| Ended::Violation(format!("malformed answer to request {id}")))?;
+            let _ = tx.send(resp.result.map_err(ClientError::Remote));
+            Ok(false)
+        }
+        Inbound::Other(kind) => {
+            tracing::debug!(kind = ?kind, "frame that is no answer nor event; dropped");
+            Ok(false)
+        }
     }
 }
 
@@ -437,6 +532,7 @@ mod tests {
     use crate::guest::server::{Server, ServerSettings};
     use crate::guest::transport::Peer;
     use crate::wire::handshake::AgentIdentity;
+    use crate::wire::io::read_frame;
     use std::path::Path;
 
     fn agent(key: Option<SharedKey>) -> (Box<dyn Io>, tokio::sync::watch::Sender<bool>) {
@@ -556,6 +652,157 @@ mod tests {
             "{err}"
         );
         assert!(!c.is_connected());
+    }
+
+    /// An in-process agent that completes the handshake honestly (the real agent-side state
+    /// machine, key `key`) and hands back its end of the stream, to misbehave on.
+    async fn handshaken(key: &SharedKey) -> (Arc<Client>, tokio::io::DuplexStream) {
+        use crate::wire::handshake::{AfterHello, AwaitHello};
+        use crate::wire::io::read_payload;
+        let (host, mut agent) = tokio::io::duplex(1 << 16);
+        let client = tokio::spawn(Client::handshake(
+            Box::new(host),
+            Some(key.clone()),
+            DEFAULT_MAX_FRAME,
+            "fake",
+        ));
+        let codec = FrameCodec::default();
+        let hello = read_payload(&mut agent, &codec).await.unwrap().unwrap();
+        let AfterHello::AwaitAuth { state, welcome } =
+            AwaitHello::new(crate::wire::handshake::tests::identity(), Some(key.clone()))
+                .handle(&hello, [2; 32])
+                .unwrap()
+        else {
+            panic!("expected the full handshake")
+        };
+        write_payload(&mut agent, &codec, &welcome).await.unwrap();
+        let auth = read_payload(&mut agent, &codec).await.unwrap().unwrap();
+        let (_, ok) = state.handle(&auth).unwrap();
+        write_payload(&mut agent, &codec, &ok).await.unwrap();
+        (Arc::new(client.await.unwrap().unwrap()), agent)
+    }
+
+    /// Sends `status` and returns the pending answer and the id the agent saw.
+    async fn status_request(
+        c: &Arc<Client>,
+        agent: &mut tokio::io::DuplexStream,
+    ) -> (tokio::task::JoinHandle<Result<Value, ClientError>>, u64) {
+        let pending = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.request("status", Map::new(), Duration::from_secs(30))
+                    .await
+            })
+        };
+        let request = read_frame(agent, &FrameCodec::default())
+            .await
+            .unwrap()
+            .unwrap();
+        (pending, request.object["id"].as_u64().unwrap())
+    }
+
+    /// Issue 20: a compromised guest floods 60 KB events while the host waits for an answer.
+    /// What the host keeps of events nobody read is bounded; the answer still arrives.
+    #[tokio::test]
+    async fn a_flood_of_unread_events_is_bounded() {
+        let key = SharedKey::new(&[1; 32]).unwrap();
+        let (c, mut agent) = handshaken(&key).await;
+        let (pending, id) = status_request(&c, &mut agent).await;
+        let codec = FrameCodec::default();
+        let pad = "x".repeat(60_000);
+        for n in 0..600 {
+            let ev = Event::new("noise", serde_json::json!({"n": n, "pad": pad}));
+            write_object(&mut agent, &codec, &ev.to_object())
+                .await
+                .unwrap();
+        }
+        let answer = Response {
+            id: Some(id),
+            result: Ok(serde_json::json!({"fine": true})),
+        };
+        write_object(&mut agent, &codec, &answer.to_object())
+            .await
+            .unwrap();
+        assert_eq!(pending.await.unwrap().unwrap()["fine"], true);
+        let mut kept = 0usize;
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(50), c.next_event()).await
+        {
+            kept += serde_json::to_vec(&ev.to_object()).unwrap().len();
+        }
+        assert!(kept > 0, "the first events are kept for a reader");
+        assert!(kept <= 8 << 20, "{kept} bytes of unread events kept");
+    }
+
+    /// Issue 20: a protocol violation by the agent is reported as what the agent did, to the
+    /// request that was waiting and to every later one; it is not worth retrying.
+    #[tokio::test]
+    async fn a_protocol_violation_by_the_agent_says_what_the_agent_did() {
+        let oversized = 0xFFFF_FFF0u32.to_be_bytes().to_vec();
+        let mut not_json = 5u32.to_be_bytes().to_vec();
+        not_json.extend_from_slice(b"{nope");
+        let mut not_object = 2u32.to_be_bytes().to_vec();
+        not_object.extend_from_slice(b"42");
+        let bad_error = br#"{"type":"error","error":"no"}"#;
+        let mut malformed_error = (bad_error.len() as u32).to_be_bytes().to_vec();
+        malformed_error.extend_from_slice(bad_error);
+        let cases: [(&[u8], &str); 5] = [
+            (
+                &oversized,
+                "protocol violation by the agent: frame of 4294967280 bytes exceeds the maximum of 1048576 bytes",
+            ),
+            (&[0, 0, 0, 0], "protocol violation by the agent: zero-length frame"),
+            (&not_json, "protocol violation by the agent: frame payload is not valid JSON"),
+            (&not_object, "protocol violation by the agent: "),
+            (&malformed_error, "protocol violation by the agent: malformed error frame"),
+        ];
+        for (bytes, expected) in cases {
+            let key = SharedKey::new(&[1; 32]).unwrap();
+            let (c, mut agent) = handshaken(&key).await;
+            let (pending, _) = status_request(&c, &mut agent).await;
+            tokio::io::AsyncWriteExt::write_all(&mut agent, bytes)
+                .await
+                .unwrap();
+            let err = pending.await.unwrap().unwrap_err();
+            assert!(err.to_string().starts_with(expected), "{err}");
+            assert!(!err.is_transient(), "{err}");
+            let again = c
+                .request("ping", Map::new(), Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            assert_eq!(again.to_string(), err.to_string());
+            assert!(!c.is_connected());
+        }
+    }
+
+    /// Found by `fuzz/fuzz_targets/host.rs`: an agent that announces a frame, sends part of it
+    /// and then stays silent must not hold `Client::handshake` forever (the case the fuzz
+    /// target minimized: a 8704-byte frame of which 39 bytes came).
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_agent_cannot_hold_the_handshake() {
+        let (host, mut agent) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut agent, &[0, 0, 0x22, 0, b'{'])
+            .await
+            .unwrap();
+        let key = SharedKey::new(&[1; 32]).unwrap();
+        let err = Client::handshake(Box::new(host), Some(key), DEFAULT_MAX_FRAME, "silent")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::HandshakeTimeout { .. }), "{err}");
+        drop(agent);
+    }
+
+    /// An agent that goes away while a request waits is a disconnection (worth a retry), not
+    /// an error the agent answered.
+    #[tokio::test]
+    async fn a_closed_connection_is_a_disconnection() {
+        let key = SharedKey::new(&[1; 32]).unwrap();
+        let (c, mut agent) = handshaken(&key).await;
+        let (pending, _) = status_request(&c, &mut agent).await;
+        drop(agent);
+        let err = pending.await.unwrap().unwrap_err();
+        assert!(matches!(err, ClientError::Disconnected), "{err}");
+        assert!(err.is_transient());
     }
 
     #[tokio::test]

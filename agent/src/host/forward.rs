@@ -28,13 +28,13 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 
-use super::client::{Client, ClientError, ConnectOptions};
+use super::client::{read_from_agent, Client, ClientError, ConnectOptions};
 use super::dial::{hybrid_connect, ConnectAddr};
 use crate::relay::widen_unix_send_buffer;
 use crate::wire::frame::parse_payload;
 use crate::wire::grant::{GrantClaims, GrantKey, GrantPrincipal, SignedGrant};
 use crate::wire::handshake::{host_start_forward, AwaitOk, AwaitWelcome};
-use crate::wire::io::{read_frame, read_payload, FrameIoError, RawFrame};
+use crate::wire::io::FrameIoError;
 use crate::wire::message::{ErrorFrame, ForwardHello};
 use crate::wire::ticket::{host_start_ticket, AwaitTicketWelcome, ForwardTicket};
 use crate::wire::{ErrorCode, FrameCodec, HandshakeError, WireError};
@@ -415,7 +415,7 @@ async fn handshake(
     };
     let ok = next_payload(stream, codec).await?;
     state.handle(&ok).map_err(|e| handshake_error(name, e))?;
-    let answer = next_frame(stream, codec).await?.object;
+    let answer = next_object(stream, codec).await?;
     match answer.get("type").and_then(Value::as_str) {
         Some("forward_ok") => Ok(Accepted {
             port,
@@ -450,10 +450,7 @@ async fn next_payload(
         #[serde(rename = "type", default)]
         kind: Option<String>,
     }
-    let payload = read_payload(stream, codec)
-        .await
-        .map_err(|e| ForwardError::Client(ClientError::Frame(e)))?
-        .ok_or(ForwardError::Client(ClientError::Disconnected))?;
+    let payload = read_from_agent(stream, codec).await?;
     let is_error =
         serde_json::from_slice::<Kind>(&payload).is_ok_and(|k| k.kind.as_deref() == Some("error"));
     if is_error {
@@ -466,15 +463,14 @@ async fn next_payload(
     Ok(payload)
 }
 
-/// The forwarder's answer, as an object.
-async fn next_frame(
+/// The forwarder's answer, as an object (anything else is the agent's protocol violation).
+async fn next_object(
     stream: &mut ForwardStream,
     codec: &FrameCodec,
-) -> Result<RawFrame, ForwardError> {
-    read_frame(stream, codec)
-        .await
-        .map_err(|e| ForwardError::Client(ClientError::Frame(e)))?
-        .ok_or(ForwardError::Client(ClientError::Disconnected))
+) -> Result<serde_json::Map<String, Value>, ForwardError> {
+    let payload = read_from_agent(stream, codec).await?;
+    parse_payload(&payload)
+        .map_err(|e| ForwardError::Client(ClientError::ProtocolViolation(e.to_string())))
 }
 
 fn refusal(answer: serde_json::Map<String, Value>) -> ForwardError {

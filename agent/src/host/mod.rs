@@ -1,7 +1,8 @@
 //! The host side: a client library for host supervisors (and `codespace-agentctl`).
 //!
 //! - [`dial`]: addresses (`vsock:`, `hybrid:`, `unix:`), the hybrid-vsock preamble, backoff;
-//! - [`client`]: the authenticated control connection with concurrent requests and events;
+//! - [`client`]: the authenticated control connection with concurrent requests and events
+//!   (what it accepts from an untrusted agent and keeps of it: `inbound.rs`);
 //! - [`forward`]: grants and `forward` connections (port forwarding);
 //! - [`ports`]: `ports_list`, one page or all of them;
 //! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections.
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod dial;
 pub mod forward;
+mod inbound;
 pub mod ports;
 pub mod tickets;
 

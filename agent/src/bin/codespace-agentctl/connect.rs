@@ -1,7 +1,8 @@
 //! The connection commands of `codespace-agentctl`: they talk to a running agent.
 //!
 //! Exit codes: 0 success, 1 the agent answered with an error, 2 invalid arguments or input
-//! files, 3 the agent could not be reached or the handshake failed.
+//! files, 3 the agent could not be reached or the handshake failed, 4 the agent violated the
+//! protocol (the guest may be compromised).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -152,8 +153,9 @@ pub enum SessionEventArg {
 pub(crate) enum Failure {
     /// Bad arguments or input files (nothing was sent): exit 2.
     Usage(anyhow::Error),
-    /// The agent answered with an error or with an answer that makes no sense (exit 1), or
-    /// could not be reached or the handshake failed (exit 3): see [`client_failure`].
+    /// The agent answered with an error or with an answer that makes no sense (exit 1), could
+    /// not be reached or the handshake failed (exit 3), or violated the protocol (exit 4): see
+    /// [`client_failure`].
     Agent(ClientError),
     /// A failure on this side after the agent was reached: exit 1.
     Local(anyhow::Error),
@@ -202,23 +204,18 @@ pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Exi
 }
 
 /// Reports a client error and maps it to the documented exit code: 1 when the agent answered
-/// with an error, 3 when the connection itself failed.
+/// with an error, 3 when the connection itself failed, 4 when the agent broke the protocol.
 pub(crate) fn client_failure(e: &ClientError) -> ExitCode {
     // An agent error's message is the agent's text (it may quote a devcontainer.json).
     eprintln!(
         "codespace-agentctl: {}",
         crate::sanitize::field(&e.to_string())
     );
-    ExitCode::from(
-        if matches!(
-            e,
-            ClientError::Remote(_) | ClientError::UnexpectedAnswer { .. }
-        ) {
-            1
-        } else {
-            3
-        },
-    )
+    ExitCode::from(match e {
+        ClientError::Remote(_) | ClientError::UnexpectedAnswer { .. } => 1,
+        ClientError::ProtocolViolation(_) => 4,
+        _ => 3,
+    })
 }
 
 /// Connection options from the global arguments.

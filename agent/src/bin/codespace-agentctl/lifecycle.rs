@@ -7,7 +7,7 @@
 //! count as a failure); otherwise the first failing command's own exit status, 128+N when a
 //! signal killed it, 124 when it timed out, 127 when it could not be started; 77 when the
 //! profile is blocked and `--approve` was not given; 1 agent error, 2 invalid arguments,
-//! 3 agent not reachable (as for the other commands). `--json` prints only the agent's result
+//! 3 agent not reachable, 4 protocol violation by the agent (as for the other commands). `--json` prints only the agent's result
 //! object, which tells these cases apart unambiguously.
 //!
 //! Everything the agent sends (command output, names, reasons) is printed through

@@ -12,7 +12,7 @@
 //! client's bytes go out only after the agent has proved the shared key.
 //!
 //! Exit codes as for the other agent commands: 0 success, 1 the agent answered with an error,
-//! 2 invalid arguments, 3 the agent could not be reached.
+//! 2 invalid arguments, 3 the agent could not be reached, 4 the agent violated the protocol.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
