@@ -23,9 +23,7 @@ use tokio::io::AsyncReadExt as _;
 use codespace_policy::lifecycle::RunProfile;
 use codespace_policy::Authorized;
 
-use super::launcher::{
-    ExitReport, LaunchError, LaunchSpec, Launcher, OutputPipe, Program,
-};
+use super::launcher::{ExitReport, LaunchError, LaunchSpec, Launcher, OutputPipe, Program};
 use super::output::{BoundedLog, Utf8Carry};
 use super::plan::{Plan, PlannedCommand};
 use super::redact::{Needles, Redactor};
