@@ -39,13 +39,18 @@ fuzz_target!(|data: &[u8]| {
                 .and_then(|v| v.as_str())
                 .filter(|t| t.len() >= 8)
                 .map(str::to_owned);
-            let Ok(req) = Request::parse(object) else {
+            let Ok(envelope) = Request::parse(object) else {
                 continue;
             };
-            if SKIPPED.contains(&req.kind.as_str()) {
+            if SKIPPED.contains(&envelope.kind.as_str()) {
                 continue;
             }
-            let kind = req.kind.clone();
+            let kind = envelope.kind.clone();
+            // As the server does it: the envelope's type and fields become the typed request.
+            let req = codespace_agent::guest::request::Request::from_frame(
+                envelope.kind,
+                envelope.fields,
+            );
             let result = match agent.lifecycle.start_job(req) {
                 Ok(job) => tokio::time::timeout(Duration::from_secs(20), job.work)
                     .await
