@@ -407,30 +407,19 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 /// Binds the broker's socket at `path` (replacing a stale socket, never another kind of file)
 /// with mode 0666: access is decided per connection by `SO_PEERCRED`, not by file permissions.
 pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, BrokerError> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-    let io = |action| {
-        move |source| BrokerError::Io {
-            action,
-            path: path.display().to_string(),
-            source,
-        }
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(io("remove stale socket"))?;
-        }
-        Ok(_) => {
-            return Err(BrokerError::PathInUse {
+    crate::guest::transport::bind_unix(path, 0o666).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            BrokerError::PathInUse {
                 path: path.display().to_string(),
-            })
+            }
+        } else {
+            BrokerError::Io {
+                action: "bind",
+                path: path.display().to_string(),
+                source,
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("inspect")(e)),
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io("bind"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(io("set permissions of"))?;
-    Ok(listener)
+    })
 }
 
 /// A clock for the broker (real time in the daemon, a test clock in tests).

@@ -211,16 +211,19 @@ impl Agent {
         let launcher = monitor.map(|m| {
             Arc::new(privsep::MonitorLauncher::new(
                 m,
-                lifecycle::launcher(c).name(),
+                c.lifecycle.launcher.name(),
             )) as Arc<dyn lifecycle::Launcher>
         });
-        let lifecycle = lifecycle::build(c, self.events.clone(), self.secrets.clone(), launcher)
-            .map_err(StartError::Lifecycle)?;
+        let org_policy = lifecycle::read_org_policy(c).map_err(StartError::Lifecycle)?;
         // The organization's idle_timeout_minutes can only shorten the configured timeout.
-        let org_idle = lifecycle::read_org_policy(c)
-            .ok()
-            .flatten()
-            .and_then(|p| p.idle_timeout_minutes);
+        let org_idle = org_policy.as_ref().and_then(|p| p.idle_timeout_minutes);
+        let lifecycle = lifecycle::build(
+            c,
+            self.events.clone(),
+            self.secrets.clone(),
+            launcher,
+            org_policy,
+        );
         let activity = activity::Activity::new(
             activity::IdleSettings::effective(c.idle.timeout, c.idle.warn, org_idle),
             &c.idle.terminals,

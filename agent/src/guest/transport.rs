@@ -14,7 +14,7 @@
 //! the unit tests' in-memory duplex pipes run the same code.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -128,6 +128,25 @@ pub fn check_peer(peer: &Peer, allowed_cids: &[u32]) -> PeerDecision {
     }
 }
 
+/// Binds a Unix socket at `path` with mode `mode`. A stale socket left there by a previous run
+/// is replaced; any other kind of file is left alone and refused (`AlreadyExists`), so a
+/// mistyped path never deletes a file. Used for every socket the agent listens on.
+pub fn bind_unix(path: &Path, mode: u32) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(l)
+}
+
 /// An accepted connection.
 #[derive(Debug)]
 pub enum Conn {
@@ -158,22 +177,10 @@ impl Listener {
                 Ok(Self::Vsock(l))
             }
             ListenAddr::Unix(path) => {
-                use std::os::unix::fs::FileTypeExt;
-                if let Ok(meta) = std::fs::symlink_metadata(path) {
-                    if meta.file_type().is_socket() {
-                        std::fs::remove_file(path)?;
-                    } else {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::AlreadyExists,
-                            format!("{} exists and is not a socket", path.display()),
-                        ));
-                    }
-                }
-                let l = UnixListener::bind(path)?;
                 // Only the owner (root in production) may even attempt the handshake.
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-                Ok(Self::Unix(l, Some(path.clone())))
+                let l = bind_unix(path, 0o600)?;
+                l.set_nonblocking(true)?;
+                Ok(Self::Unix(UnixListener::from_std(l)?, Some(path.clone())))
             }
         }
     }

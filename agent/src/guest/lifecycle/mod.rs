@@ -126,19 +126,19 @@ pub fn read_org_policy(
         .map_err(|e| format!("org_policy_file {}: {e}", p.display()))
 }
 
-/// Builds the service from the agent's configuration (reads the organization policy file).
-/// Commands start through `launcher` (the privileged side's, when the agent is separated), or
-/// the one the configuration asks for.
+/// Builds the service from the agent's configuration and the organization policy
+/// ([`read_org_policy`]). Commands start through `launcher` (the privileged side's, when the
+/// agent is separated), or the one the configuration asks for.
 pub fn build(
     c: &crate::guest::config::AgentConfig,
     events: crate::guest::service::EventSink,
     secrets: Option<Arc<dyn SecretSource>>,
     launcher: Option<Arc<dyn Launcher>>,
-) -> Result<Arc<LifecycleService>, String> {
-    let org_policy = read_org_policy(c)?;
+    org_policy: Option<codespace_policy::OrgPolicy>,
+) -> Arc<LifecycleService> {
     let launcher = launcher.unwrap_or_else(|| self::launcher(c));
     let runner = runner::Runner::new(launcher, events.clone());
-    Ok(Arc::new(LifecycleService::new(
+    Arc::new(LifecycleService::new(
         c.lifecycle.clone(),
         runner,
         events,
@@ -150,7 +150,7 @@ pub fn build(
         },
         secrets,
         org_policy,
-    )))
+    ))
 }
 
 impl SecretSource for crate::guest::vault::Vault {

@@ -36,6 +36,16 @@ pub enum LauncherKind {
     Sandbox,
 }
 
+impl LauncherKind {
+    /// The name reports show (`Launcher::name` of the launcher it makes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Sandbox => "sandbox",
+        }
+    }
+}
+
 /// The section as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -157,7 +157,13 @@ impl MonitorClient {
                 .collect();
             match self.call(&Request::SocketOwners { sockets }, &[]) {
                 Ok((Reply::Owners { owners }, _)) => {
-                    found.extend(super::monitor::owners_by_inode(owners));
+                    found.extend(owners.into_iter().map(|o| {
+                        let owner = SocketOwner {
+                            pid: o.pid,
+                            process: o.process,
+                        };
+                        (o.inode, owner)
+                    }));
                 }
                 Ok(_) => tracing::warn!("unexpected answer to socket_owners"),
                 Err(e) => tracing::warn!(error = %e, "socket owners unknown"),

@@ -90,17 +90,17 @@ pub enum SplitError {
 }
 
 /// The privileged side's uid, as the network side knows it (or this process's own when not
-/// separated): who "the agent's own user" is when no user is configured.
+/// separated): who "the agent's own user" is when no user is configured. A privileged side is
+/// always root (`split` and `codespace-agent privileged` both refuse to separate otherwise).
 pub fn agent_uid() -> u32 {
     match SEPARATED.get() {
-        Some(s) => s.privileged_uid,
+        Some(_) => 0,
         None => rustix::process::geteuid().as_raw(),
     }
 }
 
 struct Separated {
     client: Arc<MonitorClient>,
-    privileged_uid: u32,
     /// Forked by the privileged side (which then speaks to systemd), rather than started by a
     /// unit of its own.
     forked: bool,
@@ -138,13 +138,17 @@ pub fn connect(path: &std::path::Path, wait: std::time::Duration) -> Result<Role
         })?;
     }
     confine::confine_started_unprivileged().map_err(SplitError::Confine)?;
+    Ok(become_network_side(sock, false))
+}
+
+/// Records this process as the network side, talking to the privileged side on `sock`.
+fn become_network_side(sock: UnixStream, forked: bool) -> Role {
     let client = Arc::new(MonitorClient::new(sock));
     let _ = SEPARATED.set(Separated {
         client: client.clone(),
-        privileged_uid: 0,
-        forked: false,
+        forked,
     });
-    Ok(Role::Network(client))
+    Role::Network(client)
 }
 
 /// The `privsep` section of `status`: how this agent is split, and who answers.
@@ -222,18 +226,7 @@ pub fn bind_privileged_socket(
     path: &std::path::Path,
     network_user: Owner,
 ) -> std::io::Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let l = std::os::unix::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let l = crate::guest::transport::bind_unix(path, 0o600)?;
     std::os::unix::fs::lchown(path, Some(network_user.uid), Some(network_user.gid))?;
     Ok(l)
 }
@@ -263,13 +256,7 @@ pub fn split(network_user: Option<&str>) -> Result<Role, SplitError> {
                 tracing::error!("{e}");
                 std::process::exit(1);
             }
-            let client = Arc::new(MonitorClient::new(network));
-            let _ = SEPARATED.set(Separated {
-                client: client.clone(),
-                privileged_uid: 0,
-                forked: true,
-            });
-            Ok(Role::Network(client))
+            Ok(become_network_side(network, true))
         }
         pid => {
             drop(network);

@@ -16,7 +16,6 @@
 //! - **listen** / **broker_socket**: the addresses come from the configuration; the sockets are
 //!   bound once and the same ones handed out again (a network side that restarts gets them).
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -503,22 +502,6 @@ pub async fn supervise(child: rustix::process::Pid) -> i32 {
             }
         }
     }
-}
-
-/// Maps the owners a `socket_owners` answer lists back by inode.
-pub fn owners_by_inode(owners: Vec<OwnerWire>) -> HashMap<u64, crate::guest::detect::owner::Owner> {
-    owners
-        .into_iter()
-        .map(|o| {
-            (
-                o.inode,
-                crate::guest::detect::owner::Owner {
-                    pid: o.pid,
-                    process: o.process,
-                },
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]
