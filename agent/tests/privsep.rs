@@ -292,6 +292,25 @@ fn a_split_install_serves_through_the_privileged_socket_and_survives_a_network_r
         let mut buf = [0u8; 1];
         assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "a root peer was answered");
     }
+    // Another local user (the codespace's, a restricted run's) cannot even connect: the socket
+    // is the network user's, mode 0600.
+    let other = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); \
+             s.sendall(b'\\0'*8); print('ANSWER', s.recv(1))",
+        ])
+        .arg(&socket)
+        .uid(64999)
+        .gid(64999)
+        .output()
+        .unwrap();
+    assert!(!other.status.success(), "{}", stdout(&other));
+    assert!(
+        stderr(&other).contains("PermissionError"),
+        "{}",
+        stderr(&other)
+    );
     // The network side is its unit's main process: it tells systemd it is ready itself, after
     // it confined itself (its filter refuses new Unix sockets).
     let notify_path = dir.path().join("notify");

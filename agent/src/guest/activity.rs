@@ -345,6 +345,40 @@ mod tests {
         }
     }
 
+    /// A second local user (or a restricted run: its own uid) cannot move the stamps of someone
+    /// else's pty to fake activity: setting them needs ownership, or write access to a device of
+    /// mode 0620 group tty. And the owner's own `touch` moves the change time too.
+    #[test]
+    fn another_user_cannot_fake_activity_on_a_pty() {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        use std::os::unix::process::CommandExt as _;
+        if !crate::guest::sandbox::root_gate::root() {
+            return;
+        }
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let path = std::path::PathBuf::from(name.to_string_lossy().into_owned());
+        for (uid, what) in [(64999, "another user"), (0, "the owner")] {
+            let out = std::process::Command::new("touch")
+                .arg(&path)
+                .uid(uid)
+                .gid(uid)
+                .output()
+                .unwrap();
+            if uid != 0 {
+                assert!(!out.status.success(), "{what} touched {}", path.display());
+            }
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(
+                terminal_stamp(&meta, SystemTime::now() + Duration::from_secs(5)),
+                None,
+                "{what}'s touch counted as activity"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn idle_warns_then_fires_at_its_deadline_and_activity_restarts_the_clock() {
         let dir = tempfile::tempdir().unwrap();

@@ -555,7 +555,7 @@ pub fn is_restricted_pid(pid: u32) -> bool {
 /// The root-test gate shared with the integration tests (one file: `agent/tests/support/root.rs`).
 #[cfg(test)]
 #[path = "../../../tests/support/root.rs"]
-mod root_gate;
+pub(crate) mod root_gate;
 
 #[cfg(test)]
 mod tests;
