@@ -13,6 +13,8 @@
 //! | [`token`] | the scope type the credential broker holds | DESIGN.md §2, issue 3 |
 //! | [`ports`] | who may reach a forwarded port | DESIGN.md §1 "Port forwarding", §2.1 |
 //! | [`registry`] | port visibility and epochs over time | DESIGN.md §1, §2 |
+//! | [`container_registry`] | which registry credential a Docker helper gets | issue 17 |
+//! | [`host`] | the one spelling of a host name that credential helpers compare | issue 17 |
 //! | [`secrets`] | secret names and which secrets are injected | DESIGN.md §1 "Secrets", §2 |
 //! | [`extensions`] | which extensions are installed | DESIGN.md §1, issue 3 |
 //! | [`lifecycle`] | the lifecycle commands' trust profile | DESIGN.md §1, issue 3 |
@@ -23,10 +25,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod container_registry;
 pub mod decision;
 pub mod document;
 pub mod extensions;
 pub mod grant;
+pub mod host;
 pub mod input;
 pub mod lifecycle;
 pub mod ports;
