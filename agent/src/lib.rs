@@ -7,10 +7,12 @@
 //! - [`host`]: the client library a host supervisor links to talk to agents;
 //! - [`relay`]: zero-copy byte relaying between two sockets (port forwarding, both ends);
 //! - [`seal`]: sealing secrets end to end to the agent's boot-time X25519 key;
-//! - [`credential_helper`], [`exec`]: the in-guest helpers behind `codespace-agent git-credential`
-//!   and `codespace-agent exec`.
+//! - [`credential_helper`], [`docker_credential`], [`exec`]: the in-guest helpers behind
+//!   `codespace-agent git-credential`, `codespace-agent docker-credential` (installed as
+//!   `docker-credential-codespace`) and `codespace-agent exec`.
 
 pub mod credential_helper;
+pub mod docker_credential;
 pub mod exec;
 pub mod guest;
 pub mod host;

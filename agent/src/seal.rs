@@ -269,6 +269,16 @@ pub fn seal(
     })
 }
 
+/// A delivery generation for now: microseconds since the Unix epoch, which grow from one
+/// delivery to the next, across runs of the host's tools too (the agent refuses a generation
+/// that does not: [`ReplayGuard`]).
+pub fn generation_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(1)
+}
+
 /// Remembers what was accepted so a valid ciphertext cannot be delivered twice.
 ///
 /// Generations are kept per name (compared case-insensitively, like secret names). Ephemeral keys

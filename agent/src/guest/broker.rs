@@ -39,6 +39,9 @@
 //! `/proc/<pid>/cgroup` after `accept` races with pid reuse only if the peer exits first, in
 //! which case its socket end is gone and nothing is answered to anyone.
 //!
+//! The same socket, with the same admission, serves the Docker credential helper's requests
+//! (`docker-get`, `docker-list`): see [`crate::guest::registry`].
+//!
 //! Scope checks need git's `path`, which git sends only with `credential.useHttpPath`; the
 //! packaging sets it for the token host. Without a path the broker answers for the host as a
 //! whole, unless [`BrokerConfig::require_path`] is set.
@@ -241,6 +244,9 @@ pub enum Outcome {
         /// Why.
         reason: Silence,
     },
+    /// A registry credential request (the Docker helper's), as [`crate::guest::registry::record`]
+    /// recorded it.
+    Registry(crate::guest::registry::RegistryAccess),
     /// Connections refused at accept that were counted instead of reported one by one (more
     /// than [`admission::REFUSALS_REPORTED_PER_WINDOW`] in an [`admission::REFUSAL_WINDOW`]).
     /// Sent just before the next refusal that is reported.
@@ -378,6 +384,15 @@ pub fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
             .any(|path| path.contains(marker))
 }
 
+/// An admitted caller's credentials, from `SO_PEERCRED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Its uid.
+    pub uid: u32,
+    /// Its pid (known for every admitted caller: admission refuses an unknown one).
+    pub pid: Option<u32>,
+}
+
 /// Checks the caller's credentials: allowed uid, known pid, not in the restricted sandbox.
 pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(), Silence> {
     if !config.allowed_uids.contains(&uid) {
@@ -508,7 +523,7 @@ impl Broker {
                     Err(_) => continue,
                 },
             };
-            let (uid, slot) = match admit(&stream, &self.config, &slots) {
+            let (peer, slot) = match admit(&stream, &self.config, &slots) {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
                     // Closed before reading anything: see the module docs for why.
@@ -522,7 +537,7 @@ impl Broker {
             let clock = Arc::clone(&self.clock);
             let outcomes = self.outcomes.clone();
             tokio::spawn(async move {
-                let outcome = handle_connection(stream, uid, &config, &vault, &clock).await;
+                let outcome = handle_connection(stream, peer, &config, &vault, &clock).await;
                 // The slot is free before the report: a full channel never holds it.
                 drop(slot);
                 if let Some(sender) = outcomes {
@@ -553,14 +568,16 @@ impl Broker {
     }
 }
 
-/// Serves one request from an already checked peer over any stream (unit tests use a duplex).
+/// Serves one request from an already checked peer over any stream (unit tests use a duplex):
+/// git's, or the Docker helper's ([`crate::guest::registry`]).
 pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    uid: u32,
+    peer: PeerCred,
     config: &BrokerConfig,
     vault: &Vault,
     clock: &Clock,
 ) -> Outcome {
+    let uid = peer.uid;
     let silent = |reason| Outcome::Silent {
         uid: Some(uid),
         reason,
@@ -570,6 +587,20 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(reason)) => return silent(reason),
         Ok(Ok(bytes)) => bytes,
     };
+    if let Some(registry) = crate::guest::registry::HelperRequest::parse(&request) {
+        let caller = crate::guest::registry::Caller::lookup(uid, peer.pid, &config.proc_root);
+        return Outcome::Registry(
+            crate::guest::registry::serve(
+                &mut stream,
+                caller,
+                registry,
+                vault,
+                clock(),
+                config.io_timeout,
+            )
+            .await,
+        );
+    }
     let request = match parse_request(&request) {
         Ok(request) => request,
         Err(reason) => return silent(reason),

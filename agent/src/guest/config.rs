@@ -26,6 +26,7 @@
 //!   "shutdown_grace_ms": 5000,
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
+//!   "docker_config_dir": null,         // the user's Docker config dir (default ~USER/.docker)
 //!   "codespace": { "owner": null, "organization": null, "repository": null },
 //!   "detect": { "poll_interval_ms": 150, "ignore_ports": [], "method": "auto" }, // see guest::detect
 //!   "firewall": { "enabled": false },  // see guest::firewall for every key
@@ -75,6 +76,7 @@ pub struct RawConfig {
     pub token: Option<RawTokenConfig>,
     pub idle: Option<RawIdleConfig>,
     pub credential_uids: Option<Vec<u32>>,
+    pub docker_config_dir: Option<PathBuf>,
     pub codespace: Option<CodespaceIdentity>,
     pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
     pub sandbox: Option<super::sandbox::RawSandboxConfig>,
@@ -206,6 +208,9 @@ pub struct AgentConfig {
     pub token: TokenConfig,
     pub idle: IdleConfig,
     pub credential_uids: Vec<u32>,
+    /// Where the agent writes the `credHelpers` entries of delivered registries (absolute;
+    /// `None`: the codespace user's `~/.docker`).
+    pub docker_config_dir: Option<PathBuf>,
     pub codespace: CodespaceIdentity,
     pub lifecycle: super::lifecycle::settings::LifecycleConfig,
     pub sandbox: super::sandbox::SandboxConfig,
@@ -412,6 +417,18 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
             }
         },
         credential_uids: raw.credential_uids.unwrap_or_default(),
+        docker_config_dir: match raw.docker_config_dir {
+            Some(d) if !d.is_absolute() || d.parent().is_none() => {
+                return Err(ConfigError::Invalid {
+                    key: "docker_config_dir",
+                    message: format!(
+                        "must be an absolute directory path below /: {}",
+                        d.display()
+                    ),
+                })
+            }
+            d => d,
+        },
         codespace: raw.codespace.unwrap_or_default(),
         lifecycle: super::lifecycle::settings::LifecycleConfig::build(
             raw.lifecycle.unwrap_or_default(),

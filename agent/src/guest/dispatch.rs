@@ -6,7 +6,9 @@
 //! | `status`      | –                                                   | see [`Dispatcher::status`]    |
 //! | `token_put`   | `token, expires_at (RFC 3339), scope, host?`        | the vault's report            |
 //! | `secrets_put` | `secrets: [{name, generation, ephemeral_public, ciphertext}]` | per-name report     |
-//! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository}` | report |
+//! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository, prebuild?, ..}` | report (+ `prebuild` when it started or ended) |
+//! | `registry_put` | `registry, username, secret: sealed, expires_at, scope?` | the registry and the `docker_config` sync |
+//! | `registry_remove` | `registry` | the same |
 //! | `ports_list`, `ports_visibility`, `grant_key_put`, `forward_tickets` | see [`super::ports`] | see [`super::ports::service`] |
 //!
 //! | `lifecycle_run`, `extensions_install`, `config_watch`, `restricted_kill` | see [`super::lifecycle`] | long-running [`Job`]s |
@@ -109,6 +111,12 @@ impl Dispatcher {
         codespace: CodespaceIdentity,
         health: Arc<HealthSampler>,
     ) -> Self {
+        // A codespace configured as a prebuild is one from the start.
+        if let (Some(service), Some(true)) = (&service, codespace.prebuild) {
+            if let Err(e) = service.set_prebuild(true) {
+                tracing::error!(error = %e, "cannot start the prebuild");
+            }
+        }
         Self {
             facts,
             service,
@@ -204,6 +212,8 @@ impl Dispatcher {
                     ServiceRequest::TokenPut => Ok(service.put_token(fields)?),
                     ServiceRequest::SecretsPut => Ok(service.put_secrets(fields)?),
                     ServiceRequest::Session => self.session(service, fields),
+                    ServiceRequest::RegistryPut => Ok(service.put_registry(fields)?),
+                    ServiceRequest::RegistryRemove => Ok(service.remove_registry(fields)?),
                 }
             }
             Request::Ports(kind, fields) => {
@@ -250,6 +260,19 @@ impl Dispatcher {
                 "`codespace` may only be given with `create`".into(),
             ));
         }
+        // The prebuild fact reaches the vault before the event: a `create` that starts a
+        // prebuild must not land pending secrets first, and one that ends it must wipe the
+        // prebuild's token before anything else happens.
+        let prebuild = match &identity {
+            Some(new) => {
+                let before = self.lock_codespace().prebuild.unwrap_or(false);
+                let after = new.prebuild.unwrap_or(before);
+                (before != after)
+                    .then(|| service.set_prebuild(after))
+                    .transpose()?
+            }
+            None => None,
+        };
         let mut report = service.session(kind)?;
         // After a resume (or at creation) the idle clock starts again.
         if matches!(kind, SessionKind::Create | SessionKind::Resume) {
@@ -274,6 +297,9 @@ impl Dispatcher {
         }
         if let Value::Object(m) = &mut report {
             m.insert("codespace".into(), json!(*self.lock_codespace()));
+            if let Some(prebuild) = prebuild {
+                m.insert("prebuild".into(), prebuild);
+            }
         }
         Ok(report)
     }
@@ -371,6 +397,18 @@ mod tests {
         fn status(&self) -> Value {
             json!({"token": null, "secrets": {"current": [], "pending": []}})
         }
+        fn set_prebuild(&self, on: bool) -> Result<Value, ServiceError> {
+            self.0.lock().unwrap().push(format!("prebuild {on}"));
+            Ok(json!({"prebuild": on}))
+        }
+        fn put_registry(&self, _: Map<String, Value>) -> Result<Value, ServiceError> {
+            self.0.lock().unwrap().push("registry_put".into());
+            Ok(json!({}))
+        }
+        fn remove_registry(&self, _: Map<String, Value>) -> Result<Value, ServiceError> {
+            self.0.lock().unwrap().push("registry_remove".into());
+            Ok(json!({}))
+        }
     }
 
     #[test]
@@ -398,6 +436,8 @@ mod tests {
                 "token_put",
                 "secrets_put",
                 "session",
+                "registry_put",
+                "registry_remove",
                 "sealed_secrets_v1"
             ]
         );
@@ -477,6 +517,56 @@ mod tests {
             .handle(req("session", json!({"event": "reboot"})))
             .unwrap_err();
         assert_eq!(e.wire().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn the_prebuild_fact_reaches_the_service_before_the_event_and_only_when_it_changes() {
+        let rec = Arc::new(Recorder(Mutex::new(vec![])));
+        let d = dispatcher(Some(rec.clone()));
+        let create = |codespace: Value| {
+            d.handle(req(
+                "session",
+                json!({"event": "create", "codespace": codespace}),
+            ))
+            .unwrap()
+        };
+        let r = create(json!({"prebuild": true}));
+        assert_eq!(r["prebuild"], json!({"prebuild": true}));
+        // Unchanged, or not given (the earlier fact stays): nothing to tell.
+        assert!(create(json!({"prebuild": true})).get("prebuild").is_none());
+        assert!(create(json!({"repository": "o/r"}))
+            .get("prebuild")
+            .is_none());
+        let r = create(json!({"prebuild": false}));
+        assert_eq!(r["prebuild"], json!({"prebuild": false}));
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "prebuild true",
+                "create",
+                "create",
+                "create",
+                "prebuild false",
+                "create"
+            ]
+        );
+        // A codespace configured as a prebuild starts as one.
+        let rec = Arc::new(Recorder(Mutex::new(vec![])));
+        let service: Arc<dyn SecretsService> = rec.clone();
+        let _ = Dispatcher::new(
+            AgentFacts {
+                agent_id: "a".into(),
+                boot_id: "b".into(),
+                started: Instant::now(),
+            },
+            Some(service),
+            CodespaceIdentity {
+                prebuild: Some(true),
+                ..Default::default()
+            },
+            Arc::new(HealthSampler::new(Path::new("/"))),
+        );
+        assert_eq!(*rec.0.lock().unwrap(), ["prebuild true"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod job;
 pub mod lifecycle;
 pub mod ports;
 pub mod privsep;
+pub mod registry;
 pub mod request;
 pub mod sandbox;
 pub mod server;

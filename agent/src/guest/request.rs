@@ -44,16 +44,28 @@ pub enum ServiceRequest {
     SecretsPut,
     /// `session`.
     Session,
+    /// `registry_put`.
+    RegistryPut,
+    /// `registry_remove`.
+    RegistryRemove,
 }
 
 impl Named for ServiceRequest {
-    const ALL: &'static [Self] = &[Self::TokenPut, Self::SecretsPut, Self::Session];
+    const ALL: &'static [Self] = &[
+        Self::TokenPut,
+        Self::SecretsPut,
+        Self::Session,
+        Self::RegistryPut,
+        Self::RegistryRemove,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::TokenPut => "token_put",
             Self::SecretsPut => "secrets_put",
             Self::Session => "session",
+            Self::RegistryPut => "registry_put",
+            Self::RegistryRemove => "registry_remove",
         }
     }
 }

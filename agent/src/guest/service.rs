@@ -85,6 +85,13 @@ pub trait SecretsService: Send + Sync + 'static {
     fn put_secrets(&self, fields: Map<String, Value>) -> Result<Value, ServiceError>;
     /// `session`: a lifecycle event.
     fn session(&self, kind: SessionKind) -> Result<Value, ServiceError>;
+    /// The codespace starts (`true`) or stops being a prebuild, as `session create`'s
+    /// `codespace.prebuild` says; called before that session event is applied.
+    fn set_prebuild(&self, prebuild: bool) -> Result<Value, ServiceError>;
+    /// `registry_put`: `{registry, username, secret: sealed, expires_at, scope?}`.
+    fn put_registry(&self, fields: Map<String, Value>) -> Result<Value, ServiceError>;
+    /// `registry_remove`: `{registry}`.
+    fn remove_registry(&self, fields: Map<String, Value>) -> Result<Value, ServiceError>;
     /// Token and secrets part of `status` (expiry, scope, names current and pending).
     fn status(&self) -> Value;
 }

@@ -5,7 +5,8 @@
 //!   (what it accepts from an untrusted agent and keeps of it: `inbound.rs`);
 //! - [`forward`]: grants and `forward` connections (port forwarding);
 //! - [`ports`]: `ports_list`, one page or all of them;
-//! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections.
+//! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections;
+//! - [`registry`]: container registry credentials, sealed like secrets (`registry_put`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,6 +23,7 @@ pub mod dial;
 pub mod forward;
 mod inbound;
 pub mod ports;
+pub mod registry;
 pub mod tickets;
 
 pub use client::{Client, ClientError, ConnectOptions, Reconnecting};

@@ -2,7 +2,9 @@
 //!
 //! Exit codes of `run`: 0 success (also after SIGTERM/SIGINT drained the agent), 1 runtime
 //! failure, 2 invalid command line or configuration. `git-credential`: 0, or 1 when the broker
-//! cannot be asked. `exec`: the command's own status, or 127 when it cannot be started.
+//! cannot be asked. `docker-credential`: 0, or 1 with Docker's message on stdout (the
+//! credential helper protocol). `exec`: the command's own status, or 127 when it cannot be
+//! started.
 
 // A command-line program reports on its standard streams.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -15,6 +17,7 @@ use clap::Parser;
 use codespace_agent::guest::broker::{Broker, BrokerConfig};
 use codespace_agent::guest::config::{self, Overrides};
 use codespace_agent::guest::privsep::{self, Monitor, Role};
+use codespace_agent::guest::registry::DockerConfigSync;
 use codespace_agent::guest::service::SecretsService;
 use codespace_agent::guest::vault::{Owner, Vault, VaultConfig};
 use codespace_agent::guest::vault_service::{forward_expiry, VaultService};
@@ -49,6 +52,15 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
         /// git's action: get, store or erase.
+        action: String,
+    },
+    /// Docker credential helper (installed as docker-credential-codespace): asks the agent's
+    /// broker for the registry credentials the host delivered.
+    DockerCredential {
+        /// State directory of the running agent.
+        #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Docker's action: get, list, store, erase or version.
         action: String,
     },
     /// Run a command with the codespace's environment (secrets, token) applied.
@@ -126,6 +138,18 @@ fn main() -> ExitCode {
                     eprintln!("codespace-agent git-credential: {e}");
                     ExitCode::from(1)
                 }
+            }
+        }
+        Command::DockerCredential { state_dir, action } => {
+            match codespace_agent::docker_credential::run(
+                &state_dir,
+                &action,
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+                std::io::stderr().lock(),
+            ) {
+                codespace_agent::docker_credential::Status::Success => ExitCode::SUCCESS,
+                codespace_agent::docker_credential::Status::Failure => ExitCode::from(1),
             }
         }
         Command::Exec { state_dir, argv } => {
@@ -348,7 +372,9 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
     vc.expiry_lead = time::Duration::try_from(c.token.expiry_lead)?;
     let vault = Vault::new(vc, keys)?;
     agent.set_secret_source(Arc::new(vault.clone()));
-    let service: Arc<dyn SecretsService> = Arc::new(VaultService::new(vault.clone()));
+    let docker = DockerConfigSync::for_agent(c.docker_config_dir.as_deref(), owner);
+    let service: Arc<dyn SecretsService> =
+        Arc::new(VaultService::new(vault.clone()).with_docker_config(docker));
     // The remote user may ask the broker unless the config names the allowed uids.
     let uids = if c.credential_uids.is_empty() {
         vec![owner.uid]

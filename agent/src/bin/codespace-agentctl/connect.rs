@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use codespace_agent::host::{Client, ClientError, ConnectAddr, ConnectOptions};
@@ -117,9 +117,11 @@ pub struct TrustFactArgs {
     /// The codespace is for a pull request from a fork.
     #[arg(long)]
     pub fork_pull_request: bool,
-    /// The codespace is a prebuild (runs stop after updateContentCommand; never trusted).
-    #[arg(long)]
-    pub prebuild: bool,
+    /// The codespace is a prebuild (runs stop after updateContentCommand; never trusted; no
+    /// secrets or registry credentials). `--prebuild=false` on `session create` ends the
+    /// prebuild: its token, registry credentials and secrets are wiped.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub prebuild: Option<bool>,
 }
 
 impl TrustFactArgs {
@@ -132,8 +134,8 @@ impl TrustFactArgs {
         if self.fork_pull_request {
             m.insert("pull_request_from_fork".into(), true.into());
         }
-        if self.prebuild {
-            m.insert("prebuild".into(), true.into());
+        if let Some(prebuild) = self.prebuild {
+            m.insert("prebuild".into(), prebuild.into());
         }
     }
 }
@@ -389,11 +391,7 @@ fn seal_all(
     public_key: &[u8; 32],
     secrets: &[(String, String)],
 ) -> anyhow::Result<Map<String, Value>> {
-    // Generations must grow across deliveries; microseconds since the epoch do, across runs.
-    let generation = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(1);
+    let generation = codespace_agent::seal::generation_now();
     let sealed = secrets
         .iter()
         .map(|(name, value)| {

@@ -11,6 +11,7 @@ mod connect;
 mod lifecycle;
 mod policy;
 mod ports;
+mod registry;
 mod sanitize;
 
 use clap::Parser;
@@ -37,6 +38,9 @@ enum Command {
     /// Ports of the codespace: list, visibility, forward (talks to an agent).
     #[command(subcommand)]
     Ports(ports::PortsCommand),
+    /// Container registry credentials for Docker in the codespace (talks to an agent).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,5 +50,6 @@ fn main() -> std::process::ExitCode {
         Command::Audit(args) => audit::run(&args),
         Command::Policy(args) => policy::run(&args),
         Command::Ports(cmd) => ports::run(&cli.connect, cmd),
+        Command::Registry(cmd) => registry::run(&cli.connect, cmd),
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{check_peer, BrokerConfig, Outcome, Silence};
+use super::{check_peer, BrokerConfig, Outcome, PeerCred, Silence};
 
 /// Refusals reported one by one per [`REFUSAL_WINDOW`]; more are only counted.
 pub const REFUSALS_REPORTED_PER_WINDOW: u32 = 8;
@@ -87,7 +87,7 @@ pub(crate) fn admit(
     stream: &UnixStream,
     config: &BrokerConfig,
     slots: &Slots,
-) -> Result<(u32, Slot), Outcome> {
+) -> Result<(PeerCred, Slot), Outcome> {
     let (uid, pid) = match stream.peer_cred() {
         Ok(cred) => (cred.uid(), cred.pid()),
         Err(_) => {
@@ -103,7 +103,8 @@ pub(crate) fn admit(
     };
     check_peer(uid, pid, config).map_err(refused)?;
     let slot = slots.take(uid).map_err(refused)?;
-    Ok((uid, slot))
+    let pid = pid.and_then(|p| u32::try_from(p).ok());
+    Ok((PeerCred { uid, pid }, slot))
 }
 
 /// What to do with one refusal, as [`RefusalReports::admit`] decides.

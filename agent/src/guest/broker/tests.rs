@@ -254,7 +254,17 @@ async fn exchange(vault: &Vault, clock: Clock, request: &[u8]) -> (Outcome, Vec<
     let (mut client, server) = tokio::io::duplex(4096);
     client.write_all(request).await.unwrap();
     client.shutdown().await.unwrap();
-    let outcome = handle_connection(server, 1000, &config, vault, &clock).await;
+    let outcome = handle_connection(
+        server,
+        PeerCred {
+            uid: 1000,
+            pid: None,
+        },
+        &config,
+        vault,
+        &clock,
+    )
+    .await;
     let mut answer = Vec::new();
     client.read_to_end(&mut answer).await.unwrap();
     (outcome, answer)
@@ -318,7 +328,17 @@ async fn a_silent_client_times_out() {
     let config = BrokerConfig::new(Path::new("/nonexistent"), vec![1000]);
     let (_client, server) = tokio::io::duplex(64);
     let clock: Clock = Arc::new(|| NOW);
-    let outcome = handle_connection(server, 1000, &config, &vault, &clock).await;
+    let outcome = handle_connection(
+        server,
+        PeerCred {
+            uid: 1000,
+            pid: None,
+        },
+        &config,
+        &vault,
+        &clock,
+    )
+    .await;
     assert!(matches!(
         outcome,
         Outcome::Silent {
@@ -341,7 +361,17 @@ async fn oversized_requests_are_refused() {
         let _ = client.write_all(&big).await;
         client
     });
-    let outcome = handle_connection(server, 1000, &config, &vault, &clock).await;
+    let outcome = handle_connection(
+        server,
+        PeerCred {
+            uid: 1000,
+            pid: None,
+        },
+        &config,
+        &vault,
+        &clock,
+    )
+    .await;
     assert!(matches!(
         outcome,
         Outcome::Silent {

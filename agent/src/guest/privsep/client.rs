@@ -107,6 +107,18 @@ impl MonitorClient {
         }
     }
 
+    /// Brings the codespace user's `credHelpers` in line with `hosts` (guest::registry).
+    pub fn docker_config(
+        &self,
+        hosts: &[codespace_policy::container_registry::RegistryHost],
+    ) -> Result<crate::guest::registry::docker_config::DockerConfigReport, CallError> {
+        let registries = hosts.iter().map(ToString::to_string).collect();
+        match self.call(&Request::DockerConfig { registries }, &[])? {
+            (Reply::DockerConfig { report }, _) => Ok(report),
+            _ => Err(CallError::Unexpected("docker_config")),
+        }
+    }
+
     /// Kills the restricted principal's processes; how many.
     pub fn kill_restricted(&self) -> Result<usize, CallError> {
         match self.call(&Request::KillRestricted {}, &[])? {

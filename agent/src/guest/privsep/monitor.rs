@@ -13,6 +13,11 @@
 //! - **env_file**: the path and the owner are this side's; every name in the contents must
 //!   pass [`codespace_policy::secrets::check_name`] (or be the token's variable), so a
 //!   compromised network side cannot plant `BASH_ENV` or `LD_PRELOAD` in a login shell.
+//! - **docker_config**: every registry is parsed again with the policy's
+//!   [`codespace_policy::container_registry::RegistryHost`], at most `MAX_REGISTRIES`; the
+//!   directory and its owner are this side's, and the write follows none of the user's links
+//!   ([`crate::guest::registry::docker_config`]). The worst a compromised network side can do
+//!   is point Docker at the agent's own helper for a few more hosts.
 //! - **listen** / **broker_socket**: the addresses come from the configuration; the sockets are
 //!   bound once and the same ones handed out again (a network side that restarts gets them).
 
@@ -122,6 +127,7 @@ impl Monitor {
                 Vec::new(),
             )),
             Request::EnvFile { remove } => self.env_file(remove, blob),
+            Request::DockerConfig { registries } => self.docker_config(&registries),
             Request::RestrictedSocket { kind, have } => {
                 match crate::guest::sandbox::netns::socket_in(kind, have) {
                     Ok(None) => Ok((Reply::Done, Vec::new())),
@@ -241,6 +247,34 @@ impl Monitor {
         }
         envfile::write_atomic(&path, contents, self.owner).map_err(|e| failed(e.to_string()))?;
         Ok((Reply::Done, Vec::new()))
+    }
+
+    fn docker_config(&self, registries: &[String]) -> Result<(Reply, Vec<OwnedFd>), Reply> {
+        use crate::guest::registry::docker_config;
+        use codespace_policy::container_registry::{RegistryHost, MAX_REGISTRIES};
+        if registries.len() > MAX_REGISTRIES {
+            return Err(Reply::Refused {
+                reason: format!("more than {MAX_REGISTRIES} registries"),
+            });
+        }
+        let hosts = registries
+            .iter()
+            .map(|r| {
+                RegistryHost::parse(r).map_err(|e| Reply::Refused {
+                    reason: format!("registry {r:?}: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let passwd = std::fs::read_to_string(&self.passwd).unwrap_or_default();
+        let dir = docker_config::config_dir(
+            self.config.docker_config_dir.as_deref(),
+            &passwd,
+            self.owner,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let report =
+            docker_config::sync(&dir, self.owner, &hosts).map_err(|e| failed(e.to_string()))?;
+        Ok((Reply::DockerConfig { report }, Vec::new()))
     }
 
     fn launch(&self, l: Launch) -> Result<(Reply, Vec<OwnedFd>), Reply> {

@@ -16,6 +16,7 @@
 //! | `restricted_socket {kind, have}` | a socket made inside the restricted network namespace | `socket {netns}` + socket |
 //! | `socket_owners {sockets}` | which process holds each listening socket (`/proc/PID/fd`) | `owners {owners}` |
 //! | `terminal_activity` | the newest genuine stamp of `/dev/pts/N` (guest::activity) | `terminal {latest_us}` |
+//! | `docker_config {registries}` | `credHelpers` for exactly these registries in the user's `~/.docker/config.json` (guest::registry) | `docker_config {report}` |
 //!
 //! Any request may be answered `refused {reason}` (the policy or a principal rule says no) or
 //! `failed {error}` (the effect failed).
@@ -60,6 +61,13 @@ pub enum Request {
         /// The sockets (at most [`MAX_OWNER_QUERIES`]).
         sockets: Vec<SocketRef>,
     },
+    /// Point Docker at the registry credential helper for exactly these registries (each
+    /// parsed again here; at most `MAX_REGISTRIES`). The directory and its owner are this
+    /// side's: the configured `docker_config_dir` or the codespace user's `~/.docker`.
+    DockerConfig {
+        /// The registries' hosts.
+        registries: Vec<String>,
+    },
 }
 
 impl Request {
@@ -74,6 +82,7 @@ impl Request {
             Self::RestrictedSocket { .. } => "restricted_socket",
             Self::SocketOwners { .. } => "socket_owners",
             Self::TerminalActivity {} => "terminal_activity",
+            Self::DockerConfig { .. } => "docker_config",
         }
     }
 }
@@ -206,6 +215,11 @@ pub enum Reply {
     Owners {
         /// The owners.
         owners: Vec<OwnerWire>,
+    },
+    /// What the Docker configuration sync did.
+    DockerConfig {
+        /// The report.
+        report: crate::guest::registry::docker_config::DockerConfigReport,
     },
     /// Not allowed (a rule of the privileged side; the reason is for the host).
     Refused {

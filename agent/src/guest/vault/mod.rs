@@ -21,6 +21,11 @@
 //!   a new token per start), and at expiry it is wiped from memory and the file.
 //! - **Values never leave** except through the environment file and the broker; reports,
 //!   status, events and errors carry names, codes and times only.
+//! - **Prebuilds** ([`Vault::set_prebuild`]): while the codespace is a prebuild, secrets and
+//!   registry credentials are refused on delivery and the token is not exported to the
+//!   environment file (only the broker serves it, so no process's environment ever holds it);
+//!   when the prebuild ends, its token, registry credentials and any secrets are wiped, so
+//!   nothing of the prebuild's reaches the code that runs in the codespace made from it.
 //! - **Time is injected**: every method that depends on the clock takes `now`; only
 //!   [`run_expiry`] reads a clock, and it takes that clock as an argument.
 //!
@@ -30,6 +35,7 @@
 //! the file is 0600 and owned by the configured [`Owner`].
 
 pub mod envfile;
+pub mod registry;
 pub mod secrets;
 pub mod token;
 
@@ -46,6 +52,7 @@ use crate::seal::{AgentKeyPair, ReplayGuard, SealedSecret, TokenValue};
 
 pub use driver::run_expiry;
 pub use envfile::{EnvFileError, Owner};
+pub use registry::{RegistryError, RegistryPut, RegistryStatus};
 pub use secrets::{SecretRejection, SecretSet, SecretsReport};
 pub use token::{TokenError, TokenPut, TokenStatus, DEFAULT_TOKEN_HOST};
 
@@ -124,6 +131,11 @@ pub enum VaultEvent {
         #[serde(with = "time::serde::rfc3339")]
         expired_at: OffsetDateTime,
     },
+    /// A registry credential expired and was wiped from memory.
+    RegistryExpired {
+        /// Its registry.
+        registry: String,
+    },
     /// The environment file could not be rewritten (it was removed instead if possible; the
     /// vault retries). The message names the path and the cause, never a value.
     EnvironmentWriteFailed {
@@ -142,6 +154,9 @@ pub enum VaultError {
     /// A token delivery was refused.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A registry delivery or removal was refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// The agent is not root, so it cannot give the file to another user.
     #[error("environment owner uid {owner} differs from the agent's uid {agent}, and the agent is not root")]
     OwnerMismatch {
@@ -175,6 +190,23 @@ pub struct VaultStatus {
     pub pending_secrets: Option<Vec<String>>,
     /// The last session event received.
     pub session: Option<SessionEvent>,
+    /// Registry credentials held (never the secret).
+    pub registries: Vec<RegistryStatus>,
+    /// Whether the codespace is a prebuild now.
+    pub prebuild: bool,
+}
+
+/// What starting or ending a prebuild did ([`Vault::set_prebuild`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrebuildReport {
+    /// Whether the codespace is a prebuild from now on.
+    pub prebuild: bool,
+    /// Whether a token was wiped.
+    pub token_wiped: bool,
+    /// How many registry credentials were wiped.
+    pub registries_wiped: usize,
+    /// How many secrets (current and pending) were wiped.
+    pub secrets_wiped: usize,
 }
 
 /// A live token as the broker sees it, borrowed under the vault's lock.
@@ -198,6 +230,8 @@ struct State {
     session: Option<SessionEvent>,
     /// Set when the last environment write failed: when to try again.
     retry_at: Option<OffsetDateTime>,
+    registries: registry::Registries,
+    prebuild: bool,
 }
 
 struct Inner {
@@ -248,6 +282,8 @@ impl Vault {
                     token: None,
                     session: None,
                     retry_at: None,
+                    registries: registry::Registries::default(),
+                    prebuild: false,
                 }),
                 changed: Notify::new(),
             }),
@@ -284,6 +320,14 @@ impl Vault {
     /// Opens a delivery of sealed secrets into the pending set (see [`secrets`] for the checks).
     pub fn put_secrets(&self, delivery: Vec<SealedSecret>) -> SecretsReport {
         let mut state = self.lock();
+        if state.prebuild {
+            // DESIGN.md §1 "Secrets": not injected in prebuilds. Nothing is opened or kept.
+            return secrets::refuse_all(
+                &delivery,
+                "prebuild",
+                "secrets are not delivered to a prebuild",
+            );
+        }
         let (set, report) = secrets::open_delivery(
             &self.inner.keys,
             &mut state.replay,
@@ -317,6 +361,8 @@ impl Vault {
             }
             SessionEvent::Suspend => {
                 report.token_wiped = state.token.take().is_some();
+                // Like the token, registry credentials are delivered afresh at the next start.
+                state.registries.clear();
                 self.inner.changed.notify_one();
             }
         }
@@ -336,7 +382,7 @@ impl Vault {
         Ok(status)
     }
 
-    /// Names, token expiry and scope; never values.
+    /// Names, token expiry and scope, registries; never values.
     pub fn status(&self) -> VaultStatus {
         let state = self.lock();
         VaultStatus {
@@ -344,7 +390,101 @@ impl Vault {
             secrets: names(&state.current),
             pending_secrets: state.pending.as_ref().map(names),
             session: state.session,
+            registries: state.registries.status(),
+            prebuild: state.prebuild,
         }
+    }
+
+    /// Starts (`true`) or ends (`false`) a prebuild. Starting one wipes any secrets and
+    /// registry credentials (a prebuild gets none); ending one wipes the prebuild's token,
+    /// registry credentials and secrets, so the codespace made from it starts with nothing of
+    /// the prebuild's. The environment file is rewritten either way.
+    pub fn set_prebuild(
+        &self,
+        prebuild: bool,
+        now: OffsetDateTime,
+    ) -> Result<PrebuildReport, VaultError> {
+        let mut state = self.lock();
+        let mut report = PrebuildReport {
+            prebuild,
+            token_wiped: false,
+            registries_wiped: 0,
+            secrets_wiped: 0,
+        };
+        if state.prebuild == prebuild {
+            return Ok(report);
+        }
+        state.prebuild = prebuild;
+        if !prebuild {
+            report.token_wiped = state.token.take().is_some();
+        }
+        report.registries_wiped = state.registries.clear();
+        report.secrets_wiped =
+            std::mem::take(&mut state.current).len() + state.pending.take().map_or(0, |p| p.len());
+        self.inner.changed.notify_one();
+        self.write_env(&mut state, now)?;
+        Ok(report)
+    }
+
+    /// Holds a registry credential ([`registry`] has the checks); its status.
+    pub fn put_registry(
+        &self,
+        put: RegistryPut,
+        now: OffsetDateTime,
+    ) -> Result<RegistryStatus, VaultError> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let status = state.registries.put(
+            put,
+            &self.inner.keys,
+            &mut state.replay,
+            state.prebuild,
+            now,
+        )?;
+        self.inner.changed.notify_one();
+        Ok(status)
+    }
+
+    /// Forgets the credential of `registry`; the registry removed.
+    pub fn remove_registry(
+        &self,
+        registry: &str,
+    ) -> Result<codespace_policy::container_registry::RegistryHost, VaultError> {
+        Ok(self.lock().registries.remove(registry)?)
+    }
+
+    /// The registries Docker should ask the helper about at `now` (none in a prebuild).
+    pub fn registry_hosts(
+        &self,
+        now: OffsetDateTime,
+    ) -> Vec<codespace_policy::container_registry::RegistryHost> {
+        let state = self.lock();
+        if state.prebuild {
+            return Vec::new();
+        }
+        state.registries.live_hosts(now)
+    }
+
+    /// The helper's `get` for `server_url` at `now` (see [`registry::Registries::answer`]).
+    pub fn registry_answer(
+        &self,
+        server_url: &str,
+        now: OffsetDateTime,
+    ) -> Result<
+        (
+            codespace_policy::container_registry::RegistryHost,
+            zeroize::Zeroizing<Vec<u8>>,
+        ),
+        codespace_policy::container_registry::RegistryRefusal,
+    > {
+        let state = self.lock();
+        state.registries.answer(server_url, state.prebuild, now)
+    }
+
+    /// The helper's `list` at `now`: registry → username, no secret.
+    pub fn registry_list(&self, now: OffsetDateTime) -> Vec<u8> {
+        let state = self.lock();
+        state.registries.list(state.prebuild, now)
     }
 
     /// When [`Vault::poll_expiry`] next has work to do, if ever.
@@ -354,10 +494,10 @@ impl Vault {
             .token
             .as_ref()
             .map(|t| t.next_deadline(self.inner.config.expiry_lead));
-        match (token, state.retry_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [token, state.retry_at, state.registries.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advances the expiry schedule to `now`: emits `token_expiring` once within the lead time,
@@ -382,6 +522,11 @@ impl Vault {
                 }
             }
         }
+        events.extend(state.registries.expire(now).into_iter().map(|host| {
+            VaultEvent::RegistryExpired {
+                registry: host.to_string(),
+            }
+        }));
         if rewrite {
             if let Err(err) = self.write_env(&mut state, now) {
                 events.push(VaultEvent::EnvironmentWriteFailed {
@@ -462,10 +607,13 @@ impl Vault {
     /// old file is removed (so a wiped token cannot linger on disk) and a retry is scheduled.
     fn write_env(&self, state: &mut State, now: OffsetDateTime) -> Result<(), EnvFileError> {
         let config = &self.inner.config;
+        // A prebuild's token is served by the broker only: exported, it would sit in the
+        // environment of every process started from the file, where /proc shows it to the
+        // codespace's code after the prebuild ends.
         let token = state
             .token
             .as_ref()
-            .filter(|_| config.export_token)
+            .filter(|_| config.export_token && !state.prebuild)
             .and_then(|t| t.live(now));
         let entries = state
             .current

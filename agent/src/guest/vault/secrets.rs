@@ -46,7 +46,7 @@ pub struct SecretRejection {
     pub name: String,
     /// Stable kebab-case code: `too-many`, `duplicate-name`, `invalid-name`,
     /// `starts-with-digit`, `reserved-prefix`, `dangerous-name`, `malformed`, `unauthentic`,
-    /// `invalid-public-key`, `replayed`, `too-large`, `invalid-value`, `internal`.
+    /// `invalid-public-key`, `replayed`, `too-large`, `invalid-value`, `internal`, `prebuild`.
     pub reason: String,
     /// A human-readable explanation.
     pub message: String,
@@ -85,6 +85,18 @@ fn name_message(name: &str, rejection: SecretNameRejection) -> String {
         _ => "see the secrets rules of the policy",
     };
     format!("secret name {name:?} refused by policy: {code}: {why}")
+}
+
+/// The report of a delivery refused as a whole (`reason`, e.g. `prebuild`): every entry is
+/// rejected with the same code and message, nothing is opened.
+pub fn refuse_all(delivery: &[SealedSecret], reason: &str, message: &str) -> SecretsReport {
+    SecretsReport {
+        accepted: Vec::new(),
+        rejected: delivery
+            .iter()
+            .map(|s| reject(&s.name, reason, message.to_owned()))
+            .collect(),
+    }
 }
 
 /// Judges each sealed secret of `delivery`; returns the accepted set and the report. Accepted

@@ -66,30 +66,14 @@ impl TokenError {
     }
 }
 
-/// Normalizes a git host (`github.com`, `ghe.example:8443`): lower case; letters, digits, `.`
-/// and `-`, then an optional numeric port. Anything else (user info, paths, spaces) is refused
-/// so that the broker compares exactly what git sends as `host=`.
+/// Normalizes a git host (`github.com`, `ghe.example:8443`) with the policy's one spelling of
+/// a host ([`codespace_policy::host::normalize`]: lower case, DNS labels, an optional numeric
+/// port). Anything else (user info, paths, spaces) is refused so that the broker compares
+/// exactly what git sends as `host=`.
 pub fn normalize_host(host: &str) -> Result<String, TokenError> {
-    let invalid = || TokenError::InvalidHost {
+    codespace_policy::host::normalize(host).ok_or_else(|| TokenError::InvalidHost {
         host: host.to_owned(),
-    };
-    let lower = host.to_ascii_lowercase();
-    let (name, port) = match lower.split_once(':') {
-        Some((name, port)) => (name, Some(port)),
-        None => (lower.as_str(), None),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        && !name.starts_with(['.', '-']);
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0) && !p.starts_with('0'));
-    if name_ok && port_ok {
-        Ok(lower)
-    } else {
-        Err(invalid())
-    }
+    })
 }
 
 impl TokenPut {
