@@ -126,6 +126,12 @@ for b in codespace-agent codespace-agentctl; do
         bad "/usr/bin/$b does not run in the clean root or is dynamically linked: $v"
     fi
 done
+# Docker finds the registry helper on PATH; it runs the agent binary (no agent here: `list` is {})
+if v=$(chroot "$R" /usr/bin/docker-credential-codespace version 2>&1) && [ "$(chroot "$R" /usr/bin/docker-credential-codespace list 2>/dev/null)" = '{}' ]; then
+    ok "docker-credential-codespace runs the agent's helper ($v)"
+else
+    bad "docker-credential-codespace does not run: $v"
+fi
 grep -q '^codespace-restricted:x:[0-9]*:[0-9]*:[^:]*:/var/lib/codespace-agent/restricted/home:/bin/sh$' "$R/etc/passwd" \
     && ok "postinst created the restricted principal (codespace-restricted)" || bad "no codespace-restricted in passwd"
 grep -q '^codespace-agent:x:[1-9][0-9]*:[0-9]*:[^:]*:/nonexistent:/usr/sbin/nologin$' "$R/etc/passwd" \

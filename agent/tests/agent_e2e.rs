@@ -30,3 +30,9 @@ mod floods;
 
 #[path = "agent_e2e/hostile_agent.rs"]
 mod hostile_agent;
+
+#[path = "agent_e2e/registry.rs"]
+mod registry;
+
+#[path = "agent_e2e/prebuild.rs"]
+mod prebuild;

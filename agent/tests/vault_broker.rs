@@ -13,11 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use codespace_agent::credential_helper;
+use codespace_agent::docker_credential;
 use codespace_agent::exec;
 use codespace_agent::guest::broker::admission::REFUSALS_REPORTED_PER_WINDOW;
 use codespace_agent::guest::broker::{Broker, BrokerConfig, Clock, Outcome, Silence};
-use codespace_agent::guest::vault::{Owner, SessionEvent, TokenPut, Vault, VaultConfig};
+use codespace_agent::guest::registry::{AccessResult, RegistryAccess};
+use codespace_agent::guest::vault::{
+    Owner, RegistryPut, SessionEvent, TokenPut, Vault, VaultConfig,
+};
 use codespace_agent::seal::{seal, AgentKeyPair, TokenValue};
+use codespace_policy::container_registry::RegistryRefusal;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -318,6 +323,130 @@ fn sealed_secrets_reach_exec_at_create() {
         .output()
         .unwrap();
     assert_eq!(after.stdout, b"p@ss 'word' $x|ghu_e2e_token");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry credentials: the Docker helper on the same socket, with the same admission; every
+// request past admission is recorded with its registry and caller (guest::registry::record).
+
+const REGISTRY_SECRET: &str = "ghp_registry_library_s3cret";
+
+fn put_registry(setup: &Setup, registry: &str, expires_at: OffsetDateTime) {
+    let sealed_as = format!(
+        "registry:{}",
+        codespace_policy::container_registry::RegistryHost::parse(registry).unwrap()
+    );
+    setup
+        .vault
+        .put_registry(
+            RegistryPut {
+                registry: registry.into(),
+                username: "octocat".into(),
+                secret: seal(
+                    &setup.vault.public_key(),
+                    &sealed_as,
+                    codespace_agent::seal::generation_now(),
+                    REGISTRY_SECRET.as_bytes(),
+                )
+                .unwrap(),
+                expires_at,
+                scope: None,
+            },
+            NOW,
+        )
+        .unwrap();
+}
+
+/// Runs the Docker helper's `get` for `url`: (status, stdout).
+async fn docker_get(state: &Path, url: &'static str) -> (docker_credential::Status, String) {
+    let state = state.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let status = docker_credential::run(&state, "get", url.as_bytes(), &mut out, Vec::new());
+        (status, String::from_utf8(out).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+fn registry_outcome(outcome: Outcome) -> RegistryAccess {
+    match outcome {
+        Outcome::Registry(access) => access,
+        other => panic!("not a registry request: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn registry_answers_are_recorded_with_the_caller_and_refused_after_expiry() {
+    let setup = setup();
+    put_registry(&setup, "ghcr.io", EXPIRES);
+    let config = BrokerConfig::new(&setup.state, vec![own_uid()]);
+    let mut running = start(&setup, config.clone(), Arc::new(|| NOW));
+    let (status, out) = docker_get(&setup.state, "https://ghcr.io/").await;
+    assert_eq!(status, docker_credential::Status::Success);
+    assert!(out.contains(REGISTRY_SECRET), "{out}");
+    let access = registry_outcome(running.outcomes.recv().await.unwrap());
+    assert_eq!(access.result, AccessResult::Answered);
+    assert_eq!(access.registry.as_deref(), Some("ghcr.io"));
+    assert_eq!(access.caller.uid, own_uid());
+    assert_eq!(access.caller.pid, Some(std::process::id()));
+    assert!(access.caller.exe.is_some(), "{access:?}");
+    // A lookalike: refused, recorded with the host it names.
+    let (status, out) = docker_get(&setup.state, "ghcr.io.evil.com").await;
+    assert_eq!(status, docker_credential::Status::Failure);
+    assert_eq!(out, "credentials not found in native keychain\n");
+    let access = registry_outcome(running.outcomes.recv().await.unwrap());
+    assert_eq!(
+        access.result,
+        AccessResult::Refused(RegistryRefusal::UnknownRegistry)
+    );
+    assert_eq!(access.registry.as_deref(), Some("ghcr.io.evil.com"));
+    assert!(!format!("{access:?}").contains(REGISTRY_SECRET));
+    running.stop.send(()).unwrap();
+    running.task.await.unwrap();
+
+    // The same credential at its expiry (before the expiry driver wipes it): refused.
+    let mut running = start(&setup, config, Arc::new(|| EXPIRES));
+    let (status, _) = docker_get(&setup.state, "ghcr.io").await;
+    assert_eq!(status, docker_credential::Status::Failure);
+    let access = registry_outcome(running.outcomes.recv().await.unwrap());
+    assert_eq!(
+        access.result,
+        AccessResult::Refused(RegistryRefusal::Expired)
+    );
+    running.stop.send(()).unwrap();
+    running.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_registry_request_from_the_restricted_sandbox_is_refused_at_accept() {
+    let setup = setup();
+    put_registry(&setup, "ghcr.io", EXPIRES);
+    // A fake /proc where this process's cgroup is the restricted sandbox.
+    let proc_root = tempfile::tempdir().unwrap();
+    let own = proc_root.path().join(std::process::id().to_string());
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(
+        own.join("cgroup"),
+        "0::/codespace-lifecycle-restricted/onCreate\n",
+    )
+    .unwrap();
+    let mut config = BrokerConfig::new(&setup.state, vec![own_uid()]);
+    config.proc_root = proc_root.path().to_path_buf();
+    let mut running = start(&setup, config, Arc::new(|| NOW));
+    let (status, out) = docker_get(&setup.state, "ghcr.io").await;
+    assert_eq!(status, docker_credential::Status::Failure);
+    assert_eq!(out, "credentials not found in native keychain\n");
+    // Closed before a byte was read: refused as any caller from the sandbox is.
+    assert_eq!(
+        running.outcomes.recv().await.unwrap(),
+        Outcome::Silent {
+            uid: Some(own_uid()),
+            reason: Silence::RestrictedSandbox
+        }
+    );
+    running.stop.send(()).unwrap();
+    running.task.await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ pub struct SecretValues {
     pub secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
     /// The live token.
     pub token: Option<Zeroizing<String>>,
+    /// Values that are redacted from output but never put in any environment (the registry
+    /// credentials' secrets: Docker gets them from the helper only).
+    pub redact_only: Vec<Zeroizing<Vec<u8>>>,
 }
 
 impl SecretValues {
@@ -38,6 +41,7 @@ impl SecretValues {
             .iter()
             .map(|(_, v)| v.as_slice())
             .chain(self.token.iter().map(|t| t.as_bytes()))
+            .chain(self.redact_only.iter().map(|v| v.as_slice()))
             .collect()
     }
 }
@@ -166,7 +170,10 @@ mod tests {
                 ("BIN".into(), Zeroizing::new(vec![0xff])),
             ],
             token: Some(Zeroizing::new("tok".into())),
+            redact_only: vec![Zeroizing::new(b"registry-secret".to_vec())],
         };
+        // Redacted, never injected.
+        assert!(values.all_values().contains(&&b"registry-secret"[..]));
         let mut env = vec![("API".into(), "from-repo".into())];
         assert!(apply_secrets(&mut env, &values, false, false, "GITHUB_TOKEN").is_empty());
         assert_eq!(env, vec![("API".to_owned(), "from-repo".to_owned())]);
@@ -174,6 +181,7 @@ mod tests {
         assert_eq!(refused[0].name, "BIN");
         assert!(env.contains(&("API".into(), "v1".into())));
         assert!(env.contains(&("GITHUB_TOKEN".into(), "tok".into())));
-        assert_eq!(values.all_values().len(), 3);
+        assert!(!env.iter().any(|(_, v)| v == "registry-secret"));
+        assert_eq!(values.all_values().len(), 4);
     }
 }

@@ -156,7 +156,11 @@ pub fn build(
 impl SecretSource for crate::guest::vault::Vault {
     fn values(&self) -> SecretValues {
         let (secrets, token) = self.values_for_commands(time::OffsetDateTime::now_utc());
-        SecretValues { secrets, token }
+        SecretValues {
+            secrets,
+            token,
+            redact_only: self.registry_secrets(),
+        }
     }
 }
 

@@ -481,6 +481,12 @@ impl Vault {
         state.registries.answer(server_url, state.prebuild, now)
     }
 
+    /// Every registry credential's secret, for redaction from lifecycle output only (copied
+    /// into zeroizing buffers, never logged, never put in an environment).
+    pub fn registry_secrets(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+        self.lock().registries.secrets()
+    }
+
     /// The helper's `list` at `now`: registry → username, no secret.
     pub fn registry_list(&self, now: OffsetDateTime) -> Vec<u8> {
         let state = self.lock();

@@ -259,6 +259,14 @@ impl Registries {
         out
     }
 
+    /// Copies of every held secret, for redaction from lifecycle output.
+    pub fn secrets(&self) -> Vec<Zeroizing<Vec<u8>>> {
+        self.held
+            .values()
+            .map(|c| Zeroizing::new(c.secret.expose().to_vec()))
+            .collect()
+    }
+
     /// The earliest expiry still to come.
     pub fn next_deadline(&self) -> Option<OffsetDateTime> {
         self.held.values().map(|c| c.expires_at).min()
