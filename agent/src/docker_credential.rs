@@ -87,22 +87,13 @@ pub fn run(
             let _ = std::io::copy(&mut input.take(MAX_INPUT_BYTES), &mut std::io::sink());
             say(&mut output, MANAGED, Status::Failure)
         }
-        "list" => match ask(state_dir, &HelperRequest::List) {
-            Ok(answer) if answer.is_empty() => say(&mut output, "{}", Status::Success),
-            Ok(answer) if is_list(&answer) => {
-                let _ = output.write_all(&answer).and_then(|()| output.flush());
-                Status::Success
-            }
-            Ok(_) => say(
-                &mut output,
-                "the agent's broker sent an invalid answer",
-                Status::Failure,
-            ),
-            Err(e) => {
-                let _ = writeln!(diagnostics, "codespace-agent docker-credential: {e}");
-                say(&mut output, "{}", Status::Success)
-            }
-        },
+        "list" => relay(
+            &mut output,
+            &mut diagnostics,
+            ask(state_dir, &HelperRequest::List),
+            is_list,
+            ("{}", Status::Success),
+        ),
         "get" => {
             let mut url = Zeroizing::new(Vec::new());
             if input
@@ -122,22 +113,13 @@ pub fn run(
             if url.len() > MAX_SERVER_URL_BYTES || url.contains(['\n', '\r']) {
                 return say(&mut output, NOT_FOUND, Status::Failure);
             }
-            match ask(state_dir, &HelperRequest::Get(url.to_owned())) {
-                Ok(answer) if answer.is_empty() => say(&mut output, NOT_FOUND, Status::Failure),
-                Ok(answer) if is_credential(&answer) => {
-                    let _ = output.write_all(&answer).and_then(|()| output.flush());
-                    Status::Success
-                }
-                Ok(_) => say(
-                    &mut output,
-                    "the agent's broker sent an invalid answer",
-                    Status::Failure,
-                ),
-                Err(e) => {
-                    let _ = writeln!(diagnostics, "codespace-agent docker-credential: {e}");
-                    say(&mut output, NOT_FOUND, Status::Failure)
-                }
-            }
+            relay(
+                &mut output,
+                &mut diagnostics,
+                ask(state_dir, &HelperRequest::Get(url.to_owned())),
+                is_credential,
+                (NOT_FOUND, Status::Failure),
+            )
         }
         other => say(
             &mut output,
@@ -151,6 +133,33 @@ pub fn run(
 fn say(output: &mut impl Write, text: &str, status: Status) -> Status {
     let _ = writeln!(output, "{text}").and_then(|()| output.flush());
     status
+}
+
+/// Prints the broker's answer for Docker when it has the shape `valid` checks; `none` when
+/// there is no answer or the broker cannot be asked (then why, on `diagnostics`).
+fn relay(
+    output: &mut impl Write,
+    diagnostics: &mut impl Write,
+    asked: Result<Zeroizing<Vec<u8>>, String>,
+    valid: fn(&[u8]) -> bool,
+    none: (&str, Status),
+) -> Status {
+    match asked {
+        Ok(answer) if answer.is_empty() => say(output, none.0, none.1),
+        Ok(answer) if valid(&answer) => {
+            let _ = output.write_all(&answer).and_then(|()| output.flush());
+            Status::Success
+        }
+        Ok(_) => say(
+            output,
+            "the agent's broker sent an invalid answer",
+            Status::Failure,
+        ),
+        Err(e) => {
+            let _ = writeln!(diagnostics, "codespace-agent docker-credential: {e}");
+            say(output, none.0, none.1)
+        }
+    }
 }
 
 /// Sends `request` to the broker and reads its answer (empty: no answer, including a broker

@@ -228,18 +228,23 @@ async fn a_uid_over_its_share_is_closed_at_once_not_queued() {
     running.task.await.unwrap();
 }
 
-#[tokio::test]
-async fn a_caller_in_the_restricted_sandbox_gets_nothing() {
-    let setup = setup();
-    // A fake /proc where this process's cgroup is the restricted sandbox.
+/// A fake /proc where this process's cgroup is the restricted sandbox's, in `phase`'s run.
+fn restricted_proc_root(phase: &str) -> tempfile::TempDir {
     let proc_root = tempfile::tempdir().unwrap();
     let own = proc_root.path().join(std::process::id().to_string());
     std::fs::create_dir_all(&own).unwrap();
     std::fs::write(
         own.join("cgroup"),
-        "0::/codespace-lifecycle-restricted/postCreate\n",
+        format!("0::/codespace-lifecycle-restricted/{phase}\n"),
     )
     .unwrap();
+    proc_root
+}
+
+#[tokio::test]
+async fn a_caller_in_the_restricted_sandbox_gets_nothing() {
+    let setup = setup();
+    let proc_root = restricted_proc_root("postCreate");
     let mut config = BrokerConfig::new(&setup.state, vec![own_uid()]);
     config.proc_root = proc_root.path().to_path_buf();
     let mut running = start(&setup, config, Arc::new(|| NOW));
@@ -422,15 +427,7 @@ async fn registry_answers_are_recorded_with_the_caller_and_refused_after_expiry(
 async fn a_registry_request_from_the_restricted_sandbox_is_refused_at_accept() {
     let setup = setup();
     put_registry(&setup, "ghcr.io", EXPIRES);
-    // A fake /proc where this process's cgroup is the restricted sandbox.
-    let proc_root = tempfile::tempdir().unwrap();
-    let own = proc_root.path().join(std::process::id().to_string());
-    std::fs::create_dir_all(&own).unwrap();
-    std::fs::write(
-        own.join("cgroup"),
-        "0::/codespace-lifecycle-restricted/onCreate\n",
-    )
-    .unwrap();
+    let proc_root = restricted_proc_root("onCreate");
     let mut config = BrokerConfig::new(&setup.state, vec![own_uid()]);
     config.proc_root = proc_root.path().to_path_buf();
     let mut running = start(&setup, config, Arc::new(|| NOW));

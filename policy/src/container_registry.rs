@@ -227,8 +227,9 @@ impl ReasonCode for DeliveryRefusal {
     }
 }
 
-/// One delivery, as the host sent it (the secret already opened by the vault).
-#[derive(Debug, Clone, Copy)]
+/// One delivery: what the host sends (sealing the secret) and the vault checks (after opening
+/// it). `Debug` shows everything but the secret.
+#[derive(Clone, Copy)]
 pub struct Delivery<'a> {
     /// The registry, in any form [`RegistryHost::parse`] takes.
     pub registry: &'a str,
@@ -240,6 +241,21 @@ pub struct Delivery<'a> {
     pub expires_at: OffsetDateTime,
     /// The owner whose packages it reaches, if the host says.
     pub scope: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field(
+                "secret",
+                &format_args!("<redacted {} bytes>", self.secret.len()),
+            )
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Checks a delivery; `held` are the registries held now (a delivery for one of them replaces
@@ -467,7 +483,8 @@ mod tests {
             };
             assert_eq!(refused(d, false), "invalid-scope", "{scope:?}");
         }
-        // The refusal text names what is wrong and never carries the secret.
+        // Neither its Debug nor a refusal's text carries the secret.
+        assert!(!format!("{:?}", delivery("ghcr.io", b"s3cr\net")).contains("s3cr"));
         let text = check_delivery(&delivery("ghcr.io", b"s3cr\net"), false, none, NOW)
             .unwrap_err()
             .to_string();

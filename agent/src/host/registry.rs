@@ -23,37 +23,15 @@ use std::time::Duration;
 
 use codespace_policy::container_registry::{RegistryHost, RegistryHostError};
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 
 use super::{Client, ClientError};
 use crate::guest::vault::registry::seal_name;
 use crate::seal::{seal, SealError};
 
-/// One registry credential to deliver.
-#[derive(Clone, Copy)]
-pub struct RegistryDelivery<'a> {
-    /// The registry (`ghcr.io`; `https://ghcr.io` and `ghcr.io/v2/` name the same one).
-    pub registry: &'a str,
-    /// The username Docker gets.
-    pub username: &'a str,
-    /// The secret (a token): sealed here, never sent in the clear.
-    pub secret: &'a [u8],
-    /// When the agent stops answering it.
-    pub expires_at: OffsetDateTime,
-    /// The owner whose packages it reaches (shown in `status`).
-    pub scope: Option<&'a str>,
-}
-
-impl std::fmt::Debug for RegistryDelivery<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryDelivery")
-            .field("registry", &self.registry)
-            .field("username", &self.username)
-            .field("expires_at", &self.expires_at)
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
-}
+/// One registry credential to deliver: the policy's [`Delivery`] (the registry in any form
+/// Docker takes, the username, the secret, sealed here and never sent in the clear, the expiry,
+/// the owner it reaches), whose `Debug` never shows the secret.
+pub use codespace_policy::container_registry::Delivery as RegistryDelivery;
 
 /// Why a delivery could not be sent (nothing was).
 #[derive(Debug, thiserror::Error)]

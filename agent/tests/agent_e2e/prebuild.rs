@@ -16,15 +16,7 @@ const CREATOR_TOKEN: &str = "ghu_the_creators_token_9876543210";
 const SECRET: &str = "prebuild-must-not-see-this-s3cret";
 
 fn start_prebuild(agent: &Agent) -> serde_json::Value {
-    json_out(&agent.ctl(&[
-        "session",
-        "create",
-        "--repository",
-        "octo/app",
-        "--creator-access",
-        "write",
-        "--prebuild",
-    ]))
+    agent.session_create_with_write_access(&["--prebuild"])
 }
 
 fn env_file(agent: &Agent) -> String {
@@ -71,22 +63,11 @@ fn a_prebuild_gets_no_user_secrets() {
         r#"{"onCreateCommand": "echo len=${#API_KEY} tlen=${#GITHUB_TOKEN}"}"#,
     )
     .unwrap();
-    let out = agent.ctl(&[
-        "lifecycle",
-        "run",
-        "--devcontainer",
-        ".devcontainer.json",
-        "--workspace",
-        ws.to_str().unwrap(),
-        "--phase",
-        "create",
-        "--json",
-    ]);
-    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (r, log) =
+        agent.lifecycle_run_json(".devcontainer.json", ws.to_str().unwrap(), "create", &[]);
     assert_eq!(r["profile"], "restricted", "{r}");
     assert_eq!(r["decision"]["reason"], "prebuild", "{r}");
     assert_eq!(r["secrets_injected"], false);
-    let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
     assert!(log.contains("len=0 tlen=0"), "{log}");
 }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::support::{json_out, rfc3339_in, stderr, stdout, Agent};
+use crate::support::{json_out, output_with_stdin, rfc3339_in, stderr, stdout, Agent};
 
 const SECRET: &str = "ghp_registry_s3cret_value";
 const NOT_FOUND: &str = "credentials not found in native keychain\n";
@@ -49,28 +49,14 @@ fn put(agent: &Agent, registry: &str, secret: &str, extra: &[&str]) -> Output {
 
 /// Runs the helper as Docker does: the action as the argument, the input on stdin.
 fn helper(state: &Path, action: &str, input: &str) -> (Option<i32>, String, String) {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
-        .args(["docker-credential", "--state-dir"])
-        .arg(state)
-        .arg(action)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
+            .args(["docker-credential", "--state-dir"])
+            .arg(state)
+            .arg(action),
+        input.as_bytes(),
+    );
+    (out.status.code(), stdout(&out), stderr(&out))
 }
 
 fn state(agent: &Agent) -> PathBuf {
@@ -306,24 +292,13 @@ fn a_restricted_run_gets_nothing_and_a_trusted_run_sees_no_secret_in_its_output(
         ),
     )
     .unwrap();
-    let run = |access: &str| -> (Value, String) {
-        let out = agent.ctl(&[
-            "lifecycle",
-            "run",
-            "--devcontainer",
+    let run = |access: &str| {
+        agent.lifecycle_run_json(
             ".devcontainer.json",
-            "--workspace",
             &ws,
-            "--phase",
             "attach",
-            "--creator-access",
-            access,
-            "--json",
-        ]);
-        let r: Value = serde_json::from_str(&stdout(&out))
-            .unwrap_or_else(|e| panic!("{e}: {} {}\n{}", stdout(&out), stderr(&out), agent.log()));
-        let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
-        (r, log)
+            &["--creator-access", access],
+        )
     };
     let (r, log) = run("read");
     assert_eq!(r["profile"], "restricted", "{r}");

@@ -15,9 +15,8 @@ use tokio::net::UnixStream;
 
 pub mod root;
 
-/// Runs `cmd` with `input` on its stdin and its output captured; asserts it succeeded (its
-/// stderr and the input in the message otherwise) and returns its stdout.
-pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
+/// Runs `cmd` with `input` on its stdin and its output captured, whatever its status.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     use std::io::Write as _;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -26,7 +25,13 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `cmd` with `input` on its stdin and its output captured; asserts it succeeded (its
+/// stderr and the input in the message otherwise) and returns its stdout.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> String {
+    let out = output_with_stdin(cmd, input);
     assert!(
         out.status.success(),
         "{:?}: {}\n(input)\n{}",
@@ -179,9 +184,9 @@ impl Agent {
         ])
     }
 
-    /// Runs `codespace-agentctl --connect ADDR --key-file KEY ARGS`.
-    /// `session create` for `octo/app` by a creator with write access, plus `extra` flags.
-    pub fn session_create_with_write_access(&self, extra: &[&str]) {
+    /// `session create` for `octo/app` by a creator with write access, plus `extra` flags; the
+    /// agent's report.
+    pub fn session_create_with_write_access(&self, extra: &[&str]) -> Value {
         let mut args = vec![
             "session",
             "create",
@@ -191,9 +196,41 @@ impl Agent {
             "write",
         ];
         args.extend_from_slice(extra);
-        json_out(&self.ctl(&args));
+        json_out(&self.ctl(&args))
     }
 
+    /// `lifecycle run --json` of `phase` from `devcontainer` in `workspace`, plus `extra` flags:
+    /// the run's report and its log file's text.
+    pub fn lifecycle_run_json(
+        &self,
+        devcontainer: &str,
+        workspace: &str,
+        phase: &str,
+        extra: &[&str],
+    ) -> (Value, String) {
+        let mut args = vec![
+            "lifecycle",
+            "run",
+            "--devcontainer",
+            devcontainer,
+            "--workspace",
+            workspace,
+            "--phase",
+            phase,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.ctl(&args);
+        let report: Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{e}: {} {}\n{}", stdout(&out), stderr(&out), self.log()));
+        let log = report["log"]
+            .as_str()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        (report, log)
+    }
+
+    /// Runs `codespace-agentctl --connect ADDR --key-file KEY ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Output {
         self.ctl_with_key(&self.key_file(), args)
     }
