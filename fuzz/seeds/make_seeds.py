@@ -170,6 +170,15 @@ write("credential", "traversal", "get\nprotocol=https\nhost=github.com\npath=oct
 write("credential", "no_path", "get\nprotocol=https\nhost=github.com:443\n\n")
 write("credential", "store", "store\nprotocol=https\nhost=github.com\nusername=x\npassword=y\n")
 
+# registry: the Docker helper's requests on the broker socket, server URLs in Docker's forms,
+# and ~/.docker/config.json files for the credHelpers merge (the target tries every input as
+# all three).
+write("registry", "get_url", "docker-get\nhttps://ghcr.io/v2/\n\n")
+write("registry", "get_lookalike", "docker-get\nghcr.io.evil.com\n\n")
+write("registry", "list", "docker-list\n\n")
+write("registry", "server_url", "https://user@GHCR.io:443/v2/")
+write("registry", "config", '{"auths": {"ghcr.io": {"auth": "dXNlcjpwYXNz"}}, "credHelpers": {"gcr.io": "gcloud", "old.example": "codespace"}, "psFormat": "table"}')
+
 # policy_document: an organization policy with every key, and the CLI topics' inputs.
 POLICY = {"trusted_repositories": ["octo/app", "octo/*"], "port_visibility": ["org"],
           "extensions": {"allow": ["ms-python", "ms-*"], "deny": ["evil"], "allow_vsix": False},

@@ -63,9 +63,10 @@ pub enum HelperRequest {
     List,
 }
 
-/// Why a registry request is malformed (the broker answers nothing).
+/// A registry request that is malformed (the broker answers nothing), by its action (`get`,
+/// `list`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed;
+pub struct Malformed(pub &'static str);
 
 impl HelperRequest {
     /// Parses a request read from the broker socket. `None`: not a registry request (git's);
@@ -73,18 +74,18 @@ impl HelperRequest {
     /// is empty, too long or spans lines, or anything after it).
     pub fn parse(bytes: &[u8]) -> Option<Result<Self, Malformed>> {
         let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-        let kind = match first {
-            b"docker-get" => GET,
-            b"docker-list" => LIST,
+        let (kind, action) = match first {
+            b"docker-get" => (GET, "get"),
+            b"docker-list" => (LIST, "list"),
             _ => return None,
         };
-        Some(Self::parse_body(kind, &bytes[first.len()..]))
+        Some(Self::parse_body(kind, &bytes[first.len()..]).ok_or(Malformed(action)))
     }
 
-    fn parse_body(kind: &str, rest: &[u8]) -> Result<Self, Malformed> {
-        let text = std::str::from_utf8(rest).map_err(|_| Malformed)?;
+    fn parse_body(kind: &str, rest: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(rest).ok()?;
         if text.contains('\0') {
-            return Err(Malformed);
+            return None;
         }
         let mut lines = text.strip_prefix('\n').unwrap_or(text).split('\n');
         let request = if kind == LIST {
@@ -92,15 +93,15 @@ impl HelperRequest {
         } else {
             let url = lines.next().unwrap_or_default();
             if url.trim().is_empty() || url.len() > MAX_SERVER_URL_BYTES || url.contains('\r') {
-                return Err(Malformed);
+                return None;
             }
             Self::Get(url.to_owned())
         };
         // Nothing but the blank line that ends the request (and the end of the stream).
         if lines.any(|l| !l.is_empty()) {
-            return Err(Malformed);
+            return None;
         }
-        Ok(request)
+        Some(request)
     }
 
     /// The bytes the helper sends.
@@ -200,7 +201,7 @@ pub async fn serve<S: AsyncWrite + Unpin>(
     io_timeout: Duration,
 ) -> RegistryAccess {
     let (action, registry, answer, mut result) = match request {
-        Err(Malformed) => ("get", None, None, AccessResult::Malformed),
+        Err(Malformed(action)) => (action, None, None, AccessResult::Malformed),
         Ok(HelperRequest::List) => (
             "list",
             None,
@@ -250,6 +251,9 @@ pub enum SyncError {
     /// The privileged side refused or failed.
     #[error(transparent)]
     Privileged(#[from] CallError),
+    /// There is no directory to write to (the user has no home, say).
+    #[error("{0}")]
+    NoDirectory(String),
 }
 
 /// Who writes the codespace user's `~/.docker/config.json`.
@@ -288,7 +292,9 @@ impl DockerConfigSync {
             Self::Off => Ok(None),
             Self::Privileged(client) => Ok(Some(client.docker_config(hosts)?)),
             Self::Local { dir, owner } => {
-                let dir = dir.as_ref().map_err(|e| CallError::Failed(e.clone()))?;
+                let dir = dir
+                    .as_ref()
+                    .map_err(|e| SyncError::NoDirectory(e.clone()))?;
                 Ok(Some(docker_config::sync(dir, *owner, hosts)?))
             }
         }
@@ -328,12 +334,22 @@ mod tests {
             b"docker-get\nghcr.io\r\n\n",
             b"docker-get\nghcr\0.io\n\n",
             b"docker-get\n\xff\n\n",
-            b"docker-list\nghcr.io\n\n",
         ] {
-            assert_eq!(HelperRequest::parse(bad), Some(Err(Malformed)), "{bad:?}");
+            assert_eq!(
+                HelperRequest::parse(bad),
+                Some(Err(Malformed("get"))),
+                "{bad:?}"
+            );
         }
+        assert_eq!(
+            HelperRequest::parse(b"docker-list\nghcr.io\n\n"),
+            Some(Err(Malformed("list")))
+        );
         let long = format!("docker-get\n{}\n\n", "a".repeat(MAX_SERVER_URL_BYTES + 1));
-        assert_eq!(HelperRequest::parse(long.as_bytes()), Some(Err(Malformed)));
+        assert_eq!(
+            HelperRequest::parse(long.as_bytes()),
+            Some(Err(Malformed("get")))
+        );
     }
 
     #[test]

@@ -260,6 +260,41 @@ fn suspend_wipes_the_token() {
 }
 
 #[test]
+fn a_prebuild_exports_no_token_takes_no_secret_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault(dir.path());
+    let pk = vault.public_key();
+    // Pending before the prebuild starts: dropped when it does.
+    vault.put_secrets(vec![seal(&pk, "API_KEY", 1, b"v").unwrap()]);
+    let report = vault.set_prebuild(true, NOW).unwrap();
+    assert_eq!(report.secrets_wiped, 1);
+    let refused = vault.put_secrets(vec![seal(&pk, "API_KEY", 2, b"v").unwrap()]);
+    assert!(refused.accepted.is_empty());
+    assert_eq!(refused.rejected[0].reason, "prebuild");
+    vault.session(SessionEvent::Create, NOW).unwrap();
+    vault
+        .put_token(token("ghs_prebuild", NOW + Duration::hours(1)), NOW)
+        .unwrap();
+    // Served (the prebuild's own work), never exported.
+    vault.with_token(NOW, |t| assert!(t.is_some()));
+    assert!(env(&vault).is_empty());
+    assert!(vault.status().prebuild);
+    // Nothing changes when the fact does not.
+    assert!(!vault.set_prebuild(true, NOW).unwrap().token_wiped);
+    let report = vault.set_prebuild(false, NOW).unwrap();
+    assert!(report.token_wiped);
+    vault.with_token(NOW, |t| assert!(t.is_none()));
+    assert!(env(&vault).is_empty());
+    let status = vault.status();
+    assert!(!status.prebuild && status.token.is_none() && status.secrets.is_empty());
+    // The creator's token, after: exported as usual.
+    vault
+        .put_token(token("ghu_creator", NOW + Duration::hours(1)), NOW)
+        .unwrap();
+    assert_eq!(env(&vault), [entry("GITHUB_TOKEN", "ghu_creator")]);
+}
+
+#[test]
 fn failed_writes_are_reported_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let vault = vault(dir.path());
