@@ -65,6 +65,18 @@ fn the_merge_keeps_every_key_and_the_users_own_entries() {
 }
 
 #[test]
+fn the_users_values_come_back_as_they_were() {
+    // Found by the registry fuzz target: without exact float parsing a number came back one
+    // unit in the last place off.
+    let users = r#"{"auts": 888888888811111111111111111111111111118889, "f": 8.888888888111111e+38, "n": -0.1, "big": 18446744073709551615}"#;
+    let v = json_of(&merged(Some(users), &["ghcr.io"]));
+    let before: serde_json::Value = serde_json::from_str(users).unwrap();
+    for key in ["auts", "f", "n", "big"] {
+        assert_eq!(v[key], before[key], "{key}");
+    }
+}
+
+#[test]
 fn nothing_changes_when_nothing_is_to_change() {
     let ours = r#"{"credHelpers": {"ghcr.io": "codespace"}}"#;
     let m = merged(Some(ours), &["ghcr.io"]);
