@@ -138,18 +138,21 @@ async fn answers_in_scope_and_is_silent_out_of_scope() {
         }
     );
 
-    for (request, reason) in [
+    for (request, reason, repository) in [
         (
             "protocol=https\nhost=github.com\npath=octo/secret.git\n\n",
             Silence::OutOfScope,
+            "octo/secret",
         ),
         (
             "protocol=http\nhost=github.com\npath=octo/app.git\n\n",
             Silence::NotHttps,
+            "octo/app",
         ),
         (
             "protocol=https\nhost=example.com\npath=octo/app.git\n\n",
             Silence::WrongHost,
+            "octo/app",
         ),
     ] {
         assert_eq!(ask(&setup.state, request).await, "", "{request:?}");
@@ -158,7 +161,8 @@ async fn answers_in_scope_and_is_silent_out_of_scope() {
             outcome,
             Outcome::Silent {
                 uid: Some(own_uid()),
-                reason
+                reason,
+                repository: Some(repository.into()),
             }
         );
     }
@@ -178,7 +182,8 @@ async fn a_uid_outside_the_allow_list_gets_nothing() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::UidNotAllowed
+            reason: Silence::UidNotAllowed,
+            repository: None,
         }
     );
     running.stop.send(()).unwrap();
@@ -204,7 +209,8 @@ async fn a_uid_over_its_share_is_closed_at_once_not_queued() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::UidBusy
+            reason: Silence::UidBusy,
+            repository: None,
         }
     );
     // Once the idle ones leave (their outcomes say their slots are free), the uid is served.
@@ -243,7 +249,8 @@ async fn a_caller_in_the_restricted_sandbox_gets_nothing() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::RestrictedSandbox
+            reason: Silence::RestrictedSandbox,
+            repository: None,
         }
     );
     running.stop.send(()).unwrap();
@@ -503,6 +510,7 @@ async fn another_uid_holding_connections_does_not_delay_the_allowed_uid() {
             Outcome::Silent {
                 uid,
                 reason: Silence::UidNotAllowed,
+                ..
             } if uid == Some(hostile.user.uid) => refusals_reported += 1,
             Outcome::Unreported { .. } => {}
             other => panic!("unexpected {other:?}"),

@@ -58,6 +58,8 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
+use crate::guest::service::EventSink;
+use crate::guest::trail::Kind;
 use crate::guest::vault::{LiveToken, Vault};
 
 pub mod admission;
@@ -240,6 +242,9 @@ pub enum Outcome {
         uid: Option<u32>,
         /// Why.
         reason: Silence,
+        /// The repository git asked for, when the request got that far and named one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repository: Option<String>,
     },
     /// Connections refused at accept that were counted instead of reported one by one (more
     /// than [`admission::REFUSALS_REPORTED_PER_WINDOW`] in an [`admission::REFUSAL_WINDOW`]).
@@ -432,6 +437,7 @@ pub struct Broker {
     vault: Vault,
     clock: Clock,
     outcomes: Option<mpsc::Sender<Outcome>>,
+    trail: Option<EventSink>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -470,6 +476,7 @@ impl Broker {
             vault,
             clock: Arc::new(OffsetDateTime::now_utc),
             outcomes: None,
+            trail: None,
         })
     }
 
@@ -484,6 +491,14 @@ impl Broker {
     /// dropped when the channel is full, so a slow reader never stalls git.
     pub fn with_outcomes(mut self, sender: mpsc::Sender<Outcome>) -> Self {
         self.outcomes = Some(sender);
+        self
+    }
+
+    /// Records every served connection's [`Outcome`] in the audit trail, with the caller's
+    /// pid and executable, and refusals at accept at the same bounded rate as
+    /// [`Self::with_outcomes`].
+    pub fn with_trail(mut self, events: EventSink) -> Self {
+        self.trail = Some(events);
         self
     }
 
@@ -508,12 +523,14 @@ impl Broker {
                     Err(_) => continue,
                 },
             };
+            let pid = stream.peer_cred().ok().and_then(|c| c.pid());
             let (uid, slot) = match admit(&stream, &self.config, &slots) {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
-                    // Closed before reading anything: see the module docs for why.
+                    // Reported while the peer's end is still open (its /proc entry is still
+                    // there), then closed before reading anything: see the module docs.
+                    self.report_refusal(&mut refusals, refusal, pid);
                     drop(stream);
-                    self.report_refusal(&mut refusals, refusal);
                     continue;
                 }
             };
@@ -521,10 +538,18 @@ impl Broker {
             let vault = self.vault.clone();
             let clock = Arc::clone(&self.clock);
             let outcomes = self.outcomes.clone();
+            // Who called, read now: git's helper may be gone by the time the answer is written.
+            let trail = self
+                .trail
+                .clone()
+                .map(|events| (events, caller(&config.proc_root, pid)));
             tokio::spawn(async move {
                 let outcome = handle_connection(stream, uid, &config, &vault, &clock).await;
                 // The slot is free before the report: a full channel never holds it.
                 drop(slot);
+                if let Some((events, caller)) = &trail {
+                    record(events, &outcome, caller);
+                }
                 if let Some(sender) = outcomes {
                     let _ = sender.try_send(outcome);
                 }
@@ -535,22 +560,69 @@ impl Broker {
     }
 
     /// Reports a refusal at accept within [`RefusalReports`]' rate.
-    fn report_refusal(&self, refusals: &mut RefusalReports, refusal: Outcome) {
-        let Some(sender) = &self.outcomes else {
+    fn report_refusal(&self, refusals: &mut RefusalReports, refusal: Outcome, pid: Option<i32>) {
+        if self.outcomes.is_none() && self.trail.is_none() {
             return;
-        };
+        }
         match refusals.admit(std::time::Instant::now()) {
             Report::Count => {}
             Report::Send { unreported } => {
+                let mut report = Vec::with_capacity(2);
                 if unreported > 0 {
-                    let _ = sender.try_send(Outcome::Unreported {
-                        refusals: unreported,
-                    });
+                    report.push((
+                        Outcome::Unreported {
+                            refusals: unreported,
+                        },
+                        None,
+                    ));
                 }
-                let _ = sender.try_send(refusal);
+                report.push((refusal, pid));
+                for (outcome, pid) in report {
+                    if let Some(events) = &self.trail {
+                        record(events, &outcome, &caller(&self.config.proc_root, pid));
+                    }
+                    if let Some(sender) = &self.outcomes {
+                        let _ = sender.try_send(outcome);
+                    }
+                }
             }
         }
     }
+}
+
+/// Who called, for the audit trail: the pid from `SO_PEERCRED` and its executable
+/// (`/proc/PID/exe`, or its `comm` name when the agent may not read the link: the network side
+/// runs as its own user).
+fn caller(proc_root: &Path, pid: Option<i32>) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    if let Some(pid) = pid.filter(|p| *p > 0) {
+        let dir = proc_root.join(pid.to_string());
+        fields.insert("pid".into(), pid.into());
+        match std::fs::read_link(dir.join("exe")) {
+            Ok(exe) => {
+                fields.insert("exe".into(), exe.display().to_string().into());
+            }
+            Err(_) => {
+                if let Ok(comm) = std::fs::read_to_string(dir.join("comm")) {
+                    fields.insert("comm".into(), comm.trim_end().into());
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// Records a connection's outcome and its caller in the audit trail.
+fn record(
+    events: &EventSink,
+    outcome: &Outcome,
+    caller: &serde_json::Map<String, serde_json::Value>,
+) {
+    let mut fields = serde_json::to_value(outcome).unwrap_or_default();
+    if let serde_json::Value::Object(m) = &mut fields {
+        m.extend(caller.clone());
+    }
+    events.audit(Kind::Credential, fields);
 }
 
 /// Serves one request from an already checked peer over any stream (unit tests use a duplex).
@@ -564,6 +636,7 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let silent = |reason| Outcome::Silent {
         uid: Some(uid),
         reason,
+        repository: None,
     };
     let request = match tokio::time::timeout(config.io_timeout, read_request(&mut stream)).await {
         Err(_) => return silent(Silence::Timeout),
@@ -600,7 +673,15 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
         Ok((None, _)) => silent(Silence::NoToken),
         Err(reason) => {
             let _ = stream.shutdown().await;
-            silent(reason)
+            Outcome::Silent {
+                uid: Some(uid),
+                reason,
+                repository: request
+                    .path
+                    .as_deref()
+                    .and_then(repository_of)
+                    .map(|r| r.trim_end_matches(".git").to_owned()),
+            }
         }
     }
 }

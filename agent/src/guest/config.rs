@@ -23,6 +23,7 @@
 //!   "request_timeout_ms": 30000,       // default and upper bound of a request's timeout_ms
 //!   "heartbeat_interval_s": 30,
 //!   "idle": { "timeout_s": 1800, "warn_s": 300, "terminals": "/dev/pts" }, // see guest::activity
+//!   "audit_records": 10000,           // audit records kept for a host that reconnects (guest::trail)
 //!   "shutdown_grace_ms": 5000,
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
@@ -74,6 +75,7 @@ pub struct RawConfig {
     pub shutdown_grace_ms: Option<u64>,
     pub token: Option<RawTokenConfig>,
     pub idle: Option<RawIdleConfig>,
+    pub audit_records: Option<usize>,
     pub credential_uids: Option<Vec<u32>>,
     pub codespace: Option<CodespaceIdentity>,
     pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
@@ -205,6 +207,8 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     pub token: TokenConfig,
     pub idle: IdleConfig,
+    /// Audit records kept in memory for a host that reconnects (guest::trail).
+    pub audit_records: usize,
     pub credential_uids: Vec<u32>,
     pub codespace: CodespaceIdentity,
     pub lifecycle: super::lifecycle::settings::LifecycleConfig,
@@ -411,6 +415,11 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
                 terminals: idle.terminals.unwrap_or_else(|| "/dev/pts".into()),
             }
         },
+        audit_records: positive(
+            "audit_records",
+            raw.audit_records,
+            super::trail::DEFAULT_CAPACITY,
+        )?,
         credential_uids: raw.credential_uids.unwrap_or_default(),
         codespace: raw.codespace.unwrap_or_default(),
         lifecycle: super::lifecycle::settings::LifecycleConfig::build(

@@ -27,6 +27,7 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod system;
+pub mod trail;
 pub mod transport;
 pub mod user;
 pub mod vault;
@@ -37,7 +38,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use self::config::AgentConfig;
@@ -133,7 +133,7 @@ impl Agent {
         if privsep::client().is_none() {
             prepare_state_dir(&config.state_dir)?;
         }
-        let (events, _) = broadcast::channel(256);
+        let events = EventSink::new(256, config.audit_records);
         Ok(Self {
             config,
             events,
@@ -228,11 +228,13 @@ impl Agent {
             activity::IdleSettings::effective(c.idle.timeout, c.idle.warn, org_idle),
             &c.idle.terminals,
         );
+        ports.count_activity_on(activity.clone());
         let dispatcher = Arc::new(
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
                 .with_ports(ports.clone())
                 .with_lifecycle(lifecycle)
-                .with_activity(activity.clone()),
+                .with_activity(activity.clone())
+                .with_events(self.events.clone()),
         );
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
@@ -241,6 +243,8 @@ impl Agent {
         let a = activity.clone();
         dispatcher.add_status_section("activity", Arc::new(move || a.status()));
         dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
+        let events = self.events.clone();
+        dispatcher.add_status_section("audit", Arc::new(move || events.trail().summary()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),

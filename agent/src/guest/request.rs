@@ -67,6 +67,8 @@ pub enum Request {
     Status,
     /// `activity`: the host says someone is using the codespace (the web editor).
     Activity,
+    /// `trail`: the audit records after `since` (see [`super::trail`]).
+    Trail(Map<String, Value>),
     /// A request of the secrets service.
     Service(ServiceRequest, Map<String, Value>),
     /// A request of the port service.
@@ -86,6 +88,9 @@ impl Request {
         {
             return r;
         }
+        if kind == "trail" {
+            return Self::Trail(fields);
+        }
         if let Some(r) = ServiceRequest::from_name(&kind) {
             return Self::Service(r, fields);
         }
@@ -104,6 +109,7 @@ impl Request {
             Self::Ping => "ping",
             Self::Status => "status",
             Self::Activity => "activity",
+            Self::Trail(_) => "trail",
             Self::Service(r, _) => r.name(),
             Self::Ports(r, _) => r.name(),
             Self::Lifecycle(r, _) => r.name(),
@@ -128,7 +134,7 @@ mod tests {
     use super::*;
 
     fn every_name() -> Vec<&'static str> {
-        let mut names = vec!["ping", "status", "activity"];
+        let mut names = vec!["ping", "status", "activity", "trail"];
         names.extend(ServiceRequest::ALL.iter().map(|r| r.name()));
         names.extend(PortsRequest::ALL.iter().map(|r| r.name()));
         names.extend(LifecycleRequest::ALL.iter().map(|r| r.name()));

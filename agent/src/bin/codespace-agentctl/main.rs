@@ -12,6 +12,7 @@ mod lifecycle;
 mod policy;
 mod ports;
 mod sanitize;
+mod trail;
 
 use clap::Parser;
 

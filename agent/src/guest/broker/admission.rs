@@ -94,12 +94,14 @@ pub(crate) fn admit(
             return Err(Outcome::Silent {
                 uid: None,
                 reason: Silence::UnknownPeer,
+                repository: None,
             })
         }
     };
     let refused = |reason| Outcome::Silent {
         uid: Some(uid),
         reason,
+        repository: None,
     };
     check_peer(uid, pid, config).map_err(refused)?;
     let slot = slots.take(uid).map_err(refused)?;

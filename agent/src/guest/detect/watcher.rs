@@ -318,7 +318,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn reports_an_opened_and_closed_listener_and_status() {
-        let (events, mut ev_rx) = tokio::sync::broadcast::channel(64);
+        let (events, mut ev_rx) = crate::guest::service::EventSink::channel(64);
         let opts = DetectOptions {
             poll_interval: Duration::from_millis(20),
             ignore_pid: None,

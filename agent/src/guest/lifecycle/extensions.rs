@@ -22,6 +22,7 @@ use super::request::{devcontainer_path, run_id, workspace, Fields, LifecycleErro
 use super::runner::{CommandStatus, RunInput};
 use super::service::{load, LifecycleService};
 use crate::guest::config::CodespaceIdentity;
+use crate::guest::trail::Kind;
 
 /// Name prefix of installer commands in events and results.
 const PROPERTY: &str = "extensions";
@@ -209,15 +210,16 @@ impl LifecycleService {
                    "reason": codespace_policy::ReasonCode::code(&r.reason)})
         }));
         let failed = results.iter().any(|r| r["status"] == "failed");
-        self.finished(&req.run_id, if failed { "failed" } else { "succeeded" });
-        Ok(json!({
+        let result = json!({
             "run": req.run_id,
             "trust": trust,
             "profile": strength,
             "launcher": self.runner.launcher_name(),
             "status": if failed { "failed" } else { "succeeded" },
             "extensions": results,
-        }))
+        });
+        self.finished(Kind::Extension, &result);
+        Ok(result)
     }
 }
 

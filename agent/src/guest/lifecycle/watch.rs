@@ -194,7 +194,7 @@ mod tests {
         std::fs::create_dir(ws.join(".devcontainer")).unwrap();
         let file = ws.join(".devcontainer/devcontainer.json");
         std::fs::write(&file, r#"{"name": "a", "image": "x"}"#).unwrap();
-        let (tx, mut rx) = broadcast::channel(16);
+        let (tx, mut rx) = EventSink::channel(16);
         let _h = start(ws, tx, Duration::from_millis(100)).unwrap();
 
         // An in-place edit of a lifecycle command.

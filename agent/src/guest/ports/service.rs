@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use codespace_policy::ports::{
     authorize_forward, effective_visibility, port_access, CodespaceIdentity as PolicyIdentity,
@@ -45,10 +45,13 @@ use super::live::LiveTable;
 use super::page::{listener_fits, page_answer, port_entry, PageRequest, PortFacts, ServiceFacts};
 use super::refusal::ForwardRefusal;
 use super::tickets::{TicketError, TicketStore};
+use crate::guest::activity::{Activity, ConnectionWatch};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::detect::{BindScope, ListeningSocket, Network, PortChange};
 use crate::guest::request::Named;
 use crate::guest::service::{EventSink, ServiceError};
+use crate::guest::trail::Kind;
+use crate::relay::Meter;
 use crate::wire::grant::{parse_grant, GrantKey};
 use crate::wire::message::ForwardHello;
 use crate::wire::Event;
@@ -175,6 +178,9 @@ pub struct PortsService {
     grant_key: RwLock<Option<GrantKey>>,
     tickets: TicketStore,
     events: Option<EventSink>,
+    /// The activity clock, which bytes on owner-only connections keep running (set once at
+    /// start; unit tests run without one).
+    activity: OnceLock<Arc<Activity>>,
 }
 
 impl std::fmt::Debug for PortsService {
@@ -198,6 +204,10 @@ pub struct Admission {
     pub revoked: oneshot::Receiver<()>,
     /// Keeps the table entry; dropping it forgets the connection.
     pub ticket: LiveTicket,
+    /// The principal's login (`None`: a public port's anonymous visitor), for the audit record.
+    pub principal: Option<String>,
+    /// Whether the port is owner-only (its bytes are the creator's activity).
+    pub owner_only: bool,
 }
 
 /// A live connection's place in the table; removed on drop.
@@ -257,6 +267,7 @@ impl PortsService {
             grant_key: RwLock::new(None),
             tickets: TicketStore::default(),
             events,
+            activity: OnceLock::new(),
         })
     }
 
@@ -276,6 +287,29 @@ impl PortsService {
         if let Some(sink) = &self.events {
             let _ = sink.send(Event::new(name, fields));
         }
+    }
+
+    /// Records `fields` in the audit trail.
+    pub fn audit(&self, kind: Kind, fields: Value) {
+        if let Some(sink) = &self.events {
+            sink.audit(kind, fields);
+        }
+    }
+
+    /// Lets bytes on owner-only connections count as activity on `activity` (once, at start).
+    pub fn count_activity_on(&self, activity: Arc<Activity>) {
+        let _ = self.activity.set(activity);
+    }
+
+    /// Starts counting a connection's bytes as activity, when it goes to an owner-only port and
+    /// an activity clock is set; the watch ends when dropped.
+    pub fn watch_activity(
+        &self,
+        admission: &Admission,
+        meter: &Arc<Meter>,
+    ) -> Option<ConnectionWatch> {
+        let activity = self.activity.get().filter(|_| admission.owner_only)?;
+        Some(activity.watch_connection(meter))
     }
 
     /// A listening socket appeared on `port` (`key` tells sockets of one port apart, e.g. the
@@ -342,17 +376,18 @@ impl PortsService {
             revoked,
             "another owner listens on the port: private again, under a new epoch"
         );
-        self.emit(
-            "port_identity_changed",
-            json!({
-                "port": port,
-                "uid": listener.owner.uid,
-                "network": listener.owner.network,
-                "visibility": Visibility::Private,
-                "epoch": epoch,
-                "revoked": revoked,
-            }),
-        );
+        let report = json!({
+            "port": port,
+            "uid": listener.owner.uid,
+            "network": listener.owner.network,
+            "visibility": Visibility::Private,
+            "epoch": epoch,
+            "revoked": revoked,
+        });
+        self.emit("port_identity_changed", report.clone());
+        let mut record = report;
+        record["reason"] = "another-owner-listens".into();
+        self.audit(Kind::Visibility, record);
         revoked
     }
 
@@ -598,6 +633,7 @@ impl PortsService {
             "revoked": revoked,
         });
         self.emit("port_visibility_changed", report.clone());
+        self.audit(Kind::Visibility, report.clone());
         Ok(report)
     }
 
@@ -659,7 +695,8 @@ impl PortsService {
                 current: state.epoch,
             });
         }
-        if self.config.owner_only.contains(&port) && !is_owner(principal.as_ref(), &identity) {
+        let owner_only = self.config.owner_only.contains(&port);
+        if owner_only && !is_owner(principal.as_ref(), &identity) {
             return Err(ForwardRefusal::OwnerOnly(port));
         }
         let grant = authorize_forward(&st.registry, port, &identity, principal.as_ref(), now)
@@ -684,9 +721,12 @@ impl PortsService {
         let authenticated_until = principal
             .as_ref()
             .map(|p| p.authenticated_at + AUTHENTICATION_LIFETIME);
+        let login = principal.as_ref().map(|p| p.login.clone());
         let (id, revoked) = st.live.insert(port, principal);
         drop(st);
         Ok(Admission {
+            principal: login,
+            owner_only,
             grant,
             authenticated_until,
             revoked,
