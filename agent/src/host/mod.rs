@@ -5,7 +5,8 @@
 //!   (what it accepts from an untrusted agent and keeps of it: `inbound.rs`);
 //! - [`forward`]: grants and `forward` connections (port forwarding);
 //! - [`ports`]: `ports_list`, one page or all of them;
-//! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections.
+//! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections;
+//! - [`trail`]: the agent's audit trail, caught up in pages and followed.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,6 +24,7 @@ pub mod forward;
 mod inbound;
 pub mod ports;
 pub mod tickets;
+pub mod trail;
 
 pub use client::{Client, ClientError, ConnectOptions, Reconnecting};
 pub use dial::{Backoff, ConnectAddr, HybridError};
