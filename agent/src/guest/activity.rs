@@ -40,7 +40,7 @@ use crate::wire::Event;
 /// Where the activity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub(crate) enum Source {
     /// The agent started (or the codespace resumed): the clock starts here.
     Start,
     /// Input or output on a terminal of the VM.
@@ -53,17 +53,17 @@ pub enum Source {
 
 /// The idle settings in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdleSettings {
+pub(crate) struct IdleSettings {
     /// No activity for this long is idle.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The warning comes this long before the timeout.
-    pub warn: Duration,
+    pub(crate) warn: Duration,
 }
 
 impl IdleSettings {
     /// The configured settings, with an organization's `idle_timeout_minutes` applied (the
     /// shortest timeout wins); a warning longer than the timeout comes at once.
-    pub fn effective(timeout: Duration, warn: Duration, org_minutes: Option<u16>) -> Self {
+    pub(crate) fn effective(timeout: Duration, warn: Duration, org_minutes: Option<u16>) -> Self {
         let timeout = match org_minutes {
             Some(m) => timeout.min(Duration::from_secs(u64::from(m) * 60)),
             None => timeout,
@@ -85,7 +85,7 @@ struct State {
 
 /// The codespace's activity clock.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     state: Mutex<State>,
     changed: Notify,
     settings: IdleSettings,
@@ -97,7 +97,7 @@ pub struct Activity {
 /// Keeps a connection's bytes counting as activity while it lives; when dropped (the
 /// connection ended), its last transfer is taken in.
 #[derive(Debug)]
-pub struct ConnectionWatch {
+pub(crate) struct ConnectionWatch {
     activity: Arc<Activity>,
     meter: Arc<Meter>,
 }
@@ -112,7 +112,7 @@ impl Drop for ConnectionWatch {
 
 impl Activity {
     /// A clock that starts now; ptys are read from `pts` (`/dev/pts`).
-    pub fn new(settings: IdleSettings, pts: &Path) -> Arc<Self> {
+    pub(crate) fn new(settings: IdleSettings, pts: &Path) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 last: SystemTime::now(),
@@ -129,7 +129,7 @@ impl Activity {
 
     /// Counts the bytes of a connection to an owner-only port as activity, until the returned
     /// watch is dropped.
-    pub fn watch_connection(self: &Arc<Self>, meter: &Arc<Meter>) -> ConnectionWatch {
+    pub(crate) fn watch_connection(self: &Arc<Self>, meter: &Arc<Meter>) -> ConnectionWatch {
         let mut live = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|m| m.strong_count() > 0);
         live.push(Arc::downgrade(meter));
@@ -154,7 +154,7 @@ impl Activity {
     }
 
     /// Someone is active now (`Start` restarts the clock: after a resume).
-    pub fn note(&self, source: Source) {
+    pub(crate) fn note(&self, source: Source) {
         self.note_at(source, SystemTime::now());
     }
 
@@ -189,7 +189,7 @@ impl Activity {
     }
 
     /// The `activity` section of `status`: the last activity, its source, the idle seconds.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         self.refresh();
         let st = self.lock();
         let idle = SystemTime::now()
@@ -214,7 +214,7 @@ pub(crate) fn rfc3339(t: impl Into<time::OffsetDateTime>) -> String {
 
 /// The newest genuine pty stamp under `pts` (not after `now`): access or modification time later
 /// than the change time. `None` when no pty shows any.
-pub fn latest_terminal_activity(pts: &Path, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn latest_terminal_activity(pts: &Path, now: SystemTime) -> Option<SystemTime> {
     std::fs::read_dir(pts)
         .ok()?
         .flatten()
@@ -232,7 +232,7 @@ pub fn latest_terminal_activity(pts: &Path, now: SystemTime) -> Option<SystemTim
 
 /// A pty's last input or output time, if it is more than a second later than its last change of
 /// owner or mode (which a login, or a `touch`, moves along with it) and not in the future.
-pub fn terminal_stamp(meta: &std::fs::Metadata, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn terminal_stamp(meta: &std::fs::Metadata, now: SystemTime) -> Option<SystemTime> {
     use std::os::unix::fs::MetadataExt as _;
     let at = |secs: i64, nanos: i64| {
         let secs = u64::try_from(secs).ok()?;
@@ -253,7 +253,7 @@ pub fn terminal_stamp(meta: &std::fs::Metadata, now: SystemTime) -> Option<Syste
 }
 
 /// Sends `idle_warning` and `idle` to the host at their deadlines, sleeping in between.
-pub async fn watch(activity: Arc<Activity>, events: EventSink) {
+pub(crate) async fn watch(activity: Arc<Activity>, events: EventSink) {
     let settings = activity.settings;
     loop {
         activity.refresh();

@@ -67,16 +67,16 @@ pub mod admission;
 use admission::{admit, RefusalReports, Report, Slots};
 
 /// File name of the socket in the state directory.
-pub const SOCKET_NAME: &str = "git-credential.sock";
+pub(crate) const SOCKET_NAME: &str = "git-credential.sock";
 
 /// Default cgroup path fragment that marks the restricted lifecycle sandbox.
-pub const DEFAULT_RESTRICTED_CGROUP_MARKER: &str = "codespace-lifecycle-restricted";
+pub(crate) const DEFAULT_RESTRICTED_CGROUP_MARKER: &str = "codespace-lifecycle-restricted";
 
 /// Largest request accepted, in bytes (git's requests are a few hundred bytes).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The username GitHub expects with an installation or user-to-server token.
-pub const USERNAME: &str = "x-access-token";
+pub(crate) const USERNAME: &str = "x-access-token";
 
 /// How the broker is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,20 +84,20 @@ pub struct BrokerConfig {
     /// Where the socket is created (default `<state-dir>/git-credential.sock`).
     pub socket_path: PathBuf,
     /// Uids allowed to ask (the codespace's remote user; add others deliberately).
-    pub allowed_uids: Vec<u32>,
+    pub(crate) allowed_uids: Vec<u32>,
     /// Cgroup path fragment of the restricted lifecycle sandbox.
-    pub restricted_cgroup_marker: String,
+    pub(crate) restricted_cgroup_marker: String,
     /// Where `/proc` is (tests point it at a fake tree).
     pub proc_root: PathBuf,
     /// Refuse requests without a `path` (enforces scope even if `useHttpPath` is off).
-    pub require_path: bool,
+    pub(crate) require_path: bool,
     /// Time allowed to read a request, and again to write an answer: an allowed peer holds its
     /// slot for at most twice this.
     pub io_timeout: Duration,
     /// Connections served at once, all allowed uids together. A connection beyond it is closed
     /// at once ([`Silence::Busy`]), never queued: queueing would let the uids holding slots
     /// delay everyone else. With the defaults, four allowed uids each get their whole share.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Connections served at once for one uid. A uid's connection beyond it is closed at once
     /// ([`Silence::UidBusy`]), so a uid that holds connections (idle, slow, or many) delays only
     /// itself. Git asks once per operation, so even parallel fetches stay far below 16.
@@ -146,7 +146,7 @@ pub enum BrokerError {
 /// The git operation asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     /// Fetch a credential.
     Get,
     /// Git reports that a credential worked (ignored).
@@ -159,11 +159,11 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialRequest {
     /// The operation.
-    pub action: Action,
+    pub(crate) action: Action,
     /// `protocol=`.
-    pub protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
     /// `host=` (with `:port` when git has one).
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// `path=` (only with `credential.useHttpPath`).
     pub path: Option<String>,
 }
@@ -203,27 +203,7 @@ pub enum Silence {
     Busy,
 }
 
-impl Silence {
-    /// Stable kebab-case code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Silence::MalformedRequest => "malformed-request",
-            Silence::Ignored => "ignored",
-            Silence::NotHttps => "not-https",
-            Silence::WrongHost => "wrong-host",
-            Silence::MissingPath => "missing-path",
-            Silence::InvalidRepository => "invalid-repository",
-            Silence::OutOfScope => "out-of-scope",
-            Silence::NoToken => "no-token",
-            Silence::UidNotAllowed => "uid-not-allowed",
-            Silence::RestrictedSandbox => "restricted-sandbox",
-            Silence::UnknownPeer => "unknown-peer",
-            Silence::Timeout => "timeout",
-            Silence::UidBusy => "uid-busy",
-            Silence::Busy => "busy",
-        }
-    }
-}
+impl Silence {}
 
 /// What happened on one connection (for logs and tests; never holds the token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -360,7 +340,7 @@ fn repository_of(path: &str) -> Option<String> {
 
 /// Renders git's answer. It takes the [`Grant`] only [`decide`] makes, so no code path can
 /// render a credential without a decision.
-pub fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>> {
+pub(crate) fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(128 + token.value.len()));
     out.extend_from_slice(format!("username={USERNAME}\npassword=").as_bytes());
     out.extend_from_slice(token.value.expose().as_bytes());
@@ -375,7 +355,7 @@ pub fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>
 }
 
 /// Whether a `/proc/<pid>/cgroup` text puts the process in the restricted sandbox.
-pub fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
+pub(crate) fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
     !marker.is_empty()
         && cgroup_file
             .lines()
@@ -384,7 +364,7 @@ pub fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
 }
 
 /// Checks the caller's credentials: allowed uid, known pid, not in the restricted sandbox.
-pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(), Silence> {
+pub(crate) fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(), Silence> {
     if !config.allowed_uids.contains(&uid) {
         return Err(Silence::UidNotAllowed);
     }
@@ -405,13 +385,13 @@ pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(
 }
 
 /// Where the broker listens in `state_dir`.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
 /// Binds the broker's socket at `path` (replacing a stale socket, never another kind of file)
 /// with mode 0666: access is decided per connection by `SO_PEERCRED`, not by file permissions.
-pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, BrokerError> {
+pub(crate) fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, BrokerError> {
     crate::guest::transport::bind_unix(path, 0o666).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             BrokerError::PathInUse {
@@ -500,11 +480,6 @@ impl Broker {
     pub fn with_trail(mut self, events: EventSink) -> Self {
         self.trail = Some(events);
         self
-    }
-
-    /// The socket path.
-    pub fn socket_path(&self) -> &Path {
-        &self.config.socket_path
     }
 
     /// Serves until `shutdown` completes; then removes the socket. The loop never waits for a
@@ -626,7 +601,7 @@ fn record(
 }
 
 /// Serves one request from an already checked peer over any stream (unit tests use a duplex).
-pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     uid: u32,
     config: &BrokerConfig,

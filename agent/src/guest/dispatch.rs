@@ -86,7 +86,7 @@ const PORTS_FEATURES: &[&str] = &["forward"];
 
 /// A section of `status` supplied by another part of the agent (port detection, firewall):
 /// called on every `status` request, on the blocking pool, so it may take a lock.
-pub type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
+pub(crate) type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
 /// Routes requests to their handlers.
 pub struct Dispatcher {
     facts: AgentFacts,
@@ -131,7 +131,7 @@ impl Dispatcher {
 
     /// Adds the event stream and its audit trail: `trail` requests are answered from it, and
     /// session events and refused requests are recorded in it.
-    pub fn with_events(mut self, events: EventSink) -> Self {
+    pub(crate) fn with_events(mut self, events: EventSink) -> Self {
         self.events = Some(events);
         self
     }
@@ -143,14 +143,14 @@ impl Dispatcher {
     }
 
     /// What a `forward` connection needs: the port service and the codespace's identity now.
-    pub fn forward_context(&self) -> ForwardContext {
+    pub(crate) fn forward_context(&self) -> ForwardContext {
         self.ports
             .as_ref()
             .map(|p| (p.clone(), self.lock_codespace().clone()))
     }
 
     /// Adds a `status` section named `name`, filled by `section` at each request.
-    pub fn add_status_section(&self, name: &'static str, section: StatusSection) {
+    pub(crate) fn add_status_section(&self, name: &'static str, section: StatusSection) {
         lock_ignoring_poison(&self.sections).push((name, section));
     }
 
@@ -162,7 +162,7 @@ impl Dispatcher {
 
     /// Adds the activity clock: `activity` requests count as activity (the host's), and a
     /// session `create` or `resume` restarts the clock.
-    pub fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
+    pub(crate) fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
         self.activity = Some(activity);
         self
     }
@@ -365,7 +365,7 @@ impl Dispatcher {
 
     /// The `status` object: version, identity, uptime, capabilities, codespace, health, and the
     /// service's token/secrets section.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let mut m = Map::new();
         m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         m.insert(

@@ -11,14 +11,14 @@
 //!
 //! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
 
-pub mod activity;
+pub(crate) mod activity;
 pub mod broker;
 pub mod config;
 pub mod detect;
 pub mod dispatch;
 pub mod firewall;
 pub mod health;
-pub mod job;
+pub(crate) mod job;
 pub mod lifecycle;
 pub mod ports;
 pub mod privsep;
@@ -27,7 +27,7 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod system;
-pub mod trail;
+pub(crate) mod trail;
 pub mod transport;
 pub mod user;
 pub mod vault;
@@ -91,7 +91,7 @@ pub enum StartError {
 }
 
 /// Reads a shared key file (its bytes are the key).
-pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
+pub(crate) fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
     let bytes = std::fs::read(path).map_err(|source| StartError::KeyFile {
         path: path.to_owned(),
         source,
@@ -104,7 +104,7 @@ pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
 
 /// Creates the state directory (mode 0700; the vault then opens it to 0711 so the remote user
 /// can reach its own files).
-pub fn prepare_state_dir(dir: &std::path::Path) -> Result<(), StartError> {
+pub(crate) fn prepare_state_dir(dir: &std::path::Path) -> Result<(), StartError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

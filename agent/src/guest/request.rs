@@ -18,11 +18,11 @@
 
 use serde_json::{Map, Value};
 
-pub use super::lifecycle::LifecycleRequest;
-pub use super::ports::service::PortsRequest;
+pub(crate) use super::lifecycle::LifecycleRequest;
+pub(crate) use super::ports::service::PortsRequest;
 
 /// A family of requests, each with its wire name.
-pub trait Named: Copy + 'static {
+pub(crate) trait Named: Copy + 'static {
     /// Every member, in the order the capability list announces them.
     const ALL: &'static [Self];
 
@@ -104,7 +104,7 @@ impl Request {
     }
 
     /// The wire name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Self::Ping => "ping",
             Self::Status => "status",
@@ -119,7 +119,7 @@ impl Request {
 
     /// Whether it is answered inline on the connection's task: it must be cheap and never
     /// block (no file or `/proc` I/O). Everything else runs on the blocking pool.
-    pub fn is_inline(&self) -> bool {
+    pub(crate) fn is_inline(&self) -> bool {
         // `forward_tickets`: random bytes and a set insert; a host refills its tickets between
         // forward connections, so a blocking-pool hop would be latency for nothing.
         matches!(

@@ -209,7 +209,7 @@ impl Server {
     ///
     /// The loop never waits for a slot: a connection the agent cannot take hears `busy` at once
     /// (see the module doc, "Admission").
-    pub async fn run(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
+    pub(crate) async fn run(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
         let settings = &self.shared.settings;
         let slots = Arc::new(Semaphore::new(settings.max_connections));
         let mut handshakes = Handshakes::new(settings.max_handshakes);

@@ -27,7 +27,7 @@ pub struct EventSink {
 impl EventSink {
     /// A stream that buffers `capacity` events per slow receiver, with a trail that keeps the
     /// last `records`.
-    pub fn new(capacity: usize, records: usize) -> Self {
+    pub(crate) fn new(capacity: usize, records: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,
@@ -43,30 +43,30 @@ impl EventSink {
     }
 
     /// Sends an event to every control connection; fails only when none is listening.
-    pub fn send(&self, event: Event) -> Result<usize, broadcast::error::SendError<Event>> {
+    pub(crate) fn send(&self, event: Event) -> Result<usize, broadcast::error::SendError<Event>> {
         self.tx.send(event)
     }
 
     /// A new receiver of the events sent from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 
     /// How many receivers are listening.
-    pub fn receiver_count(&self) -> usize {
+    pub(crate) fn receiver_count(&self) -> usize {
         self.tx.receiver_count()
     }
 
     /// Records a security-relevant decision or action in the trail and sends it to the host as
     /// an `audit` event. `fields` must hold no secret: names, numbers and reasons only.
-    pub fn audit(&self, kind: Kind, fields: Value) {
+    pub(crate) fn audit(&self, kind: Kind, fields: Value) {
         self.trail.push(kind, fields, |record| {
             let _ = self.tx.send(Event::new("audit", record.clone()));
         });
     }
 
     /// The audit trail.
-    pub fn trail(&self) -> &Trail {
+    pub(crate) fn trail(&self) -> &Trail {
         &self.trail
     }
 }
@@ -88,7 +88,7 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// The wire form of the error.
-    pub fn wire(&self) -> WireError {
+    pub(crate) fn wire(&self) -> WireError {
         let code = match self {
             Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::Unavailable(_) => ErrorCode::Unavailable,
@@ -112,7 +112,7 @@ pub enum SessionKind {
 
 impl SessionKind {
     /// Parses the wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "create" => Some(Self::Create),
             "resume" => Some(Self::Resume),
@@ -122,7 +122,7 @@ impl SessionKind {
     }
 
     /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Create => "create",
             Self::Resume => "resume",

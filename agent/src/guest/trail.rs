@@ -34,14 +34,14 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 /// Records kept by default.
-pub const DEFAULT_CAPACITY: usize = 10_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
 /// Most records one `trail` answer carries (a page stays far below the frame limit).
-pub const MAX_PAGE: usize = 500;
+pub(crate) const MAX_PAGE: usize = 500;
 
 /// What a record is about: the `kind` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// The repository token was delivered (expiry and scope, never the value).
     TokenDelivered,
     /// Secrets were delivered (names only).
@@ -50,10 +50,6 @@ pub enum Kind {
     Session,
     /// The git credential broker answered or refused a caller.
     Credential,
-    /// A commit signing decision.
-    Signing,
-    /// A registry credential answer or refusal.
-    Registry,
     /// A lifecycle command ran (or was refused): phase, profile, reason, exit.
     Lifecycle,
     /// An extension was allowed, refused or installed.
@@ -71,17 +67,17 @@ pub enum Kind {
 
 /// One page of the trail.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Page {
+pub(crate) struct Page {
     /// Records with a sequence number above `since`, oldest first, at most the page size.
-    pub records: Vec<Value>,
+    pub(crate) records: Vec<Value>,
     /// Sequence number of the oldest record still kept (the next one when none is kept).
-    pub first_seq: u64,
+    pub(crate) first_seq: u64,
     /// Sequence number the next record will get.
-    pub next_seq: u64,
+    pub(crate) next_seq: u64,
     /// Records after `since` that fell out of the ring before this request.
-    pub missed: u64,
+    pub(crate) missed: u64,
     /// Whether more records follow this page (ask again with `since` = the last one's).
-    pub more: bool,
+    pub(crate) more: bool,
 }
 
 #[derive(Debug)]
@@ -93,13 +89,13 @@ struct Ring {
 
 /// The agent's audit trail: the last records, in order.
 #[derive(Debug)]
-pub struct Trail {
+pub(crate) struct Trail {
     ring: Mutex<Ring>,
 }
 
 impl Trail {
     /// An empty trail that keeps the last `capacity` records (at least one).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             ring: Mutex::new(Ring {
                 next: 1,
@@ -112,7 +108,7 @@ impl Trail {
     /// Appends a record of `kind` with `fields` (an object; anything else goes under `data`)
     /// and hands the finished record to `publish` while the trail is still locked, so records
     /// are published in sequence order. Returns the record.
-    pub fn push(&self, kind: Kind, fields: Value, publish: impl FnOnce(&Value)) -> Value {
+    pub(crate) fn push(&self, kind: Kind, fields: Value, publish: impl FnOnce(&Value)) -> Value {
         let now = OffsetDateTime::now_utc();
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let seq = ring.next;
@@ -142,7 +138,7 @@ impl Trail {
     }
 
     /// The records after `since`, at most `limit` (capped at [`MAX_PAGE`]).
-    pub fn page(&self, since: u64, limit: usize) -> Page {
+    pub(crate) fn page(&self, since: u64, limit: usize) -> Page {
         let limit = limit.clamp(1, MAX_PAGE);
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let first_seq = ring.records.front().map_or(ring.next, |(s, _)| *s);
@@ -170,7 +166,7 @@ impl Trail {
     }
 
     /// How many records are kept now and the sequence number of the next one (for `status`).
-    pub fn summary(&self) -> Value {
+    pub(crate) fn summary(&self) -> Value {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         json!({
             "records": ring.records.len(),

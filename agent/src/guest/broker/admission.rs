@@ -32,7 +32,7 @@ use super::{check_peer, BrokerConfig, Outcome, Silence};
 pub const REFUSALS_REPORTED_PER_WINDOW: u32 = 8;
 
 /// The window [`REFUSALS_REPORTED_PER_WINDOW`] counts over.
-pub const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
 
 /// The broker's connection slots: a share per allowed uid, within a global cap.
 #[derive(Debug)]

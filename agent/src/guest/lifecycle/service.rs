@@ -56,11 +56,11 @@ pub struct Principals {
 /// A `remoteUser`/`containerUser` that was not honoured, and why (in the run's result and the
 /// `lifecycle_user_ignored` event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IgnoredUser {
+pub(crate) struct IgnoredUser {
     /// The name the repository gave.
-    pub name: String,
+    pub(crate) name: String,
     /// Why it was not used.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Everything the lifecycle requests need; one per agent.
@@ -188,11 +188,6 @@ impl LifecycleService {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &LifecycleConfig {
-        &self.config
-    }
-
     pub(crate) fn fresh_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("run-{}-{n}", std::process::id())
@@ -200,7 +195,7 @@ impl LifecycleService {
 
     /// The longest a run of `phase` with `timeout` per command can take (for the request's
     /// deadline): every step at its timeout plus the kill grace, and a margin.
-    pub fn deadline(&self, phase: RunPhase, timeout: Option<Duration>) -> Duration {
+    pub(crate) fn deadline(&self, phase: RunPhase, timeout: Option<Duration>) -> Duration {
         let per = timeout.unwrap_or(self.config.command_timeout) + self.config.kill_grace;
         per * phase.max_steps() + Duration::from_secs(30)
     }
@@ -346,7 +341,7 @@ impl LifecycleService {
     }
 
     /// `lifecycle_run`.
-    pub async fn run(&self, req: RunRequest) -> Result<Value, LifecycleError> {
+    pub(crate) async fn run(&self, req: RunRequest) -> Result<Value, LifecycleError> {
         let parsed = load(&req.devcontainer)?;
         let warnings = refuse_if_broken(&req.devcontainer, &parsed)?;
         let raw_model = parsed.model.clone().unwrap_or_default();
@@ -479,7 +474,7 @@ impl LifecycleService {
     /// it waits for the processes to die), then pushes `restricted_killed` with `reason` and how
     /// many processes there were. For a change of the trust facts and the host's
     /// `restricted_kill`.
-    pub async fn kill_restricted(&self, reason: &'static str) -> usize {
+    pub(crate) async fn kill_restricted(&self, reason: &'static str) -> usize {
         let launcher = self.runner.launcher();
         let killed = tokio::task::spawn_blocking(move || launcher.kill_restricted())
             .await

@@ -78,27 +78,27 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the server hands over after a `forward` handshake.
 #[derive(Debug)]
-pub struct ForwardRequest {
+pub(crate) struct ForwardRequest {
     /// The hello's `forward` member.
-    pub hello: Option<ForwardHello>,
+    pub(crate) hello: Option<ForwardHello>,
     /// Handshake payloads not sent yet (`ok`; `welcome` and `ok` after a ticket hello): they
     /// go out, in order, in the same write as the answer.
-    pub held: Vec<Vec<u8>>,
+    pub(crate) held: Vec<Vec<u8>>,
     /// The hello's forward ticket, its proof already verified; redeemed before anything else.
-    pub ticket: Option<ForwardTicket>,
+    pub(crate) ticket: Option<ForwardTicket>,
     /// Stream bytes the host sent behind its last handshake frame that were read already.
-    pub early: Vec<u8>,
+    pub(crate) early: Vec<u8>,
     /// The agent's frame codec.
-    pub codec: FrameCodec,
+    pub(crate) codec: FrameCodec,
     /// Who connected.
-    pub peer: Peer,
+    pub(crate) peer: Peer,
 }
 
 /// The port service and the codespace's identity at connection time.
-pub type ForwardContext = Option<(Arc<PortsService>, CodespaceIdentity)>;
+pub(crate) type ForwardContext = Option<(Arc<PortsService>, CodespaceIdentity)>;
 
 /// Serves one `forward` connection whose handshake is complete.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     context: ForwardContext,
     mut stream: S,
     request: ForwardRequest,
@@ -307,7 +307,7 @@ async fn connect_one(
 /// Raises the soft open-file limit to the hard one: each forwarded connection holds two sockets
 /// and two pipes (six descriptors), far beyond the usual soft limit of 1024. Returns the new
 /// soft limit, or `None` when it could not be read or changed (then the old one stays).
-pub fn raise_fd_limit() -> Option<u64> {
+pub(crate) fn raise_fd_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let current = getrlimit(Resource::Nofile);
     if current.current == current.maximum {
