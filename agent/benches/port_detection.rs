@@ -272,7 +272,7 @@ async fn measure(plan: Plan) -> Row {
     let mut pn = ProcNet::new(std::path::Path::new("/proc"));
     let diag = time_it(plan.dumps, || sd.dump().unwrap().len());
     let proc_ = time_it(plan.reads, || pn.read().unwrap().len());
-    let (events, _keep) = tokio::sync::broadcast::channel(4096);
+    let (events, _keep) = codespace_agent::guest::service::EventSink::channel(4096);
     let opts = watch_opts(Method::SockDiag);
     let (w, mut rx) = PortWatcher::spawn(&opts, events.clone());
     // Drain the initial set (every listener is new at the first poll).

@@ -21,12 +21,20 @@
 //! [`relay_streams`] is the fallback for streams without a descriptor (in-memory test pipes):
 //! `tokio::io::copy_bidirectional`, which half-closes the same way.
 //!
+//! [`relay_metered`] counts the bytes of each direction in a [`Meter`] as they pass, with the
+//! time of the last transfer, so whoever holds the meter can read them while the relay runs
+//! (the activity clock, for the owner-only ports) and after it was cancelled (the audit
+//! record of a forwarded connection). Counting costs two relaxed atomic operations and a
+//! coarse clock read per chunk.
+//!
 //! Invariants: the relay ends when both directions have seen end of stream, when either fails,
 //! or when `cancel` resolves; then both sockets and both pipes are closed (dropped).
 
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use rustix::pipe::{
     fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags,
@@ -50,6 +58,51 @@ pub struct RelayStats {
     pub a_to_b: u64,
     /// From the second socket to the first.
     pub b_to_a: u64,
+}
+
+/// The live byte counts of a relay and when bytes last moved, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Meter {
+    a_to_b: AtomicU64,
+    b_to_a: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last transfer (0: none yet).
+    last_ms: AtomicU64,
+}
+
+impl Meter {
+    /// A meter with nothing counted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The bytes moved so far.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats {
+            a_to_b: self.a_to_b.load(Ordering::Relaxed),
+            b_to_a: self.b_to_a.load(Ordering::Relaxed),
+        }
+    }
+
+    /// When bytes last moved in either direction, if ever.
+    pub fn last_transfer(&self) -> Option<SystemTime> {
+        match self.last_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    fn count(&self, a_to_b: bool, bytes: u64) {
+        let counter = if a_to_b { &self.a_to_b } else { &self.b_to_a };
+        counter.fetch_add(bytes, Ordering::Relaxed);
+        self.stamp();
+    }
+
+    fn stamp(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_ms.store(now.max(1), Ordering::Relaxed);
+    }
 }
 
 /// How a relay ended.
@@ -153,8 +206,22 @@ where
     A: RelaySocket,
     B: RelaySocket,
 {
+    relay_metered(a, b, cancel, &Meter::new()).await
+}
+
+/// [`relay`], counting the bytes in `meter` as they move.
+pub async fn relay_metered<A, B>(
+    a: A,
+    b: B,
+    cancel: impl Future<Output = ()>,
+    meter: &Meter,
+) -> RelayEnd
+where
+    A: RelaySocket,
+    B: RelaySocket,
+{
     let both = async {
-        let (ab, ba) = tokio::join!(one_way(&a, &b), one_way(&b, &a));
+        let (ab, ba) = tokio::join!(one_way(&a, &b, meter, true), one_way(&b, &a, meter, false));
         match (ab, ba) {
             (Ok(a_to_b), Ok(b_to_a)) => RelayEnd::Finished(RelayStats { a_to_b, b_to_a }),
             (Err(e), _) | (_, Err(e)) => RelayEnd::Failed(e),
@@ -166,15 +233,25 @@ where
     }
 }
 
-/// Relays between two streams that have no descriptor, with a user-space copy.
-pub async fn relay_streams<A, B>(mut a: A, mut b: B, cancel: impl Future<Output = ()>) -> RelayEnd
+/// Relays between two streams that have no descriptor, with a user-space copy. The meter is
+/// only told the totals at the end (`copy_bidirectional` reports nothing before).
+pub async fn relay_streams<A, B>(
+    mut a: A,
+    mut b: B,
+    cancel: impl Future<Output = ()>,
+    meter: &Meter,
+) -> RelayEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     tokio::select! {
         r = tokio::io::copy_bidirectional(&mut a, &mut b) => match r {
-            Ok((a_to_b, b_to_a)) => RelayEnd::Finished(RelayStats { a_to_b, b_to_a }),
+            Ok((a_to_b, b_to_a)) => {
+                meter.count(true, a_to_b);
+                meter.count(false, b_to_a);
+                RelayEnd::Finished(RelayStats { a_to_b, b_to_a })
+            }
             Err(e) => RelayEnd::Failed(e),
         },
         () = cancel => RelayEnd::Cancelled,
@@ -217,8 +294,14 @@ impl Pipe {
     }
 }
 
-/// Copies `src` to `dst` until end of stream, then shuts `dst` down for writing.
-async fn one_way<S: RelaySocket, D: RelaySocket>(src: &S, dst: &D) -> io::Result<u64> {
+/// Copies `src` to `dst` until end of stream, then shuts `dst` down for writing; counts in
+/// `meter` as the `a_to_b` direction or the other.
+async fn one_way<S: RelaySocket, D: RelaySocket>(
+    src: &S,
+    dst: &D,
+    meter: &Meter,
+    a_to_b: bool,
+) -> io::Result<u64> {
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     let mut total = 0u64;
     let mut pipe = Some(Pipe::new()?);
@@ -278,6 +361,7 @@ async fn one_way<S: RelaySocket, D: RelaySocket>(src: &S, dst: &D) -> io::Result
             left -= n;
         }
         total += moved as u64;
+        meter.count(a_to_b, moved as u64);
         if let Some(p) = pipe.as_mut() {
             if moved >= p.capacity && p.capacity < PIPE_SIZE {
                 // A full pipe: bulk data. Grow it (now, while empty) so each system call moves
@@ -354,6 +438,41 @@ mod tests {
         assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
     }
 
+    #[tokio::test]
+    async fn the_meter_counts_while_the_relay_runs_and_after_a_cancel() {
+        let (mut client, agent_side) = UnixStream::pair().unwrap();
+        let (far, mut server) = UnixStream::pair().unwrap();
+        let meter = std::sync::Arc::new(Meter::new());
+        assert_eq!(meter.last_transfer(), None);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let m = meter.clone();
+        let h = tokio::spawn(async move {
+            relay_metered(
+                agent_side,
+                far,
+                async move {
+                    let _ = rx.await;
+                },
+                &m,
+            )
+            .await
+        });
+        let before = std::time::SystemTime::now() - Duration::from_millis(1);
+        client.write_all(&[7; 1000]).await.unwrap();
+        let mut got = [0u8; 1000];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(b"ok").await.unwrap();
+        let mut ok = [0u8; 2];
+        client.read_exact(&mut ok).await.unwrap();
+        // Read while the relay still runs.
+        assert_eq!((meter.stats().a_to_b, meter.stats().b_to_a), (1000, 2));
+        assert!(meter.last_transfer().unwrap() >= before);
+        tx.send(()).unwrap();
+        assert!(matches!(h.await.unwrap(), RelayEnd::Cancelled));
+        // A cancelled relay reports no stats; the meter still has them.
+        assert_eq!((meter.stats().a_to_b, meter.stats().b_to_a), (1000, 2));
+    }
+
     /// "ping" one way, half-close, "pong" back, close: the relay passes both and ends.
     async fn ping_pong<C, S>(mut client: C, mut server: S, relay: tokio::task::JoinHandle<RelayEnd>)
     where
@@ -389,7 +508,9 @@ mod tests {
     async fn streams_without_descriptors_use_the_copy_fallback() {
         let (c, a) = tokio::io::duplex(1024);
         let (b, s) = tokio::io::duplex(1024);
-        let h = tokio::spawn(relay_streams(a, b, std::future::pending()));
+        let h = tokio::spawn(async move {
+            relay_streams(a, b, std::future::pending(), &Meter::new()).await
+        });
         ping_pong(c, s, h).await;
     }
 }

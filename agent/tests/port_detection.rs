@@ -97,7 +97,7 @@ async fn next_change(
 async fn watcher_reports_opened_then_closed_for_both_methods() {
     let _turn = SERIAL.lock().await;
     for method in [Method::SockDiag, Method::ProcNet] {
-        let (events, _keep) = tokio::sync::broadcast::channel(1024);
+        let (events, _keep) = codespace_agent::guest::service::EventSink::channel(1024);
         let (w, mut rx) = PortWatcher::spawn(&opts(method), events);
         let ls = listeners();
         // Changes of one poll come in address order, not bind order: collect them as a set.

@@ -10,142 +10,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codespace_agent::host::forward::{mint, open, put_grant_key, ForwardError, ForwardStream};
-use codespace_agent::host::ports::{list_all, port_entry};
+use codespace_agent::host::forward::{mint, open, ForwardStream};
 use codespace_agent::host::Client;
-use codespace_agent::wire::grant::{GrantKey, GrantPrincipal};
+use codespace_agent::wire::grant::GrantKey;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use support::forwarding::*;
 use support::{json_out, stderr, Agent, Raw, KEY};
-
-const GRANT_KEY: [u8; 32] = [0x42; 32];
-const CODESPACE: &str =
-    r#""codespace": {"owner": "mona", "organization": "octo"}, "detect": {"poll_interval_ms": 50}"#;
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-fn who(login: &str, orgs: &[&str]) -> Option<GrantPrincipal> {
-    Some(GrantPrincipal {
-        login: login.into(),
-        organizations: orgs.iter().map(|s| (*s).to_owned()).collect(),
-        authenticated_at: now() - 10,
-    })
-}
-
-fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap()
-}
-
-/// A control client with the grant key installed.
-async fn control(agent: &Agent) -> Client {
-    let c = agent.client().await;
-    put_grant_key(&c, &GRANT_KEY, Duration::from_secs(5))
-        .await
-        .unwrap();
-    c
-}
-
-async fn list(c: &Client) -> Value {
-    list_all(c, Duration::from_secs(5)).await.unwrap()
-}
-
-/// The port's entry in `ports_list`, waiting (bounded) until `pred` holds for it.
-async fn wait_port(c: &Client, port: u16, pred: impl Fn(Option<&Value>) -> bool) -> Option<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let entry = port_entry(c, port, Duration::from_secs(5)).await.unwrap();
-        if pred(entry.as_ref()) {
-            return entry;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "port {port} never matched: {entry:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn epoch(c: &Client, port: u16) -> u64 {
-    wait_port(c, port, |p| p.is_some()).await.unwrap()["epoch"]
-        .as_u64()
-        .unwrap()
-}
-
-async fn set_visibility(c: &Client, port: u16, v: &str) -> Value {
-    c.request(
-        "ports_visibility",
-        fields(json!({"port": port, "visibility": v})),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap()
-}
-
-/// An echo server: reads to end of stream, then writes everything back and closes.
-async fn echo_server() -> (u16, tokio::task::JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    (port, serve_echo(l))
-}
-
-/// Echoes every connection of `l` back once its client has half-closed.
-fn serve_echo(l: TcpListener) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if s.read_to_end(&mut buf).await.is_ok() {
-                    let _ = s.write_all(&buf).await;
-                    let _ = s.shutdown().await;
-                }
-            });
-        }
-    })
-}
-
-async fn forward(
-    agent: &Agent,
-    port: u16,
-    epoch: u64,
-    principal: Option<GrantPrincipal>,
-) -> Result<ForwardStream, ForwardError> {
-    let grant = mint(
-        &GrantKey::new(&GRANT_KEY).unwrap(),
-        port,
-        epoch,
-        principal,
-        now(),
-        Duration::from_secs(600),
-    );
-    open(&agent.options(), port, &grant).await.map(|(s, _)| s)
-}
-
-async fn refused(
-    agent: &Agent,
-    port: u16,
-    grant: &codespace_agent::wire::grant::SignedGrant,
-) -> String {
-    match open(&agent.options(), port, grant).await {
-        Ok(_) => panic!("forward to {port} was accepted"),
-        Err(e) => e
-            .reason()
-            .unwrap_or_else(|| panic!("not a refusal: {e}"))
-            .to_owned(),
-    }
-}
-
-/// Writes `data`, half-closes, and returns everything read back.
-async fn round_trip(mut s: ForwardStream, data: &[u8]) -> Vec<u8> {
-    s.write_all(data).await.unwrap();
-    s.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    s.read_to_end(&mut back).await.unwrap();
-    back
-}
 
 /// Raises this process's open-file limit (inherited by the agent it spawns).
 fn raise_nofile() {
@@ -811,4 +684,138 @@ async fn another_uids_listener_on_a_public_port_resets_it_and_is_never_forwarded
     let g = mint(&key, port, e4, None, now(), ttl);
     assert_eq!(refused(&agent, port, &g).await, "port-unreachable");
     drop(intruder);
+}
+
+/// Echoes every chunk as soon as it arrives (a dev server answering requests, an SSH server
+/// answering keystrokes).
+fn serve_chunks(l: std::net::TcpListener) {
+    l.set_nonblocking(true).unwrap();
+    let l = TcpListener::from_std(l).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// One request and its answer, every `every`, for `how_long`.
+async fn chatter(s: &mut ForwardStream, every: Duration, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    let mut one = [0u8; 1];
+    while Instant::now() < until {
+        s.write_all(b"x").await.unwrap();
+        s.read_exact(&mut one).await.unwrap();
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The first `idle_warning` or `idle` event within `within`, and when it came.
+async fn next_idle_event(c: &Client, within: Duration) -> Option<(String, Instant, Value)> {
+    tokio::time::timeout(within, async {
+        loop {
+            let ev = c.next_event().await?;
+            if ev.name == "idle_warning" || ev.name == "idle" {
+                return Some((ev.name, Instant::now(), Value::Object(ev.fields)));
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Issue 18: a dev server answering forwarded requests all the time does not keep the
+/// codespace active, even for its owner, and neither does a busy loop; bytes on a connection
+/// to an owner-only port (SSH, the editor's server) do, until they stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_owner_only_connections_count_as_activity() {
+    let terminals = tempfile::tempdir().unwrap();
+    let dev = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dev_port = dev.local_addr().unwrap().port();
+    let ssh = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ssh_port = ssh.local_addr().unwrap().port();
+    serve_chunks(dev);
+    serve_chunks(ssh);
+    let agent = Agent::start(&format!(
+        r#"{CODESPACE}, "ports": {{"owner_only": [{ssh_port}]}},
+           "idle": {{"timeout_s": 3, "warn_s": 1, "terminals": "{}"}}"#,
+        terminals.path().display()
+    ));
+    let started = Instant::now();
+    let mut busy = Command::new("sh")
+        .args(["-c", "while true; do :; done"])
+        .spawn()
+        .unwrap();
+    let c = control(&agent).await;
+    let mut web = forward(
+        &agent,
+        dev_port,
+        epoch(&c, dev_port).await,
+        who("mona", &[]),
+    )
+    .await
+    .unwrap();
+    // Requests every 200 ms, and a busy loop: the warning and idle come at their deadlines
+    // all the same.
+    let (events, _) = tokio::join!(
+        async {
+            let warning = next_idle_event(&c, Duration::from_secs(8)).await;
+            (warning, next_idle_event(&c, Duration::from_secs(8)).await)
+        },
+        chatter(&mut web, Duration::from_millis(200), Duration::from_secs(5)),
+    );
+    let _ = Command::new("kill").arg(busy.id().to_string()).status();
+    let _ = busy.wait();
+    for (event, name, by) in [(events.0, "idle_warning", 3), (events.1, "idle", 4)] {
+        let (got, at, fields) = event.unwrap_or_else(|| panic!("no {name}\n{}", agent.log()));
+        assert_eq!(got, name, "{fields}");
+        assert!(
+            at - started < Duration::from_secs(by),
+            "{name} after {:?}",
+            at - started
+        );
+        assert_eq!(fields["source"], "start", "{fields}");
+    }
+
+    // The host restarts the clock; then someone types over SSH (a byte each way every
+    // 300 ms) for twice the timeout: no warning, no idle.
+    json_out(&agent.ctl(&["activity"]));
+    let mut shell = forward(
+        &agent,
+        ssh_port,
+        epoch(&c, ssh_port).await,
+        who("mona", &[]),
+    )
+    .await
+    .unwrap();
+    let (quiet, _) = tokio::join!(
+        next_idle_event(&c, Duration::from_secs(6)),
+        chatter(
+            &mut shell,
+            Duration::from_millis(300),
+            Duration::from_secs(6)
+        ),
+    );
+    assert!(quiet.is_none(), "{quiet:?}\n{}", agent.log());
+    // They stop typing (the connection stays open): the warning comes 2 s after the last
+    // byte, from the connection.
+    let stopped = Instant::now();
+    let (name, at, fields) = next_idle_event(&c, Duration::from_secs(6))
+        .await
+        .unwrap_or_else(|| panic!("no warning after typing stopped\n{}", agent.log()));
+    assert_eq!(name, "idle_warning", "{fields}");
+    assert_eq!(fields["source"], "connection", "{fields}");
+    assert!(
+        at - stopped < Duration::from_secs(3),
+        "warned {:?} after the last byte",
+        at - stopped
+    );
+    drop(shell);
 }

@@ -143,18 +143,21 @@ async fn answers_in_scope_and_is_silent_out_of_scope() {
         }
     );
 
-    for (request, reason) in [
+    for (request, reason, repository) in [
         (
             "protocol=https\nhost=github.com\npath=octo/secret.git\n\n",
             Silence::OutOfScope,
+            "octo/secret",
         ),
         (
             "protocol=http\nhost=github.com\npath=octo/app.git\n\n",
             Silence::NotHttps,
+            "octo/app",
         ),
         (
             "protocol=https\nhost=example.com\npath=octo/app.git\n\n",
             Silence::WrongHost,
+            "octo/app",
         ),
     ] {
         assert_eq!(ask(&setup.state, request).await, "", "{request:?}");
@@ -163,7 +166,8 @@ async fn answers_in_scope_and_is_silent_out_of_scope() {
             outcome,
             Outcome::Silent {
                 uid: Some(own_uid()),
-                reason
+                reason,
+                repository: Some(repository.into()),
             }
         );
     }
@@ -183,7 +187,8 @@ async fn a_uid_outside_the_allow_list_gets_nothing() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::UidNotAllowed
+            reason: Silence::UidNotAllowed,
+            repository: None,
         }
     );
     running.stop.send(()).unwrap();
@@ -209,7 +214,8 @@ async fn a_uid_over_its_share_is_closed_at_once_not_queued() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::UidBusy
+            reason: Silence::UidBusy,
+            repository: None,
         }
     );
     // Once the idle ones leave (their outcomes say their slots are free), the uid is served.
@@ -253,7 +259,8 @@ async fn a_caller_in_the_restricted_sandbox_gets_nothing() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::RestrictedSandbox
+            reason: Silence::RestrictedSandbox,
+            repository: None,
         }
     );
     running.stop.send(()).unwrap();
@@ -393,9 +400,9 @@ async fn registry_answers_are_recorded_with_the_caller_and_refused_after_expiry(
     let access = registry_outcome(running.outcomes.recv().await.unwrap());
     assert_eq!(access.result, AccessResult::Answered);
     assert_eq!(access.registry.as_deref(), Some("ghcr.io"));
-    assert_eq!(access.caller.uid, own_uid());
-    assert_eq!(access.caller.pid, Some(std::process::id()));
-    assert!(access.caller.exe.is_some(), "{access:?}");
+    assert_eq!(access.uid, own_uid());
+    assert_eq!(access.caller["pid"], std::process::id());
+    assert!(access.caller["exe"].is_string(), "{access:?}");
     // A lookalike: refused, recorded with the host it names.
     let (status, out) = docker_get(&setup.state, "ghcr.io.evil.com").await;
     assert_eq!(status, docker_credential::Status::Failure);
@@ -439,7 +446,8 @@ async fn a_registry_request_from_the_restricted_sandbox_is_refused_at_accept() {
         running.outcomes.recv().await.unwrap(),
         Outcome::Silent {
             uid: Some(own_uid()),
-            reason: Silence::RestrictedSandbox
+            reason: Silence::RestrictedSandbox,
+            repository: None
         }
     );
     running.stop.send(()).unwrap();
@@ -629,6 +637,7 @@ async fn another_uid_holding_connections_does_not_delay_the_allowed_uid() {
             Outcome::Silent {
                 uid,
                 reason: Silence::UidNotAllowed,
+                ..
             } if uid == Some(hostile.user.uid) => refusals_reported += 1,
             Outcome::Unreported { .. } => {}
             other => panic!("unexpected {other:?}"),

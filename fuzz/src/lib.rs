@@ -177,7 +177,7 @@ impl Agent {
     /// A fresh agent; `with_port` makes port 3000 known to the registry (a listener of unknown
     /// owner). Without it no forward connection can reach the stage where it connects.
     pub fn new(with_port: bool) -> Self {
-        let (events, _) = tokio::sync::broadcast::channel(64);
+        let (events, _) = codespace_agent::guest::service::EventSink::channel(64);
         let state = scratch().join("state");
         let vault = Vault::new(
             VaultConfig::new(&state, Owner::current()),

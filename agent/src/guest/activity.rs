@@ -12,15 +12,20 @@
 //!   another user or a restricted run cannot fake activity; the owner can, as a loop printing in
 //!   its terminal can in Codespaces.
 //! - **Host**: the host says the web editor is in use (`activity` request).
-//! - **Connection**: reserved for bytes on owner-only forwarded ports (SSH, the editor's server);
-//!   not wired yet.
+//! - **Connection**: bytes through the agent on a connection to an owner-only port
+//!   (`ports.owner_only`: SSH, the editor's server), which only the codespace's creator can
+//!   open ([`super::ports`]). The relay stamps the time of each transfer in the connection's
+//!   [`Meter`]; the clock reads the stamps of the live connections when it looks, and a
+//!   connection's last stamp when it closes. Bytes to every other forwarded port (a dev server
+//!   serving requests, public or not) do not count: that is traffic, not someone working.
 //!
 //! Nothing polls: the watcher sleeps until the next deadline (the warning, then the timeout),
-//! looks at the ptys once when it wakes, and sleeps again until the new deadline if someone was
-//! active meanwhile. Its cost when nothing happens is one wakeup per timeout period.
+//! looks at the ptys and the owner-only connections once when it wakes, and sleeps again until
+//! the new deadline if someone was active meanwhile. Its cost when nothing happens is one wakeup
+//! per timeout period.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -28,33 +33,37 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::service::EventSink;
+use super::trail::Kind;
+use crate::relay::Meter;
 use crate::wire::Event;
 
 /// Where the activity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub(crate) enum Source {
     /// The agent started (or the codespace resumed): the clock starts here.
     Start,
     /// Input or output on a terminal of the VM.
     Terminal,
     /// The host said so (the web editor is in use).
     Host,
+    /// Bytes on a connection to an owner-only port (SSH, the editor's server).
+    Connection,
 }
 
 /// The idle settings in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdleSettings {
+pub(crate) struct IdleSettings {
     /// No activity for this long is idle.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The warning comes this long before the timeout.
-    pub warn: Duration,
+    pub(crate) warn: Duration,
 }
 
 impl IdleSettings {
     /// The configured settings, with an organization's `idle_timeout_minutes` applied (the
     /// shortest timeout wins); a warning longer than the timeout comes at once.
-    pub fn effective(timeout: Duration, warn: Duration, org_minutes: Option<u16>) -> Self {
+    pub(crate) fn effective(timeout: Duration, warn: Duration, org_minutes: Option<u16>) -> Self {
         let timeout = match org_minutes {
             Some(m) => timeout.min(Duration::from_secs(u64::from(m) * 60)),
             None => timeout,
@@ -76,16 +85,34 @@ struct State {
 
 /// The codespace's activity clock.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     state: Mutex<State>,
     changed: Notify,
     settings: IdleSettings,
     pts: PathBuf,
+    /// The live connections to owner-only ports.
+    connections: Mutex<Vec<Weak<Meter>>>,
+}
+
+/// Keeps a connection's bytes counting as activity while it lives; when dropped (the
+/// connection ended), its last transfer is taken in.
+#[derive(Debug)]
+pub(crate) struct ConnectionWatch {
+    activity: Arc<Activity>,
+    meter: Arc<Meter>,
+}
+
+impl Drop for ConnectionWatch {
+    fn drop(&mut self) {
+        if let Some(at) = self.meter.last_transfer() {
+            self.activity.note_at(Source::Connection, at);
+        }
+    }
 }
 
 impl Activity {
     /// A clock that starts now; ptys are read from `pts` (`/dev/pts`).
-    pub fn new(settings: IdleSettings, pts: &Path) -> Arc<Self> {
+    pub(crate) fn new(settings: IdleSettings, pts: &Path) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 last: SystemTime::now(),
@@ -96,7 +123,30 @@ impl Activity {
             changed: Notify::new(),
             settings,
             pts: pts.to_owned(),
+            connections: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Counts the bytes of a connection to an owner-only port as activity, until the returned
+    /// watch is dropped.
+    pub(crate) fn watch_connection(self: &Arc<Self>, meter: &Arc<Meter>) -> ConnectionWatch {
+        let mut live = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|m| m.strong_count() > 0);
+        live.push(Arc::downgrade(meter));
+        ConnectionWatch {
+            activity: self.clone(),
+            meter: meter.clone(),
+        }
+    }
+
+    /// The last transfer on any live owner-only connection.
+    fn latest_connection_activity(&self) -> Option<SystemTime> {
+        let mut live = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|m| m.strong_count() > 0);
+        live.iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|m| m.last_transfer())
+            .max()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -104,7 +154,7 @@ impl Activity {
     }
 
     /// Someone is active now (`Start` restarts the clock: after a resume).
-    pub fn note(&self, source: Source) {
+    pub(crate) fn note(&self, source: Source) {
         self.note_at(source, SystemTime::now());
     }
 
@@ -133,10 +183,13 @@ impl Activity {
         if let Some(at) = latest {
             self.note_at(Source::Terminal, at);
         }
+        if let Some(at) = self.latest_connection_activity() {
+            self.note_at(Source::Connection, at);
+        }
     }
 
     /// The `activity` section of `status`: the last activity, its source, the idle seconds.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         self.refresh();
         let st = self.lock();
         let idle = SystemTime::now()
@@ -152,15 +205,16 @@ impl Activity {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
+/// A time as RFC 3339 (UTC), as the agent writes times in events and records.
+pub(crate) fn rfc3339(t: impl Into<time::OffsetDateTime>) -> String {
+    t.into()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
 /// The newest genuine pty stamp under `pts` (not after `now`): access or modification time later
 /// than the change time. `None` when no pty shows any.
-pub fn latest_terminal_activity(pts: &Path, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn latest_terminal_activity(pts: &Path, now: SystemTime) -> Option<SystemTime> {
     std::fs::read_dir(pts)
         .ok()?
         .flatten()
@@ -178,7 +232,7 @@ pub fn latest_terminal_activity(pts: &Path, now: SystemTime) -> Option<SystemTim
 
 /// A pty's last input or output time, if it is more than a second later than its last change of
 /// owner or mode (which a login, or a `touch`, moves along with it) and not in the future.
-pub fn terminal_stamp(meta: &std::fs::Metadata, now: SystemTime) -> Option<SystemTime> {
+pub(crate) fn terminal_stamp(meta: &std::fs::Metadata, now: SystemTime) -> Option<SystemTime> {
     use std::os::unix::fs::MetadataExt as _;
     let at = |secs: i64, nanos: i64| {
         let secs = u64::try_from(secs).ok()?;
@@ -199,7 +253,7 @@ pub fn terminal_stamp(meta: &std::fs::Metadata, now: SystemTime) -> Option<Syste
 }
 
 /// Sends `idle_warning` and `idle` to the host at their deadlines, sleeping in between.
-pub async fn watch(activity: Arc<Activity>, events: EventSink) {
+pub(crate) async fn watch(activity: Arc<Activity>, events: EventSink) {
     let settings = activity.settings;
     loop {
         activity.refresh();
@@ -223,6 +277,7 @@ pub async fn watch(activity: Arc<Activity>, events: EventSink) {
             activity.lock().idle = true;
             tracing::info!(source = ?source, "idle: no activity for the timeout");
             let _ = events.send(Event::new("idle", fields("idle")));
+            events.audit(Kind::Idle, fields("idle"));
             None
         } else if !warned && !idle && now >= warn_at {
             activity.lock().warned = true;
@@ -387,7 +442,7 @@ mod tests {
             warn: Duration::from_millis(700),
         };
         let activity = Activity::new(settings, dir.path());
-        let (events, mut rx) = tokio::sync::broadcast::channel(16);
+        let (events, mut rx) = crate::guest::service::EventSink::channel(16);
         let start = std::time::Instant::now();
         let w = tokio::spawn(watch(activity.clone(), events));
         let e = rx.recv().await.unwrap();
@@ -397,6 +452,13 @@ mod tests {
         let e = rx.recv().await.unwrap();
         assert_eq!(e.name, "idle");
         let idled = start.elapsed();
+        // And the audit record of it.
+        let record = rx.recv().await.unwrap();
+        assert_eq!(
+            (record.name.as_str(), &record.fields["kind"]),
+            ("audit", &json!("idle"))
+        );
+        assert_eq!(record.fields["source"], "start");
         assert!(
             idled >= Duration::from_millis(1450) && idled < Duration::from_millis(2500),
             "idle {idled:?} after the start, timeout 1.5 s"

@@ -61,6 +61,8 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
+use crate::guest::service::EventSink;
+use crate::guest::trail::Kind;
 use crate::guest::vault::{LiveToken, Vault};
 
 pub mod admission;
@@ -68,16 +70,16 @@ pub mod admission;
 use admission::{admit, RefusalReports, Report, Slots};
 
 /// File name of the socket in the state directory.
-pub const SOCKET_NAME: &str = "git-credential.sock";
+pub(crate) const SOCKET_NAME: &str = "git-credential.sock";
 
 /// Default cgroup path fragment that marks the restricted lifecycle sandbox.
-pub const DEFAULT_RESTRICTED_CGROUP_MARKER: &str = "codespace-lifecycle-restricted";
+pub(crate) const DEFAULT_RESTRICTED_CGROUP_MARKER: &str = "codespace-lifecycle-restricted";
 
 /// Largest request accepted, in bytes (git's requests are a few hundred bytes).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The username GitHub expects with an installation or user-to-server token.
-pub const USERNAME: &str = "x-access-token";
+pub(crate) const USERNAME: &str = "x-access-token";
 
 /// How the broker is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,20 +87,20 @@ pub struct BrokerConfig {
     /// Where the socket is created (default `<state-dir>/git-credential.sock`).
     pub socket_path: PathBuf,
     /// Uids allowed to ask (the codespace's remote user; add others deliberately).
-    pub allowed_uids: Vec<u32>,
+    pub(crate) allowed_uids: Vec<u32>,
     /// Cgroup path fragment of the restricted lifecycle sandbox.
-    pub restricted_cgroup_marker: String,
+    pub(crate) restricted_cgroup_marker: String,
     /// Where `/proc` is (tests point it at a fake tree).
     pub proc_root: PathBuf,
     /// Refuse requests without a `path` (enforces scope even if `useHttpPath` is off).
-    pub require_path: bool,
+    pub(crate) require_path: bool,
     /// Time allowed to read a request, and again to write an answer: an allowed peer holds its
     /// slot for at most twice this.
     pub io_timeout: Duration,
     /// Connections served at once, all allowed uids together. A connection beyond it is closed
     /// at once ([`Silence::Busy`]), never queued: queueing would let the uids holding slots
     /// delay everyone else. With the defaults, four allowed uids each get their whole share.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Connections served at once for one uid. A uid's connection beyond it is closed at once
     /// ([`Silence::UidBusy`]), so a uid that holds connections (idle, slow, or many) delays only
     /// itself. Git asks once per operation, so even parallel fetches stay far below 16.
@@ -147,7 +149,7 @@ pub enum BrokerError {
 /// The git operation asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     /// Fetch a credential.
     Get,
     /// Git reports that a credential worked (ignored).
@@ -160,11 +162,11 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialRequest {
     /// The operation.
-    pub action: Action,
+    pub(crate) action: Action,
     /// `protocol=`.
-    pub protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
     /// `host=` (with `:port` when git has one).
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// `path=` (only with `credential.useHttpPath`).
     pub path: Option<String>,
 }
@@ -204,27 +206,7 @@ pub enum Silence {
     Busy,
 }
 
-impl Silence {
-    /// Stable kebab-case code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Silence::MalformedRequest => "malformed-request",
-            Silence::Ignored => "ignored",
-            Silence::NotHttps => "not-https",
-            Silence::WrongHost => "wrong-host",
-            Silence::MissingPath => "missing-path",
-            Silence::InvalidRepository => "invalid-repository",
-            Silence::OutOfScope => "out-of-scope",
-            Silence::NoToken => "no-token",
-            Silence::UidNotAllowed => "uid-not-allowed",
-            Silence::RestrictedSandbox => "restricted-sandbox",
-            Silence::UnknownPeer => "unknown-peer",
-            Silence::Timeout => "timeout",
-            Silence::UidBusy => "uid-busy",
-            Silence::Busy => "busy",
-        }
-    }
-}
+impl Silence {}
 
 /// What happened on one connection (for logs and tests; never holds the token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,6 +225,9 @@ pub enum Outcome {
         uid: Option<u32>,
         /// Why.
         reason: Silence,
+        /// The repository git asked for, when the request got that far and named one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repository: Option<String>,
     },
     /// A registry credential request (the Docker helper's), as [`crate::guest::registry::record`]
     /// recorded it.
@@ -361,7 +346,7 @@ fn repository_of(path: &str) -> Option<String> {
 
 /// Renders git's answer. It takes the [`Grant`] only [`decide`] makes, so no code path can
 /// render a credential without a decision.
-pub fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>> {
+pub(crate) fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(128 + token.value.len()));
     out.extend_from_slice(format!("username={USERNAME}\npassword=").as_bytes());
     out.extend_from_slice(token.value.expose().as_bytes());
@@ -376,7 +361,7 @@ pub fn render_answer(token: &LiveToken<'_>, _grant: &Grant) -> Zeroizing<Vec<u8>
 }
 
 /// Whether a `/proc/<pid>/cgroup` text puts the process in the restricted sandbox.
-pub fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
+pub(crate) fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
     !marker.is_empty()
         && cgroup_file
             .lines()
@@ -384,17 +369,8 @@ pub fn in_restricted_cgroup(cgroup_file: &str, marker: &str) -> bool {
             .any(|path| path.contains(marker))
 }
 
-/// An admitted caller's credentials, from `SO_PEERCRED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerCred {
-    /// Its uid.
-    pub uid: u32,
-    /// Its pid (known for every admitted caller: admission refuses an unknown one).
-    pub pid: Option<u32>,
-}
-
 /// Checks the caller's credentials: allowed uid, known pid, not in the restricted sandbox.
-pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(), Silence> {
+pub(crate) fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(), Silence> {
     if !config.allowed_uids.contains(&uid) {
         return Err(Silence::UidNotAllowed);
     }
@@ -415,13 +391,13 @@ pub fn check_peer(uid: u32, pid: Option<i32>, config: &BrokerConfig) -> Result<(
 }
 
 /// Where the broker listens in `state_dir`.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
 /// Binds the broker's socket at `path` (replacing a stale socket, never another kind of file)
 /// with mode 0666: access is decided per connection by `SO_PEERCRED`, not by file permissions.
-pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, BrokerError> {
+pub(crate) fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener, BrokerError> {
     crate::guest::transport::bind_unix(path, 0o666).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             BrokerError::PathInUse {
@@ -447,6 +423,7 @@ pub struct Broker {
     vault: Vault,
     clock: Clock,
     outcomes: Option<mpsc::Sender<Outcome>>,
+    trail: Option<EventSink>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -485,6 +462,7 @@ impl Broker {
             vault,
             clock: Arc::new(OffsetDateTime::now_utc),
             outcomes: None,
+            trail: None,
         })
     }
 
@@ -502,9 +480,12 @@ impl Broker {
         self
     }
 
-    /// The socket path.
-    pub fn socket_path(&self) -> &Path {
-        &self.config.socket_path
+    /// Records every served connection's [`Outcome`] in the audit trail, with the caller's
+    /// pid and executable, and refusals at accept at the same bounded rate as
+    /// [`Self::with_outcomes`].
+    pub fn with_trail(mut self, events: EventSink) -> Self {
+        self.trail = Some(events);
+        self
     }
 
     /// Serves until `shutdown` completes; then removes the socket. The loop never waits for a
@@ -523,12 +504,14 @@ impl Broker {
                     Err(_) => continue,
                 },
             };
-            let (peer, slot) = match admit(&stream, &self.config, &slots) {
+            let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+            let (uid, slot) = match admit(&stream, &self.config, &slots) {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
-                    // Closed before reading anything: see the module docs for why.
+                    // Reported while the peer's end is still open (its /proc entry is still
+                    // there), then closed before reading anything: see the module docs.
+                    self.report_refusal(&mut refusals, refusal, pid);
                     drop(stream);
-                    self.report_refusal(&mut refusals, refusal);
                     continue;
                 }
             };
@@ -536,10 +519,25 @@ impl Broker {
             let vault = self.vault.clone();
             let clock = Arc::clone(&self.clock);
             let outcomes = self.outcomes.clone();
+            // Who called, read now: git's helper may be gone by the time the answer is written.
+            let caller = caller(&config.proc_root, pid);
+            let trail = self.trail.clone();
             tokio::spawn(async move {
-                let outcome = handle_connection(stream, peer, &config, &vault, &clock).await;
+                let outcome =
+                    handle_connection(stream, uid, &caller, &config, &vault, &clock).await;
                 // The slot is free before the report: a full channel never holds it.
                 drop(slot);
+                match &outcome {
+                    // Every registry answer and refusal goes through its one function.
+                    Outcome::Registry(access) => {
+                        crate::guest::registry::record(access, trail.as_ref());
+                    }
+                    other => {
+                        if let Some(events) = &trail {
+                            record(events, other, &caller);
+                        }
+                    }
+                }
                 if let Some(sender) = outcomes {
                     let _ = sender.try_send(outcome);
                 }
@@ -550,37 +548,86 @@ impl Broker {
     }
 
     /// Reports a refusal at accept within [`RefusalReports`]' rate.
-    fn report_refusal(&self, refusals: &mut RefusalReports, refusal: Outcome) {
-        let Some(sender) = &self.outcomes else {
+    fn report_refusal(&self, refusals: &mut RefusalReports, refusal: Outcome, pid: Option<i32>) {
+        if self.outcomes.is_none() && self.trail.is_none() {
             return;
-        };
+        }
         match refusals.admit(std::time::Instant::now()) {
             Report::Count => {}
             Report::Send { unreported } => {
+                let mut report = Vec::with_capacity(2);
                 if unreported > 0 {
-                    let _ = sender.try_send(Outcome::Unreported {
-                        refusals: unreported,
-                    });
+                    report.push((
+                        Outcome::Unreported {
+                            refusals: unreported,
+                        },
+                        None,
+                    ));
                 }
-                let _ = sender.try_send(refusal);
+                report.push((refusal, pid));
+                for (outcome, pid) in report {
+                    if let Some(events) = &self.trail {
+                        record(events, &outcome, &caller(&self.config.proc_root, pid));
+                    }
+                    if let Some(sender) = &self.outcomes {
+                        let _ = sender.try_send(outcome);
+                    }
+                }
             }
         }
     }
 }
 
+/// Who called, for the audit trail: the pid from `SO_PEERCRED` and its executable
+/// (`/proc/PID/exe`, or its `comm` name when the agent may not read the link: the network side
+/// runs as its own user).
+fn caller(proc_root: &Path, pid: Option<i32>) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    if let Some(pid) = pid.filter(|p| *p > 0) {
+        let dir = proc_root.join(pid.to_string());
+        fields.insert("pid".into(), pid.into());
+        match std::fs::read_link(dir.join("exe")) {
+            Ok(exe) => {
+                fields.insert("exe".into(), exe.display().to_string().into());
+            }
+            Err(_) => {
+                if let Ok(comm) = std::fs::read_to_string(dir.join("comm")) {
+                    fields.insert("comm".into(), comm.trim_end().into());
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// Records a connection's outcome and its caller in the audit trail.
+fn record(
+    events: &EventSink,
+    outcome: &Outcome,
+    caller: &serde_json::Map<String, serde_json::Value>,
+) {
+    let mut fields = serde_json::to_value(outcome).unwrap_or_default();
+    if let serde_json::Value::Object(m) = &mut fields {
+        m.extend(caller.clone());
+    }
+    events.audit(Kind::Credential, fields);
+}
+
 /// Serves one request from an already checked peer over any stream (unit tests use a duplex):
-/// git's, or the Docker helper's ([`crate::guest::registry`]).
-pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
+/// git's, or the Docker helper's ([`crate::guest::registry`]). `caller` is [`caller`]'s view of
+/// the peer, for the registry's records.
+pub(crate) async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    peer: PeerCred,
+    uid: u32,
+    caller: &serde_json::Map<String, serde_json::Value>,
     config: &BrokerConfig,
     vault: &Vault,
     clock: &Clock,
 ) -> Outcome {
-    let uid = peer.uid;
     let silent = |reason| Outcome::Silent {
         uid: Some(uid),
         reason,
+        repository: None,
     };
     let request = match tokio::time::timeout(config.io_timeout, read_request(&mut stream)).await {
         Err(_) => return silent(Silence::Timeout),
@@ -588,11 +635,11 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Ok(bytes)) => bytes,
     };
     if let Some(registry) = crate::guest::registry::HelperRequest::parse(&request) {
-        let caller = crate::guest::registry::Caller::lookup(uid, peer.pid, &config.proc_root);
         return Outcome::Registry(
             crate::guest::registry::serve(
                 &mut stream,
-                caller,
+                uid,
+                caller.clone(),
                 registry,
                 vault,
                 clock(),
@@ -631,7 +678,15 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
         Ok((None, _)) => silent(Silence::NoToken),
         Err(reason) => {
             let _ = stream.shutdown().await;
-            silent(reason)
+            Outcome::Silent {
+                uid: Some(uid),
+                reason,
+                repository: request
+                    .path
+                    .as_deref()
+                    .and_then(repository_of)
+                    .map(|r| r.trim_end_matches(".git").to_owned()),
+            }
         }
     }
 }

@@ -23,6 +23,7 @@
 //!   "request_timeout_ms": 30000,       // default and upper bound of a request's timeout_ms
 //!   "heartbeat_interval_s": 30,
 //!   "idle": { "timeout_s": 1800, "warn_s": 300, "terminals": "/dev/pts" }, // see guest::activity
+//!   "audit_records": 10000,           // audit records kept for a host that reconnects (guest::trail)
 //!   "shutdown_grace_ms": 5000,
 //!   "token": { "expiry_lead_s": 600, "export_github_token": true, "host": "github.com" },
 //!   "credential_uids": [],             // uids allowed to ask the git credential broker
@@ -48,73 +49,74 @@ use crate::wire::DEFAULT_MAX_FRAME;
 /// Default state directory (tmpfs).
 pub const DEFAULT_STATE_DIR: &str = "/run/codespace-agent";
 /// Default identity of the network-facing process (created by the package: sysusers.d).
-pub const DEFAULT_NETWORK_USER: &str = "codespace-agent";
+pub(crate) const DEFAULT_NETWORK_USER: &str = "codespace-agent";
 /// Default listen address.
-pub const DEFAULT_LISTEN: &str = "vsock:any:1023";
+pub(crate) const DEFAULT_LISTEN: &str = "vsock:any:1023";
 
 /// The config file as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // each field is documented in the module's example
-pub struct RawConfig {
-    pub listen: Option<String>,
-    pub allowed_cids: Option<Vec<u32>>,
-    pub state_dir: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub user: Option<String>,
-    pub network_user: Option<String>,
-    pub agent_id: Option<String>,
-    pub workspace_dir: Option<PathBuf>,
-    pub max_frame_bytes: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub max_handshakes: Option<usize>,
-    pub max_requests_per_connection: Option<usize>,
-    pub handshake_timeout_ms: Option<u64>,
-    pub request_timeout_ms: Option<u64>,
-    pub heartbeat_interval_s: Option<u64>,
-    pub shutdown_grace_ms: Option<u64>,
-    pub token: Option<RawTokenConfig>,
-    pub idle: Option<RawIdleConfig>,
-    pub credential_uids: Option<Vec<u32>>,
-    pub docker_config_dir: Option<PathBuf>,
-    pub codespace: Option<CodespaceIdentity>,
-    pub lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
-    pub sandbox: Option<super::sandbox::RawSandboxConfig>,
-    pub detect: Option<RawDetectConfig>,
-    pub firewall: Option<RawFirewallConfig>,
-    pub ports: Option<super::ports::RawPortsConfig>,
+pub(crate) struct RawConfig {
+    pub(crate) listen: Option<String>,
+    pub(crate) allowed_cids: Option<Vec<u32>>,
+    pub(crate) state_dir: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
+    pub(crate) user: Option<String>,
+    pub(crate) network_user: Option<String>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) workspace_dir: Option<PathBuf>,
+    pub(crate) max_frame_bytes: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_handshakes: Option<usize>,
+    pub(crate) max_requests_per_connection: Option<usize>,
+    pub(crate) handshake_timeout_ms: Option<u64>,
+    pub(crate) request_timeout_ms: Option<u64>,
+    pub(crate) heartbeat_interval_s: Option<u64>,
+    pub(crate) shutdown_grace_ms: Option<u64>,
+    pub(crate) token: Option<RawTokenConfig>,
+    pub(crate) idle: Option<RawIdleConfig>,
+    pub(crate) audit_records: Option<usize>,
+    pub(crate) credential_uids: Option<Vec<u32>>,
+    pub(crate) docker_config_dir: Option<PathBuf>,
+    pub(crate) codespace: Option<CodespaceIdentity>,
+    pub(crate) lifecycle: Option<super::lifecycle::settings::RawLifecycleConfig>,
+    pub(crate) sandbox: Option<super::sandbox::RawSandboxConfig>,
+    pub(crate) detect: Option<RawDetectConfig>,
+    pub(crate) firewall: Option<RawFirewallConfig>,
+    pub(crate) ports: Option<super::ports::RawPortsConfig>,
 }
 
 /// The `token` section as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
-pub struct RawTokenConfig {
-    pub expiry_lead_s: Option<u64>,
-    pub export_github_token: Option<bool>,
-    pub host: Option<String>,
+pub(crate) struct RawTokenConfig {
+    pub(crate) expiry_lead_s: Option<u64>,
+    pub(crate) export_github_token: Option<bool>,
+    pub(crate) host: Option<String>,
 }
 
 /// The `idle` section as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
-pub struct RawIdleConfig {
-    pub timeout_s: Option<u64>,
-    pub warn_s: Option<u64>,
-    pub terminals: Option<PathBuf>,
+pub(crate) struct RawIdleConfig {
+    pub(crate) timeout_s: Option<u64>,
+    pub(crate) warn_s: Option<u64>,
+    pub(crate) terminals: Option<PathBuf>,
 }
 
 /// When the codespace counts as idle (guest::activity).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdleConfig {
+pub(crate) struct IdleConfig {
     /// No activity for this long is idle (default 30 minutes; an organization's
     /// `idle_timeout_minutes` may shorten it).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// `idle_warning` comes this long before (default 5 minutes).
-    pub warn: Duration,
+    pub(crate) warn: Duration,
     /// Where the terminals whose input and output count are (default `/dev/pts`).
-    pub terminals: PathBuf,
+    pub(crate) terminals: PathBuf,
 }
 
 /// Who the codespace belongs to; reported by `status` under `codespace`.
@@ -141,7 +143,7 @@ pub struct CodespaceIdentity {
 impl CodespaceIdentity {
     /// The lifecycle trust facts (creator access, fork pull request, prebuild): when they
     /// change, what restricted runs left behind is killed.
-    pub fn trust_facts(&self) -> (Option<String>, Option<bool>, Option<bool>) {
+    pub(crate) fn trust_facts(&self) -> (Option<String>, Option<bool>, Option<bool>) {
         (
             self.creator_access.clone(),
             self.pull_request_from_fork,
@@ -150,7 +152,7 @@ impl CodespaceIdentity {
     }
 
     /// Fields set in `other` replace ours.
-    pub fn merge(&mut self, other: &CodespaceIdentity) {
+    pub(crate) fn merge(&mut self, other: &CodespaceIdentity) {
         if other.owner.is_some() {
             self.owner.clone_from(&other.owner);
         }
@@ -187,36 +189,38 @@ pub struct TokenConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)] // fields mirror the documented keys one to one
 pub struct AgentConfig {
-    pub listen: ListenAddr,
-    pub allowed_cids: Vec<u32>,
+    pub(crate) listen: ListenAddr,
+    pub(crate) allowed_cids: Vec<u32>,
     pub state_dir: PathBuf,
-    pub key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     pub user: Option<String>,
     /// The network-facing process's user (name, UID or UID:GID); `None` when privilege
     /// separation is off (`"network_user": "none"`, development only).
     pub network_user: Option<String>,
-    pub agent_id: Option<String>,
-    pub workspace_dir: PathBuf,
-    pub max_frame_bytes: usize,
-    pub max_connections: usize,
-    pub max_handshakes: usize,
-    pub max_requests_per_connection: usize,
-    pub handshake_timeout: Duration,
-    pub request_timeout: Duration,
-    pub heartbeat_interval: Duration,
-    pub shutdown_grace: Duration,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) workspace_dir: PathBuf,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_handshakes: usize,
+    pub(crate) max_requests_per_connection: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) shutdown_grace: Duration,
     pub token: TokenConfig,
-    pub idle: IdleConfig,
+    pub(crate) idle: IdleConfig,
+    /// Audit records kept in memory for a host that reconnects (guest::trail).
+    pub(crate) audit_records: usize,
     pub credential_uids: Vec<u32>,
     /// Where the agent writes the `credHelpers` entries of delivered registries (absolute;
     /// `None`: the codespace user's `~/.docker`).
     pub docker_config_dir: Option<PathBuf>,
-    pub codespace: CodespaceIdentity,
-    pub lifecycle: super::lifecycle::settings::LifecycleConfig,
-    pub sandbox: super::sandbox::SandboxConfig,
-    pub detect: DetectOptions,
-    pub firewall: FirewallConfig,
-    pub ports: super::ports::PortsConfig,
+    pub(crate) codespace: CodespaceIdentity,
+    pub(crate) lifecycle: super::lifecycle::settings::LifecycleConfig,
+    pub(crate) sandbox: super::sandbox::SandboxConfig,
+    pub(crate) detect: DetectOptions,
+    pub(crate) firewall: FirewallConfig,
+    pub(crate) ports: super::ports::PortsConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -266,7 +270,7 @@ pub struct Overrides {
 }
 
 /// Parses config text (JSON with comments and trailing commas).
-pub fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+pub(crate) fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
     let opts = jsonc_parser::ParseOptions {
         allow_comments: true,
         allow_trailing_commas: true,
@@ -320,7 +324,7 @@ pub(crate) fn positive<T: Default + PartialEq>(
 }
 
 /// Builds the typed configuration from the raw one and the overrides.
-pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> {
+pub(crate) fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> {
     let listen: ListenAddr = o
         .listen
         .as_deref()
@@ -416,6 +420,11 @@ pub fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, ConfigError> 
                 terminals: idle.terminals.unwrap_or_else(|| "/dev/pts".into()),
             }
         },
+        audit_records: positive(
+            "audit_records",
+            raw.audit_records,
+            super::trail::DEFAULT_CAPACITY,
+        )?,
         credential_uids: raw.credential_uids.unwrap_or_default(),
         docker_config_dir: match raw.docker_config_dir {
             Some(d) if !d.is_absolute() || d.parent().is_none() => {

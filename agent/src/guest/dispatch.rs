@@ -9,13 +9,15 @@
 //! | `session`     | `event: create\|resume\|suspend, codespace?: {owner, organization, repository, prebuild?, ..}` | report (+ `prebuild` when it started or ended) |
 //! | `registry_put` | `registry, username, secret: sealed, expires_at, scope?` | the registry and the `docker_config` sync |
 //! | `registry_remove` | `registry` | the same |
+//! | `trail`       | `since?: seq (0), limit?: n (500)`                  | see [`super::trail::Page`]    |
 //! | `ports_list`, `ports_visibility`, `grant_key_put`, `forward_tickets` | see [`super::ports`] | see [`super::ports::service`] |
 //!
 //! | `lifecycle_run`, `extensions_install`, `config_watch`, `restricted_kill` | see [`super::lifecycle`] | long-running [`Job`]s |
 //!
 //! Requests arrive parsed ([`Request`], [`super::request`]). Anything else is answered
 //! `unsupported`. Every failure is a [`HandlerError`], turned into a
-//! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open.
+//! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open. Every refusal
+//! and every session event is an audit record ([`super::trail`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,7 +31,8 @@ use super::lifecycle::LifecycleService;
 use super::ports::forward::ForwardContext;
 use super::ports::PortsService;
 use super::request::{LifecycleRequest, Named, PortsRequest, Request, ServiceRequest};
-use super::service::{SecretsService, ServiceError, SessionKind};
+use super::service::{EventSink, SecretsService, ServiceError, SessionKind};
+use super::trail::Kind;
 use crate::wire::{ErrorCode, WireError};
 
 /// Why a request failed.
@@ -51,7 +54,9 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// The wire form.
+    /// The wire form. Values the host sent are not quoted back
+    /// ([`crate::wire::message::without_values`]): a token sent in the wrong field must not
+    /// reach the audit trail or a log through an error message.
     pub fn wire(&self) -> WireError {
         match self {
             Self::Unsupported(_) => WireError::new(ErrorCode::Unsupported, self.to_string()),
@@ -59,6 +64,7 @@ impl HandlerError {
             Self::NoService(_) => WireError::new(ErrorCode::Unavailable, self.to_string()),
             Self::Service(e) => e.wire(),
         }
+        .without_values()
     }
 }
 
@@ -82,7 +88,7 @@ const PORTS_FEATURES: &[&str] = &["forward"];
 
 /// A section of `status` supplied by another part of the agent (port detection, firewall):
 /// called on every `status` request, on the blocking pool, so it may take a lock.
-pub type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
+pub(crate) type StatusSection = Arc<dyn Fn() -> Value + Send + Sync>;
 /// Routes requests to their handlers.
 pub struct Dispatcher {
     facts: AgentFacts,
@@ -93,6 +99,7 @@ pub struct Dispatcher {
     sections: Mutex<Vec<(&'static str, StatusSection)>>,
     lifecycle: Option<Arc<LifecycleService>>,
     activity: Option<Arc<super::activity::Activity>>,
+    events: Option<EventSink>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -126,7 +133,15 @@ impl Dispatcher {
             sections: Mutex::new(Vec::new()),
             lifecycle: None,
             activity: None,
+            events: None,
         }
+    }
+
+    /// Adds the event stream and its audit trail: `trail` requests are answered from it, and
+    /// session events and refused requests are recorded in it.
+    pub(crate) fn with_events(mut self, events: EventSink) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Adds the port service (`ports_*` requests, `grant_key_put`, `forward` connections).
@@ -136,14 +151,14 @@ impl Dispatcher {
     }
 
     /// What a `forward` connection needs: the port service and the codespace's identity now.
-    pub fn forward_context(&self) -> ForwardContext {
+    pub(crate) fn forward_context(&self) -> ForwardContext {
         self.ports
             .as_ref()
             .map(|p| (p.clone(), self.lock_codespace().clone()))
     }
 
     /// Adds a `status` section named `name`, filled by `section` at each request.
-    pub fn add_status_section(&self, name: &'static str, section: StatusSection) {
+    pub(crate) fn add_status_section(&self, name: &'static str, section: StatusSection) {
         lock_ignoring_poison(&self.sections).push((name, section));
     }
 
@@ -155,7 +170,7 @@ impl Dispatcher {
 
     /// Adds the activity clock: `activity` requests count as activity (the host's), and a
     /// session `create` or `resume` restarts the clock.
-    pub fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
+    pub(crate) fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
         self.activity = Some(activity);
         self
     }
@@ -165,7 +180,21 @@ impl Dispatcher {
         match (req, &self.lifecycle) {
             (Request::Lifecycle(kind, fields), Some(lifecycle)) => {
                 let identity = self.lock_codespace().clone();
-                Ok(lifecycle.job(kind, fields, &identity))
+                let mut job = lifecycle.job(kind, fields, &identity);
+                if let Some(events) = self.events.clone() {
+                    // A refused run (a broken devcontainer.json, a run as a user policy does
+                    // not allow, ...) is recorded like any refused request.
+                    let work = job.work;
+                    job.work = Box::pin(async move {
+                        let result = work.await;
+                        if let Err(e) = &result {
+                            let e = e.clone().without_values();
+                            events.audit(Kind::Refusal, refusal_record(kind.name(), &e));
+                        }
+                        result
+                    });
+                }
+                Ok(job)
             }
             (req, _) => Err(req),
         }
@@ -190,11 +219,23 @@ impl Dispatcher {
         if self.activity.is_some() {
             caps.push(Request::Activity.name());
         }
+        if self.events.is_some() {
+            caps.push("trail");
+        }
         caps.into_iter().map(str::to_owned).collect()
     }
 
-    /// Handles one request.
+    /// Handles one request; a refusal is recorded in the audit trail.
     pub fn handle(&self, req: Request) -> Result<Value, HandlerError> {
+        let name = req.name().to_owned();
+        let result = self.answer(req);
+        if let Err(e) = &result {
+            self.recorded(Kind::Refusal, refusal_record(&name, &e.wire()));
+        }
+        result
+    }
+
+    fn answer(&self, req: Request) -> Result<Value, HandlerError> {
         match req {
             Request::Ping => Ok(json!({"pong": true})),
             Request::Status => Ok(self.status()),
@@ -206,11 +247,35 @@ impl Dispatcher {
                 activity.note(super::activity::Source::Host);
                 Ok(activity.status())
             }
+            Request::Trail(fields) => {
+                let events = self
+                    .events
+                    .as_ref()
+                    .ok_or_else(|| HandlerError::Unsupported("trail".into()))?;
+                let number = |key: &str, default: u64| match fields.get(key) {
+                    None | Some(Value::Null) => Ok(default),
+                    Some(v) => v.as_u64().ok_or_else(|| {
+                        HandlerError::BadRequest(format!("`{key}` must be a non-negative integer"))
+                    }),
+                };
+                let since = number("since", 0)?;
+                let limit = number("limit", super::trail::MAX_PAGE as u64)?;
+                let page = events
+                    .trail()
+                    .page(since, usize::try_from(limit).unwrap_or(usize::MAX));
+                Ok(json!(page))
+            }
             Request::Service(kind, fields) => {
                 let service = self.service(kind.name())?;
+                // The service's reports name what was delivered (expiry, scope, secret names)
+                // and never a value: they are the records.
                 match kind {
-                    ServiceRequest::TokenPut => Ok(service.put_token(fields)?),
-                    ServiceRequest::SecretsPut => Ok(service.put_secrets(fields)?),
+                    ServiceRequest::TokenPut => {
+                        Ok(self.recorded(Kind::TokenDelivered, service.put_token(fields)?))
+                    }
+                    ServiceRequest::SecretsPut => {
+                        Ok(self.recorded(Kind::SecretsDelivered, service.put_secrets(fields)?))
+                    }
                     ServiceRequest::Session => self.session(service, fields),
                     ServiceRequest::RegistryPut => Ok(service.put_registry(fields)?),
                     ServiceRequest::RegistryRemove => Ok(service.remove_registry(fields)?),
@@ -228,6 +293,14 @@ impl Dispatcher {
             Request::Lifecycle(kind, _) => Err(HandlerError::Unsupported(kind.name().to_owned())),
             Request::Unknown(name) => Err(HandlerError::Unsupported(name)),
         }
+    }
+
+    /// Records `report` in the audit trail (when there is one) and hands it back.
+    fn recorded(&self, kind: Kind, report: Value) -> Value {
+        if let Some(events) = &self.events {
+            events.audit(kind, report.clone());
+        }
+        report
     }
 
     fn service(&self, kind: &str) -> Result<&Arc<dyn SecretsService>, HandlerError> {
@@ -295,8 +368,15 @@ impl Dispatcher {
                 }
             }
         }
+        let codespace = json!(*self.lock_codespace());
+        // A prebuild that started or ended says what it wiped (counts, never values).
+        let mut recorded = json!({"event": kind.as_str(), "codespace": codespace});
+        if let Some(prebuild) = &prebuild {
+            recorded["prebuild"] = prebuild.clone();
+        }
+        self.recorded(Kind::Session, recorded);
         if let Value::Object(m) = &mut report {
-            m.insert("codespace".into(), json!(*self.lock_codespace()));
+            m.insert("codespace".into(), codespace);
             if let Some(prebuild) = prebuild {
                 m.insert("prebuild".into(), prebuild);
             }
@@ -313,7 +393,7 @@ impl Dispatcher {
 
     /// The `status` object: version, identity, uptime, capabilities, codespace, health, and the
     /// service's token/secrets section.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let mut m = Map::new();
         m.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         m.insert(
@@ -342,6 +422,11 @@ impl Dispatcher {
         }
         Value::Object(m)
     }
+}
+
+/// The audit record of a refused request.
+fn refusal_record(request: &str, error: &WireError) -> Value {
+    json!({"what": "request", "request": request, "code": error.code, "reason": error.message})
 }
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -14,36 +14,36 @@ use sysinfo::{Disks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 /// One snapshot of the metrics.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Whole-VM CPU usage in percent (all cores together = 100).
-    pub cpu_percent: f32,
+    pub(crate) cpu_percent: f32,
     /// Number of logical CPUs.
-    pub cpus: usize,
+    pub(crate) cpus: usize,
     /// Total memory, bytes.
-    pub memory_total_bytes: u64,
+    pub(crate) memory_total_bytes: u64,
     /// Used memory, bytes.
-    pub memory_used_bytes: u64,
+    pub(crate) memory_used_bytes: u64,
     /// Load averages over 1, 5 and 15 minutes.
-    pub load: [f64; 3],
+    pub(crate) load: [f64; 3],
     /// VM uptime, seconds.
-    pub uptime_s: u64,
+    pub(crate) uptime_s: u64,
     /// Disk of the workspace directory (absent if no file system could be matched).
-    pub disk: Option<DiskMetrics>,
+    pub(crate) disk: Option<DiskMetrics>,
     /// The agent's own resident memory, bytes.
-    pub agent_rss_bytes: u64,
+    pub(crate) agent_rss_bytes: u64,
     /// The agent's own CPU usage in percent of one core.
-    pub agent_cpu_percent: f32,
+    pub(crate) agent_cpu_percent: f32,
 }
 
 /// File system holding the workspace.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct DiskMetrics {
+pub(crate) struct DiskMetrics {
     /// Mount point.
-    pub mount_point: PathBuf,
+    pub(crate) mount_point: PathBuf,
     /// Size, bytes.
-    pub total_bytes: u64,
+    pub(crate) total_bytes: u64,
     /// Available, bytes.
-    pub available_bytes: u64,
+    pub(crate) available_bytes: u64,
 }
 
 /// Keeps the sysinfo state between samples (needed for CPU deltas).
@@ -74,7 +74,7 @@ impl HealthSampler {
     }
 
     /// Takes a snapshot.
-    pub fn sample(&self) -> Metrics {
+    pub(crate) fn sample(&self) -> Metrics {
         let mut guard = match self.inner.lock() {
             Ok(g) => g,
             // A panic while sampling leaves only stale numbers behind; keep going with them.

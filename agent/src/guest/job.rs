@@ -13,7 +13,7 @@ use crate::wire::WireError;
 /// A long-running request: how long it may take and the work.
 pub struct Job {
     /// How long the work may take.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// The work.
     pub work: Pin<Box<dyn Future<Output = Result<Value, WireError>> + Send>>,
 }
@@ -28,7 +28,7 @@ impl std::fmt::Debug for Job {
 
 impl Job {
     /// A job with a deadline.
-    pub fn new(
+    pub(crate) fn new(
         deadline: Duration,
         work: impl Future<Output = Result<Value, WireError>> + Send + 'static,
     ) -> Self {
@@ -39,7 +39,7 @@ impl Job {
     }
 
     /// A job whose result is already known (a field error).
-    pub fn ready(result: Result<Value, WireError>) -> Self {
+    pub(crate) fn ready(result: Result<Value, WireError>) -> Self {
         Self::new(Duration::from_secs(1), std::future::ready(result))
     }
 }

@@ -11,14 +11,14 @@
 //!
 //! [`Agent`] wires the parts together; each part lives in its own module and is tested on its own.
 
-pub mod activity;
+pub(crate) mod activity;
 pub mod broker;
 pub mod config;
 pub mod detect;
 pub mod dispatch;
 pub mod firewall;
 pub mod health;
-pub mod job;
+pub(crate) mod job;
 pub mod lifecycle;
 pub mod ports;
 pub mod privsep;
@@ -28,6 +28,7 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod system;
+pub(crate) mod trail;
 pub mod transport;
 pub mod user;
 pub mod vault;
@@ -38,7 +39,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use self::config::AgentConfig;
@@ -92,7 +92,7 @@ pub enum StartError {
 }
 
 /// Reads a shared key file (its bytes are the key).
-pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
+pub(crate) fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
     let bytes = std::fs::read(path).map_err(|source| StartError::KeyFile {
         path: path.to_owned(),
         source,
@@ -105,7 +105,7 @@ pub fn read_key_file(path: &std::path::Path) -> Result<SharedKey, StartError> {
 
 /// Creates the state directory (mode 0700; the vault then opens it to 0711 so the remote user
 /// can reach its own files).
-pub fn prepare_state_dir(dir: &std::path::Path) -> Result<(), StartError> {
+pub(crate) fn prepare_state_dir(dir: &std::path::Path) -> Result<(), StartError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -134,7 +134,7 @@ impl Agent {
         if privsep::client().is_none() {
             prepare_state_dir(&config.state_dir)?;
         }
-        let (events, _) = broadcast::channel(256);
+        let events = EventSink::new(256, config.audit_records);
         Ok(Self {
             config,
             events,
@@ -229,11 +229,13 @@ impl Agent {
             activity::IdleSettings::effective(c.idle.timeout, c.idle.warn, org_idle),
             &c.idle.terminals,
         );
+        ports.count_activity_on(activity.clone());
         let dispatcher = Arc::new(
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
                 .with_ports(ports.clone())
                 .with_lifecycle(lifecycle)
-                .with_activity(activity.clone()),
+                .with_activity(activity.clone())
+                .with_events(self.events.clone()),
         );
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
@@ -242,6 +244,8 @@ impl Agent {
         let a = activity.clone();
         dispatcher.add_status_section("activity", Arc::new(move || a.status()));
         dispatcher.add_status_section("ports", Arc::new(move || ports.status()));
+        let events = self.events.clone();
+        dispatcher.add_status_section("audit", Arc::new(move || events.trail().summary()));
         let identity = AgentIdentity {
             agent_id: facts.agent_id.clone(),
             boot_id: facts.boot_id.clone(),

@@ -17,9 +17,10 @@
 //! ([`super::broker::admission`]), so the rules are the same ones, enforced in the same place:
 //! only the codespace user's uid (or the configured `credential_uids`), never a process of a
 //! restricted lifecycle run, a bounded share of connections per uid. A refused caller is closed
-//! before its request is read, so it never reaches [`record`] (the broker reports it like any
-//! refusal at accept, without a registry: none was read). Everything past admission, answered or
-//! not, goes through [`record`].
+//! before its request is read, so it never reaches [`record`]: the broker records it in the
+//! audit trail like any refusal at accept (a `credential` record with the caller's uid, pid,
+//! executable and reason, and no registry: none was read). Everything past admission, answered
+//! or not, goes through [`record`] (a `registry` record).
 //!
 //! The helper's requests on the socket (the first line tells them from git's `get`/`store`/
 //! `erase`):
@@ -38,18 +39,22 @@ use std::time::Duration;
 use codespace_policy::container_registry::{RegistryHost, RegistryRefusal};
 use codespace_policy::ReasonCode as _;
 use serde::Serialize;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use super::privsep::{CallError, MonitorClient};
+use super::privsep::client::CallError;
+use super::privsep::MonitorClient;
+use super::service::EventSink;
+use super::trail::Kind;
 use super::vault::{Owner, Vault};
 use docker_config::{DockerConfigError, DockerConfigReport};
 
 /// First line of the helper's `get` on the broker socket.
-pub const GET: &str = "docker-get";
+pub(crate) const GET: &str = "docker-get";
 
 /// First line of the helper's `list` on the broker socket.
-pub const LIST: &str = "docker-list";
+pub(crate) const LIST: &str = "docker-list";
 
 /// Longest server URL carried (Docker's are a host and maybe a path).
 pub const MAX_SERVER_URL_BYTES: usize = 2048;
@@ -113,34 +118,6 @@ impl HelperRequest {
     }
 }
 
-/// Who asked, from the kernel's credentials (`SO_PEERCRED`) and `/proc`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Caller {
-    /// Its uid.
-    pub uid: u32,
-    /// Its pid, when the kernel gave one.
-    pub pid: Option<u32>,
-    /// Its executable (`/proc/PID/exe`), or `[comm]` when the link cannot be read (the
-    /// network side may not read another user's), or `None` when the process is gone.
-    pub exe: Option<String>,
-}
-
-impl Caller {
-    /// The caller `uid`/`pid`, with its executable looked up under `proc_root`.
-    pub fn lookup(uid: u32, pid: Option<u32>, proc_root: &Path) -> Self {
-        let exe = pid.and_then(|pid| {
-            let dir = proc_root.join(pid.to_string());
-            std::fs::read_link(dir.join("exe"))
-                .map(|p| p.display().to_string())
-                .or_else(|_| {
-                    std::fs::read_to_string(dir.join("comm")).map(|c| format!("[{}]", c.trim_end()))
-                })
-                .ok()
-        });
-        Self { uid, pid, exe }
-    }
-}
-
 /// How a registry request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "reason")]
@@ -162,16 +139,21 @@ pub struct RegistryAccess {
     pub action: &'static str,
     /// The registry asked for: its host when the server URL names one, else `None`.
     pub registry: Option<String>,
-    /// Who asked.
-    pub caller: Caller,
+    /// Who asked: its uid (`SO_PEERCRED`).
+    pub uid: u32,
+    /// Who asked: `pid`, and `exe` (or `comm` when the link cannot be read), as the broker
+    /// reads them for every caller.
+    #[serde(flatten)]
+    pub caller: Map<String, Value>,
     /// How it ended.
     #[serde(flatten)]
     pub result: AccessResult,
 }
 
-/// Every registry credential answer and refusal passes here, once: the one place an audit
-/// record is made (today a log line; the audit trail attaches here). Never sees a secret.
-pub fn record(access: RegistryAccess) -> RegistryAccess {
+/// Every registry credential answer and refusal passes here, once (the broker calls it for
+/// each registry request it served): a log line, and a `registry` record in the audit trail
+/// when the broker has one. Never sees a secret.
+pub(crate) fn record(access: &RegistryAccess, trail: Option<&EventSink>) {
     let reason = match access.result {
         AccessResult::Refused(r) => r.code(),
         AccessResult::Answered => "answered",
@@ -181,20 +163,31 @@ pub fn record(access: RegistryAccess) -> RegistryAccess {
     tracing::info!(
         action = access.action,
         registry = access.registry.as_deref().unwrap_or("-"),
-        uid = access.caller.uid,
-        pid = access.caller.pid,
-        exe = access.caller.exe.as_deref().unwrap_or("-"),
+        uid = access.uid,
+        pid = access.caller.get("pid").and_then(serde_json::Value::as_u64),
+        exe = access
+            .caller
+            .get("exe")
+            .or_else(|| access.caller.get("comm"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("-"),
         result = reason,
         "registry credential request"
     );
-    access
+    if let Some(events) = trail {
+        events.audit(
+            Kind::Registry,
+            serde_json::to_value(access).unwrap_or_default(),
+        );
+    }
 }
 
-/// Serves one registry request from an admitted caller: decides with the vault at `now`,
-/// writes the answer (or nothing) within `io_timeout`, and records the outcome.
-pub async fn serve<S: AsyncWrite + Unpin>(
+/// Serves one registry request from an admitted caller: decides with the vault at `now` and
+/// writes the answer (or nothing) within `io_timeout`; the outcome, for [`record`].
+pub(crate) async fn serve<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    caller: Caller,
+    uid: u32,
+    caller: Map<String, Value>,
     request: Result<HelperRequest, Malformed>,
     vault: &Vault,
     now: OffsetDateTime,
@@ -233,12 +226,13 @@ pub async fn serve<S: AsyncWrite + Unpin>(
     if answer.is_some() && !matches!(written, Ok(Ok(()))) {
         result = AccessResult::Timeout;
     }
-    record(RegistryAccess {
+    RegistryAccess {
         action,
         registry,
+        uid,
         caller,
         result,
-    })
+    }
 }
 
 /// Why `credHelpers` could not be brought in line.
@@ -350,20 +344,5 @@ mod tests {
             HelperRequest::parse(long.as_bytes()),
             Some(Err(Malformed("get")))
         );
-    }
-
-    #[test]
-    fn the_caller_is_named_by_its_executable_or_its_command_name() {
-        let me = Caller::lookup(0, Some(std::process::id()), Path::new("/proc"));
-        assert!(me.exe.is_some_and(|e| !e.is_empty()));
-        let fake = tempfile::tempdir().unwrap();
-        std::fs::create_dir(fake.path().join("42")).unwrap();
-        std::fs::write(fake.path().join("42/comm"), "docker\n").unwrap();
-        assert_eq!(
-            Caller::lookup(1000, Some(42), fake.path()).exe.as_deref(),
-            Some("[docker]")
-        );
-        assert_eq!(Caller::lookup(1000, Some(43), fake.path()).exe, None);
-        assert_eq!(Caller::lookup(1000, None, fake.path()).exe, None);
     }
 }

@@ -18,11 +18,11 @@
 
 use serde_json::{Map, Value};
 
-pub use super::lifecycle::LifecycleRequest;
-pub use super::ports::service::PortsRequest;
+pub(crate) use super::lifecycle::LifecycleRequest;
+pub(crate) use super::ports::service::PortsRequest;
 
 /// A family of requests, each with its wire name.
-pub trait Named: Copy + 'static {
+pub(crate) trait Named: Copy + 'static {
     /// Every member, in the order the capability list announces them.
     const ALL: &'static [Self];
 
@@ -79,6 +79,8 @@ pub enum Request {
     Status,
     /// `activity`: the host says someone is using the codespace (the web editor).
     Activity,
+    /// `trail`: the audit records after `since` (see [`super::trail`]).
+    Trail(Map<String, Value>),
     /// A request of the secrets service.
     Service(ServiceRequest, Map<String, Value>),
     /// A request of the port service.
@@ -98,6 +100,9 @@ impl Request {
         {
             return r;
         }
+        if kind == "trail" {
+            return Self::Trail(fields);
+        }
         if let Some(r) = ServiceRequest::from_name(&kind) {
             return Self::Service(r, fields);
         }
@@ -111,11 +116,12 @@ impl Request {
     }
 
     /// The wire name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Self::Ping => "ping",
             Self::Status => "status",
             Self::Activity => "activity",
+            Self::Trail(_) => "trail",
             Self::Service(r, _) => r.name(),
             Self::Ports(r, _) => r.name(),
             Self::Lifecycle(r, _) => r.name(),
@@ -125,7 +131,7 @@ impl Request {
 
     /// Whether it is answered inline on the connection's task: it must be cheap and never
     /// block (no file or `/proc` I/O). Everything else runs on the blocking pool.
-    pub fn is_inline(&self) -> bool {
+    pub(crate) fn is_inline(&self) -> bool {
         // `forward_tickets`: random bytes and a set insert; a host refills its tickets between
         // forward connections, so a blocking-pool hop would be latency for nothing.
         matches!(
@@ -140,7 +146,7 @@ mod tests {
     use super::*;
 
     fn every_name() -> Vec<&'static str> {
-        let mut names = vec!["ping", "status", "activity"];
+        let mut names = vec!["ping", "status", "activity", "trail"];
         names.extend(ServiceRequest::ALL.iter().map(|r| r.name()));
         names.extend(PortsRequest::ALL.iter().map(|r| r.name()));
         names.extend(LifecycleRequest::ALL.iter().map(|r| r.name()));

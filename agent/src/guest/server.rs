@@ -50,11 +50,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::broker::admission::{RefusalReports, Report};
 use super::dispatch::Dispatcher;
 use super::ports::forward::{self, ForwardRequest};
 use super::ports::ForwardRefusal;
 use super::request::Request;
 use super::service::EventSink;
+use super::trail::Kind;
 use super::transport::{check_peer, Conn, Listener, Peer, PeerDecision};
 use crate::wire::handshake::{AfterHello, AgentIdentity, Agreed, AwaitHello, HandshakeError};
 use crate::wire::io::{read_frame, read_payload, write_object, write_payload, FrameIoError};
@@ -104,6 +106,27 @@ struct Shared {
     dispatcher: Arc<Dispatcher>,
     events: EventSink,
     rng: SystemRandom,
+    /// Refused peers and handshakes go into the audit trail at a bounded rate: anyone who can
+    /// reach the listener can be refused as often as they like.
+    refusals: std::sync::Mutex<RefusalReports>,
+}
+
+impl Shared {
+    /// Records a refused connection in the audit trail, within the refusal rate (a flood is
+    /// counted, and the count goes with the next record).
+    fn record_refusal(&self, mut fields: Value) {
+        let report = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(Instant::now());
+        if let Report::Send { unreported } = report {
+            if unreported > 0 {
+                fields["unrecorded_before"] = unreported.into();
+            }
+            self.events.audit(Kind::Refusal, fields);
+        }
+    }
 }
 
 /// The agent's server: cheap to clone, one per process.
@@ -176,6 +199,7 @@ impl Server {
                 dispatcher,
                 events,
                 rng: SystemRandom::new(),
+                refusals: std::sync::Mutex::new(RefusalReports::default()),
             }),
         }
     }
@@ -185,7 +209,7 @@ impl Server {
     ///
     /// The loop never waits for a slot: a connection the agent cannot take hears `busy` at once
     /// (see the module doc, "Admission").
-    pub async fn run(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
+    pub(crate) async fn run(&self, listener: Listener, shutdown: impl Future<Output = ()>) {
         let settings = &self.shared.settings;
         let slots = Arc::new(Semaphore::new(settings.max_connections));
         let mut handshakes = Handshakes::new(settings.max_handshakes);
@@ -209,6 +233,9 @@ impl Server {
             };
             if let PeerDecision::Refuse(reason) = check_peer(&peer, &settings.allowed_cids) {
                 warn!(%peer, %reason, "connection refused");
+                self.shared.record_refusal(
+                    json!({"what": "peer", "peer": peer.to_string(), "reason": reason.to_string()}),
+                );
                 continue;
             }
             let admitted = if slots.available_permits() == 0 {
@@ -318,6 +345,8 @@ impl Server {
             Ok(Ok(a)) => a,
             Ok(Err(HandshakeEnd::Refuse(e))) => {
                 warn!(%peer, code = %e.code, reason = %e.message, "handshake refused");
+                sh.record_refusal(json!({"what": "handshake", "peer": peer.to_string(),
+                                         "code": e.code, "reason": e.message}));
                 let _ = tokio::time::timeout(
                     WRITE_TIMEOUT,
                     write_payload(&mut wr, &sh.codec, &e.frame_payload()),
@@ -327,6 +356,8 @@ impl Server {
             }
             Ok(Err(HandshakeEnd::RefuseForward(refusal))) => {
                 warn!(%peer, reason = refusal.reason(), "forward refused: {refusal}");
+                sh.record_refusal(json!({"what": "forward-ticket", "peer": peer.to_string(),
+                                         "reason": refusal.reason(), "message": refusal.to_string()}));
                 let _ = tokio::time::timeout(
                     WRITE_TIMEOUT,
                     write_object(&mut wr, &sh.codec, &refusal.frame()),
@@ -340,6 +371,8 @@ impl Server {
             }
             Err(_) => {
                 warn!(%peer, "handshake timed out");
+                sh.record_refusal(json!({"what": "handshake", "peer": peer.to_string(),
+                                         "code": ErrorCode::Timeout, "reason": "handshake not completed in time"}));
                 let e = WireError::new(ErrorCode::Timeout, "handshake not completed in time");
                 let _ = tokio::time::timeout(
                     WRITE_TIMEOUT,

@@ -41,7 +41,7 @@ fn server(key: Option<SharedKey>) -> (Server, EventSink) {
         capabilities: d.capabilities(),
         public_key: [3; 32],
     };
-    let (events, _) = broadcast::channel(16);
+    let (events, _) = EventSink::channel(16);
     (
         Server::new(settings, identity, key, d, events.clone()),
         events,

@@ -7,13 +7,69 @@
 //! ([`ServiceError::wire`]). Events the service raises on its own (token expiring, expired) go
 //! through the [`EventSink`] it was given at construction.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
+use super::trail::{Kind, Trail};
 use crate::wire::{ErrorCode, Event, WireError};
 
 /// Sender side of the agent's event stream; every control connection receives what is sent.
-pub type EventSink = broadcast::Sender<Event>;
+/// It also holds the audit trail, so every part of the agent that can raise an event can
+/// record what it decided ([`EventSink::audit`]) without being handed a second object.
+#[derive(Debug, Clone)]
+pub struct EventSink {
+    tx: broadcast::Sender<Event>,
+    trail: Arc<Trail>,
+}
+
+impl EventSink {
+    /// A stream that buffers `capacity` events per slow receiver, with a trail that keeps the
+    /// last `records`.
+    pub(crate) fn new(capacity: usize, records: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
+        Self {
+            tx,
+            trail: Arc::new(Trail::new(records)),
+        }
+    }
+
+    /// A stream and a first receiver (for tests and single consumers).
+    pub fn channel(capacity: usize) -> (Self, broadcast::Receiver<Event>) {
+        let sink = Self::new(capacity, super::trail::DEFAULT_CAPACITY);
+        let rx = sink.subscribe();
+        (sink, rx)
+    }
+
+    /// Sends an event to every control connection; fails only when none is listening.
+    pub(crate) fn send(&self, event: Event) -> Result<usize, broadcast::error::SendError<Event>> {
+        self.tx.send(event)
+    }
+
+    /// A new receiver of the events sent from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// How many receivers are listening.
+    pub(crate) fn receiver_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Records a security-relevant decision or action in the trail and sends it to the host as
+    /// an `audit` event. `fields` must hold no secret: names, numbers and reasons only.
+    pub(crate) fn audit(&self, kind: Kind, fields: Value) {
+        self.trail.push(kind, fields, |record| {
+            let _ = self.tx.send(Event::new("audit", record.clone()));
+        });
+    }
+
+    /// The audit trail.
+    pub(crate) fn trail(&self) -> &Trail {
+        &self.trail
+    }
+}
 
 /// Why the service refused or failed a request. Messages are for the host and carry no secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +88,7 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// The wire form of the error.
-    pub fn wire(&self) -> WireError {
+    pub(crate) fn wire(&self) -> WireError {
         let code = match self {
             Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
             Self::Unavailable(_) => ErrorCode::Unavailable,
@@ -56,7 +112,7 @@ pub enum SessionKind {
 
 impl SessionKind {
     /// Parses the wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "create" => Some(Self::Create),
             "resume" => Some(Self::Resume),
@@ -66,7 +122,7 @@ impl SessionKind {
     }
 
     /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Create => "create",
             Self::Resume => "resume",

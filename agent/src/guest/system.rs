@@ -9,12 +9,12 @@
 use std::path::Path;
 
 /// The kernel's boot id (changes at every boot), or `unknown`.
-pub fn boot_id() -> String {
+pub(crate) fn boot_id() -> String {
     read_trimmed(Path::new("/proc/sys/kernel/random/boot_id")).unwrap_or_else(|| "unknown".into())
 }
 
 /// The configured agent id, else `/etc/machine-id`, else the host name, else `unknown`.
-pub fn agent_id(configured: Option<&str>) -> String {
+pub(crate) fn agent_id(configured: Option<&str>) -> String {
     configured
         .map(str::to_owned)
         .or_else(|| read_trimmed(Path::new("/etc/machine-id")))
@@ -27,7 +27,7 @@ pub fn agent_id(configured: Option<&str>) -> String {
 /// megabytes of freed memory resident; `malloc_trim` releases the free pages wherever they are.
 /// It walks the heap (about a millisecond at tens of megabytes): call it on the blocking pool,
 /// now and then (the heartbeat's tick), not per request. A no-op on other C libraries.
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     #[allow(unsafe_code)] // a libc call; see SAFETY.
     // SAFETY: `malloc_trim` takes a padding size and only releases pages that the allocator
@@ -92,7 +92,7 @@ pub fn sd_notify(state: &str) -> std::io::Result<Notified> {
 static NOTIFY: std::sync::OnceLock<std::os::unix::net::UnixDatagram> = std::sync::OnceLock::new();
 
 /// Makes the notification socket now, while this process may still create Unix sockets.
-pub fn prepare_notify() -> std::io::Result<()> {
+pub(crate) fn prepare_notify() -> std::io::Result<()> {
     if NOTIFY.get().is_none() {
         let _ = NOTIFY.set(std::os::unix::net::UnixDatagram::unbound()?);
     }
@@ -100,7 +100,7 @@ pub fn prepare_notify() -> std::io::Result<()> {
 }
 
 /// Sends one notification datagram to `target`.
-pub fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
+pub(crate) fn notify_to(target: &str, state: &str) -> std::io::Result<()> {
     use std::os::unix::net::{SocketAddr, UnixDatagram};
     let made;
     let sock = match NOTIFY.get() {

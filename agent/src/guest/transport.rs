@@ -19,13 +19,10 @@ use std::str::FromStr;
 
 use tokio::net::{UnixListener, UnixStream};
 
-/// The CID the host always has.
-pub const HOST_CID: u32 = 2;
-
 /// A listen address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ListenAddr {
+pub(crate) enum ListenAddr {
     /// AF_VSOCK; `cid: None` means any local CID.
     Vsock {
         /// Local CID to bind (`None` = `VMADDR_CID_ANY`).
@@ -110,7 +107,7 @@ impl fmt::Display for Peer {
 
 /// Whether a peer may talk to us at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerDecision {
+pub(crate) enum PeerDecision {
     /// Go on with the handshake.
     Accept,
     /// Close at once; the reason is logged.
@@ -118,7 +115,7 @@ pub enum PeerDecision {
 }
 
 /// The peer check done right after `accept`, before any byte is read.
-pub fn check_peer(peer: &Peer, allowed_cids: &[u32]) -> PeerDecision {
+pub(crate) fn check_peer(peer: &Peer, allowed_cids: &[u32]) -> PeerDecision {
     match peer {
         Peer::Unix => PeerDecision::Accept,
         Peer::Vsock { cid, .. } if allowed_cids.contains(cid) => PeerDecision::Accept,
@@ -131,7 +128,10 @@ pub fn check_peer(peer: &Peer, allowed_cids: &[u32]) -> PeerDecision {
 /// Binds a Unix socket at `path` with mode `mode`. A stale socket left there by a previous run
 /// is replaced; any other kind of file is left alone and refused (`AlreadyExists`), so a
 /// mistyped path never deletes a file. Used for every socket the agent listens on.
-pub fn bind_unix(path: &Path, mode: u32) -> std::io::Result<std::os::unix::net::UnixListener> {
+pub(crate) fn bind_unix(
+    path: &Path,
+    mode: u32,
+) -> std::io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -149,7 +149,7 @@ pub fn bind_unix(path: &Path, mode: u32) -> std::io::Result<std::os::unix::net::
 
 /// An accepted connection.
 #[derive(Debug)]
-pub enum Conn {
+pub(crate) enum Conn {
     /// Over vsock.
     Vsock(tokio_vsock::VsockStream),
     /// Over a Unix socket.
@@ -158,7 +158,7 @@ pub enum Conn {
 
 /// A bound listener.
 #[derive(Debug)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// AF_VSOCK.
     Vsock(tokio_vsock::VsockListener),
     /// Unix socket, with the path to remove on drop (none when the socket is another
@@ -169,7 +169,7 @@ pub enum Listener {
 impl Listener {
     /// Binds the address. For `unix:`, a stale socket file left by a previous run is replaced,
     /// but any other kind of file is left alone and reported.
-    pub fn bind(addr: &ListenAddr) -> std::io::Result<Self> {
+    pub(crate) fn bind(addr: &ListenAddr) -> std::io::Result<Self> {
         match addr {
             ListenAddr::Vsock { cid, port } => {
                 let cid = cid.unwrap_or(tokio_vsock::VMADDR_CID_ANY);
@@ -187,7 +187,7 @@ impl Listener {
 
     /// The listener for `addr` on a descriptor bound elsewhere (by the privileged side). Must
     /// be called inside a tokio runtime.
-    pub fn from_fd(addr: &ListenAddr, fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
+    pub(crate) fn from_fd(addr: &ListenAddr, fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
         match addr {
             ListenAddr::Vsock { .. } => Ok(Self::Vsock(tokio_vsock::VsockListener::from(fd))),
             ListenAddr::Unix(_) => {
@@ -199,7 +199,7 @@ impl Listener {
     }
 
     /// Accepts one connection.
-    pub async fn accept(&self) -> std::io::Result<(Conn, Peer)> {
+    pub(crate) async fn accept(&self) -> std::io::Result<(Conn, Peer)> {
         match self {
             Self::Vsock(l) => {
                 let (s, addr) = l.accept().await?;

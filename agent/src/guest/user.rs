@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::vault::Owner;
 
 /// Where the agent reads accounts from.
-pub const PASSWD: &str = "/etc/passwd";
+pub(crate) const PASSWD: &str = "/etc/passwd";
 
 /// Why a user name does not resolve.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl Account {
     /// Resolves `who` (a name, a uid, or `UID:GID`) through the passwd file at `passwd`; a
     /// `UID` or `UID:GID` that the file does not know (or a file that cannot be read) gives an
     /// account without a name.
-    pub fn lookup_in(who: &str, passwd: &Path) -> Result<Self, UserError> {
+    pub(crate) fn lookup_in(who: &str, passwd: &Path) -> Result<Self, UserError> {
         let path = passwd.display().to_string();
         let text = match std::fs::read_to_string(passwd) {
             Ok(text) => text,
@@ -87,7 +87,7 @@ impl Account {
     }
 
     /// `UID` or `UID:GID` as an account without a passwd entry.
-    pub fn numeric(who: &str) -> Option<Self> {
+    pub(crate) fn numeric(who: &str) -> Option<Self> {
         let (uid, gid) = match who.split_once(':') {
             Some((u, g)) => (digits(u)?, digits(g)?),
             None => (digits(who)?, digits(who)?),
@@ -96,7 +96,7 @@ impl Account {
     }
 
     /// An account passwd does not know: named by its uid, home `/`, shell `/bin/sh`.
-    pub fn unnamed(uid: u32, gid: u32) -> Self {
+    pub(crate) fn unnamed(uid: u32, gid: u32) -> Self {
         Self {
             name: uid.to_string(),
             uid,
@@ -107,7 +107,7 @@ impl Account {
     }
 
     /// Whether this is the superuser.
-    pub fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.uid == 0
     }
 
@@ -147,7 +147,7 @@ fn entry(line: &str) -> Option<Account> {
 }
 
 /// Finds `who` in passwd-format text: by uid when it is all digits, else by name.
-pub fn find(passwd: &str, who: &str) -> Option<Account> {
+pub(crate) fn find(passwd: &str, who: &str) -> Option<Account> {
     let by_uid = digits(who);
     passwd.lines().filter_map(entry).find(|a| match by_uid {
         Some(uid) => a.uid == uid,

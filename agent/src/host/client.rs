@@ -563,7 +563,7 @@ mod tests {
             capabilities: d.capabilities(),
             public_key: [4; 32],
         };
-        let (events, _) = tokio::sync::broadcast::channel(8);
+        let (events, _) = crate::guest::service::EventSink::channel(8);
         let server = Server::new(settings, identity, key, d, events);
         let (a, b) = tokio::io::duplex(1 << 16);
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -6,6 +6,7 @@
 //! - [`forward`]: grants and `forward` connections (port forwarding);
 //! - [`ports`]: `ports_list`, one page or all of them;
 //! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections;
+//! - [`trail`]: the agent's audit trail, caught up in pages and followed;
 //! - [`registry`]: container registry credentials, sealed like secrets (`registry_put`).
 //!
 //! ```no_run
@@ -25,6 +26,7 @@ mod inbound;
 pub mod ports;
 pub mod registry;
 pub mod tickets;
+pub mod trail;
 
 pub use client::{Client, ClientError, ConnectOptions, Reconnecting};
 pub use dial::{Backoff, ConnectAddr, HybridError};

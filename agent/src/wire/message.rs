@@ -98,6 +98,60 @@ impl WireError {
             message: message.into(),
         }
     }
+
+    /// The error with every value the peer sent taken out of its message
+    /// ([`without_values`]): what a refusal says in logs and in the audit trail.
+    pub fn without_values(mut self) -> Self {
+        self.message = without_values(&self.message);
+        self
+    }
+}
+
+/// Where a parser's message quotes the value it was given rather than a name it knows.
+const VALUE_ECHOES: [&str; 6] = [
+    "unknown field ",
+    "unknown variant ",
+    "invalid type: string ",
+    "invalid value: string ",
+    "got ",
+    "duplicate field ",
+];
+
+/// `message` with the values a peer sent replaced by `…`: serde's "unknown field `X`",
+/// "unknown variant `X`", "invalid type: string \"X\"", "invalid value: string \"X\"" and a
+/// policy's "got \"X\"" quote the bad input, which may be a token sent in the wrong field.
+/// The names and expectations around them stay ("expected one of `private`, `org`").
+pub fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    'scan: while !rest.is_empty() {
+        for echo in VALUE_ECHOES {
+            let Some(after) = rest.strip_prefix(echo) else {
+                continue;
+            };
+            let quote = match after.chars().next() {
+                Some(q @ ('`' | '"')) => q,
+                _ => continue,
+            };
+            // The quoted value ends at the last matching quote before the next ", " or the
+            // end (a value may itself contain the quote character).
+            let body = &after[1..];
+            let end = body.find(", ").map_or(body.len(), |i| i).min(body.len());
+            let close = body[..end].rfind(quote).unwrap_or(end);
+            out.push_str(echo);
+            out.push(quote);
+            out.push('…');
+            out.push(quote);
+            rest = body.get(close + 1..).unwrap_or("");
+            continue 'scan;
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
 }
 
 /// Role a host connection asks for in `hello`.
@@ -410,6 +464,34 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn values_the_peer_sent_are_taken_out_of_messages() {
+        for (message, clean) in [
+            (
+                "token_put: unknown field `ghs_x`, expected one of `repositories`, `denied`",
+                "token_put: unknown field `…`, expected one of `repositories`, `denied`",
+            ),
+            (
+                "ports_visibility: invalid type: string \"s3cr3t\", expected i64",
+                "ports_visibility: invalid type: string \"…\", expected i64",
+            ),
+            (
+                "unknown variant `a`b`, expected one of `private`, `org`",
+                "unknown variant `…`, expected one of `private`, `org`",
+            ),
+            (
+                "expected \"owner/name\", got \"s3cr3t\"",
+                "expected \"owner/name\", got \"…\"",
+            ),
+            ("missing field `secrets`", "missing field `secrets`"),
+            ("got nothing", "got nothing"),
+            ("unknown field `unterminated", "unknown field `…`"),
+            ("", ""),
+        ] {
+            assert_eq!(without_values(message), clean, "{message}");
+        }
     }
 
     #[test]

@@ -143,7 +143,30 @@ fn the_codespace_user_gets_exactly_the_delivered_registry_and_nothing_else() {
     let text = std::fs::read_to_string(docker_dir(&home).join("config.json")).unwrap();
     assert!(!text.contains(SECRET));
     assert!(!agent.log().contains(SECRET), "secret in the agent log");
-    // Every answer and refusal was recorded (the audit hook), by registry and caller.
+    // Every answer and refusal is in the audit trail, by registry and caller, without the secret.
+    let out = agent.ctl(&["trail"]);
+    let text = stdout(&out);
+    assert!(out.status.success() && !text.contains(SECRET), "{text}");
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &Value| r["kind"] == "registry")
+        .collect();
+    let answered = records
+        .iter()
+        .find(|r| r["result"] == "answered" && r["action"] == "get")
+        .unwrap_or_else(|| panic!("no answered registry record: {text}"));
+    assert_eq!(answered["registry"], "ghcr.io", "{answered}");
+    assert!(
+        answered["uid"].is_u64() && answered["pid"].is_u64(),
+        "{answered}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["registry"] == "ghcr.io.evil.com" && r["reason"] == "unknown-registry"),
+        "{text}"
+    );
     assert!(
         agent.log().contains("registry credential request"),
         "{}",

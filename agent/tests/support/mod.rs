@@ -13,6 +13,7 @@ use codespace_agent::wire::{FrameCodec, Role, SharedKey};
 use serde_json::{Map, Value};
 use tokio::net::UnixStream;
 
+pub mod forwarding;
 pub mod root;
 
 /// Runs `cmd` with `input` on its stdin and its output captured, whatever its status.

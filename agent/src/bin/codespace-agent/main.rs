@@ -385,7 +385,8 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
     let broker = match privsep::client() {
         Some(m) => Broker::from_listener(broker_config, vault.clone(), m.broker_socket()?)?,
         None => Broker::bind(broker_config, vault.clone())?,
-    };
+    }
+    .with_trail(agent.events());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

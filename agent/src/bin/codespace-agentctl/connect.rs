@@ -15,7 +15,7 @@ use codespace_agent::wire::SharedKey;
 use serde_json::{json, Map, Value};
 
 /// How long one request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options shared by the connection commands.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +51,9 @@ pub enum AgentCommand {
     Session(SessionArgs),
     /// Print the agent's events as JSON lines until interrupted.
     Events,
+    /// Print the audit trail as JSON lines: what the agent kept after `--since`, then with
+    /// `--follow` new records as they happen.
+    Trail(crate::trail::TrailArgs),
     /// Lifecycle commands, extension installs and the configuration watch.
     #[command(subcommand)]
     Lifecycle(crate::lifecycle::LifecycleCommand),
@@ -266,7 +269,10 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
                 .map_err(Failure::Usage)?,
         )),
         AgentCommand::Session(s) => Some(("session", session_fields(s))),
-        AgentCommand::Secrets(_) | AgentCommand::Events | AgentCommand::Lifecycle(_) => None,
+        AgentCommand::Secrets(_)
+        | AgentCommand::Events
+        | AgentCommand::Trail(_)
+        | AgentCommand::Lifecycle(_) => None,
     };
     let secrets = match &command {
         AgentCommand::Secrets(SecretsCommand::Put { file }) => {
@@ -275,6 +281,9 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
         _ => None,
     };
     let client = Client::connect(&opts).await.map_err(Failure::Agent)?;
+    if let AgentCommand::Trail(args) = &command {
+        return crate::trail::run(&client, args).await;
+    }
     if let Some((kind, fields)) = request {
         let start = Instant::now();
         let result = client

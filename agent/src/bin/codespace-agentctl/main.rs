@@ -13,6 +13,7 @@ mod policy;
 mod ports;
 mod registry;
 mod sanitize;
+mod trail;
 
 use clap::Parser;
 

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{check_peer, BrokerConfig, Outcome, PeerCred, Silence};
+use super::{check_peer, BrokerConfig, Outcome, Silence};
 
 /// Refusals reported one by one per [`REFUSAL_WINDOW`]; more are only counted.
 pub const REFUSALS_REPORTED_PER_WINDOW: u32 = 8;
 
 /// The window [`REFUSALS_REPORTED_PER_WINDOW`] counts over.
-pub const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
 
 /// The broker's connection slots: a share per allowed uid, within a global cap.
 #[derive(Debug)]
@@ -87,24 +87,25 @@ pub(crate) fn admit(
     stream: &UnixStream,
     config: &BrokerConfig,
     slots: &Slots,
-) -> Result<(PeerCred, Slot), Outcome> {
+) -> Result<(u32, Slot), Outcome> {
     let (uid, pid) = match stream.peer_cred() {
         Ok(cred) => (cred.uid(), cred.pid()),
         Err(_) => {
             return Err(Outcome::Silent {
                 uid: None,
                 reason: Silence::UnknownPeer,
+                repository: None,
             })
         }
     };
     let refused = |reason| Outcome::Silent {
         uid: Some(uid),
         reason,
+        repository: None,
     };
     check_peer(uid, pid, config).map_err(refused)?;
     let slot = slots.take(uid).map_err(refused)?;
-    let pid = pid.and_then(|p| u32::try_from(p).ok());
-    Ok((PeerCred { uid, pid }, slot))
+    Ok((uid, slot))
 }
 
 /// What to do with one refusal, as [`RefusalReports::admit`] decides.

@@ -256,10 +256,8 @@ async fn exchange(vault: &Vault, clock: Clock, request: &[u8]) -> (Outcome, Vec<
     client.shutdown().await.unwrap();
     let outcome = handle_connection(
         server,
-        PeerCred {
-            uid: 1000,
-            pid: None,
-        },
+        1000,
+        &serde_json::Map::new(),
         &config,
         vault,
         &clock,
@@ -330,10 +328,8 @@ async fn a_silent_client_times_out() {
     let clock: Clock = Arc::new(|| NOW);
     let outcome = handle_connection(
         server,
-        PeerCred {
-            uid: 1000,
-            pid: None,
-        },
+        1000,
+        &serde_json::Map::new(),
         &config,
         &vault,
         &clock,
@@ -363,10 +359,8 @@ async fn oversized_requests_are_refused() {
     });
     let outcome = handle_connection(
         server,
-        PeerCred {
-            uid: 1000,
-            pid: None,
-        },
+        1000,
+        &serde_json::Map::new(),
         &config,
         &vault,
         &clock,

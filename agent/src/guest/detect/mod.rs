@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 pub use self::options::{DetectConfigError, DetectOptions, Method, RawDetectConfig};
-pub use self::tracker::Tracker;
+pub(crate) use self::tracker::Tracker;
 pub use self::watcher::{DetectionStatus, PortWatcher};
 
 /// What a listener is bound to, as the forwarder and the host care about it.
@@ -61,7 +61,7 @@ pub enum BindScope {
 
 impl BindScope {
     /// The scope of a bound address.
-    pub fn of(addr: IpAddr) -> Self {
+    pub(crate) fn of(addr: IpAddr) -> Self {
         let addr = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
@@ -76,7 +76,7 @@ impl BindScope {
     }
 
     /// The wire spelling used in events and `status`: `loopback`, `all` or `specific`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Loopback => "loopback",
             Self::AllInterfaces => "all",
@@ -89,11 +89,11 @@ impl BindScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawListener {
     /// Bound address.
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
     /// Bound port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// The socket's owner uid (the creating process's fsuid).
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// The socket's inode (the `N` of `/proc/PID/fd/* -> socket:[N]`).
     pub inode: u64,
 }
@@ -110,7 +110,7 @@ pub struct ListeningSocket {
     /// Uid owning the socket.
     pub uid: u32,
     /// Socket inode; distinguishes a reopened port from the old one.
-    pub inode: u64,
+    pub(crate) inode: u64,
     /// Owning process, when it could be found (it may have exited or live in another PID
     /// namespace).
     pub pid: Option<u32>,
@@ -118,13 +118,13 @@ pub struct ListeningSocket {
     pub process: Option<String>,
     /// Which network namespace it listens in: the agent's, or the restricted principal's
     /// ([`crate::guest::sandbox::netns`]), where the forwarder must connect from.
-    pub network: Network,
+    pub(crate) network: Network,
 }
 
 /// The network namespace a listener lives in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Network {
+pub(crate) enum Network {
     /// The agent's (the VM's) namespace.
     #[default]
     Agent,
@@ -134,7 +134,7 @@ pub enum Network {
 
 impl ListeningSocket {
     /// Joins a raw listener with its (possibly unknown) owner.
-    pub fn new(raw: RawListener, owner: Option<&owner::Owner>) -> Self {
+    pub(crate) fn new(raw: RawListener, owner: Option<&owner::Owner>) -> Self {
         Self {
             port: raw.port,
             addr: raw.addr,
@@ -148,7 +148,7 @@ impl ListeningSocket {
     }
 
     /// The event fields: `port, address, scope, pid, process, uid`.
-    pub fn event_fields(&self) -> serde_json::Value {
+    pub(crate) fn event_fields(&self) -> serde_json::Value {
         serde_json::json!({
             "port": self.port,
             "address": self.addr.to_string(),
@@ -181,7 +181,7 @@ impl PortChange {
     }
 
     /// The event name: `port_opened` or `port_closed`.
-    pub fn event_name(&self) -> &'static str {
+    pub(crate) fn event_name(&self) -> &'static str {
         match self {
             Self::Opened(_) => "port_opened",
             Self::Closed(_) => "port_closed",
@@ -189,7 +189,7 @@ impl PortChange {
     }
 
     /// The event pushed to the host.
-    pub fn to_event(&self) -> crate::wire::Event {
+    pub(crate) fn to_event(&self) -> crate::wire::Event {
         crate::wire::Event::new(self.event_name(), self.socket().event_fields())
     }
 }
@@ -225,7 +225,7 @@ pub enum DetectError {
 /// Where listeners come from: a sock_diag socket kept open between polls, or `/proc/net`.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Source {
+pub(crate) enum Source {
     /// Netlink `NETLINK_SOCK_DIAG` dumps.
     SockDiag(sock_diag::SockDiag),
     /// `/proc/net/tcp` and `/proc/net/tcp6`.
@@ -235,7 +235,7 @@ pub enum Source {
 impl Source {
     /// Opens the source the options ask for; `auto` tries sock_diag (one probe dump) and falls
     /// back to `/proc/net` when netlink is unavailable, logging why.
-    pub fn open(opts: &DetectOptions) -> Result<Self, DetectError> {
+    pub(crate) fn open(opts: &DetectOptions) -> Result<Self, DetectError> {
         let procnet = || Self::ProcNet(procnet::ProcNet::new(&opts.proc_root));
         match opts.method {
             Method::ProcNet => Ok(procnet()),
@@ -254,7 +254,7 @@ impl Source {
     }
 
     /// `sock_diag` or `procnet`, as reported in `status`.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::SockDiag(_) => "sock_diag",
             Self::ProcNet(_) => "procnet",
@@ -264,7 +264,7 @@ impl Source {
     /// Every listening TCP socket (IPv4 and IPv6), in the kernel's order (stable from one
     /// dump to the next while nothing changes, which lets the watcher compare dumps without
     /// sorting them; [`Tracker`] orders and deduplicates).
-    pub fn listeners(&mut self) -> Result<Vec<RawListener>, DetectError> {
+    pub(crate) fn listeners(&mut self) -> Result<Vec<RawListener>, DetectError> {
         match self {
             Self::SockDiag(s) => s.dump(),
             Self::ProcNet(p) => p.read(),

@@ -20,7 +20,7 @@ use serde::Deserialize;
 /// for a busy 2-core VM (measured: `opened` p99 181 ms with 1,000 listeners and 10,000
 /// established connections). The cost is one dump per interval: 0.53 % of a core loaded and
 /// 0.07 % idle as measured; 100 ms would be ~0.8 %, too close to the 1 % budget.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(150);
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(150);
 /// Bounds on `poll_interval_ms`: below 20 ms the cost grows past the budget; above 5 s the
 /// detection is no better than the 2–3 s polling we set out to beat.
 const POLL_BOUNDS_MS: (u64, u64) = (20, 5_000);
@@ -45,9 +45,9 @@ pub enum Method {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // each field is documented in the module's example
 pub struct RawDetectConfig {
-    pub poll_interval_ms: Option<u64>,
-    pub ignore_ports: Option<Vec<u16>>,
-    pub method: Option<Method>,
+    pub(crate) poll_interval_ms: Option<u64>,
+    pub(crate) ignore_ports: Option<Vec<u16>>,
+    pub(crate) method: Option<Method>,
 }
 
 /// What detection needs to know.
@@ -101,7 +101,7 @@ pub enum DetectConfigError {
 
 impl DetectConfigError {
     /// The config key the error is about.
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Self::PollInterval { .. } => "detect.poll_interval_ms",
             Self::PortZero { .. } => "detect.ignore_ports",
@@ -111,7 +111,7 @@ impl DetectConfigError {
 
 impl DetectOptions {
     /// The typed options of the agent itself (its own pid ignored).
-    pub fn from_raw(raw: RawDetectConfig) -> Result<Self, DetectConfigError> {
+    pub(crate) fn from_raw(raw: RawDetectConfig) -> Result<Self, DetectConfigError> {
         let ms = raw
             .poll_interval_ms
             .unwrap_or(DEFAULT_POLL_INTERVAL.as_millis() as u64);

@@ -29,7 +29,7 @@ pub struct Owner {
     /// Its pid.
     pub pid: u32,
     /// Its command name (`/proc/PID/comm`, at most 15 bytes).
-    pub process: String,
+    pub(crate) process: String,
 }
 
 /// The inode of a `/proc/PID/fd/N` link target, if it is a socket.

@@ -25,7 +25,7 @@ pub struct Skipped {
     /// 1-based line number.
     pub line: usize,
     /// What was wrong.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// The listeners of one table and the lines that were skipped.

@@ -81,13 +81,13 @@ pub struct Parsed {
     /// Listeners found (only messages with our sequence number and state LISTEN).
     pub listeners: Vec<RawListener>,
     /// `NLMSG_DONE` seen: the dump is complete.
-    pub done: bool,
+    pub(crate) done: bool,
     /// `NLMSG_ERROR` (or an error in `NLMSG_DONE`) with this errno.
-    pub errno: Option<i32>,
+    pub(crate) errno: Option<i32>,
 }
 
 /// The dump request for one address family (`AF_INET` = 2, `AF_INET6` = 10).
-pub fn request(family: u8, seq: u32) -> [u8; NLMSG_HDR + REQ_LEN] {
+pub(crate) fn request(family: u8, seq: u32) -> [u8; NLMSG_HDR + REQ_LEN] {
     let mut b = [0u8; NLMSG_HDR + REQ_LEN];
     b[0..4].copy_from_slice(&((NLMSG_HDR + REQ_LEN) as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -223,7 +223,7 @@ impl SockDiag {
 
     /// Uses a `NETLINK_SOCK_DIAG` socket made elsewhere (inside another network namespace: a
     /// socket dumps the namespace it was made in).
-    pub fn from_fd(fd: OwnedFd) -> Result<Self, DetectError> {
+    pub(crate) fn from_fd(fd: OwnedFd) -> Result<Self, DetectError> {
         let io = |op| {
             move |e: rustix::io::Errno| DetectError::SockDiagIo {
                 op,

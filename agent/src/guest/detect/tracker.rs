@@ -25,7 +25,7 @@ enum Known {
 
 /// The set of listeners as of the last scan.
 #[derive(Debug, Clone)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     known: BTreeMap<Key, Known>,
     ignore_ports: BTreeSet<u16>,
     ignore_pid: Option<u32>,
@@ -33,7 +33,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// An empty tracker applying the options' ignore rules.
-    pub fn new(opts: &DetectOptions) -> Self {
+    pub(crate) fn new(opts: &DetectOptions) -> Self {
         Self {
             known: BTreeMap::new(),
             ignore_ports: opts.ignore_ports.clone(),
@@ -43,7 +43,7 @@ impl Tracker {
 
     /// Takes a fresh scan; returns the changes since the previous one (closings first, then
     /// openings, each in address order). `resolve` is called once, with the new listeners only.
-    pub fn update<F>(&mut self, scan: Vec<RawListener>, resolve: F) -> Vec<PortChange>
+    pub(crate) fn update<F>(&mut self, scan: Vec<RawListener>, resolve: F) -> Vec<PortChange>
     where
         F: FnOnce(&[RawListener]) -> HashMap<u64, Owner>,
     {
@@ -85,7 +85,7 @@ impl Tracker {
     }
 
     /// The reported listeners, in address order.
-    pub fn current(&self) -> Vec<ListeningSocket> {
+    pub(crate) fn current(&self) -> Vec<ListeningSocket> {
         self.known
             .values()
             .filter_map(|k| match k {

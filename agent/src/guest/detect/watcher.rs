@@ -49,13 +49,13 @@ pub struct DetectionStatus {
     /// `sock_diag`, `procnet`, or `none` before the first poll or when no source could be opened.
     pub method: String,
     /// Reported listeners.
-    pub listeners: usize,
+    pub(crate) listeners: usize,
     /// Wall time of the last poll (dump, diff and owner resolution), microseconds.
-    pub last_scan_us: u64,
+    pub(crate) last_scan_us: u64,
     /// Polls done.
-    pub scans: u64,
+    pub(crate) scans: u64,
     /// Polls that failed.
-    pub errors: u64,
+    pub(crate) errors: u64,
     /// The last failure, if the last poll failed.
     pub last_error: Option<String>,
 }
@@ -218,7 +218,8 @@ impl PortWatcher {
     }
 
     /// The listeners as of the last poll.
-    pub fn current(&self) -> Vec<ListeningSocket> {
+    #[cfg(test)]
+    pub(crate) fn current(&self) -> Vec<ListeningSocket> {
         lock(&self.shared).current.clone()
     }
 
@@ -228,7 +229,7 @@ impl PortWatcher {
     }
 
     /// Stops polling (the thread exits at its next tick).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
@@ -318,7 +319,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn reports_an_opened_and_closed_listener_and_status() {
-        let (events, mut ev_rx) = tokio::sync::broadcast::channel(64);
+        let (events, mut ev_rx) = crate::guest::service::EventSink::channel(64);
         let opts = DetectOptions {
             poll_interval: Duration::from_millis(20),
             ignore_pid: None,

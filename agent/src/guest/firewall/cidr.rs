@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 /// An address prefix with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     addr: IpAddr,
     len: u8,
 }
@@ -43,17 +43,18 @@ pub enum CidrError {
 
 impl Cidr {
     /// The network address.
-    pub fn addr(&self) -> IpAddr {
+    pub(crate) fn addr(&self) -> IpAddr {
         self.addr
     }
 
     /// The prefix length.
-    pub fn prefix_len(&self) -> u8 {
+    #[cfg(test)]
+    pub(crate) fn prefix_len(&self) -> u8 {
         self.len
     }
 
     /// Whether `ip` is inside the range (an IPv4 range never contains an IPv6 address).
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => mask32(u32::from(a), self.len) == u32::from(n),
             (IpAddr::V6(n), IpAddr::V6(a)) => mask128(u128::from(a), self.len) == u128::from(n),
@@ -114,7 +115,7 @@ impl fmt::Display for Cidr {
 
 /// An interface name or prefix pattern (`docker0`, `br-*`), as nftables' `oifname` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfacePattern(String);
+pub(crate) struct IfacePattern(String);
 
 impl FromStr for IfacePattern {
     type Err = CidrError;

@@ -27,7 +27,7 @@
 //! }
 //! ```
 
-pub mod cidr;
+pub(crate) mod cidr;
 pub mod ruleset;
 
 use std::io::Write as _;
@@ -56,7 +56,7 @@ use self::ruleset::Plan;
 /// `/etc/resolv.conf` (`allow_resolvers`) and container bridges inside the VM
 /// (`internal_interfaces`; Docker's default `172.17.0.0/16` is inside `172.16.0.0/12`).
 /// Anything else the VM needs inside these ranges goes into `allowed_ranges`.
-pub const DEFAULT_BLOCKED_RANGES: &[&str] = &[
+pub(crate) const DEFAULT_BLOCKED_RANGES: &[&str] = &[
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
@@ -66,9 +66,9 @@ pub const DEFAULT_BLOCKED_RANGES: &[&str] = &[
     "fe80::/10",
 ];
 /// Container bridges that stay inside the VM (Docker, Docker networks, Podman, CNI).
-pub const DEFAULT_INTERNAL_INTERFACES: &[&str] = &["docker0", "br-*", "podman*", "cni*"];
+pub(crate) const DEFAULT_INTERNAL_INTERFACES: &[&str] = &["docker0", "br-*", "podman*", "cni*"];
 /// Default table name.
-pub const DEFAULT_TABLE: &str = "codespace_agent";
+pub(crate) const DEFAULT_TABLE: &str = "codespace_agent";
 /// Where nameservers are read for `allow_resolvers` (systemd-resolved's upstream list too: its
 /// stub at 127.0.0.53 forwards there).
 const RESOLV_CONF: &[&str] = &["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"];
@@ -93,19 +93,19 @@ pub struct RawFirewallConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirewallConfig {
     /// Whether the agent installs the table.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Table name (letters, digits, `_`; starts with a letter; at most 64).
-    pub table: String,
+    pub(crate) table: String,
     /// Outbound destinations dropped.
-    pub blocked: Vec<Cidr>,
+    pub(crate) blocked: Vec<Cidr>,
     /// Exceptions inside the blocked ranges.
-    pub allowed: Vec<Cidr>,
+    pub(crate) allowed: Vec<Cidr>,
     /// Output interfaces never blocked.
-    pub internal_interfaces: Vec<IfacePattern>,
+    pub(crate) internal_interfaces: Vec<IfacePattern>,
     /// DNS to resolv.conf's nameservers stays allowed.
-    pub allow_resolvers: bool,
+    pub(crate) allow_resolvers: bool,
     /// The nft binary.
-    pub nft: PathBuf,
+    pub(crate) nft: PathBuf,
 }
 
 /// A firewall setting with an invalid value; names the key and, for lists, the index.
@@ -129,7 +129,7 @@ pub enum FirewallConfigError {
 
 impl FirewallConfigError {
     /// The config key the error is about.
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Self::Entry { key, .. } => key,
             Self::Table(_) => "firewall.table",
@@ -216,7 +216,7 @@ impl FirewallConfig {
 
 /// The `nameserver` addresses of a resolv.conf (zone suffixes like `%eth0` dropped; other lines
 /// and malformed addresses ignored, as the C resolver does).
-pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
+pub(crate) fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
     resolv_conf
         .lines()
         .filter_map(|l| {
@@ -230,22 +230,22 @@ pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
 
 /// The `firewall` section of `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirewallStatus {
+pub(crate) struct FirewallStatus {
     /// Configured on.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The table is loaded.
-    pub applied: bool,
+    pub(crate) applied: bool,
     /// Its name (`inet <table>`).
-    pub table: String,
+    pub(crate) table: String,
     /// Why it is not applied, when enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Why `nft` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum NftError {
+pub(crate) enum NftError {
     /// The binary could not be started (not installed?).
     #[error("cannot run {path}: {source}")]
     Spawn {
@@ -332,14 +332,14 @@ fn nft(path: &Path, args: &[&str], stdin: &str) -> Result<(), NftError> {
 /// on drop (an early error return from `Agent::run` must not leave the VM firewalled by a dead
 /// agent).
 #[derive(Debug)]
-pub struct Firewall {
+pub(crate) struct Firewall {
     config: FirewallConfig,
     status: FirewallStatus,
 }
 
 impl Firewall {
     /// Installs the table if enabled. Never fails: a failure is logged and kept in the status.
-    pub fn apply(config: &FirewallConfig) -> Self {
+    pub(crate) fn apply(config: &FirewallConfig) -> Self {
         let mut status = FirewallStatus {
             enabled: config.enabled,
             applied: false,
@@ -371,12 +371,12 @@ impl Firewall {
     }
 
     /// The `firewall` section of `status`.
-    pub fn status(&self) -> FirewallStatus {
+    pub(crate) fn status(&self) -> FirewallStatus {
         self.status.clone()
     }
 
     /// Deletes the table (if this agent applied it).
-    pub fn remove(&mut self) {
+    pub(crate) fn remove(&mut self) {
         if !self.status.applied {
             return;
         }

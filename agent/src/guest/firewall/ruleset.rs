@@ -38,15 +38,15 @@ use super::cidr::{Cidr, IfacePattern};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Table name (validated: letters, digits, `_`).
-    pub table: String,
+    pub(crate) table: String,
     /// Outbound destinations dropped.
-    pub blocked: Vec<Cidr>,
+    pub(crate) blocked: Vec<Cidr>,
     /// Exceptions inside the blocked ranges.
-    pub allowed: Vec<Cidr>,
+    pub(crate) allowed: Vec<Cidr>,
     /// DNS servers reachable on port 53 even inside a blocked range.
-    pub resolvers: Vec<IpAddr>,
+    pub(crate) resolvers: Vec<IpAddr>,
     /// Output interfaces that stay inside the VM (container bridges): never blocked.
-    pub internal_interfaces: Vec<IfacePattern>,
+    pub(crate) internal_interfaces: Vec<IfacePattern>,
 }
 
 /// `(v4, v6)` elements of a list of ranges, as nft set elements.

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum Area {
+pub(crate) enum Area {
     /// `initializeCommand` … `postAttachCommand`, `waitFor`.
     LifecycleCommands,
     /// `features`, `overrideFeatureInstallOrder`.
@@ -83,20 +83,20 @@ fn needs_rebuild(key: &str) -> bool {
 
 /// The result of [`diff`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct ConfigDiff {
+pub(crate) struct ConfigDiff {
     /// Security-relevant areas that changed (sorted, unique).
-    pub security_relevant: Vec<Area>,
+    pub(crate) security_relevant: Vec<Area>,
     /// Cosmetic properties that changed (JSON pointers, sorted).
-    pub cosmetic: Vec<String>,
+    pub(crate) cosmetic: Vec<String>,
     /// Every changed property (JSON pointers, sorted).
-    pub changed: Vec<String>,
+    pub(crate) changed: Vec<String>,
     /// Whether the change takes a rebuild to apply.
-    pub rebuild_required: bool,
+    pub(crate) rebuild_required: bool,
 }
 
 impl ConfigDiff {
     /// Nothing changed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changed.is_empty()
     }
 }
@@ -123,7 +123,7 @@ fn customizations_rest(v: &Value) -> Option<Value> {
 }
 
 /// Compares two configurations (JSON objects of the raw trees).
-pub fn diff(old: &Value, new: &Value) -> ConfigDiff {
+pub(crate) fn diff(old: &Value, new: &Value) -> ConfigDiff {
     let empty = Map::new();
     let (a, b) = (
         old.as_object().unwrap_or(&empty),

@@ -26,17 +26,17 @@ use crate::guest::user::Account;
 #[derive(Default)]
 pub struct SecretValues {
     /// `(name, value)` of every current secret.
-    pub secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
+    pub(crate) secrets: Vec<(String, Zeroizing<Vec<u8>>)>,
     /// The live token.
-    pub token: Option<Zeroizing<String>>,
+    pub(crate) token: Option<Zeroizing<String>>,
     /// Values that are redacted from output but never put in any environment (the registry
     /// credentials' secrets: Docker gets them from the helper only).
-    pub redact_only: Vec<Zeroizing<Vec<u8>>>,
+    pub(crate) redact_only: Vec<Zeroizing<Vec<u8>>>,
 }
 
 impl SecretValues {
     /// Every value, for redaction.
-    pub fn all_values(&self) -> Vec<&[u8]> {
+    pub(crate) fn all_values(&self) -> Vec<&[u8]> {
         self.secrets
             .iter()
             .map(|(_, v)| v.as_slice())
@@ -54,15 +54,15 @@ pub trait SecretSource: Send + Sync + 'static {
 
 /// A variable left out, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Refused {
+pub(crate) struct Refused {
     /// The name.
-    pub name: String,
+    pub(crate) name: String,
     /// Stable reason code.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// `PATH`, `HOME`, `USER`, `SHELL`, `LANG`.
-pub fn base_env(user: &Account, path: &str, lang: &str) -> Vec<(String, String)> {
+pub(crate) fn base_env(user: &Account, path: &str, lang: &str) -> Vec<(String, String)> {
     vec![
         ("PATH".into(), path.into()),
         ("HOME".into(), user.home.display().to_string()),
@@ -80,7 +80,7 @@ fn set(env: &mut Vec<(String, String)>, name: &str, value: String) {
 }
 
 /// Adds `remoteEnv` (already substituted) to `env`; returns the refused names.
-pub fn apply_remote_env(
+pub(crate) fn apply_remote_env(
     env: &mut Vec<(String, String)>,
     remote_env: &[(String, Option<String>)],
 ) -> Vec<Refused> {
@@ -103,7 +103,7 @@ pub fn apply_remote_env(
 
 /// Adds secrets and/or the token; values that are not UTF-8 cannot be environment strings
 /// here and are reported instead.
-pub fn apply_secrets(
+pub(crate) fn apply_secrets(
     env: &mut Vec<(String, String)>,
     values: &SecretValues,
     secrets: bool,

@@ -22,30 +22,31 @@ use super::request::{devcontainer_path, run_id, workspace, Fields, LifecycleErro
 use super::runner::{CommandStatus, RunInput};
 use super::service::{load, LifecycleService};
 use crate::guest::config::CodespaceIdentity;
+use crate::guest::trail::Kind;
 
 /// Name prefix of installer commands in events and results.
 const PROPERTY: &str = "extensions";
 
 /// An `extensions_install` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallRequest {
+pub(crate) struct InstallRequest {
     /// The workspace folder (working directory of the installer).
-    pub workspace: PathBuf,
+    pub(crate) workspace: PathBuf,
     /// The devcontainer.json to read the list (and remoteUser) from.
-    pub devcontainer: Option<PathBuf>,
+    pub(crate) devcontainer: Option<PathBuf>,
     /// An explicit list (overrides the file's).
-    pub extensions: Option<Vec<String>>,
+    pub(crate) extensions: Option<Vec<String>>,
     /// Trust facts.
-    pub facts: TrustFacts,
+    pub(crate) facts: TrustFacts,
     /// Per-install timeout.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// Event correlation id.
-    pub run_id: String,
+    pub(crate) run_id: String,
 }
 
 impl InstallRequest {
     /// Parses the fields of `extensions_install`.
-    pub fn parse(
+    pub(crate) fn parse(
         fields: Map<String, Value>,
         identity: &CodespaceIdentity,
         fresh_id: impl FnOnce() -> String,
@@ -95,7 +96,10 @@ fn fill(template: &[String], id: &str) -> Vec<String> {
 
 impl LifecycleService {
     /// `extensions_install`.
-    pub async fn install_extensions(&self, req: InstallRequest) -> Result<Value, LifecycleError> {
+    pub(crate) async fn install_extensions(
+        &self,
+        req: InstallRequest,
+    ) -> Result<Value, LifecycleError> {
         let parsed = req.devcontainer.as_deref().map(load).transpose()?;
         let model = parsed
             .as_ref()
@@ -209,15 +213,16 @@ impl LifecycleService {
                    "reason": codespace_policy::ReasonCode::code(&r.reason)})
         }));
         let failed = results.iter().any(|r| r["status"] == "failed");
-        self.finished(&req.run_id, if failed { "failed" } else { "succeeded" });
-        Ok(json!({
+        let result = json!({
             "run": req.run_id,
             "trust": trust,
             "profile": strength,
             "launcher": self.runner.launcher_name(),
             "status": if failed { "failed" } else { "succeeded" },
             "extensions": results,
-        }))
+        });
+        self.finished(Kind::Extension, &result);
+        Ok(result)
     }
 }
 

@@ -26,37 +26,37 @@ pub use crate::guest::sandbox::{ExitReport, Program};
 
 /// The sandbox strength: the policy's trust (never "blocked": a blocked run never reaches a
 /// launcher).
-pub use codespace_policy::lifecycle::Trust;
+pub(crate) use codespace_policy::lifecycle::Trust;
 
 /// Resource limits handed to the launcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LaunchLimits {
+pub(crate) struct LaunchLimits {
     /// Wall-clock timeout of the command.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Time between `SIGTERM` and `SIGKILL` at the timeout.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
 }
 
 /// Everything about how one command runs, except the command.
 #[derive(Clone)]
 pub struct LaunchSpec {
     /// Sandbox strength.
-    pub strength: Trust,
+    pub(crate) strength: Trust,
     /// User.
-    pub user: Account,
+    pub(crate) user: Account,
     /// The complete environment (may hold secrets: no `Debug`).
     pub env: Vec<(String, String)>,
     /// Working directory.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// The workspace folder (writable in the restricted profile).
-    pub workspace: PathBuf,
+    pub(crate) workspace: PathBuf,
     /// The agent's state directory (hidden from the command).
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// Limits.
-    pub limits: LaunchLimits,
+    pub(crate) limits: LaunchLimits,
     /// The trust facts the run's profile was decided from (the privileged side decides again
     /// before it starts a trusted command: [`crate::guest::privsep::monitor`]).
-    pub facts: Option<codespace_policy::lifecycle::LifecycleFacts>,
+    pub(crate) facts: Option<codespace_policy::lifecycle::LifecycleFacts>,
 }
 
 impl std::fmt::Debug for LaunchSpec {
@@ -92,9 +92,9 @@ pub enum LaunchError {
 }
 
 /// An output pipe of a started command.
-pub type OutputPipe = Pin<Box<dyn AsyncRead + Send>>;
+pub(crate) type OutputPipe = Pin<Box<dyn AsyncRead + Send>>;
 /// A future that resolves to how the command ended.
-pub type ExitFuture = Pin<Box<dyn std::future::Future<Output = ExitReport> + Send>>;
+pub(crate) type ExitFuture = Pin<Box<dyn std::future::Future<Output = ExitReport> + Send>>;
 
 /// A started command.
 pub struct Launched {
@@ -133,7 +133,7 @@ pub trait Launcher: Send + Sync + 'static {
 
 /// `tokio::process` with a process group and the timeout; no sandbox.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PlainLauncher;
+pub(crate) struct PlainLauncher;
 
 impl Launcher for PlainLauncher {
     fn launch(&self, spec: &LaunchSpec, program: &Program) -> Result<Launched, LaunchError> {

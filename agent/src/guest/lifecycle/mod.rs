@@ -36,20 +36,20 @@
 //!  config_watch ─► watch.rs (notify, debounce) ─► diff.rs ─► config_changed
 //! ```
 
-pub mod diff;
-pub mod env;
-pub mod extensions;
+pub(crate) mod diff;
+pub(crate) mod env;
+pub(crate) mod extensions;
 pub mod launcher;
-pub mod output;
-pub mod plan;
-pub mod redact;
-pub mod request;
-pub mod runlogs;
+pub(crate) mod output;
+pub(crate) mod plan;
+pub(crate) mod redact;
+pub(crate) mod request;
+pub(crate) mod runlogs;
 pub mod runner;
-pub mod sandbox_launcher;
+pub(crate) mod sandbox_launcher;
 pub mod service;
 pub mod settings;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +57,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 pub use env::{SecretSource, SecretValues};
-pub use launcher::{Launcher, PlainLauncher};
-pub use request::LifecycleError;
+pub(crate) use launcher::{Launcher, PlainLauncher};
+pub(crate) use request::LifecycleError;
 pub use service::LifecycleService;
 
 use crate::guest::config::CodespaceIdentity;
@@ -129,7 +129,7 @@ pub fn read_org_policy(
 /// Builds the service from the agent's configuration and the organization policy
 /// ([`read_org_policy`]). Commands start through `launcher` (the privileged side's, when the
 /// agent is separated), or the one the configuration asks for.
-pub fn build(
+pub(crate) fn build(
     c: &crate::guest::config::AgentConfig,
     events: crate::guest::service::EventSink,
     secrets: Option<Arc<dyn SecretSource>>,
@@ -167,7 +167,7 @@ impl SecretSource for crate::guest::vault::Vault {
 impl LifecycleService {
     /// Turns a request into a job. Field errors answer at once; the work runs when the job is
     /// polled.
-    pub fn job(
+    pub(crate) fn job(
         self: &Arc<Self>,
         request: LifecycleRequest,
         fields: Map<String, Value>,

@@ -20,13 +20,13 @@ use std::path::{Path, PathBuf};
 /// incomplete sequence at the end of a chunk waits for the next one; invalid bytes become
 /// U+FFFD.
 #[derive(Debug, Default)]
-pub struct Utf8Carry {
+pub(crate) struct Utf8Carry {
     pending: Vec<u8>,
 }
 
 impl Utf8Carry {
     /// Text for `chunk`, holding back at most 3 bytes.
-    pub fn push(&mut self, chunk: &[u8]) -> String {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> String {
         self.pending.extend_from_slice(chunk);
         let keep = match std::str::from_utf8(&self.pending) {
             Ok(_) => 0,
@@ -40,7 +40,7 @@ impl Utf8Carry {
     }
 
     /// Whatever is left at the end of the stream.
-    pub fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         let text = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
         text
@@ -66,7 +66,7 @@ fn incomplete_tail(b: &[u8]) -> usize {
 
 /// A log file that keeps the head and the tail of what is written.
 #[derive(Debug)]
-pub struct BoundedLog {
+pub(crate) struct BoundedLog {
     path: PathBuf,
     file: Option<File>,
     head_left: usize,
@@ -78,7 +78,7 @@ pub struct BoundedLog {
 impl BoundedLog {
     /// Creates the file (mode 0600, truncating). `head` bytes go to disk as they come; the last
     /// `tail` bytes after that are written by [`BoundedLog::close`].
-    pub fn create(path: &Path, head: usize, tail: usize) -> std::io::Result<Self> {
+    pub(crate) fn create(path: &Path, head: usize, tail: usize) -> std::io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -97,12 +97,12 @@ impl BoundedLog {
     }
 
     /// The file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Appends bytes (already redacted). I/O errors stop the log, never the command.
-    pub fn write(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn write(&mut self, mut bytes: &[u8]) {
         if self.head_left > 0 {
             let n = bytes.len().min(self.head_left);
             if let Some(f) = &mut self.file {
@@ -122,12 +122,12 @@ impl BoundedLog {
     }
 
     /// Bytes dropped between head and tail.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 
     /// Writes the marker (if anything was dropped) and the tail.
-    pub fn close(mut self) -> std::io::Result<()> {
+    pub(crate) fn close(mut self) -> std::io::Result<()> {
         let Some(mut f) = self.file.take() else {
             return Ok(());
         };

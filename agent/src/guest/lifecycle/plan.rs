@@ -21,7 +21,7 @@ use super::launcher::Program;
 /// The phase a host asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RunPhase {
+pub(crate) enum RunPhase {
     /// After the codespace was created.
     Create,
     /// After each start.
@@ -32,7 +32,7 @@ pub enum RunPhase {
 
 impl RunPhase {
     /// Parses the wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "create" => Some(Self::Create),
             "start" => Some(Self::Start),
@@ -42,7 +42,7 @@ impl RunPhase {
     }
 
     /// The properties run, in order.
-    pub fn properties(self) -> &'static [Phase] {
+    pub(crate) fn properties(self) -> &'static [Phase] {
         match self {
             Self::Create => &[Phase::OnCreate, Phase::UpdateContent, Phase::PostCreate],
             Self::Start => &[Phase::PostStart],
@@ -51,49 +51,49 @@ impl RunPhase {
     }
 
     /// How many steps a run can have at most (for deadlines).
-    pub fn max_steps(self) -> u32 {
+    pub(crate) fn max_steps(self) -> u32 {
         self.properties().len() as u32
     }
 }
 
 /// One command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedCommand {
+pub(crate) struct PlannedCommand {
     /// `property` or `property.key` (the object form's entry key).
-    pub name: String,
+    pub(crate) name: String,
     /// The lifecycle property.
-    pub property: &'static str,
+    pub(crate) property: &'static str,
     /// The object form's key.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// What runs.
-    pub program: Program,
+    pub(crate) program: Program,
 }
 
 /// One property's commands (several only for the object form, which runs them in parallel).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// The lifecycle property.
-    pub property: &'static str,
+    pub(crate) property: &'static str,
     /// Its commands.
-    pub commands: Vec<PlannedCommand>,
+    pub(crate) commands: Vec<PlannedCommand>,
 }
 
 /// A property that will not run, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     /// The property.
-    pub property: &'static str,
+    pub(crate) property: &'static str,
     /// A stable reason code.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// The plan of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// Steps in order.
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     /// Properties present but not run.
-    pub skipped: Vec<Skipped>,
+    pub(crate) skipped: Vec<Skipped>,
 }
 
 fn program(c: &Command) -> Program {
@@ -106,7 +106,7 @@ fn program(c: &Command) -> Program {
 }
 
 /// Plans `phase` of `dc`.
-pub fn plan(dc: &DevContainer, phase: RunPhase, prebuild: bool) -> Plan {
+pub(crate) fn plan(dc: &DevContainer, phase: RunPhase, prebuild: bool) -> Plan {
     let mut out = Plan::default();
     if dc.lifecycle.initialize.is_some() {
         out.skipped.push(Skipped {

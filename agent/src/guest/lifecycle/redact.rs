@@ -45,14 +45,14 @@ use base64::Engine as _;
 use zeroize::Zeroize as _;
 
 /// What a redacted value is replaced with.
-pub const REDACTED: &[u8] = b"[redacted]";
+pub(crate) const REDACTED: &[u8] = b"[redacted]";
 
 /// Values shorter than this are redacted literally, not in their encodings (see the module doc).
-pub const MIN_ENCODED_LEN: usize = 8;
+pub(crate) const MIN_ENCODED_LEN: usize = 8;
 
 /// The set of values to hide, shared by every stream of a run.
 #[derive(Clone, Default)]
-pub struct Needles {
+pub(crate) struct Needles {
     /// Leftmost-longest automaton over `sorted`; `None` when there is nothing to find, or when
     /// it could not be built, in which case everything is redacted (fail closed).
     matcher: Option<AhoCorasick>,
@@ -159,7 +159,7 @@ fn forms(v: &[u8]) -> Vec<Vec<u8>> {
 
 impl Needles {
     /// The values to redact, with their encodings (empty values and duplicates are dropped).
-    pub fn new<I, B>(values: I) -> Self
+    pub(crate) fn new<I, B>(values: I) -> Self
     where
         I: IntoIterator<Item = B>,
         B: AsRef<[u8]>,
@@ -195,12 +195,13 @@ impl Needles {
     }
 
     /// Whether there is nothing to redact.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sorted.is_empty()
     }
 
     /// The longest needle (a value or one of its encodings).
-    pub fn max_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn max_len(&self) -> usize {
         self.max_len
     }
 
@@ -228,7 +229,7 @@ impl Needles {
     }
 
     /// Redacts `buf` as a whole (nothing follows it).
-    pub fn redact_all(&self, buf: &[u8]) -> Vec<u8> {
+    pub(crate) fn redact_all(&self, buf: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(buf.len());
         self.emit(buf, 0, buf.len(), &mut out);
         out
@@ -267,14 +268,14 @@ impl Needles {
 
 /// One stream's redaction state.
 #[derive(Debug, Clone)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     needles: Needles,
     carry: Vec<u8>,
 }
 
 impl Redactor {
     /// A redactor for one stream.
-    pub fn new(needles: Needles) -> Self {
+    pub(crate) fn new(needles: Needles) -> Self {
         Self {
             needles,
             carry: Vec::new(),
@@ -282,12 +283,13 @@ impl Redactor {
     }
 
     /// Bytes held back, waiting to see whether they start a secret.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.carry.len()
     }
 
     /// Feeds a chunk; returns what can be shown now.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         if self.needles.is_empty() {
             return chunk.to_vec();
         }
@@ -309,7 +311,7 @@ impl Redactor {
     }
 
     /// The end of the stream: the carry, redacted.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         let carry = std::mem::take(&mut self.carry);
         self.needles.redact_all(&carry)
     }

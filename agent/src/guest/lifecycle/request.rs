@@ -14,7 +14,7 @@ use crate::wire::{ErrorCode, WireError};
 /// Why a lifecycle request failed. Messages name what and where, never a secret value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum LifecycleError {
+pub(crate) enum LifecycleError {
     /// A field is missing or has the wrong shape.
     #[error("{0}")]
     BadRequest(String),
@@ -28,7 +28,7 @@ pub enum LifecycleError {
 
 impl LifecycleError {
     /// The wire form.
-    pub fn wire(&self) -> WireError {
+    pub(crate) fn wire(&self) -> WireError {
         let code = match self {
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
@@ -118,15 +118,15 @@ impl Fields {
 
 /// The trust facts of a request: given ones override what the session was created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustFacts {
+pub(crate) struct TrustFacts {
     /// The creator's access (missing everywhere: `none`, the restrictive default).
-    pub creator_access: AccessLevel,
+    pub(crate) creator_access: AccessLevel,
     /// A pull request from a fork.
-    pub pull_request_from_fork: bool,
+    pub(crate) pull_request_from_fork: bool,
     /// A prebuild.
-    pub prebuild: bool,
+    pub(crate) prebuild: bool,
     /// The repository.
-    pub repository: RepoName,
+    pub(crate) repository: RepoName,
 }
 
 impl TrustFacts {
@@ -176,7 +176,7 @@ impl TrustFacts {
     }
 
     /// The policy's facts.
-    pub fn policy_facts(&self) -> codespace_policy::lifecycle::LifecycleFacts {
+    pub(crate) fn policy_facts(&self) -> codespace_policy::lifecycle::LifecycleFacts {
         codespace_policy::lifecycle::LifecycleFacts {
             creator_access: self.creator_access,
             pull_request_from_fork: self.pull_request_from_fork,
@@ -241,26 +241,26 @@ pub(crate) fn run_id(
 
 /// A `lifecycle_run` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRequest {
+pub(crate) struct RunRequest {
     /// The phase.
-    pub phase: RunPhase,
+    pub(crate) phase: RunPhase,
     /// The workspace folder.
-    pub workspace: PathBuf,
+    pub(crate) workspace: PathBuf,
     /// The devcontainer.json file.
-    pub devcontainer: PathBuf,
+    pub(crate) devcontainer: PathBuf,
     /// Trust facts.
-    pub facts: TrustFacts,
+    pub(crate) facts: TrustFacts,
     /// Per-command timeout.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// The creator approved running a blocked profile.
-    pub approve: bool,
+    pub(crate) approve: bool,
     /// Event correlation id.
-    pub run_id: String,
+    pub(crate) run_id: String,
 }
 
 impl RunRequest {
     /// Parses the fields of `lifecycle_run`.
-    pub fn parse(
+    pub(crate) fn parse(
         fields: Map<String, Value>,
         identity: &CodespaceIdentity,
         fresh_id: impl FnOnce() -> String,

@@ -18,7 +18,7 @@ use super::output::BoundedLog;
 
 /// The run-log directory and the logs in it, oldest first.
 #[derive(Debug)]
-pub struct RunLogs {
+pub(crate) struct RunLogs {
     dir: PathBuf,
     keep: usize,
     /// `None` until the directory has been listed (again).
@@ -27,7 +27,7 @@ pub struct RunLogs {
 
 impl RunLogs {
     /// Logs in `dir` (created 0700 when missing), at most `keep` (at least 1) of them.
-    pub fn new(dir: PathBuf, keep: usize) -> Self {
+    pub(crate) fn new(dir: PathBuf, keep: usize) -> Self {
         Self {
             dir,
             keep: keep.max(1),
@@ -37,7 +37,7 @@ impl RunLogs {
 
     /// Creates `<dir>/<run_id>.log` (see [`BoundedLog::create`]) after removing the oldest logs
     /// so that, with it, at most `keep` remain.
-    pub fn open(&self, run_id: &str, head: usize, tail: usize) -> io::Result<BoundedLog> {
+    pub(crate) fn open(&self, run_id: &str, head: usize, tail: usize) -> io::Result<BoundedLog> {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let path = self.dir.join(format!("{run_id}.log"));
         let mut retried = false;

@@ -38,7 +38,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// The outcome of one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CommandStatus {
+pub(crate) enum CommandStatus {
     /// Exited 0.
     Succeeded,
     /// Exited non-zero or was killed by a signal.
@@ -61,37 +61,37 @@ impl CommandStatus {
 
 /// One command in the result.
 #[derive(Debug, Clone, Serialize)]
-pub struct CommandResult {
+pub(crate) struct CommandResult {
     /// `property` or `property.key`.
-    pub name: String,
+    pub(crate) name: String,
     /// The lifecycle property.
-    pub property: &'static str,
+    pub(crate) property: &'static str,
     /// The object form's key.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
     /// `shell` or `exec`.
-    pub form: &'static str,
+    pub(crate) form: &'static str,
     /// What was (or would have been) exec'd; secret values redacted.
-    pub argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
     /// The outcome.
-    pub status: CommandStatus,
+    pub(crate) status: CommandStatus,
     /// Exit code.
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// Terminating signal.
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
     /// Killed at the timeout.
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     /// Milliseconds from start to exit.
-    pub duration_ms: Option<f64>,
+    pub(crate) duration_ms: Option<f64>,
     /// Why it did not start, or why it was skipped.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// What the sandbox applied, when it ran sandboxed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<serde_json::Value>,
+    pub(crate) sandbox: Option<serde_json::Value>,
 }
 
 impl CommandResult {
     /// A command that will not run.
-    pub fn skipped(c: &PlannedCommand, needles: &Needles, reason: String) -> Self {
+    pub(crate) fn skipped(c: &PlannedCommand, needles: &Needles, reason: String) -> Self {
         Self {
             name: c.name.clone(),
             property: c.property,
@@ -145,18 +145,18 @@ struct SharedLog {
 }
 
 /// What a run needs besides its plan.
-pub struct RunInput {
+pub(crate) struct RunInput {
     /// The policy's permission to run, and at which strength (only the policy crate makes
     /// one, so no command runs without a decision).
-    pub profile: Authorized<RunProfile>,
+    pub(crate) profile: Authorized<RunProfile>,
     /// The run's id (in every event).
-    pub run_id: String,
+    pub(crate) run_id: String,
     /// How each command runs (user, env, limits...).
-    pub spec: LaunchSpec,
+    pub(crate) spec: LaunchSpec,
     /// Values to redact.
-    pub needles: Needles,
+    pub(crate) needles: Needles,
     /// The bounded log file, if one could be created.
-    pub log: Option<BoundedLog>,
+    pub(crate) log: Option<BoundedLog>,
 }
 
 impl std::fmt::Debug for RunInput {
@@ -169,13 +169,13 @@ impl std::fmt::Debug for RunInput {
 
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunOutcome {
+pub(crate) struct RunOutcome {
     /// Every command, in plan order.
-    pub commands: Vec<CommandResult>,
+    pub(crate) commands: Vec<CommandResult>,
     /// The first command that stopped the run.
-    pub first_failure: Option<String>,
+    pub(crate) first_failure: Option<String>,
     /// Output bytes the log dropped between its head and tail.
-    pub log_dropped_bytes: u64,
+    pub(crate) log_dropped_bytes: u64,
 }
 
 /// Runs plans through a launcher, pushing output events.
@@ -224,17 +224,17 @@ impl Runner {
     }
 
     /// The launcher's name.
-    pub fn launcher_name(&self) -> &'static str {
+    pub(crate) fn launcher_name(&self) -> &'static str {
         self.launcher.name()
     }
 
     /// Runs every step of `plan`; a failed step stops the later ones (see the module docs).
-    pub async fn run(&self, plan: &Plan, input: RunInput) -> RunOutcome {
+    pub(crate) async fn run(&self, plan: &Plan, input: RunInput) -> RunOutcome {
         self.run_with(plan, input, true).await
     }
 
     /// Runs every step of `plan`, whatever happens to the others (extension installs).
-    pub async fn run_each(&self, plan: &Plan, input: RunInput) -> RunOutcome {
+    pub(crate) async fn run_each(&self, plan: &Plan, input: RunInput) -> RunOutcome {
         self.run_with(plan, input, false).await
     }
 

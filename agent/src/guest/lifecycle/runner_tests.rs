@@ -6,7 +6,6 @@ use crate::guest::lifecycle::launcher::{LaunchLimits, PlainLauncher, Trust};
 use crate::guest::lifecycle::plan::{plan, RunPhase};
 use crate::guest::user::Account;
 use std::path::Path;
-use tokio::sync::broadcast;
 
 fn spec(dir: &Path, timeout: Duration) -> LaunchSpec {
     LaunchSpec {
@@ -54,7 +53,7 @@ async fn run(
         .model
         .unwrap();
     let p = plan(&dc, phase, false);
-    let (tx, mut rx) = broadcast::channel(4096);
+    let (tx, mut rx) = EventSink::channel(4096);
     let runner = Runner::new(Arc::new(PlainLauncher), tx);
     let log_path = dir.path().join("run.log");
     let out = runner

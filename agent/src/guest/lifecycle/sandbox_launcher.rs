@@ -15,7 +15,7 @@ use crate::guest::sandbox::{self, Limits, ResolvedUser, Sandbox, SandboxConfig, 
 
 /// Spawns through the sandbox, which it owns.
 #[derive(Debug)]
-pub struct SandboxLauncher {
+pub(crate) struct SandboxLauncher {
     sandbox: Sandbox,
     limits: Limits,
     restricted: WorldConfig,
@@ -27,7 +27,7 @@ impl SandboxLauncher {
     /// A launcher over a sandbox made from `config` (its limits and restricted world too);
     /// `path`/`lang` are the runner's base values (`lifecycle.path`/`lang`): the sandbox sets
     /// them, and the launcher recognises the runner's base entries by them.
-    pub fn new(config: &SandboxConfig, path: String, lang: String) -> Self {
+    pub(crate) fn new(config: &SandboxConfig, path: String, lang: String) -> Self {
         Self {
             sandbox: Sandbox::new(config, &path, &lang),
             limits: config.limits,

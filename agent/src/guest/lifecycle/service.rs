@@ -21,7 +21,7 @@ use codespace_devcontainer::{DevContainer, Diagnostic, Parsed, SubstitutionConte
 use codespace_policy::lifecycle::{Profile, RunProfile, TokenAccess};
 use codespace_policy::{Authorized, OrgPolicy};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::env::{self, SecretSource, SecretValues};
 use super::launcher::{LaunchLimits, LaunchSpec, Trust};
@@ -33,6 +33,7 @@ use super::runlogs::RunLogs;
 use super::runner::{CommandResult, RunInput, RunOutcome, Runner};
 use super::settings::LifecycleConfig;
 use crate::guest::service::EventSink;
+use crate::guest::trail::Kind;
 use crate::guest::user::{self, Account};
 use crate::guest::vault::TOKEN_VARIABLE;
 use crate::wire::Event;
@@ -55,11 +56,11 @@ pub struct Principals {
 /// A `remoteUser`/`containerUser` that was not honoured, and why (in the run's result and the
 /// `lifecycle_user_ignored` event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IgnoredUser {
+pub(crate) struct IgnoredUser {
     /// The name the repository gave.
-    pub name: String,
+    pub(crate) name: String,
     /// Why it was not used.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Everything the lifecycle requests need; one per agent.
@@ -187,11 +188,6 @@ impl LifecycleService {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &LifecycleConfig {
-        &self.config
-    }
-
     pub(crate) fn fresh_id(&self) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("run-{}-{n}", std::process::id())
@@ -199,7 +195,7 @@ impl LifecycleService {
 
     /// The longest a run of `phase` with `timeout` per command can take (for the request's
     /// deadline): every step at its timeout plus the kill grace, and a margin.
-    pub fn deadline(&self, phase: RunPhase, timeout: Option<Duration>) -> Duration {
+    pub(crate) fn deadline(&self, phase: RunPhase, timeout: Option<Duration>) -> Duration {
         let per = timeout.unwrap_or(self.config.command_timeout) + self.config.kill_grace;
         per * phase.max_steps() + Duration::from_secs(30)
     }
@@ -345,7 +341,7 @@ impl LifecycleService {
     }
 
     /// `lifecycle_run`.
-    pub async fn run(&self, req: RunRequest) -> Result<Value, LifecycleError> {
+    pub(crate) async fn run(&self, req: RunRequest) -> Result<Value, LifecycleError> {
         let parsed = load(&req.devcontainer)?;
         let warnings = refuse_if_broken(&req.devcontainer, &parsed)?;
         let raw_model = parsed.model.clone().unwrap_or_default();
@@ -392,7 +388,7 @@ impl LifecycleService {
                     "skipped": preview.skipped,
                 }),
             );
-            self.finished(&req.run_id, "blocked");
+            self.finished(Kind::Lifecycle, &result);
             return Ok(result);
         };
         let strength = profile.get().trust;
@@ -470,7 +466,7 @@ impl LifecycleService {
                 "log_dropped_bytes": outcome.log_dropped_bytes,
             }),
         );
-        self.finished(&req.run_id, status);
+        self.finished(Kind::Lifecycle, &result);
         Ok(result)
     }
 
@@ -478,27 +474,82 @@ impl LifecycleService {
     /// it waits for the processes to die), then pushes `restricted_killed` with `reason` and how
     /// many processes there were. For a change of the trust facts and the host's
     /// `restricted_kill`.
-    pub async fn kill_restricted(&self, reason: &'static str) -> usize {
+    pub(crate) async fn kill_restricted(&self, reason: &'static str) -> usize {
         let launcher = self.runner.launcher();
         let killed = tokio::task::spawn_blocking(move || launcher.kill_restricted())
             .await
             .unwrap_or(0);
         tracing::info!(reason, processes = killed, "restricted leftovers killed");
-        let _ = self.events.send(Event::new(
-            "restricted_killed",
-            json!({"reason": reason, "processes": killed}),
-        ));
+        let report = json!({"reason": reason, "processes": killed});
+        let _ = self
+            .events
+            .send(Event::new("restricted_killed", report.clone()));
+        let mut record = report;
+        record["action"] = "restricted_killed".into();
+        self.events.audit(Kind::Lifecycle, record);
         killed
     }
 
     /// Pushes `lifecycle_finished`: after every output event of the run, so a host that reads
-    /// events until it sees this one has all the output.
-    pub(crate) fn finished(&self, run: &str, status: &str) {
+    /// events until it sees this one has all the output. Then records the run (`kind`
+    /// lifecycle or extension) in the audit trail, from its `result`: what was decided and why,
+    /// who it ran as, how each command ended (names and exit statuses; no output).
+    pub(crate) fn finished(&self, kind: Kind, result: &Value) {
         let _ = self.events.send(Event::new(
             "lifecycle_finished",
-            json!({"run": run, "status": status}),
+            json!({"run": result["run"], "status": result["status"]}),
         ));
+        self.events.audit(kind, audit_summary(result));
     }
+}
+
+/// The audit record of a lifecycle run or an extension install: the result without output,
+/// argv or warnings (those stay in the answer and the log).
+fn audit_summary(result: &Value) -> Value {
+    let mut record = Map::new();
+    for key in [
+        "run",
+        "phase",
+        "decision",
+        "approved",
+        "status",
+        "reason",
+        "trust",
+        "profile",
+        "launcher",
+        "secrets_injected",
+        "token_injected",
+        "env_refused",
+        "first_failure",
+    ] {
+        if let Some(v) = result.get(key).filter(|v| !v.is_null()) {
+            record.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(user) = result.get("user") {
+        record.insert(
+            "user".into(),
+            json!({"name": user["name"], "uid": user["uid"]}),
+        );
+    }
+    let exit = |c: &Value| {
+        json!({"name": c["name"], "status": c["status"], "exit_code": c["exit_code"],
+               "signal": c["signal"], "timed_out": c["timed_out"], "reason": c["reason"]})
+    };
+    if let Some(commands) = result.get("commands").and_then(Value::as_array) {
+        record.insert("commands".into(), commands.iter().map(exit).collect());
+    }
+    if let Some(extensions) = result.get("extensions").and_then(Value::as_array) {
+        let decisions: Vec<Value> = extensions
+            .iter()
+            .map(|e| {
+                json!({"id": e["id"], "action": e["action"], "status": e["status"],
+                       "reason": e["reason"], "exit_code": e["command"]["exit_code"]})
+            })
+            .collect();
+        record.insert("extensions".into(), decisions.into());
+    }
+    Value::Object(record)
 }
 
 fn merge(into: &mut Value, from: Value) {
@@ -521,7 +572,7 @@ mod tests {
         codespace-restricted:x:998:998::/var/lib/codespace-agent/restricted/home:/bin/sh\n";
 
     fn service(dir: &Path) -> LifecycleService {
-        let (events, _) = tokio::sync::broadcast::channel(8);
+        let (events, _) = crate::guest::service::EventSink::channel(8);
         let mut s = LifecycleService::new(
             LifecycleConfig::default(),
             Runner::new(Arc::new(PlainLauncher), events.clone()),

@@ -22,14 +22,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Default `lifecycle.path` (Debian's root `PATH`, so `sbin` tools resolve).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Default `lifecycle.lang`.
-pub const DEFAULT_LANG: &str = "C.UTF-8";
+pub(crate) const DEFAULT_LANG: &str = "C.UTF-8";
 
 /// Which launcher runs commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LauncherKind {
+pub(crate) enum LauncherKind {
     /// No sandbox (tests, benchmarks).
     Plain,
     /// The sandbox spawner.
@@ -38,7 +39,7 @@ pub enum LauncherKind {
 
 impl LauncherKind {
     /// The name reports show (`Launcher::name` of the launcher it makes).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Plain => "plain",
             Self::Sandbox => "sandbox",
@@ -50,45 +51,45 @@ impl LauncherKind {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // documented in the module's example
-pub struct RawLifecycleConfig {
-    pub launcher: Option<LauncherKind>,
-    pub command_timeout_s: Option<u64>,
-    pub kill_grace_ms: Option<u64>,
-    pub log_head_bytes: Option<usize>,
-    pub log_tail_bytes: Option<usize>,
-    pub logs_kept: Option<usize>,
-    pub path: Option<String>,
-    pub lang: Option<String>,
-    pub org_policy_file: Option<PathBuf>,
-    pub extension_installer: Option<Vec<String>>,
-    pub extension_uninstaller: Option<Vec<String>>,
+pub(crate) struct RawLifecycleConfig {
+    pub(crate) launcher: Option<LauncherKind>,
+    pub(crate) command_timeout_s: Option<u64>,
+    pub(crate) kill_grace_ms: Option<u64>,
+    pub(crate) log_head_bytes: Option<usize>,
+    pub(crate) log_tail_bytes: Option<usize>,
+    pub(crate) logs_kept: Option<usize>,
+    pub(crate) path: Option<String>,
+    pub(crate) lang: Option<String>,
+    pub(crate) org_policy_file: Option<PathBuf>,
+    pub(crate) extension_installer: Option<Vec<String>>,
+    pub(crate) extension_uninstaller: Option<Vec<String>>,
 }
 
 /// The typed section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)] // fields mirror the documented keys
 pub struct LifecycleConfig {
-    pub launcher: LauncherKind,
-    pub command_timeout: Duration,
-    pub kill_grace: Duration,
-    pub log_head_bytes: usize,
-    pub log_tail_bytes: usize,
-    pub logs_kept: usize,
-    pub path: String,
-    pub lang: String,
-    pub org_policy_file: Option<PathBuf>,
-    pub extension_installer: Vec<String>,
-    pub extension_uninstaller: Option<Vec<String>>,
+    pub(crate) launcher: LauncherKind,
+    pub(crate) command_timeout: Duration,
+    pub(crate) kill_grace: Duration,
+    pub(crate) log_head_bytes: usize,
+    pub(crate) log_tail_bytes: usize,
+    pub(crate) logs_kept: usize,
+    pub(crate) path: String,
+    pub(crate) lang: String,
+    pub(crate) org_policy_file: Option<PathBuf>,
+    pub(crate) extension_installer: Vec<String>,
+    pub(crate) extension_uninstaller: Option<Vec<String>>,
 }
 
 /// Why the section is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("config setting `lifecycle.{key}`: {message}")]
-pub struct SettingsError {
+pub(crate) struct SettingsError {
     /// The key.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// Why.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 fn template(key: &'static str, argv: Vec<String>) -> Result<Vec<String>, SettingsError> {
@@ -134,7 +135,7 @@ fn locale(lang: Option<String>) -> Result<String, SettingsError> {
 
 impl LifecycleConfig {
     /// Builds the typed section (defaults for what is not written).
-    pub fn build(raw: RawLifecycleConfig) -> Result<Self, SettingsError> {
+    pub(crate) fn build(raw: RawLifecycleConfig) -> Result<Self, SettingsError> {
         let positive = |key, v: Option<u64>, d| match v {
             Some(0) => Err(SettingsError {
                 key,

@@ -31,16 +31,16 @@ use crate::wire::Event;
 
 /// The current watch, if any (one per agent; a new request replaces it).
 #[derive(Debug, Default)]
-pub struct WatchSlot(Mutex<Option<WatchHandle>>);
+pub(crate) struct WatchSlot(Mutex<Option<WatchHandle>>);
 
 impl WatchSlot {
     /// Replaces the current watch.
-    pub fn set(&self, h: WatchHandle) {
+    pub(crate) fn set(&self, h: WatchHandle) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
     }
 
     /// Stops the current watch.
-    pub fn clear(&self) -> bool {
+    pub(crate) fn clear(&self) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -51,7 +51,7 @@ impl WatchSlot {
 
 /// A running watch; dropping it stops it.
 #[derive(Debug)]
-pub struct WatchHandle {
+pub(crate) struct WatchHandle {
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,7 +62,7 @@ impl Drop for WatchHandle {
 }
 
 /// The configuration file of `workspace`, in lookup order.
-pub fn config_file(workspace: &Path) -> Option<PathBuf> {
+pub(crate) fn config_file(workspace: &Path) -> Option<PathBuf> {
     [".devcontainer/devcontainer.json", ".devcontainer.json"]
         .iter()
         .map(|p| workspace.join(p))
@@ -99,7 +99,7 @@ fn relevant(workspace: &Path, p: &Path) -> bool {
 }
 
 /// Starts watching `workspace`; events go to `events`.
-pub fn start(
+pub(crate) fn start(
     workspace: &Path,
     events: EventSink,
     debounce: Duration,
@@ -194,7 +194,7 @@ mod tests {
         std::fs::create_dir(ws.join(".devcontainer")).unwrap();
         let file = ws.join(".devcontainer/devcontainer.json");
         std::fs::write(&file, r#"{"name": "a", "image": "x"}"#).unwrap();
-        let (tx, mut rx) = broadcast::channel(16);
+        let (tx, mut rx) = EventSink::channel(16);
         let _h = start(ws, tx, Duration::from_millis(100)).unwrap();
 
         // An in-place edit of a lifecycle command.

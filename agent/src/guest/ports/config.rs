@@ -27,36 +27,36 @@ use serde::Deserialize;
 use crate::guest::config::{positive, ConfigError};
 
 /// Default owner-only ports (see the module docs).
-pub const DEFAULT_OWNER_ONLY: [u16; 3] = [22, 2222, 16634];
+pub(crate) const DEFAULT_OWNER_ONLY: [u16; 3] = [22, 2222, 16634];
 
 /// The section as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // each field is documented in the module's example
 pub struct RawPortsConfig {
-    pub owner_only: Option<Vec<u16>>,
-    pub allowed_visibilities: Option<Vec<Visibility>>,
-    pub never_forward: Option<Vec<u16>>,
-    pub max_connections_total: Option<usize>,
-    pub max_connections_per_port: Option<usize>,
-    pub connect_timeout_ms: Option<u64>,
+    pub(crate) owner_only: Option<Vec<u16>>,
+    pub(crate) allowed_visibilities: Option<Vec<Visibility>>,
+    pub(crate) never_forward: Option<Vec<u16>>,
+    pub(crate) max_connections_total: Option<usize>,
+    pub(crate) max_connections_per_port: Option<usize>,
+    pub(crate) connect_timeout_ms: Option<u64>,
 }
 
 /// The typed section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortsConfig {
     /// Owner-only ports.
-    pub owner_only: BTreeSet<u16>,
+    pub(crate) owner_only: BTreeSet<u16>,
     /// The organization's allowed visibilities.
-    pub allowed: AllowedVisibilities,
+    pub(crate) allowed: AllowedVisibilities,
     /// Ports never forwarded.
-    pub never_forward: BTreeSet<u16>,
+    pub(crate) never_forward: BTreeSet<u16>,
     /// Live forwarded connections in total.
-    pub max_connections_total: usize,
+    pub(crate) max_connections_total: usize,
     /// Live forwarded connections per port.
-    pub max_connections_per_port: usize,
+    pub(crate) max_connections_per_port: usize,
     /// Deadline for connecting to the local listener.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl Default for PortsConfig {
@@ -81,7 +81,7 @@ fn invalid(key: &'static str, message: &str) -> ConfigError {
 
 impl PortsConfig {
     /// Builds the typed section; a missing section is all defaults.
-    pub fn from_raw(raw: Option<RawPortsConfig>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: Option<RawPortsConfig>) -> Result<Self, ConfigError> {
         let raw = raw.unwrap_or_default();
         let d = Self::default();
         let ports = |key: &'static str, list: Option<Vec<u16>>, default: BTreeSet<u16>| match list {

@@ -65,8 +65,9 @@ use tracing::{debug, info, warn};
 use super::refusal::ForwardRefusal;
 use super::service::{Admission, ForwardTarget, PortsService};
 use crate::guest::config::CodespaceIdentity;
+use crate::guest::trail::Kind;
 use crate::guest::transport::Peer;
-use crate::relay::{relay, relay_streams, reregister, RelayEnd};
+use crate::relay::{relay_metered, relay_streams, reregister, Meter, RelayEnd};
 use crate::wire::io::FrameIoError;
 use crate::wire::message::ForwardHello;
 use crate::wire::ticket::ForwardTicket;
@@ -77,27 +78,27 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the server hands over after a `forward` handshake.
 #[derive(Debug)]
-pub struct ForwardRequest {
+pub(crate) struct ForwardRequest {
     /// The hello's `forward` member.
-    pub hello: Option<ForwardHello>,
+    pub(crate) hello: Option<ForwardHello>,
     /// Handshake payloads not sent yet (`ok`; `welcome` and `ok` after a ticket hello): they
     /// go out, in order, in the same write as the answer.
-    pub held: Vec<Vec<u8>>,
+    pub(crate) held: Vec<Vec<u8>>,
     /// The hello's forward ticket, its proof already verified; redeemed before anything else.
-    pub ticket: Option<ForwardTicket>,
+    pub(crate) ticket: Option<ForwardTicket>,
     /// Stream bytes the host sent behind its last handshake frame that were read already.
-    pub early: Vec<u8>,
+    pub(crate) early: Vec<u8>,
     /// The agent's frame codec.
-    pub codec: FrameCodec,
+    pub(crate) codec: FrameCodec,
     /// Who connected.
-    pub peer: Peer,
+    pub(crate) peer: Peer,
 }
 
 /// The port service and the codespace's identity at connection time.
-pub type ForwardContext = Option<(Arc<PortsService>, CodespaceIdentity)>;
+pub(crate) type ForwardContext = Option<(Arc<PortsService>, CodespaceIdentity)>;
 
 /// Serves one `forward` connection whose handshake is complete.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     context: ForwardContext,
     mut stream: S,
     request: ForwardRequest,
@@ -106,10 +107,23 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = request.peer.clone();
+    let ports = context.as_ref().map(|(p, _)| p.clone());
     let (admission, target, target_addr) = match admit_and_connect(context, &request).await {
         Ok(ok) => ok,
         Err(refusal) => {
             warn!(%peer, reason = refusal.reason(), "forward refused: {refusal}");
+            if let Some(ports) = &ports {
+                ports.audit(
+                    Kind::Forward,
+                    json!({
+                        "decision": "refused",
+                        "port": request.hello.as_ref().map(|h| h.port),
+                        "reason": refusal.reason(),
+                        "message": refusal.to_string(),
+                        "peer": peer.to_string(),
+                    }),
+                );
+            }
             let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
                 if answer(&mut stream, &request, &refusal.frame())
                     .await
@@ -143,7 +157,9 @@ pub async fn serve<S>(
         }
     }
     debug!(%peer, port = grant.port, target = %target_addr, "forwarding");
-    tokio::spawn(forward(stream, target, admission, stop));
+    if let Some(ports) = ports {
+        tokio::spawn(forward(ports, stream, target, admission, stop));
+    }
 }
 
 /// Writes the held handshake frames and the forwarder's answer in one write.
@@ -291,7 +307,7 @@ async fn connect_one(
 /// Raises the soft open-file limit to the hard one: each forwarded connection holds two sockets
 /// and two pipes (six descriptors), far beyond the usual soft limit of 1024. Returns the new
 /// soft limit, or `None` when it could not be read or changed (then the old one stays).
-pub fn raise_fd_limit() -> Option<u64> {
+pub(crate) fn raise_fd_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let current = getrlimit(Resource::Nofile);
     if current.current == current.maximum {
@@ -361,8 +377,10 @@ async fn wall_clock_deadline(until: Option<OffsetDateTime>) {
 }
 
 /// Relays an admitted connection until it ends, is revoked, its principal's authentication
-/// expires or the agent stops.
+/// expires or the agent stops; then records it in the audit trail (who, which port, when, how
+/// many bytes each way, how it ended). Bytes on an owner-only port count as activity meanwhile.
 async fn forward<S>(
+    ports: Arc<PortsService>,
     stream: S,
     target: TcpStream,
     admission: Admission,
@@ -370,33 +388,64 @@ async fn forward<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let started = OffsetDateTime::now_utc();
+    let meter = Arc::new(Meter::new());
+    let watch = ports.watch_activity(&admission, &meter);
     let Admission {
         grant,
         authenticated_until,
         revoked,
         ticket,
+        principal,
+        owner_only: _,
     } = admission;
     let port = grant.port;
-    let cancel = async move {
-        tokio::select! {
-            _ = revoked => {}
+    // Why the relay was cancelled, for the record.
+    let cause = std::sync::Mutex::new("");
+    let cancel = async {
+        let why = tokio::select! {
+            _ = revoked => "revoked",
             () = wall_clock_deadline(authenticated_until) => {
                 info!(port, "the principal's authentication expired; closing the forwarded connection");
+                "authentication-expired"
             }
             stopping = async { stop.wait_for(|s| *s).await.is_ok() } => {
                 if !stopping {
                     // No shutdown signal will ever come; only revocation ends us early.
                     std::future::pending::<()>().await;
                 }
+                "agent-stopping"
             }
-        }
+        };
+        *cause.lock().unwrap_or_else(|p| p.into_inner()) = why;
     };
     let end = match endpoint(stream) {
-        Ok(Endpoint::Unix(host)) => relay(host, target, cancel).await,
-        Ok(Endpoint::Vsock(host)) => relay(host, target, cancel).await,
-        Ok(Endpoint::Stream(host)) => relay_streams(host, target, cancel).await,
+        Ok(Endpoint::Unix(host)) => relay_metered(host, target, cancel, &meter).await,
+        Ok(Endpoint::Vsock(host)) => relay_metered(host, target, cancel, &meter).await,
+        Ok(Endpoint::Stream(host)) => relay_streams(host, target, cancel, &meter).await,
         Err(e) => RelayEnd::Failed(e),
     };
+    drop(watch);
+    let stats = meter.stats();
+    let ended = match &end {
+        RelayEnd::Finished(_) => "closed",
+        RelayEnd::Cancelled => *cause.lock().unwrap_or_else(|p| p.into_inner()),
+        _ => "failed",
+    };
+    ports.audit(
+        Kind::Forward,
+        json!({
+            "decision": "allowed",
+            "principal": principal,
+            "port": port,
+            "visibility": grant.visibility,
+            "start": crate::guest::activity::rfc3339(started),
+            "end": crate::guest::activity::rfc3339(OffsetDateTime::now_utc()),
+            "bytes_to_port": stats.a_to_b,
+            "bytes_from_port": stats.b_to_a,
+            "ended": ended,
+        }),
+    );
     match end {
         RelayEnd::Finished(stats) => debug!(
             port = grant.port,

@@ -27,7 +27,7 @@ struct Entry {
 
 /// Live connections by id.
 #[derive(Default)]
-pub struct LiveTable {
+pub(crate) struct LiveTable {
     entries: HashMap<u64, Entry>,
     next_id: u64,
 }
@@ -42,17 +42,17 @@ impl std::fmt::Debug for LiveTable {
 
 impl LiveTable {
     /// Number of live connections.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.entries.len()
     }
 
     /// Number of live connections on `port`.
-    pub fn on_port(&self, port: u16) -> usize {
+    pub(crate) fn on_port(&self, port: u16) -> usize {
         self.entries.values().filter(|e| e.port == port).count()
     }
 
     /// Registers a connection; the receiver resolves when it is revoked.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         port: u16,
         principal: Option<Principal>,
@@ -72,13 +72,13 @@ impl LiveTable {
     }
 
     /// Forgets a connection that ended on its own.
-    pub fn remove(&mut self, id: u64) {
+    pub(crate) fn remove(&mut self, id: u64) {
         self.entries.remove(&id);
     }
 
     /// Revokes every connection on `port` whose principal `still_allowed` rejects; returns how
     /// many.
-    pub fn revoke(
+    pub(crate) fn revoke(
         &mut self,
         port: u16,
         mut still_allowed: impl FnMut(Option<&Principal>) -> bool,

@@ -30,14 +30,14 @@
 //! [`refusal`] (named refusal reasons), [`tickets`] (single-use forward tickets for
 //! one-round-trip forward connections).
 
-pub mod config;
-pub mod forward;
+pub(crate) mod config;
+pub(crate) mod forward;
 mod live;
 pub mod page;
-pub mod refusal;
-pub mod service;
-pub mod tickets;
+pub(crate) mod refusal;
+pub(crate) mod service;
+pub(crate) mod tickets;
 
 pub use config::{PortsConfig, RawPortsConfig};
-pub use refusal::ForwardRefusal;
+pub(crate) use refusal::ForwardRefusal;
 pub use service::{Admission, PortsService};

@@ -33,20 +33,20 @@ use crate::guest::service::ServiceError;
 use crate::wire::DEFAULT_MAX_FRAME;
 
 /// The most listeners listed for one port; the rest are counted in `listeners_omitted`.
-pub const MAX_LISTENERS_PER_PORT: usize = 8;
+pub(crate) const MAX_LISTENERS_PER_PORT: usize = 8;
 /// The most bytes one listener's details take serialized. A detected socket's details
 /// (`ListeningSocket`: an IPv6 address, ids, a command name of at most 15 bytes, its network)
 /// take at most ~280; details over this are replaced when the listener is recorded.
-pub const MAX_LISTENER_BYTES: usize = 320;
+pub(crate) const MAX_LISTENER_BYTES: usize = 320;
 /// The most bytes a port's entry takes besides its listeners (every number at its maximum).
-pub const MAX_PORT_FIELDS_BYTES: usize = 256;
+pub(crate) const MAX_PORT_FIELDS_BYTES: usize = 256;
 /// The most bytes a page takes besides its ports, the response envelope (`id`, `ok`) included.
-pub const MAX_PAGE_FIELDS_BYTES: usize = 512;
+pub(crate) const MAX_PAGE_FIELDS_BYTES: usize = 512;
 /// The most bytes a page may take: half a frame, so that a field added later cannot quietly
 /// push a worst-case page over the limit.
-pub const PAGE_BUDGET: usize = DEFAULT_MAX_FRAME / 2;
+pub(crate) const PAGE_BUDGET: usize = DEFAULT_MAX_FRAME / 2;
 /// The most bytes a port's entry takes, listeners and separating comma included.
-pub const MAX_PORT_ENTRY_BYTES: usize =
+pub(crate) const MAX_PORT_ENTRY_BYTES: usize =
     MAX_PORT_FIELDS_BYTES + MAX_LISTENERS_PER_PORT * (MAX_LISTENER_BYTES + 1) + 1;
 /// The most ports on one page, and the default: as many worst-case entries as fit in
 /// [`PAGE_BUDGET`] (185 with a 1 MiB frame).
@@ -57,11 +57,11 @@ const _: () = assert!(MAX_PAGE_PORTS >= 100);
 
 /// Which page a `ports_list` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
+pub(crate) struct PageRequest {
     /// List the ports above this one (`None`: from the first).
-    pub after: Option<u16>,
+    pub(crate) after: Option<u16>,
     /// At most this many ports, 1 to [`MAX_PAGE_PORTS`].
-    pub limit: usize,
+    pub(crate) limit: usize,
 }
 
 impl Default for PageRequest {
@@ -80,7 +80,7 @@ fn bad(message: &str) -> ServiceError {
 
 impl PageRequest {
     /// Reads the request's fields; an error names the field at fault.
-    pub fn from_fields(fields: &Map<String, Value>) -> Result<Self, ServiceError> {
+    pub(crate) fn from_fields(fields: &Map<String, Value>) -> Result<Self, ServiceError> {
         if let Some(k) = fields
             .keys()
             .find(|k| !matches!(k.as_str(), "after" | "limit"))
@@ -110,26 +110,26 @@ impl PageRequest {
 
 /// One port's facts, as a page lists them.
 #[derive(Debug)]
-pub struct PortFacts<'a, V> {
+pub(crate) struct PortFacts<'a, V> {
     /// The port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// Its visibility as set.
-    pub visibility: V,
+    pub(crate) visibility: V,
     /// What the organization policy makes of it.
-    pub effective_visibility: V,
+    pub(crate) effective_visibility: V,
     /// Its epoch.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// Whether only the creator may be forwarded to it.
-    pub owner_only: bool,
+    pub(crate) owner_only: bool,
     /// Its live forwarded connections.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Its listeners' details (at most [`MAX_LISTENER_BYTES`] each), all of them.
-    pub listeners: &'a [&'a Value],
+    pub(crate) listeners: &'a [&'a Value],
 }
 
 /// A port's entry: its facts, its first [`MAX_LISTENERS_PER_PORT`] listeners and how many
 /// more there are.
-pub fn port_entry<V: serde::Serialize>(f: &PortFacts<'_, V>) -> Value {
+pub(crate) fn port_entry<V: serde::Serialize>(f: &PortFacts<'_, V>) -> Value {
     let shown = &f.listeners[..f.listeners.len().min(MAX_LISTENERS_PER_PORT)];
     json!({
         "port": f.port,
@@ -145,21 +145,25 @@ pub fn port_entry<V: serde::Serialize>(f: &PortFacts<'_, V>) -> Value {
 
 /// What every page says about the whole service, besides its ports.
 #[derive(Debug)]
-pub struct ServiceFacts<'a> {
+pub(crate) struct ServiceFacts<'a> {
     /// The visibilities the organization policy allows.
-    pub allowed_visibilities: Vec<&'a str>,
+    pub(crate) allowed_visibilities: Vec<&'a str>,
     /// Whether the host delivered a grant key.
-    pub grant_key: bool,
+    pub(crate) grant_key: bool,
     /// Live forwarded connections, all ports together.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Forward tickets outstanding.
-    pub forward_tickets: usize,
+    pub(crate) forward_tickets: usize,
 }
 
 /// A page: `ports` (entries from [`port_entry`]), whether `more` follow and the cursor to ask
 /// for them (`next_after`: the last port listed, `null` when none follow), and the service's
 /// facts.
-pub fn page_answer(ports: Vec<Value>, next_after: Option<u16>, facts: &ServiceFacts<'_>) -> Value {
+pub(crate) fn page_answer(
+    ports: Vec<Value>,
+    next_after: Option<u16>,
+    facts: &ServiceFacts<'_>,
+) -> Value {
     json!({
         "ports": ports,
         "more": next_after.is_some(),
@@ -172,7 +176,7 @@ pub fn page_answer(ports: Vec<Value>, next_after: Option<u16>, facts: &ServiceFa
 }
 
 /// Whether `details` may be recorded as a listener's as they are (see [`MAX_LISTENER_BYTES`]).
-pub fn listener_fits(details: &Value) -> bool {
+pub(crate) fn listener_fits(details: &Value) -> bool {
     serde_json::to_vec(details).is_ok_and(|b| b.len() <= MAX_LISTENER_BYTES)
 }
 

@@ -21,7 +21,7 @@ use crate::wire::{ErrorCode, WireError};
 /// A refused forward connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ForwardRefusal {
+pub(crate) enum ForwardRefusal {
     /// The agent has no port service (not configured).
     #[error("this agent does not forward ports")]
     Unavailable,
@@ -93,7 +93,7 @@ pub enum ForwardRefusal {
 
 impl ForwardRefusal {
     /// The stable reason code.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::Unavailable => "unavailable",
             Self::NoGrantKey => "no-grant-key",
@@ -116,7 +116,7 @@ impl ForwardRefusal {
     }
 
     /// The wire error code.
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             Self::Unavailable | Self::NoGrantKey | Self::PortUnreachable(_) => {
                 ErrorCode::Unavailable
@@ -137,7 +137,7 @@ impl ForwardRefusal {
     }
 
     /// The refusal frame (see the module docs).
-    pub fn frame(&self) -> Map<String, Value> {
+    pub(crate) fn frame(&self) -> Map<String, Value> {
         let mut m = to_object(&ErrorFrame::new(WireError::new(
             self.code(),
             format!("{}: {self}", self.reason()),

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use codespace_policy::ports::{
     authorize_forward, effective_visibility, port_access, CodespaceIdentity as PolicyIdentity,
@@ -45,10 +45,13 @@ use super::live::LiveTable;
 use super::page::{listener_fits, page_answer, port_entry, PageRequest, PortFacts, ServiceFacts};
 use super::refusal::ForwardRefusal;
 use super::tickets::{TicketError, TicketStore};
+use crate::guest::activity::{Activity, ConnectionWatch};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::detect::{BindScope, ListeningSocket, Network, PortChange};
 use crate::guest::request::Named;
 use crate::guest::service::{EventSink, ServiceError};
+use crate::guest::trail::Kind;
+use crate::relay::Meter;
 use crate::wire::grant::{parse_grant, GrantKey};
 use crate::wire::message::ForwardHello;
 use crate::wire::Event;
@@ -94,25 +97,25 @@ struct State {
 /// Who a listening socket belongs to: the uid that made it (`None` for the internal API,
 /// which knows no socket) and the network namespace it listens in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenerOwner {
+pub(crate) struct ListenerOwner {
     /// The socket's uid.
-    pub uid: Option<u32>,
+    pub(crate) uid: Option<u32>,
     /// Where it listens.
-    pub network: Network,
+    pub(crate) network: Network,
 }
 
 /// One listening socket of a port, as the service keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// Its owner.
-    pub owner: ListenerOwner,
+    pub(crate) owner: ListenerOwner,
     /// Its bound address (`None` for the internal API: loopback, either family).
-    pub addr: Option<IpAddr>,
+    pub(crate) addr: Option<IpAddr>,
 }
 
 impl Listener {
     /// A listener of the internal API: no socket, no uid, in the agent's network.
-    pub const UNKNOWN: Self = Self {
+    pub(crate) const UNKNOWN: Self = Self {
         owner: ListenerOwner {
             uid: None,
             network: Network::Agent,
@@ -121,7 +124,7 @@ impl Listener {
     };
 
     /// What detection reported.
-    pub fn of(s: &ListeningSocket) -> Self {
+    pub(crate) fn of(s: &ListeningSocket) -> Self {
         Self {
             owner: ListenerOwner {
                 uid: Some(s.uid),
@@ -161,11 +164,11 @@ struct Port {
 /// Where the forwarder connects for a port: the owner's listeners' loopback addresses, in the
 /// owner's network namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardTarget {
+pub(crate) struct ForwardTarget {
     /// The namespace to connect in.
-    pub network: Network,
+    pub(crate) network: Network,
     /// The addresses to try, in order (IPv4 first); empty when the owner listens no more.
-    pub addrs: Vec<IpAddr>,
+    pub(crate) addrs: Vec<IpAddr>,
 }
 
 /// The port service (one per agent).
@@ -175,6 +178,9 @@ pub struct PortsService {
     grant_key: RwLock<Option<GrantKey>>,
     tickets: TicketStore,
     events: Option<EventSink>,
+    /// The activity clock, which bytes on owner-only connections keep running (set once at
+    /// start; unit tests run without one).
+    activity: OnceLock<Arc<Activity>>,
 }
 
 impl std::fmt::Debug for PortsService {
@@ -189,20 +195,24 @@ impl std::fmt::Debug for PortsService {
 #[derive(Debug)]
 pub struct Admission {
     /// The policy's proof (port, effective visibility, epoch).
-    pub grant: Authorized<ForwardGrant>,
+    pub(crate) grant: Authorized<ForwardGrant>,
     /// When the principal's authentication expires ([`AUTHENTICATION_LIFETIME`] after it was
     /// made): the policy would refuse this principal from then on, so the connection ends then
     /// too. `None` for a public port's anonymous connection, which no authentication admitted.
-    pub authenticated_until: Option<OffsetDateTime>,
+    pub(crate) authenticated_until: Option<OffsetDateTime>,
     /// Resolves when the connection is revoked.
-    pub revoked: oneshot::Receiver<()>,
+    pub(crate) revoked: oneshot::Receiver<()>,
     /// Keeps the table entry; dropping it forgets the connection.
-    pub ticket: LiveTicket,
+    pub(crate) ticket: LiveTicket,
+    /// The principal's login (`None`: a public port's anonymous visitor), for the audit record.
+    pub(crate) principal: Option<String>,
+    /// Whether the port is owner-only (its bytes are the creator's activity).
+    pub(crate) owner_only: bool,
 }
 
 /// A live connection's place in the table; removed on drop.
 #[derive(Debug)]
-pub struct LiveTicket {
+pub(crate) struct LiveTicket {
     service: Arc<PortsService>,
     id: u64,
 }
@@ -214,7 +224,7 @@ impl Drop for LiveTicket {
 }
 
 /// The policy's view of the codespace (an unknown owner matches no login).
-pub fn policy_identity(c: &CodespaceIdentity) -> PolicyIdentity {
+pub(crate) fn policy_identity(c: &CodespaceIdentity) -> PolicyIdentity {
     PolicyIdentity {
         owner: c.owner.clone().unwrap_or_default(),
         organization: c.organization.clone(),
@@ -257,11 +267,12 @@ impl PortsService {
             grant_key: RwLock::new(None),
             tickets: TicketStore::default(),
             events,
+            activity: OnceLock::new(),
         })
     }
 
     /// The configuration.
-    pub fn config(&self) -> &PortsConfig {
+    pub(crate) fn config(&self) -> &PortsConfig {
         &self.config
     }
 
@@ -278,6 +289,29 @@ impl PortsService {
         }
     }
 
+    /// Records `fields` in the audit trail.
+    pub(crate) fn audit(&self, kind: Kind, fields: Value) {
+        if let Some(sink) = &self.events {
+            sink.audit(kind, fields);
+        }
+    }
+
+    /// Lets bytes on owner-only connections count as activity on `activity` (once, at start).
+    pub(crate) fn count_activity_on(&self, activity: Arc<Activity>) {
+        let _ = self.activity.set(activity);
+    }
+
+    /// Starts counting a connection's bytes as activity, when it goes to an owner-only port and
+    /// an activity clock is set; the watch ends when dropped.
+    pub(crate) fn watch_activity(
+        &self,
+        admission: &Admission,
+        meter: &Arc<Meter>,
+    ) -> Option<ConnectionWatch> {
+        let activity = self.activity.get().filter(|_| admission.owner_only)?;
+        Some(activity.watch_connection(meter))
+    }
+
     /// A listening socket appeared on `port` (`key` tells sockets of one port apart, e.g. the
     /// IPv4 and IPv6 ones), of unknown owner (the internal API and unit tests); see
     /// [`PortsService::socket_opened`].
@@ -287,7 +321,7 @@ impl PortsService {
 
     /// A listening socket detection reported. Returns how many live connections a new port
     /// identity cut.
-    pub fn socket_opened(&self, s: &ListeningSocket) -> usize {
+    pub(crate) fn socket_opened(&self, s: &ListeningSocket) -> usize {
         let details = serde_json::to_value(s).unwrap_or(Value::Null);
         self.opened(s.port, s.inode, Listener::of(s), details)
     }
@@ -342,24 +376,25 @@ impl PortsService {
             revoked,
             "another owner listens on the port: private again, under a new epoch"
         );
-        self.emit(
-            "port_identity_changed",
-            json!({
-                "port": port,
-                "uid": listener.owner.uid,
-                "network": listener.owner.network,
-                "visibility": Visibility::Private,
-                "epoch": epoch,
-                "revoked": revoked,
-            }),
-        );
+        let report = json!({
+            "port": port,
+            "uid": listener.owner.uid,
+            "network": listener.owner.network,
+            "visibility": Visibility::Private,
+            "epoch": epoch,
+            "revoked": revoked,
+        });
+        self.emit("port_identity_changed", report.clone());
+        let mut record = report;
+        record["reason"] = "another-owner-listens".into();
+        self.audit(Kind::Visibility, record);
         revoked
     }
 
     /// Where the forwarder connects for `port`: only to the listeners of the port's owner (the
     /// uid and network of its first listener), at their own loopback addresses, never to
     /// another uid's. `None` for an unknown port.
-    pub fn target_of(&self, port: u16) -> Option<ForwardTarget> {
+    pub(crate) fn target_of(&self, port: u16) -> Option<ForwardTarget> {
         let st = self.lock();
         let p = st.listeners.get(&port)?;
         let mut addrs: Vec<IpAddr> = Vec::new();
@@ -380,7 +415,7 @@ impl PortsService {
     /// A listening socket went away; when it was the port's last one, the port is removed
     /// (forgetting its visibility and owner) and its live connections are cut. Returns how
     /// many were.
-    pub fn listener_closed(&self, port: u16, key: u64) -> usize {
+    pub(crate) fn listener_closed(&self, port: u16, key: u64) -> usize {
         let mut st = self.lock();
         let Some(p) = st.listeners.get_mut(&port) else {
             return 0;
@@ -407,12 +442,14 @@ impl PortsService {
     }
 
     /// Internal API: a listener on `port` (no socket details).
-    pub fn port_opened(&self, port: u16) {
+    #[cfg(test)]
+    pub(crate) fn port_opened(&self, port: u16) {
         self.listener_opened(port, 0, json!({}));
     }
 
     /// Internal API: every listener on `port` is gone. Returns the connections cut.
-    pub fn port_closed(&self, port: u16) -> usize {
+    #[cfg(test)]
+    pub(crate) fn port_closed(&self, port: u16) -> usize {
         let mut st = self.lock();
         if st.listeners.remove(&port).is_none() {
             return 0;
@@ -450,7 +487,7 @@ impl PortsService {
 
     /// `forward_tickets {count}`: fresh single-use tickets for one-round-trip forward
     /// connections, `{"tickets": [base64, ..]}`.
-    pub fn issue_tickets(&self, fields: &Map<String, Value>) -> Result<Value, ServiceError> {
+    pub(crate) fn issue_tickets(&self, fields: &Map<String, Value>) -> Result<Value, ServiceError> {
         if let Some(k) = fields.keys().find(|k| k.as_str() != "count") {
             return Err(ServiceError::InvalidArgument(format!(
                 "forward_tickets: unknown field `{k}`"
@@ -477,7 +514,7 @@ impl PortsService {
     }
 
     /// Answers one of its requests.
-    pub fn handle(
+    pub(crate) fn handle(
         &self,
         request: PortsRequest,
         fields: Map<String, Value>,
@@ -502,7 +539,7 @@ impl PortsService {
 
     /// `ports_list`: one page of the detected ports, in port order, each with its visibility,
     /// epoch and listeners, and the facts about the whole service (see [`super::page`]).
-    pub fn list(&self, codespace: &CodespaceIdentity, page: PageRequest) -> Value {
+    pub(crate) fn list(&self, codespace: &CodespaceIdentity, page: PageRequest) -> Value {
         let identity = policy_identity(codespace);
         let st = self.lock();
         let allowed = st.registry.allowed();
@@ -542,7 +579,7 @@ impl PortsService {
 
     /// The `ports` section of `status`: how many ports and live forwarded connections, whether
     /// the host delivered a grant key, and how many forward tickets are outstanding.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let st = self.lock();
         json!({
             "ports": st.listeners.len(),
@@ -554,7 +591,7 @@ impl PortsService {
 
     /// `ports_visibility`: sets a port's visibility (policy-checked), bumps its epoch and cuts
     /// the live connections the new visibility no longer admits.
-    pub fn set_visibility(
+    pub(crate) fn set_visibility(
         &self,
         raw_port: i64,
         visibility: Visibility,
@@ -598,13 +635,14 @@ impl PortsService {
             "revoked": revoked,
         });
         self.emit("port_visibility_changed", report.clone());
+        self.audit(Kind::Visibility, report.clone());
         Ok(report)
     }
 
     /// Checks a `forward` hello: grant signature, port, expiry, epoch, owner-only, the policy's
     /// access decision and the connection limits, in that order; on success the connection is
     /// in the live table.
-    pub fn admit(
+    pub(crate) fn admit(
         self: &Arc<Self>,
         hello: Option<&ForwardHello>,
         codespace: &CodespaceIdentity,
@@ -659,7 +697,8 @@ impl PortsService {
                 current: state.epoch,
             });
         }
-        if self.config.owner_only.contains(&port) && !is_owner(principal.as_ref(), &identity) {
+        let owner_only = self.config.owner_only.contains(&port);
+        if owner_only && !is_owner(principal.as_ref(), &identity) {
             return Err(ForwardRefusal::OwnerOnly(port));
         }
         let grant = authorize_forward(&st.registry, port, &identity, principal.as_ref(), now)
@@ -684,9 +723,12 @@ impl PortsService {
         let authenticated_until = principal
             .as_ref()
             .map(|p| p.authenticated_at + AUTHENTICATION_LIFETIME);
+        let login = principal.as_ref().map(|p| p.login.clone());
         let (id, revoked) = st.live.insert(port, principal);
         drop(st);
         Ok(Admission {
+            principal: login,
+            owner_only,
             grant,
             authenticated_until,
             revoked,
@@ -700,7 +742,7 @@ impl PortsService {
 
 /// Feeds the port detector's changes into the registry until the detector stops. Sockets are
 /// told apart by inode, so a port stays while any of its sockets (IPv4, IPv6) listens.
-pub async fn follow(ports: Arc<PortsService>, mut changes: mpsc::Receiver<PortChange>) {
+pub(crate) async fn follow(ports: Arc<PortsService>, mut changes: mpsc::Receiver<PortChange>) {
     while let Some(change) = changes.recv().await {
         match change {
             PortChange::Opened(s) => {

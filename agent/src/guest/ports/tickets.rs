@@ -19,9 +19,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::wire::ticket::{ForwardTicket, TICKET_LEN};
 
 /// Most tickets outstanding at once, per agent.
-pub const MAX_OUTSTANDING: usize = 1024;
+pub(crate) const MAX_OUTSTANDING: usize = 1024;
 /// Most tickets one `forward_tickets` request may ask for.
-pub const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// Why tickets could not be issued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,12 +112,12 @@ impl TicketStore {
 
     /// Takes `ticket` out of the store: `true` the first time for an issued ticket, `false`
     /// for an unknown, forgotten or already used one.
-    pub fn redeem(&self, ticket: &ForwardTicket) -> bool {
+    pub(crate) fn redeem(&self, ticket: &ForwardTicket) -> bool {
         self.lock().live.remove(ticket.as_bytes())
     }
 
     /// How many tickets are outstanding.
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.lock().live.len()
     }
 }

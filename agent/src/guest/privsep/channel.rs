@@ -27,20 +27,20 @@ use rustix::net::{
 
 /// Largest JSON part: every message is a few hundred bytes, a launch with its environment a
 /// few KiB; 256 KiB leaves room for a large `remoteEnv` and nothing for a flood.
-pub const MAX_JSON: usize = 256 * 1024;
+pub(crate) const MAX_JSON: usize = 256 * 1024;
 /// Largest blob: an environment file with every secret at its size limit fits.
-pub const MAX_BLOB: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BLOB: usize = 16 * 1024 * 1024;
 /// Most descriptors one frame carries (a launch answers with three pipes).
-pub const MAX_FDS: usize = 3;
+pub(crate) const MAX_FDS: usize = 3;
 
 /// One received frame.
-pub struct Frame {
+pub(crate) struct Frame {
     /// The message.
-    pub json: Vec<u8>,
+    pub(crate) json: Vec<u8>,
     /// The bytes beside it (may hold secrets: zeroed on drop).
-    pub blob: zeroize::Zeroizing<Vec<u8>>,
+    pub(crate) blob: zeroize::Zeroizing<Vec<u8>>,
     /// Descriptors that came with it.
-    pub fds: Vec<OwnedFd>,
+    pub(crate) fds: Vec<OwnedFd>,
 }
 
 impl std::fmt::Debug for Frame {
@@ -58,7 +58,12 @@ fn invalid(message: String) -> io::Error {
 }
 
 /// Sends one frame.
-pub fn send(sock: &UnixStream, json: &[u8], blob: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send(
+    sock: &UnixStream,
+    json: &[u8],
+    blob: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     if json.len() > MAX_JSON || blob.len() > MAX_BLOB || fds.len() > MAX_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -97,7 +102,7 @@ pub fn send(sock: &UnixStream, json: &[u8], blob: &[u8], fds: &[BorrowedFd<'_>])
 }
 
 /// Receives one frame; `None` at end of stream (the other side is gone).
-pub fn recv(sock: &UnixStream) -> io::Result<Option<Frame>> {
+pub(crate) fn recv(sock: &UnixStream) -> io::Result<Option<Frame>> {
     let mut header = [0u8; 8];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);

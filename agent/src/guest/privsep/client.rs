@@ -52,7 +52,7 @@ pub enum CallError {
 
 impl MonitorClient {
     /// A client on the network side's end of the socketpair.
-    pub fn new(sock: UnixStream) -> Self {
+    pub(crate) fn new(sock: UnixStream) -> Self {
         Self {
             sock: Mutex::new(sock),
         }
@@ -60,7 +60,11 @@ impl MonitorClient {
 
     /// Sends `req` (and `blob`) and waits for the answer; `refused` and `failed` answers become
     /// errors.
-    pub fn call(&self, req: &Request, blob: &[u8]) -> Result<(Reply, Vec<OwnedFd>), CallError> {
+    pub(crate) fn call(
+        &self,
+        req: &Request,
+        blob: &[u8],
+    ) -> Result<(Reply, Vec<OwnedFd>), CallError> {
         let json = serde_json::to_vec(req).map_err(io::Error::other)?;
         let sock = self
             .sock
@@ -81,7 +85,7 @@ impl MonitorClient {
     }
 
     /// The control listener's descriptor and the firewall's state.
-    pub fn listen(&self) -> Result<(OwnedFd, FirewallStatus), CallError> {
+    pub(crate) fn listen(&self) -> Result<(OwnedFd, FirewallStatus), CallError> {
         match self.call(&Request::Listen {}, &[])? {
             (Reply::Listening { firewall }, fds) => Ok((one(fds, "listen")?, firewall)),
             _ => Err(CallError::Unexpected("listen")),
@@ -97,7 +101,7 @@ impl MonitorClient {
     }
 
     /// Writes the environment file (`Some(contents)`) or removes it (`None`).
-    pub fn env_file(&self, contents: Option<&[u8]>) -> Result<(), CallError> {
+    pub(crate) fn env_file(&self, contents: Option<&[u8]>) -> Result<(), CallError> {
         let req = Request::EnvFile {
             remove: contents.is_none(),
         };
@@ -120,7 +124,7 @@ impl MonitorClient {
     }
 
     /// Kills the restricted principal's processes; how many.
-    pub fn kill_restricted(&self) -> Result<usize, CallError> {
+    pub(crate) fn kill_restricted(&self) -> Result<usize, CallError> {
         match self.call(&Request::KillRestricted {}, &[])? {
             (Reply::Killed { count }, _) => Ok(count),
             _ => Err(CallError::Unexpected("kill_restricted")),
@@ -129,7 +133,7 @@ impl MonitorClient {
 
     /// A socket inside the restricted network namespace (see
     /// [`crate::guest::sandbox::netns::socket_in`]).
-    pub fn restricted_socket(
+    pub(crate) fn restricted_socket(
         &self,
         kind: SocketKind,
         have: Option<u64>,
@@ -147,7 +151,7 @@ impl MonitorClient {
     }
 
     /// The newest genuine terminal stamp the privileged side sees.
-    pub fn terminal_activity(&self) -> Result<Option<std::time::SystemTime>, CallError> {
+    pub(crate) fn terminal_activity(&self) -> Result<Option<std::time::SystemTime>, CallError> {
         match self.call(&Request::TerminalActivity {}, &[])? {
             (Reply::Terminal { latest_us }, _) => {
                 Ok(latest_us.map(|us| std::time::UNIX_EPOCH + Duration::from_micros(us)))
@@ -157,7 +161,7 @@ impl MonitorClient {
     }
 
     /// The processes holding `want` (those found).
-    pub fn socket_owners(&self, want: &[RawListener]) -> HashMap<u64, SocketOwner> {
+    pub(crate) fn socket_owners(&self, want: &[RawListener]) -> HashMap<u64, SocketOwner> {
         let mut found = HashMap::new();
         for chunk in want.chunks(MAX_OWNER_QUERIES) {
             let sockets = chunk
@@ -191,7 +195,7 @@ fn one(fds: Vec<OwnedFd>, op: &'static str) -> Result<OwnedFd, CallError> {
 
 /// Starts commands through the privileged side.
 #[derive(Debug)]
-pub struct MonitorLauncher {
+pub(crate) struct MonitorLauncher {
     client: std::sync::Arc<MonitorClient>,
     name: &'static str,
 }
@@ -199,7 +203,7 @@ pub struct MonitorLauncher {
 impl MonitorLauncher {
     /// A launcher over `client`; `name` is the privileged side's own launcher (`sandbox`,
     /// `plain`), which is what reports show.
-    pub fn new(client: std::sync::Arc<MonitorClient>, name: &'static str) -> Self {
+    pub(crate) fn new(client: std::sync::Arc<MonitorClient>, name: &'static str) -> Self {
         Self { client, name }
     }
 }

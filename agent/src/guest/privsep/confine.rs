@@ -34,7 +34,7 @@ use seccompiler::{
 use crate::guest::vault::envfile::Owner;
 
 /// The process name the network side takes.
-pub const NETWORK_NAME: &str = "csa-network";
+pub(crate) const NETWORK_NAME: &str = "csa-network";
 
 /// Why confinement failed (the process must then exit: it never runs unconfined).
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ pub fn confine(user: Owner, parent: rustix::process::Pid) -> Result<(), ConfineE
 /// Confines a network side that was started unprivileged (by a unit with `User=`, which also
 /// emptied the bounding set): of its capabilities at most `CAP_DAC_READ_SEARCH` stays, then
 /// steps 4 to 6. Refuses to run as root.
-pub fn confine_started_unprivileged() -> Result<(), ConfineError> {
+pub(crate) fn confine_started_unprivileged() -> Result<(), ConfineError> {
     use rustix::thread as t;
     if rustix::process::geteuid().is_root() {
         return Err(ConfineError {
@@ -236,7 +236,7 @@ fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Confi
 
 /// The network side's own filter: [`denied`], `clone` without `CLONE_THREAD` (a new process;
 /// threads are fine), and `socket` of any family but `AF_INET`, `AF_INET6`, `AF_NETLINK`.
-pub fn network_filter() -> Result<seccompiler::BpfProgram, ConfineError> {
+pub(crate) fn network_filter() -> Result<seccompiler::BpfProgram, ConfineError> {
     let rule = |conds: Vec<SeccompCondition>| {
         SeccompRule::new(conds).map_err(|e| ConfineError {
             step: "seccomp rule",

@@ -31,11 +31,11 @@
 //! forwards `SIGTERM`/`SIGINT` to it, waits for it, cleans up (the firewall table) and exits
 //! with its status.
 
-pub mod channel;
-pub mod client;
+pub(crate) mod channel;
+pub(crate) mod client;
 pub mod confine;
 pub mod monitor;
-pub mod proto;
+pub(crate) mod proto;
 
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
@@ -43,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 use crate::guest::sandbox::netns::NetSocket;
 use crate::guest::vault::envfile::{self, Owner};
 
-pub use client::{CallError, MonitorClient, MonitorLauncher};
+pub(crate) use client::{MonitorClient, MonitorLauncher};
 pub use monitor::Monitor;
 
 /// What this process is after [`split`].
@@ -92,7 +92,7 @@ pub enum SplitError {
 /// The privileged side's uid, as the network side knows it (or this process's own when not
 /// separated): who "the agent's own user" is when no user is configured. A privileged side is
 /// always root (`split` and `codespace-agent privileged` both refuse to separate otherwise).
-pub fn agent_uid() -> u32 {
+pub(crate) fn agent_uid() -> u32 {
     match SEPARATED.get() {
         Some(_) => 0,
         None => rustix::process::geteuid().as_raw(),
@@ -110,7 +110,7 @@ static SEPARATED: OnceLock<Separated> = OnceLock::new();
 
 /// Whether this process tells systemd it is ready: yes unless it is a network side forked by
 /// the privileged side (which is then the unit's main process and notifies).
-pub fn notifies_itself() -> bool {
+pub(crate) fn notifies_itself() -> bool {
     !SEPARATED.get().is_some_and(|s| s.forked)
 }
 
@@ -152,7 +152,7 @@ fn become_network_side(sock: UnixStream, forked: bool) -> Role {
 }
 
 /// The `privsep` section of `status`: how this agent is split, and who answers.
-pub fn status() -> serde_json::Value {
+pub(crate) fn status() -> serde_json::Value {
     let mode = match SEPARATED.get() {
         Some(s) if s.forked => "forked",
         Some(_) => "units",
@@ -173,7 +173,7 @@ pub fn client() -> Option<&'static Arc<MonitorClient>> {
 
 /// A socket inside the restricted network namespace: asked from the privileged side when
 /// separated, made here otherwise.
-pub fn restricted_socket(
+pub(crate) fn restricted_socket(
     kind: proto::SocketKind,
     have: Option<u64>,
 ) -> std::io::Result<Option<NetSocket>> {

@@ -23,7 +23,7 @@
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,7 +90,8 @@ impl Monitor {
     }
 
     /// Reads accounts from `path` instead of `/etc/passwd` (tests).
-    pub fn with_passwd(mut self, path: &Path) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_passwd(mut self, path: &std::path::Path) -> Self {
         self.passwd = path.to_owned();
         self
     }
@@ -104,7 +105,10 @@ impl Monitor {
     /// [`Monitor::serve`] for a monitor that the main thread may take away to stop (and drop,
     /// which removes the firewall): the lock is held for one request at a time, and serving
     /// ends when the monitor is gone.
-    pub fn serve_shared(shared: &Mutex<Option<Monitor>>, sock: &UnixStream) -> std::io::Result<()> {
+    pub(crate) fn serve_shared(
+        shared: &Mutex<Option<Monitor>>,
+        sock: &UnixStream,
+    ) -> std::io::Result<()> {
         serve_with(sock, |req, blob| match shared.lock() {
             Ok(mut held) => match held.as_mut() {
                 Some(m) => m.handle(req, blob),
@@ -115,7 +119,7 @@ impl Monitor {
     }
 
     /// Handles one request (public for the tests of the rules).
-    pub fn handle(&mut self, req: Request, blob: &[u8]) -> (Reply, Vec<OwnedFd>) {
+    pub(crate) fn handle(&mut self, req: Request, blob: &[u8]) -> (Reply, Vec<OwnedFd>) {
         let result = match req {
             Request::Listen {} => self.listen(),
             Request::BrokerSocket {} => self.broker_socket(),

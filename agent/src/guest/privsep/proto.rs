@@ -31,7 +31,7 @@ use crate::guest::lifecycle::launcher::{Program, Trust};
 /// What the network side asks for.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
+pub(crate) enum Request {
     /// The control listener (and the firewall before it).
     Listen {},
     /// The credential broker's listening socket.
@@ -72,7 +72,7 @@ pub enum Request {
 
 impl Request {
     /// The operation's name, for logs and errors.
-    pub fn op(&self) -> &'static str {
+    pub(crate) fn op(&self) -> &'static str {
         match self {
             Self::Listen {} => "listen",
             Self::BrokerSocket {} => "broker_socket",
@@ -88,51 +88,51 @@ impl Request {
 }
 
 /// Most sockets one `socket_owners` request may ask about.
-pub const MAX_OWNER_QUERIES: usize = 4096;
+pub(crate) const MAX_OWNER_QUERIES: usize = 4096;
 
 /// One command to start.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Launch {
+pub(crate) struct Launch {
     /// Trusted or restricted.
-    pub strength: Trust,
+    pub(crate) strength: Trust,
     /// The account it runs as (checked against the principals, then resolved again from
     /// `/etc/passwd` by the privileged side: uid, gid, home and shell are never taken from here).
-    pub user: String,
+    pub(crate) user: String,
     /// The command's environment (may hold secrets: no `Debug`).
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Working directory.
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// The workspace folder.
-    pub workspace: PathBuf,
+    pub(crate) workspace: PathBuf,
     /// Timeout of the command.
-    pub timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// Time between `SIGTERM` and `SIGKILL` at the timeout.
-    pub grace_ms: u64,
+    pub(crate) grace_ms: u64,
     /// The command.
-    pub program: Program,
+    pub(crate) program: Program,
     /// The policy's inputs; a trusted launch without them is refused.
-    pub facts: Option<FactsWire>,
+    pub(crate) facts: Option<FactsWire>,
 }
 
 /// The trust facts a lifecycle decision is made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FactsWire {
+pub(crate) struct FactsWire {
     /// `none` … `admin`.
-    pub creator_access: codespace_policy::repo::AccessLevel,
+    pub(crate) creator_access: codespace_policy::repo::AccessLevel,
     /// A pull request from a fork.
-    pub pull_request_from_fork: bool,
+    pub(crate) pull_request_from_fork: bool,
     /// A prebuild.
-    pub prebuild: bool,
+    pub(crate) prebuild: bool,
     /// `owner/name`.
-    pub repository: String,
+    pub(crate) repository: String,
 }
 
 /// Kinds of socket the restricted network namespace hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SocketKind {
+pub(crate) enum SocketKind {
     /// TCP over IPv4, non-blocking (the forwarder connects it).
     Tcp4,
     /// TCP over IPv6, non-blocking.
@@ -144,43 +144,43 @@ pub enum SocketKind {
 /// A listening socket to attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SocketRef {
+pub(crate) struct SocketRef {
     /// Its inode.
-    pub inode: u64,
+    pub(crate) inode: u64,
     /// Its uid (processes of that uid are searched first).
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 /// A socket's process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OwnerWire {
+pub(crate) struct OwnerWire {
     /// The socket's inode.
-    pub inode: u64,
+    pub(crate) inode: u64,
     /// The process.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Its command name.
-    pub process: String,
+    pub(crate) process: String,
 }
 
 /// How a command ended, as written to its exit pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExitWire {
+pub(crate) struct ExitWire {
     /// Exit code, if it exited.
-    pub code: Option<i32>,
+    pub(crate) code: Option<i32>,
     /// Terminating signal, if killed.
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
     /// Whether the timeout fired.
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     /// From start to exit.
-    pub duration_us: u64,
+    pub(crate) duration_us: u64,
 }
 
 /// What the privileged side answers.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Done (descriptors as the request says).
     Done,
     /// The control listener is attached; the firewall's state for `status`.

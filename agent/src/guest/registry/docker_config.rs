@@ -46,13 +46,13 @@ use serde_json::{Map, Value};
 use crate::guest::vault::Owner;
 
 /// The helper's name as Docker spells it in `credHelpers` (it runs `docker-credential-<name>`).
-pub const HELPER_NAME: &str = "codespace";
+pub(crate) const HELPER_NAME: &str = "codespace";
 
 /// The file in the Docker configuration directory.
-pub const CONFIG_FILE: &str = "config.json";
+pub(crate) const CONFIG_FILE: &str = "config.json";
 
 /// Largest `config.json` read (Docker's own files are a few KiB).
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// What a sync did (for the host's answer and `status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,7 +208,7 @@ pub fn merge(
 
 /// The Docker configuration directory of the codespace user: `configured` (the config's
 /// `docker_config_dir`) or `<home>/.docker`, home from passwd text `passwd` by the owner's uid.
-pub fn config_dir(
+pub(crate) fn config_dir(
     configured: Option<&Path>,
     passwd: &str,
     owner: Owner,
@@ -226,7 +226,7 @@ pub fn config_dir(
 /// Brings `dir/config.json` in line with `hosts` for `owner` (see the module docs for every
 /// step and why). Writes nothing when nothing changes; with no registries and no directory,
 /// creates nothing.
-pub fn sync(
+pub(crate) fn sync(
     dir: &Path,
     owner: Owner,
     hosts: &[RegistryHost],

@@ -31,41 +31,41 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cgroup_layout::write;
-pub use super::cgroup_layout::{detect, Kind, Layout, Parent};
+pub(crate) use super::cgroup_layout::{detect, Kind, Layout};
 use super::{Limits, SandboxError, SandboxProfile};
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
 
 /// Prefix of every run cgroup's name.
-pub const RUN_PREFIX: &str = "codespace-lifecycle-";
+pub(crate) const RUN_PREFIX: &str = "codespace-lifecycle-";
 
 /// The restricted principal's cgroup, one per hierarchy, for the codespace's life: every
 /// restricted run's cgroup is created inside it, so whatever restricted runs leave behind (a
 /// dev server, a miner that forked away) shares one CPU ceiling, one memory and one pids limit,
 /// and is killed as a whole when the trust facts change.
-pub const RESTRICTED_GROUP: &str = "codespace-restricted";
+pub(crate) const RESTRICTED_GROUP: &str = "codespace-restricted";
 
 /// The limits of [`RESTRICTED_GROUP`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct GroupLimits {
     /// CPU ceiling in thousandths of a CPU (1000: one CPU).
-    pub cpu_millis: u64,
+    pub(crate) cpu_millis: u64,
     /// Memory of everything restricted together.
-    pub memory_max_bytes: u64,
+    pub(crate) memory_max_bytes: u64,
     /// Processes of everything restricted together.
-    pub pids_max: u64,
+    pub(crate) pids_max: u64,
 }
 
 /// Which of [`GroupLimits`] the kernel enforces here.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct GroupReport {
+pub(crate) struct GroupReport {
     /// The limits asked for.
-    pub limits: Option<GroupLimits>,
+    pub(crate) limits: Option<GroupLimits>,
     /// `cpu.max` (v2) or `cpu.cfs_quota_us` (v1) was written.
-    pub cpu: bool,
+    pub(crate) cpu: bool,
     /// A memory limit was written.
-    pub memory: bool,
+    pub(crate) memory: bool,
     /// A pids limit was written.
-    pub pids: bool,
+    pub(crate) pids: bool,
 }
 
 /// The scheduler period the CPU ceiling is expressed in (µs).
@@ -74,7 +74,7 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// Creates [`RESTRICTED_GROUP`] in every hierarchy of `layout` (if missing) and writes its
 /// `limits` (every time: a later config wins). A limit the machine cannot enforce is reported,
 /// not an error; a group that cannot be created is.
-pub fn ensure_restricted_group(
+pub(crate) fn ensure_restricted_group(
     layout: &Layout,
     limits: &GroupLimits,
 ) -> Result<GroupReport, SandboxError> {
@@ -135,7 +135,7 @@ pub fn ensure_restricted_group(
 /// Kills everything in [`RESTRICTED_GROUP`] (`cgroup.kill` of the v2 group, else every member
 /// of every hierarchy's group, a few rounds) and waits, at most two seconds, for it to empty.
 /// Returns how many processes were seen in it.
-pub fn kill_restricted_group(layout: &Layout) -> usize {
+pub(crate) fn kill_restricted_group(layout: &Layout) -> usize {
     let groups: Vec<PathBuf> = layout
         .parents
         .iter()
@@ -191,7 +191,7 @@ fn live() -> &'static Mutex<HashSet<String>> {
 
 /// A run's cgroup, one directory per hierarchy.
 #[derive(Debug)]
-pub struct RunCgroup {
+pub(crate) struct RunCgroup {
     name: String,
     dirs: Vec<(Kind, PathBuf)>,
     /// The counters as they were when the directories were removed.
@@ -221,7 +221,7 @@ fn counter(path: &Path, key: &str) -> u64 {
 
 impl RunCgroup {
     /// Creates the run's directories, writes its limits and registers it as live.
-    pub fn create(
+    pub(crate) fn create(
         layout: &Layout,
         profile: SandboxProfile,
         limits: &Limits,
@@ -307,12 +307,13 @@ impl RunCgroup {
     }
 
     /// The name shared by all its directories.
-    pub fn name(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Its directories.
-    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+    pub(crate) fn dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs.iter().map(|(_, d)| d.as_path())
     }
 
@@ -323,7 +324,7 @@ impl RunCgroup {
     /// happened in the last one (measured here: 6–23 ms, 10.6 ms median, for a command started
     /// 150 ms after the previous one), while moving the writing thread itself through `tasks`
     /// skips that lock (44 µs).
-    pub fn procs_fds(&self) -> Result<Vec<OwnedFd>, SandboxError> {
+    pub(crate) fn procs_fds(&self) -> Result<Vec<OwnedFd>, SandboxError> {
         self.dirs
             .iter()
             .map(|(kind, dir)| {
@@ -370,7 +371,7 @@ impl RunCgroup {
     }
 
     /// Whether any process is still in the run.
-    pub fn populated(&self) -> bool {
+    pub(crate) fn populated(&self) -> bool {
         match self.dir(Kind::V2) {
             Some(v2) => std::fs::read_to_string(v2.join("cgroup.events"))
                 .map(|t| t.lines().any(|l| l == "populated 1"))
@@ -381,7 +382,7 @@ impl RunCgroup {
 
     /// Kills every process in the run: `cgroup.kill`, else freeze + SIGKILL + thaw, else a
     /// bounded `cgroup.procs` kill loop. Returns the method used.
-    pub fn kill(&self) -> &'static str {
+    pub(crate) fn kill(&self) -> &'static str {
         if let Some(v2) = self.dir(Kind::V2) {
             if write(&v2.join("cgroup.kill"), "1").is_ok() {
                 return "cgroup.kill";
@@ -419,7 +420,7 @@ impl RunCgroup {
     }
 
     /// The kernel's limit counters (kept after the directories are removed).
-    pub fn limit_events(&self) -> LimitEvents {
+    pub(crate) fn limit_events(&self) -> LimitEvents {
         if let Some(events) = self.final_events {
             return events;
         }
@@ -444,7 +445,8 @@ impl RunCgroup {
 
     /// Removes the directories if the run is empty; a populated run (a dev server left running
     /// on purpose) stays and is swept once empty. Returns whether it was removed.
-    pub fn remove_if_empty(&mut self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn remove_if_empty(&mut self) -> bool {
         self.remove_keeping_events(true)
     }
 
@@ -484,7 +486,7 @@ impl Drop for RunCgroup {
 
 /// Removes empty run cgroups left behind: this agent's whose handle is gone, and those of
 /// agents that no longer run. Another live agent's runs are never touched.
-pub fn sweep(layout: &Layout) {
+pub(crate) fn sweep(layout: &Layout) {
     let own = std::process::id();
     let live: HashSet<String> = live().lock().map(|s| s.clone()).unwrap_or_default();
     let dirs = layout
@@ -515,7 +517,11 @@ pub fn sweep(layout: &Layout) {
 
 /// Whether `/proc/<pid>/cgroup` (under `proc_root`) puts the process in a restricted run
 /// (`marker` in any hierarchy's path). `Err` when the file cannot be read (process gone).
-pub fn is_restricted_pid_in(proc_root: &Path, pid: u32, marker: &str) -> std::io::Result<bool> {
+pub(crate) fn is_restricted_pid_in(
+    proc_root: &Path,
+    pid: u32,
+    marker: &str,
+) -> std::io::Result<bool> {
     let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup"))?;
     Ok(crate::guest::broker::in_restricted_cgroup(&text, marker))
 }

@@ -25,7 +25,7 @@ use serde::Serialize;
 /// One hierarchy a run cgroup lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// cgroup v2 (pure, or the unified mount of a hybrid layout).
     V2,
     /// v1 `memory`.
@@ -40,27 +40,27 @@ pub enum Kind {
 
 /// A parent directory for run cgroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parent {
+pub(crate) struct Parent {
     /// Hierarchy.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Absolute directory.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// v2 only: `memory` is enabled for children here.
-    pub memory: bool,
+    pub(crate) memory: bool,
     /// v2 only: `pids` is enabled for children here.
-    pub pids: bool,
+    pub(crate) pids: bool,
 }
 
 /// Where run cgroups go on this machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Layout {
+pub(crate) struct Layout {
     /// `v2`, `hybrid`, `v1` or `none`.
-    pub mode: &'static str,
+    pub(crate) mode: &'static str,
     /// The parents, v2 first.
     #[serde(skip)]
-    pub parents: Vec<Parent>,
+    pub(crate) parents: Vec<Parent>,
     /// Why a limit is unavailable, if one is.
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 /// A cgroup2 or v1 mount from `/proc/self/mountinfo`.
@@ -165,7 +165,7 @@ pub(super) fn write(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Detects the layout and prepares a pure-v2 parent (see the module docs).
-pub fn detect(configured_parent: Option<&Path>) -> Layout {
+pub(crate) fn detect(configured_parent: Option<&Path>) -> Layout {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     detect_from(&mountinfo, &proc_cgroup, configured_parent)
@@ -173,7 +173,11 @@ pub fn detect(configured_parent: Option<&Path>) -> Layout {
 
 /// [`detect`] on given `/proc/self/mountinfo` and `/proc/self/cgroup` texts (the mount points
 /// they name are read, and written on pure v2; tests point them at a scratch tree).
-pub fn detect_from(mountinfo: &str, proc_cgroup: &str, configured_parent: Option<&Path>) -> Layout {
+pub(crate) fn detect_from(
+    mountinfo: &str,
+    proc_cgroup: &str,
+    configured_parent: Option<&Path>,
+) -> Layout {
     let mounts = parse_mounts(mountinfo);
     let v1 = |controller: &str| {
         mounts

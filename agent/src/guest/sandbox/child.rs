@@ -48,27 +48,27 @@ const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
 
 /// Everything the child does, prepared by the parent.
 #[derive(Debug)]
-pub struct ChildPlan {
+pub(crate) struct ChildPlan {
     /// Open `cgroup.procs` of each hierarchy of the run (`O_WRONLY | O_CLOEXEC`).
-    pub cgroup_procs: Vec<OwnedFd>,
+    pub(crate) cgroup_procs: Vec<OwnedFd>,
     /// `RLIMIT_NOFILE`.
-    pub nofile: u64,
+    pub(crate) nofile: u64,
     /// `RLIMIT_NPROC`.
-    pub nproc: u64,
+    pub(crate) nproc: u64,
     /// Set `no_new_privs`.
-    pub no_new_privs: bool,
+    pub(crate) no_new_privs: bool,
     /// The Landlock ruleset, if the kernel has Landlock.
-    pub landlock: Option<OwnedFd>,
+    pub(crate) landlock: Option<OwnedFd>,
     /// Seccomp programs, installed in order.
-    pub seccomp: Vec<Vec<libc::sock_filter>>,
+    pub(crate) seccomp: Vec<Vec<libc::sock_filter>>,
     /// Run user.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Run group.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Working directory.
-    pub cwd: CString,
+    pub(crate) cwd: CString,
     /// Restricted only: the restricted principal's world to enter ([`super::world`]).
-    pub world: Option<super::world::WorldPlan>,
+    pub(crate) world: Option<super::world::WorldPlan>,
 }
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -91,7 +91,7 @@ fn set_limit(resource: Resource, value: u64) -> io::Result<()> {
 impl ChildPlan {
     /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks (rustix
     /// calls are raw syscalls; its errors convert to `io::Error` without allocating).
-    pub fn apply(&self) -> io::Result<()> {
+    pub(crate) fn apply(&self) -> io::Result<()> {
         rustix::process::setsid()?;
         for fd in &self.cgroup_procs {
             if rustix::io::write(fd, b"0")? != 1 {
@@ -163,7 +163,7 @@ impl ChildPlan {
 }
 
 /// Makes `command` run `plan` between fork and exec.
-pub fn install(command: &mut tokio::process::Command, plan: ChildPlan) {
+pub(crate) fn install(command: &mut tokio::process::Command, plan: ChildPlan) {
     // SAFETY: `ChildPlan::apply` is async-signal-safe: raw syscalls on data owned by the plan,
     // no allocation, no locks (see the module docs). The plan moves into the closure, so its
     // descriptors stay open until the command is dropped after the fork.
@@ -174,7 +174,7 @@ pub fn install(command: &mut tokio::process::Command, plan: ChildPlan) {
 
 /// The kernel's Landlock ABI version (`Err(ENOSYS)` without Landlock, `EOPNOTSUPP` when it
 /// is disabled at boot).
-pub fn landlock_abi() -> io::Result<u32> {
+pub(crate) fn landlock_abi() -> io::Result<u32> {
     // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) reads no memory and returns a number.
     let ret = check(unsafe {
         libc::syscall(

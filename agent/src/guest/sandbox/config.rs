@@ -53,60 +53,60 @@ use crate::guest::config::{positive, ConfigError};
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // documented in the module's example
-pub struct RawSandboxConfig {
-    pub default_user: Option<String>,
-    pub nproc: Option<u64>,
-    pub nofile: Option<u64>,
-    pub memory_max_bytes: Option<u64>,
-    pub pids_max: Option<u64>,
+pub(crate) struct RawSandboxConfig {
+    pub(crate) default_user: Option<String>,
+    pub(crate) nproc: Option<u64>,
+    pub(crate) nofile: Option<u64>,
+    pub(crate) memory_max_bytes: Option<u64>,
+    pub(crate) pids_max: Option<u64>,
     /// Deprecated: `lifecycle.path` is the one search path.
-    pub path: Option<serde_json::Value>,
+    pub(crate) path: Option<serde_json::Value>,
     /// Deprecated: `lifecycle.lang` is the one locale.
-    pub lang: Option<serde_json::Value>,
+    pub(crate) lang: Option<serde_json::Value>,
     /// Deprecated: never read (the grace period is `lifecycle.kill_grace_ms`).
-    pub kill_grace_ms: Option<serde_json::Value>,
-    pub cgroup_parent: Option<PathBuf>,
+    pub(crate) kill_grace_ms: Option<serde_json::Value>,
+    pub(crate) cgroup_parent: Option<PathBuf>,
     /// Deprecated: there is no cgroup pool any more.
-    pub cgroup_pool: Option<serde_json::Value>,
-    pub restricted_user: Option<String>,
-    pub trusted_users: Option<Vec<String>>,
-    pub restricted_root: Option<PathBuf>,
-    pub restricted_fallback: Option<Fallback>,
-    pub restricted_nofile: Option<u64>,
-    pub restricted_outbound: Option<bool>,
-    pub restricted_cpus: Option<f64>,
-    pub restricted_memory_max_bytes: Option<u64>,
-    pub restricted_pids_max: Option<u64>,
+    pub(crate) cgroup_pool: Option<serde_json::Value>,
+    pub(crate) restricted_user: Option<String>,
+    pub(crate) trusted_users: Option<Vec<String>>,
+    pub(crate) restricted_root: Option<PathBuf>,
+    pub(crate) restricted_fallback: Option<Fallback>,
+    pub(crate) restricted_nofile: Option<u64>,
+    pub(crate) restricted_outbound: Option<bool>,
+    pub(crate) restricted_cpus: Option<f64>,
+    pub(crate) restricted_memory_max_bytes: Option<u64>,
+    pub(crate) restricted_pids_max: Option<u64>,
 }
 
 /// The typed section.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     /// Run user when the devcontainer names none (`remoteUser`/`containerUser`).
-    pub default_user: Option<String>,
+    pub(crate) default_user: Option<String>,
     /// Default limits of a run.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Pure cgroup v2 only: the parent cgroup (absolute path under the cgroup2 mount) with
     /// `memory` and `pids` enabled in its `cgroup.subtree_control`; `None` chooses one.
-    pub cgroup_parent: Option<PathBuf>,
+    pub(crate) cgroup_parent: Option<PathBuf>,
     /// The restricted principal: the user every restricted run runs as, whatever the
     /// repository names. Never root, never the creator (the workspace's owner).
-    pub restricted_user: String,
+    pub(crate) restricted_user: String,
     /// Users a trusted repository's `remoteUser`/`containerUser` may name besides the
     /// configured user; any other name is ignored (reported) and the configured user runs.
-    pub trusted_users: Vec<String>,
+    pub(crate) trusted_users: Vec<String>,
     /// Where the restricted principal's world lives, what happens when a layer is missing,
     /// and its descriptor limit.
-    pub world: WorldConfig,
+    pub(crate) world: WorldConfig,
 }
 
 /// Default [`SandboxConfig::restricted_user`] (created by the package's `sysusers.d` entry
 /// and by `install.sh --root`).
-pub const DEFAULT_RESTRICTED_USER: &str = "codespace-restricted";
+pub(crate) const DEFAULT_RESTRICTED_USER: &str = "codespace-restricted";
 /// Default [`WorldConfig::root`].
-pub const DEFAULT_RESTRICTED_ROOT: &str = "/var/lib/codespace-agent/restricted";
+pub(crate) const DEFAULT_RESTRICTED_ROOT: &str = "/var/lib/codespace-agent/restricted";
 /// Default [`WorldConfig::nofile`].
-pub const DEFAULT_RESTRICTED_NOFILE: u64 = 4096;
+pub(crate) const DEFAULT_RESTRICTED_NOFILE: u64 = 4096;
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -123,7 +123,7 @@ impl Default for SandboxConfig {
 
 impl SandboxConfig {
     /// Builds the typed section (`None`: all defaults).
-    pub fn build(raw: Option<RawSandboxConfig>) -> Result<Self, ConfigError> {
+    pub(crate) fn build(raw: Option<RawSandboxConfig>) -> Result<Self, ConfigError> {
         let raw = raw.unwrap_or_default();
         let d = Self::default();
         for (key, set, instead) in [

@@ -16,7 +16,7 @@ use crate::guest::user::Account;
 
 /// An environment shown by its names only: the `Debug` of every type that holds variables
 /// (which may be secrets or the token) goes through this, so `{:?}` never prints a value.
-pub struct EnvNames<'a>(pub &'a [(String, String)]);
+pub(crate) struct EnvNames<'a>(pub &'a [(String, String)]);
 
 impl std::fmt::Debug for EnvNames<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,7 +27,7 @@ impl std::fmt::Debug for EnvNames<'_> {
 }
 
 /// Builds the final environment, in order, without duplicates.
-pub fn build(
+pub(crate) fn build(
     user: &Account,
     path: &str,
     lang: &str,

@@ -78,26 +78,26 @@ pub enum LandlockApplied {
 
 /// A prepared ruleset.
 #[derive(Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The ruleset's file descriptor (`None` when unsupported).
-    pub fd: Option<OwnedFd>,
+    pub(crate) fd: Option<OwnedFd>,
     /// The report.
-    pub applied: LandlockApplied,
+    pub(crate) applied: LandlockApplied,
 }
 
 /// The places a run's ruleset depends on.
 #[derive(Debug, Clone, Copy)]
-pub struct Places<'a> {
+pub(crate) struct Places<'a> {
     /// The agent's state directory: no access at all.
-    pub state_dir: &'a Path,
+    pub(crate) state_dir: &'a Path,
     /// The workspace folder.
-    pub workspace: &'a Path,
+    pub(crate) workspace: &'a Path,
     /// The run user's home.
-    pub home: &'a Path,
+    pub(crate) home: &'a Path,
     /// What `/tmp` is in the run (the private one in the restricted world).
-    pub tmp: &'a Path,
+    pub(crate) tmp: &'a Path,
     /// What `/var/tmp` is in the run.
-    pub var_tmp: &'a Path,
+    pub(crate) var_tmp: &'a Path,
 }
 
 fn error(what: impl std::fmt::Display) -> SandboxError {
@@ -123,7 +123,10 @@ fn abi_of(number: u32) -> ABI {
 }
 
 /// Builds the ruleset for `profile` (reading the directories on the state directory's path).
-pub fn prepare(profile: SandboxProfile, places: Places<'_>) -> Result<Prepared, SandboxError> {
+pub(crate) fn prepare(
+    profile: SandboxProfile,
+    places: Places<'_>,
+) -> Result<Prepared, SandboxError> {
     let kernel_abi = match super::child::landlock_abi() {
         Ok(abi) => abi,
         Err(e) => {

@@ -52,16 +52,16 @@
 //!   the creator runs it; the startup files and `.git` configuration and hooks are out of its
 //!   reach ([`world`]).
 
-pub mod cgroup;
-pub mod cgroup_layout;
-pub mod child;
-pub mod config;
-pub mod env;
-pub mod landlock;
+pub(crate) mod cgroup;
+pub(crate) mod cgroup_layout;
+pub(crate) mod child;
+pub(crate) mod config;
+pub(crate) mod env;
+pub(crate) mod landlock;
 pub mod netns;
-pub mod process;
-pub mod rules;
-pub mod seccomp;
+pub(crate) mod process;
+pub(crate) mod rules;
+pub(crate) mod seccomp;
 pub mod world;
 
 use std::ffi::CString;
@@ -71,10 +71,10 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-pub use self::cgroup::LimitEvents;
-pub use self::config::{RawSandboxConfig, SandboxConfig};
+pub(crate) use self::config::{RawSandboxConfig, SandboxConfig};
 pub use self::landlock::LandlockApplied;
-pub use self::process::{ExitReport, SandboxedChild};
+pub use self::process::ExitReport;
+pub use self::process::SandboxedChild;
 use crate::guest::broker::DEFAULT_RESTRICTED_CGROUP_MARKER;
 
 /// The run user: the agent's one account type, under the sandbox's name.
@@ -103,7 +103,7 @@ impl Program {
     }
 
     /// `shell` or `exec`, as reported.
-    pub fn form(&self) -> &'static str {
+    pub(crate) fn form(&self) -> &'static str {
         match self {
             Self::Shell(_) => "shell",
             Self::Exec(_) => "exec",
@@ -271,44 +271,44 @@ pub enum SandboxError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AppliedReport {
     /// The profile.
-    pub profile: SandboxProfile,
+    pub(crate) profile: SandboxProfile,
     /// Run uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Run gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// `no_new_privs` was set.
-    pub no_new_privs: bool,
+    pub(crate) no_new_privs: bool,
     /// Landlock.
     pub landlock: LandlockApplied,
     /// Seccomp programs installed (see [`seccomp`]).
-    pub seccomp_filters: usize,
+    pub(crate) seccomp_filters: usize,
     /// cgroup mode (`v2`, `hybrid`, `v1`, `none`).
-    pub cgroup_mode: &'static str,
+    pub(crate) cgroup_mode: &'static str,
     /// The run's cgroup directories.
     pub cgroup_paths: Vec<PathBuf>,
     /// A limit the cgroups could not enforce, if any.
-    pub cgroup_note: Option<String>,
+    pub(crate) cgroup_note: Option<String>,
     /// The limits asked for.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The rlimits set (soft = hard): the ones asked for, lowered to the agent's own hard
     /// limits where those are lower.
-    pub rlimits: AppliedRlimits,
+    pub(crate) rlimits: AppliedRlimits,
     /// Restricted only: the world of the restricted principal ([`world`]).
-    pub world: Option<world::WorldReport>,
+    pub(crate) world: Option<world::WorldReport>,
     /// Restricted only: the codespace-wide cgroup every restricted run lives in, and which of
     /// its limits this machine enforces ([`cgroup::RESTRICTED_GROUP`]).
-    pub restricted_group: Option<cgroup::GroupReport>,
+    pub(crate) restricted_group: Option<cgroup::GroupReport>,
 }
 
 /// The rlimits a run got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct AppliedRlimits {
+pub(crate) struct AppliedRlimits {
     /// `RLIMIT_NOFILE`.
-    pub nofile: u64,
+    pub(crate) nofile: u64,
     /// `RLIMIT_NPROC`.
-    pub nproc: u64,
+    pub(crate) nproc: u64,
     /// `RLIMIT_CORE` (always 0: no core dumps with secrets in them).
-    pub core: u64,
+    pub(crate) core: u64,
 }
 
 /// `wanted`, or the agent's own hard limit if that is lower (raising a hard limit needs
@@ -365,7 +365,7 @@ fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SandboxError> {
 impl Sandbox {
     /// The sandbox for the agent's `sandbox` config section; `path` and `lang` are the
     /// `PATH` and `LANG` of every command (`lifecycle.path`, `lifecycle.lang`).
-    pub fn new(config: &SandboxConfig, path: &str, lang: &str) -> Self {
+    pub(crate) fn new(config: &SandboxConfig, path: &str, lang: &str) -> Self {
         Self {
             path: path.to_owned(),
             lang: lang.to_owned(),

@@ -39,18 +39,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 
 /// The host side of the veth pair.
-pub const HOST_IF: &str = "csr-host";
+pub(crate) const HOST_IF: &str = "csr-host";
 /// The namespace side of the veth pair.
-pub const NS_IF: &str = "csr-ns";
+pub(crate) const NS_IF: &str = "csr-ns";
 /// The host side's address (the namespace's gateway).
-pub const HOST_ADDR: &str = "169.254.117.1";
+pub(crate) const HOST_ADDR: &str = "169.254.117.1";
 /// The namespace side's address.
-pub const NS_ADDR: &str = "169.254.117.2";
+pub(crate) const NS_ADDR: &str = "169.254.117.2";
 /// The nft table (`ip` family) that masquerades the namespace and fences it off the VM.
-pub const NFT_TABLE: &str = "codespace_agent_restricted";
+pub(crate) const NFT_TABLE: &str = "codespace_agent_restricted";
 /// Internal ranges the namespace never reaches (as the firewall's defaults: other VMs, the
 /// provider's network, the cloud metadata service).
-pub const BLOCKED_OUTBOUND: &[&str] = &[
+pub(crate) const BLOCKED_OUTBOUND: &[&str] = &[
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
@@ -60,23 +60,23 @@ pub const BLOCKED_OUTBOUND: &[&str] = &[
 
 /// What the restricted network is made of (for the run's report and `status`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NetReport {
+pub(crate) struct NetReport {
     /// The namespace's inode (as in `/proc/PID/ns/net`), to match processes to it.
-    pub inode: u64,
+    pub(crate) inode: u64,
     /// Outbound internet: `nat` (through the veth), `off` (configured), or why it failed.
-    pub outbound: String,
+    pub(crate) outbound: String,
     /// The restricted world's `resolv.conf` (bound over `/etc/resolv.conf` in its runs), if one
     /// was written.
-    pub resolv_conf: Option<PathBuf>,
+    pub(crate) resolv_conf: Option<PathBuf>,
 }
 
 /// The codespace's restricted network namespace.
 #[derive(Debug, Clone)]
-pub struct RestrictedNet {
+pub(crate) struct RestrictedNet {
     /// The namespace.
-    pub fd: Arc<OwnedFd>,
+    pub(crate) fd: Arc<OwnedFd>,
     /// What it is made of.
-    pub report: NetReport,
+    pub(crate) report: NetReport,
 }
 
 fn holder() -> &'static Mutex<Option<RestrictedNet>> {
@@ -85,14 +85,18 @@ fn holder() -> &'static Mutex<Option<RestrictedNet>> {
 }
 
 /// The namespace if the agent has one (no side effects): for port detection and forwarding.
-pub fn current() -> Option<RestrictedNet> {
+pub(crate) fn current() -> Option<RestrictedNet> {
     holder().lock().ok().and_then(|n| n.clone())
 }
 
 /// The codespace's namespace: the one held, else the one a live process of `uid` is in (an
 /// agent restarted under a running dev server), else a new one. `outbound` asks for internet
 /// access; `world_root` is where the restricted world's `resolv.conf` goes.
-pub fn get_or_create(uid: u32, outbound: bool, world_root: &Path) -> io::Result<RestrictedNet> {
+pub(crate) fn get_or_create(
+    uid: u32,
+    outbound: bool,
+    world_root: &Path,
+) -> io::Result<RestrictedNet> {
     let mut held = holder()
         .lock()
         .map_err(|_| io::Error::other("restricted network lock poisoned"))?;
@@ -130,7 +134,7 @@ pub fn get_or_create(uid: u32, outbound: bool, world_root: &Path) -> io::Result<
 
 /// Forgets the held namespace (it lives on while processes are in it). For tests and for a
 /// codespace whose trust changed after its restricted processes were killed.
-pub fn forget() {
+pub(crate) fn forget() {
     if let Ok(mut held) = holder().lock() {
         *held = None;
     }
@@ -168,7 +172,7 @@ fn adopt(uid: u32) -> Option<OwnedFd> {
 
 /// What [`socket_in`] hands out.
 #[derive(Debug)]
-pub enum NetSocket {
+pub(crate) enum NetSocket {
     /// The caller's namespace (its inode) is still the codespace's: no new socket.
     Unchanged(u64),
     /// A socket made inside the namespace, and the namespace's inode.
@@ -179,7 +183,7 @@ pub enum NetSocket {
 /// none yet), or [`NetSocket::Unchanged`] when `have` is the namespace's inode. TCP sockets are
 /// non-blocking (the forwarder connects them); the `sock_diag` socket is blocking (its dump
 /// reads with a timeout).
-pub fn socket_in(
+pub(crate) fn socket_in(
     kind: crate::guest::privsep::proto::SocketKind,
     have: Option<u64>,
 ) -> io::Result<Option<NetSocket>> {
@@ -224,7 +228,7 @@ pub fn socket_in(
 
 /// Runs `f` on a short-lived thread inside the namespace `ns` (a thread may switch its network
 /// namespace alone; the rest of the agent stays where it is).
-pub fn within<T: Send + 'static>(
+pub(crate) fn within<T: Send + 'static>(
     ns: &Arc<OwnedFd>,
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -317,7 +321,7 @@ fn ip(args: &[&str], ns: Option<&OwnedFd>) -> io::Result<()> {
 /// nothing but replies into it. Replies come in on the VM's own interfaces, so forwarding must
 /// be on for them; when the VM forwarded nothing before (`was_router` false), everything that
 /// neither comes from nor goes to the namespace is still not forwarded.
-pub fn nft_ruleset(resolvers: &[String], was_router: bool) -> String {
+pub(crate) fn nft_ruleset(resolvers: &[String], was_router: bool) -> String {
     let not_a_router = if was_router {
         String::new()
     } else {
@@ -408,7 +412,7 @@ fn connect_outbound(ns: &OwnedFd, resolvers: &[String]) -> io::Result<()> {
 }
 
 /// Nameservers of `text` (resolv.conf syntax) that are not loopback addresses.
-pub fn upstream_nameservers(text: &str) -> Vec<String> {
+pub(crate) fn upstream_nameservers(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .map(str::trim)

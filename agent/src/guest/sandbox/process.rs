@@ -134,7 +134,8 @@ impl SandboxedChild {
     }
 
     /// The run's cgroup name (`None` without cgroups).
-    pub fn cgroup_name(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn cgroup_name(&self) -> Option<&str> {
         self.cgroup.as_ref().map(RunCgroup::name)
     }
 

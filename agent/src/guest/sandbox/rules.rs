@@ -9,18 +9,19 @@
 
 /// A syscall the seccomp filter answers with `EPERM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeniedSyscall {
+pub(crate) struct DeniedSyscall {
     /// The `libc` constant (`SYS_ptrace`).
-    pub constant: &'static str,
+    pub(crate) constant: &'static str,
     /// Number on the build's architecture.
-    pub nr: i64,
+    pub(crate) nr: i64,
     /// Why repository code must not have it.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 impl DeniedSyscall {
     /// Name as in `man 2` (`ptrace`).
-    pub fn name(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &'static str {
         self.constant.trim_start_matches("SYS_")
     }
 }
@@ -39,7 +40,7 @@ macro_rules! deny {
 /// Syscalls denied in both profiles (the kernel-attack and host-reach surface; DESIGN.md §2,
 /// issue 6 "The sandbox"). The trusted profile keeps the user's normal abilities, and none of
 /// these is a normal ability of a development command.
-pub const DENIED_SYSCALLS: &[DeniedSyscall] = &[
+pub(crate) const DENIED_SYSCALLS: &[DeniedSyscall] = &[
     deny!(SYS_ptrace, "attaching to the agent or another process reads its memory (tokens, keys)"),
     deny!(SYS_process_vm_readv, "reads another process's memory without ptrace"),
     deny!(SYS_process_vm_writev, "writes another process's memory"),
@@ -77,17 +78,17 @@ pub const DENIED_SYSCALLS: &[DeniedSyscall] = &[
 
 /// A socket address family `socket(2)` and `socketpair(2)` refuse with `EPERM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeniedFamily {
+pub(crate) struct DeniedFamily {
     /// Name of the constant.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its value (the first argument of `socket`).
-    pub family: u32,
+    pub(crate) family: u32,
     /// Why.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Socket families denied in both profiles.
-pub const DENIED_SOCKET_FAMILIES: &[DeniedFamily] = &[DeniedFamily {
+pub(crate) const DENIED_SOCKET_FAMILIES: &[DeniedFamily] = &[DeniedFamily {
     name: "AF_VSOCK",
     family: libc::AF_VSOCK as u32,
     reason: "vsock reaches the hypervisor host (CID 2) directly; repository code must never talk to the host",
@@ -95,22 +96,22 @@ pub const DENIED_SOCKET_FAMILIES: &[DeniedFamily] = &[DeniedFamily {
 
 /// A call that can create or enter a user namespace, and which of its arguments says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UsernsGate {
+pub(crate) struct UsernsGate {
     /// The `libc` constant (`SYS_unshare`).
-    pub constant: &'static str,
+    pub(crate) constant: &'static str,
     /// Number on the build's architecture.
-    pub nr: i64,
+    pub(crate) nr: i64,
     /// Index of the argument holding the `CLONE_NEW*` flags.
-    pub arg: u32,
+    pub(crate) arg: u32,
     /// Whether 0 in that argument also means a user namespace (`setns`: 0 accepts any type).
-    pub zero_is_any: bool,
+    pub(crate) zero_is_any: bool,
     /// Why the restricted profile refuses it.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 impl UsernsGate {
     /// Name as in `man 2`.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.constant.trim_start_matches("SYS_")
     }
 }
@@ -131,7 +132,7 @@ macro_rules! gate {
 /// Restricted profile only: these calls get `EPERM` when they would create or enter a user
 /// namespace (`CLONE_NEWUSER` in the flags). The trusted profile keeps them: rootless
 /// containers and browser sandboxes in a trusted repository's tests need them.
-pub const RESTRICTED_USERNS_GATES: &[UsernsGate] = &[
+pub(crate) const RESTRICTED_USERNS_GATES: &[UsernsGate] = &[
     gate!(
         SYS_unshare,
         0,
@@ -151,7 +152,7 @@ pub const RESTRICTED_USERNS_GATES: &[UsernsGate] = &[
 /// the filter cannot read, so it cannot be gated like `clone`; `ENOSYS` makes the C library
 /// (glibc since 2.34 tries `clone3` first) fall back to `clone`, whose flags the gate checks.
 /// Docker's default seccomp profile answers `clone3` the same way.
-pub const RESTRICTED_ENOSYS: &[DeniedSyscall] = &[deny!(
+pub(crate) const RESTRICTED_ENOSYS: &[DeniedSyscall] = &[deny!(
     SYS_clone3,
     "its flags (CLONE_NEWUSER) are out of the filter's reach; ENOSYS sends callers to clone"
 )];
@@ -159,11 +160,11 @@ pub const RESTRICTED_ENOSYS: &[DeniedSyscall] = &[deny!(
 /// The lowest syscall number of the x32 ABI (`__X32_SYSCALL_BIT`): calls with this bit set come
 /// from the x32 ABI, which has the x86-64 audit arch but other numbers, and would slip past a
 /// deny-list keyed on x86-64 numbers. Refused with `EPERM` by a separate small filter.
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// Where a restricted command may write, besides its devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WritableRoot {
+pub(crate) enum WritableRoot {
     /// The workspace folder of the run.
     Workspace,
     /// The run user's home directory.
@@ -179,16 +180,16 @@ pub enum WritableRoot {
 
 /// A writable place with its reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Writable {
+pub(crate) struct Writable {
     /// The place.
-    pub root: WritableRoot,
+    pub(crate) root: WritableRoot,
     /// Why a lifecycle command needs to write there.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Directory trees a restricted command may write (full write rights beneath them). Everything
 /// else it may only read and execute, and the agent's state directory not even that.
-pub const RESTRICTED_WRITABLE: &[Writable] = &[
+pub(crate) const RESTRICTED_WRITABLE: &[Writable] = &[
     Writable {
         root: WritableRoot::Workspace,
         reason: "lifecycle commands build and install dependencies in the repository",
@@ -216,7 +217,7 @@ pub const RESTRICTED_WRITABLE: &[Writable] = &[
 /// home would otherwise lift the write restriction for a whole system tree. Matched on the
 /// canonical path: the directory itself and everything beneath it (`/` only itself). The fixed
 /// [`RESTRICTED_WRITABLE`] entries are reviewed in this file and may lie beneath (`/dev/shm`).
-pub const NEVER_WRITABLE: &[(&str, &str)] = &[
+pub(crate) const NEVER_WRITABLE: &[(&str, &str)] = &[
     (
         "/",
         "a home or workspace of `/` would make everything writable",
@@ -242,15 +243,15 @@ pub const NEVER_WRITABLE: &[(&str, &str)] = &[
 
 /// A device a restricted command may open for writing and use `ioctl` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Device {
+pub(crate) struct Device {
     /// Path.
-    pub path: &'static str,
+    pub(crate) path: &'static str,
     /// Why.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// Devices writable in the restricted profile (Landlock would otherwise refuse `> /dev/null`).
-pub const RESTRICTED_DEVICES: &[Device] = &[
+pub(crate) const RESTRICTED_DEVICES: &[Device] = &[
     Device {
         path: "/dev/null",
         reason: "`cmd >/dev/null` is everywhere in scripts",
@@ -279,7 +280,7 @@ pub const RESTRICTED_DEVICES: &[Device] = &[
 
 /// The variables every sandboxed command starts with, in this order; the caller's variables
 /// follow. A caller variable may replace `LANG`, never `PATH` or `SHELL` (dangerous names).
-pub const BASE_ENVIRONMENT: &[(&str, &str)] = &[
+pub(crate) const BASE_ENVIRONMENT: &[(&str, &str)] = &[
     ("PATH", "the configured search path, never the caller's"),
     ("HOME", "the run user's home directory from /etc/passwd"),
     ("USER", "the run user's name"),

@@ -55,16 +55,16 @@ const CLONE_NEWUSER: u64 = 0x1000_0000;
 
 /// The programs, ready to install in order: one list per profile.
 #[derive(Debug, Clone)]
-pub struct Filters {
+pub(crate) struct Filters {
     /// Trusted: the deny list with the arch check and socket families; the x32 refusal.
-    pub trusted: Vec<Vec<libc::sock_filter>>,
+    pub(crate) trusted: Vec<Vec<libc::sock_filter>>,
     /// Restricted: the same with the user-namespace gates; `clone3` → `ENOSYS`.
-    pub restricted: Vec<Vec<libc::sock_filter>>,
+    pub(crate) restricted: Vec<Vec<libc::sock_filter>>,
 }
 
 impl Filters {
     /// The programs a run of `profile` installs.
-    pub fn for_profile(&self, profile: SandboxProfile) -> &[Vec<libc::sock_filter>] {
+    pub(crate) fn for_profile(&self, profile: SandboxProfile) -> &[Vec<libc::sock_filter>] {
         match profile {
             SandboxProfile::Restricted => &self.restricted,
             SandboxProfile::Trusted => &self.trusted,
@@ -78,7 +78,7 @@ impl Filters {
 pub struct FilterError(String);
 
 /// `SECCOMP_RET_ERRNO | EPERM`.
-pub fn ret_eperm() -> u32 {
+pub(crate) fn ret_eperm() -> u32 {
     ret_errno(libc::EPERM)
 }
 
@@ -192,7 +192,7 @@ fn main_program(arch: TargetArch, restricted: bool) -> Result<Vec<libc::sock_fil
 }
 
 /// Compiles the programs for the running architecture.
-pub fn compile() -> Result<Filters, FilterError> {
+pub(crate) fn compile() -> Result<Filters, FilterError> {
     compile_for(std::env::consts::ARCH)
 }
 

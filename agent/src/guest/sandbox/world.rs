@@ -70,7 +70,7 @@ struct MountAttr {
 /// Paths under `.git` whose contents the creator's `git` executes or obeys later: read-only to
 /// restricted runs. `objects/`, `refs/`, `HEAD`, `index`, `FETCH_HEAD` stay writable, so
 /// `git fetch`, `git checkout` and `git submodule update` keep working.
-pub const GIT_PROTECTED: &[(&str, &str)] = &[
+pub(crate) const GIT_PROTECTED: &[(&str, &str)] = &[
     (
         "config",
         "core.fsmonitor, core.hooksPath, core.pager, alias.*, filter.*: programs git runs",
@@ -86,7 +86,7 @@ pub const GIT_PROTECTED: &[(&str, &str)] = &[
 /// descriptors and together take at most half of the system-wide file table
 /// (`/proc/sys/fs/file-max`), between 256 and 4,096. So leftovers cannot exhaust the table
 /// (140 processes × 17k descriptors did, before the limits). 301 on a 24 GiB VM.
-pub fn default_group_pids(nofile: u64) -> u64 {
+pub(crate) fn default_group_pids(nofile: u64) -> u64 {
     let file_max = std::fs::read_to_string("/proc/sys/fs/file-max")
         .ok()
         .and_then(|t| t.trim().parse::<u64>().ok())
@@ -143,7 +143,7 @@ impl Default for WorldConfig {
 /// How the workspace appears to a restricted run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "mode")]
-pub enum WorkspaceView {
+pub(crate) enum WorkspaceView {
     /// An idmapped clone: the creator's files are the run's own, new files land as the
     /// creator's.
     Idmapped {
@@ -159,29 +159,29 @@ pub enum WorkspaceView {
 
 /// What the restricted world gave a run (part of the run's `applied` report).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WorldReport {
+pub(crate) struct WorldReport {
     /// `/tmp` of the restricted identity (per codespace).
-    pub private_tmp: PathBuf,
+    pub(crate) private_tmp: PathBuf,
     /// `/var/tmp` of the restricted identity (per codespace).
-    pub private_var_tmp: PathBuf,
+    pub(crate) private_var_tmp: PathBuf,
     /// A new IPC namespace.
-    pub ipc_namespace: bool,
+    pub(crate) ipc_namespace: bool,
     /// The shared per-codespace network namespace (a loopback of its own), or `None` when this
     /// run degraded to the agent's network (`restricted_fallback: "degrade"`).
-    pub network: Option<super::netns::NetReport>,
+    pub(crate) network: Option<super::netns::NetReport>,
     /// How the workspace appears.
-    pub workspace: WorkspaceView,
+    pub(crate) workspace: WorkspaceView,
     /// `.git` paths made read-only.
-    pub git_read_only: Vec<PathBuf>,
+    pub(crate) git_read_only: Vec<PathBuf>,
     /// The state directory is covered by an empty tmpfs.
-    pub state_dir_hidden: bool,
+    pub(crate) state_dir_hidden: bool,
 }
 
 impl WorldReport {
     /// The layers this run went without, each with why (empty when the world is complete):
     /// what `restricted_fallback: "degrade"` let through, and an outbound network that could
     /// not be set up.
-    pub fn degraded(&self) -> Vec<String> {
+    pub(crate) fn degraded(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let WorkspaceView::AsPermitted { reason } = &self.workspace {
             out.push(format!("workspace: {reason}"));
@@ -199,7 +199,7 @@ impl WorldReport {
 
 /// One bind mount, prepared for the child.
 #[derive(Debug)]
-pub struct Bind {
+pub(crate) struct Bind {
     source: CString,
     target: CString,
     read_only: bool,
@@ -207,7 +207,7 @@ pub struct Bind {
 
 /// Everything the child does to enter the restricted world (no allocation in the child).
 #[derive(Debug)]
-pub struct WorldPlan {
+pub(crate) struct WorldPlan {
     /// Detached clones and where they go, in order: the private `/tmp` and `/var/tmp`, then
     /// the (idmapped) workspace, which may lie beneath them.
     trees: Vec<(OwnedFd, CString)>,
@@ -259,7 +259,7 @@ fn ensure_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), SandboxEr
 /// with its parents), `<root>/tmp` and `<root>/var-tmp` (the identity's, `1777` like the real
 /// ones) and, when it is missing and lies in `<root>`, the identity's home (`0700`). Returns
 /// `(tmp, var_tmp)`.
-pub fn ensure_dirs(
+pub(crate) fn ensure_dirs(
     config: &WorldConfig,
     user: &Account,
 ) -> Result<(PathBuf, PathBuf), SandboxError> {
@@ -314,7 +314,7 @@ pub fn ensure_dirs(
 /// The `.git` paths of `workspace` to make read-only: [`GIT_PROTECTED`] of `.git` and of every
 /// submodule's git directory under `.git/modules` (nested too). A missing `hooks` or `info`
 /// directory is created (owned like `.git`) so that a restricted run cannot create it.
-pub fn git_paths(workspace: &Path) -> Vec<PathBuf> {
+pub(crate) fn git_paths(workspace: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let git = workspace.join(".git");
     let Ok(meta) = std::fs::symlink_metadata(&git) else {
@@ -463,7 +463,7 @@ fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::
 
 /// Prepares the restricted world of one run of `user` in `workspace`, hiding `state_dir`.
 /// `net` is the codespace's restricted network namespace.
-pub fn prepare(
+pub(crate) fn prepare(
     config: &WorldConfig,
     user: &Account,
     workspace: &Path,
@@ -585,7 +585,7 @@ fn mount(
 impl WorldPlan {
     /// Enters the world (in the child, as root, before Landlock and seccomp). Async-signal-safe:
     /// raw syscalls on data prepared in the parent.
-    pub fn enter(&self) -> io::Result<()> {
+    pub(crate) fn enter(&self) -> io::Result<()> {
         // SAFETY: unshare takes integers; this process has one thread (the forked child).
         check(unsafe {
             libc::syscall(

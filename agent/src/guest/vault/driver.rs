@@ -15,12 +15,16 @@ use tokio::sync::mpsc;
 use super::{Vault, VaultEvent};
 
 /// Longest the driver sleeps without looking at the clock again.
-pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// Runs until `shutdown` completes or `events` is closed. `clock` is the wall clock
 /// (`OffsetDateTime::now_utc` in the daemon; a test clock in tests).
-pub async fn run_expiry<C, S>(vault: Vault, clock: C, events: mpsc::Sender<VaultEvent>, shutdown: S)
-where
+pub(crate) async fn run_expiry<C, S>(
+    vault: Vault,
+    clock: C,
+    events: mpsc::Sender<VaultEvent>,
+    shutdown: S,
+) where
     C: Fn() -> OffsetDateTime,
     S: Future<Output = ()>,
 {

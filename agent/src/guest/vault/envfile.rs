@@ -41,10 +41,11 @@ use zeroize::Zeroizing;
 use crate::seal::SecretValue;
 
 /// First line of every file we write (a comment, skipped by the parser).
-pub const HEADER: &str = "# codespace-agent environment: written by the agent, do not edit\n";
+pub(crate) const HEADER: &str =
+    "# codespace-agent environment: written by the agent, do not edit\n";
 
 /// Largest environment file [`parse`] accepts (the vault's own output stays far below).
-pub const MAX_FILE_BYTES: usize = 32 << 20;
+pub(crate) const MAX_FILE_BYTES: usize = 32 << 20;
 
 /// Errors about the environment file. Messages never contain values.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +98,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// Appends `value` in POSIX single quotes to `out`.
-pub fn quote_into(out: &mut Vec<u8>, value: &[u8]) {
+pub(crate) fn quote_into(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'\'');
     for &byte in value {
         if byte == b'\'' {
@@ -218,7 +219,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, SecretValue)>, EnvFileError> {
 
 /// Makes sure `dir` is a real directory (not a symlink) owned by the agent's effective uid with
 /// exactly `mode`, creating it (and missing parents) if needed.
-pub fn ensure_private_dir(dir: &Path, mode: u32) -> Result<(), EnvFileError> {
+pub(crate) fn ensure_private_dir(dir: &Path, mode: u32) -> Result<(), EnvFileError> {
     let shown = || dir.display().to_string();
     let io = |action| {
         move |source| EnvFileError::Io {
@@ -277,7 +278,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Atomically replaces `path` with `contents`, mode 0600, owned by `owner` (changed with
 /// `fchown` when the agent runs as root; otherwise `owner` must be the agent's own uid).
-pub fn write_atomic(path: &Path, contents: &[u8], owner: Owner) -> Result<(), EnvFileError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], owner: Owner) -> Result<(), EnvFileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
@@ -322,7 +323,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], owner: Owner) -> Result<(), En
 }
 
 /// Removes the file if present (used when nothing is left to export).
-pub fn remove(path: &Path) -> Result<(), EnvFileError> {
+pub(crate) fn remove(path: &Path) -> Result<(), EnvFileError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EnvFileError::Io {
             action: "remove",

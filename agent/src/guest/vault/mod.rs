@@ -36,8 +36,8 @@
 
 pub mod envfile;
 pub mod registry;
-pub mod secrets;
-pub mod token;
+pub(crate) mod secrets;
+pub(crate) mod token;
 
 mod driver;
 
@@ -50,17 +50,14 @@ use tokio::sync::Notify;
 
 use crate::seal::{AgentKeyPair, ReplayGuard, SealedSecret, TokenValue};
 
-pub use driver::run_expiry;
+pub(crate) use driver::run_expiry;
 pub use envfile::{EnvFileError, Owner};
 pub use registry::{RegistryError, RegistryPut, RegistryStatus};
-pub use secrets::{SecretRejection, SecretSet, SecretsReport};
+pub(crate) use secrets::{SecretSet, SecretsReport};
 pub use token::{TokenError, TokenPut, TokenStatus, DEFAULT_TOKEN_HOST};
 
-/// Default state directory (a tmpfs on a production VM).
-pub const DEFAULT_STATE_DIR: &str = "/run/codespace-agent";
-
 /// Name of the exported token variable.
-pub const TOKEN_VARIABLE: &str = "GITHUB_TOKEN";
+pub(crate) const TOKEN_VARIABLE: &str = "GITHUB_TOKEN";
 
 /// How long after a failed environment-file write the vault tries again.
 const RETRY_AFTER: time::Duration = time::Duration::seconds(5);
@@ -73,10 +70,10 @@ pub fn environment_path(state_dir: &Path) -> PathBuf {
 /// How the vault is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultConfig {
-    /// The agent's state directory (default [`DEFAULT_STATE_DIR`]).
-    pub state_dir: PathBuf,
+    /// The agent's state directory (default [`crate::guest::config::DEFAULT_STATE_DIR`]).
+    pub(crate) state_dir: PathBuf,
     /// Owner of the environment file: the codespace's remote user.
-    pub owner: Owner,
+    pub(crate) owner: Owner,
     /// Export the token as `GITHUB_TOKEN` in the environment file (default true).
     pub export_token: bool,
     /// Git host the token is for unless a delivery says otherwise (default `github.com`).
@@ -84,7 +81,7 @@ pub struct VaultConfig {
     /// How long before expiry `token_expiring` is emitted (default 10 minutes).
     pub expiry_lead: time::Duration,
     /// Extra secret names refused (the organization policy's `secrets.deny_names`).
-    pub extra_deny_names: Vec<String>,
+    pub(crate) extra_deny_names: Vec<String>,
 }
 
 impl VaultConfig {
@@ -171,42 +168,42 @@ pub enum VaultError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionReport {
     /// Whether a pending delivery became the current set.
-    pub applied_pending: bool,
+    pub(crate) applied_pending: bool,
     /// Secret names now in the environment.
-    pub secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
     /// Whether a token was wiped (suspend).
-    pub token_wiped: bool,
+    pub(crate) token_wiped: bool,
 }
 
 /// The vault's part of `status`: never a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VaultStatus {
+pub(crate) struct VaultStatus {
     /// The token, if one is held.
-    pub token: Option<TokenStatus>,
+    pub(crate) token: Option<TokenStatus>,
     /// Secret names in the environment now.
-    pub secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
     /// Secret names waiting for the next `create`/`resume` (`None`: nothing pending; an empty
     /// list: a delivery with no secrets is pending, which will clear them).
-    pub pending_secrets: Option<Vec<String>>,
+    pub(crate) pending_secrets: Option<Vec<String>>,
     /// The last session event received.
-    pub session: Option<SessionEvent>,
+    pub(crate) session: Option<SessionEvent>,
     /// Registry credentials held (never the secret).
-    pub registries: Vec<RegistryStatus>,
+    pub(crate) registries: Vec<RegistryStatus>,
     /// Whether the codespace is a prebuild now.
-    pub prebuild: bool,
+    pub(crate) prebuild: bool,
 }
 
 /// What starting or ending a prebuild did ([`Vault::set_prebuild`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PrebuildReport {
+pub(crate) struct PrebuildReport {
     /// Whether the codespace is a prebuild from now on.
-    pub prebuild: bool,
+    pub(crate) prebuild: bool,
     /// Whether a token was wiped.
-    pub token_wiped: bool,
+    pub(crate) token_wiped: bool,
     /// How many registry credentials were wiped.
-    pub registries_wiped: usize,
+    pub(crate) registries_wiped: usize,
     /// How many secrets (current and pending) were wiped.
-    pub secrets_wiped: usize,
+    pub(crate) secrets_wiped: usize,
 }
 
 /// A live token as the broker sees it, borrowed under the vault's lock.
@@ -298,13 +295,8 @@ impl Vault {
         self.inner.keys.public_key()
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &VaultConfig {
-        &self.inner.config
-    }
-
     /// The environment file's path.
-    pub fn environment_path(&self) -> PathBuf {
+    pub(crate) fn environment_path(&self) -> PathBuf {
         environment_path(&self.inner.config.state_dir)
     }
 
@@ -383,7 +375,7 @@ impl Vault {
     }
 
     /// Names, token expiry and scope, registries; never values.
-    pub fn status(&self) -> VaultStatus {
+    pub(crate) fn status(&self) -> VaultStatus {
         let state = self.lock();
         VaultStatus {
             token: self.token_status(&state),
@@ -399,7 +391,7 @@ impl Vault {
     /// registry credentials (a prebuild gets none); ending one wipes the prebuild's token,
     /// registry credentials and secrets, so the codespace made from it starts with nothing of
     /// the prebuild's. The environment file is rewritten either way.
-    pub fn set_prebuild(
+    pub(crate) fn set_prebuild(
         &self,
         prebuild: bool,
         now: OffsetDateTime,
@@ -446,7 +438,7 @@ impl Vault {
     }
 
     /// Forgets the credential of `registry`; the registry removed.
-    pub fn remove_registry(
+    pub(crate) fn remove_registry(
         &self,
         registry: &str,
     ) -> Result<codespace_policy::container_registry::RegistryHost, VaultError> {
@@ -454,7 +446,7 @@ impl Vault {
     }
 
     /// The registries Docker should ask the helper about at `now` (none in a prebuild).
-    pub fn registry_hosts(
+    pub(crate) fn registry_hosts(
         &self,
         now: OffsetDateTime,
     ) -> Vec<codespace_policy::container_registry::RegistryHost> {
@@ -466,7 +458,7 @@ impl Vault {
     }
 
     /// The helper's `get` for `server_url` at `now` (see [`registry::Registries::answer`]).
-    pub fn registry_answer(
+    pub(crate) fn registry_answer(
         &self,
         server_url: &str,
         now: OffsetDateTime,
@@ -483,18 +475,18 @@ impl Vault {
 
     /// Every registry credential's secret, for redaction from lifecycle output only (copied
     /// into zeroizing buffers, never logged, never put in an environment).
-    pub fn registry_secrets(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+    pub(crate) fn registry_secrets(&self) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
         self.lock().registries.secrets()
     }
 
     /// The helper's `list` at `now`: registry → username, no secret.
-    pub fn registry_list(&self, now: OffsetDateTime) -> Vec<u8> {
+    pub(crate) fn registry_list(&self, now: OffsetDateTime) -> Vec<u8> {
         let state = self.lock();
         state.registries.list(state.prebuild, now)
     }
 
     /// When [`Vault::poll_expiry`] next has work to do, if ever.
-    pub fn next_deadline(&self) -> Option<OffsetDateTime> {
+    pub(crate) fn next_deadline(&self) -> Option<OffsetDateTime> {
         let state = self.lock();
         let token = state
             .token
@@ -545,7 +537,7 @@ impl Vault {
 
     /// Runs `f` with the live token (or `None` when there is none or it has expired at `now`,
     /// even if the expiry driver has not wiped it yet).
-    pub fn with_token<R>(
+    pub(crate) fn with_token<R>(
         &self,
         now: OffsetDateTime,
         f: impl FnOnce(Option<LiveToken<'_>>) -> R,
@@ -566,7 +558,7 @@ impl Vault {
     /// commands whose profile allows them, and redaction of every command's output. Values are
     /// copied into zeroizing buffers and never logged.
     #[allow(clippy::type_complexity)]
-    pub fn values_for_commands(
+    pub(crate) fn values_for_commands(
         &self,
         now: OffsetDateTime,
     ) -> (

@@ -34,11 +34,11 @@ use zeroize::Zeroizing;
 use crate::seal::{AgentKeyPair, ReplayGuard, SealError, SealedSecret, SecretValue};
 
 /// Prefix of the name a registry secret is sealed under (see [`seal_name`]).
-pub const SEAL_PREFIX: &str = "registry:";
+pub(crate) const SEAL_PREFIX: &str = "registry:";
 
 /// The name the host seals a registry's secret under, and the vault expects: `registry:<host>`
 /// with the host as [`RegistryHost::parse`] spells it.
-pub fn seal_name(host: &RegistryHost) -> String {
+pub(crate) fn seal_name(host: &RegistryHost) -> String {
     format!("{SEAL_PREFIX}{host}")
 }
 
@@ -120,13 +120,13 @@ pub struct RegistryStatus {
 
 /// The credentials the vault holds, by registry.
 #[derive(Default)]
-pub struct Registries {
+pub(crate) struct Registries {
     held: BTreeMap<RegistryHost, Credential>,
 }
 
 impl Registries {
     /// Opens and checks a delivery, then holds it (replacing the registry's earlier one).
-    pub fn put(
+    pub(crate) fn put(
         &mut self,
         put: RegistryPut,
         keys: &AgentKeyPair,
@@ -175,19 +175,19 @@ impl Registries {
     }
 
     /// Forgets the credential of `registry` (any form [`RegistryHost::parse`] takes).
-    pub fn remove(&mut self, registry: &str) -> Result<RegistryHost, RegistryError> {
+    pub(crate) fn remove(&mut self, registry: &str) -> Result<RegistryHost, RegistryError> {
         let not_held = || RegistryError::NotHeld(registry.to_owned());
         let host = RegistryHost::parse(registry).map_err(|_| not_held())?;
         self.held.remove(&host).map(|_| host).ok_or_else(not_held)
     }
 
     /// Forgets everything; how many credentials were held.
-    pub fn clear(&mut self) -> usize {
+    pub(crate) fn clear(&mut self) -> usize {
         std::mem::take(&mut self.held).len()
     }
 
     /// The registries answered at `now`: the ones Docker should ask this helper about.
-    pub fn live_hosts(&self, now: OffsetDateTime) -> Vec<RegistryHost> {
+    pub(crate) fn live_hosts(&self, now: OffsetDateTime) -> Vec<RegistryHost> {
         self.held
             .iter()
             .filter(|(_, c)| now < c.expires_at)
@@ -196,14 +196,14 @@ impl Registries {
     }
 
     /// Every held credential, without its secret.
-    pub fn status(&self) -> Vec<RegistryStatus> {
+    pub(crate) fn status(&self) -> Vec<RegistryStatus> {
         self.held.iter().map(|(h, c)| status_of(h, c)).collect()
     }
 
     /// The helper's `get`: the JSON answer Docker expects, for exactly the registry
     /// `server_url` names, or why not. The answer echoes `server_url` as Docker sent it
     /// (trimmed), as Docker's own helpers do.
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         server_url: &str,
         prebuild: bool,
@@ -244,7 +244,7 @@ impl Registries {
 
     /// The helper's `list`: Docker's key of every live registry → its username (no secret;
     /// nothing in a prebuild).
-    pub fn list(&self, prebuild: bool, now: OffsetDateTime) -> Vec<u8> {
+    pub(crate) fn list(&self, prebuild: bool, now: OffsetDateTime) -> Vec<u8> {
         let map: BTreeMap<&str, &str> = if prebuild {
             BTreeMap::new()
         } else {
@@ -260,7 +260,7 @@ impl Registries {
     }
 
     /// Copies of every held secret, for redaction from lifecycle output.
-    pub fn secrets(&self) -> Vec<Zeroizing<Vec<u8>>> {
+    pub(crate) fn secrets(&self) -> Vec<Zeroizing<Vec<u8>>> {
         self.held
             .values()
             .map(|c| Zeroizing::new(c.secret.expose().to_vec()))
@@ -268,12 +268,12 @@ impl Registries {
     }
 
     /// The earliest expiry still to come.
-    pub fn next_deadline(&self) -> Option<OffsetDateTime> {
+    pub(crate) fn next_deadline(&self) -> Option<OffsetDateTime> {
         self.held.values().map(|c| c.expires_at).min()
     }
 
     /// Wipes the credentials expired at `now`; their registries.
-    pub fn expire(&mut self, now: OffsetDateTime) -> Vec<RegistryHost> {
+    pub(crate) fn expire(&mut self, now: OffsetDateTime) -> Vec<RegistryHost> {
         let expired: Vec<RegistryHost> = self
             .held
             .iter()

@@ -25,31 +25,31 @@ use crate::seal::{AgentKeyPair, ReplayGuard, SealedSecret, SecretValue};
 
 /// Most secrets one delivery may carry: three levels (user, repository, organization) of at
 /// most 100 each.
-pub const MAX_SECRETS_PER_DELIVERY: usize = 3 * MAX_SECRETS_PER_LEVEL;
+pub(crate) const MAX_SECRETS_PER_DELIVERY: usize = 3 * MAX_SECRETS_PER_LEVEL;
 
 /// One secret in the vault: its name as delivered and its value.
 #[derive(Debug, Clone)]
-pub struct SecretEntry {
+pub(crate) struct SecretEntry {
     /// The name as delivered (case preserved).
-    pub name: String,
+    pub(crate) name: String,
     /// The plaintext.
-    pub value: SecretValue,
+    pub(crate) value: SecretValue,
 }
 
 /// A set of secrets keyed by the upper-cased name.
-pub type SecretSet = BTreeMap<String, SecretEntry>;
+pub(crate) type SecretSet = BTreeMap<String, SecretEntry>;
 
 /// A refused secret: its name, a stable code and a message (never the value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SecretRejection {
+pub(crate) struct SecretRejection {
     /// The name as delivered.
-    pub name: String,
+    pub(crate) name: String,
     /// Stable kebab-case code: `too-many`, `duplicate-name`, `invalid-name`,
     /// `starts-with-digit`, `reserved-prefix`, `dangerous-name`, `malformed`, `unauthentic`,
     /// `invalid-public-key`, `replayed`, `too-large`, `invalid-value`, `internal`, `prebuild`.
-    pub reason: String,
+    pub(crate) reason: String,
     /// A human-readable explanation.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The answer to a secrets delivery.
@@ -58,7 +58,7 @@ pub struct SecretsReport {
     /// Names accepted (pending until the next `create`/`resume`), in delivery order.
     pub accepted: Vec<String>,
     /// Entries refused, in delivery order.
-    pub rejected: Vec<SecretRejection>,
+    pub(crate) rejected: Vec<SecretRejection>,
 }
 
 fn reject(name: &str, reason: &str, message: String) -> SecretRejection {
@@ -101,7 +101,7 @@ pub fn refuse_all(delivery: &[SealedSecret], reason: &str, message: &str) -> Sec
 
 /// Judges each sealed secret of `delivery`; returns the accepted set and the report. Accepted
 /// generations are recorded in `replay`; every authentic ephemeral key is recorded too.
-pub fn open_delivery(
+pub(crate) fn open_delivery(
     keys: &AgentKeyPair,
     replay: &mut ReplayGuard,
     extra_deny: &[String],

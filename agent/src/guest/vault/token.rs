@@ -56,21 +56,13 @@ pub enum TokenError {
     },
 }
 
-impl TokenError {
-    /// Stable kebab-case code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            TokenError::AlreadyExpired { .. } => "token-expired",
-            TokenError::InvalidHost { .. } => "invalid-host",
-        }
-    }
-}
+impl TokenError {}
 
 /// Normalizes a git host (`github.com`, `ghe.example:8443`) with the policy's one spelling of
 /// a host ([`codespace_policy::host::normalize`]: lower case, DNS labels, an optional numeric
 /// port). Anything else (user info, paths, spaces) is refused so that the broker compares
 /// exactly what git sends as `host=`.
-pub fn normalize_host(host: &str) -> Result<String, TokenError> {
+pub(crate) fn normalize_host(host: &str) -> Result<String, TokenError> {
     codespace_policy::host::normalize(host).ok_or_else(|| TokenError::InvalidHost {
         host: host.to_owned(),
     })
@@ -78,7 +70,11 @@ pub fn normalize_host(host: &str) -> Result<String, TokenError> {
 
 impl TokenPut {
     /// Checks the delivery against `now` and resolves its host (`default_host` when absent).
-    pub fn validate(self, default_host: &str, now: OffsetDateTime) -> Result<Token, TokenError> {
+    pub(crate) fn validate(
+        self,
+        default_host: &str,
+        now: OffsetDateTime,
+    ) -> Result<Token, TokenError> {
         if self.expires_at <= now {
             return Err(TokenError::AlreadyExpired {
                 expires_at: self.expires_at,
@@ -98,7 +94,7 @@ impl TokenPut {
 
 /// A validated token in the vault.
 #[derive(Debug)]
-pub struct Token {
+pub(crate) struct Token {
     value: TokenValue,
     expires_at: OffsetDateTime,
     scope: TokenScope,
@@ -108,7 +104,7 @@ pub struct Token {
 
 /// What the expiry schedule asks for at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpiryStep {
+pub(crate) enum ExpiryStep {
     /// Nothing to do yet.
     Wait,
     /// Announce the coming expiry (once).
@@ -119,27 +115,27 @@ pub enum ExpiryStep {
 
 impl Token {
     /// The token, or `None` once `now` has reached the expiry.
-    pub fn live(&self, now: OffsetDateTime) -> Option<&TokenValue> {
+    pub(crate) fn live(&self, now: OffsetDateTime) -> Option<&TokenValue> {
         (now < self.expires_at).then_some(&self.value)
     }
 
     /// When the token stops working.
-    pub fn expires_at(&self) -> OffsetDateTime {
+    pub(crate) fn expires_at(&self) -> OffsetDateTime {
         self.expires_at
     }
 
     /// Its scope.
-    pub fn scope(&self) -> &TokenScope {
+    pub(crate) fn scope(&self) -> &TokenScope {
         &self.scope
     }
 
     /// The (normalized) git host it is for.
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
     /// The next instant the schedule has something to do.
-    pub fn next_deadline(&self, lead: time::Duration) -> OffsetDateTime {
+    pub(crate) fn next_deadline(&self, lead: time::Duration) -> OffsetDateTime {
         if self.warned {
             self.expires_at
         } else {
@@ -148,7 +144,7 @@ impl Token {
     }
 
     /// Advances the schedule to `now`: a warning is returned once, a wipe at the expiry.
-    pub fn step(&mut self, lead: time::Duration, now: OffsetDateTime) -> ExpiryStep {
+    pub(crate) fn step(&mut self, lead: time::Duration, now: OffsetDateTime) -> ExpiryStep {
         if now >= self.expires_at {
             ExpiryStep::Wipe
         } else if !self.warned && now >= self.expires_at - lead {
@@ -165,13 +161,13 @@ impl Token {
 pub struct TokenStatus {
     /// When it stops working (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
+    pub(crate) expires_at: OffsetDateTime,
     /// Its scope.
-    pub scope: TokenScope,
+    pub(crate) scope: TokenScope,
     /// The git host it is for.
-    pub host: String,
+    pub(crate) host: String,
     /// Whether it is exported as `GITHUB_TOKEN` in the environment file.
-    pub exported: bool,
+    pub(crate) exported: bool,
 }
 
 #[cfg(test)]
@@ -228,11 +224,11 @@ mod tests {
     fn expired_deliveries_are_refused() {
         let now = datetime!(2026-11-25 19:00 UTC);
         let err = put(now, None).validate("github.com", now).unwrap_err();
-        assert_eq!(err.code(), "token-expired");
+        assert!(matches!(err, TokenError::AlreadyExpired { .. }), "{err}");
         let err = put(now + Duration::hours(1), Some("bad host"))
             .validate("github.com", now)
             .unwrap_err();
-        assert_eq!(err.code(), "invalid-host");
+        assert!(matches!(err, TokenError::InvalidHost { .. }), "{err}");
     }
 
     #[test]
