@@ -64,7 +64,7 @@ use crate::guest::vault::{LiveToken, Vault};
 
 pub mod admission;
 
-use admission::{admit, RefusalReports, Report, Slots};
+use admission::{RefusalReports, Report};
 
 /// File name of the socket in the state directory.
 pub(crate) const SOCKET_NAME: &str = "git-credential.sock";
@@ -486,50 +486,37 @@ impl Broker {
     /// slot or for a peer: each accepted connection is admitted or closed at once (see the
     /// module docs).
     pub async fn serve<S: Future<Output = ()>>(self, shutdown: S) -> Result<(), BrokerError> {
-        tokio::pin!(shutdown);
-        let slots = Slots::new(&self.config);
         let mut refusals = RefusalReports::default();
-        loop {
-            let stream = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    // Per-connection accept errors (e.g. the peer already left) are not fatal.
-                    Err(_) => continue,
-                },
-            };
-            let pid = stream.peer_cred().ok().and_then(|c| c.pid());
-            let (uid, slot) = match admit(&stream, &self.config, &slots) {
-                Ok(admitted) => admitted,
-                Err(refusal) => {
-                    // Reported while the peer's end is still open (its /proc entry is still
-                    // there), then closed before reading anything: see the module docs.
-                    self.report_refusal(&mut refusals, refusal, pid);
-                    drop(stream);
-                    continue;
-                }
-            };
-            let config = Arc::clone(&self.config);
-            let vault = self.vault.clone();
-            let clock = Arc::clone(&self.clock);
-            let outcomes = self.outcomes.clone();
-            // Who called, read now: git's helper may be gone by the time the answer is written.
-            let trail = self
-                .trail
-                .clone()
-                .map(|events| (events, caller(&config.proc_root, pid)));
-            tokio::spawn(async move {
-                let outcome = handle_connection(stream, uid, &config, &vault, &clock).await;
-                // The slot is free before the report: a full channel never holds it.
-                drop(slot);
-                if let Some((events, caller)) = &trail {
-                    record(events, &outcome, caller);
-                }
-                if let Some(sender) = outcomes {
-                    let _ = sender.try_send(outcome);
-                }
-            });
-        }
+        admission::accept_loop(
+            &self.listener,
+            &self.config,
+            shutdown,
+            |stream, uid, pid, slot| {
+                let config = Arc::clone(&self.config);
+                let vault = self.vault.clone();
+                let clock = Arc::clone(&self.clock);
+                let outcomes = self.outcomes.clone();
+                // Who called, read now: git's helper may be gone by the time the answer is
+                // written.
+                let trail = self
+                    .trail
+                    .clone()
+                    .map(|events| (events, caller(&config.proc_root, pid)));
+                tokio::spawn(async move {
+                    let outcome = handle_connection(stream, uid, &config, &vault, &clock).await;
+                    // The slot is free before the report: a full channel never holds it.
+                    drop(slot);
+                    if let Some((events, caller)) = &trail {
+                        record(events, &outcome, caller);
+                    }
+                    if let Some(sender) = outcomes {
+                        let _ = sender.try_send(outcome);
+                    }
+                });
+            },
+            |refusal, pid| self.report_refusal(&mut refusals, refusal, pid),
+        )
+        .await;
         let _ = std::fs::remove_file(&self.config.socket_path);
         Ok(())
     }
