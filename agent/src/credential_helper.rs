@@ -130,7 +130,7 @@ pub fn run(
 /// Whether `error` is the broker closing the connection without an answer: its way of refusing
 /// a caller at once (see the module docs). A partial answer cannot end this way, since the
 /// broker writes an answer only after reading the whole request.
-fn closed_by_broker(error: &std::io::Error) -> bool {
+pub(crate) fn closed_by_broker(error: &std::io::Error) -> bool {
     matches!(
         error.kind(),
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset

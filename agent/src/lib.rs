@@ -7,11 +7,12 @@
 //! - [`host`]: the client library a host supervisor links to talk to agents;
 //! - [`relay`]: zero-copy byte relaying between two sockets (port forwarding, both ends);
 //! - [`seal`]: sealing secrets end to end to the agent's boot-time X25519 key;
-//! - [`credential_helper`], [`exec`]: the in-guest helpers behind `codespace-agent git-credential`
-//!   and `codespace-agent exec`.
+//! - [`credential_helper`], [`exec`], [`git_sign`]: the in-guest helpers behind
+//!   `codespace-agent git-credential`, `codespace-agent exec` and `codespace-agent git-sign`.
 
 pub mod credential_helper;
 pub mod exec;
+pub mod git_sign;
 pub mod guest;
 pub mod host;
 pub mod relay;

@@ -12,6 +12,11 @@
 //!
 //! | `lifecycle_run`, `extensions_install`, `config_watch`, `restricted_kill` | see [`super::lifecycle`] | long-running [`Job`]s |
 //!
+//! | `signature_put`, `signature_refuse` | `signing_id, signature` / `signing_id, reason` (the `id` of its `signing_request` event) | see [`super::signing`] |
+//!
+//! `session` `create` may carry `signing: {mode, trusted, verified_emails}` (absent: signing
+//! off); its report then has the `signing` section of `status`.
+//!
 //! Requests arrive parsed ([`Request`], [`super::request`]). Anything else is answered
 //! `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open. Every refusal
@@ -28,8 +33,11 @@ use super::job::Job;
 use super::lifecycle::LifecycleService;
 use super::ports::forward::ForwardContext;
 use super::ports::PortsService;
-use super::request::{LifecycleRequest, Named, PortsRequest, Request, ServiceRequest};
+use super::request::{
+    LifecycleRequest, Named, PortsRequest, Request, ServiceRequest, SigningRequest,
+};
 use super::service::{EventSink, SecretsService, ServiceError, SessionKind};
+use super::signing::SigningService;
 use super::trail::Kind;
 use crate::wire::{ErrorCode, WireError};
 
@@ -98,6 +106,7 @@ pub struct Dispatcher {
     lifecycle: Option<Arc<LifecycleService>>,
     activity: Option<Arc<super::activity::Activity>>,
     events: Option<EventSink>,
+    signing: Option<Arc<SigningService>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -126,6 +135,7 @@ impl Dispatcher {
             lifecycle: None,
             activity: None,
             events: None,
+            signing: None,
         }
     }
 
@@ -164,6 +174,13 @@ impl Dispatcher {
     /// session `create` or `resume` restarts the clock.
     pub(crate) fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
         self.activity = Some(activity);
+        self
+    }
+
+    /// Adds the signing broker's service (`signature_put`, `signature_refuse`, and the
+    /// session's `signing` settings).
+    pub fn with_signing(mut self, signing: Arc<SigningService>) -> Self {
+        self.signing = Some(signing);
         self
     }
 
@@ -213,6 +230,9 @@ impl Dispatcher {
         }
         if self.events.is_some() {
             caps.push("trail");
+        }
+        if self.signing.is_some() {
+            caps.extend(names::<SigningRequest>());
         }
         caps.into_iter().map(str::to_owned).collect()
     }
@@ -279,6 +299,16 @@ impl Dispatcher {
                 let codespace = self.lock_codespace().clone();
                 Ok(ports.handle(kind, fields, &codespace)?)
             }
+            Request::Signing(kind, fields) => {
+                let signing = self
+                    .signing
+                    .as_ref()
+                    .ok_or_else(|| HandlerError::Unsupported(kind.name().to_owned()))?;
+                Ok(match kind {
+                    SigningRequest::SignaturePut => signing.put_signature(fields)?,
+                    SigningRequest::SignatureRefuse => signing.refuse_signature(fields)?,
+                })
+            }
             // Without the lifecycle service (with it, they are jobs and never arrive here).
             Request::Lifecycle(kind, _) => Err(HandlerError::Unsupported(kind.name().to_owned())),
             Request::Unknown(name) => Err(HandlerError::Unsupported(name)),
@@ -323,6 +353,13 @@ impl Dispatcher {
                 "`codespace` may only be given with `create`".into(),
             ));
         }
+        let signing = super::signing::settings_field(fields.remove("signing"))
+            .map_err(HandlerError::BadRequest)?;
+        if signing.is_some() && kind != SessionKind::Create {
+            return Err(HandlerError::BadRequest(
+                "`signing` may only be given with `create`".into(),
+            ));
+        }
         let mut report = service.session(kind)?;
         // After a resume (or at creation) the idle clock starts again.
         if matches!(kind, SessionKind::Create | SessionKind::Resume) {
@@ -345,13 +382,24 @@ impl Dispatcher {
                 }
             }
         }
+        // A new session starts with its own signing settings, off unless given; the record
+        // and the report say what signing is now.
+        let signing_status = self.signing.as_ref().map(|service| {
+            let settings = (kind == SessionKind::Create).then(|| signing.unwrap_or_default());
+            service.update(settings, &self.lock_codespace().clone());
+            service.status()
+        });
         let codespace = json!(*self.lock_codespace());
-        self.recorded(
-            Kind::Session,
-            json!({"event": kind.as_str(), "codespace": codespace}),
-        );
+        let mut record = json!({"event": kind.as_str(), "codespace": codespace});
+        if let Some(status) = &signing_status {
+            record["signing"] = status.clone();
+        }
+        self.recorded(Kind::Session, record);
         if let Value::Object(m) = &mut report {
             m.insert("codespace".into(), codespace);
+            if let Some(signing) = signing_status {
+                m.insert("signing".into(), signing);
+            }
         }
         Ok(report)
     }
