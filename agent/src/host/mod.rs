@@ -6,6 +6,7 @@
 //! - [`forward`]: grants and `forward` connections (port forwarding);
 //! - [`ports`]: `ports_list`, one page or all of them;
 //! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections;
+//! - [`signing`]: answering the agent's commit signing requests with a host key;
 //! - [`trail`]: the agent's audit trail, caught up in pages and followed.
 //!
 //! ```no_run
@@ -23,6 +24,7 @@ pub mod dial;
 pub mod forward;
 mod inbound;
 pub mod ports;
+pub mod signing;
 pub mod tickets;
 pub mod trail;
 

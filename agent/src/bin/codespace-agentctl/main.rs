@@ -12,6 +12,7 @@ mod lifecycle;
 mod policy;
 mod ports;
 mod sanitize;
+mod signing;
 mod trail;
 
 use clap::Parser;
@@ -38,6 +39,12 @@ enum Command {
     /// Ports of the codespace: list, visibility, forward (talks to an agent).
     #[command(subcommand)]
     Ports(ports::PortsCommand),
+    /// Commit signing: answer the agent's signing requests with a local key (talks to an agent).
+    #[command(subcommand)]
+    Signing(signing::SigningCommand),
+    /// Answer one signing request by hand: put a signature, or refuse (talks to an agent).
+    #[command(subcommand)]
+    Signature(signing::SignatureCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,5 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(args) => audit::run(&args),
         Command::Policy(args) => policy::run(&args),
         Command::Ports(cmd) => ports::run(&cli.connect, cmd),
+        Command::Signing(cmd) => signing::run_signing(&cli.connect, cmd),
+        Command::Signature(cmd) => signing::run_signature(&cli.connect, cmd),
     }
 }
