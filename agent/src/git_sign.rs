@@ -30,7 +30,6 @@
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -381,42 +380,24 @@ fn read_bounded(input: impl Read, what: &str) -> Result<Vec<u8>, GitSignError> {
 fn ask(state_dir: &Path, request: &HelperRequest) -> Result<BrokerAnswer, GitSignError> {
     let path = socket(state_dir);
     let shown = path.display().to_string();
-    let broker = |action| {
-        let path = shown.clone();
-        move |source| GitSignError::Broker {
-            path,
-            action,
-            source,
+    let answer = crate::credential_helper::exchange(
+        &path,
+        &request.encode(),
+        Duration::from_secs(10),
+        ANSWER_TIMEOUT,
+        MAX_ANSWER,
+    )
+    .map_err(|e| GitSignError::Broker {
+        path: shown.clone(),
+        action: e.action,
+        source: e.source,
+    })?;
+    match answer {
+        Some(answer) if !answer.is_empty() => {
+            BrokerAnswer::decode(&answer).map_err(|_| GitSignError::InvalidAnswer { path: shown })
         }
-    };
-    let mut stream = UnixStream::connect(&path).map_err(broker("connect"))?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .and_then(|()| stream.set_read_timeout(Some(ANSWER_TIMEOUT)))
-        .map_err(broker("set timeouts"))?;
-    let sent = stream
-        .write_all(&request.encode())
-        .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
-    match sent {
-        Err(e) if crate::credential_helper::closed_by_broker(&e) => {
-            return Err(GitSignError::RefusedAtAccept)
-        }
-        sent => sent.map_err(broker("send"))?,
+        _ => Err(GitSignError::RefusedAtAccept),
     }
-    let mut answer = Vec::new();
-    let received = (&mut stream)
-        .take(MAX_ANSWER as u64 + 1)
-        .read_to_end(&mut answer);
-    match received {
-        Err(e) if crate::credential_helper::closed_by_broker(&e) => {
-            return Err(GitSignError::RefusedAtAccept)
-        }
-        received => received.map_err(broker("receive"))?,
-    };
-    if answer.is_empty() {
-        return Err(GitSignError::RefusedAtAccept);
-    }
-    BrokerAnswer::decode(&answer).map_err(|_| GitSignError::InvalidAnswer { path: shown })
 }
 
 /// Writes `FILE.sig` as ssh-keygen does, without following a link planted at that name: a

@@ -407,6 +407,21 @@ pub(crate) fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListene
     })
 }
 
+/// A bound broker socket (`listener`, at `path`) made ready for the runtime: non-blocking, and
+/// registered with tokio. Must be called inside a tokio runtime.
+pub(crate) fn async_listener(
+    listener: std::os::unix::net::UnixListener,
+    path: &Path,
+) -> Result<UnixListener, BrokerError> {
+    let io = |source| BrokerError::Io {
+        action: "listen on",
+        path: path.display().to_string(),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(io)?;
+    UnixListener::from_std(listener).map_err(io)
+}
+
 /// A clock for the broker (real time in the daemon, a test clock in tests).
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
@@ -443,13 +458,7 @@ impl Broker {
         vault: Vault,
         listener: std::os::unix::net::UnixListener,
     ) -> Result<Self, BrokerError> {
-        let io = |source| BrokerError::Io {
-            action: "listen on",
-            path: config.socket_path.display().to_string(),
-            source,
-        };
-        listener.set_nonblocking(true).map_err(io)?;
-        let listener = UnixListener::from_std(listener).map_err(io)?;
+        let listener = async_listener(listener, &config.socket_path)?;
         Ok(Self {
             listener,
             config: Arc::new(config),

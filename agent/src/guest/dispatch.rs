@@ -177,9 +177,11 @@ impl Dispatcher {
         self
     }
 
-    /// Adds the signing broker's service (`signature_put`, `signature_refuse`, and the
-    /// session's `signing` settings).
+    /// Adds the signing broker's service (`signature_put`, `signature_refuse`, the session's
+    /// `signing` settings, and its `status` section).
     pub fn with_signing(mut self, signing: Arc<SigningService>) -> Self {
+        let s = signing.clone();
+        self.add_status_section("signing", Arc::new(move || s.status()));
         self.signing = Some(signing);
         self
     }
@@ -608,6 +610,47 @@ mod tests {
             .handle(req("session", json!({"event": "reboot"})))
             .unwrap_err();
         assert_eq!(e.wire().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn session_create_sets_signing_and_nothing_else_may() {
+        let rec: Arc<dyn SecretsService> = Arc::new(Recorder(Mutex::new(vec![])));
+        let (sink, _events) = tokio::sync::broadcast::channel(8);
+        let signing = SigningService::new(
+            super::super::signing::SigningConfig::default(),
+            sink,
+            Arc::new(|_| Ok(())),
+        );
+        let d = dispatcher(Some(rec)).with_signing(signing);
+        assert!(d.capabilities().contains(&"signature_put".to_owned()));
+        let create = |signing: Value| {
+            d.handle(req(
+                "session",
+                json!({"event": "create", "codespace": {"repository": "octo/app"}, "signing": signing}),
+            ))
+        };
+        let on = json!({"mode": "ssh", "trusted": ["octo/*"], "verified_emails": ["m@x"]});
+        assert_eq!(create(on.clone()).unwrap()["signing"]["enabled"], true);
+        // Bad settings are refused before anything changes.
+        let e = create(json!({"mode": "ssh", "trusted": ["no-slash"]})).unwrap_err();
+        assert_eq!(e.wire().code, ErrorCode::BadRequest);
+        assert!(e.to_string().contains("signing.trusted[0]"), "{e}");
+        assert_eq!(d.status()["signing"]["enabled"], true);
+        // A new session without settings has signing off.
+        assert_eq!(
+            create(Value::Null).unwrap()["signing"]["reason"],
+            "signing-off"
+        );
+        // Only a create carries settings; a resume keeps them.
+        create(on.clone()).unwrap();
+        let e = d
+            .handle(req("session", json!({"event": "resume", "signing": on})))
+            .unwrap_err();
+        assert_eq!(e.wire().code, ErrorCode::BadRequest);
+        let r = d
+            .handle(req("session", json!({"event": "resume"})))
+            .unwrap();
+        assert_eq!(r["signing"]["enabled"], true);
     }
 
     #[test]

@@ -248,8 +248,6 @@ impl Agent {
         if let Some(signing) = &self.signing {
             signing.update(None, &c.codespace);
             dispatcher = dispatcher.with_signing(signing.clone());
-            let s = signing.clone();
-            dispatcher.add_status_section("signing", Arc::new(move || s.status()));
         }
         let dispatcher = Arc::new(dispatcher);
         let w = watcher.clone();

@@ -90,13 +90,7 @@ impl SigningBroker {
         service: Arc<SigningService>,
         listener: std::os::unix::net::UnixListener,
     ) -> Result<Self, BrokerError> {
-        let io = |source| BrokerError::Io {
-            action: "listen on",
-            path: admission.socket_path.display().to_string(),
-            source,
-        };
-        listener.set_nonblocking(true).map_err(io)?;
-        let listener = UnixListener::from_std(listener).map_err(io)?;
+        let listener = crate::guest::broker::async_listener(listener, &admission.socket_path)?;
         Ok(Self {
             listener,
             admission: Arc::new(admission),

@@ -164,8 +164,6 @@ struct Session {
     settings: SigningSettings,
     facts: SigningFacts,
     limiter: RateLimiter,
-    /// The format the git configuration was last written for (`None`: removed).
-    written: Option<Option<SigningFormat>>,
 }
 
 /// Most requests waiting for the host at once (the broker's slots bound them already; this
@@ -178,6 +176,9 @@ pub struct SigningService {
     config: SigningConfig,
     events: EventSink,
     session: Mutex<Session>,
+    /// The format the git configuration was last written for (`Some(None)`: removed; `None`:
+    /// never written). Held while writing, so writes are serialized and the last one wins.
+    written: Mutex<Option<Option<SigningFormat>>>,
     pending: Mutex<HashMap<String, Pending>>,
     writer: GitConfigWriter,
     rng: SystemRandom,
@@ -227,11 +228,12 @@ impl SigningService {
             config,
             events,
             session: Mutex::new(Session::default()),
+            written: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             writer,
             rng: SystemRandom::new(),
         });
-        service.sync_git_config(&mut lock(&service.session));
+        service.sync_git_config();
         service
     }
 
@@ -244,27 +246,36 @@ impl SigningService {
     /// them), `identity` is what the session knows about the codespace now. Rewrites the git
     /// configuration when signing goes on or off.
     pub fn update(&self, settings: Option<SigningSettings>, identity: &CodespaceIdentity) {
-        let mut session = lock(&self.session);
-        if let Some(settings) = settings {
-            session.settings = settings;
+        {
+            let mut session = lock(&self.session);
+            if let Some(settings) = settings {
+                session.settings = settings;
+            }
+            session.facts = facts_of(identity);
         }
-        session.facts = facts_of(identity);
-        self.sync_git_config(&mut session);
+        self.sync_git_config();
     }
 
-    fn sync_git_config(&self, session: &mut Session) {
-        let want = session
-            .settings
-            .enabled(&session.facts)
-            .ok()
-            .map(|(format, _)| format);
-        if session.written == Some(want) {
+    /// Writes or removes the git configuration when the session's answer changed. The
+    /// session's lock is not held while the file is written (a write may be a call to the
+    /// privileged side), so signing requests never wait for it.
+    fn sync_git_config(&self) {
+        let mut written = lock(&self.written);
+        let want = {
+            let session = lock(&self.session);
+            session
+                .settings
+                .enabled(&session.facts)
+                .ok()
+                .map(|(f, _)| f)
+        };
+        if *written == Some(want) {
             return;
         }
         match (self.writer)(want) {
             Ok(()) => {
                 tracing::info!(format = ?want, "signing git configuration applied");
-                session.written = Some(want);
+                *written = Some(want);
             }
             // Signing stays as the file says; the next session event tries again.
             Err(e) => tracing::warn!(error = %e, "cannot apply the signing git configuration"),
