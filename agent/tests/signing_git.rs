@@ -683,14 +683,14 @@ fn a_restricted_run_cannot_sign() {
         .find(|p| p.join("cgroup.procs").exists())
         .or_else(|| Some(PathBuf::from("/sys/fs/cgroup/pids")).filter(|p| p.exists()))
         .expect("a cgroup hierarchy");
-    let cgroup = base.join(format!(
+    let cgroup = Cgroup(base.join(format!(
         "codespace-lifecycle-restricted.signing-test.{}",
         std::process::id()
-    ));
-    std::fs::create_dir(&cgroup).unwrap();
+    )));
+    std::fs::create_dir(&cgroup.0).unwrap();
     std::fs::write(cs.repo().join("file"), "from a restricted run").unwrap();
     assert!(cs.git(&["add", "file"], &cs.repo()).status.success());
-    let procs = cgroup.join("cgroup.procs");
+    let procs = cgroup.0.join("cgroup.procs");
     let out = cs
         .git_command(&["commit", "-q", "-m", "restricted"], &cs.repo())
         .env("CGROUP_PROCS", &procs)
@@ -698,7 +698,7 @@ fn a_restricted_run_cannot_sign() {
         .arg0_shell()
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir(&cgroup);
+    drop(cgroup);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("the signing broker refused this caller"),
@@ -709,6 +709,23 @@ fn a_restricted_run_cannot_sign() {
     // Outside the cgroup the same commit is signed.
     let out = cs.commit("unrestricted", false);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A cgroup this test made; removed when dropped (also after a failed assertion). A cgroup
+/// whose last process just exited may still count it for a moment: removal is retried.
+struct Cgroup(PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.0).is_err() && self.0.exists() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.0.exists() {
+            eprintln!("could not remove the test cgroup {}", self.0.display());
+        }
+    }
 }
 
 /// Runs the command through `sh`, which first moves itself into `$CGROUP_PROCS`.

@@ -20,8 +20,8 @@
 //! Git reads the file at every command, so a change applies to the next `git commit`, in
 //! shells that were open before. A missing include is ignored by git; an unreadable one is
 //! fatal, so the file is world-readable and lives **outside** the state directory (which
-//! lifecycle sandboxes make unreachable, EACCES), in a directory that exists from the agent's
-//! start on (a sandbox's Landlock rules bind to the inodes that exist when a run starts).
+//! lifecycle sandboxes make unreachable, EACCES), in a directory that exists from boot on
+//! (tmpfiles.d: a sandbox's Landlock rules bind to the inodes that exist when a run starts).
 //! The user's own `~/.gitconfig` and repository config come later and win, as they should.
 //!
 //! The file is written by the privileged side from this fixed template: the network side
@@ -68,8 +68,9 @@ fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Makes sure the file's directory exists (mode 0755, a real directory, not a link): called
-/// at start, before any lifecycle run, so sandboxes can see what is written there later.
+/// Makes sure the file's directory exists (mode 0755, a real directory, not a link). The
+/// package creates it at boot (tmpfiles.d), before any lifecycle run, so sandboxes see what
+/// is written there later; this covers an installation without it.
 pub fn prepare_dir(path: &Path) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -88,15 +89,16 @@ pub fn prepare_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Writes the file for `format` (atomically, mode 0644), or removes it for `None`.
+/// Writes the file for `format` (atomically, mode 0644; its directory is made if missing), or
+/// removes it for `None` (creating nothing).
 pub fn apply(path: &Path, format: Option<SigningFormat>, program: &Path) -> std::io::Result<()> {
-    prepare_dir(path)?;
     let Some(format) = format else {
         return match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
     };
+    prepare_dir(path)?;
     let dir = path.parent().unwrap_or(Path::new("/"));
     let temp = dir.join(format!(".signing.gitconfig.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temp);
@@ -143,6 +145,10 @@ mod tests {
         apply(&path, None, program).unwrap();
         assert!(!path.exists());
         apply(&path, None, program).unwrap();
+        // Removing creates nothing.
+        let elsewhere = dir.path().join("never/signing.gitconfig");
+        apply(&elsewhere, None, program).unwrap();
+        assert!(!dir.path().join("never").exists());
         // Nothing else was left in the directory.
         assert_eq!(
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
