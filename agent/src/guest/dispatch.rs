@@ -615,7 +615,7 @@ mod tests {
     #[test]
     fn session_create_sets_signing_and_nothing_else_may() {
         let rec: Arc<dyn SecretsService> = Arc::new(Recorder(Mutex::new(vec![])));
-        let (sink, _events) = tokio::sync::broadcast::channel(8);
+        let (sink, _events) = EventSink::channel(8);
         let signing = SigningService::new(
             super::super::signing::SigningConfig::default(),
             sink,
