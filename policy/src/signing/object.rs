@@ -73,8 +73,9 @@ pub struct GitObject {
     pub signer_email: String,
 }
 
-/// Why a payload is not a commit or tag object. Messages quote at most a short, printable
-/// prefix of what was found.
+/// Why a payload is not a commit or tag object. Messages never quote the payload: a refused
+/// payload may be any file (one with a password in it), and refusals are logged and recorded.
+/// They name git's own header keywords only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PayloadError {
@@ -82,13 +83,12 @@ pub enum PayloadError {
     #[error("the data to sign is empty")]
     Empty,
     /// The first line is neither `tree` (a commit) nor `object` (a tag).
-    #[error("the data to sign starts with {found:?}, not with a commit's `tree` or a tag's `object` header")]
-    NotAGitObject {
-        /// The start of the first line.
-        found: String,
-    },
+    #[error(
+        "the data to sign is neither a commit (it would start with `tree`) nor a tag (`object`)"
+    )]
+    NotAGitObject,
     /// A header the object needs is missing or out of place.
-    #[error("{kind} header {line}: expected `{expected}`, found {found:?}")]
+    #[error("{kind} header {line}: expected `{expected}`, found {found}")]
     UnexpectedHeader {
         /// The object.
         kind: ObjectKind,
@@ -96,8 +96,25 @@ pub enum PayloadError {
         line: usize,
         /// The header that belongs there.
         expected: &'static str,
-        /// The start of the line found.
-        found: String,
+        /// What is there instead: a git header keyword in backquotes, or a description.
+        found: &'static str,
+    },
+    /// A line after `committer` that is not a `keyword value` header (a lowercase keyword) or
+    /// the continuation of one.
+    #[error("{kind} header {line}: not a `keyword value` header")]
+    MalformedHeader {
+        /// The object.
+        kind: ObjectKind,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line after a tag's `tagger` other than the blank line (git writes none).
+    #[error("tag header {line}: a tag has no header after `tagger`, found {found}")]
+    TagExtraHeader {
+        /// 1-based line number.
+        line: usize,
+        /// What is there: a git header keyword in backquotes, or a description.
+        found: &'static str,
     },
     /// A header that is never part of what git signs.
     #[error("{kind} header {line}: `{header}` is not allowed in data to sign")]
@@ -106,8 +123,8 @@ pub enum PayloadError {
         kind: ObjectKind,
         /// 1-based line number.
         line: usize,
-        /// The header.
-        header: String,
+        /// The header (`gpgsig`, or a required header repeated).
+        header: &'static str,
     },
     /// An object id that is not 40 or 64 lowercase hex digits, or not the length of the first.
     #[error("{kind} header {line}: `{header}` does not name a full object id")]
@@ -154,11 +171,7 @@ pub fn parse(payload: &[u8]) -> Result<GitObject, PayloadError> {
     let kind = match keyword(first) {
         b"tree" => ObjectKind::Commit,
         b"object" => ObjectKind::Tag,
-        _ => {
-            return Err(PayloadError::NotAGitObject {
-                found: shown(first),
-            })
-        }
+        _ => return Err(PayloadError::NotAGitObject),
     };
     let headers = header_lines(payload).ok_or(PayloadError::NoBlankLine { kind })?;
     match kind {
@@ -193,12 +206,49 @@ fn value<'a>(line: &'a [u8], keyword: &str) -> Option<&'a [u8]> {
     line.strip_prefix(keyword.as_bytes())?.strip_prefix(b" ")
 }
 
-/// At most 40 printable characters of `bytes`, for messages.
-fn shown(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+/// Git's header keywords: the only words of a payload a message may quote.
+const KNOWN_HEADERS: [&str; 12] = [
+    "tree",
+    "parent",
+    "author",
+    "committer",
+    "encoding",
+    "mergetag",
+    "object",
+    "type",
+    "tag",
+    "tagger",
+    "gpgsig",
+    "gpgsig-sha256",
+];
+
+/// What a message says was found on `line`: its keyword when it is one of git's, else only
+/// what kind of line it is (never its text).
+fn found(line: &[u8]) -> &'static str {
+    let word = keyword(line);
+    if let Some(known) = KNOWN_HEADERS.iter().find(|k| k.as_bytes() == word) {
+        return match *known {
+            "tree" => "`tree`",
+            "parent" => "`parent`",
+            "author" => "`author`",
+            "committer" => "`committer`",
+            "encoding" => "`encoding`",
+            "mergetag" => "`mergetag`",
+            "object" => "`object`",
+            "type" => "`type`",
+            "tag" => "`tag`",
+            "tagger" => "`tagger`",
+            "gpgsig" => "`gpgsig`",
+            _ => "`gpgsig-sha256`",
+        };
+    }
+    if line.is_empty() {
+        "the end of the headers"
+    } else if line.starts_with(b" ") {
+        "a continuation line"
+    } else {
+        "a line that is not one of git's headers"
+    }
 }
 
 /// Walks the header lines with their 1-based numbers.
@@ -217,14 +267,14 @@ impl<'a> Headers<'a, '_> {
     /// The value of the next line, which must be the header `expected`.
     fn take(&mut self, expected: &'static str) -> Result<&'a [u8], PayloadError> {
         let line = self.peek().unwrap_or_default();
-        let found = value(line, expected).ok_or_else(|| PayloadError::UnexpectedHeader {
+        let value = value(line, expected).ok_or_else(|| PayloadError::UnexpectedHeader {
             kind: self.kind,
             line: self.next + 1,
             expected,
-            found: shown(line),
+            found: found(line),
         })?;
         self.next += 1;
-        Ok(found)
+        Ok(value)
     }
 
     /// The next line as the object id header `expected`.
@@ -303,11 +353,9 @@ fn parse_commit(lines: &[&[u8]]) -> Result<GitObject, PayloadError> {
                 .iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if !well_formed {
-            return Err(PayloadError::UnexpectedHeader {
+            return Err(PayloadError::MalformedHeader {
                 kind: ObjectKind::Commit,
                 line: i + 1,
-                expected: "a header after `committer`",
-                found: shown(line),
             });
         }
         if word.starts_with(b"gpgsig")
@@ -316,7 +364,13 @@ fn parse_commit(lines: &[&[u8]]) -> Result<GitObject, PayloadError> {
             return Err(PayloadError::ForbiddenHeader {
                 kind: ObjectKind::Commit,
                 line: i + 1,
-                header: shown(word),
+                header: match word {
+                    b"tree" => "tree",
+                    b"parent" => "parent",
+                    b"author" => "author",
+                    b"committer" => "committer",
+                    _ => "gpgsig",
+                },
             });
         }
     }
@@ -352,11 +406,10 @@ fn parse_tag(lines: &[&[u8]]) -> Result<GitObject, PayloadError> {
     }
     let signer_email = h.take_ident("tagger")?;
     if let Some(extra) = h.peek() {
-        return Err(PayloadError::UnexpectedHeader {
-            kind: ObjectKind::Tag,
+        // (`extra` is only described, never quoted.)
+        return Err(PayloadError::TagExtraHeader {
             line: h.next + 1,
-            expected: "the blank line after `tagger`",
-            found: shown(extra),
+            found: found(extra),
         });
     }
     Ok(GitObject {
@@ -431,17 +484,17 @@ mod tests {
         let table: Vec<Row> = vec![
             ("empty", vec![], |e| *e == PayloadError::Empty),
             ("a blob", b"hello world\n".to_vec(), |e| {
-                matches!(e, PayloadError::NotAGitObject { .. })
+                matches!(e, PayloadError::NotAGitObject)
             }),
             (
                 "a push certificate",
                 b"certificate version 0.1\npusher C <c@d> 1 +0000\n\n".to_vec(),
-                |e| matches!(e, PayloadError::NotAGitObject { .. }),
+                |e| matches!(e, PayloadError::NotAGitObject),
             ),
             (
                 "an SSH challenge",
                 b"SSHSIG\0\0\0\x01\0\0\0\x0essh-connection".to_vec(),
-                |e| matches!(e, PayloadError::NotAGitObject { .. }),
+                |e| matches!(e, PayloadError::NotAGitObject),
             ),
             (
                 "no blank line",
@@ -518,12 +571,12 @@ mod tests {
                 commit("", "")
                     .replacen("\n\n", "\n continued\n\n", 1)
                     .into_bytes(),
-                |e| matches!(e, PayloadError::UnexpectedHeader { line: 5, .. }),
+                |e| matches!(e, PayloadError::MalformedHeader { line: 5, .. }),
             ),
             (
                 "an upper-case extra header",
                 commit("Encoding x\n", "").into_bytes(),
-                |e| matches!(e, PayloadError::UnexpectedHeader { .. }),
+                |e| matches!(e, PayloadError::MalformedHeader { .. }),
             ),
             (
                 "ident without a date",
@@ -578,7 +631,7 @@ mod tests {
             (
                 "tag with an extra header",
                 tag("encoding x\n").into_bytes(),
-                |e| matches!(e, PayloadError::UnexpectedHeader { line: 5, .. }),
+                |e| matches!(e, PayloadError::TagExtraHeader { line: 5, .. }),
             ),
         ];
         for (what, payload, expected) in table {
@@ -594,10 +647,29 @@ mod tests {
     }
 
     #[test]
-    fn messages_quote_only_a_short_printable_prefix() {
-        let mut junk = b"\x1b[31mred".to_vec();
-        junk.extend(std::iter::repeat_n(b'x', 500));
-        let text = parse(&junk).unwrap_err().to_string();
-        assert!(!text.contains('\x1b') && text.len() < 160, "{text}");
+    fn messages_never_quote_the_payload() {
+        // A file with a password on its first line, and the same line where a commit header
+        // belongs, after `committer`, and after a tag's `tagger`: refused without it.
+        let secret = "hunter2-secret-value";
+        for payload in [
+            format!("{secret}\n"),
+            commit("", "").replacen("author", secret, 1),
+            commit(&format!("{secret}\n"), ""),
+            commit(&format!("x {secret}\n"), "").replacen("x ", "X ", 1),
+            tag(&format!("{secret} x\n")),
+            format!("\x1b[31m{secret}"),
+        ] {
+            let text = parse(payload.as_bytes()).unwrap_err().to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!text.contains('\x1b') && !text.contains('\n'), "{text:?}");
+        }
+        // Git's own keywords are named.
+        let text = parse(commit("", "").replacen("author", "committer", 1).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("expected `author`, found `committer`"),
+            "{text}"
+        );
     }
 }
