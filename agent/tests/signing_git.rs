@@ -234,6 +234,17 @@ impl Codespace {
         }
     }
 
+    /// The signing records of the agent's audit trail (`codespace-agentctl trail`).
+    fn trail_signing(&self) -> Vec<serde_json::Value> {
+        let out = self.agent.ctl(&["trail"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["kind"] == "signing")
+            .collect()
+    }
+
     /// The events the silent host printed, once one of them contains `needle`.
     fn wait_for_event(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -385,9 +396,22 @@ fn a_commit_in_scope_is_signed_on_the_host_and_verifies() {
             file.display()
         );
     }
-    // Every decision was an event the host could record; status counts the signatures.
+    // Status counts the signatures; every decision is in the audit trail, the payload never.
     let status = json_out(&cs.agent.ctl(&["status"]));
     assert_eq!(status["signing"]["signed_last_minute"], 2, "{status}");
+    let signing = cs.trail_signing();
+    let decisions: Vec<&str> = signing
+        .iter()
+        .filter_map(|r| r["decision"].as_str())
+        .collect();
+    assert_eq!(
+        decisions,
+        ["allowed", "signed", "allowed", "signed"],
+        "{signing:?}"
+    );
+    assert!(signing.iter().all(|r| r.get("payload").is_none()));
+    assert_eq!(signing[0]["signer"], EMAIL);
+    assert_eq!(signing[0]["repository"], "octo/app");
 }
 
 #[test]
@@ -709,6 +733,20 @@ fn a_restricted_run_cannot_sign() {
     // Outside the cgroup the same commit is signed.
     let out = cs.commit("unrestricted", false);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Both decisions are in the audit trail, with who asked.
+    let signing = cs.trail_signing();
+    let refused = signing
+        .iter()
+        .find(|r| r["code"] == "restricted-sandbox")
+        .unwrap_or_else(|| panic!("no restricted-sandbox refusal in {signing:?}"));
+    assert_eq!(refused["decision"], "refused");
+    assert!(refused["pid"].as_u64().is_some(), "{refused}");
+    assert!(
+        signing
+            .iter()
+            .any(|r| r["decision"] == "signed" && r["uid"] == 0),
+        "{signing:?}"
+    );
 }
 
 /// A cgroup this test made; removed when dropped (also after a failed assertion). A cgroup

@@ -564,7 +564,10 @@ impl Broker {
 /// Who called, for the audit trail: the pid from `SO_PEERCRED` and its executable
 /// (`/proc/PID/exe`, or its `comm` name when the agent may not read the link: the network side
 /// runs as its own user).
-fn caller(proc_root: &Path, pid: Option<i32>) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn caller(
+    proc_root: &Path,
+    pid: Option<i32>,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut fields = serde_json::Map::new();
     if let Some(pid) = pid.filter(|p| *p > 0) {
         let dir = proc_root.join(pid.to_string());

@@ -6,7 +6,7 @@
 //!                             └ sd_notify READY=1                   │ handshake → Dispatcher
 //!  heartbeat task ── EventSink (broadcast) ─────────────────────────┘   └─ SecretsService (vault)
 //!  PortWatcher (detect) ──┘ port_opened/closed; PortChange mpsc ─▶ port registry
-//!  SigningService ─┘ signing_request / signing_decision; signature_put/refuse ─▶ it
+//!  SigningService ─┘ signing_request, audit (signing); signature_put/refuse ─▶ it
 //!  Firewall: nft table applied before listening, removed after the server drained
 //! ```
 //!

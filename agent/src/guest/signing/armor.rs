@@ -44,15 +44,15 @@ pub enum SignatureError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgpSignature {
     /// Public-key algorithm id.
-    pub pk_algo: u8,
+    pub(crate) pk_algo: u8,
     /// Hash algorithm id.
-    pub hash_algo: u8,
+    pub(crate) hash_algo: u8,
     /// Signature class (`0x00` binary, `0x01` text).
     pub class: u8,
     /// Creation time (seconds since the epoch), when the packet says.
-    pub created: Option<u32>,
+    pub(crate) created: Option<u32>,
     /// The issuer's fingerprint (upper-case hex), when the packet says.
-    pub fingerprint: Option<String>,
+    pub(crate) fingerprint: Option<String>,
 }
 
 impl PgpSignature {
@@ -71,7 +71,7 @@ impl PgpSignature {
 }
 
 /// Checks `armored` as a signature in `format`.
-pub fn check(format: SigningFormat, armored: &str) -> Result<(), SignatureError> {
+pub(crate) fn check(format: SigningFormat, armored: &str) -> Result<(), SignatureError> {
     match format {
         SigningFormat::Ssh => check_ssh(armored),
         SigningFormat::OpenPgp => check_openpgp(armored).map(|_| ()),

@@ -21,12 +21,12 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::UnixListener;
 
 use super::protocol::{self, HelperRequest};
-use super::{SigningOutcome, SigningService};
+use super::{Caller, SigningOutcome, SigningService};
 use crate::guest::broker::admission::{self, RefusalReports, Report};
-use crate::guest::broker::{BrokerConfig, BrokerError, Outcome};
+use crate::guest::broker::{caller, BrokerConfig, BrokerError, Outcome};
 
 /// Where the signing broker listens in `state_dir`.
-pub fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn socket_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     state_dir.join(protocol::SOCKET_NAME)
 }
 
@@ -50,7 +50,7 @@ impl SigningBroker {
     /// and returns the broker. `admission` holds the credential broker's rules (allowed uids,
     /// restricted-run marker, slots, `io_timeout`) with the signing socket's path. Must be
     /// called inside a tokio runtime.
-    pub fn bind(
+    pub(crate) fn bind(
         admission: BrokerConfig,
         service: Arc<SigningService>,
     ) -> Result<Self, BrokerError> {
@@ -85,7 +85,7 @@ impl SigningBroker {
     }
 
     /// The broker on a socket the privileged side bound.
-    pub fn from_listener(
+    pub(crate) fn from_listener(
         admission: BrokerConfig,
         service: Arc<SigningService>,
         listener: std::os::unix::net::UnixListener,
@@ -102,19 +102,25 @@ impl SigningBroker {
     pub async fn serve<S: Future<Output = ()>>(self, shutdown: S) {
         let mut refusals = RefusalReports::default();
         let service = &self.service;
+        let proc_root = &self.admission.proc_root;
         admission::accept_loop(
             &self.listener,
             &self.admission,
             shutdown,
-            |stream, uid, _pid, slot| {
+            |stream, uid, pid, slot| {
                 let service = Arc::clone(service);
                 let io_timeout = self.admission.io_timeout;
+                // Who called, read now: the helper may be gone when the decision is recorded.
+                let caller = Caller {
+                    uid: Some(uid),
+                    process: caller(proc_root, pid),
+                };
                 tokio::spawn(async move {
-                    handle_connection(stream, uid, &service, io_timeout).await;
+                    handle_connection(stream, &caller, &service, io_timeout).await;
                     drop(slot);
                 });
             },
-            |refusal, _pid| report_refusal(service, &mut refusals, refusal),
+            |refusal, pid| report_refusal(service, &mut refusals, refusal, caller(proc_root, pid)),
         )
         .await;
         let _ = std::fs::remove_file(&self.admission.socket_path);
@@ -122,14 +128,22 @@ impl SigningBroker {
 }
 
 /// A caller refused at accept, recorded within [`RefusalReports`]' rate.
-fn report_refusal(service: &SigningService, refusals: &mut RefusalReports, refusal: Outcome) {
+fn report_refusal(
+    service: &SigningService,
+    refusals: &mut RefusalReports,
+    refusal: Outcome,
+    process: serde_json::Map<String, serde_json::Value>,
+) {
     let Report::Send { unreported } = refusals.admit(std::time::Instant::now()) else {
         return;
     };
     if unreported > 0 {
-        service.record(&SigningOutcome::Unreported {
-            refusals: unreported,
-        });
+        service.record(
+            &SigningOutcome::Unreported {
+                refusals: unreported,
+            },
+            &Caller::default(),
+        );
     }
     if let Outcome::Silent { uid, reason, .. } = refusal {
         // The broker's reasons serialize as their stable kebab-case codes.
@@ -137,18 +151,20 @@ fn report_refusal(service: &SigningService, refusals: &mut RefusalReports, refus
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        service.record(&SigningOutcome::Refused {
-            uid,
-            code,
-            message: "only the codespace's user may sign, outside restricted lifecycle runs".into(),
-        });
+        service.record(
+            &SigningOutcome::Refused {
+                code,
+                message: protocol::REFUSED_AT_ACCEPT.into(),
+            },
+            &Caller { uid, process },
+        );
     }
 }
 
 /// Serves one admitted caller over any stream (unit tests use a duplex).
-pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    uid: u32,
+    caller: &Caller,
     service: &SigningService,
     io_timeout: std::time::Duration,
 ) {
@@ -159,12 +175,10 @@ pub async fn handle_connection<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let answer = match request {
         Ok(HelperRequest::Enabled) => service.enabled(),
-        Ok(HelperRequest::Sign { format, payload }) => service.sign(uid, format, payload).await,
-        Err(why) => service.refuse_with(
-            Some(uid),
-            "malformed-request",
-            &format!("bad request: {why}"),
-        ),
+        Ok(HelperRequest::Sign { format, payload }) => service.sign(caller, format, payload).await,
+        Err(why) => {
+            service.refuse_with(caller, "malformed-request", &format!("bad request: {why}"))
+        }
     };
     let _ = tokio::time::timeout(io_timeout, async {
         stream.write_all(&answer.encode()).await?;

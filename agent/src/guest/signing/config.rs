@@ -22,31 +22,31 @@ use serde::Deserialize;
 use crate::guest::config::ConfigError;
 
 /// Default wait for the host's answer.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// Longest wait the configuration accepts (the helper gives up a little after it).
-pub const MAX_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Default signing program written into the git configuration.
-pub const DEFAULT_PROGRAM: &str = "/usr/bin/codespace-git-sign";
+pub(crate) const DEFAULT_PROGRAM: &str = "/usr/bin/codespace-git-sign";
 
 /// The section as written.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)] // each field is documented in the module's example
-pub struct RawSigningConfig {
-    pub wait_s: Option<u64>,
-    pub program: Option<PathBuf>,
-    pub git_config: Option<PathBuf>,
+pub(crate) struct RawSigningConfig {
+    pub(crate) wait_s: Option<u64>,
+    pub(crate) program: Option<PathBuf>,
+    pub(crate) git_config: Option<PathBuf>,
 }
 
 /// The typed section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningConfig {
     /// How long a request waits for the host.
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// git's signing program.
-    pub program: PathBuf,
+    pub(crate) program: PathBuf,
     /// The git configuration file written while signing is on.
-    pub git_config: PathBuf,
+    pub(crate) git_config: PathBuf,
 }
 
 impl Default for SigningConfig {
@@ -61,7 +61,7 @@ impl Default for SigningConfig {
 
 impl SigningConfig {
     /// The typed section; errors name the key.
-    pub fn from_raw(raw: Option<RawSigningConfig>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_raw(raw: Option<RawSigningConfig>) -> Result<Self, ConfigError> {
         let raw = raw.unwrap_or_default();
         let d = Self::default();
         let invalid = |key, message: &str| ConfigError::Invalid {

@@ -37,13 +37,13 @@ use std::path::Path;
 use codespace_policy::signing::SigningFormat;
 
 /// Where the file is written by default.
-pub const DEFAULT_PATH: &str = "/run/codespace-agent-git/signing.gitconfig";
+pub(crate) const DEFAULT_PATH: &str = "/run/codespace-agent-git/signing.gitconfig";
 
 /// The `user.signingKey` written for SSH signing (git needs one; the helper ignores it).
-pub const PLACEHOLDER_KEY: &str = "codespace-host-key";
+pub(crate) const PLACEHOLDER_KEY: &str = "codespace-host-key";
 
 /// The file's contents for `format`, naming `program` as git's signing program.
-pub fn render(format: SigningFormat, program: &Path) -> String {
+pub(crate) fn render(format: SigningFormat, program: &Path) -> String {
     let program = quote(&program.display().to_string());
     let mut out = format!(
         "# Written by codespace-agent: commit signing is on for this codespace ({format}).\n\
@@ -71,7 +71,7 @@ fn quote(value: &str) -> String {
 /// Makes sure the file's directory exists (mode 0755, a real directory, not a link). The
 /// package creates it at boot (tmpfiles.d), before any lifecycle run, so sandboxes see what
 /// is written there later; this covers an installation without it.
-pub fn prepare_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn prepare_dir(path: &Path) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("the signing git config path has no directory"))?;
@@ -91,7 +91,11 @@ pub fn prepare_dir(path: &Path) -> std::io::Result<()> {
 
 /// Writes the file for `format` (atomically, mode 0644; its directory is made if missing), or
 /// removes it for `None` (creating nothing).
-pub fn apply(path: &Path, format: Option<SigningFormat>, program: &Path) -> std::io::Result<()> {
+pub(crate) fn apply(
+    path: &Path,
+    format: Option<SigningFormat>,
+    program: &Path,
+) -> std::io::Result<()> {
     let Some(format) = format else {
         return match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

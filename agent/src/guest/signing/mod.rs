@@ -13,14 +13,17 @@
 //!        signature_put {id, signature}  ─► checked (armor.rs) ─► "signature" to the helper
 //!        signature_refuse {id, reason}  ─► "refused host-refused reason"
 //!        nothing                        ─► "refused timeout"
-//!  every decision ─► SigningService::record ─► log + event signing_decision
+//!  every decision ─► SigningService::record ─► log + audit trail (kind `signing`), which the
+//!                   host hears as an `audit` event
 //! ```
 //!
 //! The agent never holds a private key: it checks, forwards and waits; the host signs (with
 //! `codespace-agentctl signing serve` or the library's [`crate::host::signing`]) and checks
 //! the payload again before it does. [`SigningService::record`] is the one place every
 //! decision goes through (allowed, refused with its reason, signed, refused by the host, timed
-//! out): the audit trail attaches there.
+//! out): it logs it and records it in the audit trail (`guest::trail`, kind `signing`) with
+//! the caller's uid, pid and executable, as the credential broker does. Records hold names,
+//! emails, codes and reasons; never the payload or a signature.
 //!
 //! While signing is on for the codespace (mode on, not a prebuild, repository trusted), the
 //! git configuration that turns it on is written ([`gitconfig`]); when it goes off, removed.
@@ -28,8 +31,8 @@
 
 pub mod armor;
 pub mod broker;
-pub mod config;
-pub mod gitconfig;
+pub(crate) mod config;
+pub(crate) mod gitconfig;
 pub mod protocol;
 
 use std::collections::HashMap;
@@ -53,12 +56,11 @@ use protocol::{BrokerAnswer, Reason};
 
 use super::config::CodespaceIdentity;
 use super::service::{EventSink, ServiceError};
+use super::trail::Kind;
 use crate::wire::Event;
 
 /// Name of the event that asks the host to sign.
-pub const REQUEST_EVENT: &str = "signing_request";
-/// Name of the event every decision is reported as.
-pub const DECISION_EVENT: &str = "signing_decision";
+pub(crate) const REQUEST_EVENT: &str = "signing_request";
 
 /// Writes (`Some`) or removes (`None`) the git configuration that turns signing on: through
 /// the privileged side when the agent is separated, here otherwise ([`writer_for`]).
@@ -82,18 +84,37 @@ pub fn writer_for(config: &SigningConfig) -> GitConfigWriter {
     })
 }
 
-/// One decision about one request, as it is logged and sent to the host (`signing_decision`).
-/// Never holds the payload or a signature.
+/// Who asked: the uid from `SO_PEERCRED` (unknown when even that failed) and the process's pid
+/// and executable, read when the connection was accepted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Caller {
+    /// The caller's uid.
+    pub(crate) uid: Option<u32>,
+    /// `pid` and `exe` (or `comm`), as the credential broker records them.
+    pub(crate) process: Map<String, Value>,
+}
+
+#[cfg(test)]
+impl Caller {
+    /// A caller known by its uid only.
+    pub(crate) fn uid(uid: u32) -> Self {
+        Self {
+            uid: Some(uid),
+            process: Map::new(),
+        }
+    }
+}
+
+/// One decision about one request, as it is logged and recorded in the audit trail (with the
+/// [`Caller`]). Never holds the payload or a signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum SigningOutcome {
+pub(crate) enum SigningOutcome {
     /// The policy allowed it; it went to the host as `signing_request` `id`.
     Allowed {
         /// Request id.
         id: String,
-        /// Caller's uid.
-        uid: u32,
         /// The codespace's repository.
         repository: String,
         /// The format.
@@ -105,8 +126,6 @@ pub enum SigningOutcome {
     },
     /// Nothing was signed: the policy, the caller or the request said no.
     Refused {
-        /// Caller's uid, when known.
-        uid: Option<u32>,
         /// Stable code.
         code: String,
         /// What the user is told.
@@ -116,15 +135,11 @@ pub enum SigningOutcome {
     Signed {
         /// Request id.
         id: String,
-        /// Caller's uid.
-        uid: u32,
     },
     /// The host refused to sign.
     HostRefused {
         /// Request id.
         id: String,
-        /// Caller's uid.
-        uid: u32,
         /// The host's reason.
         reason: String,
     },
@@ -132,8 +147,6 @@ pub enum SigningOutcome {
     TimedOut {
         /// Request id.
         id: String,
-        /// Caller's uid.
-        uid: u32,
         /// How long the agent waited.
         waited_ms: u64,
     },
@@ -197,7 +210,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The policy's facts from what the session recorded about the codespace.
-pub fn facts_of(identity: &CodespaceIdentity) -> SigningFacts {
+pub(crate) fn facts_of(identity: &CodespaceIdentity) -> SigningFacts {
     SigningFacts {
         repository: identity
             .repository
@@ -209,7 +222,7 @@ pub fn facts_of(identity: &CodespaceIdentity) -> SigningFacts {
 
 /// The `signing` field of a `session` request: `None` when absent (or `null`), else the
 /// settings, or why they are invalid (a message naming the field).
-pub fn settings_field(field: Option<Value>) -> Result<Option<SigningSettings>, String> {
+pub(crate) fn settings_field(field: Option<Value>) -> Result<Option<SigningSettings>, String> {
     match field {
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_json::from_value::<RawSigningSettings>(v)
@@ -237,15 +250,10 @@ impl SigningService {
         service
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &SigningConfig {
-        &self.config
-    }
-
     /// A session event: `settings` replace the session's (`session create`; `None` keeps
     /// them), `identity` is what the session knows about the codespace now. Rewrites the git
     /// configuration when signing goes on or off.
-    pub fn update(&self, settings: Option<SigningSettings>, identity: &CodespaceIdentity) {
+    pub(crate) fn update(&self, settings: Option<SigningSettings>, identity: &CodespaceIdentity) {
         {
             let mut session = lock(&self.session);
             if let Some(settings) = settings {
@@ -283,7 +291,7 @@ impl SigningService {
     }
 
     /// Whether signing is on for the codespace: the helper's `--enabled`.
-    pub fn enabled(&self) -> BrokerAnswer {
+    pub(crate) fn enabled(&self) -> BrokerAnswer {
         let session = lock(&self.session);
         match session.settings.enabled(&session.facts) {
             Ok((format, _)) => BrokerAnswer::Enabled(format),
@@ -293,8 +301,13 @@ impl SigningService {
         }
     }
 
-    /// Decides, asks the host and waits: what the helper of `uid` is answered.
-    pub async fn sign(&self, uid: u32, format: SigningFormat, payload: Vec<u8>) -> BrokerAnswer {
+    /// Decides, asks the host and waits: what the helper of `caller` is answered.
+    pub(crate) async fn sign(
+        &self,
+        caller: &Caller,
+        format: SigningFormat,
+        payload: Vec<u8>,
+    ) -> BrokerAnswer {
         let approved = {
             let mut session = lock(&self.session);
             let Session {
@@ -307,17 +320,13 @@ impl SigningService {
         };
         let approved = match approved {
             Ok(a) => a.into_inner(),
-            Err(refusal) => return self.refuse(Some(uid), &refusal),
+            Err(refusal) => return self.refuse(caller, &refusal),
         };
         if self.events.receiver_count() == 0 {
-            return self.refuse_with(Some(uid), "no-host", "no host is connected to sign");
+            return self.refuse_with(caller, "no-host", "no host is connected to sign");
         }
         let Some(id) = self.new_id() else {
-            return self.refuse_with(
-                Some(uid),
-                "internal",
-                "the agent could not make a request id",
-            );
+            return self.refuse_with(caller, "internal", "the agent could not make a request id");
         };
         let (tx, rx) = oneshot::channel();
         {
@@ -325,21 +334,23 @@ impl SigningService {
             if pending.len() >= MAX_PENDING {
                 drop(pending);
                 return self.refuse_with(
-                    Some(uid),
+                    caller,
                     "busy",
                     "too many signing requests wait for the host",
                 );
             }
             pending.insert(id.clone(), Pending { format, answer: tx });
         }
-        self.record(&SigningOutcome::Allowed {
-            id: id.clone(),
-            uid,
-            repository: approved.repository.to_string(),
-            format,
-            object: approved.object.kind,
-            signer: approved.object.signer_email.clone(),
-        });
+        self.record(
+            &SigningOutcome::Allowed {
+                id: id.clone(),
+                repository: approved.repository.to_string(),
+                format,
+                object: approved.object.kind,
+                signer: approved.object.signer_email.clone(),
+            },
+            caller,
+        );
         let _ = self.events.send(Event::new(
             REQUEST_EVENT,
             json!({
@@ -354,15 +365,17 @@ impl SigningService {
         lock(&self.pending).remove(&id);
         match answer {
             Ok(Ok(HostAnswer::Signature(armor))) => {
-                self.record(&SigningOutcome::Signed { id, uid });
+                self.record(&SigningOutcome::Signed { id }, caller);
                 BrokerAnswer::Signature(armor)
             }
             Ok(Ok(HostAnswer::Refused(reason))) => {
-                self.record(&SigningOutcome::HostRefused {
-                    id,
-                    uid,
-                    reason: reason.clone(),
-                });
+                self.record(
+                    &SigningOutcome::HostRefused {
+                        id,
+                        reason: reason.clone(),
+                    },
+                    caller,
+                );
                 BrokerAnswer::Refused(Reason::new(
                     "host-refused",
                     &format!("the host refused to sign: {reason}"),
@@ -370,7 +383,7 @@ impl SigningService {
             }
             Ok(Err(_)) | Err(_) => {
                 let waited_ms = u64::try_from(self.config.wait.as_millis()).unwrap_or(u64::MAX);
-                self.record(&SigningOutcome::TimedOut { id, uid, waited_ms });
+                self.record(&SigningOutcome::TimedOut { id, waited_ms }, caller);
                 BrokerAnswer::Refused(Reason::new(
                     "timeout",
                     &format!(
@@ -383,25 +396,36 @@ impl SigningService {
     }
 
     /// A refusal by the policy: recorded, and the helper's answer.
-    fn refuse(&self, uid: Option<u32>, refusal: &SigningRefusal) -> BrokerAnswer {
-        self.refuse_with(uid, refusal.code(), &refusal.to_string())
+    fn refuse(&self, caller: &Caller, refusal: &SigningRefusal) -> BrokerAnswer {
+        self.refuse_with(caller, refusal.code(), &refusal.to_string())
     }
 
     /// A refusal with `code` and `message`: recorded, and the helper's answer.
-    pub(crate) fn refuse_with(&self, uid: Option<u32>, code: &str, message: &str) -> BrokerAnswer {
+    pub(crate) fn refuse_with(&self, caller: &Caller, code: &str, message: &str) -> BrokerAnswer {
         let reason = Reason::new(code, message);
-        self.record(&SigningOutcome::Refused {
-            uid,
-            code: reason.code.clone(),
-            message: reason.message.clone(),
-        });
+        self.record(
+            &SigningOutcome::Refused {
+                code: reason.code.clone(),
+                message: reason.message.clone(),
+            },
+            caller,
+        );
         BrokerAnswer::Refused(reason)
     }
 
-    /// The one place every signing decision goes through: logged, and sent to the host as a
-    /// `signing_decision` event. (An audit record attaches here.)
-    pub fn record(&self, outcome: &SigningOutcome) {
-        let fields = serde_json::to_value(outcome).unwrap_or(Value::Null);
+    /// The one place every signing decision goes through: logged, and recorded in the audit
+    /// trail (kind `signing`, with the caller's uid, pid and executable), which sends it to
+    /// every control connection as an `audit` event.
+    pub(crate) fn record(&self, outcome: &SigningOutcome, caller: &Caller) {
+        let mut fields = serde_json::to_value(outcome).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut fields {
+            if let Some(uid) = caller.uid {
+                m.insert("uid".into(), uid.into());
+            }
+            for (k, v) in &caller.process {
+                m.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         match outcome {
             SigningOutcome::Refused { .. }
             | SigningOutcome::HostRefused { .. }
@@ -410,7 +434,7 @@ impl SigningService {
             }
             _ => tracing::info!(decision = %fields, "signing"),
         }
-        let _ = self.events.send(Event::new(DECISION_EVENT, fields));
+        self.events.audit(Kind::Signing, fields);
     }
 
     fn new_id(&self) -> Option<String> {
@@ -421,7 +445,10 @@ impl SigningService {
 
     /// `signature_put {id, signature}`: the host's signature for a waiting request, checked
     /// against the request's format before the request sees it.
-    pub fn put_signature(&self, mut fields: Map<String, Value>) -> Result<Value, ServiceError> {
+    pub(crate) fn put_signature(
+        &self,
+        mut fields: Map<String, Value>,
+    ) -> Result<Value, ServiceError> {
         let id = take_string(&mut fields, "signing_id", "signature_put")?;
         let signature = take_string(&mut fields, "signature", "signature_put")?;
         no_more_fields(&fields, "signature_put")?;
@@ -451,7 +478,10 @@ impl SigningService {
     }
 
     /// `signature_refuse {id, reason}`: the host will not sign a waiting request.
-    pub fn refuse_signature(&self, mut fields: Map<String, Value>) -> Result<Value, ServiceError> {
+    pub(crate) fn refuse_signature(
+        &self,
+        mut fields: Map<String, Value>,
+    ) -> Result<Value, ServiceError> {
         let id = take_string(&mut fields, "signing_id", "signature_refuse")?;
         let reason = take_string(&mut fields, "reason", "signature_refuse")?;
         no_more_fields(&fields, "signature_refuse")?;
@@ -466,7 +496,7 @@ impl SigningService {
     }
 
     /// The `signing` section of `status` (and of the `session` report).
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let mut session = lock(&self.session);
         let enabled = session.settings.enabled(&session.facts);
         let recent = session.limiter.recent(Instant::now());

@@ -19,29 +19,29 @@
 use codespace_policy::signing::SigningFormat;
 
 /// File name of the socket in the state directory.
-pub const SOCKET_NAME: &str = "git-sign.sock";
+pub(crate) const SOCKET_NAME: &str = "git-sign.sock";
 
 /// What the helper tells git when the broker closes the connection without an answer: how the
 /// broker refuses a caller at accept (another uid, a restricted lifecycle run, no slot left).
-pub const REFUSED_AT_ACCEPT: &str = "the signing broker refused this caller: only the codespace's user may sign, outside restricted lifecycle runs";
+pub(crate) const REFUSED_AT_ACCEPT: &str = "the signing broker refused this caller: only the codespace's user may sign, outside restricted lifecycle runs";
 
 /// The request line's prefix (and the protocol's version).
-pub const VERSION: &str = "codespace-sign/1";
+pub(crate) const VERSION: &str = "codespace-sign/1";
 
 /// Largest payload (a commit or tag object) the helper sends.
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+pub(crate) const MAX_PAYLOAD: usize = 256 * 1024;
 
 /// Largest request: the line and the payload.
-pub const MAX_REQUEST: usize = MAX_PAYLOAD + 64;
+pub(crate) const MAX_REQUEST: usize = MAX_PAYLOAD + 64;
 
 /// Largest signature accepted from the host (an SSH or OpenPGP signature is a few KiB).
-pub const MAX_SIGNATURE: usize = 16 * 1024;
+pub(crate) const MAX_SIGNATURE: usize = 16 * 1024;
 
 /// Longest message shown to the user.
-pub const MAX_MESSAGE: usize = 512;
+pub(crate) const MAX_MESSAGE: usize = 512;
 
 /// Largest answer.
-pub const MAX_ANSWER: usize = MAX_SIGNATURE + 64;
+pub(crate) const MAX_ANSWER: usize = MAX_SIGNATURE + 64;
 
 /// The helper's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub struct Reason {
 
 impl Reason {
     /// A reason with `message` made printable and bounded ([`printable`]).
-    pub fn new(code: &str, message: &str) -> Self {
+    pub(crate) fn new(code: &str, message: &str) -> Self {
         Self {
             code: code.to_owned(),
             message: printable(message),
@@ -109,7 +109,7 @@ pub enum ProtocolError {
 
 impl HelperRequest {
     /// The bytes the helper sends (then it half-closes).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             Self::Enabled => format!("{VERSION} enabled\n").into_bytes(),
             Self::Sign { format, payload } => {
@@ -144,7 +144,7 @@ impl HelperRequest {
 
 impl BrokerAnswer {
     /// The bytes the broker sends.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let with_reason = |word: &str, r: &Reason| {
             format!("{word} {}\n{}", code(&r.code), printable(&r.message)).into_bytes()
         };
@@ -206,7 +206,7 @@ fn code(code: &str) -> &str {
 }
 
 /// Printable ASCII armor lines of at most [`MAX_SIGNATURE`] bytes.
-pub fn is_armor(text: &str) -> bool {
+pub(crate) fn is_armor(text: &str) -> bool {
     text.len() <= MAX_SIGNATURE
         && text.starts_with("-----BEGIN ")
         && text
@@ -217,7 +217,7 @@ pub fn is_armor(text: &str) -> bool {
 /// `text` as one printable line of at most [`MAX_MESSAGE`] bytes: control characters (line
 /// breaks, escapes) become spaces, so a message can neither forge lines in git's output nor
 /// move the terminal's cursor.
-pub fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_MESSAGE));
     for c in text.chars() {
         let c = if c.is_control() { ' ' } else { c };

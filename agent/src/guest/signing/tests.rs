@@ -82,6 +82,16 @@ fn on() -> SigningSettings {
     .unwrap()
 }
 
+/// The next signing decision in the audit trail (its `audit` event).
+async fn next_decision(events: &mut broadcast::Receiver<Event>) -> Map<String, Value> {
+    loop {
+        let record = next(events, "audit").await;
+        if record["kind"] == "signing" {
+            return record;
+        }
+    }
+}
+
 /// The next event with `name`.
 async fn next(events: &mut broadcast::Receiver<Event>, name: &str) -> Map<String, Value> {
     loop {
@@ -126,13 +136,17 @@ async fn refusals_are_recorded_with_their_code_and_never_reach_the_host() {
     f.service.update(Some(on()), &identity("octo/app", false));
     let answer = f
         .service
-        .sign(1000, SigningFormat::Ssh, commit("eve@example.com"))
+        .sign(
+            &Caller::uid(1000),
+            SigningFormat::Ssh,
+            commit("eve@example.com"),
+        )
         .await;
     let BrokerAnswer::Refused(reason) = answer else {
         panic!("{answer:?}")
     };
     assert_eq!(reason.code, "unverified-email");
-    let decision = next(&mut f.events, DECISION_EVENT).await;
+    let decision = next_decision(&mut f.events).await;
     assert_eq!(decision["decision"], "refused");
     assert_eq!(decision["code"], "unverified-email");
     assert_eq!(decision["uid"], 1000);
@@ -144,9 +158,12 @@ async fn the_host_signature_is_checked_then_handed_to_the_helper() {
     let mut f = fixture(Duration::from_secs(10));
     f.service.update(Some(on()), &identity("octo/app", false));
     let service = f.service.clone();
-    let signing =
-        tokio::spawn(async move { service.sign(1000, SigningFormat::Ssh, commit(EMAIL)).await });
-    let allowed = next(&mut f.events, DECISION_EVENT).await;
+    let signing = tokio::spawn(async move {
+        service
+            .sign(&Caller::uid(1000), SigningFormat::Ssh, commit(EMAIL))
+            .await
+    });
+    let allowed = next_decision(&mut f.events).await;
     assert_eq!(allowed["decision"], "allowed");
     assert_eq!(allowed["signer"], EMAIL);
     let request = next(&mut f.events, REQUEST_EVENT).await;
@@ -173,10 +190,7 @@ async fn the_host_signature_is_checked_then_handed_to_the_helper() {
         signing.await.unwrap(),
         BrokerAnswer::Signature(ssh_armor("git"))
     );
-    assert_eq!(
-        next(&mut f.events, DECISION_EVENT).await["decision"],
-        "signed"
-    );
+    assert_eq!(next_decision(&mut f.events).await["decision"], "signed");
     // Answered: a second answer finds nothing waiting.
     let err = put(ssh_armor("git")).unwrap_err().to_string();
     assert!(err.contains("is waiting"), "{err}");
@@ -186,13 +200,16 @@ async fn the_host_signature_is_checked_then_handed_to_the_helper() {
 async fn a_silent_host_times_out_and_a_refusing_one_is_heard() {
     let mut f = fixture(Duration::from_secs(10));
     f.service.update(Some(on()), &identity("octo/app", false));
-    let answer = f.service.sign(7, SigningFormat::Ssh, commit(EMAIL)).await;
+    let answer = f
+        .service
+        .sign(&Caller::uid(7), SigningFormat::Ssh, commit(EMAIL))
+        .await;
     let BrokerAnswer::Refused(reason) = answer else {
         panic!("{answer:?}")
     };
     assert_eq!(reason.code, "timeout");
     let timed_out = loop {
-        let d = next(&mut f.events, DECISION_EVENT).await;
+        let d = next_decision(&mut f.events).await;
         if d["decision"] != "allowed" {
             break d;
         }
@@ -202,8 +219,11 @@ async fn a_silent_host_times_out_and_a_refusing_one_is_heard() {
     assert_eq!(f.service.status()["waiting"], 0);
 
     let service = f.service.clone();
-    let signing =
-        tokio::spawn(async move { service.sign(7, SigningFormat::Ssh, commit(EMAIL)).await });
+    let signing = tokio::spawn(async move {
+        service
+            .sign(&Caller::uid(7), SigningFormat::Ssh, commit(EMAIL))
+            .await
+    });
     let id = next(&mut f.events, REQUEST_EVENT).await["id"]
         .as_str()
         .unwrap()
@@ -264,7 +284,13 @@ async fn one_connection_over_a_stream() {
         async move {
             let (mut client, server) = tokio::io::duplex(1 << 20);
             let task = tokio::spawn(async move {
-                broker::handle_connection(server, 1000, &service, Duration::from_secs(5)).await;
+                broker::handle_connection(
+                    server,
+                    &Caller::uid(1000),
+                    &service,
+                    Duration::from_secs(5),
+                )
+                .await;
             });
             client.write_all(&request).await.unwrap();
             client.shutdown().await.unwrap();
