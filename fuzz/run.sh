@@ -11,7 +11,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame handshake request grant host netlink envfile credential registry policy_document parse audit compose)
+    targets=(frame handshake request grant host netlink envfile credential registry signing policy_document parse audit compose)
 fi
 dict_of() {
     case $1 in

@@ -139,6 +139,12 @@ grep -q '^codespace-agent:x:[1-9][0-9]*:[0-9]*:[^:]*:/nonexistent:/usr/sbin/nolo
 grep -qxF $'\thelper = !/usr/bin/codespace-agent git-credential' "$R/etc/gitconfig" \
     && grep -qxF $'\tuseHttpPath = true' "$R/etc/gitconfig" \
     && ok "git credential helper with useHttpPath in /etc/gitconfig" || bad "gitconfig block missing"
+grep -qxF $'\tpath = /run/codespace-agent-git/signing.gitconfig' "$R/etc/gitconfig" \
+    && ok "the agent's signing configuration is included from /etc/gitconfig" || bad "signing include missing"
+# the signing wrapper runs the agent's helper (which says where it looked for the broker)
+rc=0; out=$(chroot "$R" /usr/bin/codespace-git-sign --enabled 2>&1) || rc=$?
+[ "$rc" = 1 ] && echo "$out" | grep -q 'git-sign: signing broker at /run/codespace-agent/git-sign.sock' \
+    && ok "codespace-git-sign runs codespace-agent git-sign" || bad "codespace-git-sign: rc $rc: $out"
 # profile.d: a login shell exports what the env file assigns; without the file it stays quiet
 mkdir -p "$R/run/codespace-agent/env"
 printf "%s\nVMTEST_SECRET='a b \$(c)'\n" '# test' > "$R/run/codespace-agent/env/environment"

@@ -84,36 +84,19 @@ pub fn run(
     }
     let socket = state_dir.join(SOCKET_NAME);
     let shown = socket.display().to_string();
-    let broker = |action| {
-        let path = shown.clone();
-        move |source| HelperError::Broker {
-            path,
-            action,
-            source,
-        }
-    };
-    let mut stream = UnixStream::connect(&socket).map_err(broker("connect"))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .map_err(broker("set timeouts"))?;
     let mut message = Zeroizing::new(Vec::with_capacity(request.len() + 4));
     message.extend_from_slice(b"get\n");
     message.extend_from_slice(&request);
-    let sent = stream
-        .write_all(&message)
-        .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
-    match sent {
-        Err(e) if closed_by_broker(&e) => return Ok(()),
-        sent => sent.map_err(broker("send"))?,
-    }
-    let mut answer = Zeroizing::new(Vec::new());
-    let received = (&mut stream)
-        .take(MAX_ANSWER_BYTES as u64 + 1)
-        .read_to_end(&mut answer);
-    match received {
-        Err(e) if closed_by_broker(&e) => return Ok(()),
-        received => received.map_err(broker("receive"))?,
+    let answer = match exchange(&socket, &message, TIMEOUT, TIMEOUT, MAX_ANSWER_BYTES) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            return Err(HelperError::Broker {
+                path: shown,
+                action: e.action,
+                source: e.source,
+            })
+        }
     };
     if answer.len() > MAX_ANSWER_BYTES || !is_valid_answer(&answer) {
         return Err(HelperError::InvalidAnswer { path: shown });
@@ -125,6 +108,49 @@ pub fn run(
             action: "write the answer",
             source,
         })
+}
+
+/// A step of [`exchange`] that failed: what was being done, and why.
+#[derive(Debug)]
+pub(crate) struct ExchangeError {
+    /// `connect`, `set timeouts`, `send` or `receive`.
+    pub action: &'static str,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+/// One request and its answer on a broker socket (this helper's and `git-sign`'s): connect,
+/// send `request`, half-close, read until EOF, at most `max_answer + 1` bytes (so the caller
+/// sees an answer that is too long). `Ok(None)`: the broker closed without an answer, its way
+/// of refusing a caller at accept (see the module docs).
+pub(crate) fn exchange(
+    socket: &Path,
+    request: &[u8],
+    write_timeout: Duration,
+    read_timeout: Duration,
+    max_answer: usize,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ExchangeError> {
+    let failed = |action| move |source| ExchangeError { action, source };
+    let mut stream = UnixStream::connect(socket).map_err(failed("connect"))?;
+    stream
+        .set_read_timeout(Some(read_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(write_timeout)))
+        .map_err(failed("set timeouts"))?;
+    let sent = stream
+        .write_all(request)
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
+    match sent {
+        Err(e) if closed_by_broker(&e) => return Ok(None),
+        sent => sent.map_err(failed("send"))?,
+    }
+    let mut answer = Zeroizing::new(Vec::new());
+    let received = (&mut stream)
+        .take(max_answer as u64 + 1)
+        .read_to_end(&mut answer);
+    match received {
+        Err(e) if closed_by_broker(&e) => Ok(None),
+        received => received.map(|_| Some(answer)).map_err(failed("receive")),
+    }
 }
 
 /// Whether `error` is the broker closing the connection without an answer: its way of refusing

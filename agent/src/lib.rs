@@ -7,13 +7,15 @@
 //! - [`host`]: the client library a host supervisor links to talk to agents;
 //! - [`relay`]: zero-copy byte relaying between two sockets (port forwarding, both ends);
 //! - [`seal`]: sealing secrets end to end to the agent's boot-time X25519 key;
-//! - [`credential_helper`], [`docker_credential`], [`exec`]: the in-guest helpers behind
-//!   `codespace-agent git-credential`, `codespace-agent docker-credential` (installed as
-//!   `docker-credential-codespace`) and `codespace-agent exec`.
+//! - [`credential_helper`], [`docker_credential`], [`exec`], [`git_sign`]: the in-guest helpers
+//!   behind `codespace-agent git-credential`, `codespace-agent docker-credential` (installed as
+//!   `docker-credential-codespace`), `codespace-agent exec` and `codespace-agent git-sign`
+//!   (installed as `codespace-git-sign`).
 
 pub mod credential_helper;
 pub mod docker_credential;
 pub mod exec;
+pub mod git_sign;
 pub mod guest;
 pub mod host;
 pub mod relay;

@@ -179,6 +179,25 @@ write("registry", "list", "docker-list\n\n")
 write("registry", "server_url", "https://user@GHCR.io:443/v2/")
 write("registry", "config", '{"auths": {"ghcr.io": {"auth": "dXNlcjpwYXNz"}}, "credHelpers": {"gcr.io": "gcloud", "old.example": "codespace"}, "psFormat": "table"}')
 
+# signing: the helper's requests (a commit and a tag git would sign, a blob, another
+# committer), a broker answer with an SSH signature, an OpenPGP armor.
+COMMIT = ("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+          "parent a3c1e5f7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9\n"
+          "author Mona <mona@example.com> 1700000000 +0000\n"
+          "committer Mona <mona@example.com> 1700000000 +0000\n"
+          "mergetag object x\n type commit\n \n m\n\nsigned\n")
+TAG = ("object a3c1e5f7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f7a9\ntype commit\ntag v1\n"
+       "tagger Mona <Mona@Example.com> 1700000000 +0100\n\nv1\n")
+write("signing", "commit_ssh", "codespace-sign/1 sign ssh\n" + COMMIT)
+write("signing", "tag_openpgp", "codespace-sign/1 sign openpgp\n" + TAG)
+write("signing", "blob", "codespace-sign/1 sign ssh\nhello\n")
+write("signing", "other_committer", "codespace-sign/1 sign ssh\n" + COMMIT.replace("committer Mona <mona@", "committer Eve <eve@"))
+write("signing", "enabled", "codespace-sign/1 enabled\n")
+SSHSIG = b"SSHSIG" + struct.pack(">I", 1) + b"".join(struct.pack(">I", len(f)) + f for f in [b"key", b"git", b"", b"sha512", b"sig"])
+write("signing", "answer_ssh", "signature\n-----BEGIN SSH SIGNATURE-----\n" + base64.b64encode(SSHSIG).decode() + "\n-----END SSH SIGNATURE-----\n")
+PGP = bytes([0x88, 12, 4, 0, 22, 10, 0, 6, 5, 2, 0x65, 0x53, 0xf1, 0, 0, 0])
+write("signing", "armor_pgp", "-----BEGIN PGP SIGNATURE-----\n\n" + base64.b64encode(PGP).decode() + "\n=AbCd\n-----END PGP SIGNATURE-----\n")
+
 # policy_document: an organization policy with every key, and the CLI topics' inputs.
 POLICY = {"trusted_repositories": ["octo/app", "octo/*"], "port_visibility": ["org"],
           "extensions": {"allow": ["ms-python", "ms-*"], "deny": ["evil"], "allow_vsix": False},

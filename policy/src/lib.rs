@@ -18,6 +18,7 @@
 //! | [`secrets`] | secret names and which secrets are injected | DESIGN.md §1 "Secrets", §2 |
 //! | [`extensions`] | which extensions are installed | DESIGN.md §1, issue 3 |
 //! | [`lifecycle`] | the lifecycle commands' trust profile | DESIGN.md §1, issue 3 |
+//! | [`signing`] | whether a commit or tag is signed for the user (the key stays on the host) | issue 17 |
 //! | [`cli`] | the JSON contracts of `codespace-agentctl policy` | issue 3 |
 //! | [`input`] | strict JSON reading with JSON pointers | STYLE.md habits 2–3 |
 //! | [`decision`], [`repo`] | `Decision`, `Authorized`, repository names, access levels | STYLE.md habit 5 |
@@ -37,6 +38,7 @@ pub mod ports;
 pub mod registry;
 pub mod repo;
 pub mod secrets;
+pub mod signing;
 pub mod token;
 
 pub use decision::{Authorized, Decision, ReasonCode};

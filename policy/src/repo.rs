@@ -201,6 +201,16 @@ impl RepoPattern {
     }
 }
 
+impl fmt::Display for RepoPattern {
+    /// As written in a list: `owner/name` or `owner/*` (the owner lower-cased).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Repo(name) => fmt::Display::fmt(name, f),
+            Self::Owner(owner) => write!(f, "{owner}/*"),
+        }
+    }
+}
+
 /// The creator's own access to a repository, lowest first.
 ///
 /// Source: issue 3 (`none|read|triage|write|maintain|admin`; missing means none).

@@ -67,7 +67,7 @@ use crate::guest::vault::{LiveToken, Vault};
 
 pub mod admission;
 
-use admission::{admit, RefusalReports, Report, Slots};
+use admission::{RefusalReports, Report};
 
 /// File name of the socket in the state directory.
 pub(crate) const SOCKET_NAME: &str = "git-credential.sock";
@@ -413,6 +413,21 @@ pub(crate) fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListene
     })
 }
 
+/// A bound broker socket (`listener`, at `path`) made ready for the runtime: non-blocking, and
+/// registered with tokio. Must be called inside a tokio runtime.
+pub(crate) fn async_listener(
+    listener: std::os::unix::net::UnixListener,
+    path: &Path,
+) -> Result<UnixListener, BrokerError> {
+    let io = |source| BrokerError::Io {
+        action: "listen on",
+        path: path.display().to_string(),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(io)?;
+    UnixListener::from_std(listener).map_err(io)
+}
+
 /// A clock for the broker (real time in the daemon, a test clock in tests).
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
@@ -449,13 +464,7 @@ impl Broker {
         vault: Vault,
         listener: std::os::unix::net::UnixListener,
     ) -> Result<Self, BrokerError> {
-        let io = |source| BrokerError::Io {
-            action: "listen on",
-            path: config.socket_path.display().to_string(),
-            source,
-        };
-        listener.set_nonblocking(true).map_err(io)?;
-        let listener = UnixListener::from_std(listener).map_err(io)?;
+        let listener = async_listener(listener, &config.socket_path)?;
         Ok(Self {
             listener,
             config: Arc::new(config),
@@ -492,57 +501,44 @@ impl Broker {
     /// slot or for a peer: each accepted connection is admitted or closed at once (see the
     /// module docs).
     pub async fn serve<S: Future<Output = ()>>(self, shutdown: S) -> Result<(), BrokerError> {
-        tokio::pin!(shutdown);
-        let slots = Slots::new(&self.config);
         let mut refusals = RefusalReports::default();
-        loop {
-            let stream = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    // Per-connection accept errors (e.g. the peer already left) are not fatal.
-                    Err(_) => continue,
-                },
-            };
-            let pid = stream.peer_cred().ok().and_then(|c| c.pid());
-            let (uid, slot) = match admit(&stream, &self.config, &slots) {
-                Ok(admitted) => admitted,
-                Err(refusal) => {
-                    // Reported while the peer's end is still open (its /proc entry is still
-                    // there), then closed before reading anything: see the module docs.
-                    self.report_refusal(&mut refusals, refusal, pid);
-                    drop(stream);
-                    continue;
-                }
-            };
-            let config = Arc::clone(&self.config);
-            let vault = self.vault.clone();
-            let clock = Arc::clone(&self.clock);
-            let outcomes = self.outcomes.clone();
-            // Who called, read now: git's helper may be gone by the time the answer is written.
-            let caller = caller(&config.proc_root, pid);
-            let trail = self.trail.clone();
-            tokio::spawn(async move {
-                let outcome =
-                    handle_connection(stream, uid, &caller, &config, &vault, &clock).await;
-                // The slot is free before the report: a full channel never holds it.
-                drop(slot);
-                match &outcome {
-                    // Every registry answer and refusal goes through its one function.
-                    Outcome::Registry(access) => {
-                        crate::guest::registry::record(access, trail.as_ref());
-                    }
-                    other => {
-                        if let Some(events) = &trail {
-                            record(events, other, &caller);
+        admission::accept_loop(
+            &self.listener,
+            &self.config,
+            shutdown,
+            |stream, uid, pid, slot| {
+                let config = Arc::clone(&self.config);
+                let vault = self.vault.clone();
+                let clock = Arc::clone(&self.clock);
+                let outcomes = self.outcomes.clone();
+                // Who called, read now: git's helper may be gone by the time the answer is
+                // written.
+                let caller = caller(&config.proc_root, pid);
+                let trail = self.trail.clone();
+                tokio::spawn(async move {
+                    let outcome =
+                        handle_connection(stream, uid, &caller, &config, &vault, &clock).await;
+                    // The slot is free before the report: a full channel never holds it.
+                    drop(slot);
+                    match &outcome {
+                        // Every registry answer and refusal goes through its one function.
+                        Outcome::Registry(access) => {
+                            crate::guest::registry::record(access, trail.as_ref());
+                        }
+                        other => {
+                            if let Some(events) = &trail {
+                                record(events, other, &caller);
+                            }
                         }
                     }
-                }
-                if let Some(sender) = outcomes {
-                    let _ = sender.try_send(outcome);
-                }
-            });
-        }
+                    if let Some(sender) = outcomes {
+                        let _ = sender.try_send(outcome);
+                    }
+                });
+            },
+            |refusal, pid| self.report_refusal(&mut refusals, refusal, pid),
+        )
+        .await;
         let _ = std::fs::remove_file(&self.config.socket_path);
         Ok(())
     }
@@ -581,7 +577,10 @@ impl Broker {
 /// Who called, for the audit trail: the pid from `SO_PEERCRED` and its executable
 /// (`/proc/PID/exe`, or its `comm` name when the agent may not read the link: the network side
 /// runs as its own user).
-fn caller(proc_root: &Path, pid: Option<i32>) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn caller(
+    proc_root: &Path,
+    pid: Option<i32>,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut fields = serde_json::Map::new();
     if let Some(pid) = pid.filter(|p| *p > 0) {
         let dir = proc_root.join(pid.to_string());

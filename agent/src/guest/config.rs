@@ -32,7 +32,8 @@
 //!   "detect": { "poll_interval_ms": 150, "ignore_ports": [], "method": "auto" }, // see guest::detect
 //!   "firewall": { "enabled": false },  // see guest::firewall for every key
 //!   "ports": { "owner_only": [22, 2222, 16634], .. }, // see guest::ports::config
-//!   "lifecycle": { "launcher": "sandbox", "command_timeout_s": 1800 } // see lifecycle::settings
+//!   "lifecycle": { "launcher": "sandbox", "command_timeout_s": 1800 }, // see lifecycle::settings
+//!   "signing": { "wait_s": 10 }        // see guest::signing::config
 //! }
 //! ```
 
@@ -85,6 +86,7 @@ pub(crate) struct RawConfig {
     pub(crate) detect: Option<RawDetectConfig>,
     pub(crate) firewall: Option<RawFirewallConfig>,
     pub(crate) ports: Option<super::ports::RawPortsConfig>,
+    pub(crate) signing: Option<super::signing::config::RawSigningConfig>,
 }
 
 /// The `token` section as written.
@@ -221,6 +223,7 @@ pub struct AgentConfig {
     pub(crate) detect: DetectOptions,
     pub(crate) firewall: FirewallConfig,
     pub(crate) ports: super::ports::PortsConfig,
+    pub signing: super::signing::SigningConfig,
 }
 
 /// Everything wrong with a configuration.
@@ -460,6 +463,7 @@ pub(crate) fn build(raw: RawConfig, o: &Overrides) -> Result<AgentConfig, Config
             }
         })?,
         ports: super::ports::PortsConfig::from_raw(raw.ports)?,
+        signing: super::signing::SigningConfig::from_raw(raw.signing)?,
     })
 }
 

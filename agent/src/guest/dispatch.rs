@@ -14,6 +14,11 @@
 //!
 //! | `lifecycle_run`, `extensions_install`, `config_watch`, `restricted_kill` | see [`super::lifecycle`] | long-running [`Job`]s |
 //!
+//! | `signature_put`, `signature_refuse` | `signing_id, signature` / `signing_id, reason` (the `id` of its `signing_request` event) | see [`super::signing`] |
+//!
+//! `session` `create` may carry `signing: {mode, trusted, verified_emails}` (absent: signing
+//! off); its report then has the `signing` section of `status`.
+//!
 //! Requests arrive parsed ([`Request`], [`super::request`]). Anything else is answered
 //! `unsupported`. Every failure is a [`HandlerError`], turned into a
 //! wire error by the exhaustive [`HandlerError::wire`]; the connection stays open. Every refusal
@@ -30,8 +35,11 @@ use super::job::Job;
 use super::lifecycle::LifecycleService;
 use super::ports::forward::ForwardContext;
 use super::ports::PortsService;
-use super::request::{LifecycleRequest, Named, PortsRequest, Request, ServiceRequest};
+use super::request::{
+    LifecycleRequest, Named, PortsRequest, Request, ServiceRequest, SigningRequest,
+};
 use super::service::{EventSink, SecretsService, ServiceError, SessionKind};
+use super::signing::SigningService;
 use super::trail::Kind;
 use crate::wire::{ErrorCode, WireError};
 
@@ -100,6 +108,7 @@ pub struct Dispatcher {
     lifecycle: Option<Arc<LifecycleService>>,
     activity: Option<Arc<super::activity::Activity>>,
     events: Option<EventSink>,
+    signing: Option<Arc<SigningService>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -134,6 +143,7 @@ impl Dispatcher {
             lifecycle: None,
             activity: None,
             events: None,
+            signing: None,
         }
     }
 
@@ -172,6 +182,15 @@ impl Dispatcher {
     /// session `create` or `resume` restarts the clock.
     pub(crate) fn with_activity(mut self, activity: Arc<super::activity::Activity>) -> Self {
         self.activity = Some(activity);
+        self
+    }
+
+    /// Adds the signing broker's service (`signature_put`, `signature_refuse`, the session's
+    /// `signing` settings, and its `status` section).
+    pub fn with_signing(mut self, signing: Arc<SigningService>) -> Self {
+        let s = signing.clone();
+        self.add_status_section("signing", Arc::new(move || s.status()));
+        self.signing = Some(signing);
         self
     }
 
@@ -221,6 +240,9 @@ impl Dispatcher {
         }
         if self.events.is_some() {
             caps.push("trail");
+        }
+        if self.signing.is_some() {
+            caps.extend(names::<SigningRequest>());
         }
         caps.into_iter().map(str::to_owned).collect()
     }
@@ -289,6 +311,16 @@ impl Dispatcher {
                 let codespace = self.lock_codespace().clone();
                 Ok(ports.handle(kind, fields, &codespace)?)
             }
+            Request::Signing(kind, fields) => {
+                let signing = self
+                    .signing
+                    .as_ref()
+                    .ok_or_else(|| HandlerError::Unsupported(kind.name().to_owned()))?;
+                Ok(match kind {
+                    SigningRequest::SignaturePut => signing.put_signature(fields)?,
+                    SigningRequest::SignatureRefuse => signing.refuse_signature(fields)?,
+                })
+            }
             // Without the lifecycle service (with it, they are jobs and never arrive here).
             Request::Lifecycle(kind, _) => Err(HandlerError::Unsupported(kind.name().to_owned())),
             Request::Unknown(name) => Err(HandlerError::Unsupported(name)),
@@ -333,6 +365,13 @@ impl Dispatcher {
                 "`codespace` may only be given with `create`".into(),
             ));
         }
+        let signing = super::signing::settings_field(fields.remove("signing"))
+            .map_err(HandlerError::BadRequest)?;
+        if signing.is_some() && kind != SessionKind::Create {
+            return Err(HandlerError::BadRequest(
+                "`signing` may only be given with `create`".into(),
+            ));
+        }
         // The prebuild fact reaches the vault before the event: a `create` that starts a
         // prebuild must not land pending secrets first, and one that ends it must wipe the
         // prebuild's token before anything else happens.
@@ -368,17 +407,30 @@ impl Dispatcher {
                 }
             }
         }
+        // A new session starts with its own signing settings, off unless given; the record
+        // and the report say what signing is now.
+        let signing_status = self.signing.as_ref().map(|service| {
+            let settings = (kind == SessionKind::Create).then(|| signing.unwrap_or_default());
+            service.update(settings, &self.lock_codespace().clone());
+            service.status()
+        });
         let codespace = json!(*self.lock_codespace());
         // A prebuild that started or ended says what it wiped (counts, never values).
         let mut recorded = json!({"event": kind.as_str(), "codespace": codespace});
         if let Some(prebuild) = &prebuild {
             recorded["prebuild"] = prebuild.clone();
         }
+        if let Some(status) = &signing_status {
+            recorded["signing"] = status.clone();
+        }
         self.recorded(Kind::Session, recorded);
         if let Value::Object(m) = &mut report {
             m.insert("codespace".into(), codespace);
             if let Some(prebuild) = prebuild {
                 m.insert("prebuild".into(), prebuild);
+            }
+            if let Some(signing) = signing_status {
+                m.insert("signing".into(), signing);
             }
         }
         Ok(report)
@@ -652,6 +704,47 @@ mod tests {
             Arc::new(HealthSampler::new(Path::new("/"))),
         );
         assert_eq!(*rec.0.lock().unwrap(), ["prebuild true"]);
+    }
+
+    #[test]
+    fn session_create_sets_signing_and_nothing_else_may() {
+        let rec: Arc<dyn SecretsService> = Arc::new(Recorder(Mutex::new(vec![])));
+        let (sink, _events) = EventSink::channel(8);
+        let signing = SigningService::new(
+            super::super::signing::SigningConfig::default(),
+            sink,
+            Arc::new(|_| Ok(())),
+        );
+        let d = dispatcher(Some(rec)).with_signing(signing);
+        assert!(d.capabilities().contains(&"signature_put".to_owned()));
+        let create = |signing: Value| {
+            d.handle(req(
+                "session",
+                json!({"event": "create", "codespace": {"repository": "octo/app"}, "signing": signing}),
+            ))
+        };
+        let on = json!({"mode": "ssh", "trusted": ["octo/*"], "verified_emails": ["m@x"]});
+        assert_eq!(create(on.clone()).unwrap()["signing"]["enabled"], true);
+        // Bad settings are refused before anything changes.
+        let e = create(json!({"mode": "ssh", "trusted": ["no-slash"]})).unwrap_err();
+        assert_eq!(e.wire().code, ErrorCode::BadRequest);
+        assert!(e.to_string().contains("signing.trusted[0]"), "{e}");
+        assert_eq!(d.status()["signing"]["enabled"], true);
+        // A new session without settings has signing off.
+        assert_eq!(
+            create(Value::Null).unwrap()["signing"]["reason"],
+            "signing-off"
+        );
+        // Only a create carries settings; a resume keeps them.
+        create(on.clone()).unwrap();
+        let e = d
+            .handle(req("session", json!({"event": "resume", "signing": on})))
+            .unwrap_err();
+        assert_eq!(e.wire().code, ErrorCode::BadRequest);
+        let r = d
+            .handle(req("session", json!({"event": "resume"})))
+            .unwrap();
+        assert_eq!(r["signing"]["enabled"], true);
     }
 
     #[test]

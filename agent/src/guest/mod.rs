@@ -6,6 +6,7 @@
 //!                             └ sd_notify READY=1                   │ handshake → Dispatcher
 //!  heartbeat task ── EventSink (broadcast) ─────────────────────────┘   └─ SecretsService (vault)
 //!  PortWatcher (detect) ──┘ port_opened/closed; PortChange mpsc ─▶ port registry
+//!  SigningService ─┘ signing_request, audit (signing); signature_put/refuse ─▶ it
 //!  Firewall: nft table applied before listening, removed after the server drained
 //! ```
 //!
@@ -27,6 +28,7 @@ pub mod request;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod system;
 pub(crate) mod trail;
 pub mod transport;
@@ -124,6 +126,7 @@ pub struct Agent {
     events: EventSink,
     started: Instant,
     secrets: Option<Arc<dyn lifecycle::SecretSource>>,
+    signing: Option<Arc<signing::SigningService>>,
 }
 
 impl Agent {
@@ -140,6 +143,7 @@ impl Agent {
             events,
             started: Instant::now(),
             secrets: None,
+            signing: None,
         })
     }
 
@@ -147,6 +151,12 @@ impl Agent {
     /// profile allows, and for redacting every command's output).
     pub fn set_secret_source(&mut self, source: Arc<dyn lifecycle::SecretSource>) {
         self.secrets = Some(source);
+    }
+
+    /// The commit signing broker's service: its requests, its `status` section and the
+    /// session's signing settings go to it.
+    pub fn set_signing(&mut self, service: Arc<signing::SigningService>) {
+        self.signing = Some(service);
     }
 
     /// The event stream, for services that push events (token expiry).
@@ -230,13 +240,17 @@ impl Agent {
             &c.idle.terminals,
         );
         ports.count_activity_on(activity.clone());
-        let dispatcher = Arc::new(
+        let mut dispatcher =
             Dispatcher::new(facts.clone(), service, c.codespace.clone(), health.clone())
                 .with_ports(ports.clone())
                 .with_lifecycle(lifecycle)
                 .with_activity(activity.clone())
-                .with_events(self.events.clone()),
-        );
+                .with_events(self.events.clone());
+        if let Some(signing) = &self.signing {
+            signing.update(None, &c.codespace);
+            dispatcher = dispatcher.with_signing(signing.clone());
+        }
+        let dispatcher = Arc::new(dispatcher);
         let w = watcher.clone();
         dispatcher.add_status_section("detection", Arc::new(move || json!(w.status())));
         dispatcher.add_status_section("firewall", Arc::new(move || json!(firewall_status)));

@@ -1,7 +1,7 @@
 //! The requests the agent answers: [`Request`], parsed once from a frame's `type` and fields
 //! (as mini-redis's `Command::from_frame`) and matched as an enum from then on. Each request
 //! name is written once, in the `name` of its family ([`ServiceRequest`],
-//! [`PortsRequest`], [`LifecycleRequest`]); the capability list is built from the same
+//! [`PortsRequest`], [`LifecycleRequest`], [`SigningRequest`]); the capability list is built from the same
 //! families.
 //!
 //! ```text
@@ -70,6 +70,26 @@ impl Named for ServiceRequest {
     }
 }
 
+/// The host's answers to the signing broker's `signing_request` events (guest::signing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningRequest {
+    /// `signature_put`: the signature for a waiting request.
+    SignaturePut,
+    /// `signature_refuse`: the host will not sign it.
+    SignatureRefuse,
+}
+
+impl Named for SigningRequest {
+    const ALL: &'static [Self] = &[Self::SignaturePut, Self::SignatureRefuse];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::SignaturePut => "signature_put",
+            Self::SignatureRefuse => "signature_refuse",
+        }
+    }
+}
+
 /// One request, by type, with the fields its handler parses.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -87,6 +107,8 @@ pub enum Request {
     Ports(PortsRequest, Map<String, Value>),
     /// A long-running lifecycle request.
     Lifecycle(LifecycleRequest, Map<String, Value>),
+    /// An answer to a signing request.
+    Signing(SigningRequest, Map<String, Value>),
     /// A type this agent does not know.
     Unknown(String),
 }
@@ -112,6 +134,9 @@ impl Request {
         if let Some(r) = LifecycleRequest::from_name(&kind) {
             return Self::Lifecycle(r, fields);
         }
+        if let Some(r) = SigningRequest::from_name(&kind) {
+            return Self::Signing(r, fields);
+        }
         Self::Unknown(kind)
     }
 
@@ -125,6 +150,7 @@ impl Request {
             Self::Service(r, _) => r.name(),
             Self::Ports(r, _) => r.name(),
             Self::Lifecycle(r, _) => r.name(),
+            Self::Signing(r, _) => r.name(),
             Self::Unknown(name) => name,
         }
     }
@@ -150,6 +176,7 @@ mod tests {
         names.extend(ServiceRequest::ALL.iter().map(|r| r.name()));
         names.extend(PortsRequest::ALL.iter().map(|r| r.name()));
         names.extend(LifecycleRequest::ALL.iter().map(|r| r.name()));
+        names.extend(SigningRequest::ALL.iter().map(|r| r.name()));
         names
     }
 

@@ -5,6 +5,7 @@
 //!  vault_service ─ token/secrets delivered ─┐
 //!  dispatcher ──── session, refused request ─┤
 //!  broker ──────── credential answer/refusal ┤   EventSink::audit(kind, fields)
+//!  signing ─────── signing decision ─────────┤
 //!  runner ──────── lifecycle run, extension ─┼──▶ Trail: seq += 1, time ──▶ ring (last N)
 //!  ports ───────── visibility, forward ──────┤                         └──▶ `audit` event
 //!  server ──────── handshake refusal ────────┤                              (every control
@@ -66,6 +67,9 @@ pub(crate) enum Kind {
     Refusal,
     /// The codespace went idle.
     Idle,
+    /// A commit signing request was allowed, refused (with the reason), signed, refused by
+    /// the host or timed out (guest::signing).
+    Signing,
 }
 
 /// One page of the trail.

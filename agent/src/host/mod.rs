@@ -6,6 +6,7 @@
 //! - [`forward`]: grants and `forward` connections (port forwarding);
 //! - [`ports`]: `ports_list`, one page or all of them;
 //! - [`tickets`]: single-use forward tickets, for one-round-trip forward connections;
+//! - [`signing`]: answering the agent's commit signing requests with a host key;
 //! - [`trail`]: the agent's audit trail, caught up in pages and followed;
 //! - [`registry`]: container registry credentials, sealed like secrets (`registry_put`).
 //!
@@ -25,6 +26,7 @@ pub mod forward;
 mod inbound;
 pub mod ports;
 pub mod registry;
+pub mod signing;
 pub mod tickets;
 pub mod trail;
 

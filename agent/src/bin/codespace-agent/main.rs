@@ -3,7 +3,8 @@
 //! Exit codes of `run`: 0 success (also after SIGTERM/SIGINT drained the agent), 1 runtime
 //! failure, 2 invalid command line or configuration. `git-credential`: 0, or 1 when the broker
 //! cannot be asked. `docker-credential`: 0, or 1 with Docker's message on stdout (the
-//! credential helper protocol). `exec`: the command's own status, or 127 when it cannot be
+//! credential helper protocol). `git-sign`: 0 signed (`--enabled`: on), 1 not signed (off), 2
+//! arguments that are not git's. `exec`: the command's own status, or 127 when it cannot be
 //! started.
 
 // A command-line program reports on its standard streams.
@@ -19,6 +20,7 @@ use codespace_agent::guest::config::{self, Overrides};
 use codespace_agent::guest::privsep::{self, Monitor, Role};
 use codespace_agent::guest::registry::DockerConfigSync;
 use codespace_agent::guest::service::SecretsService;
+use codespace_agent::guest::signing::{self, broker::SigningBroker, SigningService};
 use codespace_agent::guest::vault::{Owner, Vault, VaultConfig};
 use codespace_agent::guest::vault_service::{forward_expiry, VaultService};
 use codespace_agent::guest::{lifecycle, user, Agent};
@@ -62,6 +64,16 @@ enum Command {
         state_dir: PathBuf,
         /// Docker's action: get, list, store, erase or version.
         action: String,
+    },
+    /// git's signing program (gpg.ssh.program, gpg.program; installed as codespace-git-sign):
+    /// asks the agent's signing broker, and the host signs. `--enabled` exits 0 when signing
+    /// is on for this codespace, 1 when not.
+    #[command(disable_help_flag = true)]
+    GitSign {
+        /// `[--state-dir DIR]` then git's arguments (`-Y sign -n git -f KEY FILE` or
+        /// `--status-fd=2 -bsau KEY`), or `--enabled`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Run a command with the codespace's environment (secrets, token) applied.
     Exec {
@@ -152,11 +164,35 @@ fn main() -> ExitCode {
                 codespace_agent::docker_credential::Status::Failure => ExitCode::from(1),
             }
         }
+        Command::GitSign { args } => git_sign(&args),
         Command::Exec { state_dir, argv } => {
             // Returns only if the command could not be started.
             let e = codespace_agent::exec::run(&state_dir, &argv);
             eprintln!("codespace-agent exec: {e}");
             ExitCode::from(127)
+        }
+    }
+}
+
+/// `git-sign`: git's signing program; exit 0 signed (or on, for `--enabled`), 1 not signed
+/// (or off), 2 arguments that are not git's.
+fn git_sign(args: &[std::ffi::OsString]) -> ExitCode {
+    use codespace_agent::git_sign;
+    let default_state = std::path::Path::new(config::DEFAULT_STATE_DIR);
+    let result = git_sign::parse(args, default_state).and_then(|(state, invocation)| {
+        git_sign::run(
+            &state,
+            invocation,
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+            std::io::stderr().lock(),
+        )
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("codespace-agent git-sign: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -382,6 +418,14 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
         c.credential_uids.clone()
     };
     let broker_config = BrokerConfig::new(&c.state_dir, uids);
+    // The signing broker admits callers by the credential broker's rules, on its own socket.
+    let signing = SigningService::new(
+        c.signing.clone(),
+        agent.events(),
+        signing::writer_for(&c.signing),
+    );
+    agent.set_signing(signing.clone());
+    let signing_broker = SigningBroker::start(&broker_config, &c.state_dir, signing)?;
     let broker = match privsep::client() {
         Some(m) => Broker::from_listener(broker_config, vault.clone(), m.broker_socket()?)?,
         None => Broker::bind(broker_config, vault.clone())?,
@@ -398,6 +442,7 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
         stopped(stop_rx.clone()),
     ));
     let broker = tokio::spawn(broker.serve(stopped(stop_rx.clone())));
+    let signing_broker = tokio::spawn(signing_broker.serve(stopped(stop_rx.clone())));
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("termination signal received");
@@ -408,6 +453,7 @@ async fn serve(config: config::AgentConfig, owner: Owner) -> anyhow::Result<()> 
     if let Ok(Err(e)) = broker.await {
         tracing::warn!(error = %e, "credential broker stopped with an error");
     }
+    let _ = signing_broker.await;
     Ok(())
 }
 

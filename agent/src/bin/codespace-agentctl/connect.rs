@@ -108,6 +108,9 @@ pub struct SessionArgs {
     /// Lifecycle trust facts (create only).
     #[command(flatten, next_help_heading = "Lifecycle trust facts (create only)")]
     pub facts: TrustFactArgs,
+    /// Commit signing (create only; absent: off).
+    #[command(flatten, next_help_heading = "Commit signing (create only)")]
+    pub signing: crate::signing::SessionSigningArgs,
 }
 
 /// The lifecycle trust facts, as `session create` records them and `lifecycle run` /
@@ -268,7 +271,7 @@ async fn execute(args: &ConnectArgs, command: AgentCommand) -> Result<(), Failur
             token_fields(token_file, expires_at, scope_file, host.as_deref())
                 .map_err(Failure::Usage)?,
         )),
-        AgentCommand::Session(s) => Some(("session", session_fields(s))),
+        AgentCommand::Session(s) => Some(("session", session_fields(s).map_err(Failure::Usage)?)),
         AgentCommand::Secrets(_)
         | AgentCommand::Events
         | AgentCommand::Trail(_)
@@ -348,7 +351,7 @@ fn token_fields(
     Ok(m)
 }
 
-fn session_fields(s: &SessionArgs) -> Map<String, Value> {
+fn session_fields(s: &SessionArgs) -> anyhow::Result<Map<String, Value>> {
     let event = match s.event {
         SessionEventArg::Create => "create",
         SessionEventArg::Resume => "resume",
@@ -373,7 +376,8 @@ fn session_fields(s: &SessionArgs) -> Map<String, Value> {
             c.extend(facts);
         }
     }
-    m
+    s.signing.insert_into(&mut m)?;
+    Ok(m)
 }
 
 fn read_secrets(file: &Path) -> anyhow::Result<Vec<(String, String)>> {

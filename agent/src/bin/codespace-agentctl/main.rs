@@ -13,6 +13,7 @@ mod policy;
 mod ports;
 mod registry;
 mod sanitize;
+mod signing;
 mod trail;
 
 use clap::Parser;
@@ -42,6 +43,12 @@ enum Command {
     /// Container registry credentials for Docker in the codespace (talks to an agent).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Commit signing: answer the agent's signing requests with a local key (talks to an agent).
+    #[command(subcommand)]
+    Signing(signing::SigningCommand),
+    /// Answer one signing request by hand: put a signature, or refuse (talks to an agent).
+    #[command(subcommand)]
+    Signature(signing::SignatureCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,5 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Policy(args) => policy::run(&args),
         Command::Ports(cmd) => ports::run(&cli.connect, cmd),
         Command::Registry(cmd) => registry::run(&cli.connect, cmd),
+        Command::Signing(cmd) => signing::run_signing(&cli.connect, cmd),
+        Command::Signature(cmd) => signing::run_signature(&cli.connect, cmd),
     }
 }

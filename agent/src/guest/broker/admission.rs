@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UnixStream;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{check_peer, BrokerConfig, Outcome, Silence};
@@ -106,6 +106,45 @@ pub(crate) fn admit(
     check_peer(uid, pid, config).map_err(refused)?;
     let slot = slots.take(uid).map_err(refused)?;
     Ok((uid, slot))
+}
+
+/// The accept loop of a broker socket (the credential broker's and the signing broker's):
+/// until `shutdown`, each connection is admitted ([`admit`]) and handed to `admitted` with its
+/// uid, pid and slot, or handed to `refused` with its [`Outcome`] and pid while its end is
+/// still open (so its `/proc` entry is still there for the report), then closed. Never waits
+/// on a peer: `admitted` is expected to spawn.
+pub(crate) async fn accept_loop<S, A, R>(
+    listener: &UnixListener,
+    config: &BrokerConfig,
+    shutdown: S,
+    mut admitted: A,
+    mut refused: R,
+) where
+    S: std::future::Future<Output = ()>,
+    A: FnMut(UnixStream, u32, Option<i32>, Slot),
+    R: FnMut(Outcome, Option<i32>),
+{
+    tokio::pin!(shutdown);
+    let slots = Slots::new(config);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Per-connection accept errors (e.g. the peer already left) are not fatal.
+                Err(_) => continue,
+            },
+        };
+        let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+        match admit(&stream, config, &slots) {
+            Ok((uid, slot)) => admitted(stream, uid, pid, slot),
+            Err(refusal) => {
+                refused(refusal, pid);
+                // Closed before reading anything: see the broker's module docs for why.
+                drop(stream);
+            }
+        }
+    }
 }
 
 /// What to do with one refusal, as [`RefusalReports::admit`] decides.

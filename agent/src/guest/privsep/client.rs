@@ -100,6 +100,25 @@ impl MonitorClient {
         }
     }
 
+    /// The signing broker's listening socket.
+    pub fn signing_socket(&self) -> Result<std::os::unix::net::UnixListener, CallError> {
+        match self.call(&Request::SigningSocket {}, &[])? {
+            (Reply::Done, fds) => Ok(one(fds, "signing_socket")?.into()),
+            _ => Err(CallError::Unexpected("signing_socket")),
+        }
+    }
+
+    /// Writes the git configuration that turns signing on for `format`, or removes it.
+    pub fn signing_git_config(
+        &self,
+        format: Option<codespace_policy::signing::SigningFormat>,
+    ) -> Result<(), CallError> {
+        match self.call(&Request::SigningGitConfig { format }, &[])? {
+            (Reply::Done, _) => Ok(()),
+            _ => Err(CallError::Unexpected("signing_git_config")),
+        }
+    }
+
     /// Writes the environment file (`Some(contents)`) or removes it (`None`).
     pub(crate) fn env_file(&self, contents: Option<&[u8]>) -> Result<(), CallError> {
         let req = Request::EnvFile {

@@ -18,8 +18,11 @@
 //!   directory and its owner are this side's, and the write follows none of the user's links
 //!   ([`crate::guest::registry::docker_config`]). The worst a compromised network side can do
 //!   is point Docker at the agent's own helper for a few more hosts.
-//! - **listen** / **broker_socket**: the addresses come from the configuration; the sockets are
-//!   bound once and the same ones handed out again (a network side that restarts gets them).
+//! - **listen** / **broker_socket** / **signing_socket**: the addresses come from the
+//!   configuration; the sockets are bound once and the same ones handed out again (a network
+//!   side that restarts gets them).
+//! - **signing_git_config**: the network side names a format or none; the file's path, the
+//!   program it names and every line in it are this side's (`guest::signing::gitconfig`).
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -52,6 +55,7 @@ pub struct Monitor {
     firewall: Option<Firewall>,
     listener: Option<Listener>,
     broker: Option<std::os::unix::net::UnixListener>,
+    signing: Option<std::os::unix::net::UnixListener>,
     resolver: OwnerResolver,
     runtime: tokio::runtime::Handle,
 }
@@ -84,6 +88,7 @@ impl Monitor {
             firewall: None,
             listener: None,
             broker: None,
+            signing: None,
             resolver: OwnerResolver::new(&proc_root),
             runtime,
         }
@@ -122,7 +127,20 @@ impl Monitor {
     pub(crate) fn handle(&mut self, req: Request, blob: &[u8]) -> (Reply, Vec<OwnedFd>) {
         let result = match req {
             Request::Listen {} => self.listen(),
-            Request::BrokerSocket {} => self.broker_socket(),
+            Request::BrokerSocket {} => {
+                let path = crate::guest::broker::socket_path(&self.config.state_dir);
+                bound_once(&mut self.broker, &path)
+            }
+            Request::SigningSocket {} => {
+                let path = crate::guest::signing::broker::socket_path(&self.config.state_dir);
+                bound_once(&mut self.signing, &path)
+            }
+            Request::SigningGitConfig { format } => {
+                let c = &self.config.signing;
+                crate::guest::signing::gitconfig::apply(&c.git_config, format, &c.program)
+                    .map(|()| (Reply::Done, Vec::new()))
+                    .map_err(|e| failed(format!("{}: {e}", c.git_config.display())))
+            }
             Request::Launch(l) => self.launch(*l),
             Request::KillRestricted {} => Ok((
                 Reply::Killed {
@@ -214,21 +232,6 @@ impl Monitor {
         }
         .map_err(|e| failed(format!("cannot duplicate the listener: {e}")))?;
         Ok((Reply::Listening { firewall }, vec![fd]))
-    }
-
-    fn broker_socket(&mut self) -> Result<(Reply, Vec<OwnedFd>), Reply> {
-        if self.broker.is_none() {
-            let path = crate::guest::broker::socket_path(&self.config.state_dir);
-            let l = crate::guest::broker::bind_socket(&path).map_err(|e| failed(e.to_string()))?;
-            self.broker = Some(l);
-        }
-        let fd = self
-            .broker
-            .as_ref()
-            .map(|l| l.as_fd().try_clone_to_owned())
-            .ok_or_else(|| failed("no broker socket"))?
-            .map_err(|e| failed(format!("cannot duplicate the broker socket: {e}")))?;
-        Ok((Reply::Done, vec![fd]))
     }
 
     fn env_file(&self, remove: bool, contents: &[u8]) -> Result<(Reply, Vec<OwnedFd>), Reply> {
@@ -403,6 +406,29 @@ fn strength_name(s: Trust) -> &'static str {
         Trust::Trusted => "trusted",
         Trust::Restricted => "restricted",
     }
+}
+
+/// A broker socket at `path`, bound the first time (mode 0666: its broker admits callers by
+/// `SO_PEERCRED`) and the same listener handed out again, so a restarted network side gets it.
+fn bound_once(
+    slot: &mut Option<std::os::unix::net::UnixListener>,
+    path: &std::path::Path,
+) -> Result<(Reply, Vec<OwnedFd>), Reply> {
+    if slot.is_none() {
+        let l = crate::guest::broker::bind_socket(path).map_err(|e| failed(e.to_string()))?;
+        *slot = Some(l);
+    }
+    let fd = slot
+        .as_ref()
+        .map(|l| l.as_fd().try_clone_to_owned())
+        .ok_or_else(|| failed("no broker socket"))?
+        .map_err(|e| {
+            failed(format!(
+                "cannot duplicate the socket {}: {e}",
+                path.display()
+            ))
+        })?;
+    Ok((Reply::Done, vec![fd]))
 }
 
 fn failed(error: impl Into<String>) -> Reply {

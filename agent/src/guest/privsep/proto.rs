@@ -10,6 +10,8 @@
 //! |---|---|---|
 //! | `listen` | applies the firewall once, binds the configured control address | `listening {firewall}` + listener |
 //! | `broker_socket` | binds `STATE_DIR/git-credential.sock`, mode 0666 | `done` + listener |
+//! | `signing_socket` | binds `STATE_DIR/git-sign.sock`, mode 0666 | `done` + listener |
+//! | `signing_git_config {format}` | writes its fixed git configuration for `ssh`/`openpgp` at `signing.git_config` (0644), or removes it (`null`) | `done` |
 //! | `launch` | checks the run against the policy and the principals, starts it | `launched {applied, degraded}` + exit, stdout, stderr pipes |
 //! | `kill_restricted` | kills every restricted process of the codespace | `killed {count}` |
 //! | `env_file` | checks every name, writes the env file (blob) for its owner, or removes it | `done` |
@@ -36,6 +38,13 @@ pub(crate) enum Request {
     Listen {},
     /// The credential broker's listening socket.
     BrokerSocket {},
+    /// The signing broker's listening socket.
+    SigningSocket {},
+    /// Turn signing on in git (the privileged side's own template for `format`), or off.
+    SigningGitConfig {
+        /// The format, or `None` to remove the file.
+        format: Option<codespace_policy::signing::SigningFormat>,
+    },
     /// Start one lifecycle command or extension install.
     Launch(Box<Launch>),
     /// Kill every process of the restricted principal.
@@ -76,6 +85,8 @@ impl Request {
         match self {
             Self::Listen {} => "listen",
             Self::BrokerSocket {} => "broker_socket",
+            Self::SigningSocket {} => "signing_socket",
+            Self::SigningGitConfig { .. } => "signing_git_config",
             Self::Launch(_) => "launch",
             Self::KillRestricted {} => "kill_restricted",
             Self::EnvFile { .. } => "env_file",
