@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use codespace_agent::guest::detect::{
     procnet::ProcNet, sock_diag::SockDiag, DetectOptions, Method, PortChange, PortWatcher,
 };
+use codespace_agent::guest::sandbox::netns::RestrictedSockets;
 use rustix::time::{clock_gettime, ClockId};
 
 fn cpu(id: ClockId) -> Duration {
@@ -274,14 +275,18 @@ async fn measure(plan: Plan) -> Row {
     let proc_ = time_it(plan.reads, || pn.read().unwrap().len());
     let (events, _keep) = codespace_agent::guest::service::EventSink::channel(4096);
     let opts = watch_opts(Method::SockDiag);
-    let (w, mut rx) = PortWatcher::spawn(&opts, events.clone());
+    let (w, mut rx) = PortWatcher::spawn(&opts, events.clone(), RestrictedSockets::none());
     // Drain the initial set (every listener is new at the first poll).
     tokio::time::sleep(plan.settle).await;
     while rx.try_recv().is_ok() {}
     let lat = latency(&mut rx, plan.trials, opts.poll_interval).await;
     let cpu_diag = watcher_cpu(plan.cpu_diag).await;
     drop(w);
-    let (w, rx) = PortWatcher::spawn(&watch_opts(Method::ProcNet), events);
+    let (w, rx) = PortWatcher::spawn(
+        &watch_opts(Method::ProcNet),
+        events,
+        RestrictedSockets::none(),
+    );
     tokio::time::sleep(plan.settle).await;
     drop(rx);
     let cpu_proc = watcher_cpu(plan.cpu_proc).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use codespace_agent::guest::detect::{
     scan, BindScope, DetectOptions, ListeningSocket, Method, PortChange, PortWatcher,
 };
+use codespace_agent::guest::sandbox::netns::RestrictedSockets;
 use serde_json::{json, Map};
 
 /// The tests of this file take turns: a test that spawns the agent forks this process, and until
@@ -98,7 +99,7 @@ async fn watcher_reports_opened_then_closed_for_both_methods() {
     let _turn = SERIAL.lock().await;
     for method in [Method::SockDiag, Method::ProcNet] {
         let (events, _keep) = codespace_agent::guest::service::EventSink::channel(1024);
-        let (w, mut rx) = PortWatcher::spawn(&opts(method), events);
+        let (w, mut rx) = PortWatcher::spawn(&opts(method), events, RestrictedSockets::none());
         let ls = listeners();
         // Changes of one poll come in address order, not bind order: collect them as a set.
         let mut want: Vec<std::net::SocketAddr> =

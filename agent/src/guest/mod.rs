@@ -206,7 +206,19 @@ impl Agent {
                 )
             }
         };
-        let (watcher, port_changes) = detect::PortWatcher::spawn(&c.detect, self.events.clone());
+        // Commands start through the privileged side when separated, else through the
+        // launcher the configuration asks for; the launcher's sandbox also owns the restricted
+        // network namespace, whose listeners detection and forwarding reach through it.
+        let launcher: Arc<dyn lifecycle::Launcher> = match &monitor {
+            Some(m) => Arc::new(privsep::MonitorLauncher::new(
+                m.clone(),
+                c.lifecycle.launcher.name(),
+            )),
+            None => lifecycle::launcher(c),
+        };
+        let restricted = launcher.clone().restricted_sockets();
+        let (watcher, port_changes) =
+            detect::PortWatcher::spawn(&c.detect, self.events.clone(), restricted.clone());
         let watcher = Arc::new(watcher);
         let health = Arc::new(HealthSampler::new(&c.workspace_dir));
         let facts = AgentFacts {
@@ -216,15 +228,13 @@ impl Agent {
         };
         // Without a secrets service there is no key to seal to; the capability list says so.
         let public_key = service.as_ref().map_or([0; 32], |s| s.public_key());
-        let ports = ports::PortsService::new(c.ports.clone(), Some(self.events.clone()));
+        let ports = ports::PortsService::with_restricted_network(
+            c.ports.clone(),
+            Some(self.events.clone()),
+            restricted,
+        );
         ports::forward::raise_fd_limit();
         let follow = tokio::spawn(ports::service::follow(ports.clone(), port_changes));
-        let launcher = monitor.map(|m| {
-            Arc::new(privsep::MonitorLauncher::new(
-                m,
-                c.lifecycle.launcher.name(),
-            )) as Arc<dyn lifecycle::Launcher>
-        });
         let org_policy = lifecycle::read_org_policy(c).map_err(StartError::Lifecycle)?;
         // The organization's idle_timeout_minutes can only shorten the configured timeout.
         let org_idle = org_policy.as_ref().and_then(|p| p.idle_timeout_minutes);
@@ -232,7 +242,7 @@ impl Agent {
             c,
             self.events.clone(),
             self.secrets.clone(),
-            launcher,
+            Some(launcher),
             org_policy,
         );
         let activity = activity::Activity::new(

@@ -88,7 +88,8 @@ pub fn sd_notify(state: &str) -> std::io::Result<Notified> {
 }
 
 /// The datagram socket notifications leave from, made before the network side confines itself
-/// (its filter refuses new Unix sockets): see [`prepare_notify`].
+/// (its filter refuses new Unix sockets): see [`prepare_notify`]. Process-wide on purpose: the
+/// service manager talks to the process, and the socket must exist before confinement.
 static NOTIFY: std::sync::OnceLock<std::os::unix::net::UnixDatagram> = std::sync::OnceLock::new();
 
 /// Makes the notification socket now, while this process may still create Unix sockets.

@@ -108,7 +108,7 @@ impl Drop for Fixture {
         }
         // The restricted network (veth, nft table) too; every restricted process is dead by
         // now (their users are removed next).
-        codespace_agent::guest::sandbox::netns::teardown();
+        self.sandbox.remove_restricted_network();
     }
 }
 

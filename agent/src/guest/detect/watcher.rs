@@ -33,6 +33,7 @@ use super::RawListener;
 
 use super::owner::OwnerResolver;
 use super::{DetectError, DetectOptions, ListeningSocket, PortChange, Source, Tracker};
+use crate::guest::sandbox::netns::RestrictedSockets;
 use crate::guest::service::EventSink;
 
 /// How often the restricted network namespace is looked up again (it appears with the first
@@ -78,6 +79,8 @@ struct Engine {
     restricted_warned: bool,
     /// When the namespace was last asked about.
     restricted_checked: Option<std::time::Instant>,
+    /// Where sockets inside the namespace come from.
+    restricted_sockets: RestrictedSockets,
     tracker: Tracker,
     resolver: OwnerResolver,
     opts: DetectOptions,
@@ -137,7 +140,7 @@ impl Engine {
             Ok(have.map(NetSocket::Unchanged))
         } else {
             self.restricted_checked = Some(std::time::Instant::now());
-            crate::guest::privsep::restricted_socket(SocketKind::SockDiag, have)
+            self.restricted_sockets.socket(SocketKind::SockDiag, have)
         };
         let found = match asked {
             Ok(None) => {
@@ -188,8 +191,13 @@ pub struct PortWatcher {
 
 impl PortWatcher {
     /// Starts polling on its own thread. Changes go to the returned receiver and, as
-    /// `port_opened` / `port_closed` events, to `events`.
-    pub fn spawn(opts: &DetectOptions, events: EventSink) -> (Self, mpsc::Receiver<PortChange>) {
+    /// `port_opened` / `port_closed` events, to `events`. Listeners of the codespace's
+    /// restricted network namespace are dumped through a socket from `restricted`.
+    pub fn spawn(
+        opts: &DetectOptions,
+        events: EventSink,
+        restricted: RestrictedSockets,
+    ) -> (Self, mpsc::Receiver<PortChange>) {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let shared = Arc::new(Mutex::new(Shared::default()));
         lock(&shared).status.method = "none".into();
@@ -200,6 +208,7 @@ impl PortWatcher {
             restricted_inodes: std::collections::HashSet::new(),
             restricted_warned: false,
             restricted_checked: None,
+            restricted_sockets: restricted,
             tracker: Tracker::new(opts),
             resolver: OwnerResolver::new(&opts.proc_root),
             opts: opts.clone(),
@@ -325,7 +334,7 @@ mod tests {
             ignore_pid: None,
             ..DetectOptions::default()
         };
-        let (w, mut rx) = PortWatcher::spawn(&opts, events);
+        let (w, mut rx) = PortWatcher::spawn(&opts, events, RestrictedSockets::none());
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         async fn wait(rx: &mut mpsc::Receiver<PortChange>, port: u16, opened: bool) -> PortChange {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncRead;
 
+use crate::guest::sandbox::netns::RestrictedSockets;
 use crate::guest::user::Account;
 
 /// What to run, and how it ended: the sandbox's types, which every launcher shares.
@@ -128,6 +129,12 @@ pub trait Launcher: Send + Sync + 'static {
     /// starts restricted runs has none to kill.
     fn kill_restricted(&self) -> usize {
         0
+    }
+    /// Where sockets inside the codespace's restricted network namespace come from: the
+    /// sandbox behind this launcher owns the namespace, and port detection and forwarding reach
+    /// its listeners through these. A launcher that never starts restricted runs has none.
+    fn restricted_sockets(self: std::sync::Arc<Self>) -> RestrictedSockets {
+        RestrictedSockets::none()
     }
 }
 

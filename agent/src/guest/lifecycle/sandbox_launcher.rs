@@ -103,4 +103,10 @@ impl Launcher for SandboxLauncher {
     fn kill_restricted(&self) -> usize {
         self.sandbox.kill_restricted()
     }
+
+    fn restricted_sockets(self: std::sync::Arc<Self>) -> sandbox::netns::RestrictedSockets {
+        sandbox::netns::RestrictedSockets::new(move |kind, have| {
+            self.sandbox.restricted_socket(kind, have)
+        })
+    }
 }

@@ -65,6 +65,7 @@ use tracing::{debug, info, warn};
 use super::refusal::ForwardRefusal;
 use super::service::{Admission, ForwardTarget, PortsService};
 use crate::guest::config::CodespaceIdentity;
+use crate::guest::sandbox::netns::RestrictedSockets;
 use crate::guest::trail::Kind;
 use crate::guest::transport::Peer;
 use crate::relay::{relay_metered, relay_streams, reregister, Meter, RelayEnd};
@@ -199,7 +200,13 @@ async fn admit_and_connect(
     let to = ports
         .target_of(port)
         .ok_or(ForwardRefusal::PortUnreachable(port))?;
-    let (mut target, addr) = connect(&admission.grant, ports.config().connect_timeout, &to).await?;
+    let (mut target, addr) = connect(
+        &admission.grant,
+        ports.config().connect_timeout,
+        &to,
+        ports.restricted_sockets(),
+    )
+    .await?;
     if !request.early.is_empty() {
         // A fresh connection's send buffer takes the few KiB of early data at once.
         tokio::time::timeout(
@@ -221,11 +228,12 @@ async fn connect(
     grant: &Authorized<ForwardGrant>,
     timeout: Duration,
     to: &ForwardTarget,
+    restricted: &RestrictedSockets,
 ) -> Result<(TcpStream, SocketAddr), ForwardRefusal> {
     let port = grant.port;
     for ip in &to.addrs {
         let addr = SocketAddr::new(*ip, port);
-        match connect_one(addr, timeout, to.network).await {
+        match connect_one(addr, timeout, to.network, restricted).await {
             Ok(s) => {
                 // The relay must not add Nagle delays of its own to small writes.
                 let _ = s.set_nodelay(true);
@@ -245,6 +253,7 @@ async fn connect_one(
     addr: SocketAddr,
     timeout: Duration,
     network: Network,
+    restricted: &RestrictedSockets,
 ) -> io::Result<TcpStream> {
     use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
     let v4 = addr.is_ipv4();
@@ -274,11 +283,10 @@ async fn connect_one(
             } else {
                 SocketKind::Tcp6
             };
-            match tokio::task::spawn_blocking(move || {
-                crate::guest::privsep::restricted_socket(kind, None)
-            })
-            .await
-            .map_err(io::Error::other)??
+            let restricted = restricted.clone();
+            match tokio::task::spawn_blocking(move || restricted.socket(kind, None))
+                .await
+                .map_err(io::Error::other)??
             {
                 Some(NetSocket::New(fd, _)) => fd,
                 _ => return Err(io::Error::from(io::ErrorKind::NotFound)),

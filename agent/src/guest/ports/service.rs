@@ -49,6 +49,7 @@ use crate::guest::activity::{Activity, ConnectionWatch};
 use crate::guest::config::CodespaceIdentity;
 use crate::guest::detect::{BindScope, ListeningSocket, Network, PortChange};
 use crate::guest::request::Named;
+use crate::guest::sandbox::netns::RestrictedSockets;
 use crate::guest::service::{EventSink, ServiceError};
 use crate::guest::trail::Kind;
 use crate::relay::Meter;
@@ -181,6 +182,9 @@ pub struct PortsService {
     /// The activity clock, which bytes on owner-only connections keep running (set once at
     /// start; unit tests run without one).
     activity: OnceLock<Arc<Activity>>,
+    /// Where sockets inside the restricted network namespace come from (forwards to its
+    /// listeners).
+    restricted: RestrictedSockets,
 }
 
 impl std::fmt::Debug for PortsService {
@@ -257,6 +261,16 @@ struct VisibilityRequest {
 impl PortsService {
     /// A service with an empty registry: at agent start nothing is public.
     pub fn new(config: PortsConfig, events: Option<EventSink>) -> Arc<Self> {
+        Self::with_restricted_network(config, events, RestrictedSockets::none())
+    }
+
+    /// [`PortsService::new`], with the codespace's restricted network: forwards to its
+    /// listeners connect through sockets from `restricted`.
+    pub fn with_restricted_network(
+        config: PortsConfig,
+        events: Option<EventSink>,
+        restricted: RestrictedSockets,
+    ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 registry: PortRegistry::new(config.allowed),
@@ -268,12 +282,18 @@ impl PortsService {
             tickets: TicketStore::default(),
             events,
             activity: OnceLock::new(),
+            restricted,
         })
     }
 
     /// The configuration.
     pub(crate) fn config(&self) -> &PortsConfig {
         &self.config
+    }
+
+    /// Where sockets inside the restricted network namespace come from.
+    pub fn restricted_sockets(&self) -> &RestrictedSockets {
+        &self.restricted
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

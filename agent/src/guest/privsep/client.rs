@@ -25,7 +25,7 @@ use crate::guest::firewall::FirewallStatus;
 use crate::guest::lifecycle::launcher::{
     ExitReport, LaunchError, LaunchSpec, Launched, Launcher, OutputPipe, Program,
 };
-use crate::guest::sandbox::netns::NetSocket;
+use crate::guest::sandbox::netns::{NetSocket, RestrictedSockets};
 
 /// The network side's end of the channel.
 #[derive(Debug)]
@@ -151,7 +151,7 @@ impl MonitorClient {
     }
 
     /// A socket inside the restricted network namespace (see
-    /// [`crate::guest::sandbox::netns::socket_in`]).
+    /// [`crate::guest::sandbox::netns::RestrictedNetwork::socket_in`]).
     pub(crate) fn restricted_socket(
         &self,
         kind: SocketKind,
@@ -305,6 +305,14 @@ impl Launcher for MonitorLauncher {
         self.client.kill_restricted().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "restricted processes not killed");
             0
+        })
+    }
+
+    fn restricted_sockets(self: std::sync::Arc<Self>) -> RestrictedSockets {
+        RestrictedSockets::new(move |kind, have| {
+            self.client
+                .restricted_socket(kind, have)
+                .map_err(std::io::Error::other)
         })
     }
 }

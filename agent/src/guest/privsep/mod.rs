@@ -40,7 +40,6 @@ pub(crate) mod proto;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 
-use crate::guest::sandbox::netns::NetSocket;
 use crate::guest::vault::envfile::{self, Owner};
 
 pub(crate) use client::{MonitorClient, MonitorLauncher};
@@ -106,6 +105,8 @@ struct Separated {
     forked: bool,
 }
 
+/// Process-wide on purpose: which side of the split this process is, is a fact of the process,
+/// set once by [`split`] or [`connect`] before any service starts, and never changed.
 static SEPARATED: OnceLock<Separated> = OnceLock::new();
 
 /// Whether this process tells systemd it is ready: yes unless it is a network side forked by
@@ -169,20 +170,6 @@ pub(crate) fn status() -> serde_json::Value {
 /// The client of the privileged side, in the network side.
 pub fn client() -> Option<&'static Arc<MonitorClient>> {
     SEPARATED.get().map(|s| &s.client)
-}
-
-/// A socket inside the restricted network namespace: asked from the privileged side when
-/// separated, made here otherwise.
-pub(crate) fn restricted_socket(
-    kind: proto::SocketKind,
-    have: Option<u64>,
-) -> std::io::Result<Option<NetSocket>> {
-    match client() {
-        Some(c) => c
-            .restricted_socket(kind, have)
-            .map_err(std::io::Error::other),
-        None => crate::guest::sandbox::netns::socket_in(kind, have),
-    }
 }
 
 /// The privileged side's part of the state directory: the directory and `env/` (0711, root's:

@@ -41,6 +41,7 @@ use crate::guest::detect::RawListener;
 use crate::guest::firewall::Firewall;
 use crate::guest::lifecycle::launcher::{LaunchLimits, LaunchSpec, Launcher, OutputPipe, Trust};
 use crate::guest::sandbox::netns::NetSocket;
+use crate::guest::sandbox::netns::RestrictedSockets;
 use crate::guest::transport::Listener;
 use crate::guest::user::{self, Account};
 use crate::guest::vault::envfile::{self, Owner};
@@ -50,6 +51,8 @@ pub struct Monitor {
     config: AgentConfig,
     owner: Owner,
     launcher: Arc<dyn Launcher>,
+    /// Sockets inside the restricted network namespace, which the launcher's sandbox owns.
+    restricted: RestrictedSockets,
     org_policy: Option<codespace_policy::OrgPolicy>,
     passwd: PathBuf,
     firewall: Option<Firewall>,
@@ -82,6 +85,7 @@ impl Monitor {
         Self {
             config,
             owner,
+            restricted: launcher.clone().restricted_sockets(),
             launcher,
             org_policy,
             passwd: PathBuf::from("/etc/passwd"),
@@ -150,18 +154,14 @@ impl Monitor {
             )),
             Request::EnvFile { remove } => self.env_file(remove, blob),
             Request::DockerConfig { registries } => self.docker_config(&registries),
-            Request::RestrictedSocket { kind, have } => {
-                match crate::guest::sandbox::netns::socket_in(kind, have) {
-                    Ok(None) => Ok((Reply::Done, Vec::new())),
-                    Ok(Some(NetSocket::Unchanged(netns))) => {
-                        Ok((Reply::Socket { netns }, Vec::new()))
-                    }
-                    Ok(Some(NetSocket::New(fd, netns))) => Ok((Reply::Socket { netns }, vec![fd])),
-                    Err(e) => Err(failed(format!(
-                        "cannot make a socket in the restricted network: {e}"
-                    ))),
-                }
-            }
+            Request::RestrictedSocket { kind, have } => match self.restricted.socket(kind, have) {
+                Ok(None) => Ok((Reply::Done, Vec::new())),
+                Ok(Some(NetSocket::Unchanged(netns))) => Ok((Reply::Socket { netns }, Vec::new())),
+                Ok(Some(NetSocket::New(fd, netns))) => Ok((Reply::Socket { netns }, vec![fd])),
+                Err(e) => Err(failed(format!(
+                    "cannot make a socket in the restricted network: {e}"
+                ))),
+            },
             Request::TerminalActivity {} => Ok((
                 Reply::Terminal {
                     latest_us: crate::guest::activity::latest_terminal_activity(

@@ -15,17 +15,22 @@
 //! `cgroup.kill` (v2, Linux ≥ 5.14: one race-free write); without it the v1 freezer (freeze,
 //! SIGKILL every member, thaw), and without that a bounded `cgroup.procs` kill loop.
 //!
-//! **Names.** `codespace-lifecycle-restricted.<agent pid>.<n>` / `...-trusted....`: the
-//! restricted marker ([`DEFAULT_RESTRICTED_CGROUP_MARKER`]) is what the broker refuses; the agent
-//! pid lets a sweep tell its own leftovers from another agent's live runs.
+//! **Names.** `codespace-lifecycle-restricted.<agent pid>.<sandbox>-<n>` / `...-trusted....`:
+//! the restricted marker ([`DEFAULT_RESTRICTED_CGROUP_MARKER`]) is what the broker refuses; the
+//! agent pid lets a sweep tell the leftovers of an agent that is gone from another agent's live
+//! runs; `<sandbox>` (random per [`Runs`]) keeps two sandboxes of one process (tests) apart.
+//!
+//! **Leftovers.** A run whose handle goes while processes still run in it (a dev server a
+//! successful command left behind) keeps its directories; its [`Runs`] remembers them and a
+//! later [`Runs::sweep`] removes them once empty. Nothing here is process-wide: the [`Runs`] is a
+//! field of the sandbox.
 
-use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -184,9 +189,104 @@ pub(crate) fn kill_restricted_group(layout: &Layout) -> usize {
     seen
 }
 
-fn live() -> &'static Mutex<HashSet<String>> {
-    static LIVE: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(HashSet::new()))
+/// Directories of runs whose handle is gone but which still had processes.
+type Leftovers = Arc<Mutex<Vec<PathBuf>>>;
+
+fn lock(leftovers: &Leftovers) -> MutexGuard<'_, Vec<PathBuf>> {
+    // Only paths live behind the lock; a panic elsewhere leaves them usable.
+    leftovers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The run cgroups of one sandbox: how new ones are named ([`Runs::create`]) and which of
+/// them were left populated ([`Runs::sweep`]; see the module docs).
+#[derive(Debug)]
+pub(crate) struct Runs {
+    /// This sandbox's part of every name (random: two sandboxes in one process never meet).
+    instance: u32,
+    /// The next run's number.
+    next: AtomicU64,
+    leftovers: Leftovers,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A random `u32` from the kernel (the time's nanoseconds, should `getrandom` ever fail).
+fn random_u32() -> u32 {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 4];
+    match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => u32::from_ne_bytes(bytes),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    }
+}
+
+impl Runs {
+    /// No runs yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            instance: random_u32(),
+            next: AtomicU64::new(0),
+            leftovers: Leftovers::default(),
+        }
+    }
+
+    /// Creates the next run's directories and writes its limits ([`RunCgroup::create`]).
+    pub(crate) fn create(
+        &self,
+        layout: &Layout,
+        profile: SandboxProfile,
+        limits: &Limits,
+    ) -> Result<RunCgroup, SandboxError> {
+        let marker = match profile {
+            SandboxProfile::Restricted => DEFAULT_RESTRICTED_CGROUP_MARKER.to_owned(),
+            SandboxProfile::Trusted => format!("{RUN_PREFIX}trusted"),
+        };
+        let name = format!(
+            "{marker}.{}.{:08x}-{}",
+            std::process::id(),
+            self.instance,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        RunCgroup::create(name, self.leftovers.clone(), layout, profile, limits)
+    }
+
+    /// Removes empty run cgroups left behind: this sandbox's leftovers, and every run of
+    /// agents that no longer run. Runs of a live process (this one's other sandboxes, another
+    /// agent's) are never touched.
+    pub(crate) fn sweep(&self, layout: &Layout) {
+        lock(&self.leftovers).retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
+        let own = std::process::id();
+        let dirs = layout
+            .parents
+            .iter()
+            .flat_map(|p| [p.dir.clone(), p.dir.join(RESTRICTED_GROUP)]);
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with(RUN_PREFIX) {
+                    continue;
+                }
+                let pid: Option<u32> = name.split('.').nth(1).and_then(|p| p.parse().ok());
+                let gone = pid.is_some_and(|pid| {
+                    pid != own && !Path::new("/proc").join(pid.to_string()).exists()
+                });
+                if gone {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
+    }
 }
 
 /// A run's cgroup, one directory per hierarchy.
@@ -196,6 +296,8 @@ pub(crate) struct RunCgroup {
     dirs: Vec<(Kind, PathBuf)>,
     /// The counters as they were when the directories were removed.
     final_events: Option<LimitEvents>,
+    /// Where the directories go when the handle is dropped while the run still has processes.
+    leftovers: Leftovers,
 }
 
 /// Limit events counted by the kernel for a run.
@@ -220,29 +322,20 @@ fn counter(path: &Path, key: &str) -> u64 {
 }
 
 impl RunCgroup {
-    /// Creates the run's directories, writes its limits and registers it as live.
-    pub(crate) fn create(
+    /// Creates the directories of run `name` (one per hierarchy of `layout`) and writes its
+    /// limits. On a failure, the directories made so far go with the half-made handle.
+    fn create(
+        name: String,
+        leftovers: Leftovers,
         layout: &Layout,
         profile: SandboxProfile,
         limits: &Limits,
     ) -> Result<Self, SandboxError> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let marker = match profile {
-            SandboxProfile::Restricted => DEFAULT_RESTRICTED_CGROUP_MARKER.to_owned(),
-            SandboxProfile::Trusted => format!("{RUN_PREFIX}trusted"),
-        };
-        let name = format!(
-            "{marker}.{}.{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        if let Ok(mut set) = live().lock() {
-            set.insert(name.clone());
-        }
         let mut run = Self {
             name,
             dirs: Vec::with_capacity(layout.parents.len()),
             final_events: None,
+            leftovers,
         };
         for parent in &layout.parents {
             let killable = run
@@ -477,40 +570,9 @@ impl RunCgroup {
 
 impl Drop for RunCgroup {
     fn drop(&mut self) {
-        let _ = self.remove_keeping_events(false);
-        if let Ok(mut set) = live().lock() {
-            set.remove(&self.name);
-        }
-    }
-}
-
-/// Removes empty run cgroups left behind: this agent's whose handle is gone, and those of
-/// agents that no longer run. Another live agent's runs are never touched.
-pub(crate) fn sweep(layout: &Layout) {
-    let own = std::process::id();
-    let live: HashSet<String> = live().lock().map(|s| s.clone()).unwrap_or_default();
-    let dirs = layout
-        .parents
-        .iter()
-        .flat_map(|p| [p.dir.clone(), p.dir.join(RESTRICTED_GROUP)]);
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(RUN_PREFIX) || live.contains(&name) {
-                continue;
-            }
-            let pid: Option<u32> = name.split('.').nth(1).and_then(|p| p.parse().ok());
-            let stale = match pid {
-                Some(pid) if pid == own => true,
-                Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
-                None => false,
-            };
-            if stale {
-                let _ = std::fs::remove_dir(entry.path());
-            }
+        if !self.remove_keeping_events(false) {
+            let dirs = self.dirs.iter().map(|(_, d)| d.clone());
+            lock(&self.leftovers).extend(dirs);
         }
     }
 }

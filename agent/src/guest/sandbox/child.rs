@@ -1,14 +1,21 @@
-//! The code that runs in the child between `fork` and `execve` (std's `pre_exec` hook): raw
-//! syscalls on data prepared in the parent, nothing else.
+//! The code that runs in a child between `fork` and `execve` (std's `pre_exec` hook): system
+//! calls on data prepared in the parent, nothing else. All of it sits behind one sealed trait,
+//! [`PreExec`], and one `pre_exec` ([`install`]).
 //!
 //! Only the forking thread exists in the child; a lock another thread held stays locked forever
 //! and the allocator may be mid-update, so this module must not allocate, lock, log or touch
 //! `std::env` (measured: a `pre_exec` that took a logger mutex deadlocked 25 of 40 spawns,
-//! `sandbox-ports.md` "Tokio and fork"). Every step is one syscall (rustix's, or `libc::syscall`
-//! where rustix has none) on fields of [`ChildPlan`]; a failure returns `io::Error::last_os_error()` (no allocation), which the
-//! parent gets as the spawn error, and the command is never executed.
+//! `sandbox-ports.md` "Tokio and fork"). Every step is one system call through a safe,
+//! allocation-free wrapper (rustix's, the `landlock` crate's `restrict_self`, or
+//! [`super::syscalls`] where neither has one) on fields of the plan; a failure returns the errno
+//! as an `io::Error` (no allocation), which the parent gets as the spawn error, and the program
+//! is never executed.
 //!
-//! Order, and why:
+//! Three plans exist: [`ChildPlan`], a sandboxed command (below); [`JoinNetwork`], `ip` run
+//! inside the restricted network namespace ([`super::netns`]); [`HoldUserNamespace`], a child
+//! that only holds a new user namespace while the parent maps it ([`super::world`]).
+//!
+//! [`ChildPlan`]'s order, and why:
 //!
 //! 1. `setsid`: its own session and process group (pgid = pid), so a timeout can signal the
 //!    whole group, and no controlling terminal;
@@ -35,16 +42,14 @@
 //!
 //! std then installs the prepared environment and calls `execve`.
 
-#![allow(unsafe_code)]
-
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, OwnedFd};
 
+use landlock::{RulesetCreated, RulesetError, RulesetStatus};
 use rustix::process::{Gid, Resource, Rlimit, Uid};
 
-/// `LANDLOCK_CREATE_RULESET_VERSION`.
-const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
+use super::syscalls;
 
 /// Everything the child does, prepared by the parent.
 #[derive(Debug)]
@@ -57,8 +62,9 @@ pub(crate) struct ChildPlan {
     pub(crate) nproc: u64,
     /// Set `no_new_privs`.
     pub(crate) no_new_privs: bool,
-    /// The Landlock ruleset, if the kernel has Landlock.
-    pub(crate) landlock: Option<OwnedFd>,
+    /// The Landlock ruleset, if the kernel has Landlock (made with the crate's own
+    /// `no_new_privs` off: step 5 decides that). Taken by the one call of [`PreExec::apply`].
+    pub(crate) landlock: Option<RulesetCreated>,
     /// Seccomp programs, installed in order.
     pub(crate) seccomp: Vec<Vec<libc::sock_filter>>,
     /// Run user.
@@ -71,14 +77,6 @@ pub(crate) struct ChildPlan {
     pub(crate) world: Option<super::world::WorldPlan>,
 }
 
-fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
 /// Soft and hard limit `value` (the command cannot raise it again).
 fn set_limit(resource: Resource, value: u64) -> io::Result<()> {
     let limit = Rlimit {
@@ -88,10 +86,45 @@ fn set_limit(resource: Resource, value: u64) -> io::Result<()> {
     Ok(rustix::process::setrlimit(resource, limit)?)
 }
 
-impl ChildPlan {
-    /// Runs steps 1–9 of the module docs. Async-signal-safe: no allocation, no locks (rustix
-    /// calls are raw syscalls; its errors convert to `io::Error` without allocating).
-    pub(crate) fn apply(&self) -> io::Result<()> {
+/// The errno of a failed `landlock_restrict_self`, without allocating (`EPERM` when the crate
+/// reports a failure that carries none).
+fn landlock_errno(e: &RulesetError) -> io::Error {
+    use landlock::RestrictSelfError;
+    match e {
+        RulesetError::RestrictSelf(RestrictSelfError::RestrictSelfCall { source, .. })
+        | RulesetError::RestrictSelf(RestrictSelfError::SetNoNewPrivsCall { source, .. }) => {
+            source.raw_os_error().map_or_else(
+                || io::Error::from_raw_os_error(libc::EPERM),
+                io::Error::from_raw_os_error,
+            )
+        }
+        _ => io::Error::from_raw_os_error(libc::EPERM),
+    }
+}
+
+/// Work a child does between `fork` and `execve`, prepared by the parent.
+///
+/// Sealed: only the plans of this module implement it, and each one's `apply` calls nothing
+/// but async-signal-safe system call wrappers (rustix's, [`syscalls`], std's `io::Error` from
+/// an errno) on data it owns: no allocation, no lock, no logging. That is what makes the one
+/// `pre_exec` in [`install`] sound, whichever plan it runs.
+pub(crate) trait PreExec: sealed::Sealed + Send + Sync + 'static {
+    /// Runs in the child. An error aborts the spawn: std sends the errno to the parent, whose
+    /// `spawn` returns it, and the program is never executed.
+    fn apply(&mut self) -> io::Result<()>;
+}
+
+mod sealed {
+    /// Implemented only in this module (see [`super::PreExec`]).
+    pub trait Sealed {}
+    impl Sealed for super::ChildPlan {}
+    impl Sealed for super::JoinNetwork {}
+    impl Sealed for super::HoldUserNamespace {}
+}
+
+impl PreExec for ChildPlan {
+    /// Runs steps 1–9 of the module docs.
+    fn apply(&mut self) -> io::Result<()> {
         rustix::process::setsid()?;
         for fd in &self.cgroup_procs {
             if rustix::io::write(fd, b"0")? != 1 {
@@ -101,18 +134,10 @@ impl ChildPlan {
         set_limit(Resource::Nofile, self.nofile)?;
         set_limit(Resource::Core, 0)?;
         set_limit(Resource::Nproc, self.nproc)?;
-        // SAFETY: close_range(3, ~0, CLOSE_RANGE_CLOEXEC) takes no pointers and only marks
-        // descriptors close-on-exec; it closes none, so no `OwnedFd` is invalidated.
-        let closed = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3 as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if closed < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
-            return Err(io::Error::last_os_error());
+        match syscalls::cloexec_from(3) {
+            // Before Linux 5.11; every descriptor the agent opens is close-on-exec anyway.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+            other => other?,
         }
         if let Some(world) = &self.world {
             world.enter()?;
@@ -120,33 +145,15 @@ impl ChildPlan {
         if self.no_new_privs {
             rustix::thread::set_no_new_privs(true)?;
         }
-        if let Some(ruleset) = &self.landlock {
-            // SAFETY: landlock_restrict_self(fd, 0) takes a descriptor the plan owns (open for
-            // the duration of the call) and no pointers.
-            check(unsafe {
-                libc::syscall(
-                    libc::SYS_landlock_restrict_self,
-                    ruleset.as_raw_fd(),
-                    0 as libc::c_uint,
-                )
-            })?;
+        if let Some(ruleset) = self.landlock.take() {
+            let status = ruleset.restrict_self().map_err(|e| landlock_errno(&e))?;
+            if status.ruleset == RulesetStatus::NotEnforced {
+                // The parent reported it enforced: never run with less than the report says.
+                return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+            }
         }
         for program in &self.seccomp {
-            let prog = libc::sock_fprog {
-                len: program.len() as libc::c_ushort,
-                filter: program.as_ptr().cast_mut(),
-            };
-            // SAFETY: seccomp(SET_MODE_FILTER, 0, &prog): `prog` points to `program`'s
-            // `len` instructions, owned by the plan and alive for the call; the kernel copies
-            // them and writes nothing.
-            check(unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_SET_MODE_FILTER,
-                    0 as libc::c_uint,
-                    &prog as *const libc::sock_fprog,
-                )
-            })?;
+            syscalls::install_seccomp_filter(program)?;
         }
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
         rustix::thread::set_thread_groups(&[])?;
@@ -162,44 +169,59 @@ impl ChildPlan {
     }
 }
 
-/// Makes `command` run `plan` between fork and exec.
-pub(crate) fn install(command: &mut tokio::process::Command, plan: ChildPlan) {
-    // SAFETY: `ChildPlan::apply` is async-signal-safe: raw syscalls on data owned by the plan,
-    // no allocation, no locks (see the module docs). The plan moves into the closure, so its
-    // descriptors stay open until the command is dropped after the fork.
-    unsafe {
-        command.pre_exec(move || plan.apply());
+/// A child that runs a tool (`ip`) inside a network namespace: `setns` to it, then exec.
+#[derive(Debug)]
+pub(crate) struct JoinNetwork(pub std::sync::Arc<OwnedFd>);
+
+impl PreExec for JoinNetwork {
+    fn apply(&mut self) -> io::Result<()> {
+        rustix::thread::move_into_link_name_space(
+            self.0.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
+        Ok(())
     }
 }
 
-/// The kernel's Landlock ABI version (`Err(ENOSYS)` without Landlock, `EOPNOTSUPP` when it
-/// is disabled at boot).
-pub(crate) fn landlock_abi() -> io::Result<u32> {
-    // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) reads no memory and returns a number.
-    let ret = check(unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0 as libc::size_t,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    })?;
-    u32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+/// A child that never executes anything: it enters a new user namespace, writes its pid on
+/// `ready` (4 bytes, native order: the parent's `spawn` has not returned it yet), and waits for
+/// one byte (or end of file) on `hold` (the parent has written the namespace's maps and opened
+/// it: [`super::world`]'s idmapping), then ends the spawn with [`HoldUserNamespace::RELEASED`].
+/// std's fork makes the child single-threaded, as the kernel requires of a process entering a
+/// user namespace.
+#[derive(Debug)]
+pub(crate) struct HoldUserNamespace {
+    /// Gets the child's pid once the namespace exists.
+    pub(crate) ready: OwnedFd,
+    /// Read once: the release.
+    pub(crate) hold: OwnedFd,
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
+impl HoldUserNamespace {
+    /// The errno the spawn fails with when the holder ended as planned.
+    pub(crate) const RELEASED: i32 = libc::ECANCELED;
+}
 
-    #[test]
-    fn landlock_abi_is_a_version_or_a_clear_errno() {
-        match landlock_abi() {
-            Ok(abi) => assert!(abi >= 1),
-            Err(e) => assert!(matches!(
-                e.raw_os_error(),
-                Some(libc::ENOSYS | libc::EOPNOTSUPP)
-            )),
-        }
+impl PreExec for HoldUserNamespace {
+    fn apply(&mut self) -> io::Result<()> {
+        syscalls::unshare(rustix::thread::UnshareFlags::NEWUSER)?;
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        rustix::io::write(&self.ready, &pid.to_ne_bytes())?;
+        let mut byte = [0u8; 1];
+        rustix::io::read(&self.hold, &mut byte)?;
+        Err(io::Error::from_raw_os_error(Self::RELEASED))
+    }
+}
+
+/// Makes `command` run `plan` between fork and exec: the crate's one `pre_exec`.
+#[allow(unsafe_code)] // std's `pre_exec` is `unsafe`; see SAFETY.
+pub(crate) fn install(command: &mut std::process::Command, mut plan: impl PreExec) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: `PreExec` is sealed to the plans above, whose `apply` only makes raw system calls
+    // through async-signal-safe wrappers on data the plan owns: no allocation, no locks, no
+    // logging (see the trait). The plan moves into the closure, so its descriptors stay open
+    // until the command is dropped after the fork.
+    unsafe {
+        command.pre_exec(move || plan.apply());
     }
 }

@@ -1,5 +1,5 @@
-//! The Landlock ruleset of a run, built in the parent; the child only calls
-//! `landlock_restrict_self` on its file descriptor.
+//! The Landlock ruleset of a run, built in the parent with the `landlock` crate; the child only
+//! calls the crate's `restrict_self` on it ([`super::child`]).
 //!
 //! Landlock can only *grant* (per file hierarchy, and the union of all grants applies), so "all
 //! of the file system except the agent's state directory" is spelled as a **decomposition**: for
@@ -33,22 +33,16 @@
 //!   ABI 6 scopes: no signals to processes outside the sandbox (the agent), no connections to
 //!   abstract Unix sockets created outside it.
 
-use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use landlock::{
-    Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated,
-    RulesetCreatedAttr, Scope, ABI,
+    Access, AccessFs, BitFlags, LandlockStatus, PathBeneath, PathFd, RestrictSelf, Ruleset,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope, ABI,
 };
 use serde::Serialize;
 
 use super::rules::{WritableRoot, NEVER_WRITABLE, RESTRICTED_DEVICES, RESTRICTED_WRITABLE};
 use super::{SandboxError, SandboxProfile};
-
-/// The newest ABI whose rights this module asks for (the crate's newest).
-const BEST_KNOWN: ABI = ABI::V10;
-/// Its number, for the report.
-const BEST_KNOWN_NUMBER: u32 = 10;
 
 /// What Landlock does for a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,8 +73,8 @@ pub enum LandlockApplied {
 /// A prepared ruleset.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// The ruleset's file descriptor (`None` when unsupported).
-    pub(crate) fd: Option<OwnedFd>,
+    /// The ruleset (`None` when unsupported), its `no_new_privs` left to the child's plan.
+    pub(crate) ruleset: Option<RulesetCreated>,
     /// The report.
     pub(crate) applied: LandlockApplied,
 }
@@ -106,19 +100,27 @@ fn error(what: impl std::fmt::Display) -> SandboxError {
     }
 }
 
-fn abi_of(number: u32) -> ABI {
-    match number {
-        0 => ABI::Unsupported,
-        1 => ABI::V1,
-        2 => ABI::V2,
-        3 => ABI::V3,
-        4 => ABI::V4,
-        5 => ABI::V5,
-        6 => ABI::V6,
-        7 => ABI::V7,
-        8 => ABI::V8,
-        9 => ABI::V9,
-        _ => BEST_KNOWN,
+/// The kernel's Landlock support: the ABI this build uses (the kernel's, or the crate's newest
+/// when the kernel is newer) and the kernel's own ABI number, or why there is none.
+///
+/// The crate keeps its kernel probe private and reports it only in the status of a
+/// restriction. A [`RestrictSelf`] with no flags and `no_new_privs` off restricts nothing (it
+/// makes no `landlock_restrict_self` call, and no `prctl`): its status is the probe alone.
+pub(crate) fn kernel_support() -> Result<(ABI, u32), String> {
+    let status = RestrictSelf::default()
+        .no_new_privs(false)
+        .apply()
+        .map_err(|e| e.to_string())?;
+    match status.landlock {
+        LandlockStatus::Available {
+            effective_abi,
+            kernel_abi,
+        } => {
+            let number = kernel_abi.map_or(effective_abi as i32, |k| k);
+            Ok((effective_abi, u32::try_from(number).unwrap_or(0)))
+        }
+        LandlockStatus::NotImplemented => Err("not built into this kernel".to_owned()),
+        LandlockStatus::NotEnabled => Err("disabled (not in the lsm= list)".to_owned()),
     }
 }
 
@@ -127,21 +129,15 @@ pub(crate) fn prepare(
     profile: SandboxProfile,
     places: Places<'_>,
 ) -> Result<Prepared, SandboxError> {
-    let kernel_abi = match super::child::landlock_abi() {
-        Ok(abi) => abi,
-        Err(e) => {
-            let reason = match e.raw_os_error() {
-                Some(libc::ENOSYS) => "not built into this kernel".to_owned(),
-                Some(libc::EOPNOTSUPP) => "disabled (not in the lsm= list)".to_owned(),
-                _ => e.to_string(),
-            };
+    let (abi, kernel_abi) = match kernel_support() {
+        Ok(support) => support,
+        Err(reason) => {
             return Ok(Prepared {
-                fd: None,
+                ruleset: None,
                 applied: LandlockApplied::Unsupported { reason },
             });
         }
     };
-    let abi = abi_of(kernel_abi);
     let all = AccessFs::from_all(abi);
     let restricted = profile == SandboxProfile::Restricted;
     let mut ruleset = Ruleset::default().handle_access(all).map_err(error)?;
@@ -149,7 +145,9 @@ pub(crate) fn prepare(
     if scoped {
         ruleset = ruleset.scope(Scope::from_all(abi)).map_err(error)?;
     }
-    let mut created = ruleset.create().map_err(error)?;
+    // `no_new_privs` is the child plan's decision (trusted runs go without it where the agent
+    // has CAP_SYS_ADMIN), not the crate's default.
+    let mut created = ruleset.create().map_err(error)?.no_new_privs(false);
     let state_dir = absolute(places.state_dir);
     let mut missing = Vec::new();
     let mut refused = Vec::new();
@@ -190,21 +188,17 @@ pub(crate) fn prepare(
             grant.except(Path::new(d.path), device)?;
         }
     }
-    let fd: Option<OwnedFd> = created.into();
+    // With the kernel's support found above, `create` made a real ruleset (or failed); the
+    // child refuses to run should it restrict nothing after all.
     Ok(Prepared {
-        applied: match fd {
-            Some(_) => LandlockApplied::Enforced {
-                kernel_abi,
-                effective_abi: kernel_abi.min(BEST_KNOWN_NUMBER),
-                scoped,
-                missing,
-                refused,
-            },
-            None => LandlockApplied::Unsupported {
-                reason: "the kernel refused to create a ruleset".into(),
-            },
+        applied: LandlockApplied::Enforced {
+            kernel_abi,
+            effective_abi: abi as u32,
+            scoped,
+            missing,
+            refused,
         },
-        fd,
+        ruleset: Some(created),
     })
 }
 
@@ -370,9 +364,17 @@ mod tests {
     }
 
     #[test]
-    fn abi_numbers_map_to_the_crate() {
-        assert_eq!(abi_of(7), ABI::V7);
-        assert_eq!(abi_of(42), BEST_KNOWN);
-        assert_eq!(abi_of(0), ABI::Unsupported);
+    fn the_kernel_probe_restricts_nothing() {
+        let before = rustix::thread::no_new_privs().unwrap();
+        let support = kernel_support();
+        assert_eq!(rustix::thread::no_new_privs().unwrap(), before);
+        // Still unrestricted: a file no ruleset would grant by default is readable.
+        std::fs::read_to_string("/proc/self/status").unwrap();
+        if let Ok((abi, kernel)) = support {
+            assert!(
+                abi != ABI::Unsupported && abi as u32 <= kernel,
+                "{abi:?} {kernel}"
+            );
+        }
     }
 }

@@ -5,10 +5,10 @@
 //! ```text
 //!  Sandbox::spawn(spec, program)          (blocks its thread: never call it on a runtime thread)
 //!   parent: check spec ─ env::build ─ landlock::prepare (built for this run) ─ seccomp
-//!           (compiled when the Sandbox was made) ─ RunCgroup::create (directories + limits)
+//!           (compiled when the Sandbox was made) ─ Runs::create (directories + limits)
 //!           ─ open cgroup.procs fds ─ std Command::spawn (fork; pre_exec hook)
 //!   child:  setsid ─ join cgroups ─ rlimits ─ close_range ─ [world] ─ [nnp] ─ landlock ─ seccomp
-//!           ─ setgroups/setresgid/setresuid ─ chdir ─ execve        (child.rs: raw syscalls)
+//!           ─ setgroups/setresgid/setresuid ─ chdir ─ execve   (child.rs: system calls only)
 //!  SandboxedChild::wait(timeout, grace)
 //!   exit 0  ─► background processes stay (dev server), cgroup kept until empty
 //!   failure ─► cgroup killed (nothing of a failed command lingers)
@@ -29,6 +29,9 @@
 //!
 //! Every rule is data in [`rules`]. What actually applied on this kernel is in
 //! [`SandboxedChild::applied`] (e.g. Landlock ABI 7, cgroup mode `hybrid`).
+//!
+//! `unsafe`: the one `pre_exec` ([`child::install`]) and the four system calls that neither std
+//! nor rustix wraps safely ([`syscalls`]); everything else here is safe code.
 //!
 //! A [`Sandbox`] is a value made from the `sandbox` config section and owned by whoever starts
 //! commands (the lifecycle's sandbox launcher, on the privileged side when the agent is
@@ -58,10 +61,12 @@ pub(crate) mod child;
 pub(crate) mod config;
 pub(crate) mod env;
 pub(crate) mod landlock;
+pub(crate) mod link;
 pub mod netns;
 pub(crate) mod process;
 pub(crate) mod rules;
 pub(crate) mod seccomp;
+pub(crate) mod syscalls;
 pub mod world;
 
 use std::ffi::CString;
@@ -321,15 +326,22 @@ fn rlimit_within_hard(resource: rustix::process::Resource, wanted: u64) -> u64 {
 }
 
 /// The sandbox: the settings every run shares (`PATH` and `LANG`, from the `lifecycle` section,
-/// and the `sandbox` section's cgroup parent) and the seccomp programs, compiled once when it
-/// is made.
+/// and the `sandbox` section's cgroup parent), the seccomp programs, compiled once when it is
+/// made, and the state its runs share: their cgroups' names and leftovers, and the codespace's
+/// restricted network. All of it lives here, in the value its launcher owns; nothing is
+/// process-wide, so two sandboxes in one process (tests) never see each other's state.
 #[derive(Debug)]
 pub struct Sandbox {
     path: String,
     lang: String,
     cgroup_parent: Option<PathBuf>,
-    /// The cgroup hierarchies runs use, detected at the first spawn.
+    /// The cgroup hierarchies runs use, detected at the first spawn (a mount the agent's life
+    /// does not change).
     layout: OnceLock<cgroup::Layout>,
+    /// The run cgroups this sandbox made.
+    runs: cgroup::Runs,
+    /// The restricted network namespace of the codespace, once a restricted run made it.
+    net: netns::RestrictedNetwork,
     filters: Result<seccomp::Filters, seccomp::FilterError>,
 }
 
@@ -341,20 +353,12 @@ impl Default for Sandbox {
     }
 }
 
-/// Capability number of `CAP_SYS_ADMIN` (linux/capability.h).
-const CAP_SYS_ADMIN: u32 = 21;
-
-/// Whether the agent holds `CAP_SYS_ADMIN` in its effective set (`/proc/self/status`, once).
-fn agent_has_cap_sys_admin() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|status| {
-                let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-                u64::from_str_radix(hex.trim(), 16).ok()
-            })
-            .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+/// Whether the calling thread holds `CAP_SYS_ADMIN` in its effective set (one `capget`, asked
+/// at every spawn: capabilities can be dropped while the agent runs).
+fn has_cap_sys_admin() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|caps| {
+        caps.effective
+            .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
     })
 }
 
@@ -371,6 +375,8 @@ impl Sandbox {
             lang: lang.to_owned(),
             cgroup_parent: config.cgroup_parent.clone(),
             layout: OnceLock::new(),
+            runs: cgroup::Runs::new(),
+            net: netns::RestrictedNetwork::default(),
             filters: seccomp::compile(),
         }
     }
@@ -411,7 +417,7 @@ impl Sandbox {
             .as_ref()
             .map_err(|e| SandboxError::Seccomp(e.clone()))?;
         let (world, world_report) = if restricted {
-            let net = match netns::get_or_create(
+            let net = match self.net.get_or_create(
                 spec.user.uid,
                 spec.restricted.outbound,
                 &spec.restricted.root,
@@ -455,7 +461,7 @@ impl Sandbox {
         let layout = self.layout();
         // Empty run cgroups left behind (a dev server that has since exited, an agent that
         // died): a directory listing per hierarchy.
-        cgroup::sweep(layout);
+        self.runs.sweep(layout);
         let restricted_group = if restricted && !layout.parents.is_empty() {
             Some(cgroup::ensure_restricted_group(
                 layout,
@@ -467,11 +473,7 @@ impl Sandbox {
         let run_cgroup = if layout.parents.is_empty() {
             None
         } else {
-            Some(cgroup::RunCgroup::create(
-                layout,
-                spec.profile,
-                &spec.limits,
-            )?)
+            Some(self.runs.create(layout, spec.profile, &spec.limits)?)
         };
         let cgroup_procs = match &run_cgroup {
             Some(c) => c.procs_fds()?,
@@ -479,7 +481,7 @@ impl Sandbox {
         };
         // Landlock and seccomp need `no_new_privs` or CAP_SYS_ADMIN; trusted runs go without the
         // former only when the agent has the latter.
-        let no_new_privs = restricted || !agent_has_cap_sys_admin();
+        let no_new_privs = restricted || !has_cap_sys_admin();
         let nofile = if restricted {
             spec.limits.nofile.min(spec.restricted.nofile)
         } else {
@@ -514,7 +516,7 @@ impl Sandbox {
             nofile: rlimits.nofile,
             nproc: rlimits.nproc,
             no_new_privs,
-            landlock: prepared.fd,
+            landlock: prepared.ruleset,
             seccomp: seccomp_programs,
             uid: spec.user.uid,
             gid: spec.user.gid,
@@ -538,10 +540,28 @@ impl Sandbox {
     /// processes were killed.
     pub fn kill_restricted(&self) -> usize {
         let killed = cgroup::kill_restricted_group(self.layout());
-        if netns::current().is_some() {
-            netns::teardown();
+        if self.net.current().is_some() {
+            self.net.teardown();
         }
         killed
+    }
+
+    /// A socket inside the codespace's restricted network namespace, for port detection and
+    /// forwarding ([`netns::RestrictedNetwork::socket_in`]); `None` before a restricted run
+    /// made the namespace.
+    pub(crate) fn restricted_socket(
+        &self,
+        kind: crate::guest::privsep::proto::SocketKind,
+        have: Option<u64>,
+    ) -> std::io::Result<Option<netns::NetSocket>> {
+        self.net.socket_in(kind, have)
+    }
+
+    /// Removes the restricted network's outside half (the veth pair, the nft table, forwarding
+    /// if this sandbox turned it on) and forgets the namespace: for agent shutdown and tests,
+    /// once no restricted process is left.
+    pub fn remove_restricted_network(&self) {
+        self.net.teardown();
     }
 }
 

@@ -26,15 +26,17 @@
 //!
 //! The namespace is found again after an agent restart through any live process of the
 //! restricted principal (its `/proc/PID/ns/net`), so a dev server keeps being forwarded.
-
-#![allow(unsafe_code)]
+//!
+//! Nothing of it is process-wide: the [`RestrictedNetwork`] is a field of the
+//! [`super::Sandbox`] that makes it, and port detection and forwarding reach it through the
+//! launcher that owns that sandbox ([`RestrictedSockets`]), on the privileged side when the
+//! agent is separated.
 
 use std::io;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
@@ -79,64 +81,186 @@ pub(crate) struct RestrictedNet {
     pub(crate) report: NetReport,
 }
 
-fn holder() -> &'static Mutex<Option<RestrictedNet>> {
-    static NET: OnceLock<Mutex<Option<RestrictedNet>>> = OnceLock::new();
-    NET.get_or_init(|| Mutex::new(None))
+/// The codespace's restricted network as its sandbox holds it: made by the first restricted
+/// run (or adopted from a live restricted process after an agent restart), shared by every
+/// later one, forgotten when the restricted principal's processes are killed.
+#[derive(Debug, Default)]
+pub(crate) struct RestrictedNetwork {
+    held: Mutex<Held>,
 }
 
-/// The namespace if the agent has one (no side effects): for port detection and forwarding.
-pub(crate) fn current() -> Option<RestrictedNet> {
-    holder().lock().ok().and_then(|n| n.clone())
+#[derive(Debug, Default)]
+struct Held {
+    net: Option<RestrictedNet>,
+    /// This network turned IPv4 forwarding on (for its outbound), so
+    /// [`RestrictedNetwork::teardown`] turns it off again.
+    forwarding_was_off: bool,
 }
 
-/// The codespace's namespace: the one held, else the one a live process of `uid` is in (an
-/// agent restarted under a running dev server), else a new one. `outbound` asks for internet
-/// access; `world_root` is where the restricted world's `resolv.conf` goes.
-pub(crate) fn get_or_create(
-    uid: u32,
-    outbound: bool,
-    world_root: &Path,
-) -> io::Result<RestrictedNet> {
-    let mut held = holder()
-        .lock()
-        .map_err(|_| io::Error::other("restricted network lock poisoned"))?;
-    if let Some(net) = held.as_ref() {
-        return Ok(net.clone());
+impl RestrictedNetwork {
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        // Only plain data lives behind the lock; a panic elsewhere leaves it usable.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    let fd = match adopt(uid) {
-        Some(fd) => fd,
-        None => create()?,
-    };
-    let inode = inode_of(&fd)?;
-    let (outbound, resolv_conf) = if outbound {
-        let resolvers = resolvers();
-        match connect_outbound(&fd, &resolvers) {
-            Ok(()) => (
-                "nat".to_owned(),
-                write_resolv_conf(world_root, &resolvers).ok(),
-            ),
-            Err(e) => (format!("unavailable: {e}"), None),
+
+    /// The namespace if there is one (no side effects): for port detection and forwarding.
+    pub(crate) fn current(&self) -> Option<RestrictedNet> {
+        self.lock().net.clone()
+    }
+
+    /// The codespace's namespace: the one held, else the one a live process of `uid` is in (an
+    /// agent restarted under a running dev server), else a new one. `outbound` asks for
+    /// internet access; `world_root` is where the restricted world's `resolv.conf` goes.
+    pub(crate) fn get_or_create(
+        &self,
+        uid: u32,
+        outbound: bool,
+        world_root: &Path,
+    ) -> io::Result<RestrictedNet> {
+        let mut held = self.lock();
+        if let Some(net) = held.net.as_ref() {
+            return Ok(net.clone());
         }
-    } else {
-        ("off".to_owned(), None)
-    };
-    let net = RestrictedNet {
-        fd: Arc::new(fd),
-        report: NetReport {
-            inode,
-            outbound,
-            resolv_conf,
-        },
-    };
-    *held = Some(net.clone());
-    Ok(net)
+        let fd = match adopt(uid) {
+            Some(fd) => fd,
+            None => create()?,
+        };
+        let inode = inode_of(&fd)?;
+        let fd = Arc::new(fd);
+        let (outbound, resolv_conf) = if outbound {
+            let resolvers = resolvers();
+            match connect_outbound(&fd, &resolvers, &mut held.forwarding_was_off) {
+                Ok(()) => (
+                    "nat".to_owned(),
+                    write_resolv_conf(world_root, &resolvers).ok(),
+                ),
+                Err(e) => (format!("unavailable: {e}"), None),
+            }
+        } else {
+            ("off".to_owned(), None)
+        };
+        let net = RestrictedNet {
+            fd,
+            report: NetReport {
+                inode,
+                outbound,
+                resolv_conf,
+            },
+        };
+        held.net = Some(net.clone());
+        Ok(net)
+    }
+
+    /// A socket of `kind` made inside the namespace (`None` when there is none yet), or
+    /// [`NetSocket::Unchanged`] when `have` is the namespace's inode. TCP sockets are
+    /// non-blocking (the forwarder connects them); the `sock_diag` socket is blocking (its dump
+    /// reads with a timeout).
+    pub(crate) fn socket_in(
+        &self,
+        kind: crate::guest::privsep::proto::SocketKind,
+        have: Option<u64>,
+    ) -> io::Result<Option<NetSocket>> {
+        use crate::guest::privsep::proto::SocketKind;
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let Some(net) = self.current() else {
+            return Ok(None);
+        };
+        if have == Some(net.report.inode) {
+            return Ok(Some(NetSocket::Unchanged(net.report.inode)));
+        }
+        let (family, socket_type, protocol, flags) = match kind {
+            SocketKind::Tcp4 => (
+                AddressFamily::INET,
+                SocketType::STREAM,
+                None,
+                SocketFlags::NONBLOCK,
+            ),
+            SocketKind::Tcp6 => (
+                AddressFamily::INET6,
+                SocketType::STREAM,
+                None,
+                SocketFlags::NONBLOCK,
+            ),
+            SocketKind::SockDiag => (
+                AddressFamily::NETLINK,
+                SocketType::DGRAM,
+                Some(rustix::net::netlink::SOCK_DIAG),
+                SocketFlags::empty(),
+            ),
+        };
+        let fd = within(&net.fd, move || {
+            Ok(rustix::net::socket_with(
+                family,
+                socket_type,
+                flags | SocketFlags::CLOEXEC,
+                protocol,
+            )?)
+        })?;
+        Ok(Some(NetSocket::New(fd, net.report.inode)))
+    }
+
+    /// Forgets the namespace (it lives on while processes are in it), removes the veth pair and
+    /// the nft table, and turns forwarding off again if this network turned it on: after the
+    /// restricted processes were killed, and in tests.
+    pub(crate) fn teardown(&self) {
+        let mut held = self.lock();
+        if std::mem::take(&mut held.forwarding_was_off) {
+            let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "0\n");
+        }
+        let _ = ip(&["link", "del", HOST_IF], None);
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", NFT_TABLE])
+            .stderr(Stdio::null())
+            .status();
+        held.net = None;
+    }
 }
 
-/// Forgets the held namespace (it lives on while processes are in it). For tests and for a
-/// codespace whose trust changed after its restricted processes were killed.
-pub(crate) fn forget() {
-    if let Ok(mut held) = holder().lock() {
-        *held = None;
+/// Where sockets inside the codespace's restricted network come from, for port detection and
+/// forwarding: the launcher that owns the sandbox (and so the [`RestrictedNetwork`]), which asks
+/// the privileged side when the agent is separated. Cheap to clone.
+#[derive(Clone)]
+pub struct RestrictedSockets(Arc<SocketSource>);
+
+/// The function behind [`RestrictedSockets`]: `(kind, have)` as [`RestrictedNetwork::socket_in`].
+type SocketSource = dyn Fn(crate::guest::privsep::proto::SocketKind, Option<u64>) -> io::Result<Option<NetSocket>>
+    + Send
+    + Sync;
+
+impl RestrictedSockets {
+    /// Sockets from `source` (`|kind, have| sandbox.restricted_socket(kind, have)`).
+    pub(crate) fn new(
+        source: impl Fn(
+                crate::guest::privsep::proto::SocketKind,
+                Option<u64>,
+            ) -> io::Result<Option<NetSocket>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        Self(Arc::new(source))
+    }
+
+    /// No restricted network (an unsandboxed launcher, tests).
+    pub fn none() -> Self {
+        Self::new(|_, _| Ok(None))
+    }
+
+    /// A socket of `kind` in the restricted namespace, as [`RestrictedNetwork::socket_in`].
+    pub(crate) fn socket(
+        &self,
+        kind: crate::guest::privsep::proto::SocketKind,
+        have: Option<u64>,
+    ) -> io::Result<Option<NetSocket>> {
+        (self.0)(kind, have)
+    }
+}
+
+impl std::fmt::Debug for RestrictedSockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestrictedSockets").finish_non_exhaustive()
     }
 }
 
@@ -179,53 +303,6 @@ pub(crate) enum NetSocket {
     New(OwnedFd, u64),
 }
 
-/// A socket of `kind` made inside the codespace's restricted namespace (`None` when there is
-/// none yet), or [`NetSocket::Unchanged`] when `have` is the namespace's inode. TCP sockets are
-/// non-blocking (the forwarder connects them); the `sock_diag` socket is blocking (its dump
-/// reads with a timeout).
-pub(crate) fn socket_in(
-    kind: crate::guest::privsep::proto::SocketKind,
-    have: Option<u64>,
-) -> io::Result<Option<NetSocket>> {
-    use crate::guest::privsep::proto::SocketKind;
-    use rustix::net::{AddressFamily, SocketFlags, SocketType};
-    let Some(net) = current() else {
-        return Ok(None);
-    };
-    if have == Some(net.report.inode) {
-        return Ok(Some(NetSocket::Unchanged(net.report.inode)));
-    }
-    let (family, socket_type, protocol, flags) = match kind {
-        SocketKind::Tcp4 => (
-            AddressFamily::INET,
-            SocketType::STREAM,
-            None,
-            SocketFlags::NONBLOCK,
-        ),
-        SocketKind::Tcp6 => (
-            AddressFamily::INET6,
-            SocketType::STREAM,
-            None,
-            SocketFlags::NONBLOCK,
-        ),
-        SocketKind::SockDiag => (
-            AddressFamily::NETLINK,
-            SocketType::DGRAM,
-            Some(rustix::net::netlink::SOCK_DIAG),
-            SocketFlags::empty(),
-        ),
-    };
-    let fd = within(&net.fd, move || {
-        Ok(rustix::net::socket_with(
-            family,
-            socket_type,
-            flags | SocketFlags::CLOEXEC,
-            protocol,
-        )?)
-    })?;
-    Ok(Some(NetSocket::New(fd, net.report.inode)))
-}
-
 /// Runs `f` on a short-lived thread inside the namespace `ns` (a thread may switch its network
 /// namespace alone; the rest of the agent stays where it is).
 pub(crate) fn within<T: Send + 'static>(
@@ -244,14 +321,13 @@ pub(crate) fn within<T: Send + 'static>(
     .map_err(|_| io::Error::other("the namespace thread panicked"))?
 }
 
-/// A new namespace with its loopback up, made on a thread that then exits.
+/// A new namespace with its loopback up, made on a thread that then exits (a thread may take
+/// a network namespace of its own; the rest of the agent stays where it is).
 fn create() -> io::Result<OwnedFd> {
     std::thread::spawn(|| {
-        // SAFETY: unshare(CLONE_NEWNET) moves only this thread to a new namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        loopback_up()?;
+        super::syscalls::unshare(rustix::thread::UnshareFlags::NEWNET)?;
+        // By netlink: no `ip` needed for the isolated namespace.
+        super::link::set_up("lo")?;
         Ok(OwnedFd::from(std::fs::File::open(
             "/proc/thread-self/ns/net",
         )?))
@@ -260,47 +336,12 @@ fn create() -> io::Result<OwnedFd> {
     .map_err(|_| io::Error::other("the namespace thread panicked"))?
 }
 
-/// `ip link set lo up`, by ioctl (no `ip` needed for the isolated namespace).
-fn loopback_up() -> io::Result<()> {
-    let sock = rustix::net::socket(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::DGRAM,
-        None,
-    )?;
-    // SAFETY: ifreq is plain data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, which lives across both calls.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Runs `ip ARGS`, inside `ns` when given.
-fn ip(args: &[&str], ns: Option<&OwnedFd>) -> io::Result<()> {
+fn ip(args: &[&str], ns: Option<&Arc<OwnedFd>>) -> io::Result<()> {
     let mut cmd = Command::new("ip");
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
     if let Some(ns) = ns {
-        let raw = ns.as_raw_fd();
-        // SAFETY: setns is async-signal-safe; `raw` stays open until the child has exec'd
-        // (`ns` outlives `output()`).
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(raw, libc::CLONE_NEWNET) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::child::install(&mut cmd, super::child::JoinNetwork(ns.clone()));
     }
     let out = cmd
         .output()
@@ -359,7 +400,12 @@ pub(crate) fn nft_ruleset(resolvers: &[String], was_router: bool) -> String {
 }
 
 /// The veth pair, addresses, default route, forwarding on the host side and the nft table.
-fn connect_outbound(ns: &OwnedFd, resolvers: &[String]) -> io::Result<()> {
+/// Sets `turned_forwarding_on` when it turned IPv4 forwarding on (failing or not after that).
+fn connect_outbound(
+    ns: &Arc<OwnedFd>,
+    resolvers: &[String],
+    turned_forwarding_on: &mut bool,
+) -> io::Result<()> {
     // The agent's descriptor, by the agent's pid (it is close-on-exec, so not `ip`'s own).
     let ns_path = format!("/proc/{}/fd/{}", std::process::id(), ns.as_raw_fd());
     // A pair left by an earlier agent goes first (its namespace may be gone or be this one).
@@ -388,7 +434,7 @@ fn connect_outbound(ns: &OwnedFd, resolvers: &[String]) -> io::Result<()> {
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1");
     std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "1\n")?;
     if !was_router {
-        FORWARDING_WAS_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
+        *turned_forwarding_on = true;
     }
     let mut nft = Command::new("nft")
         .args(["-f", "-"])
@@ -456,24 +502,6 @@ fn write_resolv_conf(world_root: &Path, servers: &[String]) -> io::Result<PathBu
     let path = world_root.join("resolv.conf");
     std::fs::write(&path, text)?;
     Ok(path)
-}
-
-/// Set when the agent turned IPv4 forwarding on, so [`teardown`] turns it off again.
-static FORWARDING_WAS_OFF: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Removes the veth pair and the nft table and turns forwarding off again if the agent turned it
-/// on (agent shutdown with no restricted process left, and tests).
-pub fn teardown() {
-    if FORWARDING_WAS_OFF.swap(false, std::sync::atomic::Ordering::Relaxed) {
-        let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/forwarding", "0\n");
-    }
-    let _ = ip(&["link", "del", HOST_IF], None);
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", NFT_TABLE])
-        .stderr(Stdio::null())
-        .status();
-    forget();
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub(super) fn start(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    child::install(&mut command, plan);
+    child::install(command.as_std_mut(), plan);
     let started = Instant::now();
     let spawned = command.spawn();
     drop(command); // closes the parent's copies of the cgroup and Landlock descriptors

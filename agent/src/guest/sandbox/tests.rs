@@ -106,6 +106,35 @@ fn handles_move_between_tasks() {
     send::<SandboxError>();
 }
 
+/// A descriptor some thread of the agent opened without `O_CLOEXEC` (a library's `open`, a
+/// socket made without the flag) never reaches repository code: the child marks every
+/// inherited descriptor close-on-exec before it executes anything.
+#[tokio::test]
+async fn a_descriptor_opened_without_cloexec_does_not_reach_the_command() {
+    if !root() {
+        return;
+    }
+    use rustix::fs::{Mode, OFlags};
+    // rustix adds no flag of its own: this one is inherited by every plain fork and exec.
+    let leaked = rustix::fs::open("/etc/passwd", OFlags::RDONLY, Mode::empty()).unwrap();
+    let flags = rustix::io::fcntl_getfd(&leaked).unwrap();
+    assert!(!flags.contains(rustix::io::FdFlags::CLOEXEC));
+    for profile in [SandboxProfile::Trusted, SandboxProfile::Restricted] {
+        let d = dirs();
+        // The shell's own descriptors (`$$` is the sandboxed process itself).
+        let mut child = spawn(
+            &spec(profile, &d),
+            &Program::Shell("ls -l /proc/$$/fd".into()),
+        )
+        .unwrap();
+        let (out, err, report) = output(&mut child).await;
+        assert!(report.success(), "{profile:?}: {err}");
+        assert!(out.contains("pipe:"), "{profile:?}: no listing: {out}");
+        assert!(!out.contains("/etc/passwd"), "{profile:?}: leaked: {out}");
+    }
+    drop(leaked);
+}
+
 #[tokio::test]
 async fn runs_as_the_user_with_exactly_the_built_environment() {
     if !root() {
@@ -358,7 +387,7 @@ fn freezer_and_kill_loop_fallbacks_kill_a_forking_tree() {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
 
-    use super::cgroup::{detect, Kind, Layout, RunCgroup};
+    use super::cgroup::{detect, Kind, Layout, Runs};
     if !root() {
         return;
     }
@@ -384,8 +413,9 @@ fn freezer_and_kill_loop_fallbacks_kill_a_forking_tree() {
             parents,
             note: None,
         };
-        let mut run =
-            RunCgroup::create(&only, SandboxProfile::Trusted, &Limits::default()).unwrap();
+        let mut run = Runs::new()
+            .create(&only, SandboxProfile::Trusted, &Limits::default())
+            .unwrap();
         // The shell joins the cgroup, then (on a line from us) forks a little tree.
         let mut sh = Command::new("/bin/sh")
             .args(["-c", "read go; sleep 60 & (sleep 60 &) ; sleep 60"])
@@ -427,4 +457,86 @@ fn freezer_and_kill_loop_fallbacks_kill_a_forking_tree() {
         }
         assert!(run.remove_if_empty());
     }
+}
+
+/// The sandbox's state is its own: a run cgroup belongs to the sandbox that made it (another
+/// sandbox of the same process never sweeps it, even once it is empty), and a handle dropped
+/// while the run still has a process leaves its directories to its own sandbox's next sweep
+/// after that process is gone.
+#[test]
+fn run_cgroups_belong_to_their_sandbox_and_leftovers_go_once_empty() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use super::cgroup::{detect, Kind, Runs};
+    if !root() {
+        return;
+    }
+    let layout = detect(None);
+    if layout.parents.is_empty() {
+        eprintln!("skipped: no cgroup hierarchy to make runs in");
+        return;
+    }
+    let (mine, other) = (Runs::new(), Runs::new());
+    let run = mine
+        .create(&layout, SandboxProfile::Trusted, &Limits::default())
+        .unwrap();
+    let dirs: Vec<PathBuf> = run.dirs().map(Path::to_owned).collect();
+    let all_exist = || dirs.iter().all(|d| d.exists());
+    other.sweep(&layout);
+    assert!(all_exist(), "another sandbox swept a live run");
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", "read go"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for dir in &dirs {
+        std::fs::write(dir.join("cgroup.procs"), sh.id().to_string()).unwrap();
+    }
+    drop(run);
+    mine.sweep(&layout);
+    assert!(all_exist(), "a populated run was removed");
+    sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    sh.wait().unwrap();
+    // v2 reports the run empty a moment after its last process exited.
+    let v2 = layout.parents.iter().any(|p| p.kind == Kind::V2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    other.sweep(&layout);
+    assert!(
+        all_exist(),
+        "another sandbox swept an empty leftover of this one"
+    );
+    while dirs.iter().any(|d| d.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leftover never removed (v2: {v2})"
+        );
+        mine.sweep(&layout);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The restricted network namespace is a field of the sandbox that made it: another sandbox of
+/// the same process has none, and hands out no socket into it.
+#[test]
+fn the_restricted_network_belongs_to_its_sandbox() {
+    use crate::guest::privsep::proto::SocketKind;
+    if !root() {
+        return;
+    }
+    let (mine, other) = (Sandbox::default(), Sandbox::default());
+    // A uid with no process, so nothing is adopted: a namespace of its own, no outbound.
+    let root = tempfile::tempdir().unwrap();
+    let net = mine.net.get_or_create(64_996, false, root.path()).unwrap();
+    let got = mine.restricted_socket(SocketKind::SockDiag, None).unwrap();
+    assert!(
+        matches!(got, Some(netns::NetSocket::New(_, inode)) if inode == net.report.inode),
+        "{got:?}"
+    );
+    assert!(other
+        .restricted_socket(SocketKind::SockDiag, None)
+        .unwrap()
+        .is_none());
+    // Dropping the sandbox drops the namespace with it (no process is in it).
+    drop(mine);
 }

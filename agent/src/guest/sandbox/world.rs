@@ -37,11 +37,9 @@
 //! tmpfs, or a workspace owned by root, which is never mapped) is a refusal by default, or under
 //! `restricted_fallback: "degrade"` the workspace as file permissions allow, reported.
 
-#![allow(unsafe_code)]
-
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -51,21 +49,8 @@ use serde::Serialize;
 use super::SandboxError;
 use crate::guest::user::Account;
 
-/// `MOUNT_ATTR_NOSUID` (linux/mount.h).
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-/// `MOUNT_ATTR_NODEV` (linux/mount.h).
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-/// `MOUNT_ATTR_IDMAP` (linux/mount.h).
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-/// `struct mount_attr` (linux/mount.h, `MOUNT_ATTR_SIZE_VER0`).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+use super::child::{self, HoldUserNamespace};
+use super::syscalls;
 
 /// Paths under `.git` whose contents the creator's `git` executes or obeys later: read-only to
 /// restricted runs. `objects/`, `refs/`, `HEAD`, `index`, `FETCH_HEAD` stay writable, so
@@ -354,110 +339,95 @@ pub(crate) fn git_paths(workspace: &Path) -> Vec<PathBuf> {
 
 /// A user namespace mapping `inside ⇄ outside` (and root to itself) for the uid and the gid:
 /// the idmapping an idmapped mount takes. Made by a child that unshares its user namespace and
-/// waits while the parent writes its maps and opens the namespace.
+/// waits, without ever executing anything ([`HoldUserNamespace`]), while the parent writes its
+/// maps and opens the namespace. std's `spawn` returns only once that child is done, so it runs
+/// on a thread of its own.
+///
+/// Neither side waits for end of file: every child forked meanwhile (another run's holder, which
+/// never executes) inherits copies of both pipes. The child's pid (or, from the spawning thread
+/// once the child is gone, a 0) arrives on `ready`; a byte on `hold` releases the child.
 fn idmap_userns(inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> {
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let (hold_r, hold_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let (ready_r_fd, ready_w_fd) = (ready_r.as_raw_fd(), ready_w.as_raw_fd());
-    let (hold_r_fd, hold_w_fd) = (hold_r.as_raw_fd(), hold_w.as_raw_fd());
-    // SAFETY: clone with only CLONE_NEWUSER | SIGCHLD is a fork into a new user namespace. The
-    // child runs only async-signal-safe raw syscalls on integers and a stack byte, then
-    // `_exit`s: no allocation, no locks, nothing of the other threads' state is touched.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: see above; the child exits without returning.
-        unsafe {
-            libc::close(ready_r_fd);
-            libc::close(hold_w_fd);
-            let byte = 1u8;
-            libc::write(ready_w_fd, (&byte as *const u8).cast(), 1);
-            let mut sink = 0u8;
-            libc::read(hold_r_fd, (&mut sink as *mut u8).cast(), 1);
-            libc::_exit(0);
+    let gone = ready_w.try_clone()?;
+    // Never executed: the plan always ends the spawn before `execve`.
+    let mut holder = std::process::Command::new("/");
+    child::install(
+        &mut holder,
+        HoldUserNamespace {
+            ready: ready_w,
+            hold: hold_r,
+        },
+    );
+    std::thread::scope(|scope| {
+        let spawned = scope.spawn(move || {
+            let ended = holder.spawn().map(drop);
+            // Pid 0: the child is gone (it never wrote its pid, or it was already read).
+            let _ = rustix::io::write(&gone, &0i32.to_ne_bytes());
+            ended
+        });
+        let result = map_userns(&ready_r, inside, outside);
+        let _ = rustix::io::write(&hold_w, &[1]); // releases the child
+        let ended = spawned
+            .join()
+            .map_err(|_| io::Error::other("the user-namespace thread panicked"))?;
+        match ended {
+            Err(e) if e.raw_os_error() == Some(HoldUserNamespace::RELEASED) => result,
+            Err(e) => Err(e),
+            Ok(()) => Err(io::Error::other(
+                "the user-namespace child executed a program",
+            )),
         }
+    })
+}
+
+/// The parent's half of [`idmap_userns`]: waits for the child's pid on `ready`, writes its maps
+/// and opens its user namespace.
+fn map_userns(ready: &OwnedFd, inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> {
+    let mut pid = [0u8; 4];
+    // Both writers send 4 bytes at once (atomic on a pipe).
+    if rustix::io::read(ready, &mut pid)? != pid.len() {
+        return Err(io::Error::other("short read from the user-namespace child"));
     }
-    let pid = pid as libc::pid_t;
-    drop(ready_w);
-    drop(hold_r);
-    let result = (|| {
-        let mut byte = [0u8; 1];
-        if rustix::io::read(&ready_r, &mut byte)? != 1 {
-            return Err(io::Error::other("the user-namespace child died"));
-        }
-        // Root stays root: root's files in the workspace (a `sudo npm install -g` of a trusted
-        // run) are still reached through their "other" bits, as everyone else's would be.
-        // Without a mapping, the kernel refuses to execute them at all.
-        std::fs::write(
-            format!("/proc/{pid}/uid_map"),
-            format!("0 0 1\n{} {} 1\n", inside.0, outside.0),
-        )?;
-        std::fs::write(
-            format!("/proc/{pid}/gid_map"),
-            format!("0 0 1\n{} {} 1\n", inside.1, outside.1),
-        )?;
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
-        Ok(OwnedFd::from(ns))
-    })();
-    drop(hold_w); // the child reads EOF and exits
-    if let Some(child) = rustix::process::Pid::from_raw(pid as i32) {
-        // Reaps the child this function forked (its exit signal is SIGCHLD).
-        let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
+    let pid = i32::from_ne_bytes(pid);
+    if pid <= 0 {
+        return Err(io::Error::other(
+            "the user-namespace child ended before its namespace existed",
+        ));
     }
-    result
+    // Root stays root: root's files in the workspace (a `sudo npm install -g` of a trusted
+    // run) are still reached through their "other" bits, as everyone else's would be.
+    // Without a mapping, the kernel refuses to execute them at all.
+    std::fs::write(
+        format!("/proc/{pid}/uid_map"),
+        format!("0 0 1\n{} {} 1\n", inside.0, outside.0),
+    )?;
+    std::fs::write(
+        format!("/proc/{pid}/gid_map"),
+        format!("0 0 1\n{} {} 1\n", inside.1, outside.1),
+    )?;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))?;
+    Ok(OwnedFd::from(ns))
 }
 
 /// A detached clone of `workspace`, `nosuid,nodev`; with `idmap = Some((creator, user))` its
 /// files owned by `creator` appear owned by `user`, and what `user` creates lands as
 /// `creator`'s.
 fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::Result<OwnedFd> {
+    use rustix::mount::{MountAttrFlags, OpenTreeFlags};
     let userns = idmap
         .map(|(creator, user)| idmap_userns(creator, user))
         .transpose()?;
-    use rustix::mount::OpenTreeFlags;
     let tree = rustix::mount::open_tree(
         rustix::fs::CWD,
         workspace,
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_NOSUID
-            | MOUNT_ATTR_NODEV
-            | if userns.is_some() {
-                MOUNT_ATTR_IDMAP
-            } else {
-                0
-            },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_ref().map_or(0, |u| u.as_raw_fd() as u64),
-    };
-    // SAFETY: mount_setattr(tree, "", AT_EMPTY_PATH, &attr, size) reads `attr` and the empty
-    // string.
-    let set = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if set < 0 {
-        return Err(io::Error::last_os_error());
+    let mut set = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+    if userns.is_some() {
+        set |= MountAttrFlags::MOUNT_ATTR_IDMAP;
     }
+    syscalls::set_mount_attributes(tree.as_fd(), set, userns.as_ref().map(|u| u.as_fd()))?;
     Ok(tree)
 }
 
@@ -563,51 +533,24 @@ pub(crate) fn prepare(
     ))
 }
 
-fn check(ret: libc::c_long) -> io::Result<()> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn mount(
-    source: *const libc::c_char,
-    target: *const libc::c_char,
-    fstype: *const libc::c_char,
-    flags: libc::c_ulong,
-    data: *const libc::c_char,
-) -> io::Result<()> {
-    // SAFETY: mount(2) reads NUL-terminated strings (or NULL) owned by the caller's plan.
-    check(unsafe { libc::syscall(libc::SYS_mount, source, target, fstype, flags, data) })
-}
-
 impl WorldPlan {
     /// Enters the world (in the child, as root, before Landlock and seccomp). Async-signal-safe:
-    /// raw syscalls on data prepared in the parent.
+    /// system calls (rustix's and [`syscalls::unshare`]) on data prepared in the parent.
     pub(crate) fn enter(&self) -> io::Result<()> {
-        // SAFETY: unshare takes integers; this process has one thread (the forked child).
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_unshare,
-                (libc::CLONE_NEWNS | libc::CLONE_NEWIPC) as libc::c_ulong,
-            )
-        })?;
+        use rustix::mount::{MountFlags, MountPropagationFlags};
+        use rustix::thread::UnshareFlags;
+        syscalls::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWIPC)?;
         if let Some(net) = &self.netns {
             rustix::thread::move_into_link_name_space(
                 net.as_fd(),
                 Some(rustix::thread::LinkNameSpaceType::Network),
             )?;
         }
-        let null = std::ptr::null();
         // Nothing mounted here propagates back to the agent's namespace; mounts made outside
         // later (a USB disk, a new workspace mount) still show up here.
-        mount(
-            null,
-            c"/".as_ptr(),
-            null,
-            libc::MS_REC | libc::MS_SLAVE,
-            null,
+        rustix::mount::mount_change(
+            c"/",
+            MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
         )?;
         for (tree, target) in &self.trees {
             rustix::mount::move_mount(
@@ -621,43 +564,32 @@ impl WorldPlan {
         for bind in &self.binds {
             bind.apply()?;
         }
-        let hidden = mount(
-            c"tmpfs".as_ptr(),
-            self.hide.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
-            c"size=4k,mode=000".as_ptr(),
+        let hidden = rustix::mount::mount(
+            c"tmpfs",
+            self.hide.as_c_str(),
+            c"tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY,
+            c"size=4k,mode=000",
         );
         match hidden {
             // A state directory under /tmp or /var/tmp (tests, development) is not in this
             // namespace at all: the private directories replaced them.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            other => other,
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            other => Ok(other?),
         }
     }
 }
 
 impl Bind {
     fn apply(&self) -> io::Result<()> {
-        let null = std::ptr::null();
-        mount(
-            self.source.as_ptr(),
-            self.target.as_ptr(),
-            null,
-            libc::MS_BIND,
-            null,
-        )?;
+        use rustix::mount::MountFlags;
+        rustix::mount::mount_bind(self.source.as_c_str(), self.target.as_c_str())?;
         if self.read_only {
-            mount(
-                null,
-                self.target.as_ptr(),
-                null,
-                libc::MS_BIND
-                    | libc::MS_REMOUNT
-                    | libc::MS_RDONLY
-                    | libc::MS_NOSUID
-                    | libc::MS_NODEV,
-                null,
+            // A bind remount changes the flags of this mount alone; it parses no data.
+            rustix::mount::mount_remount(
+                self.target.as_c_str(),
+                MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                c"",
             )?;
         }
         Ok(())

@@ -274,6 +274,8 @@ impl Owner {
     }
 }
 
+/// Process-wide on purpose: temporary names (`.<name>.<pid>.<n>.tmp`) must differ between every
+/// writer of this process, whichever value it belongs to.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Atomically replaces `path` with `contents`, mode 0600, owned by `owner` (changed with
