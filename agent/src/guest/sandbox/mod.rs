@@ -342,6 +342,8 @@ pub struct Sandbox {
     runs: cgroup::Runs,
     /// The restricted network namespace of the codespace, once a restricted run made it.
     net: netns::RestrictedNetwork,
+    /// The user namespace of the workspace's idmapping, once a restricted run made it.
+    idmaps: world::Idmaps,
     filters: Result<seccomp::Filters, seccomp::FilterError>,
 }
 
@@ -377,6 +379,7 @@ impl Sandbox {
             layout: OnceLock::new(),
             runs: cgroup::Runs::new(),
             net: netns::RestrictedNetwork::default(),
+            idmaps: world::Idmaps::default(),
             filters: seccomp::compile(),
         }
     }
@@ -439,6 +442,7 @@ impl Sandbox {
                 &spec.workspace,
                 &spec.state_dir,
                 net.as_ref(),
+                &self.idmaps,
             )?;
             (Some(plan), Some(report))
         } else {

@@ -410,14 +410,41 @@ fn map_userns(ready: &OwnedFd, inside: (u32, u32), outside: (u32, u32)) -> io::R
     Ok(OwnedFd::from(ns))
 }
 
-/// A detached clone of `workspace`, `nosuid,nodev`; with `idmap = Some((creator, user))` its
-/// files owned by `creator` appear owned by `user`, and what `user` creates lands as
-/// `creator`'s.
-fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::Result<OwnedFd> {
+/// The user namespaces of the workspace's idmapping, as the sandbox keeps them: one for the
+/// (creator, restricted identity) pair of the codespace, made by its first restricted run and
+/// reused by every later one (a namespace's maps never change, and nothing runs in it).
+/// Another pair (the workspace changed owner) replaces it.
+#[derive(Debug, Default)]
+pub(crate) struct Idmaps {
+    held: std::sync::Mutex<Option<(IdPair, std::sync::Arc<OwnedFd>)>>,
+}
+
+/// `((creator uid, gid), (restricted uid, gid))`: on-disk owner and the identity it appears as.
+type IdPair = ((u32, u32), (u32, u32));
+
+impl Idmaps {
+    /// The user namespace mapping `creator` on disk to `user` (and root to itself).
+    fn get(&self, creator: (u32, u32), user: (u32, u32)) -> io::Result<std::sync::Arc<OwnedFd>> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((pair, ns)) = held.as_ref() {
+            if *pair == (creator, user) {
+                return Ok(ns.clone());
+            }
+        }
+        let ns = std::sync::Arc::new(idmap_userns(creator, user)?);
+        *held = Some(((creator, user), ns.clone()));
+        Ok(ns)
+    }
+}
+
+/// A detached clone of `workspace`, `nosuid,nodev`; with the idmapping of `userns` (see
+/// [`Idmaps`]) its files owned by the creator appear owned by the restricted identity, and what
+/// that identity creates lands as the creator's.
+fn clone_tree(workspace: &Path, userns: Option<&OwnedFd>) -> io::Result<OwnedFd> {
     use rustix::mount::{MountAttrFlags, OpenTreeFlags};
-    let userns = idmap
-        .map(|(creator, user)| idmap_userns(creator, user))
-        .transpose()?;
     let tree = rustix::mount::open_tree(
         rustix::fs::CWD,
         workspace,
@@ -427,18 +454,19 @@ fn clone_tree(workspace: &Path, idmap: Option<((u32, u32), (u32, u32))>) -> io::
     if userns.is_some() {
         set |= MountAttrFlags::MOUNT_ATTR_IDMAP;
     }
-    syscalls::set_mount_attributes(tree.as_fd(), set, userns.as_ref().map(|u| u.as_fd()))?;
+    syscalls::set_mount_attributes(tree.as_fd(), set, userns.map(|u| u.as_fd()))?;
     Ok(tree)
 }
 
 /// Prepares the restricted world of one run of `user` in `workspace`, hiding `state_dir`.
-/// `net` is the codespace's restricted network namespace.
+/// `net` is the codespace's restricted network namespace; `idmaps` the sandbox's idmapping.
 pub(crate) fn prepare(
     config: &WorldConfig,
     user: &Account,
     workspace: &Path,
     state_dir: &Path,
     net: Option<&super::netns::RestrictedNet>,
+    idmaps: &Idmaps,
 ) -> Result<(WorldPlan, WorldReport), SandboxError> {
     let (tmp, var_tmp) = ensure_dirs(config, user)?;
     let meta = std::fs::metadata(workspace).map_err(|e| world_error(workspace, "inspect", e))?;
@@ -459,8 +487,14 @@ pub(crate) fn prepare(
         }
     };
     let idmap = matches!(view, WorkspaceView::Idmapped { .. });
-    let (tree, view) = match clone_tree(workspace, idmap.then_some((creator, (user.uid, user.gid))))
-    {
+    let cloned = if idmap {
+        idmaps
+            .get(creator, (user.uid, user.gid))
+            .and_then(|userns| clone_tree(workspace, Some(&userns)))
+    } else {
+        clone_tree(workspace, None)
+    };
+    let (tree, view) = match cloned {
         Ok(tree) => (tree, view),
         Err(e) if idmap => (
             clone_tree(workspace, None).map_err(|e| world_error(workspace, "clone", e))?,
@@ -648,6 +682,35 @@ mod tests {
         };
         assert!(ensure_dirs(&slash, &user(own)).is_err());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_idmapping_namespace_is_made_once_per_pair() {
+        if !rustix::process::geteuid().is_root() {
+            return; // mapping ids of other users needs root; the root tests in CI run this
+        }
+        let ino = |fd: &OwnedFd| rustix::fs::fstat(fd).unwrap().st_ino;
+        let idmaps = Idmaps::default();
+        let first = idmaps.get((64_999, 64_999), (64_998, 64_998)).unwrap();
+        let again = idmaps.get((64_999, 64_999), (64_998, 64_998)).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        // Another owner: another namespace (the maps of one never change).
+        let other = idmaps.get((64_997, 64_997), (64_998, 64_998)).unwrap();
+        assert_ne!(ino(&first), ino(&other));
+        // Concurrent first uses each get a namespace, and no holder is left waiting (each is
+        // released by a byte, whatever copies of its pipes the others inherited).
+        std::thread::scope(|s| {
+            let made: Vec<_> = (0..4)
+                .map(|i| {
+                    s.spawn(move || {
+                        Idmaps::default().get((64_990 + i, 64_990 + i), (64_998, 64_998))
+                    })
+                })
+                .collect();
+            for m in made {
+                m.join().unwrap().unwrap();
+            }
+        });
     }
 
     #[test]
