@@ -238,7 +238,8 @@ impl Runs {
         }
     }
 
-    /// Creates the next run's directories and writes its limits ([`RunCgroup::create`]).
+    /// Creates the next run's directories (one per hierarchy of `layout`) and writes its
+    /// limits.
     pub(crate) fn create(
         &self,
         layout: &Layout,

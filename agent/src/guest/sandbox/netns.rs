@@ -294,7 +294,7 @@ fn adopt(uid: u32) -> Option<OwnedFd> {
     None
 }
 
-/// What [`socket_in`] hands out.
+/// What [`RestrictedNetwork::socket_in`] hands out.
 #[derive(Debug)]
 pub(crate) enum NetSocket {
     /// The caller's namespace (its inode) is still the codespace's: no new socket.
