@@ -259,11 +259,16 @@ impl Runs {
         RunCgroup::create(name, self.leftovers.clone(), layout, profile, limits)
     }
 
+    /// Removes this sandbox's leftovers that are empty by now.
+    fn remove_empty_leftovers(&self) {
+        lock(&self.leftovers).retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
+    }
+
     /// Removes empty run cgroups left behind: this sandbox's leftovers, and every run of
     /// agents that no longer run. Runs of a live process (this one's other sandboxes, another
     /// agent's) are never touched.
     pub(crate) fn sweep(&self, layout: &Layout) {
-        lock(&self.leftovers).retain(|dir| std::fs::remove_dir(dir).is_err() && dir.exists());
+        self.remove_empty_leftovers();
         let own = std::process::id();
         let dirs = layout
             .parents
@@ -287,6 +292,14 @@ impl Runs {
                 }
             }
         }
+    }
+}
+
+impl Drop for Runs {
+    /// The sandbox goes (agent shutdown, the end of a test): its leftovers that are empty go
+    /// too. Populated ones (a dev server) stay, for a later agent's sweep once this one is gone.
+    fn drop(&mut self) {
+        self.remove_empty_leftovers();
     }
 }
 

@@ -544,6 +544,8 @@ impl Sandbox {
     /// processes were killed.
     pub fn kill_restricted(&self) -> usize {
         let killed = cgroup::kill_restricted_group(self.layout());
+        // Their runs' cgroups, emptied now, go at once rather than at the next spawn.
+        self.runs.sweep(self.layout());
         if self.net.current().is_some() {
             self.net.teardown();
         }

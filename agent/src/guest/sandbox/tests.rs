@@ -514,6 +514,44 @@ fn run_cgroups_belong_to_their_sandbox_and_leftovers_go_once_empty() {
         mine.sweep(&layout);
         std::thread::sleep(Duration::from_millis(10));
     }
+    // A sandbox that goes takes its empty leftovers with it (no later spawn sweeps them).
+    let run = mine
+        .create(&layout, SandboxProfile::Trusted, &Limits::default())
+        .unwrap();
+    let dirs: Vec<PathBuf> = run.dirs().map(Path::to_owned).collect();
+    let mut sh = Command::new("/bin/sh")
+        .args(["-c", "read go"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for dir in &dirs {
+        std::fs::write(dir.join("cgroup.procs"), sh.id().to_string()).unwrap();
+    }
+    drop(run);
+    sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    sh.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let populated = |d: &PathBuf| {
+        std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+            || std::fs::read_to_string(d.join("cgroup.events"))
+                .is_ok_and(|e| e.lines().any(|l| l == "populated 1"))
+    };
+    while dirs.iter().any(populated) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never emptied"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        dirs.iter().all(|d| d.exists()),
+        "removed before the sandbox went"
+    );
+    drop(mine);
+    assert!(
+        dirs.iter().all(|d| !d.exists()),
+        "a dropped sandbox left its empty run cgroups: {dirs:?}"
+    );
 }
 
 /// The restricted network namespace is a field of the sandbox that made it: another sandbox of
