@@ -477,6 +477,22 @@ fn run_cgroups_belong_to_their_sandbox_and_leftovers_go_once_empty() {
         eprintln!("skipped: no cgroup hierarchy to make runs in");
         return;
     }
+    // A shell in the run's directories, waiting for a line; `release` ends and reaps it.
+    let held_in = |dirs: &[PathBuf]| {
+        let sh = Command::new("/bin/sh")
+            .args(["-c", "read go"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for dir in dirs {
+            std::fs::write(dir.join("cgroup.procs"), sh.id().to_string()).unwrap();
+        }
+        sh
+    };
+    let release = |mut sh: std::process::Child| {
+        sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        sh.wait().unwrap();
+    };
     let (mine, other) = (Runs::new(), Runs::new());
     let run = mine
         .create(&layout, SandboxProfile::Trusted, &Limits::default())
@@ -485,19 +501,11 @@ fn run_cgroups_belong_to_their_sandbox_and_leftovers_go_once_empty() {
     let all_exist = || dirs.iter().all(|d| d.exists());
     other.sweep(&layout);
     assert!(all_exist(), "another sandbox swept a live run");
-    let mut sh = Command::new("/bin/sh")
-        .args(["-c", "read go"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for dir in &dirs {
-        std::fs::write(dir.join("cgroup.procs"), sh.id().to_string()).unwrap();
-    }
+    let sh = held_in(&dirs);
     drop(run);
     mine.sweep(&layout);
     assert!(all_exist(), "a populated run was removed");
-    sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-    sh.wait().unwrap();
+    release(sh);
     // v2 reports the run empty a moment after its last process exited.
     let v2 = layout.parents.iter().any(|p| p.kind == Kind::V2);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -519,17 +527,9 @@ fn run_cgroups_belong_to_their_sandbox_and_leftovers_go_once_empty() {
         .create(&layout, SandboxProfile::Trusted, &Limits::default())
         .unwrap();
     let dirs: Vec<PathBuf> = run.dirs().map(Path::to_owned).collect();
-    let mut sh = Command::new("/bin/sh")
-        .args(["-c", "read go"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for dir in &dirs {
-        std::fs::write(dir.join("cgroup.procs"), sh.id().to_string()).unwrap();
-    }
+    let sh = held_in(&dirs);
     drop(run);
-    sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-    sh.wait().unwrap();
+    release(sh);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let populated = |d: &PathBuf| {
         std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
