@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::forwarding::*;
-use support::{json_out, rfc3339_in, run_with_stdin, stderr, stdout, Agent};
+use support::{json_out, rfc3339_in, stderr, stdout, Agent};
 
 /// Secret values fed through every path that records; none may appear in the trail.
 const TOKEN: &str = "ghs_TRAILTOKEN0123456789abcdef";
@@ -38,13 +38,7 @@ fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 fn credential(agent: &Agent, path: &str) -> String {
-    run_with_stdin(
-        Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
-            .args(["git-credential", "--state-dir"])
-            .arg(agent.dir.path().join("state"))
-            .arg("get"),
-        format!("protocol=https\nhost=github.com\npath={path}\n\n").as_bytes(),
-    )
+    agent.git_credential(&format!("protocol=https\nhost=github.com\npath={path}\n\n"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,21 +67,13 @@ async fn every_decision_is_a_record_and_no_secret_reaches_the_trail() {
         r#"{"postCreateCommand": "echo $TRAIL_SECRET $GITHUB_TOKEN"}"#,
     )
     .unwrap();
-    let out = agent.ctl(&[
-        "lifecycle",
-        "run",
-        "--devcontainer",
+    let (report, _) = agent.lifecycle_run_json(
         ".devcontainer/devcontainer.json",
-        "--workspace",
         ws.to_str().unwrap(),
-        "--phase",
         "create",
-        "--repository",
-        "octo/app",
-        "--creator-access",
-        "write",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+        &["--repository", "octo/app", "--creator-access", "write"],
+    );
+    assert_eq!(report["status"], "succeeded", "{report}");
     // Refused requests whose fields carry the secret values (an agent that echoed a field
     // into its error would put them in the record).
     let c = control(&agent).await;

@@ -2,54 +2,31 @@
 
 use std::process::Command;
 
-use crate::support::{json_out, rfc3339_in, run_with_stdin, Agent};
+use crate::support::{json_out, rfc3339_in, Agent};
 
 fn deliver_token(agent: &Agent) {
     json_out(&agent.put_token("ghs_broker_token", &rfc3339_in(8 * 3600)));
-}
-
-/// Runs `codespace-agent git-credential get` with git's request lines on stdin.
-fn credential(agent: &Agent, request: &str) -> String {
-    run_with_stdin(
-        Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
-            .args(["git-credential", "--state-dir"])
-            .arg(agent.dir.path().join("state"))
-            .arg("get"),
-        request.as_bytes(),
-    )
 }
 
 #[test]
 fn credentials_only_for_the_token_host_and_repositories_in_scope() {
     let agent = Agent::start("");
     deliver_token(&agent);
-    let answer = credential(
-        &agent,
-        "protocol=https\nhost=github.com\npath=octo/app.git\n\n",
-    );
+    let answer = agent.git_credential("protocol=https\nhost=github.com\npath=octo/app.git\n\n");
     assert!(answer.contains("username=x-access-token\n"), "{answer}");
     assert!(answer.contains("password=ghs_broker_token\n"), "{answer}");
     assert!(answer.contains("password_expiry_utc="), "{answer}");
     // Out of scope, another host, plain http: nothing.
     assert_eq!(
-        credential(
-            &agent,
-            "protocol=https\nhost=github.com\npath=octo/other.git\n\n"
-        ),
+        agent.git_credential("protocol=https\nhost=github.com\npath=octo/other.git\n\n"),
         ""
     );
     assert_eq!(
-        credential(
-            &agent,
-            "protocol=https\nhost=evil.example\npath=octo/app.git\n\n"
-        ),
+        agent.git_credential("protocol=https\nhost=evil.example\npath=octo/app.git\n\n"),
         ""
     );
     assert_eq!(
-        credential(
-            &agent,
-            "protocol=http\nhost=github.com\npath=octo/app.git\n\n"
-        ),
+        agent.git_credential("protocol=http\nhost=github.com\npath=octo/app.git\n\n"),
         ""
     );
 }
@@ -64,10 +41,7 @@ fn a_caller_with_a_uid_not_allowed_gets_nothing() {
     let agent = Agent::start(&format!("\"credential_uids\": [{other}]"));
     deliver_token(&agent);
     assert_eq!(
-        credential(
-            &agent,
-            "protocol=https\nhost=github.com\npath=octo/app.git\n\n"
-        ),
+        agent.git_credential("protocol=https\nhost=github.com\npath=octo/app.git\n\n"),
         ""
     );
 }
@@ -76,10 +50,7 @@ fn a_caller_with_a_uid_not_allowed_gets_nothing() {
 fn no_credentials_without_a_token() {
     let agent = Agent::start("");
     assert_eq!(
-        credential(
-            &agent,
-            "protocol=https\nhost=github.com\npath=octo/app.git\n\n"
-        ),
+        agent.git_credential("protocol=https\nhost=github.com\npath=octo/app.git\n\n"),
         ""
     );
 }

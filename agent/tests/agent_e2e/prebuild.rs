@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use crate::support::{json_out, rfc3339_in, run_with_stdin, stdout, Agent};
+use crate::support::{json_out, rfc3339_in, stdout, Agent};
 
 const PLAIN: &str = r#""lifecycle": {"launcher": "plain"}"#;
 const PREBUILD_TOKEN: &str = "ghs_prebuild_own_token_0123456789";
@@ -24,13 +24,7 @@ fn env_file(agent: &Agent) -> String {
 }
 
 fn git_password(agent: &Agent) -> String {
-    run_with_stdin(
-        Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
-            .args(["git-credential", "--state-dir"])
-            .arg(agent.dir.path().join("state"))
-            .arg("get"),
-        b"protocol=https\nhost=github.com\npath=octo/app.git\n\n",
-    )
+    agent.git_credential("protocol=https\nhost=github.com\npath=octo/app.git\n\n")
 }
 
 #[test]

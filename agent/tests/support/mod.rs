@@ -202,6 +202,18 @@ impl Agent {
 
     /// `lifecycle run --json` of `phase` from `devcontainer` in `workspace`, plus `extra` flags:
     /// the run's report and its log file's text.
+    /// Runs `codespace-agent git-credential get` with git's request lines on stdin (as this
+    /// process's uid) and returns what the helper printed.
+    pub fn git_credential(&self, request: &str) -> String {
+        run_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_codespace-agent"))
+                .args(["git-credential", "--state-dir"])
+                .arg(self.dir.path().join("state"))
+                .arg("get"),
+            request.as_bytes(),
+        )
+    }
+
     pub fn lifecycle_run_json(
         &self,
         devcontainer: &str,
