@@ -317,3 +317,39 @@ fn a_host_that_reconnects_gets_what_it_missed_in_pages_and_follows_without_dupli
     let _ = Command::new("kill").arg(follow.id().to_string()).status();
     let _ = follow.wait();
 }
+
+/// Anyone who can reach the listener can be refused as often as they like: a flood of
+/// handshakes with the wrong key is recorded at most 8 a second, the rest counted in the next
+/// record, so it cannot push the host's records out of the ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_handshakes_is_counted_not_recorded_one_by_one() {
+    use codespace_agent::host::{Client, ConnectOptions};
+    use codespace_agent::wire::SharedKey;
+    let agent = Agent::start(r#""audit_records": 100"#);
+    agent.session_create_with_write_access(&[]);
+    let mut wrong = ConnectOptions::new(
+        agent.addr().parse().unwrap(),
+        Some(SharedKey::new(b"another-key-that-is-long-enough-0123456789").unwrap()),
+    );
+    wrong.backoff.deadline = Some(Duration::ZERO);
+    for _ in 0..300 {
+        assert!(Client::connect_once(&wrong).await.is_err());
+    }
+    // One more refusal a second later carries the count of those left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(Client::connect_once(&wrong).await.is_err());
+    let (text, records) = trail(&agent, &[]);
+    let refusals = of_kind(&records, "refusal");
+    let counted: u64 = refusals
+        .iter()
+        .filter_map(|r| r["unrecorded_before"].as_u64())
+        .sum();
+    assert!(
+        refusals.len() < 60,
+        "{} refusal records for 301 refused handshakes:\n{text}",
+        refusals.len()
+    );
+    assert_eq!(refusals.len() as u64 + counted, 301, "{text}");
+    // The session record from before the flood is still kept.
+    assert_eq!(of_kind(&records, "session").len(), 1, "{text}");
+}
